@@ -1,0 +1,160 @@
+"""JWT verification and minting.
+
+Algorithms are pinned by configuration, never taken from the token; `exp` is required;
+`aud` and `iss` are checked when configured. Claims: `sub` (user id), `name` (optional
+display name) and `workspaces` (workspace id -> role).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import jwt
+
+from collab.errors import AuthError, ConfigError, ForbiddenError
+from collab.settings import HMAC_ALGORITHMS, Settings
+
+MAX_TOKEN_BYTES = 8 * 1024
+MAX_WORKSPACES_PER_TOKEN = 1000
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+
+    @property
+    def can_write(self) -> bool:
+        return self is not Role.VIEWER
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    user_id: str
+    name: str | None
+    workspaces: Mapping[str, Role]
+
+    def role_in(self, workspace_id: str) -> Role:
+        """The role in a workspace. Raises `ForbiddenError` when there is none."""
+        role = self.workspaces.get(workspace_id)
+        if role is None:
+            raise ForbiddenError(f"the token grants no role in workspace {workspace_id!r}")
+        return role
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against the configured key and claim checks."""
+
+    def __init__(self, settings: Settings) -> None:
+        key = settings.jwt_secret if set(settings.jwt_algorithms) & HMAC_ALGORITHMS else (
+            settings.jwt_public_key
+        )
+        if key is None:
+            raise ConfigError(["COLLAB_JWT_SECRET or COLLAB_JWT_PUBLIC_KEY: no verification key"])
+        self._key = key
+        self._algorithms = list(settings.jwt_algorithms)
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+
+    def verify(self, token: str) -> Identity:
+        """Return the token's identity. Raises `AuthError` saying what is wrong with it."""
+        if not token:
+            raise AuthError("missing token: pass ?token=JWT or an Authorization: Bearer header")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise AuthError(f"token longer than {MAX_TOKEN_BYTES} bytes")
+        try:
+            claims = jwt.decode(
+                token,
+                self._key.reveal(),
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": self._audience is not None,
+                    "verify_iss": self._issuer is not None,
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise AuthError("token not valid yet (nbf/iat in the future)") from None
+        except jwt.InvalidAudienceError:
+            raise AuthError("token audience (aud) does not match") from None
+        except jwt.InvalidIssuerError:
+            raise AuthError("token issuer (iss) does not match") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise AuthError(f"token lacks the required claim {error.claim!r}") from None
+        except jwt.InvalidAlgorithmError:
+            raise AuthError("token algorithm is not allowed") from None
+        except jwt.InvalidSignatureError:
+            raise AuthError("token signature is invalid") from None
+        except jwt.PyJWTError as error:
+            raise AuthError(f"token is invalid: {error}") from None
+        return _identity_from_claims(claims)
+
+
+def _identity_from_claims(claims: Mapping[str, object]) -> Identity:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > 256:
+        raise AuthError("token claim 'sub' must be a non-empty string of at most 256 characters")
+    name = claims.get("name")
+    if name is not None and (not isinstance(name, str) or len(name) > 256):
+        raise AuthError("token claim 'name' must be a string of at most 256 characters")
+    raw_workspaces = claims.get("workspaces", {})
+    if not isinstance(raw_workspaces, dict) or len(raw_workspaces) > MAX_WORKSPACES_PER_TOKEN:
+        raise AuthError("token claim 'workspaces' must be an object of workspace id -> role")
+    workspaces: dict[str, Role] = {}
+    for workspace_id, role in raw_workspaces.items():
+        try:
+            workspaces[str(workspace_id)] = Role(role)
+        except ValueError:
+            raise AuthError(
+                f"token grants unknown role {role!r} in workspace {workspace_id!r}; "
+                "use owner, editor or viewer"
+            ) from None
+    return Identity(user_id=sub, name=name, workspaces=workspaces)
+
+
+def mint_token(
+    settings: Settings,
+    *,
+    sub: str,
+    workspaces: Mapping[str, Role],
+    name: str | None = None,
+    ttl_s: int = 3600,
+    private_key: str | None = None,
+) -> str:
+    """Sign a token the server configured by `settings` accepts.
+
+    HMAC algorithms sign with the configured secret; public-key algorithms need `private_key`
+    (PEM). Raises `ConfigError` when no signing key is available.
+    """
+    algorithm = settings.jwt_algorithms[0]
+    if algorithm in HMAC_ALGORITHMS:
+        if settings.jwt_secret is None:
+            raise ConfigError(["COLLAB_JWT_SECRET: no secret to sign tokens with"])
+        key = settings.jwt_secret.reveal()
+    else:
+        if private_key is None:
+            raise ConfigError(
+                [f"--private-key (or COLLAB_JWT_PRIVATE_KEY): {algorithm} tokens need a PEM key"]
+            )
+        key = private_key
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": sub,
+        "iat": now,
+        "exp": now + ttl_s,
+        "workspaces": {workspace: str(role) for workspace, role in workspaces.items()},
+    }
+    if name is not None:
+        claims["name"] = name
+    if settings.jwt_audience is not None:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer is not None:
+        claims["iss"] = settings.jwt_issuer
+    return jwt.encode(claims, key, algorithm=algorithm)

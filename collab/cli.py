@@ -1,0 +1,224 @@
+"""The `collab` command: `serve`, `token` and `migrate`.
+
+This is the only module that reads `os.environ`. Configuration errors print one line per bad
+value and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from collab import __version__
+from collab.auth import Role, mint_token
+from collab.errors import CollabError, ConfigError, StoreError
+from collab.settings import HMAC_ALGORITHMS, OPTIONS, Secret, Settings, load_settings
+from collab.store import create_store
+from collab.web.access_log import AccessLogger
+from collab.web.app import create_app
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+log = logging.getLogger("collab")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = _settings_from(args)
+        if args.command == "serve":
+            code = _serve(settings)
+        elif args.command == "token":
+            code = _token(settings, args)
+        else:
+            code = _migrate(settings)
+    except ConfigError as error:
+        print("collab: invalid configuration:", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    sys.exit(code)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collab", description="Real-time collaborative editing server for Yjs documents."
+    )
+    parser.add_argument("--version", action="version", version=f"collab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the server")
+    token = commands.add_parser("token", help="print a JWT signed with the configured key")
+    token.add_argument("--sub", required=True, help="user id")
+    token.add_argument("--name", help="display name")
+    token.add_argument(
+        "--workspace",
+        action="append",
+        default=[],
+        metavar="ID:ROLE",
+        help="grant ROLE (owner, editor, viewer) in workspace ID; repeatable",
+    )
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument(
+        "--private-key",
+        help="PEM file for RS*/ES* algorithms (or COLLAB_JWT_PRIVATE_KEY)",
+    )
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    for command in (serve, token, migrate):
+        for option in OPTIONS:
+            command.add_argument(
+                option.flag, dest=option.field, metavar=option.env, help=option.help
+            )
+    return parser
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {option.field: getattr(args, option.field) for option in OPTIONS}
+    settings = load_settings(os.environ, overrides)
+    return _with_embedded_secret(settings, create=args.command == "serve")
+
+
+def _with_embedded_secret(settings: Settings, *, create: bool) -> Settings:
+    """In embedded mode with no HS256 secret configured, use (or create) one kept beside the
+    SQLite file, so `collab token` and `collab serve` agree without any setup."""
+    if settings.jwt_secret is not None or not set(settings.jwt_algorithms) & HMAC_ALGORITHMS:
+        return settings
+    if settings.database_url == "memory://":
+        return settings.replace(jwt_secret=Secret(secrets.token_urlsafe(48)))
+    db_path = settings.sqlite_path
+    if db_path is None:
+        return settings
+    secret_path = db_path.with_name(db_path.name + ".secret")
+    try:
+        if not secret_path.exists():
+            if not create:
+                raise ConfigError(
+                    [
+                        f"COLLAB_JWT_SECRET: unset and {secret_path} does not exist yet; run "
+                        "`collab serve` once with the same COLLAB_DATABASE_URL, or set the secret"
+                    ]
+                )
+            secret_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+        value = secret_path.read_text().strip()
+    except OSError as error:
+        raise ConfigError([f"COLLAB_JWT_SECRET: cannot use {secret_path}: {error.strerror}"]) from None
+    return settings.replace(jwt_secret=Secret(value))
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    workspaces: dict[str, Role] = {}
+    problems = []
+    for grant in args.workspace:
+        workspace_id, _, role = grant.partition(":")
+        try:
+            workspaces[workspace_id] = Role(role or "editor")
+        except ValueError:
+            problems.append(f"--workspace {grant!r}: role must be owner, editor or viewer")
+    if args.ttl <= 0:
+        problems.append("--ttl: must be a positive number of seconds")
+    if problems:
+        raise ConfigError(problems)
+    private_key_path = args.private_key or os.environ.get("COLLAB_JWT_PRIVATE_KEY")
+    private_key = Path(private_key_path).read_text() if private_key_path else None
+    print(
+        mint_token(
+            settings,
+            sub=args.sub,
+            name=args.name,
+            workspaces=workspaces,
+            ttl_s=args.ttl,
+            private_key=private_key,
+        )
+    )
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    async def run() -> None:
+        store = create_store(settings.database_url)
+        await store.open()
+        await store.close()
+
+    try:
+        asyncio.run(run())
+    except StoreError as error:
+        print(f"collab: migration failed: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    print("collab: database schema is up to date")
+    return 0
+
+
+def _serve(settings: Settings) -> int:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    app = create_app(settings)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        try:
+            runner.run(_run_until_signal(app, settings))
+        except (CollabError, OSError) as error:
+            print(f"collab: cannot start: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+    return 0
+
+
+async def _run_until_signal(app: web.Application, settings: Settings) -> None:
+    runner = web.AppRunner(
+        app,
+        access_log_class=AccessLogger,
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_timeout_s,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        _print_banner(settings, runner)
+        await stop.wait()
+        log.info("shutting down: closing connections and flushing documents")
+    finally:
+        try:
+            await asyncio.wait_for(runner.cleanup(), settings.shutdown_timeout_s + 5)
+        except TimeoutError:
+            log.error("shutdown took longer than %.0f s", settings.shutdown_timeout_s + 5)
+    log.info("stopped")
+
+
+def _print_banner(settings: Settings, runner: web.AppRunner) -> None:
+    host, port = runner.addresses[0][:2]
+    base = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    store = "SQLite " + str(settings.sqlite_path) if settings.sqlite_path else "database"
+    if settings.database_url == "memory://":
+        store = "memory (nothing is kept)"
+    lines = [
+        f"collab {__version__} listening on http://{base} ({store}, in-process bus)",
+        f"  documents: ws://{base}/ws/docs/{{workspace_id}}/{{note_id}}?token=JWT",
+        f"  REST:      http://{base}/api/v1/docs/{{workspace_id}}/{{note_id}}",
+        "  get a token (same environment): "
+        "collab token --sub alice --name Alice --workspace w1:editor",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,244 @@
+"""The document room: one pycrdt document, its awareness states and who may change them.
+
+`DocumentRoom` is pure: `join`, `receive` and `leave` apply a message to the room's state and
+return the effects the I/O layer must carry out. It never awaits and imports no I/O library,
+so every rule here is tested without sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pycrdt import Doc, TransactionEvent
+
+from collab.errors import PolicyViolation, ProtocolError
+from collab.protocol.messages import (
+    EMPTY_UPDATE,
+    AwarenessEntry,
+    AwarenessUpdate,
+    Message,
+    QueryAwareness,
+    SyncStep1,
+    SyncStep2,
+    Update,
+    encode_awareness,
+    encode_sync_step1,
+    encode_sync_step2,
+    encode_update,
+)
+from collab.rooms.effects import (
+    Broadcast,
+    BusOrigin,
+    Effect,
+    Origin,
+    PeerOrigin,
+    Persist,
+    Publish,
+    Reply,
+)
+from collab.store.base import StoredDocument
+
+# A stock client introduces one awareness id per connection; a few more allow for
+# reconnections within one socket's life, far fewer than an abuser would need.
+MAX_AWARENESS_IDS_PER_PEER = 16
+
+
+@dataclass(slots=True)
+class _AwarenessState:
+    clock: int
+    state_json: str | None
+
+
+class DocumentRoom:
+    """A loaded document and the awareness of its clients, keyed by `room_id`."""
+
+    def __init__(self, room_id: str, doc: Doc | None = None) -> None:
+        self.room_id = room_id
+        self.doc: Doc = doc if doc is not None else Doc()
+        # Bumped on every change of the document; REST caches and ETags key on it.
+        self.version = 0
+        self._peers: set[str] = set()
+        self._awareness: dict[int, _AwarenessState] = {}
+        self._awareness_owner: dict[int, str] = {}
+        self._captured_updates: list[bytes] = []
+        self._subscription = self.doc.observe(self._capture_update)
+
+    @classmethod
+    def from_stored(cls, room_id: str, stored: StoredDocument) -> DocumentRoom:
+        """Build a room from what the store holds. Raises `ProtocolError` on corrupt data."""
+        room = cls(room_id)
+        parts = ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates
+        for part in parts:
+            room._apply(part)
+        room._captured_updates.clear()
+        return room
+
+    @property
+    def peer_ids(self) -> frozenset[str]:
+        return frozenset(self._peers)
+
+    def encode_state(self) -> bytes:
+        """The whole document as one Yjs v1 update."""
+        return self.doc.get_update()
+
+    def join(self, peer_id: str) -> list[Effect]:
+        """Register a peer; it gets our sync step 1 and the current awareness states."""
+        self._peers.add(peer_id)
+        effects: list[Effect] = [Reply(peer_id, encode_sync_step1(self.doc.get_state()))]
+        states = self._present_states()
+        if states:
+            effects.append(Reply(peer_id, encode_awareness(states)))
+        return effects
+
+    def leave(self, peer_id: str) -> list[Effect]:
+        """Unregister a peer and remove, for everyone, the awareness states it introduced."""
+        self._peers.discard(peer_id)
+        removed = []
+        for client_id in [c for c, owner in self._awareness_owner.items() if owner == peer_id]:
+            del self._awareness_owner[client_id]
+            state = self._awareness.get(client_id)
+            if state is not None and state.state_json is not None:
+                state.clock += 1
+                state.state_json = None
+                removed.append(AwarenessEntry(client_id, state.clock, None))
+        if not removed:
+            return []
+        frame = encode_awareness(removed)
+        return [Broadcast(frame), Publish(frame)]
+
+    def receive(self, message: Message, origin: Origin) -> list[Effect]:
+        """Apply one decoded message. Raises `ProtocolError` when its content is invalid."""
+        if isinstance(message, SyncStep1):
+            return self._answer_step1(message.state_vector, origin)
+        if isinstance(message, SyncStep2 | Update):
+            return self._receive_update(message.update, origin)
+        if isinstance(message, AwarenessUpdate):
+            return self._receive_awareness(message, origin)
+        if isinstance(message, QueryAwareness):
+            states = self._present_states()
+            if states and isinstance(origin, PeerOrigin):
+                return [Reply(origin.peer_id, encode_awareness(states))]
+            return []
+        raise ProtocolError(f"unexpected message {type(message).__name__}")
+
+    def _answer_step1(self, state_vector: bytes, origin: Origin) -> list[Effect]:
+        try:
+            diff = self.doc.get_update(state_vector)
+        except Exception as error:
+            raise ProtocolError(f"invalid state vector in sync step 1: {error}") from error
+        frame = encode_sync_step2(diff)
+        if isinstance(origin, PeerOrigin):
+            return [Reply(origin.peer_id, frame)]
+        if isinstance(origin, BusOrigin):
+            return [Publish(frame)]
+        return []
+
+    def _receive_update(self, update: bytes, origin: Origin) -> list[Effect]:
+        if isinstance(origin, PeerOrigin) and not origin.can_write:
+            return []
+        if update == EMPTY_UPDATE:
+            return []
+        applied = self._apply(update)
+        if applied is None:
+            return []
+        frame = encode_update(applied)
+        if isinstance(origin, BusOrigin):
+            return [Broadcast(frame)]
+        exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
+        return [Broadcast(frame, exclude), Publish(frame), Persist(applied)]
+
+    def apply_update(self, update: bytes, origin: Origin) -> list[Effect]:
+        """Apply a raw Yjs v1 update (e.g. from REST). Raises `ProtocolError` if invalid."""
+        return self._receive_update(update, origin)
+
+    def _apply(self, update: bytes) -> bytes | None:
+        """Apply `update`; return what it changed (None if nothing), raise ProtocolError."""
+        self._captured_updates.clear()
+        try:
+            self.doc.apply_update(update)
+        except Exception as error:
+            raise ProtocolError(f"invalid Yjs update: {error}") from error
+        except BaseException as error:
+            # pyo3 turns a Rust panic into PanicException, a BaseException; it concerns this
+            # input only, so it must not take the process down.
+            if type(error).__name__ != "PanicException":
+                raise
+            raise ProtocolError(f"invalid Yjs update (decoder panic): {error}") from None
+        captured = self._captured_updates[:]
+        self._captured_updates.clear()
+        changes = [u for u in captured if u != EMPTY_UPDATE]
+        if not changes:
+            return None
+        self.version += 1
+        return changes[0] if len(changes) == 1 else _merge(changes)
+
+    def _capture_update(self, event: TransactionEvent) -> None:
+        self._captured_updates.append(event.update)
+
+    def _receive_awareness(self, message: AwarenessUpdate, origin: Origin) -> list[Effect]:
+        accepted: list[AwarenessEntry] = []
+        for entry in message.entries:
+            owner = self._awareness_owner.get(entry.client_id)
+            if isinstance(origin, PeerOrigin):
+                if owner is not None and owner != origin.peer_id:
+                    # Stock clients echo the states they received; those are not theirs.
+                    continue
+                if owner is None:
+                    if entry.state_json is None:
+                        continue
+                    self._check_awareness_quota(origin.peer_id)
+            elif owner is not None:
+                continue  # another instance never overrides a local connection's state
+            if self._set_awareness(entry):
+                if owner is None and isinstance(origin, PeerOrigin):
+                    self._awareness_owner[entry.client_id] = origin.peer_id
+                accepted.append(entry)
+        if not accepted:
+            return []
+        frame = encode_awareness(accepted)
+        if isinstance(origin, BusOrigin):
+            return [Broadcast(frame)]
+        exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
+        return [Broadcast(frame, exclude), Publish(frame)]
+
+    def _check_awareness_quota(self, peer_id: str) -> None:
+        owned = sum(1 for owner in self._awareness_owner.values() if owner == peer_id)
+        if owned >= MAX_AWARENESS_IDS_PER_PEER:
+            raise PolicyViolation(
+                f"a connection may introduce at most {MAX_AWARENESS_IDS_PER_PEER} awareness ids"
+            )
+
+    def _set_awareness(self, entry: AwarenessEntry) -> bool:
+        """Apply one entry with y-protocols' clock rule; return whether it changed anything."""
+        current = self._awareness.get(entry.client_id)
+        current_clock = current.clock if current is not None else 0
+        is_present = current is not None and current.state_json is not None
+        newer = current_clock < entry.clock
+        same_clock_removal = (
+            current_clock == entry.clock and entry.state_json is None and is_present
+        )
+        if not (newer or same_clock_removal):
+            return False
+        if current is None:
+            self._awareness[entry.client_id] = _AwarenessState(entry.clock, entry.state_json)
+        else:
+            current.clock = entry.clock
+            current.state_json = entry.state_json
+        return True
+
+    def _present_states(self) -> list[AwarenessEntry]:
+        return [
+            AwarenessEntry(client_id, state.clock, state.state_json)
+            for client_id, state in self._awareness.items()
+            if state.state_json is not None
+        ]
+
+    def close(self) -> None:
+        """Stop observing the document; the room must not be used afterwards."""
+        self.doc.unobserve(self._subscription)
+
+
+def _merge(updates: list[bytes]) -> bytes:
+    from pycrdt import merge_updates
+
+    return merge_updates(*updates)

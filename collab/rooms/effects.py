@@ -1,0 +1,64 @@
+"""What a room asks its I/O layer to do, and where a message came from.
+
+A room never performs I/O; it returns effects. Who sent a message (its origin) decides the
+effects: an edit from a peer is relayed, published and persisted; one from the bus is only
+relayed to local peers, because the instance that published it already persisted it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PeerOrigin:
+    """A connection of this instance. Viewers (`can_write=False`) never change the document."""
+
+    peer_id: str
+    can_write: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BusOrigin:
+    """Another instance, through the bus."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOrigin:
+    """The server itself (e.g. an update posted over REST)."""
+
+
+Origin = PeerOrigin | BusOrigin | ServerOrigin
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Send `frame` to one peer."""
+
+    peer_id: str
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Send the same `frame` to every local peer of the room except `exclude`."""
+
+    frame: bytes
+    exclude: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    """Send `frame` to the other instances holding this room."""
+
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Append `update` (a Yjs v1 update) to the room's log."""
+
+    update: bytes
+
+
+Effect = Reply | Broadcast | Publish | Persist

@@ -1,0 +1,339 @@
+"""The room manager: loads rooms once, connects peers, carries out room effects, persists.
+
+It is the asyncio layer around the pure `DocumentRoom`:
+
+- **Single-flight load.** The first `acquire` of a room loads it from the store; every
+  concurrent `acquire` awaits that same load. A failed load raises `RoomUnavailable` to all of
+  them and leaves nothing behind, so no client ever syncs against an empty stand-in.
+- **Group commit.** Applied updates queue per room; one flusher task appends them to the store
+  in one transaction every `flush_interval_ms` or as soon as `flush_max_batch` are waiting, and
+  compacts a room's log into a snapshot once it reaches `compact_after_updates`.
+- **Unload.** A room nobody holds is flushed, compacted and dropped after `room_grace_s`.
+  If the store is down, the room stays loaded and the unload is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from collab.bus.base import Bus
+from collab.errors import ProtocolError, RoomUnavailable, StoreError
+from collab.protocol.close_codes import CloseCode
+from collab.protocol.messages import decode_message, encode_sync_step1
+from collab.rooms.document import DocumentRoom
+from collab.rooms.effects import (
+    Broadcast,
+    BusOrigin,
+    Effect,
+    PeerOrigin,
+    Persist,
+    Publish,
+    Reply,
+    ServerOrigin,
+)
+from collab.rooms.peer import Peer
+from collab.store.base import Store
+
+log = logging.getLogger(__name__)
+
+STORE_RETRY_MAX_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    flush_interval_s: float = 0.1
+    flush_max_batch: int = 512
+    compact_after_updates: int = 1000
+    grace_s: float = 10.0
+    max_awareness_state_bytes: int = 64 * 1024
+
+
+@dataclass(eq=False)
+class LiveRoom:
+    """A loaded room with its local peers and the updates not yet in the store."""
+
+    room: DocumentRoom
+    peers: dict[str, Peer] = field(default_factory=dict)
+    holders: int = 0
+    pending: list[bytes] = field(default_factory=list)
+    logged_updates: int = 0
+    unload_timer: asyncio.TimerHandle | None = None
+    unloading: asyncio.Task[None] | None = None
+
+    @property
+    def room_id(self) -> str:
+        return self.room.room_id
+
+
+class RoomManager:
+    def __init__(self, store: Store, bus: Bus, limits: RoomLimits) -> None:
+        self._store = store
+        self._bus = bus
+        self._limits = limits
+        self._rooms: dict[str, LiveRoom] = {}
+        self._loading: dict[str, asyncio.Future[LiveRoom]] = {}
+        self._dirty: dict[str, LiveRoom] = {}
+        self._pending_count = 0
+        self._flush_wakeup = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        self.store_healthy = True
+        self.slow_consumer_disconnects = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop(), name="room-flusher")
+
+    async def close(self, *, close_code: CloseCode = CloseCode.SERVICE_RESTART) -> None:
+        """Close every peer with `close_code`, flush every room, then stop. Never loses a
+        flushed update; updates the store refused stay logged as errors. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        peers = [peer for live in self._rooms.values() for peer in live.peers.values()]
+        for peer in peers:
+            peer.request_close(close_code, "server shutting down; reconnect")
+        await asyncio.gather(*(peer.wait_closed() for peer in peers), return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        for live in list(self._rooms.values()):
+            if live.unload_timer is not None:
+                live.unload_timer.cancel()
+        try:
+            await self._flush()
+            for live in list(self._rooms.values()):
+                await self._compact(live)
+        except StoreError:
+            log.exception("final flush failed; %d updates not stored", self._pending_count)
+        for live in list(self._rooms.values()):
+            await self._drop(live)
+
+    @property
+    def loaded_rooms(self) -> int:
+        return len(self._rooms)
+
+    def get(self, room_id: str) -> LiveRoom | None:
+        return self._rooms.get(room_id)
+
+    # -- holding rooms -----------------------------------------------------------------------
+
+    async def acquire(self, room_id: str) -> LiveRoom:
+        """Hold a room (loading it once if needed). Raises `RoomUnavailable`."""
+        while True:
+            if self._closed:
+                raise RoomUnavailable("the server is shutting down")
+            live = self._rooms.get(room_id)
+            if live is None:
+                loading = self._loading.get(room_id)
+                if loading is None:
+                    loading = asyncio.ensure_future(self._load(room_id))
+                    self._loading[room_id] = loading
+                live = await asyncio.shield(loading)
+            if live.unloading is not None:
+                await asyncio.shield(live.unloading)
+                continue
+            live.holders += 1
+            if live.unload_timer is not None:
+                live.unload_timer.cancel()
+                live.unload_timer = None
+            return live
+
+    def release(self, live: LiveRoom) -> None:
+        live.holders -= 1
+        if live.holders == 0 and not self._closed:
+            self._schedule_unload(live)
+
+    @contextlib.asynccontextmanager
+    async def holding(self, room_id: str) -> AsyncIterator[LiveRoom]:
+        live = await self.acquire(room_id)
+        try:
+            yield live
+        finally:
+            self.release(live)
+
+    async def _load(self, room_id: str) -> LiveRoom:
+        try:
+            try:
+                stored = await self._store.load(room_id)
+            except StoreError as error:
+                self.store_healthy = False
+                raise RoomUnavailable(f"could not load {room_id}: {error}") from error
+            try:
+                room = DocumentRoom.from_stored(room_id, stored)
+            except ProtocolError as error:
+                log.error("room %s: stored document does not decode: %s", room_id, error)
+                raise RoomUnavailable(f"stored document {room_id} is corrupt") from error
+            live = LiveRoom(room, logged_updates=len(stored.updates))
+            self._rooms[room_id] = live
+            await self._bus.subscribe(room_id, self._on_bus_message)
+            # Ask other instances for what we miss; they answer with sync step 2.
+            self._bus.publish(room_id, encode_sync_step1(room.doc.get_state()))
+            self._schedule_unload(live)
+            log.debug("room %s loaded (%d logged updates)", room_id, len(stored.updates))
+            return live
+        finally:
+            self._loading.pop(room_id, None)
+
+    def _schedule_unload(self, live: LiveRoom) -> None:
+        if live.unload_timer is not None:
+            live.unload_timer.cancel()
+        loop = asyncio.get_running_loop()
+        live.unload_timer = loop.call_later(self._limits.grace_s, self._start_unload, live)
+
+    def _start_unload(self, live: LiveRoom) -> None:
+        live.unload_timer = None
+        if live.holders == 0 and live.unloading is None and not self._closed:
+            live.unloading = asyncio.create_task(self._unload(live), name=f"unload-{live.room_id}")
+
+    async def _unload(self, live: LiveRoom) -> None:
+        try:
+            await self._flush()
+            await self._compact(live)
+        except StoreError as error:
+            log.warning("room %s: unload postponed, store failed: %s", live.room_id, error)
+            live.unloading = None
+            self._schedule_unload(live)
+            return
+        await self._drop(live)
+
+    async def _drop(self, live: LiveRoom) -> None:
+        self._rooms.pop(live.room_id, None)
+        self._dirty.pop(live.room_id, None)
+        with contextlib.suppress(Exception):
+            await self._bus.unsubscribe(live.room_id)
+        live.room.close()
+        log.debug("room %s unloaded", live.room_id)
+
+    # -- peers and messages ------------------------------------------------------------------
+
+    def join(self, live: LiveRoom, peer: Peer) -> None:
+        """Attach a connected peer: it gets our sync step 1 and the awareness states."""
+        live.peers[peer.peer_id] = peer
+        peer.start()
+        self._execute(live, live.room.join(peer.peer_id))
+
+    def leave(self, live: LiveRoom, peer: Peer) -> None:
+        if live.peers.pop(peer.peer_id, None) is not None:
+            self._execute(live, live.room.leave(peer.peer_id))
+
+    def receive(self, live: LiveRoom, peer: Peer, frame: bytes) -> None:
+        """Handle one binary frame from a peer. Raises `ProtocolError` for bad input."""
+        message = decode_message(
+            frame, max_awareness_state_bytes=self._limits.max_awareness_state_bytes
+        )
+        origin = PeerOrigin(peer.peer_id, peer.can_write)
+        self._execute(live, live.room.receive(message, origin))
+
+    def apply_server_update(self, live: LiveRoom, update: bytes) -> bool:
+        """Apply an update from the server itself. Returns whether it changed the document.
+        Raises `ProtocolError` if the update is invalid."""
+        effects = live.room.apply_update(update, ServerOrigin())
+        self._execute(live, effects)
+        return bool(effects)
+
+    def _on_bus_message(self, room_id: str, frame: bytes) -> None:
+        live = self._rooms.get(room_id)
+        if live is None:
+            return
+        try:
+            message = decode_message(frame)
+            effects = live.room.receive(message, BusOrigin())
+        except ProtocolError as error:
+            log.warning("room %s: dropped an invalid bus message: %s", room_id, error)
+            return
+        self._execute(live, effects)
+
+    def _execute(self, live: LiveRoom, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Reply):
+                peer = live.peers.get(effect.peer_id)
+                if peer is not None:
+                    self._send(peer, effect.frame)
+            elif isinstance(effect, Broadcast):
+                for peer in live.peers.values():
+                    if peer.peer_id != effect.exclude:
+                        self._send(peer, effect.frame)
+            elif isinstance(effect, Publish):
+                self._bus.publish(live.room_id, effect.frame)
+            elif isinstance(effect, Persist):
+                live.pending.append(effect.update)
+                self._dirty[live.room_id] = live
+                self._pending_count += 1
+                if self._pending_count >= self._limits.flush_max_batch:
+                    self._flush_wakeup.set()
+
+    def _send(self, peer: Peer, frame: bytes) -> None:
+        if not peer.enqueue(frame):
+            self.slow_consumer_disconnects += 1
+            log.warning(
+                "peer %s: outbox over its bound (%d bytes queued); closing as too slow",
+                peer.peer_id,
+                peer.queued_bytes,
+            )
+            peer.request_close(CloseCode.TRY_AGAIN_LATER, "client too slow: outbox full")
+
+    # -- persistence -------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        delay = self._limits.flush_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_wakeup.wait(), delay)
+            self._flush_wakeup.clear()
+            if not self._dirty:
+                continue
+            try:
+                await self._flush()
+                delay = self._limits.flush_interval_s
+            except StoreError as error:
+                delay = min(max(delay * 2, 0.2), STORE_RETRY_MAX_S)
+                log.warning("store write failed, retrying in %.1f s: %s", delay, error)
+
+    async def _flush(self) -> None:
+        """Write every pending update (in batches of `flush_max_batch`), then compact rooms
+        whose log grew past the threshold. Raises `StoreError`; pending updates are kept."""
+        async with self._flush_lock:
+            while self._dirty:
+                batch: list[tuple[str, bytes]] = []
+                taken: list[tuple[LiveRoom, int]] = []
+                for live in list(self._dirty.values()):
+                    room_budget = self._limits.flush_max_batch - len(batch)
+                    if room_budget <= 0:
+                        break
+                    updates = live.pending[:room_budget]
+                    batch.extend((live.room_id, update) for update in updates)
+                    taken.append((live, len(updates)))
+                started = time.perf_counter()
+                try:
+                    await self._store.append_updates(batch)
+                except StoreError:
+                    self.store_healthy = False
+                    raise
+                self.store_healthy = True
+                log.debug(
+                    "flushed %d updates in %.1f ms", len(batch), (time.perf_counter() - started) * 1e3
+                )
+                for live, count in taken:
+                    del live.pending[:count]
+                    live.logged_updates += count
+                    self._pending_count -= count
+                    if not live.pending:
+                        self._dirty.pop(live.room_id, None)
+                for live, _ in taken:
+                    if live.logged_updates >= self._limits.compact_after_updates:
+                        await self._compact(live)
+
+    async def _compact(self, live: LiveRoom) -> None:
+        if live.logged_updates == 0:
+            return
+        await self._store.compact(live.room_id, live.room.encode_state())
+        live.logged_updates = 0

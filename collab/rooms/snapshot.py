@@ -1,0 +1,73 @@
+"""A JSON view of a document's root types, for REST readers.
+
+A Yjs update does not say which type a root is (the client decides when it calls
+`getText`/`getMap`/...), so the type is inferred from the content: map entries make a map,
+characters a text, XML elements an XML fragment, other items an array. The note schema's
+roots (`meta`: map, `body`: XML fragment) are always read with their declared type. Each
+guess reads from a fresh copy of the state, because reading a root as a type fixes it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pycrdt import Array, Doc, Map, Text, XmlFragment
+
+KNOWN_ROOT_TYPES: dict[str, type[Map[Any] | XmlFragment]] = {"meta": Map, "body": XmlFragment}
+
+JsonValue = Any
+
+
+def document_to_json(state: bytes) -> dict[str, JsonValue]:
+    """Return `{root name: value}`: text as a string, maps as objects, arrays as lists and
+    XML fragments as their XML string. Empty roots of unknown type are omitted."""
+    doc = Doc()
+    doc.apply_update(state)
+    result: dict[str, JsonValue] = {}
+    for name in sorted(doc.keys()):
+        value = _read_root(state, name)
+        if value is not None:
+            result[name] = value
+    for name, root_type in KNOWN_ROOT_TYPES.items():
+        result.setdefault(name, {} if root_type is Map else "")
+    return result
+
+
+def _fresh(state: bytes) -> Doc:
+    doc = Doc()
+    doc.apply_update(state)
+    return doc
+
+
+def _read_root(state: bytes, name: str) -> JsonValue:
+    known = KNOWN_ROOT_TYPES.get(name)
+    if known is Map:
+        return _plain(_fresh(state).get(name, type=Map).to_py())
+    if known is XmlFragment:
+        return str(_fresh(state).get(name, type=XmlFragment))
+    as_map = _fresh(state).get(name, type=Map)
+    if len(as_map) > 0:
+        return _plain(as_map.to_py())
+    text = str(_fresh(state).get(name, type=Text))
+    if text:
+        return text
+    as_array = _fresh(state).get(name, type=Array)
+    try:
+        items = as_array.to_py()
+    except ValueError:
+        # XML nodes have no Python equivalent as array items: this root is an XML fragment.
+        return str(_fresh(state).get(name, type=XmlFragment))
+    if items:
+        return _plain(items)
+    return None
+
+
+def _plain(value: JsonValue) -> JsonValue:
+    """Yjs numbers arrive as floats; show whole numbers as integers, as JavaScript does."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value

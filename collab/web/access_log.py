@@ -1,0 +1,18 @@
+"""Access log lines without query strings, because a WebSocket URL carries the token there."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+
+class AccessLogger(AbstractAccessLogger):
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %d %.1fms remote=%s",
+            request.method,
+            request.path,
+            response.status,
+            time * 1000,
+            request.remote,
+        )

@@ -1,0 +1,52 @@
+"""JSON error responses, `{"error": {"code": ..., "message": ...}}`, for every failure."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from aiohttp import web
+
+from collab.errors import AuthError, ForbiddenError, ProtocolError, RoomUnavailable
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return web.Response(
+        status=status, body=body, content_type="application/json", headers=headers
+    )
+
+
+def _http_error_code(error: web.HTTPException) -> str:
+    return error.reason.lower().replace(" ", "_").replace("-", "_")
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error of a handler into a JSON error response with the right status."""
+    try:
+        return await handler(request)
+    except ForbiddenError as error:
+        return error_response(403, "forbidden", str(error))
+    except AuthError as error:
+        return error_response(
+            401, "unauthorized", str(error), {"WWW-Authenticate": 'Bearer realm="collab"'}
+        )
+    except RoomUnavailable as error:
+        return error_response(503, "room_unavailable", str(error), {"Retry-After": "1"})
+    except ProtocolError as error:
+        return error_response(400, "invalid_input", str(error))
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        message = error.text if error.text and not error.text.startswith(str(error.status)) else (
+            error.reason
+        )
+        return error_response(error.status, _http_error_code(error), message)

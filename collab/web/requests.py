@@ -1,0 +1,56 @@
+"""What handlers read from a request: credentials, room ids and origins, all validated."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from collab.auth import Identity, Role
+from collab.errors import AuthError, ForbiddenError
+from collab.web.keys import SETTINGS, VERIFIER
+
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
+
+
+def bearer_token(request: web.Request, *, allow_query: bool) -> str:
+    """The token from `Authorization: Bearer` or, for WebSocket upgrades, `?token=`."""
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise AuthError("Authorization header must be 'Bearer <token>'")
+        return value.strip()
+    if allow_query:
+        return request.query.get("token", "")
+    return ""
+
+
+def authenticate(request: web.Request, *, allow_query: bool = False) -> Identity:
+    """Verify the request's token. Raises `AuthError`."""
+    return request.app[VERIFIER].verify(bearer_token(request, allow_query=allow_query))
+
+
+def room_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
+    """The room id named by the URL and the caller's role in its workspace.
+
+    Raises `HTTPNotFound` for malformed ids and `ForbiddenError` without a role.
+    """
+    workspace_id = request.match_info["workspace_id"]
+    note_id = request.match_info["note_id"]
+    for kind, value in (("workspace", workspace_id), ("note", note_id)):
+        if not _ID_PATTERN.fullmatch(value):
+            raise web.HTTPNotFound(
+                text=f"invalid {kind} id {value[:64]!r}: use 1-128 of A-Z a-z 0-9 . _ ~ -"
+            )
+    return f"{workspace_id}/{note_id}", identity.role_in(workspace_id)
+
+
+def check_origin(request: web.Request) -> None:
+    """Refuse a browser upgrade from an origin that is not on the allowlist (when set)."""
+    allowed = request.app[SETTINGS].allowed_origins
+    if not allowed:
+        return
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/") not in allowed:
+        raise ForbiddenError(f"origin {origin[:100]!r} is not allowed")

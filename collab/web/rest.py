@@ -1,0 +1,99 @@
+"""REST: document snapshots and server-side updates under `/api/v1`, health and readiness."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import orjson
+from aiohttp import web
+
+from collab.errors import BusError, ForbiddenError, StoreError
+from collab.rooms.snapshot import document_to_json
+from collab.web.keys import BUS, ROOMS, STORE
+from collab.web.requests import authenticate, room_of
+
+log = logging.getLogger(__name__)
+
+BINARY = "application/octet-stream"
+
+
+def _etag(kind: str, version_key: bytes) -> str:
+    return '"' + kind + "-" + hashlib.sha256(version_key).hexdigest()[:32] + '"'
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    candidates = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in candidates or etag in candidates
+
+
+def _wants_binary(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    return BINARY in accept and "application/json" not in accept
+
+
+async def get_document(request: web.Request) -> web.StreamResponse:
+    identity = authenticate(request)
+    room_id, _ = room_of(request, identity)
+    async with request.app[ROOMS].holding(room_id) as live:
+        state = live.room.encode_state()
+    binary = _wants_binary(request)
+    etag = _etag("bin" if binary else "json", state)
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept"}
+    if _matches(request.headers.get("If-None-Match", ""), etag):
+        return web.Response(status=304, headers=headers)
+    if binary:
+        return web.Response(body=state, content_type=BINARY, headers=headers)
+    body = orjson.dumps({"room": room_id, "roots": document_to_json(state)})
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+async def post_update(request: web.Request) -> web.StreamResponse:
+    identity = authenticate(request)
+    room_id, role = room_of(request, identity)
+    if not role.can_write:
+        raise ForbiddenError(f"role {role.value!r} cannot change documents")
+    if request.content_type != BINARY:
+        raise web.HTTPUnsupportedMediaType(
+            text=f"send the Yjs v1 update as Content-Type: {BINARY}"
+        )
+    update = await request.read()
+    if not update:
+        raise web.HTTPBadRequest(text="empty body: send a Yjs v1 update")
+    rooms = request.app[ROOMS]
+    async with rooms.holding(room_id) as live:
+        changed = rooms.apply_server_update(live, update)
+    return web.json_response({"room": room_id, "changed": changed}, dumps=_dumps)
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok"}, dumps=_dumps)
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    checks: dict[str, str] = {}
+    for name, ping in (("store", request.app[STORE].ping), ("bus", request.app[BUS].ping)):
+        try:
+            await ping()
+            checks[name] = "ok"
+        except (StoreError, BusError) as error:
+            checks[name] = f"failed: {error}"
+    if not request.app[ROOMS].store_healthy and checks["store"] == "ok":
+        checks["store"] = "failed: recent writes failed; retrying"
+    ready = all(value == "ok" for value in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+        dumps=_dumps,
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/docs/{workspace_id}/{note_id}", get_document)
+    app.router.add_post("/api/v1/docs/{workspace_id}/{note_id}/updates", post_update)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

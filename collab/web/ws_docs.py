@@ -1,0 +1,135 @@
+"""`/ws/docs/{workspace_id}/{note_id}`: the y-websocket endpoint.
+
+Auth, role and room load all happen before the upgrade, so a refused client gets an HTTP
+status (401, 403, 503) and no socket. After the upgrade, each frame goes to the room manager;
+bad input closes only this connection, with a close code and a reason, logged once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from aiohttp import WSMsgType, web
+
+from collab.errors import PolicyViolation, ProtocolError, UnsupportedMessage
+from collab.protocol.close_codes import CloseCode
+from collab.rooms.manager import LiveRoom, RoomManager
+from collab.rooms.peer import OutboxLimits, Peer
+from collab.settings import Settings
+from collab.web.keys import ROOMS, SETTINGS
+from collab.web.requests import authenticate, check_origin, room_of
+
+log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 5.0
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
+
+
+class _DocsWebSocket(web.WebSocketResponse):
+    """aiohttp closes an oversized message with 1009 and no reason; give it one."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            max_msg_size=settings.max_message_bytes,
+            compress=settings.ws_compression,
+            heartbeat=settings.heartbeat_s or None,
+            timeout=CLOSE_TIMEOUT_S,
+        )
+        self._limit = settings.max_message_bytes
+
+    async def close(
+        self, *, code: int = 1000, message: bytes = b"", drain: bool = True
+    ) -> bool:
+        if code == CloseCode.MESSAGE_TOO_BIG and not message:
+            message = f"message larger than {self._limit} bytes".encode()
+        return await super().close(code=code, message=message, drain=drain)
+
+
+class WebSocketTransport:
+    """Adapts an aiohttp WebSocket to the `PeerTransport` the room manager writes to."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self._ws = ws
+        self._request = request
+
+    async def send_frame(self, frame: bytes) -> None:
+        await self._ws.send_bytes(frame)
+
+    async def close(self, code: CloseCode, reason: str) -> None:
+        message = reason.encode()[:MAX_CLOSE_REASON_BYTES]
+        try:
+            await asyncio.wait_for(self._ws.close(code=code, message=message), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            # The client does not read (its socket buffer is full): drop the TCP connection.
+            transport = self._request.transport
+            if transport is not None:
+                transport.abort()
+
+
+def _close_code_for(error: ProtocolError) -> CloseCode:
+    if isinstance(error, UnsupportedMessage):
+        return CloseCode.UNSUPPORTED_DATA
+    if isinstance(error, PolicyViolation):
+        return CloseCode.POLICY_VIOLATION
+    return CloseCode.INVALID_PAYLOAD
+
+
+async def ws_docs(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    rooms = request.app[ROOMS]
+    check_origin(request)
+    identity = authenticate(request, allow_query=True)
+    room_id, role = room_of(request, identity)
+    if not web.WebSocketResponse().can_prepare(request).ok:
+        raise web.HTTPBadRequest(text="this endpoint takes WebSocket upgrades only")
+    peer_id = uuid.uuid4().hex[:12]
+    live = await rooms.acquire(room_id)
+    try:
+        ws = _DocsWebSocket(settings)
+        await ws.prepare(request)
+        peer = Peer(
+            peer_id,
+            user_id=identity.user_id,
+            can_write=role.can_write,
+            transport=WebSocketTransport(ws, request),
+            limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
+        )
+        log.info(
+            "conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value
+        )
+        rooms.join(live, peer)
+        try:
+            await _read_frames(ws, rooms, live, peer)
+        finally:
+            rooms.leave(live, peer)
+            if peer.closing:
+                await peer.wait_closed()
+            else:
+                await peer.stop()
+        log.info("conn %s: left %s (close code %s)", peer_id, room_id, ws.close_code)
+        return ws
+    finally:
+        rooms.release(live)
+
+
+async def _read_frames(
+    ws: web.WebSocketResponse, rooms: RoomManager, live: LiveRoom, peer: Peer
+) -> None:
+    async for msg in ws:
+        if peer.closing:
+            return
+        try:
+            if msg.type == WSMsgType.BINARY:
+                rooms.receive(live, peer, msg.data)
+            elif msg.type == WSMsgType.TEXT:
+                raise UnsupportedMessage("text frames are not part of the y-websocket protocol")
+            elif msg.type == WSMsgType.ERROR:
+                log.warning("conn %s: closed with %s: %s", peer.peer_id, ws.close_code, msg.data)
+                return
+        except ProtocolError as error:
+            code = _close_code_for(error)
+            log.warning("conn %s: closing with %d: %s", peer.peer_id, code, error)
+            peer.request_close(code, str(error))
+            return

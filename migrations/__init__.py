@@ -1,0 +1,1 @@
+"""Numbered SQL migrations per dialect, shipped as package data."""
