@@ -49,8 +49,10 @@ class TokenVerifier:
     """Verifies bearer tokens against the configured key and claim checks."""
 
     def __init__(self, settings: Settings) -> None:
-        key = settings.jwt_secret if set(settings.jwt_algorithms) & HMAC_ALGORITHMS else (
-            settings.jwt_public_key
+        key = (
+            settings.jwt_secret
+            if set(settings.jwt_algorithms) & HMAC_ALGORITHMS
+            else (settings.jwt_public_key)
         )
         if key is None:
             raise ConfigError(["COLLAB_JWT_SECRET or COLLAB_JWT_PUBLIC_KEY: no verification key"])

@@ -113,7 +113,9 @@ def _with_embedded_secret(settings: Settings, *, create: bool) -> Settings:
                 handle.write(secrets.token_urlsafe(48) + "\n")
         value = secret_path.read_text().strip()
     except OSError as error:
-        raise ConfigError([f"COLLAB_JWT_SECRET: cannot use {secret_path}: {error.strerror}"]) from None
+        raise ConfigError(
+            [f"COLLAB_JWT_SECRET: cannot use {secret_path}: {error.strerror}"]
+        ) from None
     return settings.replace(jwt_secret=Secret(value))
 
 

@@ -4,7 +4,7 @@ A frame carries exactly one message, as y-websocket and y-protocols write it:
 
     frame          = var_uint(message_type) payload
     sync (0)       = var_uint(0: step 1 | 1: step 2 | 2: update) var_bytes(state vector | update)
-    awareness (1)  = var_bytes(var_uint(n) n * (var_uint(client_id) var_uint(clock) var_string(json)))
+    awareness (1)  = var_bytes(var_uint(n) n * (var_uint(id) var_uint(clock) var_string(json)))
     query (3)      = (empty)
 
 `decode_message` returns one of the message classes below or raises `ProtocolError` (its

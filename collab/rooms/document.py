@@ -8,8 +8,9 @@ so every rule here is tested without sockets.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc, TransactionEvent, merge_updates
 
 from collab.errors import PolicyViolation, ProtocolError
 from collab.protocol.messages import (
@@ -52,9 +53,9 @@ class _AwarenessState:
 class DocumentRoom:
     """A loaded document and the awareness of its clients, keyed by `room_id`."""
 
-    def __init__(self, room_id: str, doc: Doc | None = None) -> None:
+    def __init__(self, room_id: str, doc: Doc[Any] | None = None) -> None:
         self.room_id = room_id
-        self.doc: Doc = doc if doc is not None else Doc()
+        self.doc: Doc[Any] = doc if doc is not None else Doc()
         # Bumped on every change of the document; REST caches and ETags key on it.
         self.version = 0
         self._peers: set[str] = set()
@@ -170,7 +171,7 @@ class DocumentRoom:
         if not changes:
             return None
         self.version += 1
-        return changes[0] if len(changes) == 1 else _merge(changes)
+        return changes[0] if len(changes) == 1 else merge_updates(*changes)
 
     def _capture_update(self, event: TransactionEvent) -> None:
         self._captured_updates.append(event.update)
@@ -236,9 +237,3 @@ class DocumentRoom:
     def close(self) -> None:
         """Stop observing the document; the room must not be used afterwards."""
         self.doc.unobserve(self._subscription)
-
-
-def _merge(updates: list[bytes]) -> bytes:
-    from pycrdt import merge_updates
-
-    return merge_updates(*updates)

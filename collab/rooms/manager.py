@@ -320,7 +320,9 @@ class RoomManager:
                     raise
                 self.store_healthy = True
                 log.debug(
-                    "flushed %d updates in %.1f ms", len(batch), (time.perf_counter() - started) * 1e3
+                    "flushed %d updates in %.1f ms",
+                    len(batch),
+                    (time.perf_counter() - started) * 1e3,
                 )
                 for live, count in taken:
                     del live.pending[:count]

@@ -21,7 +21,7 @@ JsonValue = Any
 def document_to_json(state: bytes) -> dict[str, JsonValue]:
     """Return `{root name: value}`: text as a string, maps as objects, arrays as lists and
     XML fragments as their XML string. Empty roots of unknown type are omitted."""
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     doc.apply_update(state)
     result: dict[str, JsonValue] = {}
     for name in sorted(doc.keys()):
@@ -33,8 +33,8 @@ def document_to_json(state: bytes) -> dict[str, JsonValue]:
     return result
 
 
-def _fresh(state: bytes) -> Doc:
-    doc = Doc()
+def _fresh(state: bytes) -> Doc[Any]:
+    doc: Doc[Any] = Doc()
     doc.apply_update(state)
     return doc
 

@@ -66,5 +66,3 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 async def _close_connections(app: web.Application) -> None:
     """On shutdown: tell every client to reconnect elsewhere (1012), then flush rooms."""
     await app[ROOMS].close(close_code=CloseCode.SERVICE_RESTART)
-
-

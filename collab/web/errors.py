@@ -19,9 +19,7 @@ def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     body = orjson.dumps({"error": {"code": code, "message": message}})
-    return web.Response(
-        status=status, body=body, content_type="application/json", headers=headers
-    )
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
 def _http_error_code(error: web.HTTPException) -> str:
@@ -46,7 +44,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        message = error.text if error.text and not error.text.startswith(str(error.status)) else (
-            error.reason
+        message = (
+            error.text
+            if error.text and not error.text.startswith(str(error.status))
+            else (error.reason)
         )
         return error_response(error.status, _http_error_code(error), message)

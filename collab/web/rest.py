@@ -54,9 +54,7 @@ async def post_update(request: web.Request) -> web.StreamResponse:
     if not role.can_write:
         raise ForbiddenError(f"role {role.value!r} cannot change documents")
     if request.content_type != BINARY:
-        raise web.HTTPUnsupportedMediaType(
-            text=f"send the Yjs v1 update as Content-Type: {BINARY}"
-        )
+        raise web.HTTPUnsupportedMediaType(text=f"send the Yjs v1 update as Content-Type: {BINARY}")
     update = await request.read()
     if not update:
         raise web.HTTPBadRequest(text="empty body: send a Yjs v1 update")

@@ -39,9 +39,7 @@ class _DocsWebSocket(web.WebSocketResponse):
         )
         self._limit = settings.max_message_bytes
 
-    async def close(
-        self, *, code: int = 1000, message: bytes = b"", drain: bool = True
-    ) -> bool:
+    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
         if code == CloseCode.MESSAGE_TOO_BIG and not message:
             message = f"message larger than {self._limit} bytes".encode()
         return await super().close(code=code, message=message, drain=drain)
@@ -96,9 +94,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
             transport=WebSocketTransport(ws, request),
             limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
         )
-        log.info(
-            "conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value
-        )
+        log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
         rooms.join(live, peer)
         try:
             await _read_frames(ws, rooms, live, peer)

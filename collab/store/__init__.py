@@ -1,0 +1,51 @@
+"""Document storage: the `Store` interface, its backends, and `create_store` to pick one."""
+
+from __future__ import annotations
+
+import re
+
+from collab.errors import ConfigError
+from collab.store.base import Store, StoredDocument
+from collab.store.memory import MemoryStore
+from collab.store.sqlite import SqliteStore
+
+__all__ = ["MemoryStore", "SqliteStore", "Store", "StoredDocument", "create_store"]
+
+ACCEPTED_URL_FORMS = "sqlite:///relative/path.db, sqlite:////absolute/path.db or memory://"
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+
+
+def create_store(database_url: str) -> Store:
+    """Return an unopened store for `database_url`; raise `ConfigError` for any other URL.
+
+    The URL is never echoed in messages: a database URL may carry a password.
+    """
+    scheme, separator, rest = database_url.partition("://")
+    if not separator:
+        raise _bad_url("it has no scheme")
+    if scheme == "memory":
+        if rest:
+            raise _bad_url("memory:// takes nothing after the scheme")
+        return MemoryStore()
+    if scheme == "sqlite":
+        # sqlite:///x keeps "x" (relative); sqlite:////x keeps "/x" (absolute).
+        host, slash, path = rest.partition("/")
+        if host or not slash:
+            raise _bad_url("a sqlite URL has no host: use three slashes before the path")
+        if not path or path.endswith("/"):
+            raise _bad_url("a sqlite URL needs a file path after sqlite:///")
+        return SqliteStore(path)
+    if scheme in ("postgresql", "postgres"):
+        raise ConfigError(
+            [
+                "COLLAB_DATABASE_URL: Postgres support is not available yet; "
+                f"use {ACCEPTED_URL_FORMS}"
+            ]
+        )
+    if _SCHEME.fullmatch(scheme):
+        raise _bad_url(f"unknown scheme {scheme!r}")
+    raise _bad_url("it does not start with a scheme")
+
+
+def _bad_url(reason: str) -> ConfigError:
+    return ConfigError([f"COLLAB_DATABASE_URL: {reason}; accepted forms are {ACCEPTED_URL_FORMS}"])

@@ -1,0 +1,193 @@
+"""`SqliteStore`: documents in one SQLite file, through one aiosqlite connection."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import aiosqlite
+import pycrdt
+
+from collab.errors import StoreError
+from collab.store.base import StoredDocument
+from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
+
+# Another process (a second server, a backup) may hold the write lock for a moment.
+BUSY_TIMEOUT_MS = 5_000
+THREAD_JOIN_TIMEOUT_S = 5.0
+
+
+class SqliteStore:
+    """A `Store` in the SQLite file at `path` (created with its parent directory if missing).
+
+    One connection serves every call; an `asyncio.Lock` keeps transactions of concurrent
+    callers from interleaving on it. Every failure raises `StoreError` naming the file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r})"
+
+    async def open(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                return
+            parent = Path(self.path).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._error(f"creating directory {str(parent)!r}", exc) from exc
+            try:
+                conn = await _connect(self.path)
+            except sqlite3.Error as exc:
+                raise self._error("opening the database", exc) from exc
+            try:
+                await self._configure(conn)
+                await apply_sqlite_migrations(conn)
+            except BaseException as exc:
+                await close_after(conn, exc)
+                if isinstance(exc, StoreError):
+                    raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise self._error("configuring the database", exc) from exc
+                raise
+            self._conn = conn
+
+    async def _configure(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # WAL lets other connections (a backup, an inspection shell) read while we write.
+        await conn.execute("PRAGMA journal_mode = WAL")
+        # With WAL, NORMAL never corrupts the file and survives a process crash; only a power
+        # cut or OS crash may drop the last commits, which a client still holding the document
+        # resends on reconnect. FULL would add an fsync to every group commit.
+        await conn.execute("PRAGMA synchronous = NORMAL")
+
+    async def close(self) -> None:
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                await conn.close()
+            except (sqlite3.Error, ValueError) as exc:
+                raise self._error("closing the database", exc) from exc
+
+    async def load(self, room_id: str) -> StoredDocument:
+        # One read transaction: a compaction by another process committed between the two
+        # reads would otherwise hide the log rows it folded into the snapshot.
+        async with self._transaction("DEFERRED", f"loading room {room_id!r}") as conn:
+            snapshot_rows = await conn.execute_fetchall(
+                "SELECT state FROM document_snapshots WHERE room_id = ?", (room_id,)
+            )
+            update_rows = await conn.execute_fetchall(
+                "SELECT data FROM document_updates WHERE room_id = ? ORDER BY id", (room_id,)
+            )
+        snapshot = next((bytes(row[0]) for row in snapshot_rows), None)
+        return StoredDocument(snapshot=snapshot, updates=[bytes(row[0]) for row in update_rows])
+
+    async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        if not batch:
+            return
+        created_at = _now()
+        rows = [(room_id, update, created_at) for room_id, update in batch]
+        async with self._transaction("IMMEDIATE", f"appending {len(rows)} updates") as conn:
+            await conn.executemany(
+                "INSERT INTO document_updates (room_id, data, created_at) VALUES (?, ?, ?)",
+                rows,
+            )
+
+    async def compact(self, room_id: str, state: bytes) -> None:
+        # IMMEDIATE takes the write lock before reading: no append can commit between the
+        # read of the log and the delete, and the delete is bounded by the ids read anyway.
+        async with self._transaction("IMMEDIATE", f"compacting room {room_id!r}") as conn:
+            snapshot_rows = await conn.execute_fetchall(
+                "SELECT state FROM document_snapshots WHERE room_id = ?", (room_id,)
+            )
+            update_rows = await conn.execute_fetchall(
+                "SELECT id, data FROM document_updates WHERE room_id = ? ORDER BY id",
+                (room_id,),
+            )
+            parts = [bytes(row[0]) for row in snapshot_rows]
+            parts += [bytes(row[1]) for row in update_rows]
+            try:
+                merged = pycrdt.merge_updates(*parts, state)
+            except ValueError as exc:
+                raise StoreError(
+                    f"SQLite store {self.path!r}: room {room_id!r} holds an update "
+                    f"that does not merge: {exc}"
+                ) from exc
+            await conn.execute(
+                "INSERT INTO document_snapshots (room_id, state, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (room_id) DO UPDATE "
+                "SET state = excluded.state, updated_at = excluded.updated_at",
+                (room_id, merged, _now()),
+            )
+            if update_rows:
+                await conn.execute(
+                    "DELETE FROM document_updates WHERE room_id = ? AND id <= ?",
+                    (room_id, max(int(row[0]) for row in update_rows)),
+                )
+
+    async def ping(self) -> None:
+        async with self._lock:
+            conn = self._connection("answering a ping")
+            try:
+                await conn.execute_fetchall("SELECT 1")
+            except (sqlite3.Error, ValueError) as exc:
+                raise self._error("answering a ping", exc) from exc
+
+    @asynccontextmanager
+    async def _transaction(
+        self, mode: Literal["DEFERRED", "IMMEDIATE"], what: str
+    ) -> AsyncIterator[aiosqlite.Connection]:
+        """Hold the lock and one transaction; commit on success, roll back on any exception.
+
+        `sqlite3` and aiosqlite errors raised inside become `StoreError` naming `what`.
+        """
+        async with self._lock:
+            conn = self._connection(what)
+            try:
+                # BEGIN inside the rollback's reach: a caller cancelled while awaiting it
+                # would otherwise leave the transaction open once the thread runs it.
+                try:
+                    await conn.execute(f"BEGIN {mode}")
+                    yield conn
+                    await conn.execute("COMMIT")
+                except BaseException as exc:
+                    await rollback_after(conn, exc)
+                    raise
+            except (sqlite3.Error, ValueError) as exc:
+                raise self._error(what, exc) from exc
+
+    def _connection(self, what: str) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreError(f"SQLite store {self.path!r}: {what} failed: the store is not open")
+        return self._conn
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"SQLite store {self.path!r}: {what} failed: {exc}")
+
+
+async def _connect(path: str) -> aiosqlite.Connection:
+    # Autocommit mode: transactions are begun explicitly, never implicitly.
+    conn = aiosqlite.connect(path, isolation_level=None)
+    try:
+        return await conn
+    except BaseException:
+        # On a failed connect aiosqlite stops its worker thread without waiting for it; the
+        # thread then reports to this event loop, which may be closed by then (aiosqlite#241).
+        await asyncio.to_thread(conn._thread.join, THREAD_JOIN_TIMEOUT_S)
+        raise
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,111 @@
+"""Bad input closes only the offending connection, with a close code and a reason."""
+
+from __future__ import annotations
+
+import pytest
+from pycrdt import Doc, Text, create_update_message
+
+from collab.protocol.close_codes import CloseCode
+from collab.protocol.messages import AwarenessEntry, encode_awareness
+from collab.web.keys import ROOMS
+from tests.conftest import RunningServer, StartServer, make_settings
+from tests.support.yclient import YClient
+
+
+def _valid_update() -> bytes:
+    doc = Doc()
+    doc.get("t", type=Text).insert(0, "ok")
+    return doc.get_update()
+
+
+BAD_FRAMES: dict[str, tuple[bytes | str, CloseCode]] = {
+    "text frame": ("hello", CloseCode.UNSUPPORTED_DATA),
+    "unknown message type": (b"\x07\x00", CloseCode.UNSUPPORTED_DATA),
+    "auth message from a client": (b"\x02\x00", CloseCode.UNSUPPORTED_DATA),
+    "empty frame": (b"", CloseCode.INVALID_PAYLOAD),
+    "truncated sync message": (b"\x00\x02\x10\x01", CloseCode.INVALID_PAYLOAD),
+    "garbage update": (b"\x00\x02\x05\xff\xff\xff\xff\xff", CloseCode.INVALID_PAYLOAD),
+    "truncated valid update": (
+        create_update_message(_valid_update())[:-3],
+        CloseCode.INVALID_PAYLOAD,
+    ),
+    "awareness state not json": (
+        b"\x01\x06\x01\x05\x01\x02{x",
+        CloseCode.INVALID_PAYLOAD,
+    ),
+    "overlong varint": (b"\xff" * 12, CloseCode.INVALID_PAYLOAD),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FRAMES))
+async def test_bad_frame_closes_only_that_connection(server: RunningServer, case: str) -> None:
+    """The sender is closed with a fitting code and a reason; the room keeps syncing."""
+    frame, expected_code = BAD_FRAMES[case]
+    async with (
+        YClient.connect(server.doc_url()) as good_a,
+        YClient.connect(server.doc_url()) as good_b,
+        YClient.connect(server.doc_url()) as bad,
+    ):
+        for client in (good_a, good_b, bad):
+            await client.wait_synced()
+        await bad.send_raw(frame)
+        code = await bad.wait_closed()
+        assert code == expected_code
+        assert bad.close_reason
+        good_a.doc.get("t", type=Text).insert(0, "still works")
+        await good_b.wait_until(lambda: str(good_b.doc.get("t", type=Text)) == "still works")
+        for client in (good_a, good_b):
+            assert all(kind in (0, 1) for kind, _ in client.received)
+
+
+async def test_oversized_message_is_closed_with_1009(start_server: StartServer) -> None:
+    """A message above the configured limit closes the connection with 1009 and a reason."""
+    server = await start_server(make_settings(max_message_bytes=4096))
+    async with YClient.connect(server.doc_url()) as big, YClient.connect(server.doc_url()) as other:
+        await big.wait_synced()
+        await other.wait_synced()
+        doc = Doc()
+        doc.get("t", type=Text).insert(0, "x" * 10_000)
+        await big.send_raw(create_update_message(doc.get_update()))
+        assert await big.wait_closed() == CloseCode.MESSAGE_TOO_BIG
+        assert "4096" in (big.close_reason or "")
+        other.doc.get("t", type=Text).insert(0, "fine")
+        async with YClient.connect(server.doc_url()) as checker:
+            await checker.wait_until(lambda: str(checker.doc.get("t", type=Text)) == "fine")
+
+
+async def test_too_many_awareness_ids_is_a_policy_violation(server: RunningServer) -> None:
+    """A connection introducing more awareness ids than allowed is closed with 1008."""
+    entries = [AwarenessEntry(1000 + i, 1, '{"n":1}') for i in range(40)]
+    async with YClient.connect(server.doc_url()) as client:
+        await client.wait_synced()
+        await client.send_raw(encode_awareness(entries))
+        assert await client.wait_closed() == CloseCode.POLICY_VIOLATION
+
+
+async def test_slow_consumer_is_disconnected_and_others_are_unaffected(
+    start_server: StartServer,
+) -> None:
+    """A client that stops reading is closed with 1013 once over its outbox bound; the rest
+    of its room keeps receiving."""
+    server = await start_server(make_settings(outbox_max_frames=50, outbox_max_bytes=256 * 1024))
+    async with (
+        YClient.connect(server.doc_url()) as writer,
+        YClient.connect(server.doc_url()) as reader,
+        YClient.connect(server.doc_url(), recv_buffer_bytes=4096) as stalled,
+    ):
+        for client in (writer, reader, stalled):
+            await client.wait_synced()
+        stalled.pause_reading()
+        manager = server.app[ROOMS]
+        text = writer.doc.get("t", type=Text)
+        chunk = "y" * 2000
+        for _ in range(2000):
+            text.insert(len(text), chunk)
+            await writer.flush()
+            if manager.slow_consumer_disconnects:
+                break
+        assert manager.slow_consumer_disconnects == 1
+        await reader.wait_until(lambda: str(reader.doc.get("t", type=Text)) == str(text))
+        stalled.resume_reading()
+        assert await stalled.wait_closed() == CloseCode.TRY_AGAIN_LATER

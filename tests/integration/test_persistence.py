@@ -1,0 +1,152 @@
+"""Persistence through the room manager: group commit, compaction, unload, restart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from pycrdt import Doc, Text
+
+from collab.store.base import StoredDocument
+from collab.store.memory import MemoryStore
+from collab.store.sqlite import SqliteStore
+from collab.web.keys import ROOMS
+from tests.conftest import StartServer, make_settings
+from tests.support.waiting import eventually
+from tests.support.yclient import YClient
+
+
+class CountingStore(MemoryStore):
+    """Records the size of every append batch and every compaction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.compactions = 0
+
+    async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        self.batches.append(len(batch))
+        await super().append_updates(batch)
+
+    async def compact(self, room_id: str, state: bytes) -> None:
+        self.compactions += 1
+        await super().compact(room_id, state)
+
+
+def text_of(stored: StoredDocument, root: str = "t") -> str:
+    doc = Doc()
+    for part in ([stored.snapshot] if stored.snapshot else []) + stored.updates:
+        doc.apply_update(part)
+    return str(doc.get(root, type=Text))
+
+
+async def test_edits_survive_a_restart_with_the_same_sqlite_file(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """Everything typed before a restart is there after it."""
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'c.db'}")
+    first = await start_server(settings)
+    async with YClient.connect(first.doc_url()) as client:
+        await client.wait_synced()
+        text = client.doc.get("t", type=Text)
+        for word in ("one ", "two ", "three"):
+            text.insert(len(text), word)
+        await client.flush()
+        await eventually(
+            lambda: (
+                str(first.app[ROOMS].get("w1/n1").room.doc.get("t", type=Text))  # type: ignore[union-attr]
+                == "one two three"
+            ),
+            what="server applied every edit",
+        )
+    await first.close()
+    second = await start_server(settings)
+    async with YClient.connect(second.doc_url()) as fresh:
+        await fresh.wait_until(lambda: str(fresh.doc.get("t", type=Text)) == "one two three")
+
+
+async def test_updates_are_written_in_bounded_batches_without_waiting_for_the_timer(
+    start_server: StartServer,
+) -> None:
+    """Group commit: a full batch is written at once, never more than the batch bound."""
+    store = CountingStore()
+    settings = make_settings(flush_interval_ms=60_000, flush_max_batch=10)
+    server = await start_server(settings, store=store)
+    async with YClient.connect(server.doc_url()) as client:
+        await client.wait_synced()
+        text = client.doc.get("t", type=Text)
+        for index in range(40):
+            text.insert(index, "x")
+        await client.flush()
+        await eventually(lambda: sum(store.batches) == 40, what="40 updates stored")
+    assert store.batches
+    assert max(store.batches) <= 10
+
+
+async def test_the_log_is_compacted_into_a_snapshot(start_server: StartServer) -> None:
+    """Once the log reaches the threshold it becomes one snapshot with the same content."""
+    store = CountingStore()
+    settings = make_settings(compact_after_updates=5, room_grace_s=60)
+    server = await start_server(settings, store=store)
+    async with YClient.connect(server.doc_url()) as client:
+        await client.wait_synced()
+        text = client.doc.get("t", type=Text)
+        for index in range(12):
+            text.insert(index, "ab"[index % 2])
+        await client.flush()
+        await eventually(lambda: sum(store.batches) == 12, what="all updates stored")
+        assert store.compactions >= 1
+        stored = await store.load("w1/n1")
+        assert stored.snapshot is not None
+        assert len(stored.updates) < 5
+        expected = str(text)
+    assert text_of(await store.load("w1/n1")) == expected
+
+
+async def test_idle_rooms_are_flushed_and_unloaded(start_server: StartServer) -> None:
+    """After the last client leaves and the grace period passes, the room is unloaded and
+    its edits are in the store; memory does not grow with documents ever opened."""
+    store = CountingStore()
+    server = await start_server(
+        make_settings(room_grace_s=0.05, flush_interval_ms=60_000), store=store
+    )
+    manager = server.app[ROOMS]
+    for index in range(20):
+        async with YClient.connect(server.doc_url(f"w1/note{index}")) as client:
+            await client.wait_synced()
+            client.doc.get("t", type=Text).insert(0, f"note {index}")
+            await client.flush()
+            await eventually(
+                lambda i=index: (
+                    (live := manager.get(f"w1/note{i}")) is not None
+                    and str(live.room.doc.get("t", type=Text)) == f"note {i}"
+                ),
+                what="edit applied",
+            )
+    await eventually(lambda: manager.loaded_rooms == 0, what="every room unloaded")
+    for index in range(20):
+        assert text_of(await store.load(f"w1/note{index}")) == f"note {index}"
+
+
+async def test_closing_the_server_flushes_pending_updates(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """Shutdown writes what the flush timer has not written yet."""
+    path = tmp_path / "c.db"
+    settings = make_settings(database_url=f"sqlite:///{path}", flush_interval_ms=60_000)
+    server = await start_server(settings)
+    async with YClient.connect(server.doc_url()) as client:
+        await client.wait_synced()
+        client.doc.get("t", type=Text).insert(0, "flush me on close")
+        await client.flush()
+        await eventually(
+            lambda: (live := server.app[ROOMS].get("w1/n1")) is not None and live.room.version > 0,
+            what="edit applied",
+        )
+        await server.close()
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        assert text_of(await store.load("w1/n1")) == "flush me on close"
+    finally:
+        await store.close()

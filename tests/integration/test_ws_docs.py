@@ -1,0 +1,232 @@
+"""The y-websocket endpoint with a pycrdt client on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pycrdt import Array, Doc, Map, Text
+
+from collab.rooms.manager import LiveRoom
+from collab.store.base import StoredDocument
+from collab.store.memory import MemoryStore
+from collab.web.keys import ROOMS, STORE
+from tests.conftest import RunningServer, StartServer
+from tests.support.waiting import eventually, scaled
+from tests.support.yclient import YClient, connect_http_error
+
+
+def text_of(client: YClient, root: str = "t") -> str:
+    return str(client.doc.get(root, type=Text))
+
+
+async def test_two_clients_converge_on_text_map_and_array(server: RunningServer) -> None:
+    """Edits of one client reach the other for text, map and array roots."""
+    async with YClient.connect(server.doc_url()) as a, YClient.connect(server.doc_url()) as b:
+        await a.wait_synced()
+        await b.wait_synced()
+        a.doc.get("t", type=Text).insert(0, "hello")
+        a.doc.get("m", type=Map)["k"] = "v"
+        b.doc.get("arr", type=Array).append(42)
+        await b.wait_until(
+            lambda: text_of(b) == "hello" and b.doc.get("m", type=Map).get("k") == "v"
+        )
+        await a.wait_until(lambda: a.doc.get("arr", type=Array).to_py() == [42.0])
+
+
+async def test_late_joiner_receives_the_full_state(server: RunningServer) -> None:
+    """A client that joins after edits were made gets all of them."""
+    async with YClient.connect(server.doc_url()) as a:
+        await a.wait_synced()
+        a.doc.get("t", type=Text).insert(0, "written before you came")
+        async with YClient.connect(server.doc_url()) as late:
+            await late.wait_until(lambda: text_of(late) == "written before you came")
+
+
+async def test_rooms_are_isolated(server: RunningServer) -> None:
+    """An edit in one note never reaches a client of another note."""
+    async with (
+        YClient.connect(server.doc_url("w1/n1")) as a,
+        YClient.connect(server.doc_url("w1/n2")) as other,
+        YClient.connect(server.doc_url("w1/n1")) as b,
+    ):
+        for client in (a, other, b):
+            await client.wait_synced()
+        a.doc.get("t", type=Text).insert(0, "only n1")
+        await b.wait_until(lambda: text_of(b) == "only n1")
+        assert text_of(other) == ""
+        live = server.app[ROOMS].get("w1/n2")
+        assert live is not None
+        assert str(live.room.doc.get("t", type=Text)) == ""
+
+
+async def test_awareness_is_relayed_and_removed_when_a_connection_closes(
+    server: RunningServer,
+) -> None:
+    """A client's awareness reaches the others and disappears as soon as it disconnects."""
+    async with YClient.connect(server.doc_url()) as observer:
+        await observer.wait_synced()
+        async with YClient.connect(server.doc_url()) as peer:
+            await peer.wait_synced()
+            peer.set_awareness({"user": {"name": "Peer"}})
+            peer_id = peer.doc.client_id
+            await observer.wait_until(lambda: peer_id in observer.awareness_states())
+            assert observer.awareness_states()[peer_id] == {"user": {"name": "Peer"}}
+        await observer.wait_until(lambda: peer_id not in observer.awareness_states())
+
+
+async def test_new_client_receives_current_awareness_on_connect(server: RunningServer) -> None:
+    """On connect the server sends sync step 1 and the awareness states it holds."""
+    async with YClient.connect(server.doc_url()) as first:
+        await first.wait_synced()
+        first.set_awareness({"cursor": 3})
+        first_id = first.doc.client_id
+        await eventually(
+            lambda: (
+                (live := _room(server, "w1/n1")) is not None and bool(live.room._present_states())
+            ),
+            what="server holds the awareness state",
+        )
+        async with YClient.connect(server.doc_url()) as second:
+            await second.wait_until(lambda: first_id in second.awareness_states())
+            kinds = [kind for kind, _ in second.received[:2]]
+            assert kinds == [0, 1]  # sync step 1, then awareness
+
+
+async def test_awareness_for_foreign_client_ids_is_not_relayed(server: RunningServer) -> None:
+    """A connection cannot set or remove the awareness state of a client id it did not introduce."""
+    from collab.protocol.messages import AwarenessEntry, encode_awareness
+
+    async with (
+        YClient.connect(server.doc_url()) as victim,
+        YClient.connect(server.doc_url()) as spoofer,
+        YClient.connect(server.doc_url()) as observer,
+    ):
+        for client in (victim, spoofer, observer):
+            await client.wait_synced()
+        victim.set_awareness({"name": "victim"})
+        victim_id = victim.doc.client_id
+        await observer.wait_until(lambda: victim_id in observer.awareness_states())
+        await spoofer.send_raw(encode_awareness([AwarenessEntry(victim_id, 999, None)]))
+        await spoofer.send_raw(encode_awareness([AwarenessEntry(victim_id, 1000, '{"name":"x"}')]))
+        # A marker from the spoofer's own id proves the earlier frames were processed.
+        spoofer.set_awareness({"name": "marker"})
+        await observer.wait_until(lambda: spoofer.doc.client_id in observer.awareness_states())
+        assert observer.awareness_states()[victim_id] == {"name": "victim"}
+
+
+async def test_viewer_receives_everything_but_cannot_edit(server: RunningServer) -> None:
+    """A viewer's updates are neither applied, relayed nor stored; it still gets edits and its
+    awareness is relayed."""
+    viewer_token = server.token("v1", {"w1": "viewer"})
+    async with (
+        YClient.connect(server.doc_url()) as editor,
+        YClient.connect(server.doc_url(token=viewer_token)) as viewer,
+    ):
+        await editor.wait_synced()
+        await viewer.wait_synced()
+        viewer.doc.get("t", type=Text).insert(0, "vandalism")
+        viewer.set_awareness({"name": "viewer"})
+        await editor.wait_until(lambda: viewer.doc.client_id in editor.awareness_states())
+        editor.doc.get("t", type=Text).insert(0, "legit ")
+        await viewer.wait_until(lambda: "legit " in text_of(viewer))
+        assert text_of(editor) == "legit "
+        live = _room(server, "w1/n1")
+        assert live is not None
+        assert "vandalism" not in str(live.room.doc.get("t", type=Text))
+    async with server.app[ROOMS].holding("w1/n1"):
+        pass
+    await _until_unloaded(server, "w1/n1")
+    stored = await server.app[STORE].load("w1/n1")
+    doc = Doc()
+    for part in ([stored.snapshot] if stored.snapshot else []) + stored.updates:
+        doc.apply_update(part)
+    assert str(doc.get("t", type=Text)) == "legit "
+
+
+@pytest.mark.parametrize(
+    ("token_kind", "status"),
+    [("missing", 401), ("garbage", 401), ("expired", 401), ("other-workspace", 403)],
+)
+async def test_upgrade_is_refused_with_http_status_before_the_socket(
+    server: RunningServer, token_kind: str, status: int
+) -> None:
+    """Bad credentials get an HTTP error and never a WebSocket."""
+    tokens = {
+        "missing": "",
+        "garbage": "not.a.jwt",
+        "expired": server.token("u1", ttl_s=-10),
+        "other-workspace": server.token("u1", {"w2": "owner"}),
+    }
+    url = f"{server.ws}/ws/docs/w1/n1?token={tokens[token_kind]}"
+    got_status, body = await connect_http_error(url)
+    assert got_status == status
+    assert b'"error"' in body
+
+
+async def test_clients_joining_an_unloaded_document_share_one_load(
+    start_server: StartServer,
+) -> None:
+    """Several clients connecting at once to a stored document wait for one single load."""
+    store = GatedStore()
+    server = await start_server(store=store)
+    await store.open()
+    seed = Doc()
+    seed.get("t", type=Text).insert(0, "stored text")
+    await store.append_updates([("w1/n1", seed.get_update())])
+    store.gate.clear()
+    clients = [YClient.connect(server.doc_url()) for _ in range(5)]
+    entered = [asyncio.create_task(client.__aenter__()) for client in clients]
+    await eventually(lambda: store.loads_started >= 1, what="load started")
+    await asyncio.sleep(0)  # let the other upgrades reach the manager
+    store.gate.set()
+    opened = await asyncio.gather(*entered)
+    try:
+        for client in opened:
+            await client.wait_until(lambda c=client: text_of(c) == "stored text")
+        assert store.loads_started == 1
+    finally:
+        for client in clients:
+            await client.__aexit__(None, None, None)
+
+
+async def test_a_failed_load_refuses_the_room_and_keeps_the_stored_document(
+    start_server: StartServer,
+) -> None:
+    """When the store cannot load a document, clients get 503 and nothing is overwritten."""
+    from collab.errors import StoreError
+
+    store = MemoryStore()
+    server = await start_server(store=store)
+    seed = Doc()
+    seed.get("t", type=Text).insert(0, "precious")
+    await store.append_updates([("w1/n1", seed.get_update())])
+    store.fail_next = StoreError("disk on fire")
+    status, body = await connect_http_error(server.doc_url())
+    assert status == 503
+    assert b"room_unavailable" in body
+    async with YClient.connect(server.doc_url()) as client:
+        await client.wait_until(lambda: text_of(client) == "precious")
+
+
+class GatedStore(MemoryStore):
+    """A MemoryStore whose loads wait for `gate`, counting how many started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.loads_started = 0
+
+    async def load(self, room_id: str) -> StoredDocument:
+        self.loads_started += 1
+        await asyncio.wait_for(self.gate.wait(), scaled(10))
+        return await super().load(room_id)
+
+
+def _room(server: RunningServer, room_id: str) -> LiveRoom | None:
+    return server.app[ROOMS].get(room_id)
+
+
+async def _until_unloaded(server: RunningServer, room_id: str) -> None:
+    await eventually(lambda: _room(server, room_id) is None, what=f"{room_id} unloaded")
