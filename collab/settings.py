@@ -21,6 +21,7 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
+MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -190,12 +191,28 @@ def _public_key(raw: str) -> Secret | None:
 
 
 def _origins(raw: str) -> tuple[str, ...]:
-    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
-    for origin in origins:
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
-            raise ValueError(f"{origin!r} is not an origin like https://notes.example.com[:port]")
-    return origins
+    """Exact origins as browsers send them: lowercase scheme and host, a port only when set."""
+    origins = []
+    for value in (o.strip() for o in raw.split(",")):
+        if not value:
+            continue
+        parts = urlsplit(value.rstrip("/"))
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{value!r} has an invalid port") from None
+        if (
+            parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            raise ValueError(f"{value!r} is not an origin like https://notes.example.com[:port]")
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        origins.append(f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else ""))
+    return tuple(origins)
 
 
 def _log_level(raw: str) -> str:
@@ -337,10 +354,11 @@ def load_settings(
             values[field_name] = by_field[field_name].parse(value)
         except ValueError as error:
             problems.append(f"{source}: {error}")
-    if problems:
-        raise ConfigError(problems)
+    # Cross-check what did parse too, so one run reports every problem, but say nothing more
+    # about a variable already reported (its value is the default stand-in here).
+    failed = [source for field_name, (source, _) in raw.items() if field_name not in values]
     settings = Settings(**values)
-    problems = _cross_check(settings)
+    problems += [p for p in _cross_check(settings) if not any(f in p for f in failed)]
     if problems:
         raise ConfigError(problems)
     return settings
@@ -366,8 +384,14 @@ def _cross_check(settings: Settings) -> list[str]:
             "COLLAB_JWT_SECRET: required with a shared database; every instance needs the same "
             "key (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
         )
-    if settings.jwt_secret is not None and len(settings.jwt_secret.reveal()) < 32:
-        problems.append("COLLAB_JWT_SECRET: use at least 32 characters for an HMAC key")
+    if settings.jwt_secret is not None:
+        # RFC 7518 3.2: an HMAC key at least as long as the hash output.
+        needed = max(MIN_HMAC_KEY_BYTES.get(name, 0) for name in settings.jwt_algorithms)
+        if len(settings.jwt_secret.reveal().encode()) < needed:
+            problems.append(
+                f"COLLAB_JWT_SECRET: use at least {needed} bytes for "
+                + ",".join(settings.jwt_algorithms)
+            )
     if settings.redis_url is not None:
         problems.append(
             "COLLAB_REDIS_URL: the Redis bus is not available in this version; unset it to "

@@ -177,6 +177,8 @@ class DocumentRoom:
         self._captured_updates.append(event.update)
 
     def _receive_awareness(self, message: AwarenessUpdate, origin: Origin) -> list[Effect]:
+        if isinstance(origin, PeerOrigin):
+            self._check_awareness_quota(origin.peer_id, message)
         accepted: list[AwarenessEntry] = []
         for entry in message.entries:
             owner = self._awareness_owner.get(entry.client_id)
@@ -184,10 +186,8 @@ class DocumentRoom:
                 if owner is not None and owner != origin.peer_id:
                     # Stock clients echo the states they received; those are not theirs.
                     continue
-                if owner is None:
-                    if entry.state_json is None:
-                        continue
-                    self._check_awareness_quota(origin.peer_id)
+                if owner is None and entry.state_json is None:
+                    continue
             elif owner is not None:
                 continue  # another instance never overrides a local connection's state
             if self._set_awareness(entry):
@@ -202,9 +202,15 @@ class DocumentRoom:
         exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
         return [Broadcast(frame, exclude), Publish(frame)]
 
-    def _check_awareness_quota(self, peer_id: str) -> None:
-        owned = sum(1 for owner in self._awareness_owner.values() if owner == peer_id)
-        if owned >= MAX_AWARENESS_IDS_PER_PEER:
+    def _check_awareness_quota(self, peer_id: str, message: AwarenessUpdate) -> None:
+        """Refuse, before applying any of it, a message that would give the peer too many ids."""
+        owned = {c for c, owner in self._awareness_owner.items() if owner == peer_id}
+        introduced = {
+            e.client_id
+            for e in message.entries
+            if e.state_json is not None and e.client_id not in self._awareness_owner
+        }
+        if len(owned | introduced) > MAX_AWARENESS_IDS_PER_PEER:
             raise PolicyViolation(
                 f"a connection may introduce at most {MAX_AWARENESS_IDS_PER_PEER} awareness ids"
             )

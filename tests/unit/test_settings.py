@@ -1,0 +1,381 @@
+"""load_settings: every COLLAB_* variable, cross-checks, and errors that name their variable."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from collab.errors import ConfigError
+from collab.settings import OPTIONS, Secret, Settings, load_settings
+
+SECRET = "a-settings-test-secret-of-enough-length-0123"
+
+
+@pytest.fixture(scope="module")
+def public_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def problems_of(
+    environ: dict[str, str], overrides: dict[str, str | None] | None = None
+) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ, overrides)
+    assert str(caught.value) == "; ".join(caught.value.problems)
+    return caught.value.problems
+
+
+def test_defaults_without_any_variable() -> None:
+    """An empty environment gives the documented defaults (embedded SQLite, HS256)."""
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.database_url == "sqlite:///collab.db"
+    assert settings.sqlite_path == Path("collab.db")
+    assert settings.jwt_algorithms == ("HS256",)
+    assert settings.jwt_secret is None
+    assert settings.allowed_origins == ()
+    assert settings.log_level == "INFO"
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    """Variables outside COLLAB_* (and PORT) do not affect settings."""
+    assert load_settings({"HOME": "/root", "COLLAB_UNKNOWN": "x", "HOST": "0.0.0.0"}) == Settings()
+
+
+PARSED: list[tuple[str, str, str, Any]] = [
+    ("COLLAB_HOST", " 0.0.0.0 ", "host", "0.0.0.0"),
+    ("COLLAB_HOST", "  ", "host", "127.0.0.1"),
+    ("COLLAB_PORT", "9000", "port", 9000),
+    ("COLLAB_PORT", "0", "port", 0),
+    ("COLLAB_DATABASE_URL", "sqlite:///data/notes.db", "database_url", "sqlite:///data/notes.db"),
+    ("COLLAB_DATABASE_URL", "sqlite:////var/lib/c.db", "database_url", "sqlite:////var/lib/c.db"),
+    ("COLLAB_DATABASE_URL", "memory://", "database_url", "memory://"),
+    ("COLLAB_REDIS_URL", "", "redis_url", None),
+    ("COLLAB_JWT_SECRET", SECRET, "jwt_secret", Secret(SECRET)),
+    ("COLLAB_JWT_SECRET", "", "jwt_secret", None),
+    ("COLLAB_JWT_ALGORITHMS", "HS256, HS512", "jwt_algorithms", ("HS256", "HS512")),
+    ("COLLAB_JWT_AUDIENCE", " collab ", "jwt_audience", "collab"),
+    ("COLLAB_JWT_AUDIENCE", " ", "jwt_audience", None),
+    ("COLLAB_JWT_ISSUER", "https://idp.example.com", "jwt_issuer", "https://idp.example.com"),
+    (
+        "COLLAB_ALLOWED_ORIGINS",
+        "https://notes.example.com, http://localhost:3000/",
+        "allowed_origins",
+        ("https://notes.example.com", "http://localhost:3000"),
+    ),
+    ("COLLAB_ALLOWED_ORIGINS", "", "allowed_origins", ()),
+    ("COLLAB_MAX_MESSAGE_BYTES", "2048", "max_message_bytes", 2048),
+    ("COLLAB_MAX_AWARENESS_STATE_BYTES", "64", "max_awareness_state_bytes", 64),
+    ("COLLAB_MAX_REQUEST_BYTES", "1048576", "max_request_bytes", 1_048_576),
+    ("COLLAB_WS_COMPRESSION", "yes", "ws_compression", True),
+    ("COLLAB_WS_COMPRESSION", "Off", "ws_compression", False),
+    ("COLLAB_OUTBOX_MAX_BYTES", "65536", "outbox_max_bytes", 65_536),
+    ("COLLAB_OUTBOX_MAX_FRAMES", "1", "outbox_max_frames", 1),
+    ("COLLAB_FLUSH_INTERVAL_MS", "250", "flush_interval_ms", 250),
+    ("COLLAB_FLUSH_MAX_BATCH", "100", "flush_max_batch", 100),
+    ("COLLAB_COMPACT_AFTER_UPDATES", "50", "compact_after_updates", 50),
+    ("COLLAB_ROOM_GRACE_S", "2.5", "room_grace_s", 2.5),
+    ("COLLAB_HEARTBEAT_S", "0", "heartbeat_s", 0.0),
+    ("COLLAB_SHUTDOWN_TIMEOUT_S", "30", "shutdown_timeout_s", 30.0),
+    ("COLLAB_LOG_LEVEL", "debug", "log_level", "DEBUG"),
+]
+
+
+@pytest.mark.parametrize(("env", "raw", "field", "expected"), PARSED)
+def test_each_variable_is_parsed_into_its_field(
+    env: str, raw: str, field: str, expected: Any
+) -> None:
+    """A valid value of a COLLAB_* variable lands, parsed, in its field."""
+    assert getattr(load_settings({env: raw}), field) == expected
+
+
+@pytest.mark.parametrize("algorithms", ["RS256", "ES256", "RS256,ES256,EdDSA"])
+def test_public_key_variable_is_parsed_from_a_pem_value(public_pem: str, algorithms: str) -> None:
+    """COLLAB_JWT_PUBLIC_KEY holding a PEM is kept as a Secret for public-key algorithms."""
+    settings = load_settings(
+        {"COLLAB_JWT_PUBLIC_KEY": public_pem, "COLLAB_JWT_ALGORITHMS": algorithms}
+    )
+    assert settings.jwt_public_key == Secret(public_pem.strip())
+    assert settings.jwt_algorithms == tuple(algorithms.split(","))
+
+
+def test_public_key_variable_is_read_from_a_file(public_pem: str, tmp_path: Path) -> None:
+    """COLLAB_JWT_PUBLIC_KEY naming a file is replaced by the file's content."""
+    key_file = tmp_path / "jwt.pub"
+    key_file.write_text(public_pem)
+    settings = load_settings(
+        {"COLLAB_JWT_PUBLIC_KEY": str(key_file), "COLLAB_JWT_ALGORITHMS": "RS256"}
+    )
+    assert settings.jwt_public_key == Secret(public_pem)
+
+
+def test_public_key_file_that_cannot_be_read_is_reported(tmp_path: Path) -> None:
+    """A COLLAB_JWT_PUBLIC_KEY that is neither PEM nor a readable file is named in the error."""
+    problems = problems_of(
+        {"COLLAB_JWT_PUBLIC_KEY": str(tmp_path / "missing.pem"), "COLLAB_JWT_ALGORITHMS": "RS256"}
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith("COLLAB_JWT_PUBLIC_KEY: not a PEM value")
+
+
+def test_every_option_is_covered_by_these_tests() -> None:
+    """The table above exercises every COLLAB_* option, so a new one cannot go untested."""
+    tested = {env for env, *_ in PARSED} | {"COLLAB_JWT_PUBLIC_KEY"}
+    assert tested == {option.env for option in OPTIONS}
+
+
+BAD_VALUES: list[tuple[str, str, str]] = [
+    ("COLLAB_PORT", "eighty", "expected an integer"),
+    ("COLLAB_PORT", "70000", "between 0 and 65535"),
+    ("COLLAB_DATABASE_URL", "mysql://db/notes", "unsupported database URL"),
+    ("COLLAB_DATABASE_URL", "sqlite:///", "unsupported database URL"),
+    ("COLLAB_REDIS_URL", "http://redis:6379", "expected a redis://"),
+    ("COLLAB_JWT_ALGORITHMS", " , ", "at least one algorithm"),
+    ("COLLAB_MAX_MESSAGE_BYTES", "10", "between 1024"),
+    ("COLLAB_MAX_AWARENESS_STATE_BYTES", "lots", "expected an integer"),
+    ("COLLAB_WS_COMPRESSION", "maybe", "expected one of 1/0"),
+    ("COLLAB_OUTBOX_MAX_FRAMES", "0", "between 1"),
+    ("COLLAB_ROOM_GRACE_S", "-1", "between 0 and 86400"),
+    ("COLLAB_HEARTBEAT_S", "soon", "expected a number of seconds"),
+    ("COLLAB_SHUTDOWN_TIMEOUT_S", "nan", "between 0 and 86400"),
+    ("COLLAB_LOG_LEVEL", "loud", "expected one of DEBUG"),
+]
+
+
+@pytest.mark.parametrize(("env", "raw", "reason"), BAD_VALUES)
+def test_bad_value_is_reported_with_its_variable(env: str, raw: str, reason: str) -> None:
+    """A bad value raises ConfigError with one message naming the variable and the problem."""
+    (problem,) = problems_of({env: raw})
+    assert problem.startswith(f"{env}: ")
+    assert reason in problem
+
+
+def test_several_bad_values_are_reported_together() -> None:
+    """All bad values are reported at once, one message each, each naming its variable."""
+    problems = problems_of(
+        {
+            "COLLAB_PORT": "x",
+            "COLLAB_LOG_LEVEL": "loud",
+            "COLLAB_HEARTBEAT_S": "-1",
+            "COLLAB_ALLOWED_ORIGINS": "notes.example.com",
+            "COLLAB_HOST": "0.0.0.0",
+        }
+    )
+    assert sorted(problem.split(":")[0] for problem in problems) == [
+        "COLLAB_ALLOWED_ORIGINS",
+        "COLLAB_HEARTBEAT_S",
+        "COLLAB_LOG_LEVEL",
+        "COLLAB_PORT",
+    ]
+
+
+def test_several_cross_check_problems_are_reported_together() -> None:
+    """Cross-checks report every conflict at once, each naming its variable."""
+    problems = problems_of(
+        {
+            "COLLAB_DATABASE_URL": "postgresql://collab@db/collab",
+            "COLLAB_REDIS_URL": "redis://localhost:6379",
+            "COLLAB_JWT_ALGORITHMS": "HS256",
+        }
+    )
+    assert sorted(problem.split(":")[0] for problem in problems) == [
+        "COLLAB_JWT_SECRET",
+        "COLLAB_REDIS_URL",
+    ]
+
+
+def test_parse_and_cross_check_problems_are_reported_together() -> None:
+    """A bad port and a too-short secret are both reported by one ConfigError."""
+    problems = problems_of({"COLLAB_PORT": "x", "COLLAB_JWT_SECRET": "short"})
+    assert sorted(problem.split(":")[0] for problem in problems) == [
+        "COLLAB_JWT_SECRET",
+        "COLLAB_PORT",
+    ]
+
+
+def test_port_variable_is_honoured_without_collab_port() -> None:
+    """PORT (set by PaaS platforms) is used when COLLAB_PORT is unset."""
+    assert load_settings({"PORT": "5000"}).port == 5000
+
+
+def test_port_variable_is_ignored_when_collab_port_is_set() -> None:
+    """COLLAB_PORT wins over PORT, and a bad PORT is then not even parsed."""
+    assert load_settings({"PORT": "5000", "COLLAB_PORT": "6000"}).port == 6000
+    assert load_settings({"PORT": "not-a-port", "COLLAB_PORT": "6000"}).port == 6000
+
+
+def test_bad_port_variable_is_reported_as_port() -> None:
+    """A bad PORT is reported under the name PORT, the variable the user set."""
+    (problem,) = problems_of({"PORT": "http"})
+    assert problem.startswith("PORT: ")
+
+
+@pytest.mark.parametrize("algorithms", ["none", "HS256,none", "None", "RS1"])
+def test_unsupported_algorithms_are_refused(algorithms: str) -> None:
+    """`none` and unknown algorithms raise ConfigError naming COLLAB_JWT_ALGORITHMS."""
+    (problem,) = problems_of({"COLLAB_JWT_ALGORITHMS": algorithms})
+    assert problem.startswith("COLLAB_JWT_ALGORITHMS: unsupported algorithm")
+
+
+@pytest.mark.parametrize("algorithms", ["HS256,RS256", "ES256, HS512"])
+def test_mixing_hmac_and_public_key_algorithms_is_refused(algorithms: str, public_pem: str) -> None:
+    """HMAC and public-key algorithms together (algorithm confusion) are refused."""
+    problems = problems_of(
+        {
+            "COLLAB_JWT_ALGORITHMS": algorithms,
+            "COLLAB_JWT_PUBLIC_KEY": public_pem,
+            "COLLAB_JWT_SECRET": SECRET,
+        }
+    )
+    assert problems == ["COLLAB_JWT_ALGORITHMS: do not mix HMAC (HS*) and public-key algorithms"]
+
+
+def test_public_key_algorithm_without_a_public_key_is_refused() -> None:
+    """RS256 without COLLAB_JWT_PUBLIC_KEY raises ConfigError naming the missing variable."""
+    (problem,) = problems_of({"COLLAB_JWT_ALGORITHMS": "RS256"})
+    assert problem.startswith("COLLAB_JWT_PUBLIC_KEY: required by COLLAB_JWT_ALGORITHMS=RS256")
+
+
+def test_public_key_with_hmac_algorithm_is_refused(public_pem: str) -> None:
+    """A public key set while the algorithms are HMAC is reported instead of ignored."""
+    (problem,) = problems_of({"COLLAB_JWT_PUBLIC_KEY": public_pem})
+    assert problem.startswith("COLLAB_JWT_PUBLIC_KEY: set, but COLLAB_JWT_ALGORITHMS is HMAC")
+
+
+@pytest.mark.parametrize("url", ["postgresql://collab@db/collab", "postgres://db/collab"])
+def test_postgres_without_a_secret_is_refused(url: str) -> None:
+    """A shared database with HMAC tokens needs COLLAB_JWT_SECRET."""
+    (problem,) = problems_of({"COLLAB_DATABASE_URL": url})
+    assert problem.startswith("COLLAB_JWT_SECRET: required with a shared database")
+
+
+def test_postgres_with_a_secret_or_public_key_is_accepted(public_pem: str) -> None:
+    """A shared database is fine with a secret, or with public-key verification."""
+    url = "postgresql://collab@db/collab"
+    with_secret = load_settings({"COLLAB_DATABASE_URL": url, "COLLAB_JWT_SECRET": SECRET})
+    assert with_secret.sqlite_path is None
+    with_key = load_settings(
+        {
+            "COLLAB_DATABASE_URL": url,
+            "COLLAB_JWT_ALGORITHMS": "ES256",
+            "COLLAB_JWT_PUBLIC_KEY": public_pem,
+        }
+    )
+    assert with_key.jwt_secret is None
+
+
+def test_short_secret_is_refused() -> None:
+    """A secret under 32 bytes raises ConfigError naming COLLAB_JWT_SECRET."""
+    (problem,) = problems_of({"COLLAB_JWT_SECRET": "x" * 31})
+    assert problem == "COLLAB_JWT_SECRET: use at least 32 bytes for HS256"
+    assert load_settings({"COLLAB_JWT_SECRET": "x" * 32}).jwt_secret == Secret("x" * 32)
+
+
+@pytest.mark.parametrize(("algorithm", "length"), [("HS384", 47), ("HS512", 63)])
+def test_secret_shorter_than_the_hmac_digest_is_refused(algorithm: str, length: int) -> None:
+    """A secret shorter than the configured HMAC algorithm's digest is refused."""
+    problems = problems_of({"COLLAB_JWT_ALGORITHMS": algorithm, "COLLAB_JWT_SECRET": "x" * length})
+    assert problems[0].startswith("COLLAB_JWT_SECRET: ")
+
+
+def test_redis_url_is_refused_in_this_version() -> None:
+    """A valid COLLAB_REDIS_URL is refused with a message saying the bus is unavailable."""
+    (problem,) = problems_of({"COLLAB_REDIS_URL": "redis://localhost:6379/0"})
+    assert problem.startswith("COLLAB_REDIS_URL: the Redis bus is not available")
+
+
+@pytest.mark.parametrize(
+    "origins",
+    ["notes.example.com", "ftp://notes.example.com", "https://notes.example.com/app", "https://"],
+)
+def test_malformed_origins_are_refused(origins: str) -> None:
+    """Anything but scheme://host[:port] raises ConfigError naming COLLAB_ALLOWED_ORIGINS."""
+    (problem,) = problems_of({"COLLAB_ALLOWED_ORIGINS": f"https://ok.example.com,{origins}"})
+    assert problem.startswith("COLLAB_ALLOWED_ORIGINS: ")
+    assert "is not an origin" in problem
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://notes.example.com?x=1",
+        "https://notes.example.com#top",
+        "https://user@notes.example.com",
+        "https://notes.example.com:99999",
+        "https://notes.example.com:abc",
+    ],
+)
+def test_values_that_are_not_origins_are_refused(origin: str) -> None:
+    """Query, fragment, userinfo or an invalid port make a value not an origin: ConfigError."""
+    (problem,) = problems_of({"COLLAB_ALLOWED_ORIGINS": origin})
+    assert problem.startswith("COLLAB_ALLOWED_ORIGINS: ")
+
+
+def test_origins_are_kept_in_canonical_lowercase() -> None:
+    """An origin written with capitals is stored lowercased, as browsers send it."""
+    settings = load_settings({"COLLAB_ALLOWED_ORIGINS": "HTTPS://Notes.Example.com"})
+    assert settings.allowed_origins == ("https://notes.example.com",)
+
+
+def test_overrides_win_over_the_environment() -> None:
+    """CLI flag values replace environment values; None means the flag was not given."""
+    settings = load_settings(
+        {"COLLAB_PORT": "9000", "COLLAB_LOG_LEVEL": "ERROR", "PORT": "7000"},
+        {"port": "9100", "log_level": None, "host": "0.0.0.0"},
+    )
+    assert (settings.port, settings.log_level, settings.host) == (9100, "ERROR", "0.0.0.0")
+
+
+def test_bad_override_is_reported_as_its_flag() -> None:
+    """A bad CLI flag value is reported under the flag's name."""
+    (problem,) = problems_of({"COLLAB_PORT": "9000"}, {"port": "high"})
+    assert problem.startswith("--port: expected an integer")
+
+
+def test_override_replaces_a_bad_environment_value() -> None:
+    """A flag given on the command line hides a bad value of the same variable."""
+    assert load_settings({"COLLAB_PORT": "bad"}, {"port": "8080"}).port == 8080
+
+
+def test_options_name_their_variables_and_flags_after_their_fields() -> None:
+    """Each Option's env is COLLAB_<FIELD>, its flag --<field>, and its field exists."""
+    fields = {field.name for field in dataclasses.fields(Settings)}
+    for option in OPTIONS:
+        assert option.env.startswith("COLLAB_")
+        assert option.env == "COLLAB_" + option.field.upper()
+        assert option.flag == "--" + option.field.replace("_", "-")
+        assert option.field in fields
+        assert option.help
+    assert len({option.env for option in OPTIONS}) == len(OPTIONS)
+
+
+def test_settings_are_frozen() -> None:
+    """Settings cannot be changed in place; `replace` returns a new value."""
+    settings = Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.port = 1  # type: ignore[misc]
+    assert settings.replace(port=1).port == 1
+    assert settings.port == 8000
+
+
+def test_secret_never_shows_in_repr_of_settings(public_pem: str) -> None:
+    """repr/str of settings and of Secret hide the secret and the key."""
+    settings = load_settings({"COLLAB_JWT_SECRET": SECRET})
+    key_settings = load_settings(
+        {"COLLAB_JWT_ALGORITHMS": "RS256", "COLLAB_JWT_PUBLIC_KEY": public_pem}
+    )
+    shown = repr(settings) + str(settings) + repr(key_settings) + str(Secret(SECRET))
+    assert SECRET not in shown
+    assert "PUBLIC KEY" not in shown
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.reveal() == SECRET
