@@ -84,6 +84,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def _settings_from(args: argparse.Namespace) -> Settings:
     overrides = {option.field: getattr(args, option.field) for option in OPTIONS}
     settings = load_settings(os.environ, overrides)
+    if args.command == "migrate":
+        return settings
     return _with_embedded_secret(settings, create=args.command == "serve")
 
 

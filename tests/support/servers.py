@@ -15,6 +15,12 @@ from tests.support.waiting import scaled
 _BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
 
+def clean_environ() -> dict[str, str]:
+    """This process's environment without COLLAB_* and PORT, so a developer's shell settings
+    never leak into the servers under test."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("COLLAB_") and k != "PORT"}
+
+
 class ServerProcess:
     """`python -m collab serve` on a free port, with its own environment and log file."""
 
@@ -23,7 +29,7 @@ class ServerProcess:
         self.log_path = log_path
         self.port = 0
         self.process: asyncio.subprocess.Process | None = None
-        self.banner = ""
+        self.stdout_lines: list[str] = []
 
     @property
     def http(self) -> str:
@@ -34,7 +40,7 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        env = {**os.environ, "COLLAB_PORT": "0", **self.env}
+        env = {**clean_environ(), "COLLAB_PORT": "0", **self.env}
         log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -57,15 +63,19 @@ class ServerProcess:
             if match:
                 self.port = int(match.group(1))
                 break
+        self.stdout_lines = lines
         # The rest of the banner follows at once; keep stdout drained so it never blocks.
-        self.banner = "".join(lines)
-        asyncio.get_running_loop().create_task(self._drain_stdout())
+        self._drain = asyncio.get_running_loop().create_task(self._drain_stdout())
+
+    @property
+    def banner(self) -> str:
+        return "".join(self.stdout_lines)
 
     async def _drain_stdout(self) -> None:
         assert self.process is not None
         assert self.process.stdout is not None
-        while await self.process.stdout.readline():
-            pass
+        while line := await self.process.stdout.readline():
+            self.stdout_lines.append(line.decode())
 
     async def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
         """Send `signum` and return the exit code."""

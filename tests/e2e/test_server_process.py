@@ -1,0 +1,136 @@
+"""`collab serve`, `collab token` and `collab migrate` as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+from pycrdt import Text
+
+from collab.protocol.close_codes import CloseCode
+from tests.conftest import ProcessFactory
+from tests.e2e.conftest import token
+from tests.support.servers import ServerProcess, clean_environ
+from tests.support.waiting import eventually, scaled
+from tests.support.yclient import YClient, connect_http_error
+
+
+async def _run_cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collab",
+        *args,
+        env={**clean_environ(), **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), scaled(60))
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_sigterm_flushes_closes_clients_with_1012_and_exits_0(
+    server_processes: ProcessFactory,
+) -> None:
+    """Graceful shutdown: clients are told to reconnect (1012), edits are flushed, exit 0."""
+    served = await server_processes.start(COLLAB_FLUSH_INTERVAL_MS="60000")
+    async with YClient.connect(f"{served.ws}/ws/docs/w1/n1?token={token()}") as client:
+        await client.wait_synced()
+        client.doc.get("t", type=Text).insert(0, "saved by the shutdown flush")
+        await client.flush()
+        async with YClient.connect(f"{served.ws}/ws/docs/w1/n1?token={token('u2')}") as other:
+            await other.wait_until(
+                lambda: str(other.doc.get("t", type=Text)) == "saved by the shutdown flush"
+            )
+            assert await served.stop(signal.SIGTERM) == 0
+            assert await client.wait_closed() == CloseCode.SERVICE_RESTART
+            assert await other.wait_closed() == CloseCode.SERVICE_RESTART
+    restarted = await server_processes.start()
+    async with YClient.connect(f"{restarted.ws}/ws/docs/w1/n1?token={token()}") as fresh:
+        await fresh.wait_until(
+            lambda: str(fresh.doc.get("t", type=Text)) == "saved by the shutdown flush"
+        )
+
+
+async def test_invalid_configuration_exits_2_with_one_message_per_value(tmp_path: Path) -> None:
+    """Every bad variable is named in its own line, and nothing starts."""
+    code, _, err = await _run_cli(
+        "serve",
+        env={
+            "COLLAB_PORT": "eighty",
+            "COLLAB_JWT_ALGORITHMS": "none",
+            "COLLAB_DATABASE_URL": "mysql://db",
+            "COLLAB_ROOM_GRACE_S": "-1",
+        },
+    )
+    assert code == 2
+    for variable in (
+        "COLLAB_PORT",
+        "COLLAB_JWT_ALGORITHMS",
+        "COLLAB_DATABASE_URL",
+        "COLLAB_ROOM_GRACE_S",
+    ):
+        assert f"  - {variable}: " in err
+    code, _, err = await _run_cli("serve", "--port", "70000", env={})
+    assert code == 2
+    assert "--port: must be between 0 and 65535" in err
+
+
+async def test_token_command_mints_tokens_the_embedded_server_accepts(tmp_path: Path) -> None:
+    """With no secret configured, `collab serve` creates one beside the SQLite file and
+    `collab token` in the same environment signs with it."""
+
+    env = {"COLLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'notes.db'}"}
+    served = ServerProcess(env, tmp_path / "server.log")
+    await served.start()
+    await eventually(lambda: "collab token --sub" in served.banner, what="banner complete")
+    code, out, _ = await _run_cli(
+        "token", "--sub", "alice", "--name", "Alice", "--workspace", "w1:editor", env=env
+    )
+    try:
+        assert code == 0
+        minted = out.strip()
+        assert (tmp_path / "notes.db.secret").stat().st_mode & 0o777 == 0o600
+        async with YClient.connect(f"{served.ws}/ws/docs/w1/n1?token={minted}") as client:
+            await client.wait_synced()
+        status, _ = await connect_http_error(f"{served.ws}/ws/docs/w2/n1?token={minted}")
+        assert status == 403
+    finally:
+        await served.kill()
+
+
+async def test_tokens_never_appear_in_logs(server_processes: ProcessFactory) -> None:
+    """Neither valid nor rejected tokens are written to any log line, even at DEBUG."""
+    served = await server_processes.start(COLLAB_LOG_LEVEL="DEBUG")
+    valid = token("secretive")
+    forged = valid[:-4] + "AAAA"
+    async with YClient.connect(f"{served.ws}/ws/docs/w1/n1?token={valid}") as client:
+        await client.wait_synced()
+    status, _ = await connect_http_error(f"{served.ws}/ws/docs/w1/n1?token={forged}")
+    assert status == 401
+    async with aiohttp.ClientSession() as http:
+        response = await http.get(
+            f"{served.http}/api/v1/docs/w1/n1?token={valid}",
+            headers={"Authorization": f"Bearer {valid}"},
+        )
+        assert response.status == 200
+    assert await served.stop() == 0
+    log = served.log_text()
+    assert "GET /ws/docs/w1/n1 101" in log
+    assert "GET /api/v1/docs/w1/n1 200" in log
+    assert valid not in log
+    assert forged not in log
+    assert valid.split(".")[2] not in log
+
+
+async def test_migrate_is_idempotent(tmp_path: Path) -> None:
+    """`collab migrate` brings the schema up to date and can run again."""
+    env = {"COLLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'm.db'}"}
+    for _ in range(2):
+        code, out, err = await _run_cli("migrate", env=env)
+        assert code == 0, err
+        assert "up to date" in out
