@@ -7,6 +7,8 @@ so every rule here is tested without sockets.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +44,24 @@ from collab.store.base import StoredDocument
 # A stock client introduces one awareness id per connection; a few more allow for
 # reconnections within one socket's life, far fewer than an abuser would need.
 MAX_AWARENESS_IDS_PER_PEER = 16
+
+
+def is_rust_panic(error: BaseException) -> bool:
+    """pyo3 turns a Rust panic into `PanicException`, a BaseException that is not importable."""
+    return type(error).__name__ == "PanicException"
+
+
+@contextmanager
+def contained_pycrdt_errors(what: str) -> Iterator[None]:
+    """Turn pycrdt's errors on untrusted input, panics included, into `ProtocolError`."""
+    try:
+        yield
+    except Exception as error:
+        raise ProtocolError(f"{what}: {error}") from error
+    except BaseException as error:
+        if not is_rust_panic(error):
+            raise
+        raise ProtocolError(f"{what} (decoder panic: {error})") from None
 
 
 @dataclass(slots=True)
@@ -123,10 +143,8 @@ class DocumentRoom:
         raise ProtocolError(f"unexpected message {type(message).__name__}")
 
     def _answer_step1(self, state_vector: bytes, origin: Origin) -> list[Effect]:
-        try:
+        with contained_pycrdt_errors("invalid state vector in sync step 1"):
             diff = self.doc.get_update(state_vector)
-        except Exception as error:
-            raise ProtocolError(f"invalid state vector in sync step 1: {error}") from error
         frame = encode_sync_step2(diff)
         if isinstance(origin, PeerOrigin):
             return [Reply(origin.peer_id, frame)]
@@ -155,16 +173,8 @@ class DocumentRoom:
     def _apply(self, update: bytes) -> bytes | None:
         """Apply `update`; return what it changed (None if nothing), raise ProtocolError."""
         self._captured_updates.clear()
-        try:
+        with contained_pycrdt_errors("invalid Yjs update"):
             self.doc.apply_update(update)
-        except Exception as error:
-            raise ProtocolError(f"invalid Yjs update: {error}") from error
-        except BaseException as error:
-            # pyo3 turns a Rust panic into PanicException, a BaseException; it concerns this
-            # input only, so it must not take the process down.
-            if type(error).__name__ != "PanicException":
-                raise
-            raise ProtocolError(f"invalid Yjs update (decoder panic): {error}") from None
         captured = self._captured_updates[:]
         self._captured_updates.clear()
         changes = [u for u in captured if u != EMPTY_UPDATE]

@@ -129,3 +129,8 @@ async def _read_frames(
             log.warning("conn %s: closing with %d: %s", peer.peer_id, code, error)
             peer.request_close(code, str(error))
             return
+        except Exception:
+            # A bug of ours: this connection ends, the room and the process stay up.
+            log.exception("conn %s: closing with 1011 after an internal error", peer.peer_id)
+            peer.request_close(CloseCode.INTERNAL_ERROR, "internal error")
+            return

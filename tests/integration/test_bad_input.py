@@ -109,3 +109,31 @@ async def test_slow_consumer_is_disconnected_and_others_are_unaffected(
         await reader.wait_until(lambda: str(reader.doc.get("t", type=Text)) == str(text))
         stalled.resume_reading()
         assert await stalled.wait_closed() == CloseCode.TRY_AGAIN_LATER
+
+
+async def test_an_internal_error_closes_only_that_connection_with_1011(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while handling one frame closes that connection with 1011; the room goes on."""
+    async with (
+        YClient.connect(server.doc_url()) as victim,
+        YClient.connect(server.doc_url()) as other,
+    ):
+        await victim.wait_synced()
+        await other.wait_synced()
+        live = server.app[ROOMS].get("w1/n1")
+        assert live is not None
+        original = live.room.receive
+
+        def explode_once(message, origin):  # type: ignore[no-untyped-def]
+            monkeypatch.setattr(live.room, "receive", original)
+            raise RuntimeError("simulated bug")
+
+        monkeypatch.setattr(live.room, "receive", explode_once)
+        await victim.send_raw(b"\x03")
+        assert await victim.wait_closed() == CloseCode.INTERNAL_ERROR
+        other.doc.get("t", type=Text).insert(0, "room still alive")
+        async with YClient.connect(server.doc_url()) as checker:
+            await checker.wait_until(
+                lambda: str(checker.doc.get("t", type=Text)) == "room still alive"
+            )

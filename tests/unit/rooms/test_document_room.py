@@ -699,3 +699,16 @@ def test_room_converges_when_one_clients_updates_arrive_out_of_order() -> None:
         replica.apply_update(update)
     assert text_of(room.encode_state()) == "baaasea"
     assert str(replica.get("text", type=Text)) == "baaasea"
+
+
+def test_rust_panics_from_pycrdt_become_protocol_errors() -> None:
+    """A pyo3 PanicException (a BaseException) on untrusted input is contained as ProtocolError."""
+    from collab.rooms.document import contained_pycrdt_errors
+
+    class PanicException(BaseException):
+        pass
+
+    with pytest.raises(ProtocolError, match="decoder panic"), contained_pycrdt_errors("bad"):
+        raise PanicException("index out of bounds")
+    with pytest.raises(KeyboardInterrupt), contained_pycrdt_errors("bad"):
+        raise KeyboardInterrupt
