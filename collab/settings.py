@@ -70,6 +70,8 @@ class Settings:
     flush_max_batch: int = 512
     compact_after_updates: int = 1000
     room_grace_s: float = 10.0
+    store_backlog_per_room: int = 10_000
+    awareness_timeout_s: float = 30.0
     heartbeat_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     log_level: str = "INFO"
@@ -314,6 +316,19 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a room with no connections stays loaded before it is flushed and unloaded",
     ),
     Option(
+        "store_backlog_per_room",
+        "COLLAB_STORE_BACKLOG_PER_ROOM",
+        _int_in(1, 10**7),
+        "unwritten updates kept per document while the store is down; beyond it the next "
+        "write is a snapshot of the whole document",
+    ),
+    Option(
+        "awareness_timeout_s",
+        "COLLAB_AWARENESS_TIMEOUT_S",
+        _seconds,
+        "awareness states from another instance not renewed for this long are removed",
+    ),
+    Option(
         "heartbeat_s",
         "COLLAB_HEARTBEAT_S",
         _seconds,
@@ -392,9 +407,4 @@ def _cross_check(settings: Settings) -> list[str]:
                 f"COLLAB_JWT_SECRET: use at least {needed} bytes for "
                 + ",".join(settings.jwt_algorithms)
             )
-    if settings.redis_url is not None:
-        problems.append(
-            "COLLAB_REDIS_URL: the Redis bus is not available in this version; unset it to "
-            "run one instance with the in-process bus"
-        )
     return problems

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,15 @@ from aiohttp.test_utils import TestServer
 
 from collab.auth import Role, mint_token
 from collab.bus.base import Bus
+from collab.bus.memory import MemoryBroker, MemoryBus
 from collab.settings import Secret, Settings
 from collab.store.base import Store
 from collab.web.app import create_app
+from tests.support.postgres_server import unique_database_name
 from tests.support.servers import ServerProcess
+from tests.support.waiting import scaled
+
+pytest_plugins = ["tests.support.postgres_fixtures", "tests.support.redis_fixtures"]
 
 TEST_SECRET = "test-secret-for-collab-tests-0123456789abcdef"
 
@@ -74,15 +80,49 @@ class RunningServer:
 StartServer = Callable[..., Awaitable[RunningServer]]
 
 
+@pytest.fixture(params=["embedded", "scaled"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every in-process server test runs twice: on the embedded default (SQLite file,
+    in-process bus) and on the production pair (Postgres, Redis), so they never drift."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def start_server() -> AsyncIterator[StartServer]:
-    """Start in-process servers; all are closed at the end of the test."""
+def backend_urls(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, str | None]]:
+    """The database URL and Redis URL (None: in-process bus) of this test's backend."""
+    if backend == "embedded":
+        yield f"sqlite:///{tmp_path / 'embedded.db'}", None
+        return
+    postgres = request.getfixturevalue("postgres_server")
+    redis = request.getfixturevalue("redis_server")
+    name = unique_database_name()
+    dsn = postgres.create_database_blocking(name)
+    yield dsn, redis.url
+    postgres.drop_database_blocking(name)
+
+
+@pytest.fixture
+async def start_server(backend_urls: tuple[str, str | None]) -> AsyncIterator[StartServer]:
+    """Start in-process servers on this test's backend; servers started in one test share
+    their store and bus like instances of one deployment. All are closed at the end."""
     running: list[RunningServer] = []
+    broker = MemoryBroker()
+    database_url, redis_url = backend_urls
 
     async def start(
         settings: Settings | None = None, *, store: Store | None = None, bus: Bus | None = None
     ) -> RunningServer:
         settings = settings or make_settings()
+        # Tests that name a database or a bus keep it; the rest get the backend's.
+        if settings.database_url == "memory://" and store is None:
+            settings = settings.replace(database_url=database_url)
+        if settings.redis_url is None and bus is None:
+            if redis_url is None:
+                bus = MemoryBus(broker)
+            else:
+                settings = settings.replace(redis_url=redis_url)
         app = create_app(settings, store=store, bus=bus)
         server = TestServer(app, host="127.0.0.1", port=0)
         await server.start_server()
@@ -92,7 +132,8 @@ async def start_server() -> AsyncIterator[StartServer]:
 
     yield start
     for instance in running:
-        await instance.close()
+        # Bounded, so a server that cannot shut down fails the test instead of hanging it.
+        await asyncio.wait_for(instance.close(), scaled(30))
 
 
 @pytest.fixture

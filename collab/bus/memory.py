@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from collab.bus.base import BusHandler
+from collab.bus.base import MessageHandler, ResyncHandler
 from collab.errors import BusError
 
 
@@ -22,7 +22,7 @@ class MemoryBus:
     def __init__(self, broker: MemoryBroker | None = None, instance_id: str | None = None) -> None:
         self.instance_id = instance_id or uuid.uuid4().hex
         self._broker = broker or MemoryBroker()
-        self._handlers: dict[str, BusHandler] = {}
+        self._handlers: dict[str, MessageHandler] = {}
         self._started = False
 
     async def start(self) -> None:
@@ -34,8 +34,11 @@ class MemoryBus:
         self._handlers.clear()
         self._started = False
 
-    async def subscribe(self, room_id: str, handler: BusHandler) -> None:
-        self._handlers[room_id] = handler
+    async def subscribe(
+        self, room_id: str, on_message: MessageHandler, on_resync: ResyncHandler
+    ) -> None:
+        # In process nothing is ever lost, so `on_resync` is never called.
+        self._handlers[room_id] = on_message
 
     async def unsubscribe(self, room_id: str) -> None:
         self._handlers.pop(room_id, None)

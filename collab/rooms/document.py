@@ -7,7 +7,8 @@ so every rule here is tested without sockets.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -73,8 +74,18 @@ class _AwarenessState:
 class DocumentRoom:
     """A loaded document and the awareness of its clients, keyed by `room_id`."""
 
-    def __init__(self, room_id: str, doc: Doc[Any] | None = None) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        doc: Doc[Any] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.room_id = room_id
+        self._clock = clock
+        # When each state from another instance was last renewed (stock clients renew every
+        # 15 s); a state not renewed for long belongs to a client of a dead instance.
+        self._remote_renewed_at: dict[int, float] = {}
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         # Bumped on every change of the document; REST caches and ETags key on it.
         self.version = 0
@@ -85,9 +96,15 @@ class DocumentRoom:
         self._subscription = self.doc.observe(self._capture_update)
 
     @classmethod
-    def from_stored(cls, room_id: str, stored: StoredDocument) -> DocumentRoom:
+    def from_stored(
+        cls,
+        room_id: str,
+        stored: StoredDocument,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> DocumentRoom:
         """Build a room from what the store holds. Raises `ProtocolError` on corrupt data."""
-        room = cls(room_id)
+        room = cls(room_id, clock=clock)
         parts = ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates
         for part in parts:
             room._apply(part)
@@ -203,6 +220,9 @@ class DocumentRoom:
             if self._set_awareness(entry):
                 if owner is None and isinstance(origin, PeerOrigin):
                     self._awareness_owner[entry.client_id] = origin.peer_id
+                    self._remote_renewed_at.pop(entry.client_id, None)
+                elif isinstance(origin, BusOrigin):
+                    self._remote_renewed_at[entry.client_id] = self._clock()
                 accepted.append(entry)
         if not accepted:
             return []
@@ -242,6 +262,24 @@ class DocumentRoom:
             current.clock = entry.clock
             current.state_json = entry.state_json
         return True
+
+    def expire_remote_awareness(self, timeout_s: float) -> list[Effect]:
+        """Remove states from other instances not renewed within `timeout_s` (their instance
+        died without saying goodbye); local peers learn of it, other instances expire them
+        the same way."""
+        deadline = self._clock() - timeout_s
+        expired = []
+        for client_id, renewed_at in list(self._remote_renewed_at.items()):
+            if renewed_at > deadline:
+                continue
+            del self._remote_renewed_at[client_id]
+            state = self._awareness.get(client_id)
+            if client_id in self._awareness_owner or state is None or state.state_json is None:
+                continue
+            state.clock += 1
+            state.state_json = None
+            expired.append(AwarenessEntry(client_id, state.clock, None))
+        return [Broadcast(encode_awareness(expired))] if expired else []
 
     def _present_states(self) -> list[AwarenessEntry]:
         return [

@@ -51,6 +51,8 @@ class RoomLimits:
     compact_after_updates: int = 1000
     grace_s: float = 10.0
     max_awareness_state_bytes: int = 64 * 1024
+    max_pending_per_room: int = 10_000
+    awareness_timeout_s: float = 30.0
 
 
 @dataclass(eq=False)
@@ -62,6 +64,9 @@ class LiveRoom:
     holders: int = 0
     pending: list[bytes] = field(default_factory=list)
     logged_updates: int = 0
+    # The document holds changes neither the log nor `pending` has (updates from other
+    # instances, or a backlog collapsed while the store was down): compaction writes them.
+    unsaved_state: bool = False
     unload_timer: asyncio.TimerHandle | None = None
     unloading: asyncio.Task[None] | None = None
 
@@ -82,14 +87,27 @@ class RoomManager:
         self._flush_wakeup = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
         self.store_healthy = True
         self.slow_consumer_disconnects = 0
+        self.bus_resyncs = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_loop(), name="room-flusher")
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="room-sweeper")
+
+    async def _sweep_loop(self) -> None:
+        """Expire awareness states of clients on instances that died (bus rooms only)."""
+        interval = max(self._limits.awareness_timeout_s / 6, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            for live in list(self._rooms.values()):
+                self._execute(
+                    live, live.room.expire_remote_awareness(self._limits.awareness_timeout_s)
+                )
 
     async def close(self, *, close_code: CloseCode = CloseCode.SERVICE_RESTART) -> None:
         """Close every peer with `close_code`, flush every room, then stop. Never loses a
@@ -101,10 +119,11 @@ class RoomManager:
         for peer in peers:
             peer.request_close(close_code, "server shutting down; reconnect")
         await asyncio.gather(*(peer.wait_closed() for peer in peers), return_exceptions=True)
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for task in (self._flusher, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for live in list(self._rooms.values()):
             if live.unload_timer is not None:
                 live.unload_timer.cancel()
@@ -174,7 +193,7 @@ class RoomManager:
                 raise RoomUnavailable(f"stored document {room_id} is corrupt") from error
             live = LiveRoom(room, logged_updates=len(stored.updates))
             self._rooms[room_id] = live
-            await self._bus.subscribe(room_id, self._on_bus_message)
+            await self._bus.subscribe(room_id, self._on_bus_message, self._on_bus_resync)
             # Ask other instances for what we miss; they answer with sync step 2.
             self._bus.publish(room_id, encode_sync_step1(room.doc.get_state()))
             self._schedule_unload(live)
@@ -244,13 +263,24 @@ class RoomManager:
         live = self._rooms.get(room_id)
         if live is None:
             return
+        version = live.room.version
         try:
             message = decode_message(frame)
             effects = live.room.receive(message, BusOrigin())
         except ProtocolError as error:
             log.warning("room %s: dropped an invalid bus message: %s", room_id, error)
             return
+        if live.room.version != version:
+            live.unsaved_state = True
         self._execute(live, effects)
+
+    def _on_bus_resync(self, room_id: str) -> None:
+        """Messages may have been lost: ask the other instances for what we miss. They notice
+        what *they* missed from us by the same mechanism and ask in turn."""
+        live = self._rooms.get(room_id)
+        if live is not None:
+            self.bus_resyncs += 1
+            self._bus.publish(room_id, encode_sync_step1(live.room.doc.get_state()))
 
     def _execute(self, live: LiveRoom, effects: list[Effect]) -> None:
         for effect in effects:
@@ -265,11 +295,24 @@ class RoomManager:
             elif isinstance(effect, Publish):
                 self._bus.publish(live.room_id, effect.frame)
             elif isinstance(effect, Persist):
-                live.pending.append(effect.update)
-                self._dirty[live.room_id] = live
-                self._pending_count += 1
-                if self._pending_count >= self._limits.flush_max_batch:
-                    self._flush_wakeup.set()
+                self._persist(live, effect.update)
+
+    def _persist(self, live: LiveRoom, update: bytes) -> None:
+        self._dirty[live.room_id] = live
+        if len(live.pending) >= self._limits.max_pending_per_room:
+            # The store is down or slow. The document itself holds every update, so the
+            # backlog collapses into "write a snapshot" and memory stays bounded by documents.
+            self._pending_count -= len(live.pending)
+            live.pending.clear()
+            live.unsaved_state = True
+            log.warning(
+                "room %s: store backlog over its bound; a snapshot will be written", live.room_id
+            )
+            return
+        live.pending.append(update)
+        self._pending_count += 1
+        if self._pending_count >= self._limits.flush_max_batch:
+            self._flush_wakeup.set()
 
     def _send(self, peer: Peer, frame: bytes) -> None:
         if not peer.enqueue(frame):
@@ -300,7 +343,8 @@ class RoomManager:
 
     async def _flush(self) -> None:
         """Write every pending update (in batches of `flush_max_batch`), then compact rooms
-        whose log grew past the threshold. Raises `StoreError`; pending updates are kept."""
+        whose log grew past the threshold or whose backlog collapsed. Raises `StoreError`;
+        nothing is dropped on failure."""
         async with self._flush_lock:
             while self._dirty:
                 batch: list[tuple[str, bytes]] = []
@@ -312,30 +356,44 @@ class RoomManager:
                     updates = live.pending[:room_budget]
                     batch.extend((live.room_id, update) for update in updates)
                     taken.append((live, len(updates)))
-                started = time.perf_counter()
-                try:
-                    await self._store.append_updates(batch)
-                except StoreError:
-                    self.store_healthy = False
-                    raise
-                self.store_healthy = True
-                log.debug(
-                    "flushed %d updates in %.1f ms",
-                    len(batch),
-                    (time.perf_counter() - started) * 1e3,
-                )
+                if batch:
+                    await self._append(batch)
                 for live, count in taken:
                     del live.pending[:count]
                     live.logged_updates += count
                     self._pending_count -= count
+                for live, _ in taken:
+                    if (
+                        live.unsaved_state
+                        or live.logged_updates >= self._limits.compact_after_updates
+                    ):
+                        await self._compact(live)
                     if not live.pending:
                         self._dirty.pop(live.room_id, None)
-                for live, _ in taken:
-                    if live.logged_updates >= self._limits.compact_after_updates:
-                        await self._compact(live)
+
+    async def _append(self, batch: list[tuple[str, bytes]]) -> None:
+        started = time.perf_counter()
+        try:
+            await self._store.append_updates(batch)
+        except StoreError:
+            self.store_healthy = False
+            raise
+        self.store_healthy = True
+        log.debug(
+            "flushed %d updates in %.1f ms", len(batch), (time.perf_counter() - started) * 1e3
+        )
 
     async def _compact(self, live: LiveRoom) -> None:
-        if live.logged_updates == 0:
+        """Merge the room's whole state into the stored snapshot and drop its log."""
+        if live.logged_updates == 0 and not live.unsaved_state:
             return
-        await self._store.compact(live.room_id, live.room.encode_state())
+        # Cleared before the await: a change arriving meanwhile sets it again.
+        live.unsaved_state = False
+        try:
+            await self._store.compact(live.room_id, live.room.encode_state())
+        except StoreError:
+            live.unsaved_state = True
+            self.store_healthy = False
+            raise
+        self.store_healthy = True
         live.logged_updates = 0

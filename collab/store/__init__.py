@@ -7,11 +7,22 @@ import re
 from collab.errors import ConfigError
 from collab.store.base import Store, StoredDocument
 from collab.store.memory import MemoryStore
+from collab.store.postgres import PostgresStore
 from collab.store.sqlite import SqliteStore
 
-__all__ = ["MemoryStore", "SqliteStore", "Store", "StoredDocument", "create_store"]
+__all__ = [
+    "MemoryStore",
+    "PostgresStore",
+    "SqliteStore",
+    "Store",
+    "StoredDocument",
+    "create_store",
+]
 
-ACCEPTED_URL_FORMS = "sqlite:///relative/path.db, sqlite:////absolute/path.db or memory://"
+ACCEPTED_URL_FORMS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db, "
+    "postgresql://user@host:port/database or memory://"
+)
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 
 
@@ -36,12 +47,10 @@ def create_store(database_url: str) -> Store:
             raise _bad_url("a sqlite URL needs a file path after sqlite:///")
         return SqliteStore(path)
     if scheme in ("postgresql", "postgres"):
-        raise ConfigError(
-            [
-                "COLLAB_DATABASE_URL: Postgres support is not available yet; "
-                f"use {ACCEPTED_URL_FORMS}"
-            ]
-        )
+        # Passed to the driver untouched: it parses hosts, ports and options itself.
+        # No idle connections to keep alive: while the database is down asyncpg would
+        # otherwise reconnect them in the background and log a traceback each time.
+        return PostgresStore(database_url, min_pool=0)
     if _SCHEME.fullmatch(scheme):
         raise _bad_url(f"unknown scheme {scheme!r}")
     raise _bad_url("it does not start with a scheme")

@@ -4,8 +4,8 @@ Every file in a dialect directory must be named `NNNN_name.sql` (four digits, th
 snake_case name) and must not contain its own transaction control: the runner wraps each file
 in one transaction and records it in `schema_migrations` in that same transaction.
 
-Listing and the pending computation are dialect-independent; `apply_sqlite_migrations` is the
-SQLite runner.
+Listing and the pending computation are dialect-independent; `apply_sqlite_migrations` and
+`apply_postgres_migrations` are the runners.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from importlib.resources import files
 from typing import Literal
 
 import aiosqlite
+import asyncpg  # type: ignore[import-untyped, unused-ignore]
 
 from collab.errors import StoreError
 
@@ -37,6 +38,31 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at TEXT NOT NULL
 )
 """
+
+_CREATE_POSTGRES_SCHEMA_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)
+"""
+
+# The session-level advisory lock held while migrating a Postgres database: every instance
+# starting at once waits for the first to finish, then finds nothing pending. The value is
+# arbitrary but fixed ("collab" + "mg" as ASCII); rooms lock in the two-key space instead.
+POSTGRES_MIGRATION_LOCK_KEY = int.from_bytes(b"collabmg", "big")
+# DDL on a large table, or waiting for another instance's migration, can take long: far
+# longer than the store's command timeout, which is meant for document reads and writes.
+POSTGRES_MIGRATION_TIMEOUT_S = 600.0
+
+# What asyncpg raises when the server, the connection or the pool fails. `OSError` covers
+# refused and reset connections; `TimeoutError` (a subclass of it) covers timeouts.
+POSTGRES_DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +198,95 @@ async def _apply_sqlite_migration(conn: aiosqlite.Connection, migration: Migrati
     except sqlite3.Error as exc:
         raise StoreError(f"migration {migration.filename} failed: {exc}") from exc
     return True
+
+
+async def apply_postgres_migrations(
+    conn: asyncpg.Connection,
+    migrations: Sequence[Migration] | None = None,
+    *,
+    timeout_s: float = POSTGRES_MIGRATION_TIMEOUT_S,
+) -> list[Migration]:
+    """Apply the pending migrations, each in its own transaction; return those applied.
+
+    `migrations` defaults to the shipped Postgres ones. `conn` must not be in a transaction.
+    The whole run holds `pg_advisory_lock(POSTGRES_MIGRATION_LOCK_KEY)`, so instances started
+    at once apply each migration exactly once; `timeout_s` bounds every statement, the wait
+    for that lock included. Raises `StoreError` naming the step or migration that failed; a
+    failed migration leaves no trace and the ones before it stay applied.
+    """
+    if migrations is None:
+        migrations = list_migrations("postgres")
+    try:
+        await conn.execute(
+            "SELECT pg_advisory_lock($1)", POSTGRES_MIGRATION_LOCK_KEY, timeout=timeout_s
+        )
+    except POSTGRES_DRIVER_ERRORS as exc:
+        raise StoreError(f"cannot take the migration lock: {describe_driver_error(exc)}") from exc
+    try:
+        applied = await _apply_postgres_migrations_locked(conn, migrations, timeout_s)
+    except BaseException as exc:
+        await _unlock_after(conn, exc, timeout_s)
+        raise
+    try:
+        await conn.execute(
+            "SELECT pg_advisory_unlock($1)", POSTGRES_MIGRATION_LOCK_KEY, timeout=timeout_s
+        )
+    except POSTGRES_DRIVER_ERRORS as exc:
+        raise StoreError(
+            f"cannot release the migration lock: {describe_driver_error(exc)}"
+        ) from exc
+    return applied
+
+
+async def _apply_postgres_migrations_locked(
+    conn: asyncpg.Connection, migrations: Sequence[Migration], timeout_s: float
+) -> list[Migration]:
+    try:
+        # Under the lock: two concurrent CREATE TABLE IF NOT EXISTS can both try to create it.
+        await conn.execute(_CREATE_POSTGRES_SCHEMA_MIGRATIONS, timeout=timeout_s)
+        rows = await conn.fetch("SELECT version FROM schema_migrations", timeout=timeout_s)
+    except POSTGRES_DRIVER_ERRORS as exc:
+        raise StoreError(f"cannot read schema_migrations: {describe_driver_error(exc)}") from exc
+    applied_versions = {int(row["version"]) for row in rows}
+    applied: list[Migration] = []
+    for migration in pending_migrations(migrations, applied_versions):
+        try:
+            async with conn.transaction():
+                # Without arguments, execute() uses the simple query protocol, which runs a
+                # script of several statements.
+                await conn.execute(migration.sql, timeout=timeout_s)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                    timeout=timeout_s,
+                )
+        except POSTGRES_DRIVER_ERRORS as exc:
+            raise StoreError(
+                f"migration {migration.filename} failed: {describe_driver_error(exc)}"
+            ) from exc
+        applied.append(migration)
+    return applied
+
+
+async def _unlock_after(conn: asyncpg.Connection, exc: BaseException, timeout_s: float) -> None:
+    """Release the migration lock because `exc` interrupted the run; failures become notes.
+
+    A connection returned to an asyncpg pool is reset with `pg_advisory_unlock_all()`, and a
+    lost connection loses its locks, so a failing unlock never leaves the lock held for good.
+    """
+    try:
+        await conn.execute(
+            "SELECT pg_advisory_unlock($1)", POSTGRES_MIGRATION_LOCK_KEY, timeout=timeout_s
+        )
+    except POSTGRES_DRIVER_ERRORS as unlock_exc:
+        exc.add_note(f"releasing the migration lock also failed: {unlock_exc}")
+
+
+def describe_driver_error(exc: BaseException) -> str:
+    """`Type: message` of a driver error, or only its type when the message is empty."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 async def rollback_after(conn: aiosqlite.Connection, exc: BaseException) -> None:

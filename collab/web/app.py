@@ -29,7 +29,7 @@ def create_app(
     app[SETTINGS] = settings
     app[VERIFIER] = TokenVerifier(settings)
     app[STORE] = store if store is not None else create_store(settings.database_url)
-    app[BUS] = bus if bus is not None else MemoryBus(instance_id=settings.instance_id)
+    app[BUS] = bus if bus is not None else _create_bus(settings)
     app[ROOMS] = RoomManager(
         app[STORE],
         app[BUS],
@@ -39,6 +39,8 @@ def create_app(
             compact_after_updates=settings.compact_after_updates,
             grace_s=settings.room_grace_s,
             max_awareness_state_bytes=settings.max_awareness_state_bytes,
+            max_pending_per_room=settings.store_backlog_per_room,
+            awareness_timeout_s=settings.awareness_timeout_s,
         ),
     )
     app.cleanup_ctx.append(_services)
@@ -46,6 +48,14 @@ def create_app(
     app.router.add_get("/ws/docs/{workspace_id}/{note_id}", ws_docs)
     rest.add_routes(app)
     return app
+
+
+def _create_bus(settings: Settings) -> Bus:
+    if settings.redis_url is None:
+        return MemoryBus(instance_id=settings.instance_id)
+    from collab.bus.redis import RedisBus
+
+    return RedisBus(settings.redis_url, instance_id=settings.instance_id)
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:

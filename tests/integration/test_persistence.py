@@ -150,3 +150,35 @@ async def test_closing_the_server_flushes_pending_updates(
         assert text_of(await store.load("w1/n1")) == "flush me on close"
     finally:
         await store.close()
+
+
+async def test_store_outage_keeps_editing_and_loses_nothing_once_it_is_back(
+    start_server: StartServer,
+) -> None:
+    """While the store fails, edits keep flowing between clients, the backlog stays bounded
+    (it collapses into a snapshot), /readyz-style health reports it, and every edit is
+    stored once the store is back."""
+    from collab.errors import StoreError
+
+    store = CountingStore()
+    settings = make_settings(store_backlog_per_room=5, room_grace_s=60)
+    server = await start_server(settings, store=store)
+    manager = server.app[ROOMS]
+    async with YClient.connect(server.doc_url()) as a, YClient.connect(server.doc_url()) as b:
+        await a.wait_synced()
+        await b.wait_synced()
+        store.fail_with = StoreError("database down")
+        text = a.doc.get("t", type=Text)
+        for index in range(30):
+            text.insert(index, "z")
+        await b.wait_until(lambda: str(b.doc.get("t", type=Text)) == "z" * 30)
+        await eventually(lambda: not manager.store_healthy, what="outage noticed")
+        live = manager.get("w1/n1")
+        assert live is not None
+        assert len(live.pending) <= 5
+        store.fail_with = None
+        await eventually(lambda: manager.store_healthy and not live.pending, what="recovered")
+        await eventually(
+            lambda: not live.unsaved_state and not live.pending, what="backlog written"
+        )
+    assert text_of(await store.load("w1/n1")) == "z" * 30

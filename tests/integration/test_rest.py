@@ -167,14 +167,18 @@ async def test_health_and_readiness(start_server: StartServer) -> None:
     store = MemoryStore()
     server = await start_server(store=store)
     async with aiohttp.ClientSession() as http:
+
+        async def ready() -> bool:
+            return (await http.get(f"{server.http}/readyz")).status == 200
+
         assert (await http.get(f"{server.http}/healthz")).status == 200
-        assert (await http.get(f"{server.http}/readyz")).status == 200
+        await eventually(ready, what="ready once the bus has connected")
         store.fail_with = StoreError("database unreachable")
         response = await http.get(f"{server.http}/readyz")
         assert response.status == 503
         assert "database unreachable" in (await response.json())["checks"]["store"]
         store.fail_with = None
-        assert (await http.get(f"{server.http}/readyz")).status == 200
+        assert await ready()
 
 
 async def test_unknown_route_is_a_json_404(server: RunningServer) -> None:

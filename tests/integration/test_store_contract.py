@@ -6,18 +6,30 @@ import asyncio
 import itertools
 import os
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
 from collab.errors import ConfigError, StoreError
-from collab.store import MemoryStore, SqliteStore, Store, StoredDocument, create_store
-from collab.store.migrations import list_migrations
+from collab.store import (
+    MemoryStore,
+    PostgresStore,
+    SqliteStore,
+    Store,
+    StoredDocument,
+    create_store,
+)
+from collab.store.migrations import Migration, apply_postgres_migrations, list_migrations
+from tests.support.postgres_server import PostgresServer, unique_database_name
+from tests.support.servers import clean_environ
+from tests.support.waiting import eventually, scaled
 
 ROOM = "w1/n1"
 OTHER_ROOM = "w1/n2"
@@ -59,18 +71,27 @@ def loaded_text(stored: StoredDocument) -> str:
     return text_of(*parts, *stored.updates)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
-    """Open fresh stores of one backend (each SQLite store in its own file); close them all."""
+    """Open fresh stores of one backend (each SQLite store in its own file, each Postgres
+    store in its own database); close them all."""
     opened: list[Store] = []
+    databases: list[str] = []
     numbers = itertools.count()
+    # Only the Postgres runs need (and may skip for lack of) a cluster.
+    server: PostgresServer | None = (
+        request.getfixturevalue("postgres_server") if request.param == "postgres" else None
+    )
 
     async def make() -> Store:
         store: Store
         if request.param == "memory":
             store = MemoryStore()
-        else:
+        elif server is None:
             store = SqliteStore(str(tmp_path / f"store{next(numbers)}" / "collab.sqlite3"))
+        else:
+            databases.append(unique_database_name())
+            store = PostgresStore(await server.create_database(databases[-1]))
         await store.open()
         opened.append(store)
         return store
@@ -78,6 +99,9 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     yield make
     for store in opened:
         await store.close()
+    if server is not None:
+        for name in databases:
+            await server.drop_database(name)
 
 
 @pytest.fixture
@@ -465,6 +489,310 @@ async def test_sqlite_open_of_a_file_that_is_not_a_database_raises_store_error(
     assert str(path) in str(raised.value)
 
 
+# --- Postgres only ------------------------------------------------------------------------
+
+PASSWORD = "pg-s3cret-in-the-dsn"
+TEST_JWT_SECRET = "test-secret-for-collab-migrate-0123456789abcdef"
+
+
+async def applied_postgres_migrations(dsn: str) -> list[tuple[int, str]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+    finally:
+        await conn.close()
+    return [(int(row["version"]), str(row["name"])) for row in rows]
+
+
+GATE_LOCK_KEY = 4242
+# Holds every snapshot write, i.e. a compaction between its reads and its delete, until the
+# test releases the gate lock.
+HOLD_SNAPSHOT_WRITES = f"""
+CREATE FUNCTION hold_snapshot_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock({GATE_LOCK_KEY});
+    RETURN NEW;
+END $$;
+CREATE TRIGGER hold_snapshot_writes BEFORE INSERT OR UPDATE ON document_snapshots
+    FOR EACH ROW EXECUTE FUNCTION hold_snapshot_writes();
+"""
+
+
+@pytest.fixture
+async def gate(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection holding the lock that blocks snapshot writes (migrated database)."""
+    store = PostgresStore(postgres_dsn)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute(HOLD_SNAPSHOT_WRITES)
+        await conn.execute("SELECT pg_advisory_lock($1)", GATE_LOCK_KEY)
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def sessions_wait_for_locks(conn: asyncpg.Connection, count: int) -> bool:
+    waiting = await conn.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory' "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    return int(waiting) >= count
+
+
+async def test_compaction_keeps_a_lower_id_committed_after_it_read_the_log(
+    postgres_dsn: str, gate: asyncpg.Connection
+) -> None:
+    """An update with a smaller id that commits while a compaction runs is not deleted by it."""
+    store = PostgresStore(postgres_dsn)
+    await store.open()
+    pending = await asyncpg.connect(postgres_dsn)
+    try:
+        transaction = pending.transaction()
+        await transaction.start()
+        await pending.execute(
+            "INSERT INTO document_updates (room_id, data) VALUES ($1, $2)",
+            ROOM,
+            Editor().insert(0, "early"),
+        )
+        await store.append_updates([(ROOM, Editor().insert(0, "late"))])
+        compaction = asyncio.create_task(store.compact(ROOM, Editor().state()))
+        await eventually(lambda: sessions_wait_for_locks(gate, 1), what="compaction held")
+        await transaction.commit()
+        await gate.execute("SELECT pg_advisory_unlock($1)", GATE_LOCK_KEY)
+        await compaction
+        text = loaded_text(await store.load(ROOM))
+    finally:
+        await pending.close()
+        await store.close()
+    assert sorted(text) == sorted("earlylate")
+
+
+async def test_compactions_by_two_instances_serialize(
+    postgres_dsn: str, gate: asyncpg.Connection
+) -> None:
+    """A compaction that starts while another instance's is running merges that one's result."""
+    first, second = PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)
+    await first.open()
+    await second.open()
+    one, two = Editor(), Editor()
+    one.insert(0, "one")
+    two.insert(0, "two")
+    try:
+        running = asyncio.create_task(first.compact(ROOM, one.state()))
+        await eventually(lambda: sessions_wait_for_locks(gate, 1), what="first one held")
+        waiting = asyncio.create_task(second.compact(ROOM, two.state()))
+        await eventually(lambda: sessions_wait_for_locks(gate, 2), what="second one waiting")
+        await gate.execute("SELECT pg_advisory_unlock($1)", GATE_LOCK_KEY)
+        await asyncio.gather(running, waiting)
+        text = loaded_text(await first.load(ROOM))
+    finally:
+        await first.close()
+        await second.close()
+    assert sorted(text) == sorted("onetwo")
+
+
+@pytest.mark.parametrize("round_number", range(3))
+async def test_two_instances_compacting_while_a_third_appends_lose_nothing(
+    postgres_dsn: str, round_number: int
+) -> None:
+    """Two pools compacting one room at once, while a third appends, keep every update."""
+    compactors = [PostgresStore(postgres_dsn), PostgresStore(postgres_dsn)]
+    writer = PostgresStore(postgres_dsn)
+    for store in (*compactors, writer):
+        await store.open()
+    room_id = f"w1/race{round_number}"
+    tokens = [f"<{number}>" for number in range(60)]
+    appended = asyncio.Event()
+    compactor_tokens: list[str] = []
+
+    async def append_all() -> None:
+        try:
+            # Many small transactions at once over the writer's pool, so identity values are
+            # committed out of order while the compactions read the log.
+            await asyncio.gather(
+                *(writer.append_updates([(room_id, Editor().insert(0, t))]) for t in tokens)
+            )
+        finally:
+            appended.set()
+
+    async def compact_until_appended(store: PostgresStore, name: str) -> None:
+        editor = Editor()
+        turn = 0
+        while True:
+            done = appended.is_set()
+            # The state carries content of its own, and whatever was stored so far.
+            compactor_tokens.append(f"[{name}{turn}]")
+            editor.insert(0, compactor_tokens[-1])
+            await store.compact(room_id, editor.state())
+            stored = await store.load(room_id)
+            for part in [stored.snapshot or b"", *stored.updates]:
+                if part:
+                    editor.doc.apply_update(part)
+            turn += 1
+            if done:
+                return
+
+    try:
+        await asyncio.gather(
+            append_all(),
+            compact_until_appended(compactors[0], "a"),
+            compact_until_appended(compactors[1], "b"),
+        )
+        text = loaded_text(await writer.load(room_id))
+    finally:
+        for store in (*compactors, writer):
+            await store.close()
+
+    missing = [token for token in tokens + compactor_tokens if token not in text]
+    assert missing == []
+
+
+async def test_instances_migrating_a_fresh_database_at_once_apply_each_migration_once(
+    postgres_dsn: str,
+) -> None:
+    """Four stores migrating one empty database at once all open; each version is recorded once."""
+    stores = [PostgresStore(postgres_dsn) for _ in range(4)]
+    try:
+        await asyncio.gather(*(store.open() for store in stores))
+        await stores[0].close()
+        await stores[0].open()
+    finally:
+        for store in stores:
+            await store.close()
+
+    expected = [(migration.version, migration.name) for migration in list_migrations("postgres")]
+    assert await applied_postgres_migrations(postgres_dsn) == expected
+
+
+async def test_postgres_migration_runner_applies_nothing_the_second_time(
+    postgres_dsn: str,
+) -> None:
+    """A second run finds every migration recorded and applies none."""
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        first = await apply_postgres_migrations(conn)
+        second = await apply_postgres_migrations(conn)
+    finally:
+        await conn.close()
+    assert [m.version for m in first] == [m.version for m in list_migrations("postgres")]
+    assert second == []
+
+
+async def test_failing_postgres_migration_leaves_no_trace_and_names_itself(
+    postgres_dsn: str,
+) -> None:
+    """A failing migration raises `StoreError` naming it, is undone, and releases the lock."""
+    migrations = [
+        Migration(version=1, name="good", sql="CREATE TABLE kept (a INTEGER);"),
+        Migration(
+            version=2,
+            name="broken",
+            sql="CREATE TABLE undone (a INTEGER);\nINSERT INTO missing VALUES (1);",
+        ),
+    ]
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        with pytest.raises(StoreError, match=r"migration 0002_broken\.sql failed"):
+            await apply_postgres_migrations(conn, migrations)
+        applied = await conn.fetch("SELECT version FROM schema_migrations")
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        locks = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        in_transaction = conn.is_in_transaction()
+    finally:
+        await conn.close()
+    assert [row["version"] for row in applied] == [1]
+    assert {row["tablename"] for row in tables} == {"schema_migrations", "kept"}
+    assert locks == 0
+    assert not in_transaction
+
+
+async def test_collab_migrate_against_postgres_succeeds_twice(postgres_dsn: str) -> None:
+    """`collab migrate` on a Postgres URL exits 0 twice saying "up to date", hiding the password."""
+    database = postgres_dsn.rpartition("/")[2]
+    port = postgres_dsn.rpartition(":")[2].partition("/")[0]
+    url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{port}/{database}"
+    env = {**clean_environ(), "COLLAB_DATABASE_URL": url, "COLLAB_JWT_SECRET": TEST_JWT_SECRET}
+    for _ in range(2):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "collab",
+            "migrate",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), scaled(60))
+        output = (stdout + stderr).decode()
+        assert process.returncode == 0, output
+        assert "up to date" in output
+        assert PASSWORD not in output
+    expected = [(migration.version, migration.name) for migration in list_migrations("postgres")]
+    assert await applied_postgres_migrations(postgres_dsn) == expected
+
+
+@pytest.mark.parametrize("outage", ["stop", "kill"])
+async def test_store_fails_promptly_while_postgres_is_down_and_recovers_after(
+    fresh_postgres: PostgresServer, outage: str
+) -> None:
+    """Calls fail with `StoreError` at once while Postgres is down; the same store works after."""
+    server = fresh_postgres
+    database = unique_database_name()
+    await server.create_database(database)
+    store = PostgresStore(server.dsn_for(database, password=PASSWORD))
+    editor = Editor()
+    await store.open()
+    try:
+        await store.append_updates([(ROOM, editor.insert(0, "before"))])
+
+        await (server.stop() if outage == "stop" else server.kill())
+        calls: list[Callable[[], Awaitable[object]]] = [
+            store.ping,
+            lambda: store.load(ROOM),
+            lambda: store.append_updates([(ROOM, editor.insert(0, "offline "))]),
+            lambda: store.compact(ROOM, editor.state()),
+        ]
+        for call in calls:
+            async with asyncio.timeout(scaled(10)):
+                with pytest.raises(StoreError) as raised:
+                    await call()
+            assert PASSWORD not in str(raised.value)
+            assert "failed" in str(raised.value)
+
+        await server.start()
+        await store.ping()
+        await store.append_updates([(ROOM, editor.insert(0, "after "))])
+        await store.compact(ROOM, editor.state())
+        assert loaded_text(await store.load(ROOM)) == "after offline before"
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        f"postgresql://collab:{PASSWORD}@127.0.0.1:1/collab",
+        f"postgresql://collab:{PASSWORD}@127.0.0.1:notaport/collab",
+        f"postgresql://collab@127.0.0.1:1/collab?password={PASSWORD}",
+    ],
+)
+async def test_unreachable_or_malformed_dsn_raises_store_error_without_the_password(
+    dsn: str,
+) -> None:
+    """Opening a store that cannot connect raises `StoreError` that never shows the password."""
+    store = PostgresStore(dsn, connect_timeout_s=scaled(5))
+    with pytest.raises(StoreError, match="connecting failed") as raised:
+        await store.open()
+    assert PASSWORD not in str(raised.value)
+    assert PASSWORD not in repr(store)
+    assert raised.value.__cause__ is None
+    await store.close()
+
+
 # --- MemoryStore fault injection ----------------------------------------------------------
 
 
@@ -517,12 +845,16 @@ def test_memory_url_chooses_memory_store() -> None:
     assert isinstance(create_store("memory://"), MemoryStore)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql://u:secret@db/collab", "postgres://db/c"])
-def test_postgres_urls_are_refused_for_now(database_url: str) -> None:
-    """Postgres URLs raise `ConfigError` saying Postgres is not available yet."""
-    with pytest.raises(ConfigError, match="Postgres support is not available yet") as raised:
-        create_store(database_url)
-    assert "secret" not in str(raised.value)
+@pytest.mark.parametrize(
+    ("database_url", "expected_where"),
+    [("postgresql://u:secret@db:5433/collab", "db:5433/collab"), ("postgres://db/c", "db/c")],
+)
+def test_postgres_urls_choose_postgres_store(database_url: str, expected_where: str) -> None:
+    """postgresql:// and postgres:// URLs give a `PostgresStore` whose repr hides the password."""
+    store = create_store(database_url)
+    assert isinstance(store, PostgresStore)
+    assert store.where == expected_where
+    assert "secret" not in repr(store)
 
 
 @pytest.mark.parametrize(

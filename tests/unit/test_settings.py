@@ -61,6 +61,9 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_DATABASE_URL", "sqlite:////var/lib/c.db", "database_url", "sqlite:////var/lib/c.db"),
     ("COLLAB_DATABASE_URL", "memory://", "database_url", "memory://"),
     ("COLLAB_REDIS_URL", "", "redis_url", None),
+    ("COLLAB_REDIS_URL", "redis://127.0.0.1:6380/0", "redis_url", "redis://127.0.0.1:6380/0"),
+    ("COLLAB_STORE_BACKLOG_PER_ROOM", "500", "store_backlog_per_room", 500),
+    ("COLLAB_AWARENESS_TIMEOUT_S", "2.5", "awareness_timeout_s", 2.5),
     ("COLLAB_JWT_SECRET", SECRET, "jwt_secret", Secret(SECRET)),
     ("COLLAB_JWT_SECRET", "", "jwt_secret", None),
     ("COLLAB_JWT_ALGORITHMS", "HS256, HS512", "jwt_algorithms", ("HS256", "HS512")),
@@ -184,13 +187,13 @@ def test_several_cross_check_problems_are_reported_together() -> None:
     problems = problems_of(
         {
             "COLLAB_DATABASE_URL": "postgresql://collab@db/collab",
-            "COLLAB_REDIS_URL": "redis://localhost:6379",
+            "COLLAB_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----",
             "COLLAB_JWT_ALGORITHMS": "HS256",
         }
     )
     assert sorted(problem.split(":")[0] for problem in problems) == [
+        "COLLAB_JWT_PUBLIC_KEY",
         "COLLAB_JWT_SECRET",
-        "COLLAB_REDIS_URL",
     ]
 
 
@@ -288,10 +291,10 @@ def test_secret_shorter_than_the_hmac_digest_is_refused(algorithm: str, length: 
     assert problems[0].startswith("COLLAB_JWT_SECRET: ")
 
 
-def test_redis_url_is_refused_in_this_version() -> None:
-    """A valid COLLAB_REDIS_URL is refused with a message saying the bus is unavailable."""
-    (problem,) = problems_of({"COLLAB_REDIS_URL": "redis://localhost:6379/0"})
-    assert problem.startswith("COLLAB_REDIS_URL: the Redis bus is not available")
+def test_redis_url_selects_the_shared_bus() -> None:
+    """A valid COLLAB_REDIS_URL is accepted as it is."""
+    settings = load_settings({"COLLAB_REDIS_URL": "rediss://:pw@cache:6380/2"})
+    assert settings.redis_url == "rediss://:pw@cache:6380/2"
 
 
 @pytest.mark.parametrize(

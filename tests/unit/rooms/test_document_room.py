@@ -712,3 +712,37 @@ def test_rust_panics_from_pycrdt_become_protocol_errors() -> None:
         raise PanicException("index out of bounds")
     with pytest.raises(KeyboardInterrupt), contained_pycrdt_errors("bad"):
         raise KeyboardInterrupt
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_awareness_from_a_dead_instance_expires_and_local_states_do_not() -> None:
+    """States from another instance that stop being renewed are removed for local peers;
+    renewed ones and states of local connections stay."""
+    clock = FakeClock()
+    room = DocumentRoom("w1/n1", clock=clock)
+    room.join("alice")
+    room.receive(AwarenessUpdate((AwarenessEntry(1, 1, '{"n":"local"}'),)), ALICE)
+    room.receive(
+        AwarenessUpdate((AwarenessEntry(2, 1, '{"n":"gone"}'), AwarenessEntry(3, 1, '{"n":"x"}'))),
+        BusOrigin(),
+    )
+    clock.now += 20
+    room.receive(AwarenessUpdate((AwarenessEntry(3, 2, '{"n":"renewed"}'),)), BusOrigin())
+    assert room.expire_remote_awareness(30) == []
+    clock.now += 15
+    (effect,) = room.expire_remote_awareness(30)
+    assert isinstance(effect, Broadcast)
+    removal = decode_message(effect.frame)
+    assert removal == AwarenessUpdate((AwarenessEntry(2, 2, None),))
+    present = {entry.client_id for entry in room._present_states()}
+    assert present == {1, 3}
+    clock.now += 100
+    room.expire_remote_awareness(30)
+    assert {entry.client_id for entry in room._present_states()} == {1}

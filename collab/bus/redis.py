@@ -1,0 +1,657 @@
+"""`RedisBus`: instances holding the same rooms exchange their messages through Redis pub/sub.
+
+Each instance has one pub/sub connection for all its rooms (channel `{prefix}room:{room_id}`)
+and its own probe channel (`{prefix}probe:{instance_id}`), plus a small pool that publishes.
+Every message is an envelope (`collab.bus.envelope`) carrying the sender's instance id, a
+random epoch per (instance, room) and a sequence number, so receivers drop their own messages
+and notice lost ones.
+
+Four tasks:
+- the supervisor connects with capped exponential backoff and jitter; after each connection it
+  subscribes every current room, then calls every room's resync handler (pub/sub kept nothing
+  meanwhile), and runs the session until its reader or its prober ends it;
+- the reader delivers messages and confirms subscriptions;
+- the prober publishes a nonce on the probe channel every `probe_interval_s`; when it does not
+  come back within `probe_timeout_s` the subscription is dead and the session is dropped;
+- the publisher drains the bounded publish queue, in pipelined batches, while connected.
+
+Redis errors never leave this module: they end a session (the supervisor reconnects), fail a
+probe, are retried by the publisher, or surface as `BusError` from `ping`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import math
+import random
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
+
+from collab.bus.base import MessageHandler, ResyncHandler
+from collab.bus.envelope import Outbox, SequenceTracker, decode_envelope
+from collab.bus.envelope import encode_instance_id as encode_instance_id_bytes
+from collab.errors import BusError, ConfigError, ProtocolError
+
+log = logging.getLogger(__name__)
+
+PUBLISH_BATCH_MAX_MESSAGES = 256
+PUBLISH_MAX_CONNECTIONS = 4
+SUBSCRIBE_BATCH_MAX_CHANNELS = 256
+LOG_INTERVAL_S = 10.0
+_RESP_PROTOCOL = 2  # pub/sub messages as plain arrays, whatever the URL asks for
+_FAILURES = (RedisError, OSError)  # OSError covers the builtin TimeoutError
+_TRANSIENT_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait until they are done, cancelling again as long as needed:
+    on Python 3.11 a cancellation that meets an expiring `asyncio.timeout` is turned into
+    a TimeoutError and the task goes on (fixed in 3.12)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+
+
+def describe(error: BaseException) -> str:
+    """The error's class and message, for logs (redis-py messages hold no credentials)."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+def redact_url(url: str) -> str:
+    """`url` without credentials or query (which may hold a password), for logs."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+class _Backoff:
+    """Capped exponential delays with jitter: each is drawn from [delay / 2, delay]."""
+
+    def __init__(self, min_s: float, max_s: float) -> None:
+        self._min_s = min_s
+        self._max_s = max_s
+        self._attempts = 0
+
+    def next_delay_s(self) -> float:
+        delay = min(self._max_s, self._min_s * 2 ** min(self._attempts, 32))
+        self._attempts += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self._attempts = 0
+
+
+class _RateLimitedLog:
+    """A warning logged at most once per interval, with how many were suppressed meanwhile."""
+
+    def __init__(self, interval_s: float = LOG_INTERVAL_S) -> None:
+        self._interval_s = interval_s
+        self._next_at = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next_at:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += " (and %d more since the last report)"
+            args = (*args, self._suppressed)
+        log.warning(message, *args)
+        self._suppressed = 0
+        self._next_at = now + self._interval_s
+
+
+@dataclass
+class _Room:
+    room_id: str
+    channel: bytes
+    on_message: MessageHandler
+    on_resync: ResyncHandler
+    senders: SequenceTracker = field(default_factory=SequenceTracker)
+    last_resync_at: float | None = None
+    pending_resync: asyncio.TimerHandle | None = None
+
+
+class _Session:
+    """One pub/sub connection and what is waiting on it. Ended once, for one reason."""
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self.connection = connection
+        self.ready = False
+        self.end_reason: str | None = None
+        self.probe_succeeded = False
+        self.confirmations: dict[bytes, collections.deque[asyncio.Future[bool]]] = {}
+        self.probe_nonce = b""
+        self.probe_echo: asyncio.Future[None] | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.prober: asyncio.Task[None] | None = None
+
+    def end(self, reason: str) -> None:
+        if self.end_reason is None:
+            self.end_reason = reason
+        self.ready = False
+        for waiters in self.confirmations.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(False)
+        self.confirmations.clear()
+        current = asyncio.current_task()
+        for task in (self.reader, self.prober):
+            if task is not None and task is not current:
+                task.cancel()
+
+    async def send(self, *args: bytes | str) -> None:
+        """Raises `_SessionEnded`, or a Redis or OS error (after which the session must end)."""
+        # redis-py reconnects a disconnected connection on send: never let it do so silently.
+        if self.end_reason is not None or not self.connection.is_connected:
+            raise _SessionEnded(self.end_reason or "the pub/sub connection is closed")
+        await self.connection.send_command(*args)
+
+
+class _SessionEnded(Exception):
+    """The pub/sub session is over (or was never usable); the message says why."""
+
+
+class RedisBus:
+    """The `Bus` of a deployment of several instances sharing one Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        instance_id: str | None = None,
+        channel_prefix: str = "collab:",
+        publish_queue_max_messages: int = 10_000,
+        reconnect_min_s: float = 0.1,
+        reconnect_max_s: float = 5.0,
+        connect_timeout_s: float = 2.0,
+        command_timeout_s: float = 2.0,
+        probe_interval_s: float = 5.0,
+        probe_timeout_s: float = 2.0,
+        resync_min_interval_s: float = 1.0,
+    ) -> None:
+        self.instance_id = instance_id or uuid.uuid4().hex
+        problems = []
+        try:
+            self._instance_id_bytes = encode_instance_id_bytes(self.instance_id)
+        except ValueError as error:
+            problems.append(str(error))
+        durations = {
+            "reconnect_min_s": reconnect_min_s,
+            "reconnect_max_s": reconnect_max_s,
+            "connect_timeout_s": connect_timeout_s,
+            "command_timeout_s": command_timeout_s,
+            "probe_interval_s": probe_interval_s,
+            "probe_timeout_s": probe_timeout_s,
+        }
+        problems += [f"{name} must be positive" for name, v in durations.items() if not v > 0]
+        if resync_min_interval_s < 0:
+            problems.append("resync_min_interval_s must not be negative")
+        if publish_queue_max_messages < 1:
+            problems.append("publish_queue_max_messages must be at least 1")
+        client_name = "collab-bus-" + re.sub(r"[^A-Za-z0-9._:-]", "_", self.instance_id)[:64]
+        options: dict[str, Any] = {
+            "socket_connect_timeout": connect_timeout_s,
+            "socket_timeout": command_timeout_s,
+            "retry": Retry(NoBackoff(), 0),  # this module retries, with backoff and resync
+            "client_name": client_name,
+            "protocol": _RESP_PROTOCOL,
+            "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+        }
+        try:
+            self._pubsub_pool = ConnectionPool.from_url(url, **options)
+            self._publish_pool = ConnectionPool.from_url(
+                url, max_connections=PUBLISH_MAX_CONNECTIONS, **options
+            )
+        except ValueError as error:
+            problems.append(f"invalid Redis URL {redact_url(url)}: {error}")
+        if problems:
+            raise ConfigError(problems)
+        for pool in (self._pubsub_pool, self._publish_pool):
+            # Whatever the URL's query says: replies are parsed here as RESP2 bytes.
+            pool.connection_kwargs.update(protocol=_RESP_PROTOCOL, decode_responses=False)
+        self._client = Redis(connection_pool=self._publish_pool)
+        self._safe_url = redact_url(url)
+        self._prefix = channel_prefix
+        self._probe_channel = f"{channel_prefix}probe:{self.instance_id}".encode()
+        self._reconnect_min_s = reconnect_min_s
+        self._reconnect_max_s = reconnect_max_s
+        self._connect_timeout_s = connect_timeout_s
+        self._command_timeout_s = command_timeout_s
+        self._probe_interval_s = probe_interval_s
+        self._probe_timeout_s = probe_timeout_s
+        self._resync_min_interval_s = resync_min_interval_s
+
+        self._rooms: dict[str, _Room] = {}
+        self._rooms_by_channel: dict[bytes, _Room] = {}
+        self._outbox = Outbox(self._instance_id_bytes, publish_queue_max_messages)
+        self._queue_nonempty = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._session: _Session | None = None
+        self._probe_failure: str | None = None
+        self._outage_logged = False
+        self._started = False
+        self._closed = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._malformed_log = _RateLimitedLog()
+        self._queue_full_log = _RateLimitedLog()
+        self._publish_error_log = _RateLimitedLog()
+
+        self.published = 0
+        self.received = 0
+        self.dropped_publishes = 0
+        self.gaps_detected = 0
+        self.resyncs_requested = 0
+        self.reconnects = 0
+        self.malformed_dropped = 0
+        self.probe_failures = 0
+        self.connect_failures = 0
+
+    def __repr__(self) -> str:
+        return f"RedisBus({self._safe_url!r}, instance_id={self.instance_id!r})"
+
+    # -- the Bus interface ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started or self._closed:
+            return
+        self._started = True
+        self._tasks = [
+            asyncio.create_task(self._supervise(), name=f"bus-{self.instance_id}-supervisor"),
+            asyncio.create_task(self._publish_forever(), name=f"bus-{self.instance_id}-publisher"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(self._log_crash)
+
+    def _log_crash(self, task: asyncio.Task[None]) -> None:
+        # Both tasks run until cancelled: an exception here is a bug, and the bus is now down.
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("bus %s: task %s crashed", self.instance_id, task.get_name(), exc_info=error)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await _cancel_and_wait(self._tasks)
+        self._tasks = []
+        for room in self._rooms.values():
+            if room.pending_resync is not None:
+                room.pending_resync.cancel()
+        self._rooms.clear()
+        self._rooms_by_channel.clear()
+        self._outbox.clear()
+        try:
+            await self._client.aclose()
+            await self._publish_pool.aclose()
+            await self._pubsub_pool.aclose()
+        except _FAILURES as error:
+            log.debug("bus %s: error while closing Redis connections: %s", self.instance_id, error)
+
+    async def subscribe(
+        self, room_id: str, on_message: MessageHandler, on_resync: ResyncHandler
+    ) -> None:
+        self._forget_room(room_id)
+        channel = self._room_channel(room_id)
+        room = _Room(room_id, channel, on_message, on_resync)
+        self._rooms[room_id] = room
+        self._rooms_by_channel[channel] = room
+        self._outbox.open_room(room_id)
+        session = self._session
+        # Not ready: the supervisor subscribes every room of `_rooms` before it declares the
+        # session ready, then resyncs them.
+        if session is None or not session.ready:
+            return
+        try:
+            confirmed = await self._subscribe_channels(session, [channel])
+        except (_SessionEnded, *_FAILURES) as error:
+            session.end(f"subscribing {room_id} failed: {describe(error)}")
+            return
+        if not confirmed:
+            session.end(f"subscribing {room_id} was not confirmed in time")
+
+    async def unsubscribe(self, room_id: str) -> None:
+        self._outbox.close_room(room_id)
+        room = self._forget_room(room_id)
+        session = self._session
+        # Messages that still arrive are dropped: the room is forgotten already. A session not
+        # connected yet will not subscribe it.
+        if room is None or session is None or not session.connection.is_connected:
+            return
+        try:
+            await session.send("UNSUBSCRIBE", room.channel)
+        except _SessionEnded:
+            return
+        except _FAILURES as error:
+            session.end(f"unsubscribing {room_id} failed: {describe(error)}")
+
+    def publish(self, room_id: str, frame: bytes) -> None:
+        if not self._started or self._closed:
+            raise BusError("the Redis bus is closed" if self._closed else "the bus is not started")
+        dropped = self._outbox.push(room_id, frame)
+        if dropped:
+            self.dropped_publishes += dropped
+            self._queue_full_log.warning(
+                "bus %s: publish queue full (%d messages), dropping the oldest",
+                self.instance_id,
+                len(self._outbox),
+            )
+        self._queue_nonempty.set()
+
+    async def ping(self) -> None:
+        if not self._started or self._closed:
+            raise BusError("the Redis bus is closed" if self._closed else "the bus is not started")
+        session = self._session
+        if session is None or not session.ready:
+            raise BusError(f"the bus is not connected to Redis at {self._safe_url}")
+        if self._probe_failure is not None:
+            raise BusError(f"the bus liveness probe failed: {self._probe_failure}")
+
+    # -- rooms and resyncs ---------------------------------------------------------------------
+
+    def _forget_room(self, room_id: str) -> _Room | None:
+        room = self._rooms.pop(room_id, None)
+        if room is not None:
+            self._rooms_by_channel.pop(room.channel, None)
+            if room.pending_resync is not None:
+                room.pending_resync.cancel()
+        return room
+
+    def _request_resync(self, room: _Room) -> None:
+        """Call the room's resync handler now, or once at the end of the current interval if
+        it was called less than `resync_min_interval_s` ago (a storm of gaps costs two)."""
+        if room.pending_resync is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = (room.last_resync_at or -math.inf) + self._resync_min_interval_s
+        if loop.time() >= due:
+            self._resync(room)
+        else:
+            room.pending_resync = loop.call_at(due, self._resync, room)
+
+    def _resync(self, room: _Room) -> None:
+        room.pending_resync = None
+        if self._rooms.get(room.room_id) is not room:
+            return
+        room.last_resync_at = asyncio.get_running_loop().time()
+        self.resyncs_requested += 1
+        try:
+            room.on_resync(room.room_id)
+        except Exception:
+            log.exception("bus %s: room %s: resync handler failed", self.instance_id, room.room_id)
+
+    # -- the pub/sub session -------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        backoff = _Backoff(self._reconnect_min_s, self._reconnect_max_s)
+        connected_before = False
+        while True:
+            try:
+                session = await self._open_session()
+            except (_SessionEnded, *_FAILURES) as error:
+                self.connect_failures += 1
+                if not self._outage_logged:
+                    self._outage_logged = True
+                    log.warning(
+                        "bus %s: cannot reach Redis at %s (%s); retrying in the background",
+                        self.instance_id,
+                        self._safe_url,
+                        describe(error),
+                    )
+                await asyncio.sleep(backoff.next_delay_s())
+                continue
+            if connected_before:
+                self.reconnects += 1
+            log.info(
+                "bus %s: %s Redis at %s",
+                self.instance_id,
+                "reconnected to" if self._outage_logged else "connected to",
+                self._safe_url,
+            )
+            self._outage_logged = False
+            connected_before = True
+            for room in list(self._rooms.values()):
+                self._request_resync(room)
+            reason = await self._run_session(session)
+            self._outage_logged = True
+            log.warning(
+                "bus %s: lost Redis at %s (%s); reconnecting",
+                self.instance_id,
+                self._safe_url,
+                reason,
+            )
+            if session.probe_succeeded:
+                backoff.reset()
+            # Even after a healthy session: a server that accepts and drops at once is no loop.
+            await asyncio.sleep(backoff.next_delay_s())
+
+    async def _open_session(self) -> _Session:
+        """Connect, subscribe the probe channel and every room, and return the ready session.
+        Raises `_SessionEnded` or a Redis or OS error."""
+        pool = self._pubsub_pool
+        connection: AbstractConnection = pool.connection_class(**pool.connection_kwargs)
+        session = _Session(connection)
+        self._session = session
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await connection.connect()  # type: ignore[no-untyped-call]
+            session.reader = asyncio.create_task(
+                self._read(session), name=f"bus-{self.instance_id}-reader"
+            )
+            for room in self._rooms.values():
+                room.senders.clear()
+            subscribed: set[bytes] = set()
+            channels = [self._probe_channel, *self._rooms_by_channel]
+            while channels:
+                if not await self._subscribe_channels(session, channels):
+                    raise _SessionEnded(session.end_reason or "subscriptions not confirmed in time")
+                subscribed.update(channels)
+                # Rooms subscribed meanwhile; no await between the last check and `ready`.
+                channels = [c for c in self._rooms_by_channel if c not in subscribed]
+            session.ready = True
+            self._ready.set()
+            return session
+        except BaseException as error:
+            await self._end_session(session, f"connecting failed: {describe(error)}")
+            raise
+
+    async def _run_session(self, session: _Session) -> str:
+        """Run the probe until the session ends; return why it ended."""
+        assert session.reader is not None
+        session.prober = asyncio.create_task(
+            self._probe(session), name=f"bus-{self.instance_id}-prober"
+        )
+        try:
+            await asyncio.wait(
+                {session.reader, session.prober}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            await self._end_session(session, "the bus is closing")
+        return session.end_reason or "unknown"
+
+    async def _end_session(self, session: _Session, reason: str) -> None:
+        session.end(reason)
+        if self._session is session:
+            self._session = None
+            self._ready.clear()
+        # Close the socket first: a read blocked in redis-py then fails at once, even where
+        # redis-py's own clean-up would hold on to a cancellation.
+        try:
+            await session.connection.disconnect(nowait=True)
+        except _FAILURES as error:
+            log.debug("bus %s: closing a pub/sub connection: %s", self.instance_id, error)
+        current = asyncio.current_task()
+        tasks = [t for t in (session.reader, session.prober) if t is not None and t is not current]
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=self._command_timeout_s)
+            for task in stuck:
+                log.error("bus %s: task %s did not stop", self.instance_id, task.get_name())
+
+    async def _subscribe_channels(self, session: _Session, channels: list[bytes]) -> bool:
+        """Subscribe; return whether Redis confirmed every channel within the command timeout.
+        Raises `_SessionEnded` or a Redis or OS error."""
+        loop = asyncio.get_running_loop()
+        waiters: list[asyncio.Future[bool]] = []
+        for start in range(0, len(channels), SUBSCRIBE_BATCH_MAX_CHANNELS):
+            batch = channels[start : start + SUBSCRIBE_BATCH_MAX_CHANNELS]
+            for channel in batch:
+                waiter: asyncio.Future[bool] = loop.create_future()
+                session.confirmations.setdefault(channel, collections.deque()).append(waiter)
+                waiters.append(waiter)
+            await session.send("SUBSCRIBE", *batch)
+        try:
+            async with asyncio.timeout(self._command_timeout_s):
+                results = await asyncio.gather(*waiters)
+        except TimeoutError:
+            return False
+        return all(results)
+
+    async def _read(self, session: _Session) -> None:
+        try:
+            while True:
+                reply = await session.connection.read_response(timeout=math.inf)
+                self._on_reply(session, reply)
+        except _FAILURES as error:
+            session.end(f"the pub/sub connection failed: {describe(error)}")
+
+    def _on_reply(self, session: _Session, reply: object) -> None:
+        if not (isinstance(reply, list) and len(reply) == 3):
+            return  # a PONG or a reply of a kind this bus never asks for
+        kind, channel, payload = reply
+        if kind == b"message" and isinstance(channel, bytes) and isinstance(payload, bytes):
+            if channel == self._probe_channel:
+                echo = session.probe_echo
+                if echo is not None and not echo.done() and payload == session.probe_nonce:
+                    echo.set_result(None)
+            else:
+                self._on_message(channel, payload)
+        elif kind == b"subscribe" and isinstance(channel, bytes):
+            waiters = session.confirmations.get(channel)
+            if waiters:
+                waiter = waiters.popleft()
+                if not waiters:
+                    del session.confirmations[channel]
+                if not waiter.done():
+                    waiter.set_result(True)
+
+    def _on_message(self, channel: bytes, payload: bytes) -> None:
+        room = self._rooms_by_channel.get(channel)
+        if room is None:
+            return  # unsubscribed a moment ago
+        try:
+            envelope = decode_envelope(payload)
+        except ProtocolError as error:
+            self.malformed_dropped += 1
+            self._malformed_log.warning(
+                "bus %s: room %s: dropped a malformed bus message: %s",
+                self.instance_id,
+                room.room_id,
+                error,
+            )
+            return
+        if envelope.instance_id == self.instance_id:
+            return
+        gap = room.senders.observe(envelope.instance_id, envelope.epoch, envelope.seq)
+        self.received += 1
+        try:
+            room.on_message(room.room_id, envelope.frame)
+        except Exception:
+            log.exception("bus %s: room %s: message handler failed", self.instance_id, room.room_id)
+        if gap:
+            self.gaps_detected += 1
+            log.debug(
+                "bus %s: room %s: gap in the messages of %s",
+                self.instance_id,
+                room.room_id,
+                envelope.instance_id,
+            )
+            self._request_resync(room)
+
+    async def _probe(self, session: _Session) -> None:
+        """Round-trip a nonce through the probe channel every `probe_interval_s`, at once
+        first; end the session when one does not come back in time."""
+        loop = asyncio.get_running_loop()
+        while True:
+            session.probe_nonce = secrets.token_bytes(16)
+            session.probe_echo = loop.create_future()
+            failure = None
+            try:
+                async with asyncio.timeout(self._probe_timeout_s):
+                    receivers = await self._client.publish(self._probe_channel, session.probe_nonce)
+                    if receivers == 0:
+                        failure = "Redis has no subscriber on the probe channel"
+                    else:
+                        await session.probe_echo
+            except TimeoutError:
+                failure = f"no probe came back within {self._probe_timeout_s} s"
+            except _FAILURES as error:
+                failure = f"the probe could not be published: {describe(error)}"
+            finally:
+                session.probe_echo = None
+            if failure is not None:
+                self.probe_failures += 1
+                self._probe_failure = failure
+                session.end(failure)
+                return
+            self._probe_failure = None
+            session.probe_succeeded = True
+            await asyncio.sleep(self._probe_interval_s)
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    async def _publish_forever(self) -> None:
+        backoff = _Backoff(self._reconnect_min_s, self._reconnect_max_s)
+        while True:
+            if not self._outbox:
+                self._queue_nonempty.clear()
+                await self._queue_nonempty.wait()
+            await self._ready.wait()
+            batch = self._outbox.take(PUBLISH_BATCH_MAX_MESSAGES)
+            if not batch:
+                continue
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for room_id, envelope in batch:
+                        pipe.publish(self._room_channel(room_id), envelope)
+                    await pipe.execute()
+            except _TRANSIENT_FAILURES as error:
+                # Kept, in order: published once Redis answers again (a batch Redis partly
+                # took is repeated; receivers see the repeat as a gap and resync).
+                log.debug(
+                    "bus %s: publishing failed, will retry: %s", self.instance_id, describe(error)
+                )
+                self.dropped_publishes += self._outbox.put_back(batch)
+                await asyncio.sleep(backoff.next_delay_s())
+                continue
+            except RedisError as error:
+                self.dropped_publishes += len(batch)
+                self._publish_error_log.warning(
+                    "bus %s: Redis refused %d messages, dropped: %s",
+                    self.instance_id,
+                    len(batch),
+                    error,
+                )
+                continue
+            backoff.reset()
+            self.published += len(batch)
+
+    def _room_channel(self, room_id: str) -> bytes:
+        return f"{self._prefix}room:{room_id}".encode()

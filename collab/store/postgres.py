@@ -1,0 +1,251 @@
+"""`PostgresStore`: documents in a PostgreSQL database shared by every server instance."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import asyncpg  # type: ignore[import-untyped, unused-ignore]
+import pycrdt
+
+from collab.errors import StoreError
+from collab.store.base import StoredDocument
+from collab.store.migrations import (
+    POSTGRES_DRIVER_ERRORS,
+    apply_postgres_migrations,
+    describe_driver_error,
+)
+
+CONNECT_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 10.0
+PING_TIMEOUT_S = 2.0
+CLOSE_TIMEOUT_S = 5.0
+# Rooms are locked in the two-int4 advisory key space, apart from the one-bigint key of the
+# migration lock; this first key says "a collab room" ("clbr" as ASCII).
+ROOM_LOCK_NAMESPACE = int.from_bytes(b"clbr", "big")
+# Creating the pool also parses the DSN: a malformed one raises ValueError.
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (*POSTGRES_DRIVER_ERRORS, ValueError)
+_CLOSE_ERRORS: tuple[type[Exception], ...] = (*POSTGRES_DRIVER_ERRORS, TimeoutError)
+
+
+class PostgresStore:
+    """A `Store` in the PostgreSQL database at `dsn`, through an asyncpg pool.
+
+    Several instances may share the database: compactions of one room serialize on an
+    advisory lock, and `open` migrates under another. A connection lost while the server is
+    down fails the calls using it with `StoreError`; the pool reconnects once it is back.
+    Messages name the host and database, never the DSN's password.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_pool: int = 1,
+        max_pool: int = 10,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        command_timeout_s: float = COMMAND_TIMEOUT_S,
+        ping_timeout_s: float = PING_TIMEOUT_S,
+    ) -> None:
+        self._dsn = dsn
+        self._secrets = _dsn_secrets(dsn)
+        self.where = _describe_dsn(dsn)
+        self.min_pool = min_pool
+        self.max_pool = max_pool
+        self.connect_timeout_s = connect_timeout_s
+        self.command_timeout_s = command_timeout_s
+        self.ping_timeout_s = ping_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.where!r})"
+
+    async def open(self) -> None:
+        async with self._lock:
+            if self._pool is not None:
+                return
+            try:
+                pool = await asyncpg.create_pool(
+                    self._dsn,
+                    min_size=self.min_pool,
+                    max_size=self.max_pool,
+                    timeout=self.connect_timeout_s,
+                    command_timeout=self.command_timeout_s,
+                )
+            except _CONNECT_ERRORS as exc:
+                # Not chained: the parse error of a malformed DSN may quote it.
+                raise self._error("connecting", exc) from None
+            try:
+                async with pool.acquire(timeout=self.connect_timeout_s) as conn:
+                    await apply_postgres_migrations(conn)
+            except BaseException as exc:
+                await self._close_pool(pool, exc)
+                if isinstance(exc, StoreError):
+                    raise StoreError(self._redact(f"Postgres store {self.where}: {exc}")) from exc
+                if isinstance(exc, POSTGRES_DRIVER_ERRORS):
+                    raise self._error("migrating", exc) from exc
+                raise
+            self._pool = pool
+
+    async def close(self) -> None:
+        async with self._lock:
+            pool, self._pool = self._pool, None
+            if pool is None:
+                return
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await pool.close()
+            except TimeoutError:
+                # Connections still busy (or a server that stopped answering): drop them.
+                pool.terminate()
+            except POSTGRES_DRIVER_ERRORS as exc:
+                pool.terminate()
+                raise self._error("closing the pool", exc) from exc
+
+    async def load(self, room_id: str) -> StoredDocument:
+        # One snapshot for both reads: a compaction committed between them would otherwise
+        # hide the log rows it folded into the snapshot.
+        async with (
+            self._connection(f"loading room {room_id!r}") as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            snapshot = await conn.fetchval(
+                "SELECT state FROM document_snapshots WHERE room_id = $1", room_id
+            )
+            rows = await conn.fetch(
+                "SELECT data FROM document_updates WHERE room_id = $1 ORDER BY id", room_id
+            )
+        return StoredDocument(
+            snapshot=None if snapshot is None else bytes(snapshot),
+            updates=[bytes(row["data"]) for row in rows],
+        )
+
+    async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> None:
+        if not batch:
+            return
+        rows = [(room_id, bytes(update)) for room_id, update in batch]
+        async with (
+            self._connection(f"appending {len(rows)} updates") as conn,
+            conn.transaction(),
+        ):
+            await conn.executemany(
+                "INSERT INTO document_updates (room_id, data) VALUES ($1, $2)", rows
+            )
+
+    async def compact(self, room_id: str, state: bytes) -> None:
+        async with (
+            self._connection(f"compacting room {room_id!r}") as conn,
+            conn.transaction(),
+        ):
+            # Two instances compacting one room serialize here. Each statement below then
+            # sees what the other committed (READ COMMITTED), its snapshot included.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))", ROOM_LOCK_NAMESPACE, room_id
+            )
+            snapshot = await conn.fetchval(
+                "SELECT state FROM document_snapshots WHERE room_id = $1", room_id
+            )
+            rows = await conn.fetch(
+                "SELECT id, data FROM document_updates WHERE room_id = $1 ORDER BY id", room_id
+            )
+            parts = [] if snapshot is None else [bytes(snapshot)]
+            parts += [bytes(row["data"]) for row in rows]
+            try:
+                merged = pycrdt.merge_updates(*parts, bytes(state))
+            except ValueError as exc:
+                raise StoreError(
+                    f"Postgres store {self.where}: room {room_id!r} holds an update "
+                    f"that does not merge: {exc}"
+                ) from exc
+            await conn.execute(
+                "INSERT INTO document_snapshots (room_id, state, updated_at) "
+                "VALUES ($1, $2, now()) "
+                "ON CONFLICT (room_id) DO UPDATE "
+                "SET state = excluded.state, updated_at = excluded.updated_at",
+                room_id,
+                merged,
+            )
+            if rows:
+                # Exactly the rows read: identity values are handed out at insert time, not in
+                # commit order, so a smaller id may commit after this transaction read the log.
+                await conn.execute(
+                    "DELETE FROM document_updates WHERE room_id = $1 AND id = ANY($2::bigint[])",
+                    room_id,
+                    [row["id"] for row in rows],
+                )
+
+    async def ping(self) -> None:
+        pool = self._open_pool("answering a ping")
+        try:
+            async with asyncio.timeout(self.ping_timeout_s):
+                async with pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
+        except POSTGRES_DRIVER_ERRORS as exc:
+            raise self._error("answering a ping", exc) from exc
+
+    @asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[Any]:
+        """Hold a pooled connection; driver errors raised inside become `StoreError`."""
+        pool = self._open_pool(what)
+        try:
+            # Waiting for a free connection is waiting for other commands: bounded like them.
+            async with pool.acquire(timeout=self.command_timeout_s) as conn:
+                yield conn
+        except POSTGRES_DRIVER_ERRORS as exc:
+            raise self._error(what, exc) from exc
+
+    def _open_pool(self, what: str) -> Any:
+        pool = self._pool
+        if pool is None:
+            raise StoreError(f"Postgres store {self.where}: {what} failed: the store is not open")
+        return pool
+
+    async def _close_pool(self, pool: Any, exc: BaseException) -> None:
+        """Close `pool` because `exc` made the store unusable; failures become notes."""
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await pool.close()
+        except _CLOSE_ERRORS as close_exc:
+            pool.terminate()
+            exc.add_note(self._redact(f"closing the pool also failed: {close_exc}"))
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(
+            self._redact(
+                f"Postgres store {self.where}: {what} failed: {describe_driver_error(exc)}"
+            )
+        )
+
+    def _redact(self, message: str) -> str:
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return message
+
+
+def _dsn_secrets(dsn: str) -> list[str]:
+    """The password of `dsn` (in the authority or a `password=` parameter), as it may appear."""
+    secrets: set[str] = set()
+    authority = dsn.partition("://")[2].partition("/")[0].partition("?")[0]
+    userinfo, at, _ = authority.rpartition("@")
+    if at and ":" in userinfo:
+        password = userinfo.partition(":")[2]
+        secrets |= {password, unquote(password)}
+    query = dsn.partition("?")[2]
+    for password in parse_qs(query).get("password", []):
+        secrets.add(password)
+    return sorted((secret for secret in secrets if secret), key=len, reverse=True)
+
+
+def _describe_dsn(dsn: str) -> str:
+    """`host:port/database` of `dsn`, without user or password; a placeholder if unparsable."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "(unparsable DSN)"
+    host = parts.netloc.rpartition("@")[2] or "(default host)"
+    database = parts.path.lstrip("/") or "(default database)"
+    return f"{host}/{database}"

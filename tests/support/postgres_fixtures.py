@@ -1,0 +1,56 @@
+"""Pytest fixtures for a throwaway PostgreSQL cluster (load with `pytest_plugins`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.support.postgres_server import (
+    PostgresServer,
+    find_postgres_bindir,
+    unique_database_name,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One cluster for the whole run; tests share it through databases of their own.
+
+    Fault tests that stop or kill the server use `fresh_postgres` instead.
+    """
+    server = _new_server()
+    try:
+        server.start_blocking()
+        yield server
+    finally:
+        server.close_blocking()
+
+
+@pytest.fixture
+async def fresh_postgres() -> AsyncIterator[PostgresServer]:
+    """A cluster of this test's own, which it may stop, kill and restart."""
+    server = _new_server()
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def postgres_dsn(postgres_server: PostgresServer) -> AsyncIterator[str]:
+    """The DSN of a fresh, empty database, dropped after the test."""
+    name = unique_database_name()
+    dsn = await postgres_server.create_database(name)
+    yield dsn
+    await postgres_server.drop_database(name)
+
+
+def _new_server() -> PostgresServer:
+    if find_postgres_bindir() is None:
+        pytest.skip(
+            "PostgreSQL binaries (initdb, postgres, createdb, dropdb) not found: install the "
+            "postgresql package or set COLLAB_TEST_PG_BINDIR"
+        )
+    return PostgresServer()
