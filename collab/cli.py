@@ -215,11 +215,15 @@ async def _run_until_signal(app: web.Application, settings: Settings) -> None:
 def _print_banner(settings: Settings, runner: web.AppRunner) -> None:
     host, port = runner.addresses[0][:2]
     base = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-    store = "SQLite " + str(settings.sqlite_path) if settings.sqlite_path else "database"
-    if settings.database_url == "memory://":
-        store = "memory (nothing is kept)"
+    if settings.sqlite_path is not None:
+        store = f"SQLite {settings.sqlite_path}"
+    elif settings.database_url == "memory://":
+        store = "memory store, nothing is kept"
+    else:
+        store = "Postgres"
+    bus = "Redis bus" if settings.redis_url else "in-process bus"
     lines = [
-        f"collab {__version__} listening on http://{base} ({store}, in-process bus)",
+        f"collab {__version__} listening on http://{base} ({store}, {bus})",
         f"  documents: ws://{base}/ws/docs/{{workspace_id}}/{{note_id}}?token=JWT",
         f"  REST:      http://{base}/api/v1/docs/{{workspace_id}}/{{note_id}}",
         "  get a token (same environment): "
