@@ -14,20 +14,19 @@ Four tasks:
 - the prober publishes a nonce on the probe channel every `probe_interval_s`; when it does not
   come back within `probe_timeout_s` the subscription is dead and the session is dropped;
 - the publisher drains the bounded publish queue, in pipelined batches, while connected.
+The reader and the prober belong to one session, one pub/sub connection's life
+(`collab.bus.redis_session`); the supervisor and the publisher are `RedisBus`'s, here.
 
-Redis errors never leave this module: they end a session (the supervisor reconnects), fail a
+Redis errors never leave `RedisBus`: they end a session (the supervisor reconnects), fail a
 probe, are retried by the publisher, or surface as `BusError` from `ping`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import math
-import random
 import re
-import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -46,33 +45,23 @@ from redis.maint_notifications import MaintNotificationsConfig
 from collab.bus.base import MessageHandler, ResyncHandler
 from collab.bus.envelope import Outbox, SequenceTracker, decode_envelope
 from collab.bus.envelope import encode_instance_id as encode_instance_id_bytes
+from collab.bus.redis_session import (
+    _FAILURES,
+    _Backoff,
+    _cancel_and_wait,
+    _Session,
+    _SessionEnded,
+    describe,
+)
 from collab.errors import BusError, ConfigError, ProtocolError
 
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH_MAX_MESSAGES = 256
 PUBLISH_MAX_CONNECTIONS = 4
-SUBSCRIBE_BATCH_MAX_CHANNELS = 256
 LOG_INTERVAL_S = 10.0
 _RESP_PROTOCOL = 2  # pub/sub messages as plain arrays, whatever the URL asks for
-_FAILURES = (RedisError, OSError)  # OSError covers the builtin TimeoutError
 _TRANSIENT_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel `tasks` and wait until they are done, cancelling again as long as needed:
-    on Python 3.11 a cancellation that meets an expiring `asyncio.timeout` is turned into
-    a TimeoutError and the task goes on (fixed in 3.12)."""
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
-
-
-def describe(error: BaseException) -> str:
-    """The error's class and message, for logs (redis-py messages hold no credentials)."""
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def redact_url(url: str) -> str:
@@ -80,23 +69,6 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{host}{parts.path}"
-
-
-class _Backoff:
-    """Capped exponential delays with jitter: each is drawn from [delay / 2, delay]."""
-
-    def __init__(self, min_s: float, max_s: float) -> None:
-        self._min_s = min_s
-        self._max_s = max_s
-        self._attempts = 0
-
-    def next_delay_s(self) -> float:
-        delay = min(self._max_s, self._min_s * 2 ** min(self._attempts, 32))
-        self._attempts += 1
-        return random.uniform(delay / 2, delay)
-
-    def reset(self) -> None:
-        self._attempts = 0
 
 
 class _RateLimitedLog:
@@ -129,46 +101,6 @@ class _Room:
     senders: SequenceTracker = field(default_factory=SequenceTracker)
     last_resync_at: float | None = None
     pending_resync: asyncio.TimerHandle | None = None
-
-
-class _Session:
-    """One pub/sub connection and what is waiting on it. Ended once, for one reason."""
-
-    def __init__(self, connection: AbstractConnection) -> None:
-        self.connection = connection
-        self.ready = False
-        self.end_reason: str | None = None
-        self.probe_succeeded = False
-        self.confirmations: dict[bytes, collections.deque[asyncio.Future[bool]]] = {}
-        self.probe_nonce = b""
-        self.probe_echo: asyncio.Future[None] | None = None
-        self.reader: asyncio.Task[None] | None = None
-        self.prober: asyncio.Task[None] | None = None
-
-    def end(self, reason: str) -> None:
-        if self.end_reason is None:
-            self.end_reason = reason
-        self.ready = False
-        for waiters in self.confirmations.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(False)
-        self.confirmations.clear()
-        current = asyncio.current_task()
-        for task in (self.reader, self.prober):
-            if task is not None and task is not current:
-                task.cancel()
-
-    async def send(self, *args: bytes | str) -> None:
-        """Raises `_SessionEnded`, or a Redis or OS error (after which the session must end)."""
-        # redis-py reconnects a disconnected connection on send: never let it do so silently.
-        if self.end_reason is not None or not self.connection.is_connected:
-            raise _SessionEnded(self.end_reason or "the pub/sub connection is closed")
-        await self.connection.send_command(*args)
-
-
-class _SessionEnded(Exception):
-    """The pub/sub session is over (or was never usable); the message says why."""
 
 
 class RedisBus:
@@ -321,7 +253,7 @@ class RedisBus:
         if session is None or not session.ready:
             return
         try:
-            confirmed = await self._subscribe_channels(session, [channel])
+            confirmed = await session.subscribe([channel], self._command_timeout_s)
         except (_SessionEnded, *_FAILURES) as error:
             session.end(f"subscribing {room_id} failed: {describe(error)}")
             return
@@ -447,26 +379,21 @@ class RedisBus:
         """Connect, subscribe the probe channel and every room, and return the ready session.
         Raises `_SessionEnded` or a Redis or OS error."""
         pool = self._pubsub_pool
-        connection: AbstractConnection = pool.connection_class(**pool.connection_kwargs)
-        session = _Session(connection)
+        session = _Session(
+            pool.connection_class(**pool.connection_kwargs),
+            instance_id=self.instance_id,
+            probe_channel=self._probe_channel,
+            on_message=self._on_message,
+            on_probe=self._on_probe,
+        )
         self._session = session
         try:
-            async with asyncio.timeout(self._connect_timeout_s):
-                await connection.connect()  # type: ignore[no-untyped-call]
-            session.reader = asyncio.create_task(
-                self._read(session), name=f"bus-{self.instance_id}-reader"
-            )
+            await session.connect(self._connect_timeout_s)
             for room in self._rooms.values():
                 room.senders.clear()
-            subscribed: set[bytes] = set()
-            channels = [self._probe_channel, *self._rooms_by_channel]
-            while channels:
-                if not await self._subscribe_channels(session, channels):
-                    raise _SessionEnded(session.end_reason or "subscriptions not confirmed in time")
-                subscribed.update(channels)
-                # Rooms subscribed meanwhile; no await between the last check and `ready`.
-                channels = [c for c in self._rooms_by_channel if c not in subscribed]
-            session.ready = True
+            await session.subscribe_all(
+                lambda: [self._probe_channel, *self._rooms_by_channel], self._command_timeout_s
+            )
             self._ready.set()
             return session
         except BaseException as error:
@@ -475,13 +402,11 @@ class RedisBus:
 
     async def _run_session(self, session: _Session) -> str:
         """Run the probe until the session ends; return why it ended."""
-        assert session.reader is not None
-        session.prober = asyncio.create_task(
-            self._probe(session), name=f"bus-{self.instance_id}-prober"
-        )
         try:
-            await asyncio.wait(
-                {session.reader, session.prober}, return_when=asyncio.FIRST_COMPLETED
+            await session.run(
+                self._client,
+                probe_interval_s=self._probe_interval_s,
+                probe_timeout_s=self._probe_timeout_s,
             )
         finally:
             await self._end_session(session, "the bus is closing")
@@ -492,65 +417,7 @@ class RedisBus:
         if self._session is session:
             self._session = None
             self._ready.clear()
-        # Close the socket first: a read blocked in redis-py then fails at once, even where
-        # redis-py's own clean-up would hold on to a cancellation.
-        try:
-            await session.connection.disconnect(nowait=True)
-        except _FAILURES as error:
-            log.debug("bus %s: closing a pub/sub connection: %s", self.instance_id, error)
-        current = asyncio.current_task()
-        tasks = [t for t in (session.reader, session.prober) if t is not None and t is not current]
-        if tasks:
-            _, stuck = await asyncio.wait(tasks, timeout=self._command_timeout_s)
-            for task in stuck:
-                log.error("bus %s: task %s did not stop", self.instance_id, task.get_name())
-
-    async def _subscribe_channels(self, session: _Session, channels: list[bytes]) -> bool:
-        """Subscribe; return whether Redis confirmed every channel within the command timeout.
-        Raises `_SessionEnded` or a Redis or OS error."""
-        loop = asyncio.get_running_loop()
-        waiters: list[asyncio.Future[bool]] = []
-        for start in range(0, len(channels), SUBSCRIBE_BATCH_MAX_CHANNELS):
-            batch = channels[start : start + SUBSCRIBE_BATCH_MAX_CHANNELS]
-            for channel in batch:
-                waiter: asyncio.Future[bool] = loop.create_future()
-                session.confirmations.setdefault(channel, collections.deque()).append(waiter)
-                waiters.append(waiter)
-            await session.send("SUBSCRIBE", *batch)
-        try:
-            async with asyncio.timeout(self._command_timeout_s):
-                results = await asyncio.gather(*waiters)
-        except TimeoutError:
-            return False
-        return all(results)
-
-    async def _read(self, session: _Session) -> None:
-        try:
-            while True:
-                reply = await session.connection.read_response(timeout=math.inf)
-                self._on_reply(session, reply)
-        except _FAILURES as error:
-            session.end(f"the pub/sub connection failed: {describe(error)}")
-
-    def _on_reply(self, session: _Session, reply: object) -> None:
-        if not (isinstance(reply, list) and len(reply) == 3):
-            return  # a PONG or a reply of a kind this bus never asks for
-        kind, channel, payload = reply
-        if kind == b"message" and isinstance(channel, bytes) and isinstance(payload, bytes):
-            if channel == self._probe_channel:
-                echo = session.probe_echo
-                if echo is not None and not echo.done() and payload == session.probe_nonce:
-                    echo.set_result(None)
-            else:
-                self._on_message(channel, payload)
-        elif kind == b"subscribe" and isinstance(channel, bytes):
-            waiters = session.confirmations.get(channel)
-            if waiters:
-                waiter = waiters.popleft()
-                if not waiters:
-                    del session.confirmations[channel]
-                if not waiter.done():
-                    waiter.set_result(True)
+        await session.close(self._command_timeout_s)
 
     def _on_message(self, channel: bytes, payload: bytes) -> None:
         room = self._rooms_by_channel.get(channel)
@@ -585,35 +452,10 @@ class RedisBus:
             )
             self._request_resync(room)
 
-    async def _probe(self, session: _Session) -> None:
-        """Round-trip a nonce through the probe channel every `probe_interval_s`, at once
-        first; end the session when one does not come back in time."""
-        loop = asyncio.get_running_loop()
-        while True:
-            session.probe_nonce = secrets.token_bytes(16)
-            session.probe_echo = loop.create_future()
-            failure = None
-            try:
-                async with asyncio.timeout(self._probe_timeout_s):
-                    receivers = await self._client.publish(self._probe_channel, session.probe_nonce)
-                    if receivers == 0:
-                        failure = "Redis has no subscriber on the probe channel"
-                    else:
-                        await session.probe_echo
-            except TimeoutError:
-                failure = f"no probe came back within {self._probe_timeout_s} s"
-            except _FAILURES as error:
-                failure = f"the probe could not be published: {describe(error)}"
-            finally:
-                session.probe_echo = None
-            if failure is not None:
-                self.probe_failures += 1
-                self._probe_failure = failure
-                session.end(failure)
-                return
-            self._probe_failure = None
-            session.probe_succeeded = True
-            await asyncio.sleep(self._probe_interval_s)
+    def _on_probe(self, failure: str | None) -> None:
+        if failure is not None:
+            self.probe_failures += 1
+        self._probe_failure = failure
 
     # -- publishing ----------------------------------------------------------------------------
 

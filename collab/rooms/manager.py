@@ -186,6 +186,8 @@ class RoomManager:
             except StoreError as error:
                 self.store_healthy = False
                 raise RoomUnavailable(f"could not load {room_id}: {error}") from error
+            if not self._dirty:
+                self.store_healthy = True
             try:
                 room = DocumentRoom.from_stored(room_id, stored)
             except ProtocolError as error:

@@ -230,3 +230,24 @@ def _room(server: RunningServer, room_id: str) -> LiveRoom | None:
 
 async def _until_unloaded(server: RunningServer, room_id: str) -> None:
     await eventually(lambda: _room(server, room_id) is None, what=f"{room_id} unloaded")
+
+
+async def test_readiness_recovers_after_a_failed_load(start_server: StartServer) -> None:
+    """A load that failed marks the store unhealthy only until the store answers again."""
+    import aiohttp
+
+    from collab.errors import StoreError
+
+    store = MemoryStore()
+    server = await start_server(store=store)
+    store.fail_next = StoreError("blip")
+    status, _ = await connect_http_error(server.doc_url())
+    assert status == 503
+    async with YClient.connect(server.doc_url()) as client:
+        await client.wait_synced()
+    async with aiohttp.ClientSession() as http:
+
+        async def ready() -> bool:
+            return (await http.get(f"{server.http}/readyz")).status == 200
+
+        await eventually(ready, what="ready again")
