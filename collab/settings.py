@@ -72,6 +72,7 @@ class Settings:
     room_grace_s: float = 10.0
     store_backlog_per_room: int = 10_000
     awareness_timeout_s: float = 30.0
+    presence_heartbeat_s: float = 5.0
     heartbeat_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     log_level: str = "INFO"
@@ -125,6 +126,13 @@ def _seconds(raw: str) -> float:
         raise ValueError(f"expected a number of seconds, got {raw!r}") from None
     if not 0 <= value <= 86_400:
         raise ValueError(f"must be between 0 and 86400 seconds, got {value}")
+    return value
+
+
+def _positive_seconds(raw: str) -> float:
+    value = _seconds(raw)
+    if value <= 0:
+        raise ValueError(f"must be more than 0 seconds, got {value}")
     return value
 
 
@@ -327,6 +335,13 @@ OPTIONS: tuple[Option, ...] = (
         "COLLAB_AWARENESS_TIMEOUT_S",
         _seconds,
         "awareness states from another instance not renewed for this long are removed",
+    ),
+    Option(
+        "presence_heartbeat_s",
+        "COLLAB_PRESENCE_HEARTBEAT_S",
+        _positive_seconds,
+        "how often an instance renews its presence entries; a dead instance's users leave "
+        "after about 3 heartbeats",
     ),
     Option(
         "heartbeat_s",

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestServer
 from collab.auth import Role, mint_token
 from collab.bus.base import Bus
 from collab.bus.memory import MemoryBroker, MemoryBus
+from collab.presence.memory import MemoryPresenceBroker, MemoryPresenceStore
 from collab.settings import Secret, Settings
 from collab.store.base import Store
 from collab.web.app import create_app
@@ -109,6 +110,7 @@ async def start_server(backend_urls: tuple[str, str | None]) -> AsyncIterator[St
     their store and bus like instances of one deployment. All are closed at the end."""
     running: list[RunningServer] = []
     broker = MemoryBroker()
+    presence_broker = MemoryPresenceBroker()
     database_url, redis_url = backend_urls
 
     async def start(
@@ -118,12 +120,16 @@ async def start_server(backend_urls: tuple[str, str | None]) -> AsyncIterator[St
         # Tests that name a database or a bus keep it; the rest get the backend's.
         if settings.database_url == "memory://" and store is None:
             settings = settings.replace(database_url=database_url)
+        presence_store = None
         if settings.redis_url is None and bus is None:
             if redis_url is None:
                 bus = MemoryBus(broker)
+                presence_store = MemoryPresenceStore(
+                    3 * settings.presence_heartbeat_s, broker=presence_broker
+                )
             else:
                 settings = settings.replace(redis_url=redis_url)
-        app = create_app(settings, store=store, bus=bus)
+        app = create_app(settings, store=store, bus=bus, presence_store=presence_store)
         server = TestServer(app, host="127.0.0.1", port=0)
         await server.start_server()
         instance = RunningServer(settings, app, server)
@@ -132,8 +138,14 @@ async def start_server(backend_urls: tuple[str, str | None]) -> AsyncIterator[St
 
     yield start
     for instance in running:
-        # Bounded, so a server that cannot shut down fails the test instead of hanging it.
-        await asyncio.wait_for(instance.close(), scaled(30))
+        # Bounded, so a server that cannot shut down fails the test instead of hanging it,
+        # and says where it is stuck.
+        try:
+            await asyncio.wait_for(asyncio.shield(instance.close()), scaled(30))
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack(limit=5)
+            raise
 
 
 @pytest.fixture

@@ -461,7 +461,11 @@ class RedisBus:
 
     async def _publish_forever(self) -> None:
         backoff = _Backoff(self._reconnect_min_s, self._reconnect_max_s)
+        task = asyncio.current_task()
         while True:
+            # redis-py may finish a command despite a cancellation; honour it here.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             if not self._outbox:
                 self._queue_nonempty.clear()
                 await self._queue_nonempty.wait()

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from collab.bus.base import Bus
@@ -75,8 +75,20 @@ class LiveRoom:
         return self.room.room_id
 
 
+ChangeListener = Callable[[LiveRoom, str | None], None]
+"""Called after a local change (a peer's or the server's) with the acting user's id."""
+
+
 class RoomManager:
-    def __init__(self, store: Store, bus: Bus, limits: RoomLimits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        limits: RoomLimits,
+        *,
+        on_change: ChangeListener | None = None,
+    ) -> None:
+        self._on_change = on_change
         self._store = store
         self._bus = bus
         self._limits = limits
@@ -252,13 +264,18 @@ class RoomManager:
             frame, max_awareness_state_bytes=self._limits.max_awareness_state_bytes
         )
         origin = PeerOrigin(peer.peer_id, peer.can_write)
-        self._execute(live, live.room.receive(message, origin))
+        effects = live.room.receive(message, origin)
+        self._execute(live, effects)
+        if self._on_change is not None and any(isinstance(e, Persist) for e in effects):
+            self._on_change(live, peer.user_id)
 
-    def apply_server_update(self, live: LiveRoom, update: bytes) -> bool:
-        """Apply an update from the server itself. Returns whether it changed the document.
-        Raises `ProtocolError` if the update is invalid."""
+    def apply_server_update(self, live: LiveRoom, update: bytes, actor: str | None = None) -> bool:
+        """Apply an update from the server itself (on behalf of `actor`). Returns whether it
+        changed the document. Raises `ProtocolError` if the update is invalid."""
         effects = live.room.apply_update(update, ServerOrigin())
         self._execute(live, effects)
+        if effects and self._on_change is not None:
+            self._on_change(live, actor)
         return bool(effects)
 
     def _on_bus_message(self, room_id: str, frame: bytes) -> None:

@@ -1,17 +1,28 @@
-"""`MemoryStore`: the in-memory `Store`, for `memory://` and as the test fake."""
+"""`MemoryStore`: the in-memory `Store` and `NotificationStore`, for `memory://` and as the
+test fake; also the notification encoding every backend shares (`encode_payload`,
+`decode_payload`, `page_size`, `requested_ids`, `clamp_after_id`, `format_timestamp`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 import pycrdt
 
 from collab.errors import StoreError
 from collab.store.base import StoredDocument
+from collab.store.notifications import MAX_PAGE, NewNotification, Notification
+
+# Notification ids are positive and fit a signed 64-bit column in every backend.
+MAX_NOTIFICATION_ID = 2**63 - 1
 
 
 class MemoryStore:
-    """A `Store` in process memory; documents survive `close()` + `open()` but not the process.
+    """A `Store` and `NotificationStore` in process memory; everything survives `close()` +
+    `open()` but not the process. Timestamps are formatted by `format_timestamp`.
 
     Like a real backend it refuses calls before `open()` and after `close()` (`StoreError`).
 
@@ -28,6 +39,11 @@ class MemoryStore:
         self._is_open = False
         self._snapshots: dict[str, bytes] = {}
         self._updates: dict[str, list[bytes]] = {}
+        self._members: dict[tuple[str, str], _Member] = {}
+        # Per user, by id; dicts keep insertion order, which is id order.
+        self._notifications: dict[str, dict[int, _StoredNotification]] = {}
+        self._notification_keys: dict[str, int] = {}
+        self._last_notification_id = 0
 
     async def open(self) -> None:
         self._raise_injected_fault()
@@ -66,6 +82,96 @@ class MemoryStore:
     async def ping(self) -> None:
         self._check_callable()
 
+    # --- NotificationStore ----------------------------------------------------------------
+
+    async def record_member(self, workspace_id: str, user_id: str, name: str | None) -> None:
+        self._check_callable()
+        member = self._members.setdefault(
+            (workspace_id, user_id), _Member(name=name, first_seen=format_timestamp())
+        )
+        if name is not None:
+            member.name = name
+
+    async def is_member(self, workspace_id: str, user_id: str) -> bool:
+        self._check_callable()
+        return (workspace_id, user_id) in self._members
+
+    async def create_notifications(
+        self, notifications: Sequence[NewNotification]
+    ) -> list[Notification]:
+        payloads = [encode_payload(notification.payload) for notification in notifications]
+        self._check_callable()
+        created_at = format_timestamp()
+        return [
+            self._insert(notification, payload_json, created_at)
+            for notification, payload_json in zip(notifications, payloads, strict=True)
+        ]
+
+    async def create_notification_once(
+        self, dedup_key: str, notification: NewNotification
+    ) -> Notification | None:
+        payload_json = encode_payload(notification.payload)
+        self._check_callable()
+        if dedup_key in self._notification_keys:
+            return None
+        created = self._insert(notification, payload_json, format_timestamp())
+        self._notification_keys[dedup_key] = created.id
+        return created
+
+    async def list_notifications(
+        self, user_id: str, *, after_id: int = 0, unread_only: bool = False, limit: int = 100
+    ) -> list[Notification]:
+        page = page_size(limit)
+        after_id = clamp_after_id(after_id)
+        self._check_callable()
+        found: list[Notification] = []
+        for stored in self._notifications.get(user_id, {}).values():
+            if len(found) == page:
+                break
+            if stored.id > after_id and not (unread_only and stored.read_at is not None):
+                found.append(stored.to_notification())
+        return found
+
+    async def mark_read(self, user_id: str, ids: Sequence[int]) -> list[int]:
+        self._check_callable()
+        own = self._notifications.get(user_id, {})
+        return self._mark(own[i] for i in requested_ids(ids) if i in own)
+
+    async def mark_all_read(self, user_id: str) -> list[int]:
+        self._check_callable()
+        return self._mark(self._notifications.get(user_id, {}).values())
+
+    async def unread_count(self, user_id: str) -> int:
+        self._check_callable()
+        return sum(
+            stored.read_at is None for stored in self._notifications.get(user_id, {}).values()
+        )
+
+    def _insert(
+        self, notification: NewNotification, payload_json: str, created_at: str
+    ) -> Notification:
+        self._last_notification_id += 1
+        stored = _StoredNotification(
+            id=self._last_notification_id,
+            user_id=notification.user_id,
+            workspace_id=notification.workspace_id,
+            kind=notification.kind,
+            payload_json=payload_json,
+            created_at=created_at,
+            read_at=None,
+        )
+        self._notifications.setdefault(notification.user_id, {})[stored.id] = stored
+        return stored.to_notification()
+
+    def _mark(self, candidates: Iterable[_StoredNotification]) -> list[int]:
+        read_at = format_timestamp()
+        changed: list[int] = []
+        for stored in candidates:
+            if stored.read_at is None:
+                stored.read_at = read_at
+                changed.append(stored.id)
+        return changed
+
     def _check_callable(self) -> None:
         self._raise_injected_fault()
         if not self._is_open:
@@ -77,3 +183,88 @@ class MemoryStore:
             raise fault.with_traceback(None)
         if self.fail_with is not None:
             raise self.fail_with.with_traceback(None)
+
+
+@dataclass(slots=True)
+class _Member:
+    name: str | None
+    first_seen: str
+
+
+@dataclass(slots=True)
+class _StoredNotification:
+    id: int
+    user_id: str
+    workspace_id: str
+    kind: str
+    # Kept encoded, as the SQL backends keep it: every read returns a payload of its own.
+    payload_json: str
+    created_at: str
+    read_at: str | None
+
+    def to_notification(self) -> Notification:
+        return Notification(
+            id=self.id,
+            user_id=self.user_id,
+            workspace_id=self.workspace_id,
+            kind=self.kind,
+            payload=decode_payload(self.payload_json),
+            created_at=self.created_at,
+            read_at=self.read_at,
+        )
+
+
+# --- shared by every NotificationStore backend ----------------------------------------------
+
+
+def encode_payload(payload: Mapping[str, Any]) -> str:
+    """The JSON text of a notification payload.
+
+    Raises `TypeError` unless `payload` is a mapping that serializes to a JSON object (string
+    keys; JSON values, or values orjson turns into JSON such as datetimes, which then read
+    back as their JSON form).
+    """
+    if not isinstance(payload, Mapping):
+        raise TypeError(f"a notification payload must be a mapping, not {type(payload).__name__}")
+    try:
+        return orjson.dumps(dict(payload)).decode()
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(f"a notification payload must serialize to a JSON object: {exc}") from exc
+
+
+def decode_payload(payload_json: str | bytes) -> dict[str, Any]:
+    """The payload stored as `payload_json`; raise `StoreError` unless it is a JSON object."""
+    try:
+        payload = orjson.loads(payload_json)
+    except orjson.JSONDecodeError as exc:
+        raise StoreError(f"a stored notification payload is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise StoreError("a stored notification payload is not a JSON object")
+    return payload
+
+
+def page_size(limit: int) -> int:
+    """`limit` capped at `MAX_PAGE`; raise `ValueError` if it is below 1."""
+    if limit < 1:
+        raise ValueError(f"a page of notifications holds at least 1, not {limit}")
+    return min(limit, MAX_PAGE)
+
+
+def clamp_after_id(after_id: int) -> int:
+    """`after_id` within the id range, so any integer works as a replay position."""
+    return min(max(after_id, 0), MAX_NOTIFICATION_ID)
+
+
+def requested_ids(ids: Iterable[int]) -> list[int]:
+    """The distinct ids of `ids` that can name a notification, ascending."""
+    return sorted({i for i in ids if 0 < i <= MAX_NOTIFICATION_ID})
+
+
+def format_timestamp(moment: datetime | None = None) -> str:
+    """`moment` (default: now) as stored and returned for notifications and members: ISO-8601
+    in UTC with microseconds and a `+00:00` offset, e.g. `2024-05-01T12:00:00.000000+00:00`.
+
+    Fixed width, so these strings sort like the times they denote.
+    """
+    moment = datetime.now(UTC) if moment is None else moment
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

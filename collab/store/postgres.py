@@ -1,9 +1,10 @@
-"""`PostgresStore`: documents in a PostgreSQL database shared by every server instance."""
+"""`PostgresStore`: documents and notifications in a PostgreSQL database shared by every
+server instance."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -13,11 +14,20 @@ import pycrdt
 
 from collab.errors import StoreError
 from collab.store.base import StoredDocument
+from collab.store.memory import (
+    clamp_after_id,
+    decode_payload,
+    encode_payload,
+    format_timestamp,
+    page_size,
+    requested_ids,
+)
 from collab.store.migrations import (
     POSTGRES_DRIVER_ERRORS,
     apply_postgres_migrations,
     describe_driver_error,
 )
+from collab.store.notifications import NewNotification, Notification
 
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 10.0
@@ -26,18 +36,24 @@ CLOSE_TIMEOUT_S = 5.0
 # Rooms are locked in the two-int4 advisory key space, apart from the one-bigint key of the
 # migration lock; this first key says "a collab room" ("clbr" as ASCII).
 ROOM_LOCK_NAMESPACE = int.from_bytes(b"clbr", "big")
+# Users creating notifications lock in the same space under "collab notification user".
+NOTIFICATION_USER_LOCK_NAMESPACE = int.from_bytes(b"clnu", "big")
+_NOTIFICATION_COLUMNS = "id, user_id, workspace_id, kind, payload, created_at, read_at"
 # Creating the pool also parses the DSN: a malformed one raises ValueError.
 _CONNECT_ERRORS: tuple[type[Exception], ...] = (*POSTGRES_DRIVER_ERRORS, ValueError)
 _CLOSE_ERRORS: tuple[type[Exception], ...] = (*POSTGRES_DRIVER_ERRORS, TimeoutError)
 
 
 class PostgresStore:
-    """A `Store` in the PostgreSQL database at `dsn`, through an asyncpg pool.
+    """A `Store` and `NotificationStore` in the PostgreSQL database at `dsn`, through an
+    asyncpg pool.
 
     Several instances may share the database: compactions of one room serialize on an
-    advisory lock, and `open` migrates under another. A connection lost while the server is
-    down fails the calls using it with `StoreError`; the pool reconnects once it is back.
-    Messages name the host and database, never the DSN's password.
+    advisory lock, creations of one user's notifications on another (so that user's ids
+    commit in id order), and `open` migrates under a third. A connection lost while the
+    server is down fails the calls using it with `StoreError`; the pool reconnects once it
+    is back. Messages name the host and database, never the DSN's password. Timestamps are
+    formatted by `format_timestamp`.
     """
 
     def __init__(
@@ -187,6 +203,128 @@ class PostgresStore:
         except POSTGRES_DRIVER_ERRORS as exc:
             raise self._error("answering a ping", exc) from exc
 
+    # --- NotificationStore ----------------------------------------------------------------
+
+    async def record_member(self, workspace_id: str, user_id: str, name: str | None) -> None:
+        async with self._connection(
+            f"recording member {user_id!r} of workspace {workspace_id!r}"
+        ) as conn:
+            # Updates the row only when the name changes: nothing to write on a reconnect.
+            await conn.execute(
+                "INSERT INTO workspace_members (workspace_id, user_id, name) VALUES ($1, $2, $3) "
+                "ON CONFLICT (workspace_id, user_id) DO UPDATE SET name = excluded.name "
+                "WHERE excluded.name IS NOT NULL "
+                "AND excluded.name IS DISTINCT FROM workspace_members.name",
+                workspace_id,
+                user_id,
+                name,
+            )
+
+    async def is_member(self, workspace_id: str, user_id: str) -> bool:
+        async with self._connection(
+            f"checking member {user_id!r} of workspace {workspace_id!r}"
+        ) as conn:
+            found = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM workspace_members "
+                "WHERE workspace_id = $1 AND user_id = $2)",
+                workspace_id,
+                user_id,
+            )
+        return bool(found)
+
+    async def create_notifications(
+        self, notifications: Sequence[NewNotification]
+    ) -> list[Notification]:
+        encoded = [(n, encode_payload(n.payload)) for n in notifications]
+        if not encoded:
+            return []
+        async with (
+            self._connection(f"creating {len(encoded)} notifications") as conn,
+            conn.transaction(),
+        ):
+            await _lock_users(conn, {notification.user_id for notification in notifications})
+            created = await _insert_notifications(conn, encoded)
+        return created
+
+    async def create_notification_once(
+        self, dedup_key: str, notification: NewNotification
+    ) -> Notification | None:
+        encoded = [(notification, encode_payload(notification.payload))]
+        async with (
+            self._connection(f"creating the notification with key {dedup_key!r}") as conn,
+            conn.transaction(),
+        ):
+            # A second caller with this key waits here until the first one's transaction
+            # ends, then finds the key (None) or, if it rolled back, claims it. The key comes
+            # before the user lock: no transaction holding a user lock ever waits for a key.
+            claimed = await conn.fetchval(
+                "INSERT INTO notification_keys (dedup_key) VALUES ($1) "
+                "ON CONFLICT DO NOTHING RETURNING true",
+                dedup_key,
+            )
+            if claimed is None:
+                return None
+            await _lock_users(conn, {notification.user_id})
+            [created] = await _insert_notifications(conn, encoded)
+            await conn.execute(
+                "UPDATE notification_keys SET notification_id = $1 WHERE dedup_key = $2",
+                created.id,
+                dedup_key,
+            )
+        return created
+
+    async def list_notifications(
+        self, user_id: str, *, after_id: int = 0, unread_only: bool = False, limit: int = 100
+    ) -> list[Notification]:
+        page = page_size(limit)
+        # Two fixed statements rather than "($3 OR read_at IS NULL)", so each keeps a plan
+        # that can use its own index.
+        unread = " AND read_at IS NULL" if unread_only else ""
+        async with self._connection(f"listing notifications of {user_id!r}") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications "
+                f"WHERE user_id = $1 AND id > $2{unread} ORDER BY id LIMIT $3",
+                user_id,
+                clamp_after_id(after_id),
+                page,
+            )
+        return [_notification(row) for row in rows]
+
+    async def mark_read(self, user_id: str, ids: Sequence[int]) -> list[int]:
+        wanted = requested_ids(ids)
+        if not wanted:
+            return []
+        async with self._connection(
+            f"marking {len(wanted)} notifications of {user_id!r} read"
+        ) as conn:
+            # A concurrent caller marking the same row waits for this update, then finds it
+            # read: each id is reported as changed once.
+            rows = await conn.fetch(
+                "UPDATE notifications SET read_at = now() "
+                "WHERE user_id = $1 AND id = ANY($2::bigint[]) AND read_at IS NULL "
+                "RETURNING id",
+                user_id,
+                wanted,
+            )
+        return sorted(int(row["id"]) for row in rows)
+
+    async def mark_all_read(self, user_id: str) -> list[int]:
+        async with self._connection(f"marking every notification of {user_id!r} read") as conn:
+            rows = await conn.fetch(
+                "UPDATE notifications SET read_at = now() "
+                "WHERE user_id = $1 AND read_at IS NULL RETURNING id",
+                user_id,
+            )
+        return sorted(int(row["id"]) for row in rows)
+
+    async def unread_count(self, user_id: str) -> int:
+        async with self._connection(f"counting unread notifications of {user_id!r}") as conn:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL",
+                user_id,
+            )
+        return int(count)
+
     @asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[Any]:
         """Hold a pooled connection; driver errors raised inside become `StoreError`."""
@@ -224,6 +362,79 @@ class PostgresStore:
         for secret in self._secrets:
             message = message.replace(secret, "***")
         return message
+
+
+async def _lock_users(conn: Any, user_ids: Collection[str]) -> None:
+    """Take the transaction-scoped creation lock of each user, in one global order.
+
+    Identity values are drawn at insert time but become visible at commit, so without this
+    lock a user's notification 11 could commit while 10 is still in flight, and a client
+    that replayed "after 11" would never see 10. Holding the user's lock from before its ids
+    are drawn until commit makes a user's notifications commit in id order. Locks are taken
+    in key order, so two batches naming the same users cannot deadlock.
+    """
+    # The lock calls are evaluated after the sort: PostgreSQL computes output expressions
+    # after ORDER BY when they are not themselves sorted on (SELECT reference, "SELECT List").
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, key) "
+        "FROM (SELECT DISTINCT hashtext(user_id) AS key FROM unnest($2::text[]) AS user_id) "
+        "AS keys ORDER BY key",
+        NOTIFICATION_USER_LOCK_NAMESPACE,
+        sorted(user_ids),
+    )
+
+
+async def _insert_notifications(
+    conn: Any, encoded: Sequence[tuple[NewNotification, str]]
+) -> list[Notification]:
+    """Insert `(notification, payload_json)` pairs; ids increase in the order given."""
+    # One statement however many rows. The ids are drawn first and sorted, since the order in
+    # which one INSERT ... SELECT draws identity values is not specified.
+    id_rows = await conn.fetch(
+        "SELECT nextval(pg_get_serial_sequence('notifications', 'id')) AS id "
+        "FROM generate_series(1, $1)",
+        len(encoded),
+    )
+    ids = sorted(int(row["id"]) for row in id_rows)
+    rows = await conn.fetch(
+        "INSERT INTO notifications (id, user_id, workspace_id, kind, payload) "
+        "OVERRIDING SYSTEM VALUE "
+        "SELECT id, user_id, workspace_id, kind, payload::json "
+        "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+        "AS new (id, user_id, workspace_id, kind, payload) "
+        "RETURNING id, created_at",
+        ids,
+        [notification.user_id for notification, _ in encoded],
+        [notification.workspace_id for notification, _ in encoded],
+        [notification.kind for notification, _ in encoded],
+        [payload_json for _, payload_json in encoded],
+    )
+    created_at = {int(row["id"]): format_timestamp(row["created_at"]) for row in rows}
+    return [
+        Notification(
+            id=notification_id,
+            user_id=notification.user_id,
+            workspace_id=notification.workspace_id,
+            kind=notification.kind,
+            payload=decode_payload(payload_json),
+            created_at=created_at[notification_id],
+            read_at=None,
+        )
+        for notification_id, (notification, payload_json) in zip(ids, encoded, strict=True)
+    ]
+
+
+def _notification(row: Any) -> Notification:
+    read_at = row["read_at"]
+    return Notification(
+        id=int(row["id"]),
+        user_id=str(row["user_id"]),
+        workspace_id=str(row["workspace_id"]),
+        kind=str(row["kind"]),
+        payload=decode_payload(row["payload"]),
+        created_at=format_timestamp(row["created_at"]),
+        read_at=None if read_at is None else format_timestamp(read_at),
+    )
 
 
 def _dsn_secrets(dsn: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""`SqliteStore`: documents in one SQLite file, through one aiosqlite connection."""
+"""`SqliteStore`: documents and notifications in one SQLite file, through one aiosqlite
+connection."""
 
 from __future__ import annotations
 
@@ -8,25 +9,39 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import aiosqlite
+import orjson
 import pycrdt
 
 from collab.errors import StoreError
 from collab.store.base import StoredDocument
+from collab.store.memory import (
+    clamp_after_id,
+    decode_payload,
+    encode_payload,
+    format_timestamp,
+    page_size,
+    requested_ids,
+)
 from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
+from collab.store.notifications import NewNotification, Notification
 
 # Another process (a second server, a backup) may hold the write lock for a moment.
 BUSY_TIMEOUT_MS = 5_000
 THREAD_JOIN_TIMEOUT_S = 5.0
+_NOTIFICATION_COLUMNS = "id, user_id, workspace_id, kind, payload, created_at, read_at"
 
 
 class SqliteStore:
-    """A `Store` in the SQLite file at `path` (created with its parent directory if missing).
+    """A `Store` and `NotificationStore` in the SQLite file at `path` (created with its parent
+    directory if missing).
 
     One connection serves every call; an `asyncio.Lock` keeps transactions of concurrent
     callers from interleaving on it. Every failure raises `StoreError` naming the file.
+    Writes begin IMMEDIATE, so writers (of any process) are serialized: notification ids
+    commit in id order. Timestamps are formatted by `format_timestamp`.
     """
 
     def __init__(self, path: str) -> None:
@@ -145,6 +160,114 @@ class SqliteStore:
             except (sqlite3.Error, ValueError) as exc:
                 raise self._error("answering a ping", exc) from exc
 
+    # --- NotificationStore ----------------------------------------------------------------
+
+    async def record_member(self, workspace_id: str, user_id: str, name: str | None) -> None:
+        what = f"recording member {user_id!r} of workspace {workspace_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            # Updates the row only when the name changes: nothing to write on a reconnect.
+            await conn.execute(
+                "INSERT INTO workspace_members (workspace_id, user_id, name, first_seen) "
+                "VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (workspace_id, user_id) DO UPDATE SET name = excluded.name "
+                "WHERE excluded.name IS NOT NULL AND excluded.name IS NOT workspace_members.name",
+                (workspace_id, user_id, name, format_timestamp()),
+            )
+
+    async def is_member(self, workspace_id: str, user_id: str) -> bool:
+        what = f"checking member {user_id!r} of workspace {workspace_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT 1 FROM workspace_members WHERE workspace_id = ? AND user_id = ?",
+                (workspace_id, user_id),
+            )
+        return bool(rows)
+
+    async def create_notifications(
+        self, notifications: Sequence[NewNotification]
+    ) -> list[Notification]:
+        payloads = [encode_payload(notification.payload) for notification in notifications]
+        if not notifications:
+            return []
+        created_at = format_timestamp()
+        async with self._transaction(
+            "IMMEDIATE", f"creating {len(notifications)} notifications"
+        ) as conn:
+            created = [
+                await _insert_notification(conn, notification, payload_json, created_at)
+                for notification, payload_json in zip(notifications, payloads, strict=True)
+            ]
+        return created
+
+    async def create_notification_once(
+        self, dedup_key: str, notification: NewNotification
+    ) -> Notification | None:
+        payload_json = encode_payload(notification.payload)
+        what = f"creating the notification with key {dedup_key!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            claimed = await conn.execute_fetchall(
+                "INSERT INTO notification_keys (dedup_key) VALUES (?) "
+                "ON CONFLICT DO NOTHING RETURNING dedup_key",
+                (dedup_key,),
+            )
+            if not claimed:
+                return None
+            created = await _insert_notification(
+                conn, notification, payload_json, format_timestamp()
+            )
+            await conn.execute(
+                "UPDATE notification_keys SET notification_id = ? WHERE dedup_key = ?",
+                (created.id, dedup_key),
+            )
+        return created
+
+    async def list_notifications(
+        self, user_id: str, *, after_id: int = 0, unread_only: bool = False, limit: int = 100
+    ) -> list[Notification]:
+        page = page_size(limit)
+        unread = " AND read_at IS NULL" if unread_only else ""
+        async with self._transaction("DEFERRED", f"listing notifications of {user_id!r}") as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications "
+                f"WHERE user_id = ? AND id > ?{unread} ORDER BY id LIMIT ?",
+                (user_id, clamp_after_id(after_id), page),
+            )
+        return [_notification(row) for row in rows]
+
+    async def mark_read(self, user_id: str, ids: Sequence[int]) -> list[int]:
+        wanted = requested_ids(ids)
+        if not wanted:
+            return []
+        what = f"marking {len(wanted)} notifications of {user_id!r} read"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            # One parameter however many ids: a JSON array, unpacked by json_each.
+            rows = await conn.execute_fetchall(
+                "UPDATE notifications SET read_at = ? "
+                "WHERE user_id = ? AND read_at IS NULL "
+                "AND id IN (SELECT value FROM json_each(?)) RETURNING id",
+                (format_timestamp(), user_id, orjson.dumps(wanted).decode()),
+            )
+        return sorted(int(row[0]) for row in rows)
+
+    async def mark_all_read(self, user_id: str) -> list[int]:
+        what = f"marking every notification of {user_id!r} read"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE notifications SET read_at = ? "
+                "WHERE user_id = ? AND read_at IS NULL RETURNING id",
+                (format_timestamp(), user_id),
+            )
+        return sorted(int(row[0]) for row in rows)
+
+    async def unread_count(self, user_id: str) -> int:
+        what = f"counting unread notifications of {user_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT count(*) FROM notifications WHERE user_id = ? AND read_at IS NULL",
+                (user_id,),
+            )
+        return int(next(iter(rows))[0])
+
     @asynccontextmanager
     async def _transaction(
         self, mode: Literal["DEFERRED", "IMMEDIATE"], what: str
@@ -187,6 +310,44 @@ async def _connect(path: str) -> aiosqlite.Connection:
         # thread then reports to this event loop, which may be closed by then (aiosqlite#241).
         await asyncio.to_thread(conn._thread.join, THREAD_JOIN_TIMEOUT_S)
         raise
+
+
+async def _insert_notification(
+    conn: aiosqlite.Connection, notification: NewNotification, payload_json: str, created_at: str
+) -> Notification:
+    rows = await conn.execute_fetchall(
+        "INSERT INTO notifications (user_id, workspace_id, kind, payload, created_at) "
+        "VALUES (?, ?, ?, ?, ?) RETURNING id",
+        (
+            notification.user_id,
+            notification.workspace_id,
+            notification.kind,
+            payload_json,
+            created_at,
+        ),
+    )
+    return Notification(
+        id=int(next(iter(rows))[0]),
+        user_id=notification.user_id,
+        workspace_id=notification.workspace_id,
+        kind=notification.kind,
+        payload=decode_payload(payload_json),
+        created_at=created_at,
+        read_at=None,
+    )
+
+
+def _notification(row: Any) -> Notification:
+    notification_id, user_id, workspace_id, kind, payload_json, created_at, read_at = row
+    return Notification(
+        id=int(notification_id),
+        user_id=str(user_id),
+        workspace_id=str(workspace_id),
+        kind=str(kind),
+        payload=decode_payload(payload_json),
+        created_at=str(created_at),
+        read_at=None if read_at is None else str(read_at),
+    )
 
 
 def _now() -> str:

@@ -3,51 +3,100 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import cast
 
 from aiohttp import web
 
 from collab.auth import TokenVerifier
 from collab.bus.base import Bus
 from collab.bus.memory import MemoryBus
+from collab.presence.base import PresenceStore
+from collab.presence.memory import MemoryPresenceStore
+from collab.presence.registry import LocalPresence
+from collab.presence.service import PresenceService
 from collab.protocol.close_codes import CloseCode
 from collab.rooms.manager import RoomLimits, RoomManager
+from collab.rooms.notifier import Notifier
+from collab.rooms.workspaces import PresenceHub
 from collab.settings import Settings
 from collab.store import create_store
 from collab.store.base import Store
-from collab.web import rest
+from collab.store.notifications import NotificationStore
+from collab.web import rest, rest_live
 from collab.web.errors import json_errors
-from collab.web.keys import BUS, ROOMS, SETTINGS, STORE, VERIFIER
+from collab.web.keys import (
+    BUS,
+    NOTIFICATIONS,
+    NOTIFIER,
+    PRESENCE,
+    PRESENCE_STORE,
+    ROOMS,
+    SETTINGS,
+    STORE,
+    VERIFIER,
+)
 from collab.web.ws_docs import ws_docs
+from collab.web.ws_live import ws_live
+
+# A dead instance's presence entries expire after this many missed renewals.
+PRESENCE_TTL_HEARTBEATS = 3
 
 
 def create_app(
-    settings: Settings, *, store: Store | None = None, bus: Bus | None = None
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    bus: Bus | None = None,
+    presence_store: PresenceStore | None = None,
 ) -> web.Application:
-    """Build the application. `store` and `bus` default to what `settings` name; tests
-    inject their own. Raises `ConfigError` for settings that cannot be served."""
+    """Build the application. `store`, `bus` and `presence_store` default to what
+    `settings` name; tests inject their own (`store` must also be a `NotificationStore`).
+    Raises `ConfigError` for settings that cannot be served."""
     app = web.Application(middlewares=[json_errors], client_max_size=settings.max_request_bytes)
     app[SETTINGS] = settings
     app[VERIFIER] = TokenVerifier(settings)
     app[STORE] = store if store is not None else create_store(settings.database_url)
     app[BUS] = bus if bus is not None else _create_bus(settings)
+    # Every store backend keeps notifications in the same database as documents.
+    app[NOTIFICATIONS] = cast(NotificationStore, app[STORE])
+    notifier = Notifier(app[NOTIFICATIONS], app[BUS])
+    app[NOTIFIER] = notifier
     app[ROOMS] = RoomManager(
-        app[STORE],
-        app[BUS],
-        RoomLimits(
-            flush_interval_s=settings.flush_interval_ms / 1000,
-            flush_max_batch=settings.flush_max_batch,
-            compact_after_updates=settings.compact_after_updates,
-            grace_s=settings.room_grace_s,
-            max_awareness_state_bytes=settings.max_awareness_state_bytes,
-            max_pending_per_room=settings.store_backlog_per_room,
-            awareness_timeout_s=settings.awareness_timeout_s,
-        ),
+        app[STORE], app[BUS], room_limits(settings), on_change=notifier.document_changed
     )
+    notifier.bind_rooms(app[ROOMS])
+    app[PRESENCE_STORE] = (
+        presence_store if presence_store is not None else _create_presence_store(settings)
+    )
+    app[PRESENCE] = PresenceHub(LocalPresence())
     app.cleanup_ctx.append(_services)
     app.on_shutdown.append(_close_connections)
     app.router.add_get("/ws/docs/{workspace_id}/{note_id}", ws_docs)
+    app.router.add_get("/ws/live", ws_live)
     rest.add_routes(app)
+    rest_live.add_routes(app)
     return app
+
+
+def room_limits(settings: Settings) -> RoomLimits:
+    return RoomLimits(
+        flush_interval_s=settings.flush_interval_ms / 1000,
+        flush_max_batch=settings.flush_max_batch,
+        compact_after_updates=settings.compact_after_updates,
+        grace_s=settings.room_grace_s,
+        max_awareness_state_bytes=settings.max_awareness_state_bytes,
+        max_pending_per_room=settings.store_backlog_per_room,
+        awareness_timeout_s=settings.awareness_timeout_s,
+    )
+
+
+def _create_presence_store(settings: Settings) -> PresenceStore:
+    ttl_s = PRESENCE_TTL_HEARTBEATS * settings.presence_heartbeat_s
+    if settings.redis_url is None:
+        return MemoryPresenceStore(ttl_s)
+    from collab.presence.redis import RedisPresenceStore
+
+    return RedisPresenceStore(settings.redis_url, ttl_s=ttl_s)
 
 
 def _create_bus(settings: Settings) -> Bus:
@@ -59,14 +108,27 @@ def _create_bus(settings: Settings) -> Bus:
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    store, bus, rooms = app[STORE], app[BUS], app[ROOMS]
+    store, bus, rooms, settings = app[STORE], app[BUS], app[ROOMS], app[SETTINGS]
     await store.open()
     try:
         await bus.start()
         try:
+            presence = PresenceService(
+                app[PRESENCE].local,
+                app[PRESENCE_STORE],
+                bus,
+                instance_id=bus.instance_id,
+                heartbeat_s=settings.presence_heartbeat_s,
+                on_events=app[PRESENCE].deliver,
+            )
+            app[PRESENCE].bind(presence)
             await rooms.start()
+            await presence.start()
             yield
             await rooms.close()
+            await presence.close()
+            await app[NOTIFIER].close()
+            await app[PRESENCE_STORE].close()
         finally:
             await bus.close()
     finally:

@@ -31,6 +31,15 @@ def authenticate(request: web.Request, *, allow_query: bool = False) -> Identity
     return request.app[VERIFIER].verify(bearer_token(request, allow_query=allow_query))
 
 
+def valid_id(kind: str, value: str) -> str:
+    """Return `value` if it is a valid workspace or note id; raise `HTTPNotFound` otherwise."""
+    if not _ID_PATTERN.fullmatch(value):
+        raise web.HTTPNotFound(
+            text=f"invalid {kind} id {value[:64]!r}: use 1-128 of A-Z a-z 0-9 . _ ~ -"
+        )
+    return value
+
+
 def room_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
     """The room id named by the URL and the caller's role in its workspace.
 
@@ -38,11 +47,8 @@ def room_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
     """
     workspace_id = request.match_info["workspace_id"]
     note_id = request.match_info["note_id"]
-    for kind, value in (("workspace", workspace_id), ("note", note_id)):
-        if not _ID_PATTERN.fullmatch(value):
-            raise web.HTTPNotFound(
-                text=f"invalid {kind} id {value[:64]!r}: use 1-128 of A-Z a-z 0-9 . _ ~ -"
-            )
+    valid_id("workspace", workspace_id)
+    valid_id("note", note_id)
     return f"{workspace_id}/{note_id}", identity.role_in(workspace_id)
 
 

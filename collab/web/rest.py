@@ -10,7 +10,7 @@ from aiohttp import web
 
 from collab.errors import BusError, ForbiddenError, StoreError
 from collab.rooms.snapshot import document_to_json
-from collab.web.keys import BUS, ROOMS, STORE
+from collab.web.keys import BUS, NOTIFIER, ROOMS, STORE
 from collab.web.requests import authenticate, room_of
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,9 @@ def _wants_binary(request: web.Request) -> bool:
 async def get_document(request: web.Request) -> web.StreamResponse:
     identity = authenticate(request)
     room_id, _ = room_of(request, identity)
+    await request.app[NOTIFIER].remember_identity(
+        identity.user_id, identity.name, identity.workspaces
+    )
     async with request.app[ROOMS].holding(room_id) as live:
         state = live.room.encode_state()
     binary = _wants_binary(request)
@@ -60,7 +63,7 @@ async def post_update(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text="empty body: send a Yjs v1 update")
     rooms = request.app[ROOMS]
     async with rooms.holding(room_id) as live:
-        changed = rooms.apply_server_update(live, update)
+        changed = rooms.apply_server_update(live, update, identity.user_id)
     return web.json_response({"room": room_id, "changed": changed}, dumps=_dumps)
 
 

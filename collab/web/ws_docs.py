@@ -18,7 +18,7 @@ from collab.protocol.close_codes import CloseCode
 from collab.rooms.manager import LiveRoom, RoomManager
 from collab.rooms.peer import OutboxLimits, Peer
 from collab.settings import Settings
-from collab.web.keys import ROOMS, SETTINGS
+from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS
 from collab.web.requests import authenticate, check_origin, room_of
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ def _close_code_for(error: ProtocolError) -> CloseCode:
 async def ws_docs(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     rooms = request.app[ROOMS]
+    presence = request.app[PRESENCE]
+    notifier = request.app[NOTIFIER]
     check_origin(request)
     identity = authenticate(request, allow_query=True)
     room_id, role = room_of(request, identity)
@@ -96,9 +98,13 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         )
         log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
         rooms.join(live, peer)
+        workspace_id, _, note_id = room_id.partition("/")
+        presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
         try:
+            await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
             await _read_frames(ws, rooms, live, peer)
         finally:
+            presence.close_note(peer_id)
             rooms.leave(live, peer)
             if peer.closing:
                 await peer.wait_closed()

@@ -19,6 +19,7 @@ from collab.store.postgres import PostgresStore
 from tests.conftest import ProcessFactory
 from tests.e2e.conftest import token
 from tests.support.balancer import Balancer
+from tests.support.live import LiveClient
 from tests.support.node_agent import NodeAgent
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
@@ -255,3 +256,40 @@ async def _status(http: aiohttp.ClientSession, url: str, expected: int) -> bool:
             return response.status == expected
     except aiohttp.ClientError:
         return False
+
+
+async def test_presence_of_a_killed_instance_expires_and_notifications_cross(
+    cluster: Cluster,
+) -> None:
+    """Presence crosses instances and a SIGKILLed instance's users leave by expiry; a
+    notification posted on one instance reaches the user's connections on both."""
+    a, b = cluster.instances
+    fast = await cluster.processes.start(
+        **cluster.instance_env(), COLLAB_PRESENCE_HEARTBEAT_S="0.3"
+    )
+    watcher_token = token("watcher", {"w1": "editor"})
+    async with LiveClient.connect(fast.ws, watcher_token) as watcher:
+        await watcher.send({"type": "subscribe", "workspace": "w1"})
+        await watcher.wait_event("presence.snapshot")
+        async with (
+            LiveClient.connect(a.ws, token("doomed", {"w1": "editor"})) as doomed,
+            LiveClient.connect(b.ws, token("doomed", {"w1": "editor"})) as doomed_on_b,
+        ):
+            await doomed.send({"type": "subscribe", "workspace": "w1"})
+            await watcher.wait_event(
+                "presence.join", lambda e: e["user"]["user"] == "doomed", timeout=20
+            )
+            await doomed_on_b.wait_event("notifications.synced")
+            async with aiohttp.ClientSession() as http:
+                response = await http.post(
+                    f"{fast.http}/api/v1/notifications",
+                    json={"workspace": "w1", "recipients": ["doomed"], "title": "ping"},
+                    headers={"Authorization": f"Bearer {watcher_token}"},
+                )
+                assert response.status == 201
+            for tab in (doomed, doomed_on_b):
+                event = await tab.wait_event("notification", timeout=20)
+                assert event["notification"]["payload"]["title"] == "ping"
+            await a.kill()
+            # Instance A wrote its presence with the default 5 s heartbeat: 15 s TTL.
+            await watcher.wait_event("presence.leave", lambda e: e["user"] == "doomed", timeout=40)

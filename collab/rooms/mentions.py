@@ -1,0 +1,49 @@
+"""What a note says about people: `@user-id` mentions in its body and its assignees.
+
+Pure functions over a pycrdt document following the note schema (README: `meta` Y.Map with
+`assignees`, `body` Y.XmlFragment). A mention is `@<user-id>` in the body's text, or a
+`mention` element with an `id` attribute as editor mention extensions write it.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from pycrdt import Array, Doc, Map, XmlFragment
+
+# User ids are JWT `sub` values; in text we accept the URL-safe characters ids use.
+_MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9._~-]{0,255})")
+_MENTION_ELEMENT_ID = re.compile(r"<mention\b[^>]*?\bid=\"([^\"]{1,256})\"")
+_TAG = re.compile(r"<[^>]*>")
+MAX_PEOPLE = 1000
+
+
+def mentioned_users(doc: Doc[Any]) -> set[str]:
+    """User ids mentioned in the note's body (at most MAX_PEOPLE). Empty when the note has
+    no body or its body is not an XML fragment."""
+    if "body" not in doc.keys():
+        return set()
+    try:
+        xml = str(doc.get("body", type=XmlFragment))
+    except Exception:
+        return set()
+    found = {html.unescape(m) for m in _MENTION_ELEMENT_ID.findall(xml)}
+    text = html.unescape(_TAG.sub(" ", xml))
+    # A sentence may end right after a mention: "ask @bob." mentions "bob".
+    found.update(m.rstrip(".~-") for m in _MENTION.findall(text))
+    return set(sorted(found)[:MAX_PEOPLE])
+
+
+def assigned_users(doc: Doc[Any]) -> set[str]:
+    """User ids in the note's `meta.assignees` (non-string entries are ignored)."""
+    if "meta" not in doc.keys():
+        return set()
+    try:
+        assignees = doc.get("meta", type=Map).get("assignees")
+    except Exception:
+        return set()
+    if not isinstance(assignees, Array):
+        return set()
+    return {a for a in assignees.to_py() or () if isinstance(a, str) and a}

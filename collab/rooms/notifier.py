@@ -1,0 +1,319 @@
+"""User rooms: durable notifications, pushed live to every connection of a user.
+
+A notification is stored first (the store assigns its id), then pushed to the user's live
+connections on this instance and, through the bus room `user:{user_id}`, on every other
+instance. Each connection remembers the last id it received: pushes are deduplicated by id,
+and a replay ("everything after id N", after a reconnect or when the bus reports a gap)
+fills any hole, so a client sees every notification exactly once.
+
+Notes notify people too: after a local change the note's mentions and assignees are read
+(at most once per `check_interval_s` per note) and each member newly mentioned or assigned
+is notified once; the store's dedup key makes that once across all instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from pycrdt import Map
+
+from collab.bus.base import Bus
+from collab.errors import StoreError
+from collab.rooms.manager import LiveRoom, RoomManager
+from collab.rooms.mentions import assigned_users, mentioned_users
+from collab.store.notifications import NewNotification, Notification, NotificationStore
+
+log = logging.getLogger(__name__)
+
+REPLAY_PAGE = 200
+# Beyond this many ids sent by push since the last replay, a replay moves `synced_id` up.
+MAX_SENT_IDS = 10_000
+MAX_WORKSPACES_RECORDED = 100
+
+
+class LiveClient(Protocol):
+    """A live-channel connection, as the notifier sees it."""
+
+    connection_id: str
+    user_id: str
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        """Queue one JSON event for the client; never blocks."""
+
+
+@dataclass(eq=False)
+class _Delivery:
+    """Per-connection delivery state.
+
+    `synced_id`: every notification of the user up to this id has been sent (a replay listed
+    them; the store commits a user's notifications in id order). `sent`: ids above it sent
+    since, by push. Pushes from different instances may arrive out of id order, so a set,
+    not a high-water mark, decides what is a duplicate; a replay after a lost push lists
+    everything above `synced_id` again and sends only what is missing.
+    """
+
+    client: LiveClient
+    synced_id: int = 0
+    sent: set[int] = field(default_factory=set)
+    replaying: bool = False
+    held: dict[int, Notification] = field(default_factory=dict)
+
+
+def user_room(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: NotificationStore,
+        bus: Bus,
+        rooms: RoomManager | None = None,
+        *,
+        check_interval_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._rooms = rooms
+        self._check_interval_s = check_interval_s
+        self._deliveries: dict[str, dict[str, _Delivery]] = {}
+        self._known_members: set[tuple[str, str]] = set()
+        self._checks: dict[str, asyncio.TimerHandle] = {}
+        self._actors: dict[str, str | None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def bind_rooms(self, rooms: RoomManager) -> None:
+        self._rooms = rooms
+
+    async def close(self) -> None:
+        for handle in self._checks.values():
+            handle.cancel()
+        self._checks.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- members -----------------------------------------------------------------------------
+
+    async def remember_identity(
+        self, user_id: str, name: str | None, workspace_ids: Iterable[str]
+    ) -> None:
+        """Record the user as a member of every workspace their token grants a role in
+        (at most MAX_WORKSPACES_RECORDED per call)."""
+        for workspace_id in list(workspace_ids)[:MAX_WORKSPACES_RECORDED]:
+            await self.remember_member(workspace_id, user_id, name)
+
+    async def remember_member(self, workspace_id: str, user_id: str, name: str | None) -> None:
+        """Record a member on first sight (per instance); a store failure is logged only."""
+        key = (workspace_id, user_id)
+        if key in self._known_members:
+            return
+        try:
+            await self._store.record_member(workspace_id, user_id, name)
+        except StoreError as error:
+            log.warning("could not record %s as a member of %s: %s", user_id, workspace_id, error)
+            return
+        self._known_members.add(key)
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def attach(self, client: LiveClient, after_id: int) -> None:
+        """Start delivering to `client`, first replaying what it missed after `after_id`.
+        Raises `StoreError` if the replay cannot be read."""
+        delivery = _Delivery(client, synced_id=after_id, replaying=True)
+        by_connection = self._deliveries.setdefault(client.user_id, {})
+        first = not by_connection
+        by_connection[client.connection_id] = delivery
+        if first:
+            await self._bus.subscribe(
+                user_room(client.user_id), self._on_bus_message, self._on_bus_resync
+            )
+        try:
+            await self._replay(delivery)
+        except StoreError:
+            await self.detach(client)
+            raise
+
+    async def detach(self, client: LiveClient) -> None:
+        by_connection = self._deliveries.get(client.user_id)
+        if by_connection is None or by_connection.pop(client.connection_id, None) is None:
+            return
+        if not by_connection:
+            del self._deliveries[client.user_id]
+            await self._bus.unsubscribe(user_room(client.user_id))
+
+    async def _replay(self, delivery: _Delivery) -> None:
+        delivery.replaying = True
+        listed_up_to = delivery.synced_id
+        try:
+            while True:
+                page = await self._store.list_notifications(
+                    delivery.client.user_id, after_id=listed_up_to, limit=REPLAY_PAGE
+                )
+                for notification in page:
+                    self._send(delivery, notification, replayed=True)
+                if page:
+                    listed_up_to = page[-1].id
+                if len(page) < REPLAY_PAGE:
+                    break
+        finally:
+            delivery.replaying = False
+        delivery.synced_id = max(delivery.synced_id, listed_up_to)
+        delivery.sent = {i for i in delivery.sent if i > delivery.synced_id}
+        for notification_id in sorted(delivery.held):
+            self._send(delivery, delivery.held[notification_id])
+        delivery.held.clear()
+        if len(delivery.sent) > MAX_SENT_IDS:
+            self._spawn(self._replay_quietly(delivery))
+        unread = await self._store.unread_count(delivery.client.user_id)
+        delivery.client.send_event(
+            {"type": "notifications.synced", "last_id": delivery.synced_id, "unread": unread}
+        )
+
+    def _send(
+        self, delivery: _Delivery, notification: Notification, replayed: bool = False
+    ) -> None:
+        if notification.id <= delivery.synced_id or notification.id in delivery.sent:
+            return
+        if delivery.replaying and not replayed:
+            delivery.held[notification.id] = notification
+            return
+        delivery.sent.add(notification.id)
+        delivery.client.send_event({"type": "notification", "notification": notification.to_json()})
+
+    # -- creating and delivering -------------------------------------------------------------
+
+    async def notify(self, notifications: Sequence[NewNotification]) -> list[Notification]:
+        """Store and deliver. Raises `StoreError` when they cannot be stored."""
+        created = await self._store.create_notifications(notifications)
+        for notification in created:
+            self._deliver(notification)
+        return created
+
+    def _deliver(self, notification: Notification) -> None:
+        self._deliver_locally(notification)
+        event = {"type": "notification", "notification": notification.to_json()}
+        self._bus.publish(user_room(notification.user_id), orjson.dumps(event))
+
+    def _deliver_locally(self, notification: Notification) -> None:
+        for delivery in self._deliveries.get(notification.user_id, {}).values():
+            self._send(delivery, notification)
+
+    async def mark_read(self, user_id: str, ids: Sequence[int] | None) -> tuple[list[int], int]:
+        """Mark ids (None: all) read; tell every connection of the user. Returns the ids that
+        changed and the unread count. Raises `StoreError`."""
+        if ids is None:
+            changed = await self._store.mark_all_read(user_id)
+        else:
+            changed = await self._store.mark_read(user_id, ids)
+        unread = await self._store.unread_count(user_id)
+        event = {"type": "notifications.read", "ids": changed, "unread": unread}
+        self._send_to_user(user_id, event)
+        self._bus.publish(user_room(user_id), orjson.dumps(event))
+        return changed, unread
+
+    def _send_to_user(self, user_id: str, event: dict[str, Any]) -> None:
+        for delivery in self._deliveries.get(user_id, {}).values():
+            delivery.client.send_event(event)
+
+    def _on_bus_message(self, room_id: str, frame: bytes) -> None:
+        user_id = room_id.removeprefix("user:")
+        try:
+            event = orjson.loads(frame)
+            if event.get("type") == "notification":
+                raw = event["notification"]
+                notification = Notification(
+                    id=int(raw["id"]),
+                    user_id=user_id,
+                    workspace_id=str(raw["workspace"]),
+                    kind=str(raw["kind"]),
+                    payload=dict(raw["payload"]),
+                    created_at=str(raw["created_at"]),
+                    read_at=raw.get("read_at"),
+                )
+                self._deliver_locally(notification)
+            elif event.get("type") == "notifications.read":
+                self._send_to_user(user_id, event)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+            log.warning("user room %s: dropped a malformed bus message: %s", room_id, error)
+
+    def _on_bus_resync(self, room_id: str) -> None:
+        """Pushes may have been lost: every local connection of the user replays."""
+        for delivery in list(self._deliveries.get(room_id.removeprefix("user:"), {}).values()):
+            self._spawn(self._replay_quietly(delivery))
+
+    async def _replay_quietly(self, delivery: _Delivery) -> None:
+        try:
+            await self._replay(delivery)
+        except StoreError as error:
+            log.warning("replay for %s failed: %s", delivery.client.user_id, error)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- notes notifying people --------------------------------------------------------------
+
+    def document_changed(self, live: LiveRoom, actor: str | None) -> None:
+        """A local change of a note: check its mentions and assignees soon (coalesced)."""
+        room_id = live.room_id
+        self._actors[room_id] = actor
+        if room_id in self._checks:
+            return
+        loop = asyncio.get_running_loop()
+        self._checks[room_id] = loop.call_later(
+            self._check_interval_s, lambda: self._spawn(self._check_note(room_id))
+        )
+
+    async def _check_note(self, room_id: str) -> None:
+        self._checks.pop(room_id, None)
+        actor = self._actors.pop(room_id, None)
+        live = self._rooms.get(room_id) if self._rooms is not None else None
+        if live is None:
+            return
+        workspace_id, _, note_id = room_id.partition("/")
+        doc = live.room.doc
+        wanted = [("mention", user) for user in sorted(mentioned_users(doc))]
+        wanted += [("assignment", user) for user in sorted(assigned_users(doc))]
+        title = _note_title(live)
+        for kind, user_id in wanted:
+            if user_id == actor:
+                continue
+            try:
+                await self._notify_once(workspace_id, note_id, kind, user_id, actor, title)
+            except StoreError as error:
+                log.warning("note %s: %s of %s not notified: %s", room_id, kind, user_id, error)
+
+    async def _notify_once(
+        self,
+        workspace_id: str,
+        note_id: str,
+        kind: str,
+        user_id: str,
+        actor: str | None,
+        title: str | None,
+    ) -> None:
+        if not await self._store.is_member(workspace_id, user_id):
+            return
+        payload = {"note": note_id, "actor": actor, "title": title}
+        created = await self._store.create_notification_once(
+            f"{kind}:{workspace_id}/{note_id}:{user_id}",
+            NewNotification(user_id, workspace_id, kind, payload),
+        )
+        if created is not None:
+            self._deliver(created)
+
+
+def _note_title(live: LiveRoom) -> str | None:
+    with contextlib.suppress(Exception):
+        if "meta" in live.room.doc.keys():
+            title = live.room.doc.get("meta", type=Map).get("title")
+            return title if isinstance(title, str) else None
+    return None

@@ -1,0 +1,160 @@
+"""REST for presence and notifications under `/api/v1`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from collab.errors import ForbiddenError
+from collab.store.notifications import MAX_PAGE, NewNotification
+from collab.web.keys import NOTIFICATIONS, NOTIFIER, PRESENCE
+from collab.web.requests import authenticate, valid_id
+
+MAX_RECIPIENTS = 100
+MAX_TITLE_CHARS = 200
+MAX_BODY_CHARS = 4000
+MAX_LINK_CHARS = 1000
+MAX_NOTIFICATION_REQUEST_BYTES = 64 * 1024
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
+
+
+def _unprocessable(message: str) -> web.HTTPException:
+    return web.HTTPUnprocessableEntity(text=message)
+
+
+async def get_presence(request: web.Request) -> web.StreamResponse:
+    identity = authenticate(request)
+    workspace_id = valid_id("workspace", request.match_info["workspace_id"])
+    identity.role_in(workspace_id)
+    await request.app[NOTIFIER].remember_identity(
+        identity.user_id, identity.name, identity.workspaces
+    )
+    users = await request.app[PRESENCE].snapshot(workspace_id)
+    return _json({"workspace": workspace_id, "users": users})
+
+
+async def post_notification(request: web.Request) -> web.StreamResponse:
+    identity = authenticate(request)
+    if request.content_length is not None and (
+        request.content_length > MAX_NOTIFICATION_REQUEST_BYTES
+    ):
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_NOTIFICATION_REQUEST_BYTES, actual_size=request.content_length
+        )
+    raw = await request.read()
+    if len(raw) > MAX_NOTIFICATION_REQUEST_BYTES:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_NOTIFICATION_REQUEST_BYTES, actual_size=len(raw)
+        )
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise _unprocessable("the body must be a JSON object")
+    unknown = set(body) - {"workspace", "recipients", "title", "body", "link"}
+    if unknown:
+        raise _unprocessable(f"unknown field(s): {', '.join(sorted(unknown))}")
+    workspace_id = body.get("workspace")
+    if not isinstance(workspace_id, str):
+        raise _unprocessable("'workspace' must be a workspace id")
+    valid_id("workspace", workspace_id)
+    identity.role_in(workspace_id)
+    recipients = body.get("recipients")
+    if (
+        not isinstance(recipients, list)
+        or not recipients
+        or len(recipients) > MAX_RECIPIENTS
+        or not all(isinstance(r, str) and 0 < len(r) <= 256 for r in recipients)
+    ):
+        raise _unprocessable(f"'recipients' must be a list of 1 to {MAX_RECIPIENTS} user ids")
+    title = body.get("title")
+    if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE_CHARS:
+        raise _unprocessable(f"'title' must be a non-empty string of at most {MAX_TITLE_CHARS}")
+    text = body.get("body", "")
+    if not isinstance(text, str) or len(text) > MAX_BODY_CHARS:
+        raise _unprocessable(f"'body' must be a string of at most {MAX_BODY_CHARS} characters")
+    link = body.get("link")
+    if link is not None and (not isinstance(link, str) or len(link) > MAX_LINK_CHARS):
+        raise _unprocessable(f"'link' must be a string of at most {MAX_LINK_CHARS} characters")
+    notifier = request.app[NOTIFIER]
+    store = request.app[NOTIFICATIONS]
+    await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
+    unique = list(dict.fromkeys(recipients))
+    strangers = [r for r in unique if not await store.is_member(workspace_id, r)]
+    if strangers:
+        raise ForbiddenError(
+            f"not members of workspace {workspace_id!r}: {', '.join(strangers[:10])} "
+            "(a member is a user who has opened the workspace)"
+        )
+    payload = {
+        "title": title,
+        "body": text,
+        "link": link,
+        "actor": identity.user_id,
+        "actor_name": identity.name,
+    }
+    created = await notifier.notify(
+        [NewNotification(r, workspace_id, "message", payload) for r in unique]
+    )
+    return _json({"notifications": [n.to_json() for n in created]}, status=201)
+
+
+async def list_notifications(request: web.Request) -> web.StreamResponse:
+    identity = authenticate(request)
+    after = _int_query(request, "after", 0)
+    limit = _int_query(request, "limit", 100)
+    if not 1 <= limit <= MAX_PAGE:
+        raise web.HTTPBadRequest(text=f"?limit must be between 1 and {MAX_PAGE}")
+    unread_raw = request.query.get("unread", "false").lower()
+    if unread_raw not in ("true", "false", "1", "0"):
+        raise web.HTTPBadRequest(text="?unread must be true or false")
+    store = request.app[NOTIFICATIONS]
+    page = await store.list_notifications(
+        identity.user_id, after_id=after, unread_only=unread_raw in ("true", "1"), limit=limit
+    )
+    return _json(
+        {
+            "notifications": [n.to_json() for n in page],
+            "unread": await store.unread_count(identity.user_id),
+            "next_after": page[-1].id if page else after,
+            "more": len(page) == limit,
+        }
+    )
+
+
+async def read_notification(request: web.Request) -> web.StreamResponse:
+    identity = authenticate(request)
+    raw_id = request.match_info["notification_id"]
+    if not raw_id.isdigit() or len(raw_id) > 18:
+        raise web.HTTPNotFound(text=f"no notification {raw_id[:32]!r}")
+    changed, unread = await request.app[NOTIFIER].mark_read(identity.user_id, [int(raw_id)])
+    return _json({"read": changed, "unread": unread})
+
+
+async def read_all_notifications(request: web.Request) -> web.StreamResponse:
+    identity = authenticate(request)
+    changed, unread = await request.app[NOTIFIER].mark_read(identity.user_id, None)
+    return _json({"read": changed, "unread": unread})
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPBadRequest(text=f"?{name} must be a non-negative integer")
+    return int(raw)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/workspaces/{workspace_id}/presence", get_presence)
+    app.router.add_post("/api/v1/notifications", post_notification)
+    app.router.add_get("/api/v1/notifications", list_notifications)
+    app.router.add_post("/api/v1/notifications/read-all", read_all_notifications)
+    app.router.add_post("/api/v1/notifications/{notification_id}/read", read_notification)

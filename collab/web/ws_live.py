@@ -1,0 +1,270 @@
+"""`/ws/live`: the live channel for presence and notifications (JSON text frames).
+
+The protocol is documented in docs/live-protocol.md. Auth happens before the upgrade like on
+`/ws/docs`. A connection is attached to its user's notifications at once (replaying from
+`?after=N`) and follows the presence of the workspaces it subscribes to. Bad input gets an
+`error` frame naming what is wrong; only abuse (binary frames, oversized frames, floods)
+closes the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from collab.auth import Identity
+from collab.errors import AuthError, StoreError
+from collab.presence.base import MAX_STATUS_CHARS
+from collab.protocol.close_codes import CloseCode
+from collab.rooms.peer import OutboxLimits, Peer
+from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS
+from collab.web.requests import authenticate, check_origin
+from collab.web.ws_docs import WebSocketTransport
+
+log = logging.getLogger(__name__)
+
+MAX_LIVE_MESSAGE_BYTES = 64 * 1024
+MAX_SUBSCRIPTIONS = 50
+MAX_READ_IDS = 500
+# Per connection: a burst of 40 messages, then 20 per second; beyond that the client is
+# broken or hostile and is closed (1008).
+MESSAGE_BURST = 40
+MESSAGES_PER_S = 20.0
+# Status changes are rarer: a burst of 5, then one every 2 seconds, else an error frame.
+STATUS_BURST = 5
+STATUSES_PER_S = 0.5
+
+
+class TokenBucket:
+    def __init__(self, burst: int, rate_per_s: float) -> None:
+        self._capacity = float(burst)
+        self._tokens = float(burst)
+        self._rate = rate_per_s
+        self._at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class _TextTransport(WebSocketTransport):
+    async def send_frame(self, frame: bytes) -> None:
+        await self._ws.send_frame(frame, WSMsgType.TEXT)
+
+
+class LiveConnection:
+    """One live-channel connection: the notifier's `LiveClient`."""
+
+    def __init__(self, identity: Identity, peer: Peer) -> None:
+        self.connection_id = peer.peer_id
+        self.user_id = identity.user_id
+        self.identity = identity
+        self.peer = peer
+        self.workspaces: set[str] = set()
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        if not self.peer.enqueue(orjson.dumps(event)):
+            log.warning("live %s: outbox over its bound; closing as too slow", self.connection_id)
+            self.peer.request_close(CloseCode.TRY_AGAIN_LATER, "client too slow: outbox full")
+
+
+class ClientError(Exception):
+    """A bad message: answered with an error frame, the connection stays open."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def ws_live(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    notifier = request.app[NOTIFIER]
+    presence = request.app[PRESENCE]
+    check_origin(request)
+    identity = authenticate(request, allow_query=True)
+    after_raw = request.query.get("after", "0")
+    if not after_raw.isdigit() or len(after_raw) > 18:
+        raise web.HTTPBadRequest(text="?after must be a notification id (a non-negative integer)")
+    ws = web.WebSocketResponse(
+        max_msg_size=MAX_LIVE_MESSAGE_BYTES, heartbeat=settings.heartbeat_s or None
+    )
+    await ws.prepare(request)
+    peer = Peer(
+        uuid.uuid4().hex[:12],
+        user_id=identity.user_id,
+        can_write=False,
+        transport=_TextTransport(ws, request),
+        limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
+    )
+    peer.start()
+    connection = LiveConnection(identity, peer)
+    log.info("live %s: user %s connected", connection.connection_id, identity.user_id)
+    connection.send_event(
+        {
+            "type": "welcome",
+            "user": identity.user_id,
+            "name": identity.name,
+            "connection": connection.connection_id,
+        }
+    )
+    presence.connect(connection.connection_id, identity.user_id, identity.name)
+    try:
+        await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
+        try:
+            await notifier.attach(connection, int(after_raw))
+        except StoreError as error:
+            log.warning("live %s: notifications unavailable: %s", connection.connection_id, error)
+            connection.send_event(_error("unavailable", "notifications are unavailable; retry"))
+        await _read_messages(ws, request, connection)
+    finally:
+        await notifier.detach(connection)
+        for workspace_id in connection.workspaces:
+            await presence.unsubscribe(workspace_id, connection)
+        presence.disconnect(connection.connection_id)
+        if peer.closing:
+            await peer.wait_closed()
+        else:
+            await peer.stop()
+        log.info("live %s: closed (%s)", connection.connection_id, ws.close_code)
+    return ws
+
+
+async def _read_messages(
+    ws: web.WebSocketResponse, request: web.Request, connection: LiveConnection
+) -> None:
+    flood = TokenBucket(MESSAGE_BURST, MESSAGES_PER_S)
+    statuses = TokenBucket(STATUS_BURST, STATUSES_PER_S)
+    async for msg in ws:
+        if connection.peer.closing:
+            return
+        if msg.type == WSMsgType.BINARY:
+            _close(
+                connection, CloseCode.UNSUPPORTED_DATA, "the live channel takes JSON text frames"
+            )
+            return
+        if msg.type != WSMsgType.TEXT:
+            continue
+        if not flood.take():
+            _close(connection, CloseCode.POLICY_VIOLATION, "too many messages")
+            return
+        ref: Any = None
+        try:
+            message = _parse(msg.data)
+            ref = message.get("ref")
+            await _handle(request, connection, message, statuses)
+        except ClientError as error:
+            connection.send_event(_error(error.code, str(error), ref))
+        except StoreError as error:
+            log.warning("live %s: store failed: %s", connection.connection_id, error)
+            connection.send_event(_error("unavailable", "the store is unavailable; retry", ref))
+
+
+def _close(connection: LiveConnection, code: CloseCode, reason: str) -> None:
+    log.warning("live %s: closing with %d: %s", connection.connection_id, code, reason)
+    connection.peer.request_close(code, reason)
+
+
+def _parse(data: str) -> dict[str, Any]:
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise ClientError("invalid_json", f"not valid JSON: {error}") from None
+    if not isinstance(message, dict):
+        raise ClientError("invalid_message", "a message must be a JSON object")
+    if not isinstance(message.get("type"), str):
+        raise ClientError("invalid_message", "a message needs a string field 'type'")
+    return message
+
+
+def _error(code: str, message: str, ref: Any = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        event["ref"] = ref
+    return event
+
+
+def _workspace_of(connection: LiveConnection, message: dict[str, Any]) -> str:
+    workspace_id = message.get("workspace")
+    if not isinstance(workspace_id, str) or not workspace_id or len(workspace_id) > 128:
+        raise ClientError("invalid_message", "'workspace' must be a workspace id")
+    try:
+        connection.identity.role_in(workspace_id)
+    except AuthError:
+        raise ClientError("forbidden", f"no role in workspace {workspace_id!r}") from None
+    return workspace_id
+
+
+async def _handle(
+    request: web.Request,
+    connection: LiveConnection,
+    message: dict[str, Any],
+    statuses: TokenBucket,
+) -> None:
+    notifier = request.app[NOTIFIER]
+    presence = request.app[PRESENCE]
+    kind = message["type"]
+    ref = message.get("ref")
+    reply: dict[str, Any]
+    if kind == "ping":
+        reply = {"type": "pong"}
+    elif kind == "subscribe":
+        workspace_id = _workspace_of(connection, message)
+        if workspace_id not in connection.workspaces:
+            if len(connection.workspaces) >= MAX_SUBSCRIPTIONS:
+                raise ClientError(
+                    "too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} workspaces"
+                )
+            connection.workspaces.add(workspace_id)
+            presence.join_workspace(connection.connection_id, workspace_id)
+        users = await presence.subscribe(workspace_id, connection)
+        reply = {"type": "presence.snapshot", "workspace": workspace_id, "users": users}
+    elif kind == "unsubscribe":
+        workspace_id = _workspace_of(connection, message)
+        if workspace_id in connection.workspaces:
+            connection.workspaces.discard(workspace_id)
+            presence.leave_workspace(connection.connection_id, workspace_id)
+            await presence.unsubscribe(workspace_id, connection)
+        reply = {"type": "unsubscribed", "workspace": workspace_id}
+    elif kind == "presence.status":
+        workspace_id = _workspace_of(connection, message)
+        status = message.get("status")
+        if status is not None and (not isinstance(status, str) or len(status) > MAX_STATUS_CHARS):
+            raise ClientError(
+                "invalid_message", f"'status' must be null or at most {MAX_STATUS_CHARS} characters"
+            )
+        if workspace_id not in connection.workspaces:
+            raise ClientError("not_subscribed", f"subscribe to {workspace_id!r} first")
+        if not statuses.take():
+            raise ClientError("rate_limited", "status changes too fast; at most one per 2 s")
+        presence.set_status(connection.connection_id, workspace_id, status)
+        reply = {"type": "presence.status.ok", "workspace": workspace_id}
+    elif kind == "notifications.read":
+        ids = message.get("ids")
+        if (
+            not isinstance(ids, list)
+            or len(ids) > MAX_READ_IDS
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        ):
+            raise ClientError(
+                "invalid_message", f"'ids' must be a list of up to {MAX_READ_IDS} ids"
+            )
+        await notifier.mark_read(connection.user_id, ids)
+        return
+    elif kind == "notifications.read_all":
+        await notifier.mark_read(connection.user_id, None)
+        return
+    else:
+        raise ClientError("unknown_type", f"unknown message type {kind[:64]!r}")
+    if ref is not None:
+        reply["ref"] = ref
+    connection.send_event(reply)

@@ -1,0 +1,75 @@
+"""The notifier's delivery rules, with the memory store and bus (no sockets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collab.bus.memory import MemoryBus
+from collab.rooms.notifier import Notifier, user_room
+from collab.store.memory import MemoryStore
+from collab.store.notifications import NewNotification, Notification
+from tests.support.waiting import eventually
+
+
+class FakeClient:
+    def __init__(self, user_id: str, connection_id: str = "c1") -> None:
+        self.user_id = user_id
+        self.connection_id = connection_id
+        self.events: list[dict[str, Any]] = []
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+    def ids(self) -> list[int]:
+        return [e["notification"]["id"] for e in self.events if e["type"] == "notification"]
+
+
+async def _setup() -> tuple[MemoryStore, Notifier, FakeClient]:
+    store = MemoryStore()
+    await store.open()
+    bus = MemoryBus()
+    await bus.start()
+    notifier = Notifier(store, bus)
+    client = FakeClient("u2")
+    await notifier.attach(client, 0)
+    return store, notifier, client
+
+
+async def _stored(store: MemoryStore, count: int) -> list[Notification]:
+    return await store.create_notifications(
+        [NewNotification("u2", "w1", "message", {"n": i}) for i in range(count)]
+    )
+
+
+def _push(notifier: Notifier, notification: Notification) -> None:
+    import orjson
+
+    frame = orjson.dumps({"type": "notification", "notification": notification.to_json()})
+    notifier._on_bus_message(user_room("u2"), frame)
+
+
+async def test_pushes_arriving_out_of_order_are_all_delivered_once() -> None:
+    """Two instances' pushes may cross: both are delivered, neither twice."""
+    store, notifier, client = await _setup()
+    first, second = await _stored(store, 2)
+    _push(notifier, second)
+    _push(notifier, first)
+    _push(notifier, second)
+    assert client.ids() == [second.id, first.id]
+
+
+async def test_a_lost_push_is_recovered_by_the_resync_replay_without_duplicates() -> None:
+    """When the bus reports lost messages, a replay sends exactly what the connection lacks."""
+    store, notifier, client = await _setup()
+    lost, pushed = await _stored(store, 2)
+    _push(notifier, pushed)
+    notifier._on_bus_resync(user_room("u2"))
+    await eventually(
+        lambda: client.events[-1]["type"] == "notifications.synced" and len(client.ids()) == 2,
+        what="replayed",
+    )
+    await notifier.close()
+    assert sorted(client.ids()) == [lost.id, pushed.id]
+    assert len(client.ids()) == 2
+    assert client.events[-1]["type"] == "notifications.synced"
+    assert client.events[-1]["last_id"] == pushed.id

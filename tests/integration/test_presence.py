@@ -1,0 +1,553 @@
+"""Presence across instances: `PresenceService` pairs over a memory and a Redis backend.
+
+Each backend is an instance pair sharing a bus and a presence store: `MemoryBus` and
+`MemoryPresenceStore` on shared brokers, or `RedisBus` and `RedisPresenceStore` on the
+throwaway `redis-server`. Unless a test is about expiry, the heartbeat is far longer than any
+wait, so what arrives came through the nudges, not the periodic re-read. Every subscriber
+applies the events to its snapshot and checks they are consistent with it (no join of a
+present user, no leave or update of an absent one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from collab.bus import Bus, MemoryBroker, MemoryBus
+from collab.bus.redis import RedisBus
+from collab.errors import BusError
+from collab.presence.base import PresenceEntry, PresenceStore
+from collab.presence.memory import MemoryPresenceBroker, MemoryPresenceStore
+from collab.presence.redis import RedisPresenceStore
+from collab.presence.registry import LocalPresence
+from collab.presence.service import PresenceService
+from collab.presence.snapshots import PresenceEvent
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import eventually, scaled
+
+SLOW_HEARTBEAT_S = 600.0
+FAST_HEARTBEAT_S = 0.2
+FAST_TTL_S = 0.6
+
+BUS_TUNING: dict[str, Any] = {
+    "reconnect_min_s": 0.02,
+    "reconnect_max_s": 0.2,
+    "connect_timeout_s": scaled(2.0),
+    "command_timeout_s": scaled(2.0),
+    "probe_timeout_s": scaled(2.0),
+}
+
+
+class FlakyStore:
+    """A `PresenceStore` that raises `BusError` while `failing` is set, and whose next read,
+    once done, waits for `read_gate` if one is set."""
+
+    def __init__(self, inner: PresenceStore) -> None:
+        self.inner = inner
+        self.failing = False
+        self.failures = 0
+        self.read_gate: asyncio.Event | None = None
+        self.reads_held = 0
+
+    def _check(self) -> None:
+        if self.failing:
+            self.failures += 1
+            raise BusError("the test broke the presence store")
+
+    async def write(
+        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
+    ) -> None:
+        self._check()
+        await self.inner.write(instance_id, workspace_id, entries)
+
+    async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
+        self._check()
+        entries = await self.inner.read(workspace_id)
+        if (gate := self.read_gate) is not None:
+            self.read_gate = None
+            self.reads_held += 1
+            await gate.wait()
+        return entries
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@dataclass
+class Instance:
+    """One instance: its LocalPresence, service, bus and store, and what its subscribers saw."""
+
+    instance_id: str
+    local: LocalPresence
+    bus: Bus
+    store: FlakyStore
+    service: PresenceService = field(init=False)
+    views: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    events: list[PresenceEvent] = field(default_factory=list)
+    inconsistencies: list[str] = field(default_factory=list)
+
+    def on_events(self, workspace_id: str, events: list[PresenceEvent]) -> None:
+        self.events.extend(events)
+        view = self.views.get(workspace_id)
+        if view is None:
+            self.inconsistencies.append(f"events for unsubscribed {workspace_id}: {events}")
+            return
+        for event in events:
+            user = event["user"]
+            user_id = user if event["type"] == "presence.leave" else user["user"]
+            expected_present = event["type"] != "presence.join"
+            if (user_id in view) != expected_present:
+                self.inconsistencies.append(f"{event} against {view}")
+            if event["type"] == "presence.leave":
+                view.pop(user_id, None)
+            else:
+                view[user_id] = user
+
+    # What the web layer does: mutate LocalPresence, then tell the service what changed.
+
+    def changed(self, workspace_ids: frozenset[str]) -> None:
+        for workspace_id in workspace_ids:
+            self.service.changed(workspace_id)
+
+    def connect(self, conn_id: str, user_id: str, *workspace_ids: str, name: str = "") -> None:
+        self.changed(self.local.connect(conn_id, user_id, name or user_id.upper()))
+        for workspace_id in workspace_ids:
+            self.changed(self.local.join_workspace(conn_id, workspace_id))
+
+    def open_note(self, conn_id: str, user_id: str, workspace_id: str, note_id: str) -> None:
+        self.changed(self.local.open_note(conn_id, user_id, user_id.upper(), workspace_id, note_id))
+
+    def disconnect(self, conn_id: str) -> None:
+        self.changed(self.local.disconnect(conn_id))
+
+    def set_status(self, conn_id: str, workspace_id: str, status: str | None) -> None:
+        self.changed(self.local.set_status(conn_id, workspace_id, status))
+
+    async def subscribe(self, workspace_id: str) -> list[dict[str, Any]]:
+        users = await self.service.subscribe(workspace_id)
+        self.views[workspace_id] = {user["user"]: user for user in users}
+        return users
+
+    def users(self, workspace_id: str = "w1") -> dict[str, dict[str, Any]]:
+        return self.views[workspace_id]
+
+    def events_of(self, kind: str) -> list[PresenceEvent]:
+        return [event for event in self.events if event["type"] == kind]
+
+    async def close(self) -> None:
+        await self.service.close()
+        await self.bus.close()
+        await self.store.close()
+
+
+StartInstance = Callable[..., Awaitable[Instance]]
+
+
+async def bus_ready(bus: Bus) -> bool:
+    try:
+        await bus.ping()
+    except BusError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def start_instance(request: pytest.FixtureRequest) -> AsyncIterator[StartInstance]:
+    """Start instances of one backend that share presence; close them all at the end."""
+    bus_broker = MemoryBroker()
+    store_broker = MemoryPresenceBroker()
+    server: RedisServer | None = None
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+    prefix = f"test-{uuid.uuid4().hex}:"
+    started: list[Instance] = []
+
+    async def start(
+        *, heartbeat_s: float = SLOW_HEARTBEAT_S, ttl_s: float | None = None
+    ) -> Instance:
+        instance_id = f"i{len(started)}-{uuid.uuid4().hex[:8]}"
+        ttl_s = ttl_s or 3 * heartbeat_s
+        bus: Bus
+        store: PresenceStore
+        if server is None:
+            bus = MemoryBus(bus_broker, instance_id)
+            store = MemoryPresenceStore(ttl_s, broker=store_broker)
+        else:
+            bus = RedisBus(server.url, instance_id=instance_id, channel_prefix=prefix, **BUS_TUNING)
+            store = RedisPresenceStore(server.url, ttl_s=ttl_s, key_prefix=prefix)
+        instance = Instance(instance_id, LocalPresence(), bus, FlakyStore(store))
+        instance.service = PresenceService(
+            instance.local,
+            instance.store,
+            bus,
+            instance_id=instance_id,
+            heartbeat_s=heartbeat_s,
+            on_events=instance.on_events,
+        )
+        started.append(instance)
+        await bus.start()
+        await eventually(functools.partial(bus_ready, bus), what=f"{bus!r} ready")
+        await instance.service.start()
+        return instance
+
+    yield start
+    for instance in started:
+        await instance.close()
+    for instance in started:
+        assert instance.inconsistencies == [], instance.instance_id
+
+
+async def test_a_user_connecting_on_one_instance_joins_on_the_other(
+    start_instance: StartInstance,
+) -> None:
+    """B's subscriber gets a join for a user who connects on A."""
+    a, b = await start_instance(), await start_instance()
+    assert await b.subscribe("w1") == []
+    a.connect("c1", "u1", "w1", name="Ann")
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+    [join] = b.events_of("presence.join")
+    assert join == {
+        "type": "presence.join",
+        "workspace": "w1",
+        "user": {
+            "user": "u1",
+            "name": "Ann",
+            "status": None,
+            "notes": [],
+            "since": join["user"]["since"],
+        },
+    }
+
+
+async def test_the_snapshot_lists_users_of_every_instance(start_instance: StartInstance) -> None:
+    """Subscribing returns the users present on both instances, own ones included."""
+    a, b = await start_instance(), await start_instance()
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: _present(b, "u1"), what="u1 stored")
+    b.connect("c2", "u2", "w1")
+    users = await b.subscribe("w1")
+    assert [user["user"] for user in users] == ["u1", "u2"]
+
+
+async def test_other_workspaces_are_not_reported(start_instance: StartInstance) -> None:
+    """A subscriber of w1 hears nothing about w2."""
+    a, b = await start_instance(), await start_instance()
+    await b.subscribe("w1")
+    a.connect("c1", "u1", "w2")
+    a.connect("c2", "u2", "w1")
+    await eventually(lambda: "u2" in b.users(), what="u2 joined on B")
+    assert all(event["workspace"] == "w1" for event in b.events)
+    assert "u1" not in b.users()
+
+
+async def test_a_change_made_while_subscribing_arrives_after_the_snapshot(
+    start_instance: StartInstance,
+) -> None:
+    """A join that misses B's first read reaches B as an event after the snapshot."""
+    a, b = await start_instance(), await start_instance()
+    b.store.read_gate = gate = asyncio.Event()
+    subscribing = asyncio.create_task(b.subscribe("w1"))
+    await eventually(lambda: b.store.reads_held == 1, what="B's first read done")
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: _present(a, "u1"), what="u1 stored")
+    gate.set()
+    assert await subscribing == []
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+
+
+async def test_a_status_change_is_an_update_on_the_other_instance(
+    start_instance: StartInstance,
+) -> None:
+    """Setting and clearing a status on A updates B's view."""
+    a, b = await start_instance(), await start_instance()
+    await b.subscribe("w1")
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+    a.set_status("c1", "w1", "in a meeting")
+    await eventually(lambda: b.users()["u1"]["status"] == "in a meeting", what="status on B")
+    a.set_status("c1", "w1", None)
+    await eventually(lambda: b.users()["u1"]["status"] is None, what="status cleared on B")
+    assert len(b.events_of("presence.update")) == 2
+
+
+async def test_notes_opened_by_document_connections_are_updates(
+    start_instance: StartInstance,
+) -> None:
+    """Document connections on A add and remove notes in B's view of the user."""
+    a, b = await start_instance(), await start_instance()
+    await b.subscribe("w1")
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+    a.open_note("d1", "u1", "w1", "n1")
+    a.open_note("d2", "u1", "w1", "n2")
+    await eventually(lambda: b.users()["u1"]["notes"] == ["n1", "n2"], what="notes on B")
+    a.disconnect("d1")
+    await eventually(lambda: b.users()["u1"]["notes"] == ["n2"], what="n1 closed on B")
+
+
+async def test_a_document_connection_alone_makes_the_user_join(
+    start_instance: StartInstance,
+) -> None:
+    """A note opened on A, with no live connection, makes the user present on B."""
+    a, b = await start_instance(), await start_instance()
+    await b.subscribe("w1")
+    a.open_note("d1", "u1", "w1", "n1")
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+    assert b.users()["u1"]["notes"] == ["n1"]
+
+
+async def test_a_user_on_both_instances_counts_once_with_both_notes(
+    start_instance: StartInstance,
+) -> None:
+    """Tabs on A and B make one user, with the notes of both, on both instances."""
+    a, b = await start_instance(), await start_instance()
+    await a.subscribe("w1")
+    await b.subscribe("w1")
+    a.connect("c1", "u1", "w1")
+    a.open_note("d1", "u1", "w1", "n1")
+    b.connect("c2", "u1", "w1")
+    b.open_note("d2", "u1", "w1", "n2")
+
+    def once_with_both_notes(instance: Instance) -> bool:
+        users = instance.users()
+        return list(users) == ["u1"] and users["u1"]["notes"] == ["n1", "n2"]
+
+    for instance in (a, b):
+        await eventually(
+            functools.partial(once_with_both_notes, instance),
+            what=f"u1 with both notes on {instance.instance_id}",
+        )
+        assert len(instance.events_of("presence.join")) <= 1
+    a.disconnect("c1")
+    a.disconnect("d1")
+    await eventually(lambda: a.users()["u1"]["notes"] == ["n2"], what="only n2 left on A")
+    assert a.events_of("presence.leave") == []
+
+
+async def test_a_status_set_on_one_instance_survives_notes_opened_on_the_other(
+    start_instance: StartInstance,
+) -> None:
+    """A later note on B does not reset the status the user set on A."""
+    a, b = await start_instance(), await start_instance()
+    await b.subscribe("w1")
+    a.connect("c1", "u1", "w1")
+    a.set_status("c1", "w1", "busy")
+    await eventually(lambda: b.users().get("u1", {}).get("status") == "busy", what="status")
+    b.open_note("d1", "u1", "w1", "n1")
+    await eventually(lambda: b.users()["u1"]["notes"] == ["n1"], what="note on B")
+    assert b.users()["u1"]["status"] == "busy"
+
+
+async def test_disconnecting_the_last_connection_is_a_leave(
+    start_instance: StartInstance,
+) -> None:
+    """The user leaves B's view once their last connection on A is gone."""
+    a, b = await start_instance(), await start_instance()
+    await b.subscribe("w1")
+    a.connect("c1", "u1", "w1")
+    a.connect("c2", "u1", "w1")
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+    a.disconnect("c1")
+    a.disconnect("c2")
+    await eventually(lambda: "u1" not in b.users(), what="u1 left on B")
+    assert b.events_of("presence.leave") == [
+        {"type": "presence.leave", "workspace": "w1", "user": "u1"}
+    ]
+
+
+async def test_an_instance_that_closes_removes_its_users_at_once(
+    start_instance: StartInstance,
+) -> None:
+    """A graceful close removes A's entries and nudges B, well before they would expire."""
+    a, b = await start_instance(), await start_instance()
+    await b.subscribe("w1")
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+    await a.service.close()
+    await eventually(lambda: "u1" not in b.users(), what="u1 left on B")
+
+
+async def test_users_of_a_dead_instance_leave_once_its_entries_expire(
+    start_instance: StartInstance,
+) -> None:
+    """A stops renewing without removing anything; B notices the expiry and emits a leave."""
+    a = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    b = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    await b.subscribe("w1")
+    b.connect("c0", "u0", "w1")
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: {"u0", "u1"} <= b.users().keys(), what="both users on B")
+    a.store.failing = True  # dead: no renewal, no removal, no nudge
+    await a.service.close()
+    await eventually(lambda: "u1" not in b.users(), what="u1 expired on B")
+    assert b.users().keys() == {"u0"}
+
+
+async def test_a_store_outage_is_retried_at_the_next_heartbeat(
+    start_instance: StartInstance,
+) -> None:
+    """Changes made while B's store fails reach B's subscribers once it answers again."""
+    a = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    b = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    await b.subscribe("w1")
+    b.store.failing = True
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: b.store.failures >= 2, what="B's reads failed")
+    assert "u1" not in b.users()
+    b.store.failing = False
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B after the outage")
+
+
+async def test_subscribing_while_the_store_fails_returns_the_local_view(
+    start_instance: StartInstance,
+) -> None:
+    """With the store down, a subscriber gets this instance's own users, then the rest."""
+    a = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    b = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: _present(b, "u1"), what="u1 stored")
+    b.store.failing = True
+    b.connect("c2", "u2", "w1")
+    assert [user["user"] for user in await b.subscribe("w1")] == ["u2"]
+    b.store.failing = False
+    await eventually(lambda: b.users().keys() == {"u1", "u2"}, what="both users on B")
+
+
+async def test_the_rest_snapshot_needs_no_subscription(start_instance: StartInstance) -> None:
+    """`snapshot` reads the store: users of both instances, merged."""
+    a, b = await start_instance(), await start_instance()
+    a.open_note("d1", "u1", "w1", "n1")
+    b.open_note("d2", "u1", "w1", "n2")
+    b.connect("c3", "u2", "w1")
+
+    async def both_there() -> bool:
+        users = await a.service.snapshot("w1")
+        return [(user["user"], user["notes"]) for user in users] == [
+            ("u1", ["n1", "n2"]),
+            ("u2", []),
+        ]
+
+    await eventually(both_there, what="both users in the snapshot")
+
+
+async def test_unsubscribing_is_reference_counted(start_instance: StartInstance) -> None:
+    """The workspace is followed until its last subscriber goes."""
+    a, b = await start_instance(), await start_instance()
+    await b.subscribe("w1")
+    await b.subscribe("w1")
+    await b.service.unsubscribe("w1")
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+    await b.service.unsubscribe("w1")
+    del b.views["w1"]
+    a.connect("c2", "u2", "w1")
+    await eventually(lambda: _present(b, "u2"), what="u2 stored")
+    assert [event["type"] for event in b.events] == ["presence.join"]
+
+
+async def _present(instance: Instance, user_id: str, workspace_id: str = "w1") -> bool:
+    users = await instance.service.snapshot(workspace_id)
+    return any(user["user"] == user_id for user in users)
+
+
+# -- the Redis store alone ---------------------------------------------------------------------
+
+
+def _entry(user_id: str) -> PresenceEntry:
+    return PresenceEntry(user_id, None, None, frozenset(), 1.0, 0.0)
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+async def test_redis_store_skips_malformed_entries(
+    redis_server: RedisServer, redis_client: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Entries that are not valid JSON of an entry are skipped, the rest are read."""
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
+    try:
+        await store.write("A", "w1", {"u1": _entry("u1")})
+        key = f"{prefix}presence:w1:A"
+        await redis_client.hset(
+            key,
+            mapping={
+                "u2": b"{not json",
+                "u3": b"[1, 2]",
+                "u4": b'{"user": "u4"}',
+                "u5": b'{"user": "someone-else", "since": 1}',
+            },
+        )
+        assert set(await store.read("w1")) == {"u1"}
+        assert store.malformed_skipped == 4
+        assert "skipped a malformed entry" in caplog.text
+    finally:
+        await store.close()
+
+
+async def test_redis_store_forgets_instances_whose_entries_expired(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    """The per-workspace instance set loses an instance once its hash has expired."""
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
+    instances_key = f"{prefix}presence-instances:w1"
+    try:
+        await store.write("A", "w1", {"u1": _entry("u1")})
+        await store.write("B", "w1", {"u2": _entry("u2")})
+        assert await redis_client.smembers(instances_key) == {b"A", b"B"}
+        await redis_client.delete(f"{prefix}presence:w1:A")  # as if it had expired
+        assert set(await store.read("w1")) == {"u2"}
+        assert await redis_client.smembers(instances_key) == {b"B"}
+        await store.write("B", "w1", {})
+        assert await redis_client.exists(instances_key, f"{prefix}presence:w1:B") == 0
+    finally:
+        await store.close()
+
+
+async def test_redis_store_entries_expire_after_the_ttl(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    """An instance that stops writing drops out of reads once its TTL has passed."""
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = RedisPresenceStore(redis_server.url, ttl_s=0.2, key_prefix=prefix)
+    try:
+        await store.write("A", "w1", {"u1": _entry("u1")})
+        assert 0 < await redis_client.pttl(f"{prefix}presence:w1:A") <= 200
+
+        async def gone() -> bool:
+            return await store.read("w1") == {}
+
+        await eventually(gone, what="A's entries expired")
+    finally:
+        await store.close()
+
+
+async def test_redis_store_errors_are_bus_errors_without_the_password() -> None:
+    """An unreachable Redis raises BusError; neither it nor repr shows the password."""
+    store = RedisPresenceStore(
+        "redis://user:hunter2@127.0.0.1:1/0", ttl_s=1, connect_timeout_s=scaled(2.0)
+    )
+    try:
+        assert "hunter2" not in repr(store)
+        with pytest.raises(BusError) as raised:
+            await store.read("w1")
+        assert "hunter2" not in str(raised.value)
+        with pytest.raises(BusError):
+            await store.write("A", "w1", {"u1": _entry("u1")})
+    finally:
+        await store.close()
+    await store.close()
+    with pytest.raises(BusError, match="closed"):
+        await store.read("w1")
