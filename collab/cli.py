@@ -25,9 +25,11 @@ from collab.settings import HMAC_ALGORITHMS, OPTIONS, Secret, Settings, load_set
 from collab.store import create_store
 from collab.web.access_log import AccessLogger
 from collab.web.app import create_app
+from collab.web.static import static_root
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+DEMO_TOKEN_TTL_S = 24 * 3600
 log = logging.getLogger("collab")
 
 
@@ -229,4 +231,22 @@ def _print_banner(settings: Settings, runner: web.AppRunner) -> None:
         "  get a token (same environment): "
         "collab token --sub alice --name Alice --workspace w1:editor",
     ]
+    lines += _demo_links(settings, base)
     print("\n".join(lines), flush=True)
+
+
+def _demo_links(settings: Settings, base: str) -> list[str]:
+    """On the embedded default, links that open the browser demo signed in (printed, never
+    logged): open each in its own window to collaborate."""
+    embedded = settings.sqlite_path is not None or settings.database_url == "memory://"
+    if not embedded or settings.jwt_secret is None or static_root() is None:
+        return []
+    if not set(settings.jwt_algorithms) & HMAC_ALGORITHMS:
+        return []
+    lines = ["  open the demo, each link in its own window (tokens valid 24 h):"]
+    for sub, name in (("alice", "Alice"), ("bob", "Bob")):
+        token = mint_token(
+            settings, sub=sub, name=name, workspaces={"w1": Role.EDITOR}, ttl_s=DEMO_TOKEN_TTL_S
+        )
+        lines.append(f"    {name}: http://{base}/?token={token}#/w1/welcome")
+    return lines

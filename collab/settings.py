@@ -76,6 +76,7 @@ class Settings:
     heartbeat_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     log_level: str = "INFO"
+    dev_mode: bool = False
     instance_id: str | None = None
 
     @property
@@ -356,6 +357,12 @@ OPTIONS: tuple[Option, ...] = (
         "bound on graceful shutdown (SIGTERM)",
     ),
     Option("log_level", "COLLAB_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    Option(
+        "dev_mode",
+        "COLLAB_DEV_MODE",
+        _bool,
+        "demo sign-in that issues tokens to anyone (never in production)",
+    ),
 )
 
 

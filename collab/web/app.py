@@ -22,7 +22,7 @@ from collab.settings import Settings
 from collab.store import create_store
 from collab.store.base import Store
 from collab.store.notifications import NotificationStore
-from collab.web import rest, rest_live
+from collab.web import dev, rest, rest_live, static
 from collab.web.errors import json_errors
 from collab.web.keys import (
     BUS,
@@ -75,6 +75,8 @@ def create_app(
     app.router.add_get("/ws/live", ws_live)
     rest.add_routes(app)
     rest_live.add_routes(app)
+    dev.add_routes(app)
+    static.add_routes(app)
     return app
 
 

@@ -187,3 +187,27 @@ async def test_unknown_route_is_a_json_404(server: RunningServer) -> None:
         response = await http.get(f"{server.http}/api/v1/nope")
         assert response.status == 404
         assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_demo_sign_in_exists_only_in_dev_mode(start_server: StartServer) -> None:
+    """Without COLLAB_DEV_MODE the token endpoint is a 404; with it, it issues a token the
+    server accepts for the requested workspace only."""
+    plain = await start_server()
+    dev = await start_server(make_settings(dev_mode=True))
+    async with aiohttp.ClientSession() as http:
+        for path in ("/api/v1/dev/config", "/api/v1/dev/token"):
+            response = await http.request(
+                "GET" if path.endswith("config") else "POST", f"{plain.http}{path}", json={}
+            )
+            assert response.status == 404
+        assert (await (await http.get(f"{dev.http}/api/v1/dev/config")).json())["dev_mode"]
+        response = await http.post(
+            f"{dev.http}/api/v1/dev/token", json={"sub": "carol", "name": "Carol"}
+        )
+        token = (await response.json())["token"]
+        ok = await http.get(f"{dev.http}/api/v1/docs/w1/n1", headers=_auth(token))
+        assert ok.status == 200
+        other = await http.get(f"{dev.http}/api/v1/docs/w2/n1", headers=_auth(token))
+        assert other.status == 403
+        bad = await http.post(f"{dev.http}/api/v1/dev/token", json={"sub": "no spaces"})
+        assert bad.status == 422

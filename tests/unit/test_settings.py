@@ -65,6 +65,7 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_STORE_BACKLOG_PER_ROOM", "500", "store_backlog_per_room", 500),
     ("COLLAB_AWARENESS_TIMEOUT_S", "2.5", "awareness_timeout_s", 2.5),
     ("COLLAB_PRESENCE_HEARTBEAT_S", "0.5", "presence_heartbeat_s", 0.5),
+    ("COLLAB_DEV_MODE", "1", "dev_mode", True),
     ("COLLAB_JWT_SECRET", SECRET, "jwt_secret", Secret(SECRET)),
     ("COLLAB_JWT_SECRET", "", "jwt_secret", None),
     ("COLLAB_JWT_ALGORITHMS", "HS256, HS512", "jwt_algorithms", ("HS256", "HS512")),
