@@ -1,0 +1,339 @@
+// End-to-end scenarios of the browser demo in real headless Chromium: two users (two browser
+// contexts) on one note of a running `collab serve`.
+//
+// env: BASE_URL, TOKEN_ALICE, TOKEN_BOB (editor tokens for workspace w1), ARTIFACTS_DIR;
+// optional CHROMIUM_PATH (default /usr/bin/chromium), COLLAB_TEST_TIMEOUT_FACTOR.
+// Prints one line per screenshot ("screenshot: PATH") and, last, one JSON summary line:
+// {"ok", "scenarios": [{"name", "ok", "ms", "error"?}], "screenshots", "texts", "page_errors"}.
+// Exits 0 only when every scenario passed.
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { chromium } from 'playwright-core'
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback
+  if (value === undefined) {
+    console.error(`missing environment variable ${name}`)
+    process.exit(2)
+  }
+  return value
+}
+
+const BASE_URL = env('BASE_URL').replace(/\/$/, '')
+const TOKENS = { alice: env('TOKEN_ALICE'), bob: env('TOKEN_BOB') }
+const ARTIFACTS_DIR = resolve(env('ARTIFACTS_DIR', 'test-artifacts'))
+const CHROMIUM_PATH = env('CHROMIUM_PATH', '/usr/bin/chromium')
+const FACTOR = Number(process.env.COLLAB_TEST_TIMEOUT_FACTOR || 1)
+const TIMEOUT_MS = 15000 * FACTOR
+const WORKSPACE = 'w1'
+const NOTE = 'n1'
+const CHROMIUM_ARGS = [
+  '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'
+]
+
+const summary = { ok: false, scenarios: [], screenshots: [], texts: {}, page_errors: [] }
+const users = {}
+
+function claims (token) {
+  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
+}
+
+async function eventually (what, predicate, timeoutMs = TIMEOUT_MS) {
+  const deadline = Date.now() + timeoutMs
+  let last
+  for (;;) {
+    try {
+      last = await predicate()
+      if (last) return last
+    } catch (error) {
+      last = error
+    }
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what} (last: ${last})`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+function assert (condition, message) {
+  if (!condition) throw new Error(message)
+}
+
+const testid = (page, id) => page.locator(`[data-testid="${id}"]`)
+
+// The editor's text without the remote carets' name labels (widgets inside the editable).
+function editorText (page) {
+  return page.$eval('[data-testid="editor"]', (el) => {
+    const copy = el.cloneNode(true)
+    copy.querySelectorAll('.caret').forEach((caret) => caret.remove())
+    return copy.textContent
+  })
+}
+
+async function typeAtEnd (page, text) {
+  const editor = testid(page, 'editor')
+  await editor.click()
+  await page.keyboard.press('Control+End')
+  await page.keyboard.type(text, { delay: 10 })
+}
+
+async function converged (what, expectIncluded = []) {
+  return eventually(what, async () => {
+    const [a, b] = await Promise.all([editorText(users.alice.page), editorText(users.bob.page)])
+    return a === b && expectIncluded.every((part) => a.includes(part)) ? a : false
+  })
+}
+
+async function unreadCount (page) {
+  const badge = testid(page, 'unread-count')
+  return (await badge.isVisible()) ? Number(await badge.textContent()) : 0
+}
+
+async function postNotification (from, to, title, body) {
+  const response = await fetch(`${BASE_URL}/api/v1/notifications`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKENS[from]}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ workspace: WORKSPACE, recipients: [users[to].sub], title, body, link: `#/${WORKSPACE}/${NOTE}` })
+  })
+  const text = await response.text()
+  assert(response.status === 201, `POST /api/v1/notifications answered ${response.status}: ${text}`)
+  return JSON.parse(text).notifications[0]
+}
+
+async function screenshots (scenario) {
+  for (const [who, { page }] of Object.entries(users)) {
+    const path = join(ARTIFACTS_DIR, `${scenario}-${who}.png`)
+    await page.screenshot({ path })
+    summary.screenshots.push(path)
+    console.log(`screenshot: ${path}`)
+  }
+}
+
+const scenarios = {
+  async 'open-deep-link' () {
+    await Promise.all(Object.entries(users).map(async ([who, user]) => {
+      await user.page.goto(`${BASE_URL}/?token=${TOKENS[who]}#/${WORKSPACE}/${NOTE}`)
+      await testid(user.page, 'editor').waitFor({ timeout: TIMEOUT_MS })
+      await eventually(`${who} connected`, async () =>
+        (await testid(user.page, 'connection-status').getAttribute('data-state')) === 'connected')
+      const url = new URL(user.page.url())
+      assert(!url.searchParams.has('token'), `${who}: the token stays in the address bar: ${url}`)
+      assert(url.hash === `#/${WORKSPACE}/${NOTE}`, `${who}: the deep link's hash was lost: ${url.hash}`)
+      await eventually(`${who}'s note list shows ${NOTE}`, () =>
+        testid(user.page, 'note-list').locator(`[data-note="${NOTE}"]`).isVisible())
+    }))
+  },
+
+  async 'concurrent-typing' () {
+    const { alice, bob } = users
+    const before = await editorText(alice.page)
+    const typed = { alice: 'Alice writes the agenda. ', bob: 'Bob adds the budget. ' }
+    await Promise.all([typeAtEnd(alice.page, typed.alice), typeAtEnd(bob.page, typed.bob)])
+    const text = await converged('both editors show the same text')
+    const letters = (s) => [...s].sort().join('')
+    assert(letters(text) === letters(before + typed.alice + typed.bob),
+      `characters lost or duplicated: ${JSON.stringify(text)}`)
+    summary.texts['concurrent-typing'] = text
+  },
+
+  async 'remote-cursor' () {
+    const { alice, bob } = users
+    await typeAtEnd(bob.page, 'Cursor check.')
+    await alice.page.locator('[data-testid="cursor-label"]', { hasText: bob.name })
+      .waitFor({ timeout: TIMEOUT_MS })
+    await testid(alice.page, 'editor').click()
+    await alice.page.keyboard.press('Control+End')
+    await bob.page.locator('[data-testid="cursor-label"]', { hasText: alice.name })
+      .waitFor({ timeout: TIMEOUT_MS })
+  },
+
+  async presence () {
+    for (const [who, { page }] of Object.entries(users)) {
+      for (const other of Object.values(users)) {
+        await eventually(`${who} sees ${other.sub} on ${NOTE} in the presence strip`, async () => {
+          const entry = testid(page, 'presence-strip').locator(`[data-user="${other.sub}"]`)
+          if (!(await entry.isVisible())) return false
+          const notes = (await entry.getAttribute('data-notes')).split(',')
+          return notes.includes(NOTE) && (await entry.textContent()).includes(other.name)
+        })
+      }
+    }
+  },
+
+  async 'meta-and-assignment' () {
+    const { alice, bob } = users
+    const unreadBefore = await unreadCount(bob.page)
+    await testid(alice.page, 'meta-title').fill('Launch plan')
+    await testid(alice.page, 'meta-tags-input').fill('urgent')
+    await testid(alice.page, 'meta-tags-input').press('Enter')
+    await testid(alice.page, 'meta-pinned').check()
+    await testid(alice.page, 'meta-due').fill('2030-01-31')
+    await testid(alice.page, 'meta-assignees-input').fill(bob.sub)
+    await testid(alice.page, 'meta-assignees-input').press('Enter')
+    await eventually('bob sees the metadata alice set', async () =>
+      (await testid(bob.page, 'meta-title').inputValue()) === 'Launch plan' &&
+      (await testid(bob.page, 'meta-tag').filter({ hasText: 'urgent' }).count()) === 1 &&
+      (await testid(bob.page, 'meta-pinned').isChecked()) &&
+      (await testid(bob.page, 'meta-due').inputValue()) === '2030-01-31' &&
+      (await testid(bob.page, 'meta-assignee').getAttribute('data-value')) === bob.sub)
+    await eventually('both note lists show the new title', async () =>
+      (await testid(alice.page, 'note-item').filter({ hasText: 'Launch plan' }).count()) === 1 &&
+      (await testid(bob.page, 'note-item').filter({ hasText: 'Launch plan' }).count()) === 1)
+    await eventually('bob is notified of the assignment', async () =>
+      (await unreadCount(bob.page)) === unreadBefore + 1)
+  },
+
+  async notifications () {
+    const { bob } = users
+    const page = bob.page
+    const unreadBefore = await unreadCount(page)
+    const sent = await postNotification('alice', 'bob', 'Please review the plan', 'The budget section needs your numbers.')
+    await eventually('bob\'s unread count rises live', async () => (await unreadCount(page)) === unreadBefore + 1)
+    await testid(page, 'bell').click()
+    const item = page.locator(`[data-testid="notification-item"][data-id="${sent.id}"]`)
+    await item.waitFor({ timeout: TIMEOUT_MS })
+    assert((await item.getAttribute('data-read')) === 'false', 'a new notification shows as read')
+    assert((await item.textContent()).includes('Please review the plan'), 'the notification lacks its title')
+    await screenshots('notifications-open')
+    await item.click()
+    await eventually('clicking marks it read', async () =>
+      (await unreadCount(page)) === unreadBefore &&
+      (await page.locator(`[data-testid="notification-item"][data-id="${sent.id}"]`).getAttribute('data-read')) === 'true')
+    await postNotification('alice', 'bob', 'Second thing', 'And another.')
+    await eventually('the second notification counts', async () => (await unreadCount(page)) === unreadBefore + 1)
+    if (!(await testid(page, 'notification-menu').isVisible())) await testid(page, 'bell').click()
+    await testid(page, 'mark-all-read').click()
+    await eventually('mark all read clears the count', async () => (await unreadCount(page)) === 0 &&
+      (await page.locator(`[data-testid="notification-item"][data-read="false"]`).count()) === 0)
+    await testid(page, 'bell').click()
+  },
+
+  async 'offline-edits-merge' () {
+    const { alice, bob } = users
+    const edits = { alice: ' [Alice, online]', bob: ' [Bob, offline]' }
+    await bob.context.setOffline(true)
+    await testid(bob.page, 'offline-banner').waitFor({ timeout: TIMEOUT_MS })
+    await typeAtEnd(bob.page, edits.bob)
+    await typeAtEnd(alice.page, edits.alice)
+    assert((await testid(bob.page, 'save-status').getAttribute('data-state')) === 'unsaved',
+      'offline edits are not shown as unsaved')
+    assert(!(await editorText(alice.page)).includes(edits.bob), 'an offline edit reached the other user')
+    await screenshots('offline-while-offline')
+    await bob.context.setOffline(false)
+    await testid(bob.page, 'offline-banner').waitFor({ state: 'hidden', timeout: TIMEOUT_MS })
+    const text = await converged('both editors hold both edits', [edits.alice, edits.bob])
+    await eventually('bob shows saved again', async () =>
+      (await testid(bob.page, 'save-status').getAttribute('data-state')) === 'saved')
+    summary.texts['offline-edits-merge'] = text
+  },
+
+  async 'reload-keeps-session' () {
+    const { alice, bob } = users
+    await bob.page.reload()
+    await testid(bob.page, 'editor').waitFor({ timeout: TIMEOUT_MS })
+    assert(new URL(bob.page.url()).hash === `#/${WORKSPACE}/${NOTE}`, 'the reload lost the note')
+    await converged('the reloaded page shows the same text')
+    await eventually('bob is connected again', async () =>
+      (await testid(bob.page, 'connection-status').getAttribute('data-state')) === 'connected')
+    await eventually('the live channel resumed without replaying read notifications', async () =>
+      (await unreadCount(bob.page)) === 0 && (await testid(bob.page, 'presence-strip').locator(`[data-user="${alice.sub}"]`).isVisible()))
+  },
+
+  async 'new-note' () {
+    const { alice, bob } = users
+    await testid(alice.page, 'new-note').click()
+    await eventually('alice is on a new note', () => !alice.page.url().endsWith(`/${NOTE}`))
+    const noteId = new URL(alice.page.url()).hash.split('/')[2]
+    await testid(alice.page, 'meta-title').fill('Second note')
+    await testid(alice.page, 'meta-title').press('Enter')
+    await alice.page.keyboard.type('Hello @bob, see the budget.', { delay: 5 })
+    const item = testid(bob.page, 'note-list').locator(`[data-note="${noteId}"]`)
+    await eventually('bob\'s note list shows the new note', async () =>
+      (await item.textContent()).includes('Second note'))
+    await item.click()
+    await eventually('bob opened it', async () =>
+      (await editorText(bob.page)) === 'Hello @bob, see the budget.' &&
+      (await testid(bob.page, 'meta-title').inputValue()) === 'Second note')
+    await eventually('alice sees bob on the new note', async () =>
+      (await testid(alice.page, 'presence-strip').locator(`[data-user="${bob.sub}"]`).getAttribute('data-notes')) === noteId)
+    await eventually('bob is notified of the mention', async () => (await unreadCount(bob.page)) === 1)
+    await testid(bob.page, 'bell').click()
+    await bob.page.locator('[data-testid="notification-item"][data-read="false"]').click()
+    await eventually('the mention is read', async () => (await unreadCount(bob.page)) === 0)
+    assert(new URL(bob.page.url()).hash === `#/${WORKSPACE}/${noteId}`, 'the notification did not lead to its note')
+  },
+
+  async 'no-token-page' () {
+    const context = await users.alice.context.browser().newContext({ viewport: { width: 1280, height: 760 } })
+    try {
+      const page = await context.newPage()
+      await page.goto(`${BASE_URL}/#/${WORKSPACE}/${NOTE}`)
+      // Without dev mode: how to get a link. With COLLAB_DEV_MODE=1: the sign-in form.
+      await testid(page, 'signin-help').or(testid(page, 'signin-user')).first().waitFor({ timeout: TIMEOUT_MS })
+      const devMode = await testid(page, 'signin-user').isVisible()
+      if (!devMode) {
+        assert((await testid(page, 'signin-help').textContent()).includes('collab serve'), 'no sign-in help')
+      }
+      const path = join(ARTIFACTS_DIR, 'no-token-page.png')
+      await page.screenshot({ path })
+      summary.screenshots.push(path)
+      console.log(`screenshot: ${path}`)
+      if (devMode) {
+        await testid(page, 'signin-user').fill('carol')
+        await testid(page, 'signin-name').fill('Carol')
+        await testid(page, 'signin-submit').click()
+        await testid(page, 'editor').waitFor({ timeout: TIMEOUT_MS })
+        await eventually('alice sees carol arrive', () =>
+          testid(users.alice.page, 'presence-strip').locator('[data-user="carol"]').isVisible())
+      }
+    } finally {
+      await context.close()
+    }
+  }
+}
+
+async function main () {
+  await mkdir(ARTIFACTS_DIR, { recursive: true })
+  // launch() gives the browser a fresh temporary user-data-dir of its own.
+  const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: CHROMIUM_ARGS })
+  try {
+    for (const who of ['alice', 'bob']) {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 760 } })
+      const page = await context.newPage()
+      page.setDefaultTimeout(TIMEOUT_MS)
+      page.on('pageerror', (error) => summary.page_errors.push(`${who}: ${error.message}`))
+      const { sub, name } = claims(TOKENS[who])
+      users[who] = { context, page, sub, name: name || sub }
+    }
+    let failed = false
+    for (const [name, run] of Object.entries(scenarios)) {
+      const started = Date.now()
+      const result = { name, ok: false, ms: 0 }
+      summary.scenarios.push(result)
+      if (failed) {
+        result.error = 'skipped after an earlier failure'
+        continue
+      }
+      try {
+        await run()
+        result.ok = summary.page_errors.length === 0
+        if (!result.ok) result.error = `uncaught page errors: ${summary.page_errors.join('; ')}`
+      } catch (error) {
+        result.error = String(error?.stack || error)
+      }
+      result.ms = Date.now() - started
+      await screenshots(name).catch((error) => { result.error = `${result.error || ''} screenshot: ${error}` })
+      failed = !result.ok
+    }
+    summary.ok = summary.scenarios.every((scenario) => scenario.ok)
+  } finally {
+    await browser.close()
+  }
+}
+
+try {
+  await main()
+} catch (error) {
+  summary.error = String(error?.stack || error)
+}
+console.log(JSON.stringify(summary))
+process.exit(summary.ok ? 0 : 1)

@@ -1,0 +1,114 @@
+// One open note: its Y.Doc on the stock y-websocket provider, the Tiptap editor bound to the
+// `body` XML fragment, remote carets from awareness, and the connection/saved state.
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import { Editor } from '@tiptap/core'
+import StarterKit from '@tiptap/starter-kit'
+import Collaboration from '@tiptap/extension-collaboration'
+import CollaborationCursor from '@tiptap/extension-collaboration-cursor'
+import { wsOrigin } from './api.js'
+import { h } from './dom.js'
+
+// How long after the last local edit the socket must be drained before we call it saved; the
+// server writes what it received within COLLAB_FLUSH_INTERVAL_MS (100 ms by default).
+const SAVED_SETTLE_MS = 250
+
+export class NoteSession {
+  constructor ({ workspace, note, session, color, canWrite, element, onState }) {
+    this.workspace = workspace
+    this.note = note
+    this.onState = onState
+    this.dirty = false
+    this.doc = new Y.Doc()
+    this.meta = this.doc.getMap('meta')
+    this.provider = new WebsocketProvider(`${wsOrigin}/ws/docs`, `${workspace}/${note}`, this.doc, {
+      params: { token: session.token }
+    })
+    this.editor = new Editor({
+      element,
+      editable: canWrite,
+      extensions: [
+        StarterKit.configure({ history: false }),
+        Collaboration.configure({ document: this.doc, field: 'body' }),
+        CollaborationCursor.configure({
+          provider: this.provider,
+          user: { name: session.name, color },
+          render: renderCaret
+        })
+      ],
+      editorProps: {
+        attributes: { 'data-testid': 'editor', class: 'prose', spellcheck: 'false' }
+      }
+    })
+
+    this._emit = () => this.onState(this.state())
+    this._onUpdate = (update, origin) => {
+      if (origin === this.provider) return
+      this.dirty = true
+      this._settle()
+      this._emit()
+    }
+    this._onSync = (synced) => {
+      if (synced) this._settle()
+      this._emit()
+    }
+    // A dropped network often leaves the socket half-open until a timeout; reconnect at once.
+    this._onOffline = () => {
+      this.provider.disconnect()
+      this._emit()
+    }
+    this._onOnline = () => {
+      this.provider.connect()
+      this._emit()
+    }
+    this.doc.on('update', this._onUpdate)
+    this.provider.on('status', this._emit)
+    this.provider.on('sync', this._onSync)
+    window.addEventListener('offline', this._onOffline)
+    window.addEventListener('online', this._onOnline)
+    this._emit()
+  }
+
+  /** { connection: 'connected' | 'connecting' | 'offline', saved: 'saved' | 'saving' | 'unsaved', synced } */
+  state () {
+    const provider = this.provider
+    let connection = 'connecting'
+    if (provider.wsconnected) connection = 'connected'
+    else if (!navigator.onLine || !provider.shouldConnect || provider.wsUnsuccessfulReconnects > 0) connection = 'offline'
+    let saved = 'saved'
+    if (this.dirty) saved = connection === 'connected' ? 'saving' : 'unsaved'
+    return { connection, saved, synced: provider.synced }
+  }
+
+  destroy () {
+    clearTimeout(this._settleTimer)
+    window.removeEventListener('offline', this._onOffline)
+    window.removeEventListener('online', this._onOnline)
+    this.doc.off('update', this._onUpdate)
+    this.editor.destroy()
+    this.provider.destroy()
+    this.doc.destroy()
+  }
+
+  // Saved: connected, synced (the server has answered our state vector, so it also got our
+  // offline edits in reply to its own), and nothing left in the socket's send buffer.
+  _settle () {
+    clearTimeout(this._settleTimer)
+    this._settleTimer = setTimeout(() => {
+      const ws = this.provider.ws
+      if (!this.dirty) return
+      if (this.provider.wsconnected && this.provider.synced && ws && ws.bufferedAmount === 0) {
+        this.dirty = false
+        this._emit()
+      } else if (this.provider.wsconnected) {
+        this._settle()
+      }
+    }, SAVED_SETTLE_MS)
+  }
+}
+
+function renderCaret (user) {
+  return h('span', { class: 'caret', style: `border-color:${user.color}` },
+    h('span', { class: 'caret-label', testid: 'cursor-label', style: `background-color:${user.color}` }, user.name)
+  )
+}
