@@ -26,6 +26,8 @@ async def test_edits_and_awareness_cross_instances(start_server: StartServer) ->
             visitor_id = visitor.doc.client_id
             await on_b.wait_until(lambda: visitor_id in on_b.awareness_states())
         await on_b.wait_until(lambda: visitor_id not in on_b.awareness_states())
+        assert str(on_b.doc.get("t", type=Text)) == "from A, from B"
+        assert visitor_id not in on_a.awareness_states()
 
 
 async def test_a_late_joiner_on_another_instance_gets_everything(
@@ -43,3 +45,4 @@ async def test_a_late_joiner_on_another_instance_gets_everything(
             await witness.wait_until(lambda: str(witness.doc.get("t", type=Text)) == str(text))
         async with YClient.connect(b.doc_url(sub="u2")) as late:
             await late.wait_until(lambda: str(late.doc.get("t", type=Text)) == "one two three")
+            assert str(late.doc.get("t", type=Text)) == str(text)
