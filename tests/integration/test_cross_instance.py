@@ -27,7 +27,7 @@ async def test_edits_and_awareness_cross_instances(start_server: StartServer) ->
             await on_b.wait_until(lambda: visitor_id in on_b.awareness_states())
         await on_b.wait_until(lambda: visitor_id not in on_b.awareness_states())
         assert str(on_b.doc.get("t", type=Text)) == "from A, from B"
-        assert visitor_id not in on_a.awareness_states()
+        await on_a.wait_until(lambda: visitor_id not in on_a.awareness_states())
 
 
 async def test_a_late_joiner_on_another_instance_gets_everything(
