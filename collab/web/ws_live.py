@@ -164,6 +164,9 @@ async def _read_messages(
             await _handle(request, connection, message, statuses)
         except ClientError as error:
             connection.send_event(_error(error.code, str(error), ref))
+        except ValueError as error:
+            # LocalPresence refuses what the checks above should already have caught.
+            connection.send_event(_error("invalid_message", str(error), ref))
         except StoreError as error:
             log.warning("live %s: store failed: %s", connection.connection_id, error)
             connection.send_event(_error("unavailable", "the store is unavailable; retry", ref))
