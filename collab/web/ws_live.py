@@ -170,6 +170,13 @@ async def _read_messages(
         except StoreError as error:
             log.warning("live %s: store failed: %s", connection.connection_id, error)
             connection.send_event(_error("unavailable", "the store is unavailable; retry", ref))
+        except Exception:
+            # A bug of ours: this connection ends, everything else goes on.
+            log.exception(
+                "live %s: closing with 1011 after an internal error", connection.connection_id
+            )
+            _close(connection, CloseCode.INTERNAL_ERROR, "internal error")
+            return
 
 
 def _close(connection: LiveConnection, code: CloseCode, reason: str) -> None:
