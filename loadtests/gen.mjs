@@ -1,0 +1,365 @@
+// Load generator for collab: raw y-websocket protocol clients with real Yjs encodings.
+//
+// Usage: node gen.mjs CONFIG.json. Driven by loadtests/run.py over stdio: it writes one JSON
+// event per line on stdout and waits for a "go" line on stdin before each measured phase, so
+// the driver can sample the server's CPU and memory exactly at phase boundaries.
+//
+// Scenarios (config.scenario):
+//   fanout: config.rooms[r] = {url, tokens: [C tokens]}; client 0 of each room is the writer.
+//           For each rate in config.rates_per_writer the writer sends `rate` Y.Map edits per
+//           second for config.step_s; each edit carries [step, seq, performance.now()], and
+//           every receiver decodes it and records the edit-to-peer latency.
+//   idle:   config.rooms[r] = {url, tokens}; every connection syncs and sets one awareness state,
+//           then the connections stay open until "quit".
+
+import { readFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { performance } from 'node:perf_hooks'
+import WebSocket from 'ws'
+import * as Y from 'yjs'
+import * as encoding from 'lib0/encoding'
+import * as decoding from 'lib0/decoding'
+import * as syncProtocol from 'y-protocols/sync'
+
+const MESSAGE_SYNC = 0
+const MESSAGE_AWARENESS = 1
+const TICK_MS = 5
+
+const config = JSON.parse(readFileSync(process.argv[2], 'utf8'))
+
+function emit (event) {
+  process.stdout.write(JSON.stringify(event) + '\n')
+}
+
+const stdinLines = createInterface({ input: process.stdin })
+const waiting = []
+stdinLines.on('line', (line) => {
+  const next = waiting.shift()
+  if (next) next(line.trim())
+})
+stdinLines.on('close', () => {
+  // The driver went away: never outlive it.
+  process.exit(3)
+})
+function command () {
+  return new Promise((resolve) => waiting.push(resolve))
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+function withDeadline (promise, ms, what) {
+  let timer
+  const timeout = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+const closeCodes = {}
+const EMPTY_DOC = new Y.Doc()
+
+function syncStep1 (doc) {
+  const encoder = encoding.createEncoder()
+  encoding.writeVarUint(encoder, MESSAGE_SYNC)
+  syncProtocol.writeSyncStep1(encoder, doc)
+  return encoding.toUint8Array(encoder)
+}
+
+function syncStep2 (doc, stateVector) {
+  const encoder = encoding.createEncoder()
+  encoding.writeVarUint(encoder, MESSAGE_SYNC)
+  syncProtocol.writeSyncStep2(encoder, doc, stateVector)
+  return encoding.toUint8Array(encoder)
+}
+
+function updateMessage (update) {
+  const encoder = encoding.createEncoder()
+  encoding.writeVarUint(encoder, MESSAGE_SYNC)
+  syncProtocol.writeUpdate(encoder, update)
+  return encoding.toUint8Array(encoder)
+}
+
+// Same bytes as y-protocols' encodeAwarenessUpdate for one client, without an Awareness
+// instance (which would start a timer per connection).
+function awarenessMessage (clientId, clock, state) {
+  const encoder = encoding.createEncoder()
+  encoding.writeVarUint(encoder, MESSAGE_AWARENESS)
+  const inner = encoding.createEncoder()
+  encoding.writeVarUint(inner, 1)
+  encoding.writeVarUint(inner, clientId)
+  encoding.writeVarUint(inner, clock)
+  encoding.writeVarString(inner, JSON.stringify(state))
+  encoding.writeVarUint8Array(encoder, encoding.toUint8Array(inner))
+  return encoding.toUint8Array(encoder)
+}
+
+function awarenessClientIds (payload) {
+  const decoder = decoding.createDecoder(payload)
+  const count = decoding.readVarUint(decoder)
+  const ids = []
+  for (let i = 0; i < count; i++) {
+    ids.push(decoding.readVarUint(decoder))
+    decoding.readVarUint(decoder)
+    decoding.readVarString(decoder)
+  }
+  return ids
+}
+
+// A minimal y-websocket peer. `doc` is the writer's document; receivers share EMPTY_DOC and
+// never apply what they receive (they only decode the timestamps in it).
+class Peer {
+  constructor (url, token, { doc = null, onUpdate = null, onAwareness = null } = {}) {
+    this.doc = doc
+    this.onUpdate = onUpdate
+    this.onAwareness = onAwareness
+    this.synced = false
+    this.closed = false
+    this.ws = new WebSocket(`${url}?token=${encodeURIComponent(token)}`, { perMessageDeflate: false })
+    this.ws.binaryType = 'nodebuffer'
+    this.ready = new Promise((resolve, reject) => {
+      this.resolveReady = resolve
+      this.ws.on('error', (error) => reject(error))
+      this.ws.on('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)))
+    })
+    this.ws.on('open', () => this.ws.send(syncStep1(this.doc ?? EMPTY_DOC)))
+    this.ws.on('message', (data) => this.receive(data))
+    this.ws.on('close', (code) => {
+      this.closed = true
+      closeCodes[code] = (closeCodes[code] ?? 0) + 1
+    })
+  }
+
+  receive (data) {
+    const decoder = decoding.createDecoder(data)
+    const type = decoding.readVarUint(decoder)
+    if (type === MESSAGE_SYNC) {
+      const syncType = decoding.readVarUint(decoder)
+      if (syncType === syncProtocol.messageYjsSyncStep1) {
+        this.ws.send(syncStep2(this.doc ?? EMPTY_DOC, decoding.readVarUint8Array(decoder)))
+      } else if (syncType === syncProtocol.messageYjsSyncStep2) {
+        const update = decoding.readVarUint8Array(decoder)
+        if (this.doc) Y.applyUpdate(this.doc, update, 'server')
+        if (!this.synced) {
+          this.synced = true
+          this.resolveReady()
+        }
+      } else if (syncType === syncProtocol.messageYjsUpdate) {
+        const update = decoding.readVarUint8Array(decoder)
+        if (this.doc) Y.applyUpdate(this.doc, update, 'server')
+        if (this.onUpdate) this.onUpdate(update)
+      }
+    } else if (type === MESSAGE_AWARENESS && this.onAwareness) {
+      this.onAwareness(awarenessClientIds(decoding.readVarUint8Array(decoder)))
+    }
+  }
+
+  close () {
+    if (!this.closed) this.ws.close(1000)
+  }
+}
+
+async function openAll (specs, concurrency, timeoutMs) {
+  const peers = new Array(specs.length)
+  let next = 0
+  let failed = 0
+  const errors = {}
+  async function worker () {
+    while (next < specs.length) {
+      const index = next++
+      const peer = specs[index]()
+      peers[index] = peer
+      try {
+        await withDeadline(peer.ready, timeoutMs, 'sync step 2 from the server')
+      } catch (error) {
+        failed++
+        errors[error.message] = (errors[error.message] ?? 0) + 1
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, specs.length) }, worker))
+  return { peers, failed, errors }
+}
+
+function percentile (sorted, p) {
+  if (sorted.length === 0) return null
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[rank]
+}
+
+// Records every [step, seq, sentAt] edit found in an update (one per update as sent, but a
+// server may merge several into one frame).
+function makeRecorder (steps) {
+  return (update) => {
+    const now = performance.now()
+    for (const struct of Y.decodeUpdate(update).structs) {
+      const content = struct.content
+      if (!content || !(content instanceof Y.ContentAny)) continue
+      for (const value of content.arr) {
+        if (!Array.isArray(value) || value.length !== 3) continue
+        const step = steps[value[0]]
+        if (!step) continue
+        step.received++
+        step.latencies.push(now - value[2])
+      }
+    }
+  }
+}
+
+async function fanout () {
+  const steps = config.rates_per_writer.map((rate) => ({ rate, sent: 0, received: 0, latencies: [] }))
+  const recorder = makeRecorder(steps)
+  const writers = []
+  const specs = []
+  config.rooms.forEach((room, r) => {
+    room.tokens.forEach((token, c) => {
+      specs.push(() => {
+        if (c === 0) {
+          const doc = new Y.Doc()
+          const peer = new Peer(room.url, token, { doc })
+          doc.on('update', (update, origin) => {
+            if (origin !== 'server' && !peer.closed) peer.ws.send(updateMessage(update))
+          })
+          writers.push({ peer, map: doc.getMap('lt'), phase: r / config.rooms.length, seq: 0 })
+          return peer
+        }
+        return new Peer(room.url, token, { onUpdate: recorder })
+      })
+    })
+  })
+  const opened = await openAll(specs, config.connect_concurrency, config.connect_timeout_ms)
+  const receivers = config.rooms.reduce((n, room) => n + room.tokens.length - 1, 0)
+  emit({ event: 'ready', connections: specs.length, failed: opened.failed, errors: opened.errors })
+  if (opened.failed > 0) return
+
+  for (let s = 0; s < steps.length; s++) {
+    const step = steps[s]
+    if ((await command()) !== 'go') return
+    const perWriter = Math.round(step.rate * config.step_s)
+    const started = performance.now()
+    let lateTicks = 0
+    let maxLagMs = 0
+    for (const writer of writers) writer.seq = 0
+    // One ticker for all writers: each sends what is due by now, staggered by its phase.
+    await new Promise((resolve) => {
+      let last = started
+      const timer = setInterval(() => {
+        const now = performance.now()
+        const lag = now - last - TICK_MS
+        if (lag > TICK_MS) lateTicks++
+        if (lag > maxLagMs) maxLagMs = lag
+        last = now
+        const elapsedS = (now - started) / 1000
+        let done = true
+        for (const writer of writers) {
+          const due = Math.min(perWriter, Math.floor(elapsedS * step.rate + writer.phase))
+          while (writer.seq < due && !writer.peer.closed) {
+            writer.map.set('t', [s, writer.seq++, performance.now()])
+            step.sent++
+          }
+          if (writer.seq < perWriter && !writer.peer.closed) done = false
+        }
+        if (done) {
+          clearInterval(timer)
+          resolve()
+        }
+      }, TICK_MS)
+    })
+    const sendEnded = performance.now()
+    const expected = step.sent * (config.rooms[0].tokens.length - 1)
+    const drainDeadline = sendEnded + config.drain_s * 1000
+    while (step.received < expected && performance.now() < drainDeadline) await sleep(10)
+    const ended = performance.now()
+    const sorted = Float64Array.from(step.latencies).sort()
+    emit({
+      event: 'step',
+      index: s,
+      rate_per_writer: step.rate,
+      writers: writers.length,
+      receivers,
+      send_s: (sendEnded - started) / 1000,
+      total_s: (ended - started) / 1000,
+      sent: step.sent,
+      expected,
+      received: step.received,
+      latency_ms: {
+        p50: percentile(sorted, 50),
+        p95: percentile(sorted, 95),
+        p99: percentile(sorted, 99),
+        max: sorted.length ? sorted[sorted.length - 1] : null
+      },
+      generator_late_ticks: lateTicks,
+      generator_max_tick_lag_ms: maxLagMs,
+      closed: { ...closeCodes },
+      open_connections: opened.peers.filter((p) => !p.closed).length
+    })
+    step.latencies = []
+  }
+  await command()
+  for (const peer of opened.peers) peer.close()
+}
+
+async function idle () {
+  const specs = []
+  const roomWaits = []
+  config.rooms.forEach((room) => {
+    const roomSize = room.tokens.length
+    room.tokens.forEach((token, c) => {
+      specs.push(() => {
+        const clientId = Math.floor(Math.random() * 0xffffffff)
+        const seen = new Set([clientId])
+        let resolveSeen
+        roomWaits.push(new Promise((resolve) => { resolveSeen = resolve }))
+        const peer = new Peer(room.url, token, {
+          onAwareness: (ids) => {
+            for (const id of ids) seen.add(id)
+            if (seen.size >= roomSize) resolveSeen()
+          }
+        })
+        peer.ws.on('open', () => {
+          peer.ws.send(awarenessMessage(clientId, 1, {
+            user: { name: `user ${c}`, color: '#f783ac' },
+            cursor: null
+          }))
+        })
+        return peer
+      })
+    })
+  })
+  const started = performance.now()
+  const opened = await openAll(specs, config.connect_concurrency, config.connect_timeout_ms)
+  let awarenessComplete = true
+  try {
+    await withDeadline(Promise.all(roomWaits), config.connect_timeout_ms, 'awareness of every peer')
+  } catch {
+    awarenessComplete = false
+  }
+  emit({
+    event: 'ready',
+    connections: specs.length,
+    failed: opened.failed,
+    errors: opened.errors,
+    awareness_complete: awarenessComplete,
+    connect_s: (performance.now() - started) / 1000,
+    closed: { ...closeCodes }
+  })
+  await command()
+  emit({
+    event: 'held',
+    open_connections: opened.peers.filter((p) => p && !p.closed).length,
+    closed: { ...closeCodes }
+  })
+  await command()
+  for (const peer of opened.peers) if (peer) peer.close()
+}
+
+const scenarios = { fanout, idle }
+try {
+  await scenarios[config.scenario]()
+  emit({ event: 'done' })
+  // Let the close frames go out, then leave without waiting for every close handshake.
+  await sleep(200)
+  process.exit(0)
+} catch (error) {
+  emit({ event: 'error', message: String(error?.stack ?? error) })
+  process.exit(1)
+}
