@@ -9,10 +9,20 @@
 //           For each rate in config.rates_per_writer the writer sends `rate` Y.Map edits per
 //           second for config.step_s; each edit carries [step, seq, performance.now()], and
 //           every receiver decodes it and records the edit-to-peer latency.
+//           config.writers_per_room (default 1): clients 0..W-1 of each room write, and every
+//           client (writers too) records the edits of the others; `hotroom` is this with one
+//           big room and several writers.
 //   idle:   config.rooms[r] = {url, tokens}; every connection syncs and sets one awareness state,
 //           then the connections stay open until "quit".
+//   bigdoc: config.url, config.tokens (1 loader + N probes), config.trace (path of a gzipped
+//           editing trace). On "go" the loader replays the trace into a Y.Text through its
+//           connection, config.patches_per_txn patches per transaction (one sync Update each),
+//           then confirms with a sync step 1 round trip. On the next "go" the N probes connect
+//           one after another (one "go" each), each with an empty Y.Doc: open -> sync step 2
+//           received -> applied; the applied text is checked against the trace's endContent.
 
 import { readFileSync } from 'node:fs'
+import { gunzipSync } from 'node:zlib'
 import { createInterface } from 'node:readline'
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
@@ -139,6 +149,11 @@ class Peer {
       } else if (syncType === syncProtocol.messageYjsSyncStep2) {
         const update = decoding.readVarUint8Array(decoder)
         if (this.doc) Y.applyUpdate(this.doc, update, 'server')
+        if (this.onStep2) {
+          const resolve = this.onStep2
+          this.onStep2 = null
+          resolve()
+        }
         if (!this.synced) {
           this.synced = true
           this.resolveReady()
@@ -208,18 +223,26 @@ function makeRecorder (steps) {
 async function fanout () {
   const steps = config.rates_per_writer.map((rate) => ({ rate, sent: 0, received: 0, latencies: [] }))
   const recorder = makeRecorder(steps)
+  const writersPerRoom = config.writers_per_room ?? 1
+  const totalWriters = config.rooms.length * writersPerRoom
   const writers = []
   const specs = []
   config.rooms.forEach((room, r) => {
     room.tokens.forEach((token, c) => {
       specs.push(() => {
-        if (c === 0) {
+        if (c < writersPerRoom) {
           const doc = new Y.Doc()
-          const peer = new Peer(room.url, token, { doc })
+          // A writer with peers that also write records their edits (it applies them too).
+          const onUpdate = writersPerRoom > 1 ? recorder : null
+          const peer = new Peer(room.url, token, { doc, onUpdate })
           doc.on('update', (update, origin) => {
             if (origin !== 'server' && !peer.closed) peer.ws.send(updateMessage(update))
           })
-          writers.push({ peer, map: doc.getMap('lt'), phase: r / config.rooms.length, seq: 0 })
+          const phase = (r * writersPerRoom + c) / totalWriters
+          // Each writer sets its own key: concurrent sets of one key would conflict, and the
+          // losing edit reaches peers as deleted content without its timestamp.
+          const key = c === 0 ? 't' : `t${c}`
+          writers.push({ peer, map: doc.getMap('lt'), key, phase, seq: 0 })
           return peer
         }
         return new Peer(room.url, token, { onUpdate: recorder })
@@ -227,6 +250,7 @@ async function fanout () {
     })
   })
   const opened = await openAll(specs, config.connect_concurrency, config.connect_timeout_ms)
+  // Receivers per edit: every other client of the room.
   const receivers = config.rooms.reduce((n, room) => n + room.tokens.length - 1, 0)
   emit({ event: 'ready', connections: specs.length, failed: opened.failed, errors: opened.errors })
   if (opened.failed > 0) return
@@ -253,7 +277,7 @@ async function fanout () {
         for (const writer of writers) {
           const due = Math.min(perWriter, Math.floor(elapsedS * step.rate + writer.phase))
           while (writer.seq < due && !writer.peer.closed) {
-            writer.map.set('t', [s, writer.seq++, performance.now()])
+            writer.map.set(writer.key, [s, writer.seq++, performance.now()])
             step.sent++
           }
           if (writer.seq < perWriter && !writer.peer.closed) done = false
@@ -352,7 +376,123 @@ async function idle () {
   for (const peer of opened.peers) if (peer) peer.close()
 }
 
-const scenarios = { fanout, idle }
+function syncStep1Awaiting (peer) {
+  // The server answers a sync step 1 with a sync step 2 after everything it received before
+  // on this connection: a round trip that confirms the earlier updates were applied.
+  return new Promise((resolve) => {
+    peer.onStep2 = resolve
+    peer.ws.send(syncStep1(peer.doc))
+  })
+}
+
+async function bigdoc () {
+  const trace = JSON.parse(gunzipSync(readFileSync(config.trace)).toString('utf8'))
+  const [loaderToken, ...probeTokens] = config.tokens
+  const doc = new Y.Doc()
+  const text = doc.getText(config.text_name)
+  const loader = new Peer(config.url, loaderToken, { doc })
+  await withDeadline(loader.ready, config.connect_timeout_ms, 'loader sync step 2')
+  let updates = 0
+  let updateBytes = 0
+  doc.on('update', (update, origin) => {
+    if (origin === 'server' || loader.closed) return
+    updates++
+    updateBytes += update.length
+    loader.ws.send(updateMessage(update))
+  })
+  emit({ event: 'ready', connections: 1, failed: 0, errors: {} })
+  if ((await command()) !== 'go') return
+
+  const started = performance.now()
+  let patches = 0
+  const txns = trace.txns
+  let i = 0
+  // Bounded: one pass over the trace, flushing the socket between transactions.
+  while (i < txns.length) {
+    doc.transact(() => {
+      let inTxn = 0
+      while (i < txns.length && inTxn < config.patches_per_txn) {
+        for (const [pos, del, ins] of txns[i].patches) {
+          if (del > 0) text.delete(pos, del)
+          if (ins.length > 0) text.insert(pos, ins)
+          inTxn++
+          patches++
+        }
+        i++
+      }
+    })
+    if (loader.ws.bufferedAmount > 1 << 20) {
+      const waitUntil = performance.now() + config.connect_timeout_ms
+      while (loader.ws.bufferedAmount > 0 && performance.now() < waitUntil) await sleep(1)
+    }
+    if (loader.closed) throw new Error('the server closed the loader connection')
+  }
+  const sentAt = performance.now()
+  await withDeadline(syncStep1Awaiting(loader), config.connect_timeout_ms, 'loader confirmation')
+  const confirmedAt = performance.now()
+  const finalText = text.toString()
+  if (finalText !== trace.endContent) throw new Error('the replayed text differs from endContent')
+  const encodedV1 = Y.encodeStateAsUpdate(doc)
+  const encodedV2 = Y.encodeStateAsUpdateV2(doc)
+  emit({
+    event: 'loaded',
+    patches,
+    transactions: updates,
+    update_bytes_sent: updateBytes,
+    replay_s: (sentAt - started) / 1000,
+    confirm_s: (confirmedAt - sentAt) / 1000,
+    text_chars: finalText.length,
+    encoded_update_bytes: encodedV1.length,
+    encoded_update_v2_bytes: encodedV2.length,
+    closed: { ...closeCodes }
+  })
+
+  for (const token of probeTokens) {
+    // One phase per probe, so the driver samples the server around each join.
+    if ((await command()) !== 'go') return
+    const probeDoc = new Y.Doc()
+    const t = { created: performance.now() }
+    const peer = new Peer(config.url, token, { doc: null })
+    peer.ws.on('open', () => { t.open = performance.now() })
+    // Replace the default handling of the first sync step 2: time receipt and apply.
+    peer.receive = (data) => {
+      const decoder = decoding.createDecoder(data)
+      if (decoding.readVarUint(decoder) !== MESSAGE_SYNC) return
+      const syncType = decoding.readVarUint(decoder)
+      if (syncType === syncProtocol.messageYjsSyncStep1) {
+        peer.ws.send(syncStep2(probeDoc, decoding.readVarUint8Array(decoder)))
+      } else if (syncType === syncProtocol.messageYjsSyncStep2 && !peer.synced) {
+        t.received = performance.now()
+        const update = decoding.readVarUint8Array(decoder)
+        t.bytes = data.length
+        Y.applyUpdate(probeDoc, update, 'server')
+        t.applied = performance.now()
+        peer.synced = true
+        peer.resolveReady()
+      }
+    }
+    await withDeadline(peer.ready, config.connect_timeout_ms, 'probe sync step 2')
+    const ok = probeDoc.getText(config.text_name).toString() === trace.endContent
+    peer.close()
+    probeDoc.destroy()
+    // Let the server handle the close inside this probe's window.
+    await sleep(config.probe_gap_ms)
+    emit({
+      event: 'probe',
+      connect_ms: t.open - t.created,
+      open_to_received_ms: t.received - t.open,
+      apply_ms: t.applied - t.received,
+      open_to_applied_ms: t.applied - t.open,
+      step2_message_bytes: t.bytes,
+      text_matches: ok,
+      closed: { ...closeCodes }
+    })
+  }
+  await command()
+  loader.close()
+}
+
+const scenarios = { fanout, idle, bigdoc }
 try {
   await scenarios[config.scenario]()
   emit({ event: 'done' })

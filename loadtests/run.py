@@ -2,6 +2,8 @@
 
     python loadtests/run.py fanout [--rooms 100 --clients 10 --rates 5,10,20,30,50 --step-s 10]
     python loadtests/run.py idle [--connections 5000 --rooms 500]
+    python loadtests/run.py hotroom [--clients 200 --writers 5 --rates 10 --step-s 10]
+    python loadtests/run.py bigdoc [--probes 5 --patches-per-txn 1000]
 
 The server runs pinned to CPU 0 and the Node generator (`loadtests/gen.mjs`) to CPU 1. Server
 CPU time and RSS are read from /proc before and after each measured phase. `--json PATH` writes
@@ -46,6 +48,7 @@ BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 NOFILE_MARGIN = 64
+TRACE_PATH = REPO_ROOT.parent / "shared/data/automerge-paper.json.gz"
 
 
 class RunError(Exception):
@@ -77,6 +80,20 @@ def sample(pid: int) -> ProcessSample:
     return ProcessSample(
         cpu_ticks / CLOCK_TICKS_PER_S, rss_pages * PAGE_BYTES, time.monotonic(), machine_busy_s()
     )
+
+
+def cpu_ns(pid: int) -> int:
+    """On-CPU time of all threads of a process in ns (/proc/PID/task/*/schedstat, field 1).
+
+    Finer than utime + stime (clock ticks, 10 ms); threads that already exited are not counted.
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def raise_nofile_limit() -> None:
@@ -273,19 +290,25 @@ def check_nofile(connections: int) -> dict[str, Any]:
 
 
 def fanout(args: argparse.Namespace) -> dict[str, Any]:
+    """fanout (R rooms, 1 writer each) and hotroom (1 room, W writers): same steps and table."""
     rates = [float(rate) for rate in args.rates.split(",")]
     check_nofile(args.rooms * args.clients)
+    writers = getattr(args, "writers", 1)
+    prefix = "hot" if args.scenario == "hotroom" else "load"
 
     def make_config(server: Server) -> dict[str, Any]:
         rooms = [
             {
-                "url": server.doc_url(f"load{r}", "fanout"),
-                "tokens": [server.token(f"user{r}-{c}", f"load{r}") for c in range(args.clients)],
+                "url": server.doc_url(f"{prefix}{r}", "fanout"),
+                "tokens": [
+                    server.token(f"user{r}-{c}", f"{prefix}{r}") for c in range(args.clients)
+                ],
             }
             for r in range(args.rooms)
         ]
         return {
             "scenario": "fanout",
+            "writers_per_room": writers,
             "rooms": rooms,
             "rates_per_writer": rates,
             "step_s": args.step_s,
@@ -314,7 +337,13 @@ def fanout(args: argparse.Namespace) -> dict[str, Any]:
             print_fanout_row(step, header=len(steps) == 1)
         generator.send("quit")
         generator.next_event(30)
-    return {"scenario": "fanout", "rooms": args.rooms, "clients": args.clients, "steps": steps}
+    return {
+        "scenario": args.scenario,
+        "rooms": args.rooms,
+        "clients": args.clients,
+        "writers_per_room": writers,
+        "steps": steps,
+    }
 
 
 def resources(
@@ -490,6 +519,127 @@ def print_idle(result: dict[str, Any]) -> None:
         print(f"{name.ljust(width)}  {value}")
 
 
+def bigdoc(args: argparse.Namespace) -> dict[str, Any]:
+    if not TRACE_PATH.is_file():
+        raise RunError(
+            f"the editing trace {TRACE_PATH} is missing: bigdoc replays it "
+            "(automerge-paper.json.gz from josephg/editing-traces)"
+        )
+    check_nofile(args.probes + 1)
+
+    def make_config(server: Server) -> dict[str, Any]:
+        return {
+            "scenario": "bigdoc",
+            "url": server.doc_url("bigdoc", "paper"),
+            "tokens": [server.token(f"user{c}", "bigdoc") for c in range(args.probes + 1)],
+            "trace": str(TRACE_PATH),
+            "text_name": "paper",
+            "patches_per_txn": args.patches_per_txn,
+            "probe_gap_ms": args.probe_gap_s * 1000,
+            "connect_timeout_ms": args.connect_timeout_s * 1000,
+        }
+
+    with processes(args.store, make_config) as (server, generator):
+        server_start = server.sample()
+        generator.next_event(args.connect_timeout_s + 60)  # ready: the loader is connected
+        server_before, generator_before = server.sample(), generator.sample()
+        generator.send("go")
+        loaded = generator.next_event(args.connect_timeout_s * 3 + 120)
+        server_loaded, generator_loaded = server.sample(), generator.sample()
+        probes = []
+        for _probe in range(args.probes):
+            before_ns = cpu_ns(server.process.pid)
+            generator.send("go")
+            probe = generator.next_event(args.connect_timeout_s + args.probe_gap_s + 60)
+            probe["server_cpu_ms"] = (cpu_ns(server.process.pid) - before_ns) / 1e6
+            probes.append(probe)
+        server_probed, generator_probed = server.sample(), generator.sample()
+        generator.send("quit")
+        generator.next_event(30)
+    load = resources(server_before, server_loaded, generator_before, generator_loaded)
+    join = resources(server_loaded, server_probed, generator_loaded, generator_probed)
+    result = {
+        "scenario": "bigdoc",
+        "trace": str(TRACE_PATH),
+        "patches_per_txn": args.patches_per_txn,
+        "probe_gap_s": args.probe_gap_s,
+        "loaded": loaded,
+        "probes": probes,
+        "server_rss_bytes_start": server_start.rss_bytes,
+        "server_rss_bytes_before": server_before.rss_bytes,
+        "server_rss_bytes_loaded": server_loaded.rss_bytes,
+        "server_rss_bytes_after_probes": server_probed.rss_bytes,
+        "load": load,
+        "join": join,
+        "server_cpu_ms_per_join": sum(p["server_cpu_ms"] for p in probes) / len(probes),
+        "closed": probes[-1]["closed"],
+    }
+    print_bigdoc(result)
+    return result
+
+
+def print_bigdoc(result: dict[str, Any]) -> None:
+    mib = 2**20
+    loaded = result["loaded"]
+    load = result["load"]
+    join = result["join"]
+    rows = [
+        (
+            "trace replayed",
+            f"{loaded['patches']} patches in {loaded['transactions']} updates "
+            f"({result['patches_per_txn']} patches each), {loaded['update_bytes_sent'] / 1024:.0f} "
+            f"KiB sent, {loaded['replay_s']:.2f} s + {loaded['confirm_s']:.2f} s to confirm",
+        ),
+        (
+            "document",
+            f"{loaded['text_chars']} chars; encoded state {loaded['encoded_update_bytes']} B (v1), "
+            f"{loaded['encoded_update_v2_bytes']} B (v2)",
+        ),
+        (
+            "server CPU loading",
+            f"{load['server_cpu_s']:.2f} s ({load['server_cpu_pct']:.0f} %); generator "
+            f"{load['generator_cpu_s']:.2f} s; othCPU {load['other_cpu_pct']:.0f} %",
+        ),
+        ("server RSS at start", f"{result['server_rss_bytes_start'] / mib:.1f} MiB"),
+        ("server RSS, loader joined", f"{result['server_rss_bytes_before'] / mib:.1f} MiB"),
+        ("server RSS, document loaded", f"{result['server_rss_bytes_loaded'] / mib:.1f} MiB"),
+        ("server RSS after the probes", f"{result['server_rss_bytes_after_probes'] / mib:.1f} MiB"),
+        (
+            "server CPU per fresh join",
+            f"{result['server_cpu_ms_per_join']:.1f} ms mean (schedstat, join + close); "
+            f"othCPU {join['other_cpu_pct']:.0f} % over the probes",
+        ),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name.ljust(width)}  {value}")
+    header = (
+        "probe",
+        "connect",
+        "open->step2",
+        "apply",
+        "open->applied",
+        "srvCPU",
+        "step2 B",
+        "text ok",
+    )
+    widths = (5, 9, 12, 8, 14, 8, 9, 7)
+    print(" ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    for index, probe in enumerate(result["probes"]):
+        cells = (
+            str(index + 1),
+            f"{probe['connect_ms']:.1f}",
+            f"{probe['open_to_received_ms']:.1f}",
+            f"{probe['apply_ms']:.1f}",
+            f"{probe['open_to_applied_ms']:.1f}",
+            f"{probe['server_cpu_ms']:.1f}",
+            str(probe["step2_message_bytes"]),
+            str(probe["text_matches"]),
+        )
+        print(" ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)), flush=True)
+    print("(times in ms; srvCPU: server on-CPU time during the probe, join and close)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="scenario", required=True)
@@ -506,6 +656,21 @@ def build_parser() -> argparse.ArgumentParser:
     fan.add_argument("--step-s", type=float, default=10)
     fan.add_argument("--drain-s", type=float, default=5, help="wait for late deliveries")
 
+    hot = sub.add_parser("hotroom", parents=[common], help="1 room x C clients, W writers")
+    hot.add_argument("--rooms", type=int, default=1, help=argparse.SUPPRESS)
+    hot.add_argument(
+        "--clients", type=int, default=200, help="clients in the room, writers included"
+    )
+    hot.add_argument("--writers", type=int, default=5)
+    hot.add_argument("--rates", default="10", help="updates/s per writer, one per step")
+    hot.add_argument("--step-s", type=float, default=10)
+    hot.add_argument("--drain-s", type=float, default=5, help="wait for late deliveries")
+
+    big = sub.add_parser("bigdoc", parents=[common], help="replay a real trace, time fresh joins")
+    big.add_argument("--probes", type=int, default=5, help="fresh clients, one after another")
+    big.add_argument("--patches-per-txn", type=int, default=1000)
+    big.add_argument("--probe-gap-s", type=float, default=0.5, help="pause between probes")
+
     idle_parser = sub.add_parser("idle", parents=[common], help="N idle synced connections")
     idle_parser.add_argument("--connections", type=int, default=5000)
     idle_parser.add_argument("--rooms", type=int, default=500)
@@ -521,13 +686,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "fanout" and (args.clients < 2 or args.rooms < 1):
         print("run.py: fanout needs at least 1 room and 2 clients per room", file=sys.stderr)
         return 2
+    if args.scenario == "hotroom" and not 1 <= args.writers < args.clients:
+        print("run.py: hotroom needs 1 <= writers < clients", file=sys.stderr)
+        return 2
+    if args.scenario == "bigdoc" and (args.probes < 1 or args.patches_per_txn < 1):
+        print("run.py: bigdoc needs --probes >= 1 and --patches-per-txn >= 1", file=sys.stderr)
+        return 2
     try:
         facts = machine_facts()
         print(
             f"{command}\n{facts['date']}  {facts['nproc']} CPUs  {facts['cpu_model']}  "
             f"load average {' '.join(facts['loadavg_at_start'])}"
         )
-        result = fanout(args) if args.scenario == "fanout" else idle(args)
+        scenarios = {"fanout": fanout, "hotroom": fanout, "idle": idle, "bigdoc": bigdoc}
+        result = scenarios[args.scenario](args)
     except RunError as error:
         print(f"run.py: {error}", file=sys.stderr)
         return 1
