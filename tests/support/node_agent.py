@@ -23,7 +23,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import shutil
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,13 +30,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypedDict
 
+from tests.support.waiting import scaled
+
 TESTS_DIR = Path(__file__).resolve().parent.parent
 AGENT_SCRIPT = TESTS_DIR / "support" / "js" / "agent.mjs"
 NODE_MODULES = TESTS_DIR / "node_modules"
 REQUIRED_PACKAGES = ("yjs", "y-websocket", "ws", "y-protocols", "lib0")
 INSTALL_HINT = "npm ci --prefix tests"
 
-TIMEOUT_FACTOR_ENV = "COLLAB_TEST_TIMEOUT_FACTOR"
 DEFAULT_TIMEOUT_S = 30.0
 SHUTDOWN_STEP_S = 5.0
 # margin beyond a wait's own timeout_ms before the caller gives up on the reply
@@ -89,25 +89,6 @@ class ClientStatus(TypedDict):
     url: str
 
 
-def timeout_factor() -> float:
-    """Return `COLLAB_TEST_TIMEOUT_FACTOR` (default 1); raise ValueError if it is not > 0."""
-    raw = os.environ.get(TIMEOUT_FACTOR_ENV, "").strip()
-    if not raw:
-        return 1.0
-    try:
-        factor = float(raw)
-    except ValueError:
-        raise ValueError(f"{TIMEOUT_FACTOR_ENV} must be a number, got {raw!r}") from None
-    if not factor > 0:
-        raise ValueError(f"{TIMEOUT_FACTOR_ENV} must be > 0, got {raw!r}")
-    return factor
-
-
-def scaled(seconds: float) -> float:
-    """Return `seconds` multiplied by the test timeout factor."""
-    return seconds * timeout_factor()
-
-
 def node_unavailable_reason() -> str | None:
     """Return why the agent cannot run here (with the command that fixes it), or None."""
     if shutil.which("node") is None:
@@ -125,7 +106,7 @@ class NodeAgent:
     """One `node agent.mjs` process; an async context manager.
 
     `call()` sends any command; the other methods are typed shorthands for the common ones.
-    Timeouts passed to the helpers are in seconds and are scaled by `timeout_factor()`.
+    Timeouts passed to the helpers are in seconds and are scaled by `tests.support.waiting.scaled`.
     """
 
     def __init__(self, *, node: str | None = None, env: Mapping[str, str] | None = None) -> None:

@@ -6,11 +6,25 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 
-TIMEOUT_FACTOR = float(os.environ.get("COLLAB_TEST_TIMEOUT_FACTOR", "1"))
+TIMEOUT_FACTOR_ENV = "COLLAB_TEST_TIMEOUT_FACTOR"
+
+
+def timeout_factor() -> float:
+    """`COLLAB_TEST_TIMEOUT_FACTOR` (default 1), read at each call; raises ValueError unless it
+    is a number > 0."""
+    raw = os.environ.get(TIMEOUT_FACTOR_ENV, "").strip() or "1"
+    try:
+        factor = float(raw)
+    except ValueError:
+        raise ValueError(f"{TIMEOUT_FACTOR_ENV} must be a number, got {raw!r}") from None
+    if not factor > 0:
+        raise ValueError(f"{TIMEOUT_FACTOR_ENV} must be > 0, got {raw!r}")
+    return factor
 
 
 def scaled(seconds: float) -> float:
-    return seconds * TIMEOUT_FACTOR
+    """`seconds` multiplied by the test timeout factor."""
+    return seconds * timeout_factor()
 
 
 async def eventually(

@@ -36,7 +36,6 @@ import contextlib
 import copy
 import inspect
 import json
-import os
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -63,7 +62,8 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-TIMEOUT_FACTOR_ENV = "COLLAB_TEST_TIMEOUT_FACTOR"
+from tests.support.waiting import scaled
+
 DEFAULT_TIMEOUT_S = 5.0
 DEFAULT_MAX_QUEUE_FRAMES = 4
 REMOTE_ORIGIN = "yclient-remote"
@@ -84,21 +84,9 @@ class YClientClosedError(ConnectionError):
     """The connection closed before the awaited condition held."""
 
 
-def timeout_factor() -> float:
-    """The multiplier from `COLLAB_TEST_TIMEOUT_FACTOR`; raises ValueError if it is not > 0."""
-    raw = os.environ.get(TIMEOUT_FACTOR_ENV, "1")
-    try:
-        factor = float(raw)
-    except ValueError:
-        raise ValueError(f"{TIMEOUT_FACTOR_ENV}={raw!r} is not a number") from None
-    if not factor > 0:
-        raise ValueError(f"{TIMEOUT_FACTOR_ENV}={raw!r} must be > 0")
-    return factor
-
-
 def scaled_timeout(timeout_s: float | None = None) -> float:
     """`timeout_s` (default `DEFAULT_TIMEOUT_S`) multiplied by the environment's factor."""
-    return (DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s) * timeout_factor()
+    return scaled(DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)
 
 
 def with_token(url: str, token: str | None) -> str:
