@@ -183,10 +183,6 @@ class DocumentRoom:
         exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
         return [Broadcast(frame, exclude), Publish(frame), Persist(applied)]
 
-    def apply_update(self, update: bytes, origin: Origin) -> list[Effect]:
-        """Apply a raw Yjs v1 update (e.g. from REST). Raises `ProtocolError` if invalid."""
-        return self._receive_update(update, origin)
-
     def _apply(self, update: bytes) -> bytes | None:
         """Apply `update`; return what it changed (None if nothing), raise ProtocolError."""
         self._captured_updates.clear()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from collab.bus.base import Bus
 from collab.errors import ProtocolError, RoomUnavailable, StoreError
 from collab.protocol.close_codes import CloseCode
-from collab.protocol.messages import decode_message, encode_sync_step1
+from collab.protocol.messages import Update, decode_message, encode_sync_step1
 from collab.rooms.document import DocumentRoom
 from collab.rooms.effects import (
     Broadcast,
@@ -272,7 +272,7 @@ class RoomManager:
     def apply_server_update(self, live: LiveRoom, update: bytes, actor: str | None = None) -> bool:
         """Apply an update from the server itself (on behalf of `actor`). Returns whether it
         changed the document. Raises `ProtocolError` if the update is invalid."""
-        effects = live.room.apply_update(update, ServerOrigin())
+        effects = live.room.receive(Update(update), ServerOrigin())
         self._execute(live, effects)
         if effects and self._on_change is not None:
             self._on_change(live, actor)

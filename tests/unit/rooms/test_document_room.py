@@ -94,7 +94,7 @@ def present_states(room: DocumentRoom) -> dict[int, tuple[int, str | None]]:
 def test_join_replies_sync_step1_with_the_room_state() -> None:
     """A joining peer gets exactly one reply: the room's sync step 1."""
     room = DocumentRoom(ROOM_ID)
-    room.apply_update(edit("hello"), ServerOrigin())
+    room.receive(Update(edit("hello")), ServerOrigin())
 
     effects = room.join("alice")
 
@@ -120,7 +120,7 @@ def test_join_replies_the_present_awareness_states() -> None:
 def test_step1_is_answered_with_a_step2_that_syncs_a_fresh_doc() -> None:
     """A step 1 from an empty client is answered with a step 2 carrying the whole document."""
     room = joined_room("alice")
-    room.apply_update(edit("hello world"), ServerOrigin())
+    room.receive(Update(edit("hello world")), ServerOrigin())
     client = Doc()
 
     effects = room.receive(decode_message(create_sync_message(client)), ALICE)
@@ -139,7 +139,7 @@ def test_step1_is_answered_with_a_step2_that_syncs_a_fresh_doc() -> None:
 def test_viewer_step1_is_answered() -> None:
     """A viewer may read: its step 1 is answered like anyone's."""
     room = joined_room("viola")
-    room.apply_update(edit("read me"), ServerOrigin())
+    room.receive(Update(edit("read me")), ServerOrigin())
     (reply,) = room.receive(SyncStep1(Doc().get_state()), VIEWER)
     assert isinstance(reply, Reply)
     assert isinstance(decode_message(reply.frame), SyncStep2)
@@ -148,7 +148,7 @@ def test_viewer_step1_is_answered() -> None:
 def test_step1_from_the_bus_is_answered_on_the_bus() -> None:
     """Another instance's step 1 is answered with a published step 2, not a local reply."""
     room = joined_room("alice")
-    room.apply_update(edit("shared"), ServerOrigin())
+    room.receive(Update(edit("shared")), ServerOrigin())
     (effect,) = room.receive(SyncStep1(Doc().get_state()), BusOrigin())
     assert isinstance(effect, Publish)
     message = decode_message(effect.frame)
@@ -259,7 +259,7 @@ def test_bus_update_is_broadcast_to_all_local_peers_only() -> None:
 def test_server_update_is_broadcast_to_all_published_and_persisted() -> None:
     """A server-made update (e.g. REST) reaches every peer, the bus and the store."""
     room = joined_room("alice", "bob")
-    effects = room.apply_update(edit("from REST"), ServerOrigin())
+    effects = room.receive(Update(edit("from REST")), ServerOrigin())
     assert [type(e) for e in effects] == [Broadcast, Publish, Persist]
     broadcast, publish, persist = effects
     assert broadcast.exclude is None
@@ -271,7 +271,7 @@ def test_apply_update_refuses_invalid_bytes() -> None:
     """`apply_update` raises ProtocolError for bytes that are not an update."""
     room = DocumentRoom(ROOM_ID)
     with pytest.raises(ProtocolError):
-        room.apply_update(b"\x01\x02\x03", ServerOrigin())
+        room.receive(Update(b"\x01\x02\x03"), ServerOrigin())
     assert room.version == 0
 
 
