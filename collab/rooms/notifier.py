@@ -35,6 +35,7 @@ REPLAY_PAGE = 200
 # Beyond this many ids sent by push since the last replay, a replay moves `synced_id` up.
 MAX_SENT_IDS = 10_000
 MAX_WORKSPACES_RECORDED = 100
+MAX_CACHED_KEYS = 100_000
 
 
 class LiveClient(Protocol):
@@ -83,7 +84,10 @@ class Notifier:
         self._rooms = rooms
         self._check_interval_s = check_interval_s
         self._deliveries: dict[str, dict[str, _Delivery]] = {}
-        self._known_members: set[tuple[str, str]] = set()
+        # Caches of what the store already holds, insertion-ordered so that the oldest entry
+        # is dropped first when one is full (`_remember`).
+        self._known_members: dict[tuple[str, str], None] = {}
+        self._claimed_keys: dict[str, None] = {}
         self._checks: dict[str, asyncio.TimerHandle] = {}
         self._actors: dict[str, str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -119,7 +123,7 @@ class Notifier:
         except StoreError as error:
             log.warning("could not record %s as a member of %s: %s", user_id, workspace_id, error)
             return
-        self._known_members.add(key)
+        _remember(self._known_members, key)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -300,15 +304,26 @@ class Notifier:
         actor: str | None,
         title: str | None,
     ) -> None:
+        dedup_key = f"{kind}:{workspace_id}/{note_id}:{user_id}"
+        # Every check of an edited note sees the same mentions again; once a key is known to
+        # be claimed (by us or another instance), skip the two store round trips for it.
+        if dedup_key in self._claimed_keys:
+            return
         if not await self._store.is_member(workspace_id, user_id):
             return
         payload = {"note": note_id, "actor": actor, "title": title}
         created = await self._store.create_notification_once(
-            f"{kind}:{workspace_id}/{note_id}:{user_id}",
-            NewNotification(user_id, workspace_id, kind, payload),
+            dedup_key, NewNotification(user_id, workspace_id, kind, payload)
         )
+        _remember(self._claimed_keys, dedup_key)
         if created is not None:
             self._deliver(created)
+
+
+def _remember(cache: dict[Any, None], key: Any) -> None:
+    cache[key] = None
+    if len(cache) > MAX_CACHED_KEYS:
+        del cache[next(iter(cache))]
 
 
 def _note_title(live: LiveRoom) -> str | None:
