@@ -17,6 +17,7 @@ import pytest
 from collab.errors import StoreError
 from collab.store import MemoryStore, PostgresStore, SqliteStore, Store
 from collab.store.notifications import MAX_PAGE, NewNotification, Notification, NotificationStore
+from tests.support.postgres_fixtures import gate_held
 from tests.support.postgres_server import PostgresServer, unique_database_name
 from tests.support.waiting import eventually, scaled
 
@@ -538,16 +539,8 @@ CREATE TRIGGER hold_notifications BEFORE INSERT ON notifications
 @pytest.fixture
 async def gate(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection holding the lock that blocks inserts of "held" notifications."""
-    store = PostgresStore(postgres_dsn)
-    await store.open()
-    await store.close()
-    conn = await asyncpg.connect(postgres_dsn)
-    try:
-        await conn.execute(HOLD_HELD_NOTIFICATIONS)
-        await conn.execute("SELECT pg_advisory_lock($1)", GATE_LOCK_KEY)
+    async with gate_held(postgres_dsn, HOLD_HELD_NOTIFICATIONS, GATE_LOCK_KEY) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from collab.store import (
     create_store,
 )
 from collab.store.migrations import Migration, apply_postgres_migrations, list_migrations
+from tests.support.postgres_fixtures import gate_held
 from tests.support.postgres_server import PostgresServer, unique_database_name
 from tests.support.servers import clean_environ
 from tests.support.waiting import eventually, scaled
@@ -521,16 +522,8 @@ CREATE TRIGGER hold_snapshot_writes BEFORE INSERT OR UPDATE ON document_snapshot
 @pytest.fixture
 async def gate(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection holding the lock that blocks snapshot writes (migrated database)."""
-    store = PostgresStore(postgres_dsn)
-    await store.open()
-    await store.close()
-    conn = await asyncpg.connect(postgres_dsn)
-    try:
-        await conn.execute(HOLD_SNAPSHOT_WRITES)
-        await conn.execute("SELECT pg_advisory_lock($1)", GATE_LOCK_KEY)
+    async with gate_held(postgres_dsn, HOLD_SNAPSHOT_WRITES, GATE_LOCK_KEY) as conn:
         yield conn
-    finally:
-        await conn.close()
 
 
 async def sessions_wait_for_locks(conn: asyncpg.Connection, count: int) -> bool:

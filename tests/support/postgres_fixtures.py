@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
+import asyncpg
 import pytest
 
+from collab.store.postgres import PostgresStore
 from tests.support.postgres_server import (
     PostgresServer,
     find_postgres_bindir,
@@ -54,3 +57,20 @@ def _new_server() -> PostgresServer:
             "postgresql package or set COLLAB_TEST_PG_BINDIR"
         )
     return PostgresServer()
+
+
+@asynccontextmanager
+async def gate_held(dsn: str, trigger_sql: str, lock_key: int) -> AsyncIterator[asyncpg.Connection]:
+    """Migrate the database, install `trigger_sql` (a trigger that takes advisory lock
+    `lock_key`) and hold that lock on the yielded connection, so the statements the trigger
+    guards wait until the test releases it: a deterministic way to stop a transaction midway."""
+    store = PostgresStore(dsn)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(trigger_sql)
+        await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
+        yield conn
+    finally:
+        await conn.close()
