@@ -48,12 +48,12 @@ from collab.bus.envelope import encode_instance_id as encode_instance_id_bytes
 from collab.bus.redis_session import (
     _FAILURES,
     _Backoff,
-    _cancel_and_wait,
     _Session,
     _SessionEnded,
     describe,
 )
 from collab.errors import BusError, ConfigError, ProtocolError
+from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class RedisBus:
         if self._closed:
             return
         self._closed = True
-        await _cancel_and_wait(self._tasks)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         for room in self._rooms.values():
             if room.pending_resync is not None:

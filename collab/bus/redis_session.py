@@ -29,17 +29,6 @@ SUBSCRIBE_BATCH_MAX_CHANNELS = 256
 _FAILURES = (RedisError, OSError)  # OSError covers the builtin TimeoutError
 
 
-async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel `tasks` and wait until they are done, cancelling again as long as needed:
-    on Python 3.11 a cancellation that meets an expiring `asyncio.timeout` is turned into
-    a TimeoutError and the task goes on (fixed in 3.12)."""
-    pending = {task for task in tasks if not task.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1.0)
-
-
 def describe(error: BaseException) -> str:
     """The error's class and message, for logs (redis-py messages hold no credentials)."""
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -30,6 +30,7 @@ from collab.errors import BusError, ConfigError
 from collab.presence.base import PresenceStore
 from collab.presence.registry import LocalPresence
 from collab.presence.snapshots import PresenceEvent, Snapshot, diff_snapshots, snapshot_json
+from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,7 @@ class PresenceService:
         if self._beat_timer is not None:
             self._beat_timer.cancel()
         self._wakeup.set()
-        while self._task is not None and not self._task.done():
-            # Again if it goes on: redis-py has been seen to swallow a cancellation.
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=1.0)
+        await cancel_and_wait([self._task])
         async with self._write_lock:
             for workspace_id in sorted(self._written):
                 try:

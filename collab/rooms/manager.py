@@ -38,6 +38,7 @@ from collab.rooms.effects import (
 )
 from collab.rooms.peer import Peer
 from collab.store.base import Store
+from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +132,7 @@ class RoomManager:
         for peer in peers:
             peer.request_close(close_code, "server shutting down; reconnect")
         await asyncio.gather(*(peer.wait_closed() for peer in peers), return_exceptions=True)
-        for task in (self._flusher, self._sweeper):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait([self._flusher, self._sweeper])
         for live in list(self._rooms.values()):
             if live.unload_timer is not None:
                 live.unload_timer.cancel()

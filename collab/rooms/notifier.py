@@ -28,6 +28,7 @@ from collab.errors import StoreError
 from collab.rooms.manager import LiveRoom, RoomManager
 from collab.rooms.mentions import assigned_users, mentioned_users
 from collab.store.notifications import NewNotification, Notification, NotificationStore
+from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,7 @@ class Notifier:
         for handle in self._checks.values():
             handle.cancel()
         self._checks.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
 
     # -- members -----------------------------------------------------------------------------
 
