@@ -27,17 +27,18 @@ CLOSE_TIMEOUT_S = 5.0
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
 
 
-class _DocsWebSocket(web.WebSocketResponse):
-    """aiohttp closes an oversized message with 1009 and no reason; give it one."""
+class CollabWebSocket(web.WebSocketResponse):
+    """The server side of both WebSocket endpoints. aiohttp closes an oversized message with
+    1009 and no reason; this gives it one."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, max_message_bytes: int, compress: bool) -> None:
         super().__init__(
-            max_msg_size=settings.max_message_bytes,
-            compress=settings.ws_compression,
+            max_msg_size=max_message_bytes,
+            compress=compress,
             heartbeat=settings.heartbeat_s or None,
             timeout=CLOSE_TIMEOUT_S,
         )
-        self._limit = settings.max_message_bytes
+        self._limit = max_message_bytes
 
     async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
         if code == CloseCode.MESSAGE_TOO_BIG and not message:
@@ -87,7 +88,9 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     peer_id = uuid.uuid4().hex[:12]
     live = await rooms.acquire(room_id)
     try:
-        ws = _DocsWebSocket(settings)
+        ws = CollabWebSocket(
+            settings, max_message_bytes=settings.max_message_bytes, compress=settings.ws_compression
+        )
         await ws.prepare(request)
         peer = Peer(
             peer_id,

@@ -24,7 +24,7 @@ from collab.protocol.close_codes import CloseCode
 from collab.rooms.peer import OutboxLimits, Peer
 from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS
 from collab.web.requests import authenticate, check_origin
-from collab.web.ws_docs import WebSocketTransport
+from collab.web.ws_docs import CollabWebSocket, WebSocketTransport
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
     after_raw = request.query.get("after", "0")
     if not after_raw.isdigit() or len(after_raw) > 18:
         raise web.HTTPBadRequest(text="?after must be a notification id (a non-negative integer)")
-    ws = web.WebSocketResponse(
-        max_msg_size=MAX_LIVE_MESSAGE_BYTES, heartbeat=settings.heartbeat_s or None
+    ws = CollabWebSocket(
+        settings, max_message_bytes=MAX_LIVE_MESSAGE_BYTES, compress=settings.ws_compression
     )
     await ws.prepare(request)
     peer = Peer(
