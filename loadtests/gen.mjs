@@ -4,17 +4,23 @@
 // event per line on stdout and waits for a "go" line on stdin before each measured phase, so
 // the driver can sample the server's CPU and memory exactly at phase boundaries.
 //
+// Every client is given its full WebSocket URL by the driver (collab's carry `?token=`; the
+// baseline servers take none), so the generator is the same against every server.
+//
 // Scenarios (config.scenario):
-//   fanout: config.rooms[r] = {url, tokens: [C tokens]}; client 0 of each room is the writer.
+//   fanout: config.rooms[r] = {urls: [C URLs]}; client 0 of each room is the writer.
 //           For each rate in config.rates_per_writer the writer sends `rate` Y.Map edits per
 //           second for config.step_s; each edit carries [step, seq, performance.now()], and
 //           every receiver decodes it and records the edit-to-peer latency.
 //           config.writers_per_room (default 1): clients 0..W-1 of each room write, and every
 //           client (writers too) records the edits of the others; `hotroom` is this with one
-//           big room and several writers.
-//   idle:   config.rooms[r] = {url, tokens}; every connection syncs and sets one awareness state,
-//           then the connections stay open until "quit".
-//   bigdoc: config.url, config.tokens (1 loader + N probes), config.trace (path of a gzipped
+//           big room and several writers. A writer ignores its own edits when a server echoes
+//           them back (the Node and pycrdt-websocket servers send an update to every client).
+//   idle:   config.rooms[r] = {urls}; every connection syncs and sets one awareness state, then
+//           the connections stay open until "quit". Waits config.awareness_timeout_ms at most
+//           for every peer to see every other's state (servers that do not send the states
+//           they hold to a newcomer never complete it).
+//   bigdoc: config.urls (1 loader + N probes), config.trace (path of a gzipped
 //           editing trace). On "go" the loader replays the trace into a Y.Text through its
 //           connection, config.patches_per_txn patches per transaction (one sync Update each),
 //           then confirms with a sync step 1 round trip. On the next "go" the N probes connect
@@ -118,13 +124,13 @@ function awarenessClientIds (payload) {
 // A minimal y-websocket peer. `doc` is the writer's document; receivers share EMPTY_DOC and
 // never apply what they receive (they only decode the timestamps in it).
 class Peer {
-  constructor (url, token, { doc = null, onUpdate = null, onAwareness = null } = {}) {
+  constructor (url, { doc = null, onUpdate = null, onAwareness = null } = {}) {
     this.doc = doc
     this.onUpdate = onUpdate
     this.onAwareness = onAwareness
     this.synced = false
     this.closed = false
-    this.ws = new WebSocket(`${url}?token=${encodeURIComponent(token)}`, { perMessageDeflate: false })
+    this.ws = new WebSocket(url, { perMessageDeflate: false })
     this.ws.binaryType = 'nodebuffer'
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve
@@ -202,11 +208,13 @@ function percentile (sorted, p) {
 }
 
 // Records every [step, seq, sentAt] edit found in an update (one per update as sent, but a
-// server may merge several into one frame).
-function makeRecorder (steps) {
+// server may merge several into one frame). Edits made by Yjs client `ownClientId` (a writer's
+// own, echoed back by some servers) are not counted.
+function makeRecorder (steps, ownClientId = null) {
   return (update) => {
     const now = performance.now()
     for (const struct of Y.decodeUpdate(update).structs) {
+      if (struct.id.client === ownClientId) continue
       const content = struct.content
       if (!content || !(content instanceof Y.ContentAny)) continue
       for (const value of content.arr) {
@@ -228,13 +236,13 @@ async function fanout () {
   const writers = []
   const specs = []
   config.rooms.forEach((room, r) => {
-    room.tokens.forEach((token, c) => {
+    room.urls.forEach((url, c) => {
       specs.push(() => {
         if (c < writersPerRoom) {
           const doc = new Y.Doc()
           // A writer with peers that also write records their edits (it applies them too).
-          const onUpdate = writersPerRoom > 1 ? recorder : null
-          const peer = new Peer(room.url, token, { doc, onUpdate })
+          const onUpdate = writersPerRoom > 1 ? makeRecorder(steps, doc.clientID) : null
+          const peer = new Peer(url, { doc, onUpdate })
           doc.on('update', (update, origin) => {
             if (origin !== 'server' && !peer.closed) peer.ws.send(updateMessage(update))
           })
@@ -245,13 +253,13 @@ async function fanout () {
           writers.push({ peer, map: doc.getMap('lt'), key, phase, seq: 0 })
           return peer
         }
-        return new Peer(room.url, token, { onUpdate: recorder })
+        return new Peer(url, { onUpdate: recorder })
       })
     })
   })
   const opened = await openAll(specs, config.connect_concurrency, config.connect_timeout_ms)
   // Receivers per edit: every other client of the room.
-  const receivers = config.rooms.reduce((n, room) => n + room.tokens.length - 1, 0)
+  const receivers = config.rooms.reduce((n, room) => n + room.urls.length - 1, 0)
   emit({ event: 'ready', connections: specs.length, failed: opened.failed, errors: opened.errors })
   if (opened.failed > 0) return
 
@@ -289,7 +297,7 @@ async function fanout () {
       }, TICK_MS)
     })
     const sendEnded = performance.now()
-    const expected = step.sent * (config.rooms[0].tokens.length - 1)
+    const expected = step.sent * (config.rooms[0].urls.length - 1)
     const drainDeadline = sendEnded + config.drain_s * 1000
     while (step.received < expected && performance.now() < drainDeadline) await sleep(10)
     const ended = performance.now()
@@ -325,18 +333,29 @@ async function fanout () {
 async function idle () {
   const specs = []
   const roomWaits = []
+  let completePeers = 0
   config.rooms.forEach((room) => {
-    const roomSize = room.tokens.length
-    room.tokens.forEach((token, c) => {
+    const roomSize = room.urls.length
+    room.urls.forEach((url, c) => {
       specs.push(() => {
         const clientId = Math.floor(Math.random() * 0xffffffff)
         const seen = new Set([clientId])
         let resolveSeen
-        roomWaits.push(new Promise((resolve) => { resolveSeen = resolve }))
-        const peer = new Peer(room.url, token, {
+        roomWaits.push(new Promise((resolve) => {
+          resolveSeen = () => {
+            completePeers++
+            resolve()
+          }
+        }))
+        let complete = roomSize <= 1
+        if (complete) resolveSeen()
+        const peer = new Peer(url, {
           onAwareness: (ids) => {
             for (const id of ids) seen.add(id)
-            if (seen.size >= roomSize) resolveSeen()
+            if (!complete && seen.size >= roomSize) {
+              complete = true
+              resolveSeen()
+            }
           }
         })
         peer.ws.on('open', () => {
@@ -351,9 +370,10 @@ async function idle () {
   })
   const started = performance.now()
   const opened = await openAll(specs, config.connect_concurrency, config.connect_timeout_ms)
+  const syncedAt = performance.now()
   let awarenessComplete = true
   try {
-    await withDeadline(Promise.all(roomWaits), config.connect_timeout_ms, 'awareness of every peer')
+    await withDeadline(Promise.all(roomWaits), config.awareness_timeout_ms, 'awareness of every peer')
   } catch {
     awarenessComplete = false
   }
@@ -363,7 +383,9 @@ async function idle () {
     failed: opened.failed,
     errors: opened.errors,
     awareness_complete: awarenessComplete,
+    awareness_complete_peers: completePeers,
     connect_s: (performance.now() - started) / 1000,
+    synced_s: (syncedAt - started) / 1000,
     closed: { ...closeCodes }
   })
   await command()
@@ -387,10 +409,10 @@ function syncStep1Awaiting (peer) {
 
 async function bigdoc () {
   const trace = JSON.parse(gunzipSync(readFileSync(config.trace)).toString('utf8'))
-  const [loaderToken, ...probeTokens] = config.tokens
+  const [loaderUrl, ...probeUrls] = config.urls
   const doc = new Y.Doc()
   const text = doc.getText(config.text_name)
-  const loader = new Peer(config.url, loaderToken, { doc })
+  const loader = new Peer(loaderUrl, { doc })
   await withDeadline(loader.ready, config.connect_timeout_ms, 'loader sync step 2')
   let updates = 0
   let updateBytes = 0
@@ -447,12 +469,12 @@ async function bigdoc () {
     closed: { ...closeCodes }
   })
 
-  for (const token of probeTokens) {
+  for (const url of probeUrls) {
     // One phase per probe, so the driver samples the server around each join.
     if ((await command()) !== 'go') return
     const probeDoc = new Y.Doc()
     const t = { created: performance.now() }
-    const peer = new Peer(config.url, token, { doc: null })
+    const peer = new Peer(url, { doc: null })
     peer.ws.on('open', () => { t.open = performance.now() })
     // Replace the default handling of the first sync step 2: time receipt and apply.
     peer.receive = (data) => {

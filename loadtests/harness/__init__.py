@@ -1,0 +1,1 @@
+"""The load-test harness behind `loadtests/run.py`: processes, targets, generator, scenarios."""
