@@ -122,6 +122,10 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         return "hotroom needs 1 <= writers < clients"
     if args.scenario == "bigdoc" and (args.probes < 1 or args.patches_per_txn < 1):
         return "bigdoc needs --probes >= 1 and --patches-per-txn >= 1"
+    if args.scenario == "persistence":
+        stores = persistence.store_list(args.stores)
+        if not stores or set(stores) - set(STORES) or len(set(stores)) != len(stores):
+            return f"--stores takes distinct names among {', '.join(STORES)}"
     if args.scenario == "idle" and (args.connections < 1 or args.rooms < 1):
         return "idle needs --connections >= 1 and --rooms >= 1"
     if args.scenario in PER_TARGET:
@@ -129,6 +133,12 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         unknown = sorted(set(servers) - set(TARGETS))
         if unknown or not servers or len(set(servers)) != len(servers):
             return f"--servers takes distinct names among {', '.join(TARGETS)}"
+        if (
+            args.scenario == "bigdoc"
+            and args.restart
+            and (servers != ["collab"] or args.store == "memory")
+        ):
+            return "--restart needs --server collab and --store sqlite or --store postgres"
     return None
 
 
@@ -184,12 +194,16 @@ def main(argv: list[str] | None = None, *, description: str = "") -> int:
             f"load average {' '.join(facts['loadavg_at_start'])}"
         )
         if args.scenario in COLLAB_ONLY:
-            result, complete = COLLAB_ONLY[args.scenario](args), True
+            result = COLLAB_ONLY[args.scenario](args)
+            complete = not result.get("errors")
         else:
             result, complete = run_targets(args)
     except RunError as error:
         print(f"run.py: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("run.py: interrupted; the processes it started are stopped", file=sys.stderr)
+        return 130
     if args.json:
         args.json.write_text(json.dumps({"command": command, "machine": facts, **result}, indent=2))
     return 0 if complete else 1

@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from harness.machine import check_nofile
-from harness.meter import Meter, per_delivery_us
+from harness.meter import Meter
 from harness.scenarios.fanout import (
     FANOUT_COLUMNS,
     fanout_config,
@@ -80,12 +80,7 @@ def run_cross(args: argparse.Namespace, rates: list[float]) -> list[dict[str, An
             },
             parts=frozenset({"server_a", "server_b"}),
         )
-        steps = run_steps(generator, meter, rates, args, CROSS_COLUMNS)
-    for step in steps:
-        step["server_redis_cpu_us_per_delivered"] = per_delivery_us(
-            step["server_cpu_s"] + step["redis_cpu_s"], step["received"]
-        )
-    return steps
+        return run_steps(generator, meter, rates, args, CROSS_COLUMNS)
 
 
 def run_single(args: argparse.Namespace, rates: list[float]) -> list[dict[str, Any]]:

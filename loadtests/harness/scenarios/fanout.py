@@ -53,6 +53,9 @@ DATABASE_COLUMNS = (
 )
 
 
+SERVICES = ("database", "redis")
+
+
 def fanout_config(
     args: argparse.Namespace, room_urls: list[list[str]], rates: list[float], writers: int
 ) -> dict[str, Any]:
@@ -76,7 +79,7 @@ def run_steps(
     columns: Sequence[Column],
 ) -> list[dict[str, Any]]:
     """Wait until every client is connected, then one step per rate, printing a row each;
-    the meter must have a "server" role (and may have "database")."""
+    the meter must have "server" and "generator" roles, and may have SERVICES."""
     ready = generator.next_event(args.connect_timeout_s * 2 + 30)
     if ready["failed"]:
         raise RunError(f"{ready['failed']} connections failed: {ready['errors']}")
@@ -89,10 +92,12 @@ def run_steps(
         step["server_cpu_us_per_delivered"] = per_delivery_us(
             step["server_cpu_s"], step["received"]
         )
-        if "database_cpu_s" in step:
-            step["server_database_cpu_us_per_delivered"] = per_delivery_us(
-                step["server_cpu_s"] + step["database_cpu_s"], step["received"]
-            )
+        # A service collab runs on counts too: the server's CPU plus its, per delivery.
+        for service in SERVICES:
+            if f"{service}_cpu_s" in step:
+                step[f"server_{service}_cpu_us_per_delivered"] = per_delivery_us(
+                    step["server_cpu_s"] + step[f"{service}_cpu_s"], step["received"]
+                )
         step["delivered_per_s"] = step["received"] / step["total_s"]
         step["sent_per_s"] = step["sent"] / step["send_s"]
         steps.append(step)
