@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 import orjson
-from pycrdt import create_awareness_message, create_update_message, write_var_uint
+from pycrdt import create_awareness_message, create_update_message, merge_updates, write_var_uint
 
 from collab.errors import ProtocolError, UnsupportedMessage
 from collab.protocol.lib0 import Reader
@@ -37,9 +37,13 @@ __all__ = [
     "encode_sync_step1",
     "encode_sync_step2",
     "encode_update",
+    "is_update_frame",
+    "merge_update_frames",
 ]
 
 EMPTY_UPDATE = b"\x00\x00"
+# Message type 0 (sync) and sync type 2 (update), each a one-byte var_uint.
+_UPDATE_FRAME_PREFIX = b"\x00\x02"
 
 
 class MessageType(IntEnum):
@@ -181,3 +185,23 @@ def encode_awareness(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...])
         parts += [write_var_uint(entry.client_id), write_var_uint(entry.clock)]
         parts += [write_var_uint(len(state)), state]
     return create_awareness_message(b"".join(parts))
+
+
+def is_update_frame(frame: bytes) -> bool:
+    """Whether `frame` is a sync Update message (the only kind that can be merged)."""
+    return frame.startswith(_UPDATE_FRAME_PREFIX)
+
+
+def merge_update_frames(frames: list[bytes]) -> bytes:
+    """One Update message with the effect of all of `frames` (Update messages we encoded).
+
+    Yjs updates commute, so the merge loses and reorders nothing a client can observe."""
+    if len(frames) == 1:
+        return frames[0]
+    updates = []
+    for frame in frames:
+        reader = Reader(frame)
+        reader.read_var_uint()
+        reader.read_var_uint()
+        updates.append(reader.read_var_bytes())
+    return encode_update(merge_updates(*updates))

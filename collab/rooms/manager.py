@@ -25,6 +25,7 @@ from collab.bus.base import Bus
 from collab.errors import ProtocolError, RoomUnavailable, StoreError
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import Update, decode_message, encode_sync_step1
+from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.document import DocumentRoom
 from collab.rooms.effects import (
     Broadcast,
@@ -248,7 +249,6 @@ class RoomManager:
     def join(self, live: LiveRoom, peer: Peer) -> None:
         """Attach a connected peer: it gets our sync step 1 and the awareness states."""
         live.peers[peer.peer_id] = peer
-        peer.start()
         self._execute(live, live.room.join(peer.peer_id))
 
     def leave(self, live: LiveRoom, peer: Peer) -> None:
@@ -303,11 +303,13 @@ class RoomManager:
             if isinstance(effect, Reply):
                 peer = live.peers.get(effect.peer_id)
                 if peer is not None:
-                    self._send(peer, effect.frame)
+                    self._send(peer, OutgoingFrame(effect.frame))
             elif isinstance(effect, Broadcast):
+                # One frame object for the room: its wire bytes are built once.
+                outgoing = OutgoingFrame(effect.frame)
                 for peer in live.peers.values():
                     if peer.peer_id != effect.exclude:
-                        self._send(peer, effect.frame)
+                        self._send(peer, outgoing)
             elif isinstance(effect, Publish):
                 self._bus.publish(live.room_id, effect.frame)
             elif isinstance(effect, Persist):
@@ -330,7 +332,7 @@ class RoomManager:
         if self._pending_count >= self._limits.flush_max_batch:
             self._flush_wakeup.set()
 
-    def _send(self, peer: Peer, frame: bytes) -> None:
+    def _send(self, peer: Peer, frame: OutgoingFrame) -> None:
         if not peer.enqueue(frame):
             self.slow_consumer_disconnects += 1
             log.warning(

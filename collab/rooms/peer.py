@@ -1,8 +1,12 @@
-"""A connected peer: a bounded outbox drained by its own writer task.
+"""A connected peer: direct writes while its socket keeps up, a bounded outbox when not.
 
-The room never awaits a socket: it puts the (shared, encoded-once) frame in each peer's
-outbox and moves on. A peer whose outbox goes over its bound is closed with 1013
-(try again later); its client reconnects and resyncs.
+The room never awaits a socket. A message for a peer whose socket is keeping up goes straight
+to the kernel (`PeerTransport.write_now`, the frame built once for the whole room); only
+when the socket falls behind does the message wait in the peer's outbox, drained by the
+peer's writer task as the socket drains. Queued document updates are merged into one frame
+as they go out, so a peer that fell behind catches up with fewer, larger frames. A peer whose
+outbox goes over its bound is closed with 1013 (try again later); its client reconnects and
+resyncs.
 """
 
 from __future__ import annotations
@@ -11,20 +15,41 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from collab.protocol.close_codes import CloseCode
+from collab.protocol.websocket import OutgoingFrame
 
 log = logging.getLogger(__name__)
 
 
 class PeerTransport(Protocol):
+    def write_now(self, frame: OutgoingFrame) -> bool:
+        """Write the frame at once if the socket takes it without backlog; False if not
+        (the frame is then queued and sent later with `send_frame`)."""
+
+    async def drain(self) -> None:
+        """Wait until the socket takes more data."""
+
     async def send_frame(self, frame: bytes) -> None:
-        """Send one binary frame; returns once the socket accepted it."""
+        """Send one frame's payload; returns once the socket accepted it."""
 
     async def close(self, code: CloseCode, reason: str) -> None:
         """Close the connection with `code` and `reason`."""
+
+
+# Enough to catch up quickly, few enough that one merge never holds the event loop for long.
+MAX_FRAMES_PER_MERGE = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Coalescing:
+    """How queued payloads combine: runs of `mergeable` ones go out as one `merge`d payload."""
+
+    mergeable: Callable[[bytes], bool]
+    merge: Callable[[list[bytes]], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +69,21 @@ class Peer:
         can_write: bool,
         transport: PeerTransport,
         limits: OutboxLimits,
+        coalescing: Coalescing | None = None,
     ) -> None:
         self.peer_id = peer_id
         self.user_id = user_id
         self.can_write = can_write
         self._transport = transport
         self._limits = limits
+        self._coalescing = coalescing
         self._frames: deque[bytes] = deque()
         self._queued_bytes = 0
-        self._wakeup = asyncio.Event()
         self._close_request: tuple[CloseCode, str] | None = None
+        # Runs only while the outbox holds frames: an idle connection costs no task.
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self.coalesced_frames = 0
 
     @property
     def queued_bytes(self) -> int:
@@ -65,23 +93,27 @@ class Peer:
     def closing(self) -> bool:
         return self._close_request is not None
 
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name=f"writer-{self.peer_id}")
-
-    def enqueue(self, frame: bytes) -> bool:
-        """Queue a frame. Returns False (and queues nothing) when the peer is over its bound."""
+    def enqueue(self, frame: OutgoingFrame) -> bool:
+        """Send or queue a frame. Returns False (and queues nothing) when the peer is over its
+        bound."""
         if self._close_request is not None:
             return True
+        writing = self._writer is not None and not self._writer.done()
+        # While the writer runs, a direct write could overtake the frame it is sending.
+        if not writing and not self._frames and self._transport.write_now(frame):
+            return True
+        payload = frame.payload
         over = (
             len(self._frames) >= self._limits.max_frames
-            or self._queued_bytes + len(frame) > self._limits.max_bytes
+            or self._queued_bytes + len(payload) > self._limits.max_bytes
         )
         # An empty outbox always takes one frame, so a large initial sync still goes out.
         if over and self._frames:
             return False
-        self._frames.append(frame)
-        self._queued_bytes += len(frame)
-        self._wakeup.set()
+        self._frames.append(payload)
+        self._queued_bytes += len(payload)
+        if not writing:
+            self._writer = asyncio.create_task(self._write_outbox(), name=f"writer-{self.peer_id}")
         return True
 
     def request_close(self, code: CloseCode, reason: str) -> None:
@@ -94,7 +126,6 @@ class Peer:
             self._close_request = (code, reason)
             self._frames.clear()
             self._queued_bytes = 0
-            self._wakeup.set()
             self._closer = asyncio.create_task(
                 self._transport.close(code, reason), name=f"close-{self.peer_id}"
             )
@@ -111,16 +142,34 @@ class Peer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
 
-    async def _write_loop(self) -> None:
+    def _take_next(self) -> bytes:
+        """The next payload to send: the outbox's first, merged with the mergeable run behind
+        it."""
+        first = self._frames.popleft()
+        coalescing = self._coalescing
+        if coalescing is None or not coalescing.mergeable(first):
+            self._queued_bytes -= len(first)
+            return first
+        run = [first]
+        while (
+            self._frames
+            and len(run) < MAX_FRAMES_PER_MERGE
+            and coalescing.mergeable(self._frames[0])
+        ):
+            run.append(self._frames.popleft())
+        self._queued_bytes -= sum(len(payload) for payload in run)
+        if len(run) == 1:
+            return first
+        self.coalesced_frames += len(run) - 1
+        return coalescing.merge(run)
+
+    async def _write_outbox(self) -> None:
+        """Send the outbox as the socket drains; frames arriving meanwhile go out merged."""
         try:
-            while self._close_request is None:
-                if not self._frames:
-                    self._wakeup.clear()
-                    await self._wakeup.wait()
-                    continue
-                frame = self._frames.popleft()
-                self._queued_bytes -= len(frame)
-                await self._transport.send_frame(frame)
+            while self._frames and self._close_request is None:
+                await self._transport.drain()
+                if self._frames and self._close_request is None:
+                    await self._transport.send_frame(self._take_next())
         except (ConnectionError, RuntimeError) as error:
             # The socket is gone; the reader side sees it too and unregisters the peer.
             log.debug("peer %s: send failed: %s", self.peer_id, error)

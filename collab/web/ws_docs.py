@@ -15,8 +15,10 @@ from aiohttp import WSMsgType, web
 
 from collab.errors import PolicyViolation, ProtocolError, UnsupportedMessage
 from collab.protocol.close_codes import CloseCode
+from collab.protocol.messages import is_update_frame, merge_update_frames
+from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.manager import LiveRoom, RoomManager
-from collab.rooms.peer import OutboxLimits, Peer
+from collab.rooms.peer import Coalescing, OutboxLimits, Peer
 from collab.settings import Settings
 from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS
 from collab.web.requests import authenticate, check_origin, room_of
@@ -24,6 +26,9 @@ from collab.web.requests import authenticate, check_origin, room_of
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 5.0
+# A socket with this much unsent data is behind: later frames wait in the peer's outbox,
+# where document updates merge, instead of piling up in the transport.
+DIRECT_WRITE_MAX_BUFFERED = 64 * 1024
 MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
 
 
@@ -52,6 +57,27 @@ class WebSocketTransport:
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._ws = ws
         self._request = request
+        # permessage-deflate frames depend on the connection's compressor state, so a
+        # compressed connection cannot take frames built once for everyone.
+        self._takes_shared_frames = not ws.compress
+
+    def write_now(self, frame: OutgoingFrame) -> bool:
+        transport = self._request.transport
+        if (
+            not self._takes_shared_frames
+            or self._ws.closed
+            or transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() >= DIRECT_WRITE_MAX_BUFFERED
+        ):
+            return False
+        # One whole frame per write: aiohttp's own control frames (pong, close) interleave
+        # between frames, never inside one.
+        transport.write(frame.wire)
+        return True
+
+    async def drain(self) -> None:
+        await self._request.writer.drain()
 
     async def send_frame(self, frame: bytes) -> None:
         await self._ws.send_bytes(frame)
@@ -65,6 +91,9 @@ class WebSocketTransport:
             transport = self._request.transport
             if transport is not None:
                 transport.abort()
+
+
+UPDATE_COALESCING = Coalescing(mergeable=is_update_frame, merge=merge_update_frames)
 
 
 def _close_code_for(error: ProtocolError) -> CloseCode:
@@ -98,6 +127,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
             can_write=role.can_write,
             transport=WebSocketTransport(ws, request),
             limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
+            coalescing=UPDATE_COALESCING,
         )
         log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
         rooms.join(live, peer)

@@ -21,6 +21,7 @@ from collab.auth import Identity
 from collab.errors import AuthError, StoreError
 from collab.presence.base import MAX_STATUS_CHARS
 from collab.protocol.close_codes import CloseCode
+from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
 from collab.rooms.peer import OutboxLimits, Peer
 from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS
 from collab.web.requests import authenticate, check_origin
@@ -73,7 +74,7 @@ class LiveConnection:
         self.workspaces: set[str] = set()
 
     def send_event(self, event: dict[str, Any]) -> None:
-        if not self.peer.enqueue(orjson.dumps(event)):
+        if not self.peer.enqueue(OutgoingFrame(orjson.dumps(event), opcode=OPCODE_TEXT)):
             log.warning("live %s: outbox over its bound; closing as too slow", self.connection_id)
             self.peer.request_close(CloseCode.TRY_AGAIN_LATER, "client too slow: outbox full")
 
@@ -106,7 +107,6 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         transport=_TextTransport(ws, request),
         limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
     )
-    peer.start()
     connection = LiveConnection(identity, peer)
     log.info("live %s: user %s connected", connection.connection_id, identity.user_id)
     connection.send_event(
