@@ -42,6 +42,9 @@ from collab.rooms.effects import (
 )
 from collab.store.base import StoredDocument
 
+# The state vector of an empty document: no clients (var_uint 0).
+EMPTY_STATE_VECTOR = b"\x00"
+
 # A stock client introduces one awareness id per connection; a few more allow for
 # reconnections within one socket's life, far fewer than an abuser would need.
 MAX_AWARENESS_IDS_PER_PEER = 16
@@ -93,6 +96,9 @@ class DocumentRoom:
         self._awareness: dict[int, _AwarenessState] = {}
         self._awareness_owner: dict[int, str] = {}
         self._captured_updates: list[bytes] = []
+        # Sync step 2 for a client with an empty document, and the version it encodes: a join
+        # storm on a big document costs one encode per change, not one per client.
+        self._full_state_step2: tuple[int, bytes] | None = None
         self._subscription = self.doc.observe(self._capture_update)
 
     @classmethod
@@ -160,14 +166,24 @@ class DocumentRoom:
         raise ProtocolError(f"unexpected message {type(message).__name__}")
 
     def _answer_step1(self, state_vector: bytes, origin: Origin) -> list[Effect]:
-        with contained_pycrdt_errors("invalid state vector in sync step 1"):
-            diff = self.doc.get_update(state_vector)
-        frame = encode_sync_step2(diff)
+        if state_vector == EMPTY_STATE_VECTOR:
+            frame = self._full_state_sync_step2()
+        else:
+            with contained_pycrdt_errors("invalid state vector in sync step 1"):
+                diff = self.doc.get_update(state_vector)
+            frame = encode_sync_step2(diff)
         if isinstance(origin, PeerOrigin):
             return [Reply(origin.peer_id, frame)]
         if isinstance(origin, BusOrigin):
             return [Publish(frame)]
         return []
+
+    def _full_state_sync_step2(self) -> bytes:
+        cached = self._full_state_step2
+        if cached is None or cached[0] != self.version:
+            cached = (self.version, encode_sync_step2(self.doc.get_update()))
+            self._full_state_step2 = cached
+        return cached[1]
 
     def _receive_update(self, update: bytes, origin: Origin) -> list[Effect]:
         if isinstance(origin, PeerOrigin) and not origin.can_write:

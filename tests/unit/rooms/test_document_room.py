@@ -21,6 +21,7 @@ from collab.protocol.messages import (
     Update,
     decode_message,
     encode_awareness,
+    encode_sync_step1,
     encode_update,
 )
 from collab.rooms.document import MAX_AWARENESS_IDS_PER_PEER, DocumentRoom
@@ -746,3 +747,29 @@ def test_awareness_from_a_dead_instance_expires_and_local_states_do_not() -> Non
     clock.now += 100
     room.expire_remote_awareness(30)
     assert {entry.client_id for entry in room._present_states()} == {1}
+
+
+def test_fresh_joiners_share_one_encoded_state_until_the_document_changes() -> None:
+    room = DocumentRoom("w/n")
+    writer = Doc()
+    updates: list[bytes] = []
+    writer.observe(lambda event: updates.append(event.update))
+    writer.get("t", type=Text).insert(0, "hello")
+    room.receive(Update(updates[-1]), PeerOrigin("a", can_write=True))
+    empty = encode_sync_step1(Doc().get_state())
+
+    first = room.receive(decode_message(empty), PeerOrigin("b", can_write=True))
+    second = room.receive(decode_message(empty), PeerOrigin("c", can_write=True))
+    assert isinstance(first[0], Reply)
+    assert isinstance(second[0], Reply)
+    assert first[0].frame is second[0].frame
+
+    writer.get("t", type=Text).insert(5, " world")
+    room.receive(Update(updates[-1]), PeerOrigin("a", can_write=True))
+    third = room.receive(decode_message(empty), PeerOrigin("d", can_write=True))
+    assert isinstance(third[0], Reply)
+    synced = Doc()
+    message = decode_message(third[0].frame)
+    assert isinstance(message, SyncStep2)
+    synced.apply_update(message.update)
+    assert str(synced.get("t", type=Text)) == "hello world"
