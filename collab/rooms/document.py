@@ -114,7 +114,6 @@ class DocumentRoom:
         parts = ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates
         for part in parts:
             room._apply(part)
-        room._captured_updates.clear()
         return room
 
     @property
@@ -201,16 +200,20 @@ class DocumentRoom:
 
     def _apply(self, update: bytes) -> bytes | None:
         """Apply `update`; return what it changed (None if nothing), raise ProtocolError."""
-        self._captured_updates.clear()
+        captured = self._captured_updates = []
         with contained_pycrdt_errors("invalid Yjs update"):
             self.doc.apply_update(update)
-        captured = self._captured_updates[:]
-        self._captured_updates.clear()
-        changes = [u for u in captured if u != EMPTY_UPDATE]
-        if not changes:
-            return None
+        if len(captured) == 1:
+            change = captured[0]
+            if change == EMPTY_UPDATE:
+                return None
+        else:
+            changes = [u for u in captured if u != EMPTY_UPDATE]
+            if not changes:
+                return None
+            change = changes[0] if len(changes) == 1 else merge_updates(*changes)
         self.version += 1
-        return changes[0] if len(changes) == 1 else merge_updates(*changes)
+        return change
 
     def _capture_update(self, event: TransactionEvent) -> None:
         self._captured_updates.append(event.update)

@@ -302,14 +302,15 @@ class RoomManager:
         for effect in effects:
             if isinstance(effect, Reply):
                 peer = live.peers.get(effect.peer_id)
-                if peer is not None:
-                    self._send(peer, OutgoingFrame(effect.frame))
+                if peer is not None and not peer.enqueue(OutgoingFrame(effect.frame)):
+                    self._close_slow(peer)
             elif isinstance(effect, Broadcast):
                 # One frame object for the room: its wire bytes are built once.
                 outgoing = OutgoingFrame(effect.frame)
-                for peer in live.peers.values():
-                    if peer.peer_id != effect.exclude:
-                        self._send(peer, outgoing)
+                exclude = effect.exclude
+                for peer_id, peer in live.peers.items():
+                    if peer_id != exclude and not peer.enqueue(outgoing):
+                        self._close_slow(peer)
             elif isinstance(effect, Publish):
                 self._bus.publish(live.room_id, effect.frame)
             elif isinstance(effect, Persist):
@@ -332,15 +333,14 @@ class RoomManager:
         if self._pending_count >= self._limits.flush_max_batch:
             self._flush_wakeup.set()
 
-    def _send(self, peer: Peer, frame: OutgoingFrame) -> None:
-        if not peer.enqueue(frame):
-            self.slow_consumer_disconnects += 1
-            log.warning(
-                "peer %s: outbox over its bound (%d bytes queued); closing as too slow",
-                peer.peer_id,
-                peer.queued_bytes,
-            )
-            peer.request_close(CloseCode.TRY_AGAIN_LATER, "client too slow: outbox full")
+    def _close_slow(self, peer: Peer) -> None:
+        self.slow_consumer_disconnects += 1
+        log.warning(
+            "peer %s: outbox over its bound (%d bytes queued); closing as too slow",
+            peer.peer_id,
+            peer.queued_bytes,
+        )
+        peer.request_close(CloseCode.TRY_AGAIN_LATER, "client too slow: outbox full")
 
     # -- persistence -------------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ class Peer:
         bound."""
         if self._close_request is not None:
             return True
-        writing = self._writer is not None and not self._writer.done()
+        writing = self._writer is not None
         # While the writer runs, a direct write could overtake the frame it is sending.
         if not writing and not self._frames and self._transport.write_now(frame):
             return True
@@ -173,3 +173,7 @@ class Peer:
         except (ConnectionError, RuntimeError) as error:
             # The socket is gone; the reader side sees it too and unregisters the peer.
             log.debug("peer %s: send failed: %s", self.peer_id, error)
+        finally:
+            if self._close_request is None:
+                # Direct writes may resume. (A closing peer keeps its task for wait_closed.)
+                self._writer = None

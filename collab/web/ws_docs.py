@@ -60,13 +60,15 @@ class WebSocketTransport:
         # permessage-deflate frames depend on the connection's compressor state, so a
         # compressed connection cannot take frames built once for everyone.
         self._takes_shared_frames = not ws.compress
+        # Looked up once: this is the per-delivery path.
+        self._socket = request.transport
 
     def write_now(self, frame: OutgoingFrame) -> bool:
-        transport = self._request.transport
+        transport = self._socket
         if (
-            not self._takes_shared_frames
+            transport is None
+            or not self._takes_shared_frames
             or self._ws.closed
-            or transport is None
             or transport.is_closing()
             or transport.get_write_buffer_size() >= DIRECT_WRITE_MAX_BUFFERED
         ):
