@@ -8,13 +8,16 @@ display name) and `workspaces` (workspace id -> role).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import jwt
 
+from collab.auth_keys import KeyRing, UnknownKeyId, static_keys
 from collab.errors import AuthError, ConfigError, ForbiddenError
+from collab.revocations import RevocationList
 from collab.settings import HMAC_ALGORITHMS, Settings
 
 MAX_TOKEN_BYTES = 8 * 1024
@@ -36,6 +39,8 @@ class Identity:
     user_id: str
     name: str | None
     workspaces: Mapping[str, Role]
+    expires_at: float | None = field(default=None, compare=False)
+    """The token's `exp` (Unix seconds); open sockets are closed once it passes."""
 
     def role_in(self, workspace_id: str) -> Role:
         """The role in a workspace. Raises `ForbiddenError` when there is none."""
@@ -45,35 +50,68 @@ class Identity:
         return role
 
 
-class TokenVerifier:
-    """Verifies bearer tokens against the configured key and claim checks."""
+KeyFetcher = Callable[[str], Awaitable[bool]]
+"""Called with an unknown `kid`: fetches the key set again (rate-limited); returns whether
+the set changed."""
 
-    def __init__(self, settings: Settings) -> None:
-        key = (
-            settings.jwt_secret
-            if set(settings.jwt_algorithms) & HMAC_ALGORITHMS
-            else (settings.jwt_public_key)
-        )
-        if key is None:
-            raise ConfigError(["COLLAB_JWT_SECRET or COLLAB_JWT_PUBLIC_KEY: no verification key"])
-        self._key = key
+
+class TokenVerifier:
+    """Verifies bearer tokens against the configured keys and claim checks, and refuses
+    users with an active revocation (`ForbiddenError`)."""
+
+    def __init__(self, settings: Settings, *, revocations: RevocationList | None = None) -> None:
+        default, by_kid = static_keys(settings)
+        if default is None and not by_kid and settings.jwks_url is None:
+            raise ConfigError(
+                [
+                    "COLLAB_JWT_SECRET, COLLAB_JWT_PUBLIC_KEY, COLLAB_JWT_KEYS or "
+                    "COLLAB_JWKS_URL: no verification key"
+                ]
+            )
+        self.keys = KeyRing(settings.jwt_algorithms, default, by_kid)
+        self.revocations = revocations if revocations is not None else RevocationList()
+        self.fetch_keys: KeyFetcher | None = None
+        self.algorithms = tuple(settings.jwt_algorithms)
         self._algorithms = list(settings.jwt_algorithms)
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
+        self._leeway_s = settings.jwt_leeway_s
+
+    async def verify_fresh(self, token: str) -> Identity:
+        """`verify`, but a token naming a `kid` not known yet first makes the key set be
+        fetched again (when a JWKS URL is configured; rate-limited). Raises `AuthError`."""
+        try:
+            return self.verify(token)
+        except UnknownKeyId as error:
+            if self.fetch_keys is None or not await self.fetch_keys(error.kid):
+                raise
+        return self.verify(token)
 
     def verify(self, token: str) -> Identity:
-        """Return the token's identity. Raises `AuthError` saying what is wrong with it."""
+        """Return the token's identity. Raises `AuthError` saying what is wrong with it, and
+        `ForbiddenError` when the user's access is revoked."""
+        identity = self.verify_token(token)
+        until = self.revocations.revoked_until(identity.user_id)
+        if until is not None:
+            moment = datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds")
+            raise ForbiddenError(f"access revoked until {moment}")
+        return identity
+
+    def verify_token(self, token: str) -> Identity:
+        """The token's identity, without the revocation check. Raises `AuthError`."""
         if not token:
             raise AuthError("missing token: pass ?token=JWT or an Authorization: Bearer header")
         if len(token) > MAX_TOKEN_BYTES:
             raise AuthError(f"token longer than {MAX_TOKEN_BYTES} bytes")
         try:
+            key = self.keys.key_for(jwt.get_unverified_header(token))
             claims = jwt.decode(
                 token,
-                self._key.reveal(),
+                key,
                 algorithms=self._algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
+                leeway=self._leeway_s,
                 options={
                     "require": ["exp", "sub"],
                     "verify_aud": self._audience is not None,
@@ -118,7 +156,9 @@ def _identity_from_claims(claims: Mapping[str, object]) -> Identity:
                 f"token grants unknown role {role!r} in workspace {workspace_id!r}; "
                 "use owner, editor or viewer"
             ) from None
-    return Identity(user_id=sub, name=name, workspaces=workspaces)
+    exp = claims.get("exp")
+    expires_at = float(exp) if isinstance(exp, int | float) else None
+    return Identity(user_id=sub, name=name, workspaces=workspaces, expires_at=expires_at)
 
 
 def mint_token(
@@ -129,14 +169,21 @@ def mint_token(
     name: str | None = None,
     ttl_s: int = 3600,
     private_key: str | None = None,
+    kid: str | None = None,
 ) -> str:
     """Sign a token the server configured by `settings` accepts.
 
-    HMAC algorithms sign with the configured secret; public-key algorithms need `private_key`
+    HMAC algorithms sign with the configured secret (with `kid`: the secret of that id in
+    `COLLAB_JWT_KEYS`, named in the token's header); public-key algorithms need `private_key`
     (PEM). Raises `ConfigError` when no signing key is available.
     """
     algorithm = settings.jwt_algorithms[0]
-    if algorithm in HMAC_ALGORITHMS:
+    if algorithm in HMAC_ALGORITHMS and kid is not None:
+        secret = dict(settings.jwt_keys).get(kid)
+        if secret is None:
+            raise ConfigError([f"--kid: COLLAB_JWT_KEYS has no key {kid!r}"])
+        key = secret.reveal()
+    elif algorithm in HMAC_ALGORITHMS:
         if settings.jwt_secret is None:
             raise ConfigError(["COLLAB_JWT_SECRET: no secret to sign tokens with"])
         key = settings.jwt_secret.reveal()
@@ -159,4 +206,5 @@ def mint_token(
         claims["aud"] = settings.jwt_audience
     if settings.jwt_issuer is not None:
         claims["iss"] = settings.jwt_issuer
-    return jwt.encode(claims, key, algorithm=algorithm)
+    headers = {"kid": kid} if kid is not None else None
+    return jwt.encode(claims, key, algorithm=algorithm, headers=headers)

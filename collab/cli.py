@@ -19,8 +19,10 @@ from pathlib import Path
 from aiohttp import web
 
 from collab import __version__
+from collab.admin_cli import add_revoke_parser, run_revoke
 from collab.auth import Role, mint_token
 from collab.errors import CollabError, ConfigError, StoreError
+from collab.observability.logging import configure_logging
 from collab.settings import HMAC_ALGORITHMS, OPTIONS, Secret, Settings, load_settings
 from collab.store import create_store
 from collab.web.access_log import AccessLogger
@@ -36,6 +38,9 @@ log = logging.getLogger("collab")
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.command == "revoke":
+        # A client of a running server: it needs no server settings.
+        sys.exit(run_revoke(args, os.environ))
     try:
         settings = _settings_from(args)
         if args.command == "serve":
@@ -71,10 +76,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument(
+        "--kid", help="sign with this key of COLLAB_JWT_KEYS (HS*), named in the header"
+    )
+    token.add_argument(
         "--private-key",
         help="PEM file for RS*/ES* algorithms (or COLLAB_JWT_PRIVATE_KEY)",
     )
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    add_revoke_parser(commands)
     for command in (serve, token, migrate):
         for option in OPTIONS:
             command.add_argument(
@@ -146,6 +155,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
             workspaces=workspaces,
             ttl_s=args.ttl,
             private_key=private_key,
+            kid=args.kid,
         )
     )
     return 0
@@ -167,11 +177,7 @@ def _migrate(settings: Settings) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     try:
         import uvloop

@@ -5,6 +5,7 @@
     ├── ProtocolError      untrusted bytes or JSON that do not parse or validate
     │   ├── UnsupportedMessage  well-formed but of a kind this server does not accept
     │   └── PolicyViolation     valid, but breaks a rule or limit of this server
+    │       └── DocumentTooLarge  an update would grow a document past its size cap
     ├── AuthError          missing, invalid or expired token (HTTP 401)
     │   └── ForbiddenError valid token without the role the resource needs (HTTP 403)
     ├── StoreError         the document store failed (adapters convert driver errors)
@@ -40,6 +41,11 @@ class UnsupportedMessage(ProtocolError):
 
 class PolicyViolation(ProtocolError):
     """A message that parses but breaks a rule or a limit (e.g. foreign awareness ids)."""
+
+
+class DocumentTooLarge(PolicyViolation):
+    """An update that would grow a document beyond COLLAB_MAX_DOCUMENT_BYTES; it is not
+    applied (WebSocket close 1009, HTTP 413)."""
 
 
 class AuthError(CollabError):

@@ -9,6 +9,8 @@ raises them together as a `ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ PUBLIC_KEY_ALGORITHMS = frozenset(
 )
 MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOG_FORMATS = ("text", "json")
 
 
 class Secret:
@@ -59,10 +63,25 @@ class Settings:
     jwt_algorithms: tuple[str, ...] = ("HS256",)
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    jwt_keys: tuple[tuple[str, Secret], ...] = ()
+    jwks_url: str | None = None
+    jwks_cache_s: float = 300.0
+    jwt_leeway_s: float = 30.0
+    admin_token: Secret | None = None
     allowed_origins: tuple[str, ...] = ()
     max_message_bytes: int = 8 * 1024 * 1024
     max_awareness_state_bytes: int = 64 * 1024
     max_request_bytes: int = 8 * 1024 * 1024
+    cors_origins: tuple[str, ...] = ()
+    ws_messages_per_s: int = 200
+    ws_message_burst: int = 1000
+    ws_bytes_per_s: int = 4 * 1024 * 1024
+    ws_bytes_burst: int = 16 * 1024 * 1024
+    max_connections_per_user: int = 100
+    max_connections_per_ip: int = 500
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    handshake_timeout_s: float = 10.0
+    max_document_bytes: int = 32 * 1024 * 1024
     ws_compression: bool = False
     outbox_max_bytes: int = 16 * 1024 * 1024
     outbox_max_frames: int = 4096
@@ -76,6 +95,8 @@ class Settings:
     heartbeat_s: float = 30.0
     shutdown_timeout_s: float = 10.0
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_token: Secret | None = None
     dev_mode: bool = False
     instance_id: str | None = None
 
@@ -201,6 +222,71 @@ def _public_key(raw: str) -> Secret | None:
         raise ValueError(f"not a PEM value and not a readable file: {error.strerror}") from None
 
 
+MAX_JWT_KEYS = 100
+MAX_KID_CHARS = 256
+MAX_LEEWAY_S = 300.0
+MIN_ADMIN_TOKEN_BYTES = 32
+
+
+def _jwt_keys(raw: str) -> tuple[tuple[str, Secret], ...]:
+    """`{"kid": value}`: a value holding `-----BEGIN` is a PEM; one starting with `/` or `./`
+    is a file to read; anything else is an HMAC secret."""
+    if not raw.strip():
+        return ()
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise ValueError('expected a JSON object like {"2024-06": "secret"}') from None
+    if not isinstance(parsed, dict) or not parsed:
+        raise ValueError('expected a non-empty JSON object like {"2024-06": "secret"}')
+    if len(parsed) > MAX_JWT_KEYS:
+        raise ValueError(f"at most {MAX_JWT_KEYS} keys, got {len(parsed)}")
+    keys = []
+    for kid, value in parsed.items():
+        if not kid or len(kid) > MAX_KID_CHARS:
+            raise ValueError(f"key ids must be 1 to {MAX_KID_CHARS} characters, got {kid!r:.40}")
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"key {kid!r}: the value must be a non-empty string")
+        if "-----BEGIN" not in value and value.startswith(("/", "./")):
+            try:
+                value = Path(value).read_text()
+            except OSError as error:
+                raise ValueError(f"key {kid!r}: cannot read {value}: {error.strerror}") from None
+        keys.append((kid, Secret(value)))
+    return tuple(keys)
+
+
+def _jwks_url(raw: str) -> str | None:
+    url = raw.strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+        # Keys fetched over plain HTTP could be swapped by anyone on the path.
+        raise ValueError(f"expected an https:// URL (http:// only for localhost), got {url!r}")
+    return url
+
+
+def _leeway(raw: str) -> float:
+    value = _seconds(raw)
+    if value > MAX_LEEWAY_S:
+        raise ValueError(f"must be at most {MAX_LEEWAY_S:.0f} seconds, got {value}")
+    return value
+
+
+def _admin_token(raw: str) -> Secret | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if len(value.encode()) < MIN_ADMIN_TOKEN_BYTES:
+        raise ValueError(
+            f"use at least {MIN_ADMIN_TOKEN_BYTES} bytes (generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return Secret(value)
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     """Exact origins as browsers send them: lowercase scheme and host, a port only when set."""
     origins = []
@@ -226,11 +312,35 @@ def _origins(raw: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _networks(raw: str) -> tuple[IPNetwork, ...]:
+    networks = []
+    for value in (v.strip() for v in raw.split(",")):
+        if not value:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address or CIDR like 10.0.0.0/8") from None
+    return tuple(networks)
+
+
 def _log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
     return level
+
+
+def _log_format(raw: str) -> str:
+    log_format = raw.strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}, got {raw!r}")
+    return log_format
+
+
+def _metrics_token(raw: str) -> Secret | None:
+    value = raw.strip()
+    return Secret(value) if value else None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -259,6 +369,36 @@ OPTIONS: tuple[Option, ...] = (
     Option("jwt_audience", "COLLAB_JWT_AUDIENCE", _text, "required `aud` when set"),
     Option("jwt_issuer", "COLLAB_JWT_ISSUER", _text, "required `iss` when set"),
     Option(
+        "jwt_keys",
+        "COLLAB_JWT_KEYS",
+        _jwt_keys,
+        'JSON object `{"kid": "secret, PEM or file path"}`: keys picked by the token\'s `kid`',
+    ),
+    Option(
+        "jwks_url",
+        "COLLAB_JWKS_URL",
+        _jwks_url,
+        "JWKS of the identity provider (https; http only for localhost), fetched at start",
+    ),
+    Option(
+        "jwks_cache_s",
+        "COLLAB_JWKS_CACHE_S",
+        _positive_seconds,
+        "seconds a fetched JWKS is used before it is fetched again",
+    ),
+    Option(
+        "jwt_leeway_s",
+        "COLLAB_JWT_LEEWAY_S",
+        _leeway,
+        "clock skew tolerated on `exp`, `nbf` and `iat` (0 to 300 seconds)",
+    ),
+    Option(
+        "admin_token",
+        "COLLAB_ADMIN_TOKEN",
+        _admin_token,
+        "bearer token of the operator API (`/api/v1/admin/…`); unset: the API is off",
+    ),
+    Option(
         "allowed_origins",
         "COLLAB_ALLOWED_ORIGINS",
         _origins,
@@ -281,6 +421,67 @@ OPTIONS: tuple[Option, ...] = (
         "COLLAB_MAX_REQUEST_BYTES",
         _int_in(1024, 1024**3),
         "largest REST request body (413 above)",
+    ),
+    Option(
+        "cors_origins",
+        "COLLAB_CORS_ORIGINS",
+        _origins,
+        "comma-separated exact origins allowed to call /api/ from a browser; unset: no CORS",
+    ),
+    Option(
+        "ws_messages_per_s",
+        "COLLAB_WS_MESSAGES_PER_S",
+        _int_in(0, 10**6),
+        "messages per second one WebSocket may send on average (close 1008 above; 0: no limit)",
+    ),
+    Option(
+        "ws_message_burst",
+        "COLLAB_WS_MESSAGE_BURST",
+        _int_in(1, 10**7),
+        "messages one WebSocket may send at once before COLLAB_WS_MESSAGES_PER_S applies",
+    ),
+    Option(
+        "ws_bytes_per_s",
+        "COLLAB_WS_BYTES_PER_S",
+        _int_in(0, 1024**3),
+        "bytes per second one WebSocket may send on average (close 1008 above; 0: no limit)",
+    ),
+    Option(
+        "ws_bytes_burst",
+        "COLLAB_WS_BYTES_BURST",
+        _int_in(1024, 16 * 1024**3),
+        "bytes one WebSocket may send at once (never less than COLLAB_MAX_MESSAGE_BYTES)",
+    ),
+    Option(
+        "max_connections_per_user",
+        "COLLAB_MAX_CONNECTIONS_PER_USER",
+        _int_in(0, 10**6),
+        "open WebSockets (both endpoints) of one user on one instance (429 above; 0: no limit)",
+    ),
+    Option(
+        "max_connections_per_ip",
+        "COLLAB_MAX_CONNECTIONS_PER_IP",
+        _int_in(0, 10**6),
+        "open WebSockets of one client IP on one instance, loopback exempt (429; 0: no limit)",
+    ),
+    Option(
+        "trusted_proxies",
+        "COLLAB_TRUSTED_PROXIES",
+        _networks,
+        "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client IP",
+    ),
+    Option(
+        "handshake_timeout_s",
+        "COLLAB_HANDSHAKE_TIMEOUT_S",
+        _positive_seconds,
+        "seconds a connection may take to send complete request headers (also the keep-alive "
+        "idle time) before it is dropped",
+    ),
+    Option(
+        "max_document_bytes",
+        "COLLAB_MAX_DOCUMENT_BYTES",
+        _int_in(0, 16 * 1024**3),
+        "largest encoded document; an update beyond it is refused (close 1009, HTTP 413; 0: none)",
     ),
     Option(
         "ws_compression",
@@ -358,6 +559,18 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("log_level", "COLLAB_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR"),
     Option(
+        "log_format",
+        "COLLAB_LOG_FORMAT",
+        _log_format,
+        "`text` (one readable line per record) or `json` (one JSON object per line)",
+    ),
+    Option(
+        "metrics_token",
+        "COLLAB_METRICS_TOKEN",
+        _metrics_token,
+        "when set, `GET /metrics` requires `Authorization: Bearer <it>` (401 otherwise)",
+    ),
+    Option(
         "dev_mode",
         "COLLAB_DEV_MODE",
         _bool,
@@ -404,7 +617,10 @@ def load_settings(
 def _cross_check(settings: Settings) -> list[str]:
     problems = []
     algorithms = set(settings.jwt_algorithms)
-    if algorithms & PUBLIC_KEY_ALGORITHMS and settings.jwt_public_key is None:
+    # With keys picked by `kid` (COLLAB_JWT_KEYS, COLLAB_JWKS_URL), the single key is optional:
+    # it then only verifies tokens without a `kid`.
+    by_kid = bool(settings.jwt_keys) or settings.jwks_url is not None
+    if algorithms & PUBLIC_KEY_ALGORITHMS and settings.jwt_public_key is None and not by_kid:
         problems.append(
             "COLLAB_JWT_PUBLIC_KEY: required by COLLAB_JWT_ALGORITHMS="
             + ",".join(settings.jwt_algorithms)
@@ -416,7 +632,7 @@ def _cross_check(settings: Settings) -> list[str]:
         )
     needs_secret = bool(algorithms & HMAC_ALGORITHMS)
     embedded = settings.sqlite_path is not None or settings.database_url == "memory://"
-    if needs_secret and settings.jwt_secret is None and not embedded:
+    if needs_secret and settings.jwt_secret is None and not embedded and not by_kid:
         problems.append(
             "COLLAB_JWT_SECRET: required with a shared database; every instance needs the same "
             "key (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
@@ -428,5 +644,26 @@ def _cross_check(settings: Settings) -> list[str]:
             problems.append(
                 f"COLLAB_JWT_SECRET: use at least {needed} bytes for "
                 + ",".join(settings.jwt_algorithms)
+            )
+    problems += _check_jwt_keys(settings)
+    return problems
+
+
+def _check_jwt_keys(settings: Settings) -> list[str]:
+    problems = []
+    hmac = bool(set(settings.jwt_algorithms) & HMAC_ALGORITHMS)
+    needed = max(MIN_HMAC_KEY_BYTES.get(name, 0) for name in settings.jwt_algorithms)
+    for kid, key in settings.jwt_keys:
+        is_pem = "-----BEGIN" in key.reveal()
+        if hmac and is_pem:
+            problems.append(
+                f"COLLAB_JWT_KEYS: key {kid!r} is a PEM, but COLLAB_JWT_ALGORITHMS is HMAC"
+            )
+        elif hmac and len(key.reveal().encode()) < needed:
+            problems.append(f"COLLAB_JWT_KEYS: key {kid!r}: use at least {needed} bytes")
+        elif not hmac and not is_pem:
+            problems.append(
+                f"COLLAB_JWT_KEYS: key {kid!r} must be a PEM public key (value or file path) "
+                "for COLLAB_JWT_ALGORITHMS=" + ",".join(settings.jwt_algorithms)
             )
     return problems

@@ -24,6 +24,9 @@ class MemoryBus:
         self._broker = broker or MemoryBroker()
         self._handlers: dict[str, MessageHandler] = {}
         self._started = False
+        # Read by `/metrics`, like RedisBus's counters of the same names.
+        self.published = 0
+        self.received = 0
 
     async def start(self) -> None:
         self._broker.buses.add(self)
@@ -47,9 +50,11 @@ class MemoryBus:
         if not self._started:
             raise BusError("the bus is not started")
         loop = asyncio.get_running_loop()
+        self.published += 1
         for bus in self._broker.buses:
             handler = bus._handlers.get(room_id)
             if bus is not self and handler is not None:
+                bus.received += 1
                 loop.call_soon(handler, room_id, frame)
 
     async def ping(self) -> None:

@@ -24,3 +24,9 @@ class CloseCode(IntEnum):
     """The instance is shutting down; reconnect (to another instance)."""
     TRY_AGAIN_LATER = 1013
     """The client fell too far behind (slow consumer) or the room is unavailable; reconnect."""
+    TOKEN_EXPIRED = 4401
+    """The connection's token expired (or a refreshed one was invalid); reconnect with a
+    fresh token, or refresh it in-band before `exp` to stay connected."""
+    FORBIDDEN = 4403
+    """Access was revoked by an operator, or a refreshed token no longer grants a role here
+    (or names another user); do not reconnect with the same credentials."""

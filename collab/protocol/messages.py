@@ -6,6 +6,11 @@ A frame carries exactly one message, as y-websocket and y-protocols write it:
     sync (0)       = var_uint(0: step 1 | 1: step 2 | 2: update) var_bytes(state vector | update)
     awareness (1)  = var_bytes(var_uint(n) n * (var_uint(id) var_uint(clock) var_string(json)))
     query (3)      = (empty)
+    auth (2)       = var_uint(0: permission denied, server to client | 1: token refresh,
+                     client to server) var_string(reason | token)
+
+Token refresh (auth sub-type 1) is this server's extension in y-protocols' auth message
+space: stock clients never send it, and answer sub-type 0 by logging the reason.
 
 `decode_message` returns one of the message classes below or raises `ProtocolError` (its
 subclass `UnsupportedMessage` for message kinds this server does not take from clients).
@@ -31,11 +36,14 @@ __all__ = [
     "SyncMessageType",
     "SyncStep1",
     "SyncStep2",
+    "TokenRefresh",
     "Update",
     "decode_message",
     "encode_awareness",
+    "encode_permission_denied",
     "encode_sync_step1",
     "encode_sync_step2",
+    "encode_token_refresh",
     "encode_update",
     "is_update_frame",
     "merge_update_frames",
@@ -44,6 +52,9 @@ __all__ = [
 EMPTY_UPDATE = b"\x00\x00"
 # Message type 0 (sync) and sync type 2 (update), each a one-byte var_uint.
 _UPDATE_FRAME_PREFIX = b"\x00\x02"
+AUTH_FRAME_PREFIX = b"\x02"
+"""Message type 2 (auth) as its one-byte var_uint: how a frame reader spots a refresh cheaply."""
+MAX_REFRESH_TOKEN_BYTES = 8 * 1024
 
 
 class MessageType(IntEnum):
@@ -51,6 +62,11 @@ class MessageType(IntEnum):
     AWARENESS = 1
     AUTH = 2
     QUERY_AWARENESS = 3
+
+
+class AuthMessageType(IntEnum):
+    PERMISSION_DENIED = 0
+    TOKEN_REFRESH = 1
 
 
 class SyncMessageType(IntEnum):
@@ -93,6 +109,16 @@ class QueryAwareness:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class TokenRefresh:
+    """A client replaces the token of its open connection."""
+
+    token: str
+
+    def __repr__(self) -> str:
+        return "TokenRefresh(token='**********')"
+
+
 Message = SyncStep1 | SyncStep2 | Update | AwarenessUpdate | QueryAwareness
 
 
@@ -111,10 +137,46 @@ def decode_message(frame: bytes, *, max_awareness_state_bytes: int = 64 * 1024) 
         message = QueryAwareness()
         reader.expect_end("a query-awareness message")
     elif message_type == MessageType.AUTH:
-        raise UnsupportedMessage("auth messages are sent by the server only")
+        raise UnsupportedMessage(
+            "auth messages are handled by the connection, not the room (see decode_token_refresh)"
+        )
     else:
         raise UnsupportedMessage(f"unknown message type {message_type}")
     return message
+
+
+def decode_token_refresh(frame: bytes) -> TokenRefresh:
+    """Decode a client's auth message, which must be a token refresh. Raises `ProtocolError`
+    (`UnsupportedMessage` for other auth sub-types, which only servers send)."""
+    reader = Reader(frame)
+    if reader.read_var_uint() != MessageType.AUTH:
+        raise UnsupportedMessage("not an auth message")
+    sub_type = reader.read_var_uint()
+    if sub_type != AuthMessageType.TOKEN_REFRESH:
+        raise UnsupportedMessage(
+            f"auth message sub-type {sub_type} is not accepted from clients (only 1, token refresh)"
+        )
+    if reader.remaining > MAX_REFRESH_TOKEN_BYTES + 2:
+        raise ProtocolError(f"refreshed token longer than {MAX_REFRESH_TOKEN_BYTES} bytes")
+    token = reader.read_var_string()
+    reader.expect_end("a token refresh")
+    if not token:
+        raise ProtocolError("token refresh with an empty token")
+    return TokenRefresh(token)
+
+
+def encode_token_refresh(token: str) -> bytes:
+    """What a client sends to replace its connection's token."""
+    raw = token.encode()
+    prefix = bytes((MessageType.AUTH, AuthMessageType.TOKEN_REFRESH))
+    return prefix + write_var_uint(len(raw)) + raw
+
+
+def encode_permission_denied(reason: str) -> bytes:
+    """y-protocols' auth "permission denied" message (a stock client logs `reason`)."""
+    raw = reason.encode()
+    prefix = bytes((MessageType.AUTH, AuthMessageType.PERMISSION_DENIED))
+    return prefix + write_var_uint(len(raw)) + raw
 
 
 def _decode_sync(reader: Reader) -> Message:

@@ -15,7 +15,7 @@ from typing import Any
 
 from pycrdt import Doc, TransactionEvent, merge_updates
 
-from collab.errors import PolicyViolation, ProtocolError
+from collab.errors import DocumentTooLarge, PolicyViolation, ProtocolError
 from collab.protocol.messages import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -83,8 +83,16 @@ class DocumentRoom:
         doc: Doc[Any] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        max_document_bytes: int = 0,
     ) -> None:
         self.room_id = room_id
+        # The size cap (0: none), checked without encoding the document on every update:
+        # the encoded size at the last exact measurement plus the size of every change
+        # applied since is the running estimate; only when it would pass the cap is the
+        # document measured (and, if still needed, the update tried on a copy).
+        self.max_document_bytes = max_document_bytes
+        self._measured_bytes = 0
+        self._unmeasured_bytes = 0
         self._clock = clock
         # When each state from another instance was last renewed (stock clients renew every
         # 15 s); a state not renewed for long belongs to a client of a dead instance.
@@ -108,9 +116,11 @@ class DocumentRoom:
         stored: StoredDocument,
         *,
         clock: Callable[[], float] = time.monotonic,
+        max_document_bytes: int = 0,
     ) -> DocumentRoom:
-        """Build a room from what the store holds. Raises `ProtocolError` on corrupt data."""
-        room = cls(room_id, clock=clock)
+        """Build a room from what the store holds. Raises `ProtocolError` on corrupt data.
+        A stored document above `max_document_bytes` loads; it only refuses growth."""
+        room = cls(room_id, clock=clock, max_document_bytes=max_document_bytes)
         parts = ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates
         for part in parts:
             room._apply(part)
@@ -189,7 +199,18 @@ class DocumentRoom:
             return []
         if update == EMPTY_UPDATE:
             return []
+        measured_bytes = None
+        if (
+            self.max_document_bytes
+            and not isinstance(origin, BusOrigin)
+            and self._measured_bytes + self._unmeasured_bytes + len(update)
+            > self.max_document_bytes
+        ):
+            # Another instance already accepted a bus update: refusing it would diverge.
+            measured_bytes = self._size_with(update)
         applied = self._apply(update)
+        if measured_bytes is not None:
+            self._measured_bytes, self._unmeasured_bytes = measured_bytes, 0
         if applied is None:
             return []
         frame = encode_update(applied)
@@ -197,6 +218,33 @@ class DocumentRoom:
             return [Broadcast(frame)]
         exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
         return [Broadcast(frame, exclude), Publish(frame), Persist(applied)]
+
+    def _size_with(self, update: bytes) -> int:
+        """The encoded size of the document once `update` is applied, found without applying
+        it here. Raises `DocumentTooLarge` above the cap, `ProtocolError` for an invalid update.
+
+        Costs one encode of the document; when even that exact size plus the update's passes
+        the cap, also a decode and an encode of a copy with the update applied (the update
+        may still fit: much of it can be content the document already has)."""
+        cap = self.max_document_bytes
+        state = self.doc.get_update()
+        self._measured_bytes, self._unmeasured_bytes = len(state), 0
+        if len(state) + len(update) <= cap:
+            # The estimate's own rule: an update grows the encoding by about its size at
+            # most, usually far less (typing merges into existing runs). Deletions that split
+            # many runs can add a little more; the next measurement counts it.
+            return len(state) + len(update)
+        trial: Doc[Any] = Doc()
+        with contained_pycrdt_errors("invalid Yjs update"):
+            trial.apply_update(state)
+            trial.apply_update(update)
+        size = len(trial.get_update())
+        if size > cap:
+            raise DocumentTooLarge(
+                f"document over COLLAB_MAX_DOCUMENT_BYTES ({cap}): the update would make it "
+                f"{size} bytes; not applied"
+            )
+        return size
 
     def _apply(self, update: bytes) -> bytes | None:
         """Apply `update`; return what it changed (None if nothing), raise ProtocolError."""
@@ -213,6 +261,7 @@ class DocumentRoom:
                 return None
             change = changes[0] if len(changes) == 1 else merge_updates(*changes)
         self.version += 1
+        self._unmeasured_bytes += len(change)
         return change
 
     def _capture_update(self, event: TransactionEvent) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from collab.bus.base import Bus
 from collab.errors import ProtocolError, RoomUnavailable, StoreError
+from collab.observability.counters import DocTraffic, LatencyHistogram
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import Update, decode_message, encode_sync_step1
 from collab.protocol.websocket import OutgoingFrame
@@ -53,6 +54,7 @@ class RoomLimits:
     compact_after_updates: int = 1000
     grace_s: float = 10.0
     max_awareness_state_bytes: int = 64 * 1024
+    max_document_bytes: int = 0
     max_pending_per_room: int = 10_000
     awareness_timeout_s: float = 30.0
 
@@ -106,6 +108,11 @@ class RoomManager:
         self.store_healthy = True
         self.slow_consumer_disconnects = 0
         self.bus_resyncs = 0
+        # Read by the metrics collector at scrape time; the per-message paths only add to them.
+        self.traffic = DocTraffic()
+        self.apply_time = LatencyHistogram()
+        self.flush_time = LatencyHistogram()
+        self.store_failures = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -149,6 +156,11 @@ class RoomManager:
     @property
     def loaded_rooms(self) -> int:
         return len(self._rooms)
+
+    @property
+    def pending_updates(self) -> int:
+        """Applied updates not yet written to the store."""
+        return self._pending_count
 
     def get(self, room_id: str) -> LiveRoom | None:
         return self._rooms.get(room_id)
@@ -199,7 +211,9 @@ class RoomManager:
             if not self._dirty:
                 self.store_healthy = True
             try:
-                room = DocumentRoom.from_stored(room_id, stored)
+                room = DocumentRoom.from_stored(
+                    room_id, stored, max_document_bytes=self._limits.max_document_bytes
+                )
             except ProtocolError as error:
                 log.error("room %s: stored document does not decode: %s", room_id, error)
                 raise RoomUnavailable(f"stored document {room_id} is corrupt") from error
@@ -261,18 +275,27 @@ class RoomManager:
             frame, max_awareness_state_bytes=self._limits.max_awareness_state_bytes
         )
         origin = PeerOrigin(peer.peer_id, peer.can_write)
+        started = time.perf_counter()
         effects = live.room.receive(message, origin)
+        elapsed_s = time.perf_counter() - started
         self._execute(live, effects)
-        if self._on_change is not None and any(isinstance(e, Persist) for e in effects):
-            self._on_change(live, peer.user_id)
+        # A Persist effect means the message was an update that changed the document.
+        if any(isinstance(e, Persist) for e in effects):
+            self.apply_time.observe(elapsed_s)
+            if self._on_change is not None:
+                self._on_change(live, peer.user_id)
 
     def apply_server_update(self, live: LiveRoom, update: bytes, actor: str | None = None) -> bool:
         """Apply an update from the server itself (on behalf of `actor`). Returns whether it
         changed the document. Raises `ProtocolError` if the update is invalid."""
+        started = time.perf_counter()
         effects = live.room.receive(Update(update), ServerOrigin())
+        elapsed_s = time.perf_counter() - started
         self._execute(live, effects)
-        if effects and self._on_change is not None:
-            self._on_change(live, actor)
+        if effects:
+            self.apply_time.observe(elapsed_s)
+            if self._on_change is not None:
+                self._on_change(live, actor)
         return bool(effects)
 
     def _on_bus_message(self, room_id: str, frame: bytes) -> None:
@@ -282,12 +305,15 @@ class RoomManager:
         version = live.room.version
         try:
             message = decode_message(frame)
+            started = time.perf_counter()
             effects = live.room.receive(message, BusOrigin())
+            elapsed_s = time.perf_counter() - started
         except ProtocolError as error:
             log.warning("room %s: dropped an invalid bus message: %s", room_id, error)
             return
         if live.room.version != version:
             live.unsaved_state = True
+            self.apply_time.observe(elapsed_s)
         self._execute(live, effects)
 
     def _on_bus_resync(self, room_id: str) -> None:
@@ -302,15 +328,20 @@ class RoomManager:
         for effect in effects:
             if isinstance(effect, Reply):
                 peer = live.peers.get(effect.peer_id)
-                if peer is not None and not peer.enqueue(OutgoingFrame(effect.frame)):
-                    self._close_slow(peer)
+                if peer is not None:
+                    self.traffic.count_sent(effect.frame, 1)
+                    if not peer.enqueue(OutgoingFrame(effect.frame)):
+                        self._close_slow(peer)
             elif isinstance(effect, Broadcast):
                 # One frame object for the room: its wire bytes are built once.
                 outgoing = OutgoingFrame(effect.frame)
                 exclude = effect.exclude
-                for peer_id, peer in live.peers.items():
+                peers = live.peers
+                for peer_id, peer in peers.items():
                     if peer_id != exclude and not peer.enqueue(outgoing):
                         self._close_slow(peer)
+                # Counted once per broadcast, not per delivery: the loop above stays as it was.
+                self.traffic.count_sent(effect.frame, len(peers) - (exclude in peers))
             elif isinstance(effect, Publish):
                 self._bus.publish(live.room_id, effect.frame)
             elif isinstance(effect, Persist):
@@ -395,11 +426,12 @@ class RoomManager:
             await self._store.append_updates(batch)
         except StoreError:
             self.store_healthy = False
+            self.store_failures += 1
             raise
         self.store_healthy = True
-        log.debug(
-            "flushed %d updates in %.1f ms", len(batch), (time.perf_counter() - started) * 1e3
-        )
+        elapsed_s = time.perf_counter() - started
+        self.flush_time.observe(elapsed_s)
+        log.debug("flushed %d updates in %.1f ms", len(batch), elapsed_s * 1e3)
 
     async def _compact(self, live: LiveRoom) -> None:
         """Merge the room's whole state into the stored snapshot and drop its log."""
@@ -412,6 +444,7 @@ class RoomManager:
         except StoreError:
             live.unsaved_state = True
             self.store_healthy = False
+            self.store_failures += 1
             raise
         self.store_healthy = True
         live.logged_updates = 0

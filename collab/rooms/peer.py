@@ -95,6 +95,10 @@ class Peer:
         return self._queued_bytes
 
     @property
+    def queued_frames(self) -> int:
+        return len(self._frames)
+
+    @property
     def closing(self) -> bool:
         return self._close_request is not None
 

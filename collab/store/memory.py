@@ -44,6 +44,7 @@ class MemoryStore:
         self._notifications: dict[str, dict[int, _StoredNotification]] = {}
         self._notification_keys: dict[str, int] = {}
         self._last_notification_id = 0
+        self._revocations: dict[str, datetime] = {}
 
     async def open(self) -> None:
         self._raise_injected_fault()
@@ -146,6 +147,21 @@ class MemoryStore:
         return sum(
             stored.read_at is None for stored in self._notifications.get(user_id, {}).values()
         )
+
+    # --- RevocationStore ------------------------------------------------------------------
+
+    async def put_revocation(self, user_id: str, until: datetime) -> None:
+        self._check_callable()
+        now = datetime.now(UTC)
+        self._revocations = {u: t for u, t in self._revocations.items() if t > now}
+        if until > now:
+            self._revocations[user_id] = until.astimezone(UTC)
+        else:
+            self._revocations.pop(user_id, None)
+
+    async def active_revocations(self, now: datetime) -> dict[str, datetime]:
+        self._check_callable()
+        return {user: until for user, until in self._revocations.items() if until > now}
 
     def _insert(
         self, notification: NewNotification, payload_json: str, created_at: str

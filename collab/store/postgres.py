@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -324,6 +325,27 @@ class PostgresStore:
                 user_id,
             )
         return int(count)
+
+    # --- RevocationStore ------------------------------------------------------------------
+
+    async def put_revocation(self, user_id: str, until: datetime) -> None:
+        async with self._connection(f"revoking {user_id!r}") as conn, conn.transaction():
+            # Expired rows go here, so the table holds about the live revocations only.
+            await conn.execute("DELETE FROM revocations WHERE until <= now()")
+            await conn.execute(
+                "INSERT INTO revocations (user_id, until) VALUES ($1, $2) "
+                "ON CONFLICT (user_id) DO UPDATE SET until = excluded.until, created_at = now()",
+                user_id,
+                until,
+            )
+            await conn.execute(
+                "DELETE FROM revocations WHERE user_id = $1 AND until <= now()", user_id
+            )
+
+    async def active_revocations(self, now: datetime) -> dict[str, datetime]:
+        async with self._connection("reading revocations") as conn:
+            rows = await conn.fetch("SELECT user_id, until FROM revocations WHERE until > $1", now)
+        return {str(row["user_id"]): row["until"] for row in rows}
 
     @asynccontextmanager
     async def _connection(self, what: str) -> AsyncIterator[Any]:

@@ -268,6 +268,31 @@ class SqliteStore:
             )
         return int(next(iter(rows))[0])
 
+    # --- RevocationStore ------------------------------------------------------------------
+
+    async def put_revocation(self, user_id: str, until: datetime) -> None:
+        now = _now()
+        async with self._transaction("IMMEDIATE", f"revoking {user_id!r}") as conn:
+            # Expired rows go here, so the table holds about the live revocations only.
+            await conn.execute("DELETE FROM revocations WHERE until <= ?", (now,))
+            if format_timestamp(until) <= now:
+                await conn.execute("DELETE FROM revocations WHERE user_id = ?", (user_id,))
+                return
+            await conn.execute(
+                "INSERT INTO revocations (user_id, until, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET until = excluded.until, "
+                "created_at = excluded.created_at",
+                (user_id, format_timestamp(until), now),
+            )
+
+    async def active_revocations(self, now: datetime) -> dict[str, datetime]:
+        async with self._transaction("DEFERRED", "reading revocations") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT user_id, until FROM revocations WHERE until > ?",
+                (format_timestamp(now),),
+            )
+        return {str(row[0]): datetime.fromisoformat(str(row[1])) for row in rows}
+
     @asynccontextmanager
     async def _transaction(
         self, mode: Literal["DEFERRED", "IMMEDIATE"], what: str

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from collab.observability.http import REQUEST_ID
+
 
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
@@ -15,4 +17,6 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             time * 1000,
             request.remote,
+            # Written after the request's middlewares finished, so named here explicitly.
+            extra={"request_id": request.get(REQUEST_ID)},
         )

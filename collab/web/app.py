@@ -10,11 +10,13 @@ from aiohttp import web
 from collab.auth import TokenVerifier
 from collab.bus.base import Bus
 from collab.bus.memory import MemoryBus
+from collab.observability.http import setup_observability
 from collab.presence.base import PresenceStore
 from collab.presence.memory import MemoryPresenceStore
 from collab.presence.registry import LocalPresence
 from collab.presence.service import PresenceService
 from collab.protocol.close_codes import CloseCode
+from collab.revocations import RevocationList
 from collab.rooms.manager import RoomLimits, RoomManager
 from collab.rooms.notifier import Notifier
 from collab.rooms.workspaces import PresenceHub
@@ -24,6 +26,7 @@ from collab.store.base import Store
 from collab.store.notifications import NotificationStore
 from collab.web import dev, rest, rest_live, static
 from collab.web.errors import json_errors
+from collab.web.jwks import fetch_keys_for_unknown_kids, setup_jwks
 from collab.web.keys import (
     BUS,
     NOTIFICATIONS,
@@ -35,6 +38,10 @@ from collab.web.keys import (
     STORE,
     VERIFIER,
 )
+from collab.web.limits import CONNECTIONS, ConnectionCounter, connection_slots
+from collab.web.revocations import setup_revocations
+from collab.web.security import add_security_headers, cors_and_gzip
+from collab.web.sessions import SESSIONS, Sessions
 from collab.web.ws_docs import ws_docs
 from collab.web.ws_live import ws_live
 
@@ -52,9 +59,21 @@ def create_app(
     """Build the application. `store`, `bus` and `presence_store` default to what
     `settings` name; tests inject their own (`store` must also be a `NotificationStore`).
     Raises `ConfigError` for settings that cannot be served."""
-    app = web.Application(middlewares=[json_errors], client_max_size=settings.max_request_bytes)
+    app = web.Application(
+        # cors_and_gzip outside json_errors sees (and can compress) error bodies too;
+        # connection_slots innermost turns a refused upgrade into 429 and frees slots.
+        # fetch_keys_for_unknown_kids before anything that verifies a token.
+        middlewares=[cors_and_gzip, json_errors, fetch_keys_for_unknown_kids, connection_slots],
+        client_max_size=settings.max_request_bytes,
+        # aiohttp's keep-alive timer also runs from accept until a request's headers are
+        # complete, so it is the handshake deadline (slowloris) as well as the idle bound.
+        handler_args={"keepalive_timeout": settings.handshake_timeout_s},
+    )
+    app.on_response_prepare.append(add_security_headers)
+    app[CONNECTIONS] = ConnectionCounter(settings)
     app[SETTINGS] = settings
-    app[VERIFIER] = TokenVerifier(settings)
+    app[VERIFIER] = TokenVerifier(settings, revocations=RevocationList())
+    app[SESSIONS] = Sessions(app[VERIFIER], leeway_s=settings.jwt_leeway_s)
     app[STORE] = store if store is not None else create_store(settings.database_url)
     app[BUS] = bus if bus is not None else _create_bus(settings)
     # Every store backend keeps notifications in the same database as documents.
@@ -70,10 +89,15 @@ def create_app(
     )
     app[PRESENCE] = PresenceHub(LocalPresence())
     app.cleanup_ctx.append(_services)
+    # Both run inside _services: the key fetcher and revocations need the store and bus.
+    setup_jwks(app)
+    setup_revocations(app)
     app.on_shutdown.append(_close_connections)
     app.router.add_get("/ws/docs/{workspace_id}/{note_id}", ws_docs)
     app.router.add_get("/ws/live", ws_live)
     rest.add_routes(app)
+    # /metrics, request ids, and the outermost middleware (it counts final statuses).
+    setup_observability(app)
     rest_live.add_routes(app)
     dev.add_routes(app)
     static.add_routes(app)
@@ -87,6 +111,7 @@ def room_limits(settings: Settings) -> RoomLimits:
         compact_after_updates=settings.compact_after_updates,
         grace_s=settings.room_grace_s,
         max_awareness_state_bytes=settings.max_awareness_state_bytes,
+        max_document_bytes=settings.max_document_bytes,
         max_pending_per_room=settings.store_backlog_per_room,
         awareness_timeout_s=settings.awareness_timeout_s,
     )

@@ -8,7 +8,18 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from collab.errors import AuthError, ForbiddenError, ProtocolError, RoomUnavailable
+from collab.errors import (
+    AuthError,
+    DocumentTooLarge,
+    ForbiddenError,
+    ProtocolError,
+    RoomUnavailable,
+)
+from collab.observability.rejections import (
+    REJECTION_STATUSES,
+    auth_failure_reason,
+    note_rejection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +43,18 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ForbiddenError as error:
+        note_rejection(request, 403, auth_failure_reason(error), str(error))
         return error_response(403, "forbidden", str(error))
     except AuthError as error:
+        note_rejection(request, 401, auth_failure_reason(error), str(error))
         return error_response(
             401, "unauthorized", str(error), {"WWW-Authenticate": 'Bearer realm="collab"'}
         )
     except RoomUnavailable as error:
+        note_rejection(request, 503, "room_unavailable", str(error))
         return error_response(503, "room_unavailable", str(error), {"Retry-After": "1"})
+    except DocumentTooLarge as error:
+        return error_response(413, "document_too_large", str(error))
     except ProtocolError as error:
         return error_response(400, "invalid_input", str(error))
     except web.HTTPException as error:
@@ -49,4 +65,6 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             if error.text and not error.text.startswith(str(error.status))
             else (error.reason)
         )
+        if error.status in REJECTION_STATUSES:
+            note_rejection(request, error.status, _http_error_code(error), message)
         return error_response(error.status, _http_error_code(error), message)

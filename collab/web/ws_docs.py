@@ -13,15 +13,19 @@ import uuid
 
 from aiohttp import WSMsgType, web
 
-from collab.errors import PolicyViolation, ProtocolError, UnsupportedMessage
+from collab.errors import DocumentTooLarge, PolicyViolation, ProtocolError, UnsupportedMessage
+from collab.observability.logging import conn_id_var
+from collab.observability.metrics import METRICS
 from collab.protocol.close_codes import CloseCode
-from collab.protocol.messages import is_update_frame, merge_update_frames
+from collab.protocol.messages import AUTH_FRAME_PREFIX, is_update_frame, merge_update_frames
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.manager import LiveRoom, RoomManager
 from collab.rooms.peer import Coalescing, OutboxLimits, Peer
 from collab.settings import Settings
-from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS
+from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS, VERIFIER
+from collab.web.limits import CONNECTIONS, MessageRate
 from collab.web.requests import authenticate, check_origin, room_of
+from collab.web.sessions import REVOKED_REASON, SESSIONS, TokenSession, refresh_docs_connection
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +105,8 @@ UPDATE_COALESCING = Coalescing(mergeable=is_update_frame, merge=merge_update_fra
 def _close_code_for(error: ProtocolError) -> CloseCode:
     if isinstance(error, UnsupportedMessage):
         return CloseCode.UNSUPPORTED_DATA
+    if isinstance(error, DocumentTooLarge):
+        return CloseCode.MESSAGE_TOO_BIG
     if isinstance(error, PolicyViolation):
         return CloseCode.POLICY_VIOLATION
     return CloseCode.INVALID_PAYLOAD
@@ -116,8 +122,12 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     room_id, role = room_of(request, identity)
     if not web.WebSocketResponse().can_prepare(request).ok:
         raise web.HTTPBadRequest(text="this endpoint takes WebSocket upgrades only")
+    request.app[CONNECTIONS].admit(request, identity.user_id)
     peer_id = uuid.uuid4().hex[:12]
+    connections = request.app[METRICS].connections
     live = await rooms.acquire(room_id)
+    # Set once the connection will open: a refusal above is not a connection's line.
+    conn_id_var.set(peer_id)
     try:
         ws = CollabWebSocket(
             settings, max_message_bytes=settings.max_message_bytes, compress=settings.ws_compression
@@ -135,10 +145,18 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         rooms.join(live, peer)
         workspace_id, _, note_id = room_id.partition("/")
         presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
+        connections.opened("docs", peer)
+        session = request.app[SESSIONS].open(peer, identity)
         try:
+            if request.app[VERIFIER].revocations.revoked_until(identity.user_id) is not None:
+                # Revoked while this upgrade was awaiting the room or the handshake.
+                peer.request_close(CloseCode.FORBIDDEN, REVOKED_REASON)
             await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
-            await _read_frames(ws, rooms, live, peer)
+            rate = MessageRate.for_connection(settings, settings.max_message_bytes)
+            await _read_frames(ws, rooms, live, peer, rate, session)
         finally:
+            session.close()
+            connections.closed("docs", peer)
             presence.close_note(peer_id)
             rooms.leave(live, peer)
             if peer.closing:
@@ -152,13 +170,23 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
 
 
 async def _read_frames(
-    ws: web.WebSocketResponse, rooms: RoomManager, live: LiveRoom, peer: Peer
+    ws: web.WebSocketResponse,
+    rooms: RoomManager,
+    live: LiveRoom,
+    peer: Peer,
+    rate: MessageRate,
+    session: TokenSession,
 ) -> None:
+    traffic = rooms.traffic
     async for msg in ws:
         if peer.closing:
             return
         try:
             if msg.type == WSMsgType.BINARY:
+                over = rate.over(len(msg.data))
+                if over is not None:
+                    raise PolicyViolation(over)
+                traffic.count_received(msg.data)
                 rooms.receive(live, peer, msg.data)
             elif msg.type == WSMsgType.TEXT:
                 raise UnsupportedMessage("text frames are not part of the y-websocket protocol")
@@ -166,6 +194,16 @@ async def _read_frames(
                 log.warning("conn %s: closed with %s: %s", peer.peer_id, ws.close_code, msg.data)
                 return
         except ProtocolError as error:
+            if (
+                isinstance(error, UnsupportedMessage)
+                and msg.type == WSMsgType.BINARY
+                and msg.data.startswith(AUTH_FRAME_PREFIX)
+            ):
+                # The room refuses auth frames; a token refresh is the connection's (here,
+                # off the per-message path: only frames the room refused get this far).
+                if await refresh_docs_connection(session, msg.data, live.room_id.partition("/")[0]):
+                    continue
+                return
             code = _close_code_for(error)
             log.warning("conn %s: closing with %d: %s", peer.peer_id, code, error)
             peer.request_close(code, str(error))

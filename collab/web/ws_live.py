@@ -19,12 +19,16 @@ from aiohttp import WSMsgType, web
 
 from collab.auth import Identity
 from collab.errors import AuthError, StoreError
+from collab.observability.logging import conn_id_var
+from collab.observability.metrics import METRICS
 from collab.presence.base import MAX_STATUS_CHARS
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
 from collab.rooms.peer import OutboxLimits, Peer
-from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS
+from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS, VERIFIER
+from collab.web.limits import CONNECTIONS, MessageRate
 from collab.web.requests import authenticate, check_origin
+from collab.web.sessions import REVOKED_REASON, SESSIONS, RefreshRefused, TokenSession
 from collab.web.ws_docs import CollabWebSocket, WebSocketTransport
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,7 @@ class LiveConnection:
         self.identity = identity
         self.peer = peer
         self.workspaces: set[str] = set()
+        self.session: TokenSession | None = None
 
     def send_event(self, event: dict[str, Any]) -> None:
         if not self.peer.enqueue(OutgoingFrame(orjson.dumps(event), opcode=OPCODE_TEXT)):
@@ -96,6 +101,7 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
     after_raw = request.query.get("after", "0")
     if not after_raw.isdigit() or len(after_raw) > 18:
         raise web.HTTPBadRequest(text="?after must be a notification id (a non-negative integer)")
+    request.app[CONNECTIONS].admit(request, identity.user_id)
     ws = CollabWebSocket(
         settings, max_message_bytes=MAX_LIVE_MESSAGE_BYTES, compress=settings.ws_compression
     )
@@ -108,6 +114,7 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
     )
     connection = LiveConnection(identity, peer)
+    conn_id_var.set(connection.connection_id)
     log.info("live %s: user %s connected", connection.connection_id, identity.user_id)
     connection.send_event(
         {
@@ -118,7 +125,13 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         }
     )
     presence.connect(connection.connection_id, identity.user_id, identity.name)
+    connections = request.app[METRICS].connections
+    connections.opened("live", peer)
+    connection.session = request.app[SESSIONS].open(peer, identity, kind="live")
     try:
+        if request.app[VERIFIER].revocations.revoked_until(identity.user_id) is not None:
+            # Revoked while this upgrade was awaiting the handshake.
+            peer.request_close(CloseCode.FORBIDDEN, REVOKED_REASON)
         await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
         try:
             await notifier.attach(connection, int(after_raw))
@@ -127,6 +140,8 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
             connection.send_event(_error("unavailable", "notifications are unavailable; retry"))
         await _read_messages(ws, request, connection)
     finally:
+        connection.session.close()
+        connections.closed("live", peer)
         await notifier.detach(connection)
         for workspace_id in connection.workspaces:
             await presence.unsubscribe(workspace_id, connection)
@@ -143,6 +158,8 @@ async def _read_messages(
     ws: web.WebSocketResponse, request: web.Request, connection: LiveConnection
 ) -> None:
     flood = TokenBucket(MESSAGE_BURST, MESSAGES_PER_S)
+    # The operator's limits, on top of the channel's own stricter flood control above.
+    rate = MessageRate.for_connection(request.app[SETTINGS], MAX_LIVE_MESSAGE_BYTES)
     statuses = TokenBucket(STATUS_BURST, STATUSES_PER_S)
     async for msg in ws:
         if connection.peer.closing:
@@ -154,6 +171,10 @@ async def _read_messages(
             return
         if msg.type != WSMsgType.TEXT:
             continue
+        over = rate.over(len(msg.data))
+        if over is not None:
+            _close(connection, CloseCode.POLICY_VIOLATION, over)
+            return
         if not flood.take():
             _close(connection, CloseCode.POLICY_VIOLATION, "too many messages")
             return
@@ -273,8 +294,39 @@ async def _handle(
     elif kind == "notifications.read_all":
         await notifier.mark_read(connection.user_id, None)
         return
+    elif kind == "refresh":
+        if not await _refresh(connection, message):
+            return
+        reply = {"type": "refreshed", "expires_at": connection.identity.expires_at}
     else:
         raise ClientError("unknown_type", f"unknown message type {kind[:64]!r}")
     if ref is not None:
         reply["ref"] = ref
     connection.send_event(reply)
+
+
+async def _refresh(connection: LiveConnection, message: dict[str, Any]) -> bool:
+    """A `refresh` message: adopt the new token of the same user, which must still grant a
+    role in every subscribed workspace; else an error frame and close (4401/4403). Returns
+    whether the connection stays open."""
+    token = message.get("token")
+    if not isinstance(token, str) or not token:
+        raise ClientError("invalid_message", "'token' must be a JWT string")
+    session = connection.session
+    assert session is not None  # set before any message is read
+    try:
+        identity = await session.verify_refresh(token)
+        lost = sorted(w for w in connection.workspaces if w not in identity.workspaces)
+        if lost:
+            raise RefreshRefused(
+                CloseCode.FORBIDDEN,
+                f"refresh refused: the token grants no role in subscribed workspace {lost[0]!r}",
+            )
+    except RefreshRefused as refused:
+        code = "forbidden" if refused.code == CloseCode.FORBIDDEN else "token_expired"
+        connection.send_event(_error(code, refused.reason, message.get("ref")))
+        _close(connection, refused.code, refused.reason)
+        return False
+    connection.identity = identity
+    session.refreshed(identity)
+    return True

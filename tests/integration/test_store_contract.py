@@ -9,7 +9,9 @@ import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
@@ -27,6 +29,7 @@ from collab.store import (
     create_store,
 )
 from collab.store.migrations import Migration, apply_postgres_migrations, list_migrations
+from collab.store.revocations import RevocationStore
 from tests.support.postgres_fixtures import gate_held
 from tests.support.postgres_server import PostgresServer, unique_database_name
 from tests.support.servers import clean_environ
@@ -389,6 +392,64 @@ async def test_any_interleaving_of_appends_and_compactions_loses_nothing(
         # Checked after every step: a later compaction could otherwise restore a lost edit.
         assert loaded_text(await store.load(ROOM)) == text_of(*model.written)
     await store.close()
+
+
+# --- revocations (RevocationStore, same backends) -----------------------------------------
+
+
+def revocations_of(store: Store) -> RevocationStore:
+    return cast(RevocationStore, store)
+
+
+async def test_revocations_are_stored_and_read_back(store: Store) -> None:
+    """A revocation in the future is returned by `active_revocations` with its time (UTC)."""
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    await revocations_of(store).put_revocation("u1", until)
+    assert await revocations_of(store).active_revocations(datetime.now(UTC)) == {"u1": until}
+
+
+async def test_a_newer_revocation_replaces_the_older(store: Store) -> None:
+    """Revoking a user again replaces the time, even with an earlier one (shortening)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    await revocations_of(store).put_revocation("u1", now + timedelta(days=2))
+    await revocations_of(store).put_revocation("u1", now + timedelta(hours=1))
+    await revocations_of(store).put_revocation("u2", now + timedelta(hours=3))
+    assert await revocations_of(store).active_revocations(now) == {
+        "u1": now + timedelta(hours=1),
+        "u2": now + timedelta(hours=3),
+    }
+
+
+async def test_a_revocation_until_the_past_lifts_it(store: Store) -> None:
+    """Revoking until a time not in the future removes the user's revocation."""
+    now = datetime.now(UTC)
+    await revocations_of(store).put_revocation("u1", now + timedelta(hours=1))
+    await revocations_of(store).put_revocation("u1", now - timedelta(seconds=1))
+    assert await revocations_of(store).active_revocations(now) == {}
+
+
+async def test_revocations_that_ended_are_not_active(store: Store) -> None:
+    """`active_revocations(now)` leaves out revocations that end at or before `now`."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    await revocations_of(store).put_revocation("u1", now + timedelta(minutes=1))
+    await revocations_of(store).put_revocation("u2", now + timedelta(minutes=10))
+    later = now + timedelta(minutes=5)
+    assert await revocations_of(store).active_revocations(later) == {
+        "u2": now + timedelta(minutes=10)
+    }
+
+
+async def test_revocations_are_shared_by_stores_of_one_database(make_store: StoreFactory) -> None:
+    """A revocation survives closing and reopening a durable store (how a restarted
+    instance learns it)."""
+    store = await make_store()
+    if isinstance(store, MemoryStore):
+        pytest.skip("the memory store keeps nothing beyond its object")
+    until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    await revocations_of(store).put_revocation("u1", until)
+    await store.close()
+    await store.open()
+    assert await revocations_of(store).active_revocations(datetime.now(UTC)) == {"u1": until}
 
 
 # --- SQLite only --------------------------------------------------------------------------

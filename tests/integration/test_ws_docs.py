@@ -155,7 +155,7 @@ async def test_upgrade_is_refused_with_http_status_before_the_socket(
     tokens = {
         "missing": "",
         "garbage": "not.a.jwt",
-        "expired": server.token("u1", ttl_s=-10),
+        "expired": server.token("u1", ttl_s=-3600),  # beyond COLLAB_JWT_LEEWAY_S
         "other-workspace": server.token("u1", {"w2": "owner"}),
     }
     url = f"{server.ws}/ws/docs/w1/n1?token={tokens[token_kind]}"

@@ -15,7 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from collab.auth import Identity, Role, TokenVerifier, mint_token
+from collab.auth_keys import UnknownKeyId, parse_jwks
 from collab.errors import AuthError, ConfigError, ForbiddenError
+from collab.revocations import RevocationList
 from collab.settings import Secret, Settings
 
 SECRET = "unit-test-secret-0123456789-abcdefghijklmnop"
@@ -312,9 +314,9 @@ def test_minted_hs256_token_round_trips() -> None:
 
 
 def test_minted_token_with_negative_ttl_is_expired() -> None:
-    """A token minted with a ttl in the past is refused as expired."""
+    """A token minted with a ttl further in the past than the clock-skew leeway is refused."""
     settings = hs_settings()
-    token = mint_token(settings, sub="u1", workspaces={}, ttl_s=-10)
+    token = mint_token(settings, sub="u1", workspaces={}, ttl_s=-int(settings.jwt_leeway_s) - 10)
     with pytest.raises(AuthError, match="expired"):
         TokenVerifier(settings).verify(token)
 
@@ -356,3 +358,133 @@ def test_secrets_never_appear_in_repr_or_str(rsa_keys: tuple[str, str]) -> None:
     assert SECRET not in shown
     assert "BEGIN PUBLIC KEY" not in shown
     assert "**********" in repr(settings)
+
+
+# --- keys by kid, leeway, revocation ------------------------------------------------------
+
+
+def test_keys_by_kid_verify_during_a_rotation() -> None:
+    """With COLLAB_JWT_KEYS, tokens of the old and the new kid are both accepted, and a
+    token without a kid uses the single COLLAB_JWT_SECRET."""
+    settings = hs_settings(jwt_keys=(("old", Secret(OTHER_SECRET)), ("new", Secret(SECRET * 2))))
+    verifier = TokenVerifier(settings)
+    for kid in ("old", "new"):
+        token = mint_token(settings, sub=f"u-{kid}", workspaces={}, kid=kid)
+        assert jwt.get_unverified_header(token)["kid"] == kid
+        assert verifier.verify(token).user_id == f"u-{kid}"
+    assert verifier.verify(hs_token()).user_id == "u1"
+
+
+def test_unknown_kid_is_refused_with_its_name() -> None:
+    """A token naming a kid no key has raises UnknownKeyId, even if its signature would
+    match the default key."""
+    token = jwt.encode(claims(), SECRET, algorithm="HS256", headers={"kid": "2019"})
+    with pytest.raises(UnknownKeyId, match=r"token key id \(kid\) '2019' is unknown"):
+        TokenVerifier(hs_settings(jwt_keys=(("2024", Secret(OTHER_SECRET)),))).verify(token)
+
+
+def test_kid_pointing_at_the_wrong_key_type_is_refused(
+    rsa_keys: tuple[str, str], ec_keys: tuple[str, str]
+) -> None:
+    """With RS256 and ES256 pinned, an ES256 token naming the RSA key's kid is refused as a
+    key-type mismatch before any signature check."""
+    _, rsa_public = rsa_keys
+    ec_private, ec_public = ec_keys
+    settings = Settings(
+        jwt_algorithms=("RS256", "ES256"),
+        jwt_keys=(("rsa", Secret(rsa_public)), ("ec", Secret(ec_public))),
+    )
+    verifier = TokenVerifier(settings)
+    good = jwt.encode(claims(), ec_private, algorithm="ES256", headers={"kid": "ec"})
+    assert verifier.verify(good).user_id == "u1"
+    bad = jwt.encode(claims(), ec_private, algorithm="ES256", headers={"kid": "rsa"})
+    with pytest.raises(AuthError, match="key 'rsa', an RSA key, which cannot verify ES256"):
+        verifier.verify(bad)
+
+
+def test_hs256_token_naming_an_rsa_kid_is_refused(rsa_keys: tuple[str, str]) -> None:
+    """Algorithm confusion through a kid: HS256 keyed with the RSA PEM is refused by RS256."""
+    _, public_pem = rsa_keys
+    signing_input = unsigned_token({"alg": "HS256", "kid": "rsa"}, claims())
+    signature = hmac.new(public_pem.encode(), signing_input.encode(), hashlib.sha256).digest()
+    settings = Settings(jwt_algorithms=("RS256",), jwt_keys=(("rsa", Secret(public_pem)),))
+    with pytest.raises(AuthError, match="algorithm is not allowed"):
+        TokenVerifier(settings).verify(f"{signing_input}.{b64url(signature)}")
+
+
+def test_token_without_kid_needs_a_default_key(rsa_keys: tuple[str, str]) -> None:
+    """With only keys by kid configured, a token without a kid is refused, saying so."""
+    private_pem, public_pem = rsa_keys
+    settings = Settings(jwt_algorithms=("RS256",), jwt_keys=(("rsa", Secret(public_pem)),))
+    token = jwt.encode(claims(), private_pem, algorithm="RS256")
+    with pytest.raises(AuthError, match="no key id \\(kid\\) and no default key"):
+        TokenVerifier(settings).verify(token)
+
+
+def test_a_public_key_of_the_wrong_family_is_a_config_error(ec_keys: tuple[str, str]) -> None:
+    """An EC key among the keys while only RS256 is pinned is refused at start."""
+    settings = Settings(jwt_algorithms=("RS256",), jwt_keys=(("ec", Secret(ec_keys[1])),))
+    with pytest.raises(ConfigError, match=r"COLLAB_JWT_KEYS\['ec'\]: an EC key cannot verify"):
+        TokenVerifier(settings)
+
+
+@pytest.mark.parametrize(("leeway_s", "accepted"), [(30.0, True), (0.0, False)])
+def test_expiry_tolerates_the_configured_leeway(leeway_s: float, accepted: bool) -> None:
+    """A token that expired 10 s ago passes with a 30 s leeway and fails with none."""
+    token = hs_token(exp=int(time.time()) - 10)
+    verifier = TokenVerifier(hs_settings(jwt_leeway_s=leeway_s))
+    if accepted:
+        assert verifier.verify(token).user_id == "u1"
+    else:
+        with pytest.raises(AuthError, match="token expired"):
+            verifier.verify(token)
+
+
+def test_nbf_beyond_the_leeway_is_refused() -> None:
+    """A token not valid for another minute is refused even with the default leeway."""
+    with pytest.raises(AuthError, match="not valid yet"):
+        TokenVerifier(hs_settings()).verify(hs_token(nbf=int(time.time()) + 90))
+
+
+def test_identity_carries_the_token_expiry() -> None:
+    """The identity holds `exp`, which open sockets are closed at."""
+    exp = int(time.time()) + 600
+    assert TokenVerifier(hs_settings()).verify(hs_token(exp=exp)).expires_at == exp
+
+
+def test_revoked_user_is_forbidden_until_the_revocation_ends() -> None:
+    """An active revocation refuses the user's valid token with ForbiddenError; one that
+    ended does not."""
+    revocations = RevocationList()
+    verifier = TokenVerifier(hs_settings(), revocations=revocations)
+    revocations.set("u1", time.time() + 60)
+    with pytest.raises(ForbiddenError, match="access revoked until"):
+        verifier.verify(hs_token())
+    assert verifier.verify(hs_token(sub="u2")).user_id == "u2"
+    revocations.set("u1", time.time() - 1)
+    assert verifier.verify(hs_token()).user_id == "u1"
+
+
+def test_jwks_parsing_keeps_signing_keys_with_kids(rsa_keys: tuple[str, str]) -> None:
+    """`parse_jwks` keeps keys with a kid and `use: sig` and notes each key it left out."""
+    public = serialization.load_pem_public_key(rsa_keys[1].encode())
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(public))
+    document = {
+        "keys": [
+            {**jwk, "kid": "k1"},
+            jwk,
+            {**jwk, "kid": "enc", "use": "enc"},
+            {"kty": "nope", "kid": "k3"},
+            "junk",
+        ]
+    }
+    keys, skipped = parse_jwks(document, ["RS256"])
+    assert list(keys) == ["k1"]
+    assert len(skipped) == 4
+
+
+@pytest.mark.parametrize("document", [[], {"keys": {}}, {"nokeys": []}, "x"])
+def test_jwks_that_is_not_a_key_set_is_refused(document: object) -> None:
+    """A document without a `keys` array raises ValueError."""
+    with pytest.raises(ValueError, match="not a JWKS"):
+        parse_jwks(document, ["RS256"])

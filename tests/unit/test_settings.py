@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,30 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_MAX_MESSAGE_BYTES", "2048", "max_message_bytes", 2048),
     ("COLLAB_MAX_AWARENESS_STATE_BYTES", "64", "max_awareness_state_bytes", 64),
     ("COLLAB_MAX_REQUEST_BYTES", "1048576", "max_request_bytes", 1_048_576),
+    (
+        "COLLAB_CORS_ORIGINS",
+        "https://app.example.com, http://localhost:5173",
+        "cors_origins",
+        ("https://app.example.com", "http://localhost:5173"),
+    ),
+    ("COLLAB_WS_MESSAGES_PER_S", "0", "ws_messages_per_s", 0),
+    ("COLLAB_WS_MESSAGE_BURST", "50", "ws_message_burst", 50),
+    ("COLLAB_WS_BYTES_PER_S", "65536", "ws_bytes_per_s", 65_536),
+    ("COLLAB_WS_BYTES_BURST", "1048576", "ws_bytes_burst", 1_048_576),
+    ("COLLAB_MAX_CONNECTIONS_PER_USER", "3", "max_connections_per_user", 3),
+    ("COLLAB_MAX_CONNECTIONS_PER_IP", "0", "max_connections_per_ip", 0),
+    (
+        "COLLAB_TRUSTED_PROXIES",
+        "10.0.0.0/8, 192.168.1.7, ::1",
+        "trusted_proxies",
+        (
+            ipaddress.ip_network("10.0.0.0/8"),
+            ipaddress.ip_network("192.168.1.7/32"),
+            ipaddress.ip_network("::1/128"),
+        ),
+    ),
+    ("COLLAB_HANDSHAKE_TIMEOUT_S", "2.5", "handshake_timeout_s", 2.5),
+    ("COLLAB_MAX_DOCUMENT_BYTES", "0", "max_document_bytes", 0),
     ("COLLAB_WS_COMPRESSION", "yes", "ws_compression", True),
     ("COLLAB_WS_COMPRESSION", "Off", "ws_compression", False),
     ("COLLAB_OUTBOX_MAX_BYTES", "65536", "outbox_max_bytes", 65_536),
@@ -93,6 +119,18 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_HEARTBEAT_S", "0", "heartbeat_s", 0.0),
     ("COLLAB_SHUTDOWN_TIMEOUT_S", "30", "shutdown_timeout_s", 30.0),
     ("COLLAB_LOG_LEVEL", "debug", "log_level", "DEBUG"),
+    ("COLLAB_LOG_FORMAT", " JSON ", "log_format", "json"),
+    ("COLLAB_LOG_FORMAT", "text", "log_format", "text"),
+    ("COLLAB_METRICS_TOKEN", " scrape-me ", "metrics_token", Secret("scrape-me")),
+    ("COLLAB_METRICS_TOKEN", " ", "metrics_token", None),
+    ("COLLAB_JWT_KEYS", json.dumps({"k1": SECRET}), "jwt_keys", (("k1", Secret(SECRET)),)),
+    ("COLLAB_JWT_KEYS", " ", "jwt_keys", ()),
+    ("COLLAB_JWKS_URL", "https://idp.example.com/jwks", "jwks_url", "https://idp.example.com/jwks"),
+    ("COLLAB_JWKS_URL", "http://127.0.0.1:9/jwks", "jwks_url", "http://127.0.0.1:9/jwks"),
+    ("COLLAB_JWKS_CACHE_S", "60", "jwks_cache_s", 60.0),
+    ("COLLAB_JWT_LEEWAY_S", "0", "jwt_leeway_s", 0.0),
+    ("COLLAB_ADMIN_TOKEN", "a" * 32, "admin_token", Secret("a" * 32)),
+    ("COLLAB_ADMIN_TOKEN", "", "admin_token", None),
 ]
 
 
@@ -154,6 +192,22 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("COLLAB_HEARTBEAT_S", "soon", "expected a number of seconds"),
     ("COLLAB_SHUTDOWN_TIMEOUT_S", "nan", "between 0 and 86400"),
     ("COLLAB_LOG_LEVEL", "loud", "expected one of DEBUG"),
+    ("COLLAB_LOG_FORMAT", "xml", "expected one of text, json"),
+    ("COLLAB_JWT_KEYS", "k1=secret", "expected a JSON object"),
+    ("COLLAB_JWT_KEYS", "[]", "non-empty JSON object"),
+    ("COLLAB_JWT_KEYS", '{"": "x"}', "key ids must be 1 to 256"),
+    ("COLLAB_JWT_KEYS", '{"k1": 7}', "key 'k1': the value must be a non-empty string"),
+    ("COLLAB_JWT_KEYS", '{"k1": "/nonexistent/key.pem"}', "key 'k1': cannot read"),
+    ("COLLAB_JWT_KEYS", '{"k1": "short"}', "key 'k1': use at least 32 bytes"),
+    ("COLLAB_JWKS_URL", "http://idp.example.com/jwks", "expected an https:// URL"),
+    ("COLLAB_JWKS_URL", "idp.example.com/jwks", "expected an https:// URL"),
+    ("COLLAB_JWKS_CACHE_S", "0", "more than 0 seconds"),
+    ("COLLAB_JWT_LEEWAY_S", "301", "at most 300 seconds"),
+    ("COLLAB_JWT_LEEWAY_S", "-1", "between 0 and 86400"),
+    ("COLLAB_ADMIN_TOKEN", "letmein", "at least 32 bytes"),
+    ("COLLAB_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal", "not an IP address or CIDR"),
+    ("COLLAB_HANDSHAKE_TIMEOUT_S", "0", "more than 0 seconds"),
+    ("COLLAB_MAX_CONNECTIONS_PER_IP", "-1", "between 0"),
 ]
 
 
@@ -384,3 +438,43 @@ def test_secret_never_shows_in_repr_of_settings(public_pem: str) -> None:
     assert "PUBLIC KEY" not in shown
     assert settings.jwt_secret is not None
     assert settings.jwt_secret.reveal() == SECRET
+
+
+def test_jwt_keys_with_hmac_algorithms_must_not_be_pems(public_pem: str) -> None:
+    """A PEM among COLLAB_JWT_KEYS is refused while the pinned algorithms are HMAC."""
+    (problem,) = problems_of({"COLLAB_JWT_KEYS": json.dumps({"k1": public_pem})})
+    assert problem == "COLLAB_JWT_KEYS: key 'k1' is a PEM, but COLLAB_JWT_ALGORITHMS is HMAC"
+
+
+def test_jwt_keys_with_public_key_algorithms_must_be_pems() -> None:
+    """A plain secret among COLLAB_JWT_KEYS is refused while the algorithms are RS256."""
+    (problem,) = problems_of(
+        {"COLLAB_JWT_KEYS": json.dumps({"k1": SECRET}), "COLLAB_JWT_ALGORITHMS": "RS256"}
+    )
+    assert problem.startswith("COLLAB_JWT_KEYS: key 'k1' must be a PEM public key")
+
+
+def test_keys_by_kid_make_the_single_key_optional(public_pem: str) -> None:
+    """With COLLAB_JWT_KEYS or COLLAB_JWKS_URL, neither COLLAB_JWT_PUBLIC_KEY nor (with a
+    shared database) COLLAB_JWT_SECRET is required."""
+    rs = load_settings(
+        {"COLLAB_JWT_ALGORITHMS": "RS256", "COLLAB_JWKS_URL": "https://idp.example.com/jwks"}
+    )
+    assert rs.jwt_public_key is None
+    hs = load_settings(
+        {
+            "COLLAB_DATABASE_URL": "postgresql://collab@db/collab",
+            "COLLAB_JWT_KEYS": json.dumps({"k1": SECRET}),
+        }
+    )
+    assert hs.jwt_secret is None
+
+
+def test_jwt_keys_file_paths_are_read(public_pem: str, tmp_path: Path) -> None:
+    """A COLLAB_JWT_KEYS value that is an absolute path is replaced by the file's content."""
+    key_file = tmp_path / "k1.pem"
+    key_file.write_text(public_pem)
+    settings = load_settings(
+        {"COLLAB_JWT_KEYS": json.dumps({"k1": str(key_file)}), "COLLAB_JWT_ALGORITHMS": "ES256"}
+    )
+    assert settings.jwt_keys == (("k1", Secret(public_pem)),)

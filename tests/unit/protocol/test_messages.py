@@ -29,11 +29,15 @@ from collab.protocol.messages import (
     QueryAwareness,
     SyncStep1,
     SyncStep2,
+    TokenRefresh,
     Update,
     decode_message,
+    decode_token_refresh,
     encode_awareness,
+    encode_permission_denied,
     encode_sync_step1,
     encode_sync_step2,
+    encode_token_refresh,
     encode_update,
 )
 
@@ -232,10 +236,63 @@ def test_unknown_sync_subtype_is_unsupported() -> None:
         decode_message(b"\x00\x03\x00")
 
 
-def test_auth_message_from_a_client_is_unsupported() -> None:
-    """Message type 2 (auth) is server-to-client only: UnsupportedMessage."""
-    with pytest.raises(UnsupportedMessage, match="auth messages are sent by the server only"):
-        decode_message(b"\x02\x00\x0epermission-denied")
+def test_auth_message_is_not_a_room_message() -> None:
+    """Message type 2 (auth) never reaches a room: `decode_message` raises UnsupportedMessage."""
+    with pytest.raises(UnsupportedMessage, match="auth messages are handled by the connection"):
+        decode_message(encode_token_refresh("a.b.c"))
+
+
+def test_token_refresh_round_trips() -> None:
+    """`[2][1][var_string token]` decodes to the token it carries."""
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.sig-" + "x" * 200
+    frame = encode_token_refresh(token)
+    assert frame[:2] == b"\x02\x01"
+    assert decode_token_refresh(frame) == TokenRefresh(token)
+    assert token not in repr(TokenRefresh(token))
+
+
+def test_permission_denied_from_a_client_is_unsupported() -> None:
+    """Auth sub-type 0 (permission denied) is the server's: a client's is UnsupportedMessage."""
+    with pytest.raises(UnsupportedMessage, match="sub-type 0 is not accepted from clients"):
+        decode_token_refresh(encode_permission_denied("no"))
+
+
+def test_unknown_auth_sub_type_is_unsupported() -> None:
+    """An auth sub-type this server does not know raises UnsupportedMessage naming it."""
+    with pytest.raises(UnsupportedMessage, match="sub-type 7"):
+        decode_token_refresh(b"\x02\x07\x00")
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"\x02\x01", "truncated"),
+        (b"\x02\x01\x05abc", "truncated"),
+        (b"\x02\x01\x00", "empty token"),
+        (b"\x02\x01\x02\xff\xfe", "not valid UTF-8"),
+        (b"\x02\x01\x01ab", "trailing bytes"),
+        (b"\x02\x01" + write_var_uint(9000) + b"t" * 9000, "longer than 8192 bytes"),
+    ],
+)
+def test_malformed_token_refresh_is_refused(frame: bytes, reason: str) -> None:
+    """A truncated, empty, non-UTF-8, padded or oversized refresh raises ProtocolError."""
+    with pytest.raises(ProtocolError, match=reason):
+        decode_token_refresh(frame)
+
+
+@FUZZ
+@given(st.binary(max_size=64))
+def test_token_refresh_decoder_raises_only_protocol_error(tail: bytes) -> None:
+    """Any bytes after the auth type either decode or raise ProtocolError, nothing else."""
+    try:
+        decode_token_refresh(b"\x02" + tail)
+    except ProtocolError:
+        pass
+
+
+def test_permission_denied_is_what_y_protocols_writes() -> None:
+    """`[2][0][var_string reason]`, as y-protocols/auth's writePermissionDenied frames it."""
+    assert encode_permission_denied("token expired") == b"\x02\x00\x0dtoken expired"
 
 
 def test_awareness_count_beyond_its_payload_is_refused() -> None:

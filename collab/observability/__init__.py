@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics at `/metrics`, request and connection ids, JSON logs."""

@@ -1,0 +1,251 @@
+"""The Prometheus registry of one application, and the collector that reads it at scrape time.
+
+Per-message numbers (frames, bytes, update apply time) are plain counters on the room manager
+(`collab.observability.counters`); gauges (connections, rooms, queued bytes, store backlog) are
+computed from live objects when `/metrics` is scraped. Only per-request numbers (HTTP requests)
+go through `prometheus_client` metric objects, whose locks cost nothing at that rate. Each
+application has its own registry, so several servers in one process never share a series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from collab.bus.base import Bus
+from collab.observability.counters import FRAME_KINDS, FrameCounts, LatencyHistogram
+from collab.rooms.manager import RoomManager
+from collab.rooms.peer import Peer
+
+ConnectionKind = Literal["docs", "live"]
+CONNECTION_KINDS: tuple[ConnectionKind, ...] = ("docs", "live")
+
+# Auth failure reasons: a fixed set, so a series never carries anything from a token.
+AUTH_FAILURE_REASONS = (
+    "missing_token",
+    "malformed_header",
+    "token_too_long",
+    "expired",
+    "not_yet_valid",
+    "wrong_audience",
+    "wrong_issuer",
+    "missing_claim",
+    "algorithm_not_allowed",
+    "unknown_key",
+    "bad_signature",
+    "invalid_claims",
+    "invalid_token",
+    "origin_not_allowed",
+    "revoked",
+    "no_role",
+    "read_only",
+    "forbidden",
+    "metrics_token",
+    "other",
+)
+
+# Bus counters some `Bus` implementations keep (RedisBus has all, MemoryBus the first two).
+_BUS_COUNTERS = (
+    ("published", "collab_bus_published", "Messages this instance published on the bus."),
+    ("received", "collab_bus_received", "Messages from other instances received on the bus."),
+    (
+        "dropped_publishes",
+        "collab_bus_publish_dropped",
+        "Messages dropped before reaching the bus (queue full or refused).",
+    ),
+    ("gaps_detected", "collab_bus_gaps", "Gaps seen in another instance's message sequence."),
+    ("reconnects", "collab_bus_reconnects", "Reconnections to the bus backend."),
+)
+
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class OpenConnections:
+    """The WebSocket connections open now, by kind, for counts and outbox depth."""
+
+    def __init__(self) -> None:
+        self._peers: dict[ConnectionKind, dict[str, Peer]] = {kind: {} for kind in CONNECTION_KINDS}
+        self.opened_total: dict[ConnectionKind, int] = dict.fromkeys(CONNECTION_KINDS, 0)
+
+    def opened(self, kind: ConnectionKind, peer: Peer) -> None:
+        self._peers[kind][peer.peer_id] = peer
+        self.opened_total[kind] += 1
+
+    def closed(self, kind: ConnectionKind, peer: Peer) -> None:
+        self._peers[kind].pop(peer.peer_id, None)
+
+    def peers(self, kind: ConnectionKind) -> Iterable[Peer]:
+        return self._peers[kind].values()
+
+
+class Metrics:
+    """Everything `/metrics` reports for one application."""
+
+    def __init__(self, rooms: RoomManager, bus: Bus) -> None:
+        self.connections = OpenConnections()
+        self.auth_failures: dict[str, int] = dict.fromkeys(AUTH_FAILURE_REASONS, 0)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "collab_http_requests",
+            "HTTP requests by method, route pattern and status (101: WebSocket upgrades).",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "collab_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route pattern (not WebSockets).",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.registry.register(_CollabCollector(self, rooms, bus))
+        ProcessCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def count_auth_failure(self, reason: str) -> None:
+        key = reason if reason in self.auth_failures else "other"
+        self.auth_failures[key] += 1
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float | None) -> None:
+        """Count one answered request; `seconds` is None for a WebSocket (its duration is the
+        connection's life, not a latency)."""
+        method = method if method in HTTP_METHODS else "OTHER"
+        self.http_requests.labels(method, route, str(status)).inc()
+        if seconds is not None:
+            self.http_duration.labels(method, route).observe(seconds)
+
+
+class _CollabCollector(Collector):
+    def __init__(self, metrics: Metrics, rooms: RoomManager, bus: Bus) -> None:
+        self._metrics = metrics
+        self._rooms = rooms
+        self._bus = bus
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._connections()
+        yield from self._traffic()
+        yield from self._rooms_and_store()
+        yield from self._bus_metrics()
+        failures = CounterMetricFamily(
+            "collab_auth_failures",
+            "Requests and upgrades refused with 401 or 403, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in self._metrics.auth_failures.items():
+            failures.add_metric([reason], count)
+        yield failures
+
+    def _connections(self) -> Iterator[Metric]:
+        connections = self._metrics.connections
+        open_now = GaugeMetricFamily(
+            "collab_ws_connections", "WebSocket connections open now.", labels=["kind"]
+        )
+        opened = CounterMetricFamily(
+            "collab_ws_connections_opened", "WebSocket connections accepted.", labels=["kind"]
+        )
+        queued_bytes = GaugeMetricFamily(
+            "collab_outbox_queued_bytes",
+            "Bytes waiting in connections' outboxes (sockets that fell behind).",
+            labels=["kind"],
+        )
+        queued_frames = GaugeMetricFamily(
+            "collab_outbox_queued_frames",
+            "Frames waiting in connections' outboxes (sockets that fell behind).",
+            labels=["kind"],
+        )
+        for kind in CONNECTION_KINDS:
+            peers = list(connections.peers(kind))
+            open_now.add_metric([kind], len(peers))
+            opened.add_metric([kind], connections.opened_total[kind])
+            queued_bytes.add_metric([kind], sum(peer.queued_bytes for peer in peers))
+            queued_frames.add_metric([kind], sum(peer.queued_frames for peer in peers))
+        yield from (open_now, opened, queued_bytes, queued_frames)
+
+    def _traffic(self) -> Iterator[Metric]:
+        traffic = self._rooms.traffic
+        for direction, counts in (("received", traffic.received), ("sent", traffic.sent)):
+            yield from _frame_families(direction, counts)
+        yield _histogram(
+            "collab_update_apply_seconds",
+            "Time to apply one document update that changed the document (any origin).",
+            self._rooms.apply_time,
+        )
+
+    def _rooms_and_store(self) -> Iterator[Metric]:
+        rooms = self._rooms
+        yield GaugeMetricFamily("collab_rooms_loaded", "Documents loaded now.", rooms.loaded_rooms)
+        yield CounterMetricFamily(
+            "collab_slow_consumer_disconnects",
+            "Document connections closed (1013) because their outbox went over its bound.",
+            rooms.slow_consumer_disconnects,
+        )
+        yield _histogram(
+            "collab_store_flush_seconds",
+            "Time of one store transaction appending a batch of updates.",
+            rooms.flush_time,
+        )
+        yield CounterMetricFamily(
+            "collab_store_flush_failures",
+            "Store writes (appends and compactions) that failed and will be retried.",
+            rooms.store_failures,
+        )
+        yield GaugeMetricFamily(
+            "collab_store_backlog_updates",
+            "Applied updates not yet written to the store.",
+            rooms.pending_updates,
+        )
+        yield GaugeMetricFamily(
+            "collab_store_healthy",
+            "1 while the last store operation succeeded, 0 after a failure.",
+            1 if rooms.store_healthy else 0,
+        )
+
+    def _bus_metrics(self) -> Iterator[Metric]:
+        for attribute, name, documentation in _BUS_COUNTERS:
+            value = getattr(self._bus, attribute, None)
+            if isinstance(value, int):
+                yield CounterMetricFamily(name, documentation, value)
+        yield CounterMetricFamily(
+            "collab_bus_resyncs",
+            "Document resyncs with other instances after messages may have been lost.",
+            self._rooms.bus_resyncs,
+        )
+
+
+def _frame_families(direction: str, counts: FrameCounts) -> Iterator[Metric]:
+    verb = "received from" if direction == "received" else "delivered to"
+    frames = CounterMetricFamily(
+        f"collab_ws_messages_{direction}",
+        f"y-websocket messages {verb} document connections, by message type.",
+        labels=["type"],
+    )
+    sizes = CounterMetricFamily(
+        f"collab_ws_{direction}_bytes",
+        f"Payload bytes of y-websocket messages {verb} document connections, by message type.",
+        labels=["type"],
+    )
+    for kind, name in enumerate(FRAME_KINDS):
+        frames.add_metric([name], counts.frames[kind])
+        sizes.add_metric([name], counts.bytes[kind])
+    yield frames
+    yield sizes
+
+
+def _histogram(name: str, documentation: str, histogram: LatencyHistogram) -> Metric:
+    family = HistogramMetricFamily(name, documentation, unit="")
+    family.add_metric([], histogram.cumulative(), histogram.sum)
+    return family
+
+
+METRICS = web.AppKey("metrics", Metrics)

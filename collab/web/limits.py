@@ -1,0 +1,242 @@
+"""Connection and rate accounting for both WebSocket endpoints (`/ws/docs`, `/ws/live`).
+
+- `MessageRate`: per connection, messages and bytes per second, each a token bucket with a
+  burst. It sits on the per-message path, so its common case is two integer subtractions and
+  two comparisons; it reads the clock only when a bucket runs dry.
+- `ConnectionCounter`: open sockets per user and per client IP on this instance, checked
+  before the upgrade (HTTP 429 with `Retry-After`, a JSON body naming the limit). The
+  `connection_slots` middleware gives a counted slot back when its request ends, however it
+  ends, so the handlers only call `admit`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from collab.errors import CollabError
+from collab.observability.rejections import note_rejection
+from collab.settings import IPNetwork, Settings
+from collab.web.errors import Handler, error_response
+
+log = logging.getLogger(__name__)
+
+# Sockets close on their own schedule; a refused client should not hammer the instance.
+CONNECTION_RETRY_AFTER_S = 10
+MAX_FORWARDED_ADDRESSES = 32
+UNLIMITED = float("inf")
+
+
+class MessageRate:
+    """Token buckets for one connection's messages and bytes.
+
+    `over(n)` spends one message and `n` bytes and returns None, or the reason the connection
+    went over a limit. Buckets start full and refill lazily: the clock is read only when one
+    runs dry, so an idle period refills up to the burst and no further, as a token bucket
+    does. The byte burst is never below the largest message, so a maximal message fits.
+    """
+
+    __slots__ = (
+        "_at",
+        "_bytes",
+        "_bytes_burst",
+        "_bytes_per_s",
+        "_clock",
+        "_message_burst",
+        "_messages",
+        "_messages_per_s",
+    )
+
+    def __init__(
+        self,
+        *,
+        messages_per_s: int,
+        message_burst: int,
+        bytes_per_s: int,
+        bytes_burst: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._messages_per_s = messages_per_s
+        self._bytes_per_s = bytes_per_s
+        self._message_burst: float = message_burst if messages_per_s else UNLIMITED
+        self._bytes_burst: float = bytes_burst if bytes_per_s else UNLIMITED
+        self._messages = self._message_burst
+        self._bytes = self._bytes_burst
+        self._clock = clock
+        self._at = clock()
+
+    @classmethod
+    def for_connection(cls, settings: Settings, max_message_bytes: int) -> MessageRate:
+        return cls(
+            messages_per_s=settings.ws_messages_per_s,
+            message_burst=settings.ws_message_burst,
+            bytes_per_s=settings.ws_bytes_per_s,
+            bytes_burst=max(settings.ws_bytes_burst, max_message_bytes),
+        )
+
+    def over(self, size: int) -> str | None:
+        self._messages -= 1
+        self._bytes -= size
+        if self._messages >= 0 and self._bytes >= 0:
+            return None
+        return self._refill(size)
+
+    def _refill(self, size: int) -> str | None:
+        now = self._clock()
+        elapsed_s = now - self._at
+        self._at = now
+        # Refill (capped at the burst) as of now, then take this message out again.
+        messages = self._messages + 1 + elapsed_s * self._messages_per_s
+        self._messages = min(self._message_burst, messages) - 1
+        added_bytes = self._bytes + size + elapsed_s * self._bytes_per_s
+        self._bytes = min(self._bytes_burst, added_bytes) - size
+        if self._messages >= 0 and self._bytes >= 0:
+            return None
+        # A refused message takes nothing from the buckets.
+        self._messages += 1
+        self._bytes += size
+        if self._messages < 1:
+            return (
+                f"more than {self._messages_per_s} messages/s "
+                f"(burst {self._message_burst:.0f}): COLLAB_WS_MESSAGES_PER_S"
+            )
+        return (
+            f"more than {self._bytes_per_s} bytes/s "
+            f"(burst {self._bytes_burst:.0f}): COLLAB_WS_BYTES_PER_S"
+        )
+
+
+class TooManyConnections(CollabError):
+    """A user or a client IP already holds as many sockets as allowed (HTTP 429)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class _Slot:
+    user_id: str
+    ip: str | None  # None: not counted per IP (loopback)
+
+
+SLOT = web.RequestKey("connection_slot", _Slot)
+
+
+class ConnectionCounter:
+    """Open WebSockets per user and per client IP on this instance."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._per_user = settings.max_connections_per_user
+        self._per_ip = settings.max_connections_per_ip
+        self._trusted = settings.trusted_proxies
+        self._users: dict[str, int] = {}
+        self._ips: dict[str, int] = {}
+        self.refused = 0
+
+    def count_of_user(self, user_id: str) -> int:
+        return self._users.get(user_id, 0)
+
+    def count_of_ip(self, ip: str) -> int:
+        return self._ips.get(ip, 0)
+
+    def client_ip(self, request: web.Request) -> str:
+        """The socket peer, or the client an `X-Forwarded-For` names when the peer is a
+        trusted proxy: the rightmost address not itself a trusted proxy (the ones further
+        left were written by the client and prove nothing)."""
+        peer = request.remote or ""
+        forwarded = request.headers.get("X-Forwarded-For")
+        if not forwarded or not _in_networks(peer, self._trusted):
+            return peer
+        hops = [hop.strip() for hop in forwarded.split(",")][-MAX_FORWARDED_ADDRESSES:]
+        for hop in reversed(hops):
+            if hop and not _in_networks(hop, self._trusted):
+                return hop[:64]
+        return hops[0][:64] if hops and hops[0] else peer
+
+    def admit(self, request: web.Request, user_id: str) -> None:
+        """Count a connection about to be upgraded; raises `TooManyConnections` (before
+        anything is counted) when the user or the IP is at its limit. The slot is freed by
+        `connection_slots` when the request ends."""
+        ip: str | None = self.client_ip(request)
+        if ip is not None and _is_loopback(ip):
+            # On loopback the peer is a local proxy or a load test, not one client.
+            ip = None
+        if self._per_user and self._users.get(user_id, 0) >= self._per_user:
+            self._refuse(
+                "too_many_connections_per_user",
+                f"user {user_id[:64]!r} already has {self._per_user} open connections "
+                "(COLLAB_MAX_CONNECTIONS_PER_USER)",
+            )
+        if ip is not None and self._per_ip and self._ips.get(ip, 0) >= self._per_ip:
+            self._refuse(
+                "too_many_connections_per_ip",
+                f"client {ip} already has {self._per_ip} open connections "
+                "(COLLAB_MAX_CONNECTIONS_PER_IP)",
+            )
+        self._users[user_id] = self._users.get(user_id, 0) + 1
+        if ip is not None:
+            self._ips[ip] = self._ips.get(ip, 0) + 1
+        request[SLOT] = _Slot(user_id, ip)
+
+    def _refuse(self, code: str, message: str) -> None:
+        self.refused += 1
+        raise TooManyConnections(code, message)
+
+    def release(self, request: web.Request) -> None:
+        slot: _Slot | None = request.pop(SLOT, None)
+        if slot is None:
+            return
+        _decrement(self._users, slot.user_id)
+        if slot.ip is not None:
+            _decrement(self._ips, slot.ip)
+
+
+CONNECTIONS = web.AppKey("connections", ConnectionCounter)
+
+
+@web.middleware
+async def connection_slots(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer a refused connection with 429 and `Retry-After`; free a counted slot when its
+    request (the whole life of its WebSocket) ends."""
+    try:
+        return await handler(request)
+    except TooManyConnections as error:
+        # One line per refused connection, in the same form as 401/403/503 refusals.
+        note_rejection(request, 429, error.code, f"from {request.remote}: {error}")
+        return error_response(
+            429, error.code, str(error), {"Retry-After": str(CONNECTION_RETRY_AFTER_S)}
+        )
+    finally:
+        request.app[CONNECTIONS].release(request)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        # Keys go with their last connection: the maps hold only who is connected.
+        counts.pop(key, None)
+
+
+def _in_networks(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    if not networks:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,171 @@
+"""The token lifecycle of open WebSocket connections: expiry, in-band refresh, revocation.
+
+Each connection of `/ws/docs` and `/ws/live` has one `TokenSession`: one `loop.call_at`
+timer set to its token's `exp` (plus the leeway), moved by a refresh and cancelled on close,
+so nothing runs per message. When the timer fires the connection is closed with 4401. The
+`Sessions` registry finds every connection of a user, so a revocation closes them (4403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from collab.auth import Identity, TokenVerifier
+from collab.errors import AuthError, ForbiddenError, ProtocolError, UnsupportedMessage
+from collab.protocol.close_codes import CloseCode
+from collab.protocol.messages import decode_token_refresh, encode_permission_denied
+from collab.protocol.websocket import OutgoingFrame
+from collab.rooms.peer import Peer
+
+log = logging.getLogger(__name__)
+
+EXPIRED_REASON = "token expired; reconnect with a fresh token"
+REVOKED_REASON = "access revoked"
+
+
+class RefreshRefused(Exception):
+    """A refreshed token is not accepted; the connection closes with `code`."""
+
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class TokenSession:
+    """One connection's token: its identity, expiry timer and place in the registry."""
+
+    def __init__(
+        self, sessions: Sessions, peer: Peer, identity: Identity, *, kind: str = "conn"
+    ) -> None:
+        self.peer = peer
+        self.identity = identity
+        self._sessions = sessions
+        self._kind = kind
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.identity.user_id
+
+    def _schedule(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        expires_at = self.identity.expires_at
+        if expires_at is None:
+            return
+        loop = asyncio.get_running_loop()
+        # `exp` is wall-clock time; the loop's clock is monotonic.
+        delay_s = expires_at + self._sessions.leeway_s - time.time()
+        self._timer = loop.call_at(loop.time() + max(delay_s, 0.0), self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        log.info("%s %s: token expired; closing with 4401", self._kind, self.peer.peer_id)
+        self.peer.request_close(CloseCode.TOKEN_EXPIRED, EXPIRED_REASON)
+
+    async def verify_refresh(self, token: str) -> Identity:
+        """The identity of a refreshed token for this connection's user. Raises
+        `RefreshRefused` with 4401 (invalid or expired token) or 4403 (revoked, or another
+        user). Checking a role is the caller's: it depends on the endpoint."""
+        try:
+            identity = await self._sessions.verifier.verify_fresh(token)
+        except ForbiddenError as error:
+            raise RefreshRefused(CloseCode.FORBIDDEN, str(error)) from None
+        except AuthError as error:
+            raise RefreshRefused(CloseCode.TOKEN_EXPIRED, f"refresh refused: {error}") from None
+        if identity.user_id != self.user_id:
+            raise RefreshRefused(
+                CloseCode.FORBIDDEN, "refresh refused: the token is for another user"
+            )
+        return identity
+
+    def refreshed(self, identity: Identity) -> None:
+        """Adopt a verified token of the same user: its expiry replaces the old one."""
+        self.identity = identity
+        self._schedule()
+
+    def close(self) -> None:
+        """Cancel the timer and leave the registry (on disconnect). Idempotent."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._sessions.discard(self)
+
+
+class Sessions:
+    """The open connections of this instance by user, for expiry and revocation."""
+
+    def __init__(self, verifier: TokenVerifier, *, leeway_s: float) -> None:
+        self.verifier = verifier
+        self.leeway_s = leeway_s
+        self._by_user: dict[str, set[TokenSession]] = {}
+
+    def open(self, peer: Peer, identity: Identity, *, kind: str = "conn") -> TokenSession:
+        """Register a connection that just authenticated and start its expiry timer."""
+        session = TokenSession(self, peer, identity, kind=kind)
+        self._by_user.setdefault(identity.user_id, set()).add(session)
+        session._schedule()
+        return session
+
+    def discard(self, session: TokenSession) -> None:
+        sessions = self._by_user.get(session.user_id)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._by_user[session.user_id]
+
+    def close_user(self, user_id: str, code: CloseCode, reason: str) -> int:
+        """Close every connection of the user; return how many."""
+        sessions = list(self._by_user.get(user_id, ()))
+        for session in sessions:
+            session.peer.request_close(code, reason)
+        return len(sessions)
+
+    def __len__(self) -> int:
+        return sum(len(group) for group in self._by_user.values())
+
+
+SESSIONS = web.AppKey("sessions", Sessions)
+
+
+async def refresh_docs_connection(session: TokenSession, frame: bytes, workspace_id: str) -> bool:
+    """Handle a `/ws/docs` client's auth frame: a token refresh (`[2][1][token]`). On
+    success the new role takes effect (a viewer stops writing) and the expiry moves; the
+    client is sent nothing. Otherwise the client gets y-protocols' permission-denied message
+    and the connection is closed (4401, 4403, or 1003/1007 for a malformed frame). Returns
+    whether the connection stays open."""
+    peer = session.peer
+    try:
+        refresh = decode_token_refresh(frame)
+        identity = await session.verify_refresh(refresh.token)
+        role = identity.workspaces.get(workspace_id)
+        if role is None:
+            raise RefreshRefused(
+                CloseCode.FORBIDDEN,
+                f"refresh refused: the token grants no role in workspace {workspace_id!r}",
+            )
+    except ProtocolError as error:
+        code = (
+            CloseCode.UNSUPPORTED_DATA
+            if isinstance(error, UnsupportedMessage)
+            else CloseCode.INVALID_PAYLOAD
+        )
+        log.warning("conn %s: closing with %d: %s", peer.peer_id, code, error)
+        peer.request_close(code, str(error))
+        return False
+    except RefreshRefused as refused:
+        log.info("conn %s: closing with %d: %s", peer.peer_id, refused.code, refused.reason)
+        # Best effort: a frame still queued behind a slow socket is dropped by the close.
+        peer.enqueue(OutgoingFrame(encode_permission_denied(refused.reason)))
+        peer.request_close(refused.code, refused.reason)
+        return False
+    peer.can_write = role.can_write
+    session.refreshed(identity)
+    log.info("conn %s: token refreshed (%s)", peer.peer_id, role.value)
+    return True
