@@ -16,6 +16,7 @@ from websockets.exceptions import InvalidStatus
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import encode_token_refresh
 from collab.settings import Secret
+from collab.web.keys import VERIFIER
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
 from tests.support.live import LiveClient
 from tests.support.servers import clean_environ
@@ -225,6 +226,11 @@ async def test_revocation_closes_sockets_on_every_instance_and_denies_new_ones(
             assert b"access revoked until" in refused.value.response.body
         status, body = await revoke(b, {"user": "u1", "until": 0})
         assert (status, body["active"]) == (200, False)
+        # A hears of the lift over the bus, a moment after B answered.
+        await eventually(
+            lambda: a.app[VERIFIER].revocations.revoked_until("u1") is None,
+            what="instance A lifts the revocation",
+        )
         for server in (a, b):
             async with YClient.connect(server.doc_url()) as again:
                 await again.wait_synced()
