@@ -31,6 +31,11 @@ def short_lived_settings(**changes: Any) -> Any:
     return make_settings(jwt_leeway_s=0, admin_token=Secret(ADMIN_TOKEN), **changes)
 
 
+# Long enough to connect and sync before it ends on a loaded machine (`exp` is whole seconds,
+# so a token of N seconds lives between N - 1 and N).
+SHORT_TTL_S = 5
+
+
 async def past(moment: float) -> None:
     """Wait (bounded) until the wall clock is past `moment`."""
     await eventually(lambda: time.time() > moment, timeout=30, what=f"time past {moment}")
@@ -42,7 +47,7 @@ async def past(moment: float) -> None:
 async def test_expired_token_closes_the_docs_socket_with_4401(start_server: StartServer) -> None:
     """A socket whose token expires is closed with 4401 and a reason telling to reconnect."""
     server = await start_server(short_lived_settings())
-    token = token_for(server.settings, ttl_s=2)
+    token = token_for(server.settings, ttl_s=SHORT_TTL_S)
     async with YClient.connect(server.doc_url(token=token)) as client:
         await client.wait_synced()
         assert await client.wait_closed(timeout=30) == CloseCode.TOKEN_EXPIRED
@@ -55,7 +60,8 @@ async def test_refresh_keeps_the_docs_socket_open_past_the_first_expiry(
     """A client that sends `[2][1][token]` with a fresh token stays connected and keeps
     editing after its first token's `exp`; the server answers the refresh with nothing."""
     server = await start_server(short_lived_settings())
-    first = token_for(server.settings, ttl_s=2)
+    first = token_for(server.settings, ttl_s=SHORT_TTL_S)
+    first_expires = time.time() + SHORT_TTL_S
     async with (
         YClient.connect(server.doc_url(token=first)) as client,
         YClient.connect(server.doc_url(sub="u2")) as other,
@@ -63,7 +69,7 @@ async def test_refresh_keeps_the_docs_socket_open_past_the_first_expiry(
         await client.wait_synced()
         await other.wait_synced()
         await client.send_raw(encode_token_refresh(token_for(server.settings, ttl_s=3600)))
-        await past(time.time() + 3)
+        await past(first_expires + 1)
         client.doc.get("t", type=Text).insert(0, "still here")
         await other.wait_until(lambda: str(other.doc.get("t", type=Text)) == "still here")
         assert not client.closed
@@ -140,7 +146,9 @@ async def test_auth_message_of_another_sub_type_closes_with_1003(server: Running
 async def test_expired_token_closes_the_live_socket_with_4401(start_server: StartServer) -> None:
     """A live-channel socket whose token expires is closed with 4401."""
     server = await start_server(short_lived_settings())
-    async with LiveClient.connect(server.ws, token_for(server.settings, ttl_s=2)) as client:
+    async with LiveClient.connect(
+        server.ws, token_for(server.settings, ttl_s=SHORT_TTL_S)
+    ) as client:
         await client.wait_event("welcome")
         assert await client.wait_closed(timeout=30) == CloseCode.TOKEN_EXPIRED
 
@@ -151,14 +159,17 @@ async def test_live_refresh_keeps_the_socket_open_past_the_first_expiry(
     """`{"type": "refresh", "token": ...}` is answered with `refreshed` and the new `exp`;
     the socket still answers a ping after the first token expired."""
     server = await start_server(short_lived_settings())
-    async with LiveClient.connect(server.ws, token_for(server.settings, ttl_s=2)) as client:
+    first_expires = time.time() + SHORT_TTL_S
+    async with LiveClient.connect(
+        server.ws, token_for(server.settings, ttl_s=SHORT_TTL_S)
+    ) as client:
         await client.wait_event("welcome")
         fresh = token_for(server.settings, ttl_s=3600)
         await client.send({"type": "refresh", "token": fresh, "ref": 1})
         refreshed = await client.wait_event("refreshed")
         assert refreshed["ref"] == 1
         assert refreshed["expires_at"] > time.time() + 3000
-        await past(time.time() + 3)
+        await past(first_expires + 1)
         await client.send({"type": "ping", "ref": 2})
         await client.wait_event("pong", lambda e: e.get("ref") == 2)
         assert client.close_code is None
@@ -239,7 +250,9 @@ async def test_revocation_closes_sockets_on_every_instance_and_denies_new_ones(
 async def test_revocation_ends_at_its_until(start_server: StartServer) -> None:
     """A revocation given as an ISO time denies new connections only until that time."""
     server = await start_server(short_lived_settings())
-    until = time.time() + 2
+    # Long enough that the refused connection below surely comes before it, on a slow machine
+    # too (two seconds was not).
+    until = time.time() + scaled(6)
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until + 1))
     assert (await revoke(server, {"user": "u1", "until": iso}))[0] == 201
     with pytest.raises(InvalidStatus):
