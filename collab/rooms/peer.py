@@ -65,6 +65,22 @@ class OutboxLimits:
 class Peer:
     """One connection of a room: identity, write permission and outbound queue."""
 
+    # Thousands per instance: no per-object __dict__.
+    __slots__ = (
+        "_close_request",
+        "_closer",
+        "_coalescing",
+        "_frames",
+        "_limits",
+        "_queued_bytes",
+        "_transport",
+        "_writer",
+        "can_write",
+        "coalesced_frames",
+        "peer_id",
+        "user_id",
+    )
+
     def __init__(
         self,
         peer_id: str,

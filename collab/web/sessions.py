@@ -39,6 +39,8 @@ class RefreshRefused(Exception):
 class TokenSession:
     """One connection's token: its identity, expiry timer and place in the registry."""
 
+    __slots__ = ("_kind", "_sessions", "_timer", "identity", "peer")
+
     def __init__(
         self, sessions: Sessions, peer: Peer, identity: Identity, *, kind: str = "conn"
     ) -> None:

@@ -58,6 +58,8 @@ class CollabWebSocket(web.WebSocketResponse):
 class WebSocketTransport:
     """Adapts an aiohttp WebSocket to the `PeerTransport` the room manager writes to."""
 
+    __slots__ = ("_request", "_socket", "_takes_shared_frames", "_ws")
+
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._ws = ws
         self._request = request

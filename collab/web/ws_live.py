@@ -63,6 +63,8 @@ class TokenBucket:
 
 
 class _TextTransport(WebSocketTransport):
+    __slots__ = ()
+
     async def send_frame(self, frame: bytes) -> None:
         await self._ws.send_frame(frame, WSMsgType.TEXT)
 
