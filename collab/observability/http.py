@@ -22,6 +22,7 @@ from collab.observability.logging import conn_id_var, request_id_var
 from collab.observability.metrics import METRICS, Metrics
 from collab.web.errors import Handler
 from collab.web.keys import BUS, ROOMS, SETTINGS
+from collab.web.sessions import SESSIONS
 
 REQUEST_ID = web.RequestKey("request_id", str)
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -109,7 +110,7 @@ def setup_observability(app: web.Application) -> None:
     """Add the metrics registry, `/metrics`, request ids and request metrics to `app` (after
     its rooms and bus are set). `observe_requests` goes first among the middlewares, so it sees
     the final status of every request."""
-    app[METRICS] = Metrics(app[ROOMS], app[BUS])
+    app[METRICS] = Metrics(app[ROOMS], app[BUS], app[SESSIONS])
     app.middlewares.insert(0, observe_requests)
     app.on_response_prepare.append(_echo_request_id)
     app.router.add_get("/metrics", metrics_endpoint)

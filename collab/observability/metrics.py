@@ -9,8 +9,7 @@ application has its own registry, so several servers in one process never share 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Literal
+from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -27,10 +26,7 @@ from prometheus_client.registry import Collector
 from collab.bus.base import Bus
 from collab.observability.counters import FRAME_KINDS, FrameCounts, LatencyHistogram
 from collab.rooms.manager import RoomManager
-from collab.rooms.peer import Peer
-
-ConnectionKind = Literal["docs", "live"]
-CONNECTION_KINDS: tuple[ConnectionKind, ...] = ("docs", "live")
+from collab.web.sessions import CONNECTION_KINDS, Sessions
 
 # Auth failure reasons: a fixed set, so a series never carries anything from a token.
 AUTH_FAILURE_REASONS = (
@@ -72,29 +68,10 @@ _BUS_COUNTERS = (
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class OpenConnections:
-    """The WebSocket connections open now, by kind, for counts and outbox depth."""
-
-    def __init__(self) -> None:
-        self._peers: dict[ConnectionKind, dict[str, Peer]] = {kind: {} for kind in CONNECTION_KINDS}
-        self.opened_total: dict[ConnectionKind, int] = dict.fromkeys(CONNECTION_KINDS, 0)
-
-    def opened(self, kind: ConnectionKind, peer: Peer) -> None:
-        self._peers[kind][peer.peer_id] = peer
-        self.opened_total[kind] += 1
-
-    def closed(self, kind: ConnectionKind, peer: Peer) -> None:
-        self._peers[kind].pop(peer.peer_id, None)
-
-    def peers(self, kind: ConnectionKind) -> Iterable[Peer]:
-        return self._peers[kind].values()
-
-
 class Metrics:
     """Everything `/metrics` reports for one application."""
 
-    def __init__(self, rooms: RoomManager, bus: Bus) -> None:
-        self.connections = OpenConnections()
+    def __init__(self, rooms: RoomManager, bus: Bus, sessions: Sessions) -> None:
         self.auth_failures: dict[str, int] = dict.fromkeys(AUTH_FAILURE_REASONS, 0)
         self.registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
@@ -109,7 +86,7 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
-        self.registry.register(_CollabCollector(self, rooms, bus))
+        self.registry.register(_CollabCollector(self, rooms, bus, sessions))
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
 
@@ -127,10 +104,11 @@ class Metrics:
 
 
 class _CollabCollector(Collector):
-    def __init__(self, metrics: Metrics, rooms: RoomManager, bus: Bus) -> None:
+    def __init__(self, metrics: Metrics, rooms: RoomManager, bus: Bus, sessions: Sessions) -> None:
         self._metrics = metrics
         self._rooms = rooms
         self._bus = bus
+        self._sessions = sessions
 
     def collect(self) -> Iterator[Metric]:
         yield from self._connections()
@@ -147,7 +125,7 @@ class _CollabCollector(Collector):
         yield failures
 
     def _connections(self) -> Iterator[Metric]:
-        connections = self._metrics.connections
+        sessions = self._sessions
         open_now = GaugeMetricFamily(
             "collab_ws_connections", "WebSocket connections open now.", labels=["kind"]
         )
@@ -165,9 +143,9 @@ class _CollabCollector(Collector):
             labels=["kind"],
         )
         for kind in CONNECTION_KINDS:
-            peers = list(connections.peers(kind))
+            peers = sessions.peers(kind)
             open_now.add_metric([kind], len(peers))
-            opened.add_metric([kind], connections.opened_total[kind])
+            opened.add_metric([kind], sessions.opened_total[kind])
             queued_bytes.add_metric([kind], sum(peer.queued_bytes for peer in peers))
             queued_frames.add_metric([kind], sum(peer.queued_frames for peer in peers))
         yield from (open_now, opened, queued_bytes, queued_frames)

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +22,6 @@ from collab.errors import CollabError
 from collab.observability.rejections import note_rejection
 from collab.settings import IPNetwork, Settings
 from collab.web.errors import Handler, error_response
-
-log = logging.getLogger(__name__)
 
 # Sockets close on their own schedule; a refused client should not hammer the instance.
 CONNECTION_RETRY_AFTER_S = 10

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
 from aiohttp import web
 
@@ -22,6 +23,11 @@ from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.peer import Peer
 
 log = logging.getLogger(__name__)
+
+ConnectionKind = Literal["docs", "live"]
+CONNECTION_KINDS: tuple[ConnectionKind, ...] = ("docs", "live")
+# Log lines of the two endpoints name their connections "conn …" and "live …".
+_LOG_PREFIX: dict[ConnectionKind, str] = {"docs": "conn", "live": "live"}
 
 EXPIRED_REASON = "token expired; reconnect with a fresh token"
 REVOKED_REASON = "access revoked"
@@ -39,15 +45,15 @@ class RefreshRefused(Exception):
 class TokenSession:
     """One connection's token: its identity, expiry timer and place in the registry."""
 
-    __slots__ = ("_kind", "_sessions", "_timer", "identity", "peer")
+    __slots__ = ("_sessions", "_timer", "identity", "kind", "peer")
 
     def __init__(
-        self, sessions: Sessions, peer: Peer, identity: Identity, *, kind: str = "conn"
+        self, sessions: Sessions, peer: Peer, identity: Identity, *, kind: ConnectionKind
     ) -> None:
         self.peer = peer
         self.identity = identity
         self._sessions = sessions
-        self._kind = kind
+        self.kind = kind
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -68,7 +74,9 @@ class TokenSession:
 
     def _expire(self) -> None:
         self._timer = None
-        log.info("%s %s: token expired; closing with 4401", self._kind, self.peer.peer_id)
+        log.info(
+            "%s %s: token expired; closing with 4401", _LOG_PREFIX[self.kind], self.peer.peer_id
+        )
         self.peer.request_close(CloseCode.TOKEN_EXPIRED, EXPIRED_REASON)
 
     async def verify_refresh(self, token: str) -> Identity:
@@ -101,17 +109,20 @@ class TokenSession:
 
 
 class Sessions:
-    """The open connections of this instance by user, for expiry and revocation."""
+    """The open connections of this instance by user: for expiry, revocation and the
+    connection metrics (the one registry of open WebSocket connections)."""
 
     def __init__(self, verifier: TokenVerifier, *, leeway_s: float) -> None:
         self.verifier = verifier
         self.leeway_s = leeway_s
         self._by_user: dict[str, set[TokenSession]] = {}
+        self.opened_total: dict[ConnectionKind, int] = dict.fromkeys(CONNECTION_KINDS, 0)
 
-    def open(self, peer: Peer, identity: Identity, *, kind: str = "conn") -> TokenSession:
+    def open(self, peer: Peer, identity: Identity, *, kind: ConnectionKind) -> TokenSession:
         """Register a connection that just authenticated and start its expiry timer."""
         session = TokenSession(self, peer, identity, kind=kind)
         self._by_user.setdefault(identity.user_id, set()).add(session)
+        self.opened_total[kind] += 1
         session._schedule()
         return session
 
@@ -128,6 +139,10 @@ class Sessions:
         for session in sessions:
             session.peer.request_close(code, reason)
         return len(sessions)
+
+    def peers(self, kind: ConnectionKind) -> list[Peer]:
+        """The peers of the open connections of one kind (read at scrape time)."""
+        return [s.peer for group in self._by_user.values() for s in group if s.kind == kind]
 
     def __len__(self) -> int:
         return sum(len(group) for group in self._by_user.values())

@@ -15,7 +15,6 @@ from aiohttp import WSMsgType, web
 
 from collab.errors import DocumentTooLarge, PolicyViolation, ProtocolError, UnsupportedMessage
 from collab.observability.logging import conn_id_var
-from collab.observability.metrics import METRICS
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import AUTH_FRAME_PREFIX, is_update_frame, merge_update_frames
 from collab.protocol.websocket import OutgoingFrame
@@ -126,7 +125,6 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text="this endpoint takes WebSocket upgrades only")
     request.app[CONNECTIONS].admit(request, identity.user_id)
     peer_id = uuid.uuid4().hex[:12]
-    connections = request.app[METRICS].connections
     live = await rooms.acquire(room_id)
     # Set once the connection will open: a refusal above is not a connection's line.
     conn_id_var.set(peer_id)
@@ -147,8 +145,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         rooms.join(live, peer)
         workspace_id, _, note_id = room_id.partition("/")
         presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
-        connections.opened("docs", peer)
-        session = request.app[SESSIONS].open(peer, identity)
+        session = request.app[SESSIONS].open(peer, identity, kind="docs")
         try:
             if request.app[VERIFIER].revocations.revoked_until(identity.user_id) is not None:
                 # Revoked while this upgrade was awaiting the room or the handshake.
@@ -158,7 +155,6 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
             await _read_frames(ws, rooms, live, peer, rate, session)
         finally:
             session.close()
-            connections.closed("docs", peer)
             presence.close_note(peer_id)
             rooms.leave(live, peer)
             if peer.closing:

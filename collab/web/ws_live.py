@@ -20,7 +20,6 @@ from aiohttp import WSMsgType, web
 from collab.auth import Identity
 from collab.errors import AuthError, StoreError
 from collab.observability.logging import conn_id_var
-from collab.observability.metrics import METRICS
 from collab.presence.base import MAX_STATUS_CHARS
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
@@ -127,8 +126,6 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         }
     )
     presence.connect(connection.connection_id, identity.user_id, identity.name)
-    connections = request.app[METRICS].connections
-    connections.opened("live", peer)
     connection.session = request.app[SESSIONS].open(peer, identity, kind="live")
     try:
         if request.app[VERIFIER].revocations.revoked_until(identity.user_id) is not None:
@@ -143,7 +140,6 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         await _read_messages(ws, request, connection)
     finally:
         connection.session.close()
-        connections.closed("live", peer)
         await notifier.detach(connection)
         for workspace_id in connection.workspaces:
             await presence.unsubscribe(workspace_id, connection)
