@@ -25,13 +25,14 @@ from collab.bus.base import Bus
 from collab.errors import ProtocolError, RoomUnavailable, StoreError
 from collab.observability.counters import DocTraffic, LatencyHistogram
 from collab.protocol.close_codes import CloseCode
-from collab.protocol.messages import Update, decode_message, encode_sync_step1
+from collab.protocol.messages import Message, Update, decode_message, encode_sync_step1
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.document import DocumentRoom
 from collab.rooms.effects import (
     Broadcast,
     BusOrigin,
     Effect,
+    Origin,
     PeerOrigin,
     Persist,
     Publish,
@@ -274,29 +275,29 @@ class RoomManager:
         message = decode_message(
             frame, max_awareness_state_bytes=self._limits.max_awareness_state_bytes
         )
-        origin = PeerOrigin(peer.peer_id, peer.can_write)
-        started = time.perf_counter()
-        effects = live.room.receive(message, origin)
-        elapsed_s = time.perf_counter() - started
+        effects = self._receive_timed(live, message, PeerOrigin(peer.peer_id, peer.can_write))
         self._execute(live, effects)
         # A Persist effect means the message was an update that changed the document.
-        if any(isinstance(e, Persist) for e in effects):
-            self.apply_time.observe(elapsed_s)
-            if self._on_change is not None:
-                self._on_change(live, peer.user_id)
+        if self._on_change is not None and any(isinstance(e, Persist) for e in effects):
+            self._on_change(live, peer.user_id)
 
     def apply_server_update(self, live: LiveRoom, update: bytes, actor: str | None = None) -> bool:
         """Apply an update from the server itself (on behalf of `actor`). Returns whether it
         changed the document. Raises `ProtocolError` if the update is invalid."""
-        started = time.perf_counter()
-        effects = live.room.receive(Update(update), ServerOrigin())
-        elapsed_s = time.perf_counter() - started
+        effects = self._receive_timed(live, Update(update), ServerOrigin())
         self._execute(live, effects)
-        if effects:
-            self.apply_time.observe(elapsed_s)
-            if self._on_change is not None:
-                self._on_change(live, actor)
+        if effects and self._on_change is not None:
+            self._on_change(live, actor)
         return bool(effects)
+
+    def _receive_timed(self, live: LiveRoom, message: Message, origin: Origin) -> list[Effect]:
+        """`live.room.receive`, timed into `apply_time` when it changed the document."""
+        version = live.room.version
+        started = time.perf_counter()
+        effects = live.room.receive(message, origin)
+        if live.room.version != version:
+            self.apply_time.observe(time.perf_counter() - started)
+        return effects
 
     def _on_bus_message(self, room_id: str, frame: bytes) -> None:
         live = self._rooms.get(room_id)
@@ -304,16 +305,12 @@ class RoomManager:
             return
         version = live.room.version
         try:
-            message = decode_message(frame)
-            started = time.perf_counter()
-            effects = live.room.receive(message, BusOrigin())
-            elapsed_s = time.perf_counter() - started
+            effects = self._receive_timed(live, decode_message(frame), BusOrigin())
         except ProtocolError as error:
             log.warning("room %s: dropped an invalid bus message: %s", room_id, error)
             return
         if live.room.version != version:
             live.unsaved_state = True
-            self.apply_time.observe(elapsed_s)
         self._execute(live, effects)
 
     def _on_bus_resync(self, room_id: str) -> None:

@@ -119,10 +119,14 @@ class Sessions:
         self.opened_total: dict[ConnectionKind, int] = dict.fromkeys(CONNECTION_KINDS, 0)
 
     def open(self, peer: Peer, identity: Identity, *, kind: ConnectionKind) -> TokenSession:
-        """Register a connection that just authenticated and start its expiry timer."""
+        """Register a connection that just authenticated and start its expiry timer. A user
+        revoked while the upgrade was in progress (awaiting the room or the handshake, after
+        the token check) is closed at once."""
         session = TokenSession(self, peer, identity, kind=kind)
         self._by_user.setdefault(identity.user_id, set()).add(session)
         self.opened_total[kind] += 1
+        if self.verifier.revocations.revoked_until(identity.user_id) is not None:
+            peer.request_close(CloseCode.FORBIDDEN, REVOKED_REASON)
         session._schedule()
         return session
 

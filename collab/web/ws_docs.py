@@ -21,10 +21,10 @@ from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.manager import LiveRoom, RoomManager
 from collab.rooms.peer import Coalescing, OutboxLimits, Peer
 from collab.settings import Settings
-from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS, VERIFIER
+from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS
 from collab.web.limits import CONNECTIONS, MessageRate
 from collab.web.requests import authenticate, check_origin, room_of
-from collab.web.sessions import REVOKED_REASON, SESSIONS, TokenSession, refresh_docs_connection
+from collab.web.sessions import SESSIONS, TokenSession, refresh_docs_connection
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,6 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
         session = request.app[SESSIONS].open(peer, identity, kind="docs")
         try:
-            if request.app[VERIFIER].revocations.revoked_until(identity.user_id) is not None:
-                # Revoked while this upgrade was awaiting the room or the handshake.
-                peer.request_close(CloseCode.FORBIDDEN, REVOKED_REASON)
             await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
             rate = MessageRate.for_connection(settings, settings.max_message_bytes)
             await _read_frames(ws, rooms, live, peer, rate, session)

@@ -24,10 +24,10 @@ from collab.presence.base import MAX_STATUS_CHARS
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
 from collab.rooms.peer import OutboxLimits, Peer
-from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS, VERIFIER
+from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS
 from collab.web.limits import CONNECTIONS, MessageRate
 from collab.web.requests import authenticate, check_origin
-from collab.web.sessions import REVOKED_REASON, SESSIONS, RefreshRefused, TokenSession
+from collab.web.sessions import SESSIONS, RefreshRefused, TokenSession
 from collab.web.ws_docs import CollabWebSocket, WebSocketTransport
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,6 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
     presence.connect(connection.connection_id, identity.user_id, identity.name)
     connection.session = request.app[SESSIONS].open(peer, identity, kind="live")
     try:
-        if request.app[VERIFIER].revocations.revoked_until(identity.user_id) is not None:
-            # Revoked while this upgrade was awaiting the handshake.
-            peer.request_close(CloseCode.FORBIDDEN, REVOKED_REASON)
         await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
         try:
             await notifier.attach(connection, int(after_raw))
