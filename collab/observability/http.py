@@ -22,6 +22,7 @@ from collab.observability.logging import conn_id_var, request_id_var
 from collab.observability.metrics import METRICS, Metrics
 from collab.web.errors import Handler
 from collab.web.keys import BUS, ROOMS, SETTINGS
+from collab.web.requests import offered_token
 from collab.web.sessions import SESSIONS
 
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -91,11 +92,8 @@ class MetricsTokenError(AuthError):
 async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
     token = request.app[SETTINGS].metrics_token
     if token is not None:
-        scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
-        valid = scheme.lower() == "bearer" and hmac.compare_digest(
-            offered.strip().encode(), token.reveal().encode()
-        )
-        if not valid:
+        offered = offered_token(request, allow_query=False)
+        if not offered or not hmac.compare_digest(offered.encode(), token.reveal().encode()):
             raise MetricsTokenError(
                 "GET /metrics needs Authorization: Bearer <COLLAB_METRICS_TOKEN>"
             )

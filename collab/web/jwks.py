@@ -22,6 +22,7 @@ from collab.auth import TokenVerifier
 from collab.auth_keys import parse_jwks
 from collab.tasks import cancel_and_wait
 from collab.web.keys import SETTINGS, VERIFIER
+from collab.web.requests import offered_token
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ async def fetch_keys_for_unknown_kids(request: web.Request, handler: Handler) ->
     handler, which refuses them with the precise reason."""
     verifier = request.app[VERIFIER]
     if verifier.fetch_keys is not None:
-        token = _token_of(request)
+        token = offered_token(request, allow_query=True)
         if token:
             try:
                 kid = jwt.get_unverified_header(token).get("kid")
@@ -151,14 +152,6 @@ async def fetch_keys_for_unknown_kids(request: web.Request, handler: Handler) ->
             if isinstance(kid, str) and kid and not verifier.keys.knows(kid):
                 await verifier.fetch_keys(kid)
     return await handler(request)
-
-
-def _token_of(request: web.Request) -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip()
-    return request.query.get("token", "")
 
 
 async def _run_fetcher(app: web.Application) -> AsyncIterator[None]:

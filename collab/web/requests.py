@@ -26,6 +26,15 @@ def bearer_token(request: web.Request, *, allow_query: bool) -> str:
     return ""
 
 
+def offered_token(request: web.Request, *, allow_query: bool) -> str:
+    """`bearer_token`, but "" for a malformed header: for callers that refuse with a message
+    of their own, or only peek at the token."""
+    try:
+        return bearer_token(request, allow_query=allow_query)
+    except AuthError:
+        return ""
+
+
 def authenticate(request: web.Request, *, allow_query: bool = False) -> Identity:
     """Verify the request's token. Raises `AuthError`."""
     return request.app[VERIFIER].verify(bearer_token(request, allow_query=allow_query))

@@ -29,6 +29,7 @@ from collab.revocations import RevocationList
 from collab.store.revocations import RevocationStore
 from collab.tasks import cancel_and_wait
 from collab.web.keys import BUS, SETTINGS, STORE, VERIFIER
+from collab.web.requests import offered_token
 from collab.web.sessions import REVOKED_REASON, SESSIONS, Sessions
 
 log = logging.getLogger(__name__)
@@ -144,10 +145,10 @@ def _check_admin(request: web.Request) -> None:
         raise web.HTTPNotFound(
             text="the admin API is disabled; set COLLAB_ADMIN_TOKEN on every instance to enable it"
         )
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    offered = offered_token(request, allow_query=False)
+    if not offered:
         raise AuthError("the admin API needs Authorization: Bearer <COLLAB_ADMIN_TOKEN>")
-    if not hmac.compare_digest(value.strip().encode(), expected.reveal().encode()):
+    if not hmac.compare_digest(offered.encode(), expected.reveal().encode()):
         raise ForbiddenError("wrong admin token")
 
 
