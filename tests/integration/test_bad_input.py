@@ -74,6 +74,24 @@ async def test_oversized_message_is_closed_with_1009(start_server: StartServer) 
             await checker.wait_until(lambda: str(checker.doc.get("t", type=Text)) == "fine")
 
 
+async def test_the_size_limit_applies_to_the_decompressed_message(
+    start_server: StartServer,
+) -> None:
+    """With permessage-deflate on, a message that is small on the wire but larger than the
+    limit once inflated is closed with 1009 like any other oversized message."""
+    server = await start_server(make_settings(max_message_bytes=4096, ws_compression=True))
+    async with YClient.connect(server.doc_url(), compression="deflate") as big:
+        await big.wait_synced()
+        negotiated = big._ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert "permessage-deflate" in negotiated
+        doc = Doc()
+        # 10,000 identical characters deflate to well under the 4096-byte limit on the wire.
+        doc.get("t", type=Text).insert(0, "x" * 10_000)
+        await big.send_raw(create_update_message(doc.get_update()))
+        assert await big.wait_closed() == CloseCode.MESSAGE_TOO_BIG
+        assert "4096" in (big.close_reason or "")
+
+
 async def test_too_many_awareness_ids_is_a_policy_violation(server: RunningServer) -> None:
     """A connection introducing more awareness ids than allowed is closed with 1008."""
     entries = [AwarenessEntry(1000 + i, 1, '{"n":1}') for i in range(40)]
