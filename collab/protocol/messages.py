@@ -47,6 +47,7 @@ __all__ = [
     "encode_update",
     "is_update_frame",
     "merge_update_frames",
+    "update_payload",
 ]
 
 EMPTY_UPDATE = b"\x00\x00"
@@ -252,6 +253,27 @@ def encode_awareness(entries: list[AwarenessEntry] | tuple[AwarenessEntry, ...])
 def is_update_frame(frame: bytes) -> bool:
     """Whether `frame` is a sync Update message (the only kind that can be merged)."""
     return frame.startswith(_UPDATE_FRAME_PREFIX)
+
+
+def update_payload(frame: bytes) -> bytes | None:
+    """The update a well-formed sync Update frame carries, or None for any other frame.
+
+    Most frames a server receives are updates: this spots them without a `Reader` or a
+    message object. Anything it does not recognise, malformed updates included, goes through
+    `decode_message`, which says what is wrong with it."""
+    if not frame.startswith(_UPDATE_FRAME_PREFIX):
+        return None
+    length = 0
+    shift = 0
+    # The payload length, a var_uint; lengths above 2**28 are left to the strict decoder.
+    for position in range(2, min(len(frame), 6)):
+        byte = frame[position]
+        length |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            start = position + 1
+            return frame[start:] if len(frame) - start == length else None
+        shift += 7
+    return None
 
 
 def merge_update_frames(frames: list[bytes]) -> bytes:

@@ -33,13 +33,15 @@ from collab.protocol.messages import (
 from collab.rooms.effects import (
     Broadcast,
     BusOrigin,
+    Edit,
     Effect,
     Origin,
     PeerOrigin,
-    Persist,
     Publish,
     Reply,
+    ServerOrigin,
 )
+from collab.rooms.native_apply import updater
 from collab.store.base import StoredDocument
 
 # The state vector of an empty document: no clients (var_uint 0).
@@ -108,6 +110,7 @@ class DocumentRoom:
         # storm on a big document costs one encode per change, not one per client.
         self._full_state_step2: tuple[int, bytes] | None = None
         self._subscription = self.doc.observe(self._capture_update)
+        self._apply_update = updater(self.doc)
 
     @classmethod
     def from_stored(
@@ -161,9 +164,12 @@ class DocumentRoom:
 
     def receive(self, message: Message, origin: Origin) -> list[Effect]:
         """Apply one decoded message. Raises `ProtocolError` when its content is invalid."""
+        # Most messages are updates: checked first.
+        if isinstance(message, Update):
+            return self._receive_update(message.update, origin)
         if isinstance(message, SyncStep1):
             return self._answer_step1(message.state_vector, origin)
-        if isinstance(message, SyncStep2 | Update):
+        if isinstance(message, SyncStep2):
             return self._receive_update(message.update, origin)
         if isinstance(message, AwarenessUpdate):
             return self._receive_awareness(message, origin)
@@ -195,29 +201,44 @@ class DocumentRoom:
         return cached[1]
 
     def _receive_update(self, update: bytes, origin: Origin) -> list[Effect]:
+        if isinstance(origin, BusOrigin):
+            # No size cap: another instance already accepted it, refusing it would diverge.
+            applied = self._apply(update) if update != EMPTY_UPDATE else None
+            return [] if applied is None else [Broadcast(encode_update(applied))]
+        edit = self.apply_local_update(update, origin)
+        return [] if edit is None else [edit]
+
+    def apply_local_update(
+        self, update: bytes, origin: PeerOrigin | ServerOrigin, frame: bytes | None = None
+    ) -> Edit | None:
+        """Apply an update made on this instance: by a peer or by the server. Returns the
+        `Edit` to carry out, or None when the update changed nothing (or the peer may not
+        write). Raises `ProtocolError` (`DocumentTooLarge` over the size cap).
+
+        `frame` is the Update message `update` arrived in, if any: when the whole update
+        is new to the document, as a typed edit is, that frame is relayed as it came.
+
+        The path of every edit a client types: `receive` with less around it."""
         if isinstance(origin, PeerOrigin) and not origin.can_write:
-            return []
+            return None
         if update == EMPTY_UPDATE:
-            return []
+            return None
         measured_bytes = None
         if (
             self.max_document_bytes
-            and not isinstance(origin, BusOrigin)
             and self._measured_bytes + self._unmeasured_bytes + len(update)
             > self.max_document_bytes
         ):
-            # Another instance already accepted a bus update: refusing it would diverge.
             measured_bytes = self._size_with(update)
         applied = self._apply(update)
         if measured_bytes is not None:
             self._measured_bytes, self._unmeasured_bytes = measured_bytes, 0
         if applied is None:
-            return []
-        frame = encode_update(applied)
-        if isinstance(origin, BusOrigin):
-            return [Broadcast(frame)]
+            return None
         exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
-        return [Broadcast(frame, exclude), Publish(frame), Persist(applied)]
+        if frame is None or applied != update:
+            frame = encode_update(applied)
+        return Edit(frame, applied, exclude)
 
     def _size_with(self, update: bytes) -> int:
         """The encoded size of the document once `update` is applied, found without applying
@@ -249,8 +270,15 @@ class DocumentRoom:
     def _apply(self, update: bytes) -> bytes | None:
         """Apply `update`; return what it changed (None if nothing), raise ProtocolError."""
         captured = self._captured_updates = []
-        with contained_pycrdt_errors("invalid Yjs update"):
-            self.doc.apply_update(update)
+        # Inline rather than `contained_pycrdt_errors`: this runs for every edit.
+        try:
+            self._apply_update(update)
+        except Exception as error:
+            raise ProtocolError(f"invalid Yjs update: {error}") from error
+        except BaseException as error:
+            if not is_rust_panic(error):
+                raise
+            raise ProtocolError(f"invalid Yjs update (decoder panic: {error})") from None
         if len(captured) == 1:
             change = captured[0]
             if change == EMPTY_UPDATE:

@@ -1,8 +1,8 @@
 """What a room asks its I/O layer to do, and where a message came from.
 
 A room never performs I/O; it returns effects. Who sent a message (its origin) decides the
-effects: an edit from a peer is relayed, published and persisted; one from the bus is only
-relayed to local peers, because the instance that published it already persisted it.
+effects: an edit from a peer is relayed, published and persisted (`Edit`); one from the bus
+is only relayed to local peers, because the instance that published it already persisted it.
 """
 
 from __future__ import annotations
@@ -55,10 +55,14 @@ class Publish:
 
 
 @dataclass(frozen=True, slots=True)
-class Persist:
-    """Append `update` (a Yjs v1 update) to the room's log."""
+class Edit:
+    """A change made on this instance: send `frame` (`update` as an Update message) to every
+    local peer but `exclude` and to the other instances, and append `update` (a Yjs v1
+    update) to the room's log. One effect, not three, because every edit needs all of it."""
 
+    frame: bytes
     update: bytes
+    exclude: str | None = None
 
 
-Effect = Reply | Broadcast | Publish | Persist
+Effect = Reply | Broadcast | Publish | Edit

@@ -25,16 +25,21 @@ from collab.bus.base import Bus
 from collab.errors import ProtocolError, RoomUnavailable, StoreError
 from collab.observability.counters import DocTraffic, LatencyHistogram
 from collab.protocol.close_codes import CloseCode
-from collab.protocol.messages import Message, Update, decode_message, encode_sync_step1
+from collab.protocol.messages import (
+    Message,
+    decode_message,
+    encode_sync_step1,
+    update_payload,
+)
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.document import DocumentRoom
 from collab.rooms.effects import (
     Broadcast,
     BusOrigin,
+    Edit,
     Effect,
     Origin,
     PeerOrigin,
-    Persist,
     Publish,
     Reply,
     ServerOrigin,
@@ -272,23 +277,43 @@ class RoomManager:
 
     def receive(self, live: LiveRoom, peer: Peer, frame: bytes) -> None:
         """Handle one binary frame from a peer. Raises `ProtocolError` for bad input."""
+        update = update_payload(frame)
+        if update is not None:
+            # Most frames are edits: no message object, effect list or dispatch for them.
+            self._edit(live, update, peer.origin, peer.user_id, frame)
+            return
         message = decode_message(
             frame, max_awareness_state_bytes=self._limits.max_awareness_state_bytes
         )
-        effects = self._receive_timed(live, message, PeerOrigin(peer.peer_id, peer.can_write))
+        effects = self._receive_timed(live, message, peer.origin)
         self._execute(live, effects)
-        # A Persist effect means the message was an update that changed the document.
-        if self._on_change is not None and any(isinstance(e, Persist) for e in effects):
+        if self._on_change is not None and any(isinstance(e, Edit) for e in effects):
             self._on_change(live, peer.user_id)
 
     def apply_server_update(self, live: LiveRoom, update: bytes, actor: str | None = None) -> bool:
         """Apply an update from the server itself (on behalf of `actor`). Returns whether it
         changed the document. Raises `ProtocolError` if the update is invalid."""
-        effects = self._receive_timed(live, Update(update), ServerOrigin())
-        self._execute(live, effects)
-        if effects and self._on_change is not None:
+        return self._edit(live, update, ServerOrigin(), actor)
+
+    def _edit(
+        self,
+        live: LiveRoom,
+        update: bytes,
+        origin: PeerOrigin | ServerOrigin,
+        actor: str | None,
+        frame: bytes | None = None,
+    ) -> bool:
+        """Apply an update made on this instance (that came in `frame`, if any) and carry out
+        its edit. Returns whether it changed the document."""
+        started = time.perf_counter()
+        edit = live.room.apply_local_update(update, origin, frame)
+        if edit is None:
+            return False
+        self.apply_time.observe(time.perf_counter() - started)
+        self._carry_out_edit(live, edit)
+        if self._on_change is not None:
             self._on_change(live, actor)
-        return bool(effects)
+        return True
 
     def _receive_timed(self, live: LiveRoom, message: Message, origin: Origin) -> list[Effect]:
         """`live.room.receive`, timed into `apply_time` when it changed the document."""
@@ -329,20 +354,27 @@ class RoomManager:
                     self.traffic.count_sent(effect.frame, 1)
                     if not peer.enqueue(OutgoingFrame(effect.frame)):
                         self._close_slow(peer)
+            elif isinstance(effect, Edit):
+                self._carry_out_edit(live, effect)
             elif isinstance(effect, Broadcast):
-                # One frame object for the room: its wire bytes are built once.
-                outgoing = OutgoingFrame(effect.frame)
-                exclude = effect.exclude
-                peers = live.peers
-                for peer_id, peer in peers.items():
-                    if peer_id != exclude and not peer.enqueue(outgoing):
-                        self._close_slow(peer)
-                # Counted once per broadcast, not per delivery: the loop above stays as it was.
-                self.traffic.count_sent(effect.frame, len(peers) - (exclude in peers))
+                self._broadcast(live, effect.frame, effect.exclude)
             elif isinstance(effect, Publish):
                 self._bus.publish(live.room_id, effect.frame)
-            elif isinstance(effect, Persist):
-                self._persist(live, effect.update)
+
+    def _carry_out_edit(self, live: LiveRoom, edit: Edit) -> None:
+        self._broadcast(live, edit.frame, edit.exclude)
+        self._bus.publish(live.room_id, edit.frame)
+        self._persist(live, edit.update)
+
+    def _broadcast(self, live: LiveRoom, frame: bytes, exclude: str | None) -> None:
+        # One frame object for the room: its wire bytes are built once.
+        outgoing = OutgoingFrame(frame)
+        peers = live.peers
+        for peer_id, peer in peers.items():
+            if peer_id != exclude and not peer.enqueue(outgoing):
+                self._close_slow(peer)
+        # Counted once per broadcast, not per delivery: the loop above stays as it was.
+        self.traffic.count_sent(frame, len(peers) - (exclude in peers))
 
     def _persist(self, live: LiveRoom, update: bytes) -> None:
         self._dirty[live.room_id] = live

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OutgoingFrame
+from collab.rooms.effects import PeerOrigin
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ class Peer:
         "_queued_bytes",
         "_transport",
         "_writer",
-        "can_write",
         "coalesced_frames",
+        "origin",
         "peer_id",
         "user_id",
     )
@@ -93,7 +94,8 @@ class Peer:
     ) -> None:
         self.peer_id = peer_id
         self.user_id = user_id
-        self.can_write = can_write
+        # What the room is told of each message's sender; built once, not per message.
+        self.origin = PeerOrigin(peer_id, can_write)
         self._transport = transport
         self._limits = limits
         self._coalescing = coalescing
@@ -105,6 +107,15 @@ class Peer:
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self.coalesced_frames = 0
+
+    @property
+    def can_write(self) -> bool:
+        return self.origin.can_write
+
+    @can_write.setter
+    def can_write(self, can_write: bool) -> None:
+        """A role change (token refresh) applies from the next message on."""
+        self.origin = PeerOrigin(self.peer_id, can_write)
 
     @property
     def queued_bytes(self) -> int:

@@ -39,6 +39,7 @@ from collab.protocol.messages import (
     encode_sync_step2,
     encode_token_refresh,
     encode_update,
+    update_payload,
 )
 
 FUZZ = settings(max_examples=500, deadline=None)
@@ -463,3 +464,38 @@ def test_decoded_messages_re_encode_to_an_equal_message(frame: bytes) -> None:
     message = decodes_or_raises_protocol_error(frame)
     if message is not None:
         assert decode_message(encode(message)) == message
+
+
+# --- spotting update frames without decoding them ------------------------------------------
+
+
+@FUZZ
+@given(st.one_of(valid_frames(), mutated(valid_frames()), st.binary(max_size=64)))
+def test_update_payload_agrees_with_the_strict_decoder(frame: bytes) -> None:
+    """Where `update_payload` finds an update, `decode_message` decodes the same Update;
+    where it finds none, the frame is no well-formed Update, or one whose length prefix is
+    longer than 4 bytes (left to the strict decoder)."""
+    payload = update_payload(frame)
+    if payload is not None:
+        assert decode_message(frame) == Update(payload)
+    elif isinstance(decodes_or_raises_protocol_error(frame), Update):
+        assert all(byte >= 0x80 for byte in frame[2:6])
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 16_383, 16_384, 300_000])
+def test_update_payload_reads_every_length_prefix(size: int) -> None:
+    """One-, two- and three-byte length prefixes; a byte more or less is no update frame."""
+    update = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    frame = encode_update(update)
+    assert update_payload(frame) == update
+    assert update_payload(frame + b"\x00") is None
+    if size:
+        assert update_payload(frame[:-1]) is None
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [b"", b"\x00", b"\x00\x02", b"\x00\x02\x80", encode_sync_step2(b"\x00\x00"), b"\x03"],
+)
+def test_update_payload_ignores_other_and_cut_frames(frame: bytes) -> None:
+    assert update_payload(frame) is None

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Text, create_sync_message, create_update_message, write_var_uint
+from pycrdt import (
+    Doc,
+    Text,
+    create_sync_message,
+    create_update_message,
+    merge_updates,
+    write_var_uint,
+)
 
 from collab.errors import PolicyViolation, ProtocolError
 from collab.protocol.messages import (
@@ -28,9 +35,9 @@ from collab.rooms.document import MAX_AWARENESS_IDS_PER_PEER, DocumentRoom
 from collab.rooms.effects import (
     Broadcast,
     BusOrigin,
+    Edit,
     Effect,
     PeerOrigin,
-    Persist,
     Publish,
     Reply,
     ServerOrigin,
@@ -171,21 +178,40 @@ def test_editor_update_is_broadcast_published_and_persisted() -> None:
 
     effects = room.receive(Update(update), ALICE)
 
-    assert [type(e) for e in effects] == [Broadcast, Publish, Persist]
-    broadcast, publish, persist = effects
-    assert broadcast == Broadcast(encode_update(persist.update), exclude="alice")
-    assert publish == Publish(broadcast.frame)
-    assert decode_message(broadcast.frame) == Update(persist.update)
-    assert text_of(persist.update) == "hello"
+    assert [type(e) for e in effects] == [Edit]
+    (edit_effect,) = effects
+    assert edit_effect == Edit(encode_update(edit_effect.update), edit_effect.update, "alice")
+    assert decode_message(edit_effect.frame) == Update(edit_effect.update)
+    assert text_of(edit_effect.update) == "hello"
     assert text_of(room.encode_state()) == "hello"
     assert room.version == 1
+
+
+def test_a_new_update_is_relayed_in_the_frame_it_came_in() -> None:
+    """When all of an update is new, the Edit relays the sender's own frame (no re-encoding);
+    when part of it is known, the frame carries only the new part."""
+    room = joined_room("alice", "bob")
+    first = edit("hello", client_id=11)
+    frame = encode_update(first)
+    edit_effect = room.apply_local_update(first, ALICE, frame)
+    assert edit_effect is not None
+    assert edit_effect.frame is frame
+    assert edit_effect.update == first
+
+    both = merge_updates(first, edit(" world", base=first, client_id=11))
+    edit_effect = room.apply_local_update(both, ALICE, encode_update(both))
+    assert edit_effect is not None
+    assert edit_effect.update != both
+    assert edit_effect.frame == encode_update(edit_effect.update)
+    assert text_of(merge_updates(first, edit_effect.update)) == "hello world"
+    assert len(edit_effect.update) < len(both)
 
 
 def test_editor_step2_is_applied_like_an_update() -> None:
     """An editor's sync step 2 is applied and relayed as an Update frame."""
     room = joined_room("alice", "bob")
     effects = room.receive(SyncStep2(edit("from step 2")), ALICE)
-    assert [type(e) for e in effects] == [Broadcast, Publish, Persist]
+    assert [type(e) for e in effects] == [Edit]
     assert isinstance(decode_message(effects[0].frame), Update)
     assert text_of(room.encode_state()) == "from step 2"
 
@@ -261,11 +287,11 @@ def test_server_update_is_broadcast_to_all_published_and_persisted() -> None:
     """A server-made update (e.g. REST) reaches every peer, the bus and the store."""
     room = joined_room("alice", "bob")
     effects = room.receive(Update(edit("from REST")), ServerOrigin())
-    assert [type(e) for e in effects] == [Broadcast, Publish, Persist]
-    broadcast, publish, persist = effects
-    assert broadcast.exclude is None
-    assert publish.frame == broadcast.frame
-    assert text_of(persist.update) == "from REST"
+    assert [type(e) for e in effects] == [Edit]
+    (edit_effect,) = effects
+    assert edit_effect.exclude is None
+    assert decode_message(edit_effect.frame) == Update(edit_effect.update)
+    assert text_of(edit_effect.update) == "from REST"
 
 
 def test_apply_update_refuses_invalid_bytes() -> None:
@@ -285,7 +311,7 @@ def test_out_of_order_update_is_relayed_once_its_dependency_arrives() -> None:
     assert room.receive(Update(second), ALICE) == []
     effects = room.receive(Update(first), ALICE)
 
-    persisted = [e.update for e in effects if isinstance(e, Persist)]
+    persisted = [e.update for e in effects if isinstance(e, Edit)]
     assert len(persisted) == 1
     assert text_of(persisted[0]) == "hello world"
     assert text_of(room.encode_state()) == "hello world"
@@ -575,7 +601,7 @@ PEER_FRAMES = st.one_of(VALID_FRAMES, mutated(VALID_FRAMES), st.binary(max_size=
 
 
 def frames_of(effects: Sequence[Effect]) -> list[bytes]:
-    return [e.frame for e in effects if isinstance(e, Reply | Broadcast | Publish)]
+    return [e.frame for e in effects if isinstance(e, Reply | Broadcast | Publish | Edit)]
 
 
 @settings(max_examples=200, deadline=None)
@@ -591,7 +617,7 @@ def test_hostile_frames_never_make_the_room_relay_malformed_bytes(frames: list[b
         except ProtocolError:
             continue
         produced += frames_of(effects)
-        persisted += [e.update for e in effects if isinstance(e, Persist)]
+        persisted += [e.update for e in effects if isinstance(e, Edit)]
     produced += frames_of(room.leave("alice"))
 
     for frame in produced:
@@ -603,11 +629,10 @@ def test_hostile_frames_never_make_the_room_relay_malformed_bytes(frames: list[b
     bob_doc = Doc(client_id=2**40)
     bob_doc.get("from-bob", type=Text).insert(0, "still works")
     effects = room.receive(Update(bob_doc.get_update()), BOB)
-    broadcasts = [e for e in effects if isinstance(e, Broadcast)]
-    assert len(broadcasts) == 1
-    assert broadcasts[0].exclude == "bob"
-    assert isinstance(decode_message(broadcasts[0].frame), Update)
-    assert any(isinstance(e, Persist) for e in effects)
+    edits = [e for e in effects if isinstance(e, Edit)]
+    assert len(edits) == 1
+    assert edits[0].exclude == "bob"
+    assert isinstance(decode_message(edits[0].frame), Update)
     assert text_of(room.encode_state(), "from-bob") == "still works"
 
 
@@ -693,7 +718,7 @@ def test_room_converges_when_one_clients_updates_arrive_out_of_order() -> None:
     persisted: list[bytes] = []
     for update in (base_update, updates[1], updates[2], updates[0]):
         effects = room.receive(Update(update), ALICE)
-        persisted += [e.update for e in effects if isinstance(e, Persist)]
+        persisted += [e.update for e in effects if isinstance(e, Edit)]
 
     replica = Doc()
     for update in persisted:
