@@ -89,17 +89,20 @@ class Notifier:
         # is dropped first when one is full (`_remember`).
         self._known_members: dict[tuple[str, str], None] = {}
         self._claimed_keys: dict[str, None] = {}
-        self._checks: dict[str, asyncio.TimerHandle] = {}
-        self._actors: dict[str, str | None] = {}
+        # Notes changed since the last check, with who changed them last; one timer checks
+        # them all, so a thousand busy notes cost one wakeup per interval, not a thousand.
+        self._changed: dict[str, str | None] = {}
+        self._next_check: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def bind_rooms(self, rooms: RoomManager) -> None:
         self._rooms = rooms
 
     async def close(self) -> None:
-        for handle in self._checks.values():
-            handle.cancel()
-        self._checks.clear()
+        if self._next_check is not None:
+            self._next_check.cancel()
+            self._next_check = None
+        self._changed.clear()
         await cancel_and_wait(self._tasks)
 
     # -- members -----------------------------------------------------------------------------
@@ -266,29 +269,44 @@ class Notifier:
 
     def document_changed(self, live: LiveRoom, actor: str | None) -> None:
         """A local change of a note: check its mentions and assignees soon (coalesced)."""
-        room_id = live.room_id
-        self._actors[room_id] = actor
-        if room_id in self._checks:
-            return
-        loop = asyncio.get_running_loop()
-        self._checks[room_id] = loop.call_later(
-            self._check_interval_s, lambda: self._spawn(self._check_note(room_id))
-        )
+        self._changed[live.room_id] = actor
+        if self._next_check is None:
+            self._next_check = asyncio.get_running_loop().call_later(
+                self._check_interval_s, self._check_changed_notes
+            )
 
-    async def _check_note(self, room_id: str) -> None:
-        self._checks.pop(room_id, None)
-        actor = self._actors.pop(room_id, None)
+    def _check_changed_notes(self) -> None:
+        self._next_check = None
+        changed, self._changed = self._changed, {}
+        for room_id, actor in changed.items():
+            try:
+                wanted = self._wanted_notifications(room_id, actor)
+            except Exception:
+                # A bug reading one note must not stop the checks of the others.
+                log.exception("note %s: mentions and assignees not checked", room_id)
+                continue
+            if wanted:
+                self._spawn(self._notify_all(room_id, actor, wanted))
+
+    def _wanted_notifications(self, room_id: str, actor: str | None) -> list[tuple[str, str]]:
+        """The (kind, user) notifications a note's content calls for, but the actor's own."""
+        live = self._rooms.get(room_id) if self._rooms is not None else None
+        if live is None:
+            return []
+        doc = live.room.doc
+        wanted = [("mention", user) for user in sorted(mentioned_users(doc))]
+        wanted += [("assignment", user) for user in sorted(assigned_users(doc))]
+        return [(kind, user_id) for kind, user_id in wanted if user_id != actor]
+
+    async def _notify_all(
+        self, room_id: str, actor: str | None, wanted: list[tuple[str, str]]
+    ) -> None:
         live = self._rooms.get(room_id) if self._rooms is not None else None
         if live is None:
             return
         workspace_id, _, note_id = room_id.partition("/")
-        doc = live.room.doc
-        wanted = [("mention", user) for user in sorted(mentioned_users(doc))]
-        wanted += [("assignment", user) for user in sorted(assigned_users(doc))]
         title = _note_title(live)
         for kind, user_id in wanted:
-            if user_id == actor:
-                continue
             try:
                 await self._notify_once(workspace_id, note_id, kind, user_id, actor, title)
             except StoreError as error:

@@ -204,6 +204,32 @@ async def test_mentions_and_assignments_in_a_note_notify_members_once(
         assert kinds.count("assignment") == 1
 
 
+async def test_notes_edited_in_one_check_interval_are_each_checked(
+    server: RunningServer,
+) -> None:
+    """Changed notes are checked together, once per interval: mentions in three notes edited
+    at about the same time each notify, with the right note and actor."""
+    async with LiveClient.connect(server.ws, server.token("u2", W1)) as u2:
+        await u2.send({"type": "subscribe", "workspace": "w1"})
+        await u2.wait_event("presence.snapshot")
+        notes = ["alpha", "beta", "gamma"]
+        editors = [
+            YClient.connect(server.doc_url(f"w1/{note}", token=server.token("u1", W1)))
+            for note in notes
+        ]
+        async with editors[0] as a, editors[1] as b, editors[2] as c:
+            for editor in (a, b, c):
+                await editor.wait_synced()
+            for editor, note in zip((a, b, c), notes, strict=True):
+                body = editor.doc.get("body", type=XmlFragment)
+                body.children.append(XmlElement("paragraph", {}, [XmlText(f"@u2 see {note}")]))
+            await u2.wait_for(lambda c: len(c.of_type("notification")) == 3, what="three")
+        mentions = [e["notification"] for e in u2.of_type("notification")]
+        assert sorted(m["payload"]["note"] for m in mentions) == notes
+        assert {m["kind"] for m in mentions} == {"mention"}
+        assert {m["payload"]["actor"] for m in mentions} == {"u1"}
+
+
 async def test_read_state_is_shared_by_every_connection(server: RunningServer) -> None:
     """Marking read (singly over the live channel, all over REST) updates the unread count
     on every connection of the user."""
