@@ -39,7 +39,7 @@ def test_text_frames_and_back_to_back_frames_parse_back() -> None:
     assert _parse(wire) == [(Opcode.TEXT, b'{"a":1}'), (Opcode.BINARY, b"\x00\x02")]
 
 
-def test_outgoing_frame_builds_its_wire_bytes_once() -> None:
+def test_outgoing_frame_holds_its_wire_bytes() -> None:
     frame = OutgoingFrame(b"abc")
     assert frame.wire is frame.wire
     assert frame.wire == b"\x82\x03abc"
