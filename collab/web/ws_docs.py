@@ -57,22 +57,20 @@ class CollabWebSocket(web.WebSocketResponse):
 class WebSocketTransport:
     """Adapts an aiohttp WebSocket to the `PeerTransport` the room manager writes to."""
 
-    __slots__ = ("_request", "_socket", "_takes_shared_frames", "_ws")
+    __slots__ = ("_direct", "_request", "_ws")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
         self._ws = ws
         self._request = request
-        # permessage-deflate frames depend on the connection's compressor state, so a
-        # compressed connection cannot take frames built once for everyone.
-        self._takes_shared_frames = not ws.compress
-        # Looked up once: this is the per-delivery path.
-        self._socket = request.transport
+        # The socket that takes frames built once for everyone, looked up once (this is the
+        # per-delivery path); None when it cannot: permessage-deflate frames depend on the
+        # connection's compressor state.
+        self._direct = None if ws.compress else request.transport
 
     def write_now(self, frame: OutgoingFrame) -> bool:
-        transport = self._socket
+        transport = self._direct
         if (
             transport is None
-            or not self._takes_shared_frames
             or self._ws.closed
             or transport.is_closing()
             or transport.get_write_buffer_size() >= DIRECT_WRITE_MAX_BUFFERED
