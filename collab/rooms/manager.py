@@ -446,6 +446,10 @@ class RoomManager:
                         or live.logged_updates >= self._limits.compact_after_updates
                     ):
                         await self._compact(live)
+                        # A compaction merges up to `compact_after_updates` updates on the
+                        # event loop, and busy rooms reach the threshold together: let the
+                        # edits waiting meanwhile through between two compactions.
+                        await asyncio.sleep(0)
                     if not live.pending:
                         self._dirty.pop(live.room_id, None)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 from pycrdt import Doc, Text
 
+from collab.bus.memory import MemoryBus
+from collab.rooms.manager import RoomLimits, RoomManager
 from collab.store.base import StoredDocument
 from collab.store.memory import MemoryStore
 from collab.store.sqlite import SqliteStore
@@ -182,3 +185,55 @@ async def test_store_outage_keeps_editing_and_loses_nothing_once_it_is_back(
             lambda: not live.unsaved_state and not live.pending, what="backlog written"
         )
     assert text_of(await store.load("w1/n1")) == "z" * 30
+
+
+async def test_compactions_let_edits_through_between_rooms() -> None:
+    """Busy rooms reach the compaction threshold together; each compaction merges the whole
+    log on the event loop, so the flusher yields between rooms instead of holding the loop
+    for all of them."""
+    loop = asyncio.get_running_loop()
+    turns = 0
+
+    def count_turns() -> None:
+        nonlocal turns
+        turns += 1
+        if ticking:
+            loop.call_soon(count_turns)
+
+    class TurnRecordingStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.turns_at_compaction: list[int] = []
+
+        async def compact(self, room_id: str, state: bytes) -> None:
+            self.turns_at_compaction.append(turns)
+            await super().compact(room_id, state)
+
+    store = TurnRecordingStore()
+    await store.open()
+    bus = MemoryBus()
+    await bus.start()
+    limits = RoomLimits(flush_interval_s=3600, flush_max_batch=9, compact_after_updates=3)
+    manager = RoomManager(store, bus, limits)
+    await manager.start()
+    rooms = [await manager.acquire(f"w1/n{index}") for index in range(3)]
+    for live in rooms:
+        for word in ("a", "b", "c"):
+            author = Doc()
+            author.get("t", type=Text).insert(0, word)
+            manager.apply_server_update(live, author.get_update())
+    ticking = True
+    loop.call_soon(count_turns)
+    try:
+        await eventually(lambda: len(store.turns_at_compaction) == 3, what="3 compactions")
+    finally:
+        ticking = False
+    first, second, third = store.turns_at_compaction
+    assert first < second < third
+    for live in rooms:
+        manager.release(live)
+    await manager.close()
+    for live in rooms:
+        stored = await store.load(live.room_id)
+        assert stored.updates == []
+        assert text_of(stored) in {"cba", "bca", "acb", "abc", "bac", "cab"}
