@@ -114,6 +114,7 @@ def _compare_bigdoc(results: dict[str, dict[str, Any]], reference: str) -> None:
             "join_ratio": ratio(result["server_cpu_ms_per_join"], ref["server_cpu_ms_per_join"]),
             "step2_ms": mean(result, "open_to_received_ms"),
             "applied_ms": mean(result, "open_to_applied_ms"),
+            "client_apply_ms": mean(result, "apply_ms"),
             "step2_bytes": result["probes"][0]["step2_message_bytes"],
             "text_ok": all(p["text_matches"] for p in result["probes"]),
         }
@@ -128,11 +129,13 @@ def _compare_bigdoc(results: dict[str, dict[str, Any]], reference: str) -> None:
         Column("join x", 7, lambda r: r["join_ratio"]),
         Column("open->step2", 12, lambda r: f"{r['step2_ms']:.1f}"),
         Column("open->applied", 14, lambda r: f"{r['applied_ms']:.1f}"),
+        Column("clientApply", 12, lambda r: f"{r['client_apply_ms']:.1f}"),
         Column("step2 B", 9, lambda r: str(r["step2_bytes"])),
         Column("text ok", 7, lambda r: str(r["text_ok"])),
     )
     print_table(columns, rows)
     print(
         "(loadCPU_s: server CPU to apply the trace; RSS_MB: after the probes; joinCPU_ms: "
-        "server CPU per fresh join (mean); open->step2, open->applied: probe means in ms)"
+        "server CPU per fresh join (mean); open->step2, open->applied: probe means in ms;\n"
+        " clientApply: of open->applied, the Node client's own Y.applyUpdate of step 2, mean)"
     )
