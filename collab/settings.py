@@ -287,8 +287,12 @@ def _admin_token(raw: str) -> Secret | None:
     return Secret(value)
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def _origins(raw: str) -> tuple[str, ...]:
-    """Exact origins as browsers send them: lowercase scheme and host, a port only when set."""
+    """Exact origins as browsers send them: lowercase scheme and host, and a port only when it
+    is not the scheme's default (a browser sends `https://x`, never `https://x:443`)."""
     origins = []
     for value in (o.strip() for o in raw.split(",")):
         if not value:
@@ -307,8 +311,11 @@ def _origins(raw: str) -> tuple[str, ...]:
             or "@" in parts.netloc
         ):
             raise ValueError(f"{value!r} is not an origin like https://notes.example.com[:port]")
+        scheme = parts.scheme.lower()
         host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        origins.append(f"{parts.scheme.lower()}://{host}" + (f":{port}" if port else ""))
+        if port == _DEFAULT_PORTS[scheme]:
+            port = None
+        origins.append(f"{scheme}://{host}" + (f":{port}" if port else ""))
     return tuple(origins)
 
 

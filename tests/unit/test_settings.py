@@ -386,6 +386,24 @@ def test_origins_are_kept_in_canonical_lowercase() -> None:
     assert settings.allowed_origins == ("https://notes.example.com",)
 
 
+def test_default_ports_are_dropped_as_browsers_drop_them() -> None:
+    """A browser on https://x:443 sends `Origin: https://x`; other ports are kept."""
+    settings = load_settings(
+        {
+            "COLLAB_ALLOWED_ORIGINS": "https://notes.example.com:443,http://a.example:80,"
+            "http://b.example:443,https://c.example:8443",
+            "COLLAB_CORS_ORIGINS": "https://notes.example.com:443",
+        }
+    )
+    assert settings.allowed_origins == (
+        "https://notes.example.com",
+        "http://a.example",
+        "http://b.example:443",
+        "https://c.example:8443",
+    )
+    assert settings.cors_origins == ("https://notes.example.com",)
+
+
 def test_overrides_win_over_the_environment() -> None:
     """CLI flag values replace environment values; None means the flag was not given."""
     settings = load_settings(
