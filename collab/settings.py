@@ -9,47 +9,31 @@ raises them together as a `ConfigError`.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from collab import setting_values as values
 from collab.errors import ConfigError
-
-HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-PUBLIC_KEY_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+from collab.setting_values import (
+    HMAC_ALGORITHMS,
+    MIN_HMAC_KEY_BYTES,
+    PUBLIC_KEY_ALGORITHMS,
+    IPNetwork,
+    Parser,
+    Secret,
 )
-MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-LOG_FORMATS = ("text", "json")
 
-
-class Secret:
-    """A string that never shows itself in `repr`, `str` or logs."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+__all__ = [
+    "HMAC_ALGORITHMS",
+    "OPTIONS",
+    "IPNetwork",
+    "Option",
+    "Secret",
+    "Settings",
+    "load_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -111,9 +95,6 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-Parser = Callable[[str], Any]
-
-
 @dataclass(frozen=True)
 class Option:
     """One setting: its field, environment variable, CLI flag, parser and documentation."""
@@ -128,459 +109,237 @@ class Option:
         return "--" + self.field.replace("_", "-")
 
 
-def _int_in(low: int, high: int) -> Parser:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"expected an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _seconds(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
-    if not 0 <= value <= 86_400:
-        raise ValueError(f"must be between 0 and 86400 seconds, got {value}")
-    return value
-
-
-def _positive_seconds(raw: str) -> float:
-    value = _seconds(raw)
-    if value <= 0:
-        raise ValueError(f"must be more than 0 seconds, got {value}")
-    return value
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected one of 1/0, true/false, yes/no, on/off; got {raw!r}")
-
-
-def _text(raw: str) -> str | None:
-    return raw.strip() or None
-
-
-def _database_url(raw: str) -> str:
-    url = raw.strip()
-    if url == "memory://" or url.startswith(("postgresql://", "postgres://")):
-        return url
-    if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-        return url
-    raise ValueError(
-        f"unsupported database URL {url!r}; use sqlite:///relative/path.db, "
-        "sqlite:////absolute/path.db, postgresql://user@host/db or memory://"
-    )
-
-
-def _redis_url(raw: str) -> str | None:
-    url = raw.strip()
-    if not url:
-        return None
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {url!r}")
-    return url
-
-
-def _algorithms(raw: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in raw.split(",") if name.strip())
-    if not names:
-        raise ValueError("name at least one algorithm, e.g. HS256")
-    unknown = [n for n in names if n not in HMAC_ALGORITHMS | PUBLIC_KEY_ALGORITHMS]
-    if unknown:
-        raise ValueError(f"unsupported algorithm(s) {', '.join(unknown)} (`none` is never allowed)")
-    if set(names) & HMAC_ALGORITHMS and set(names) & PUBLIC_KEY_ALGORITHMS:
-        # Accepting both lets a public key be used as an HMAC secret (algorithm confusion).
-        raise ValueError("do not mix HMAC (HS*) and public-key algorithms")
-    return names
-
-
-def _secret(raw: str) -> Secret | None:
-    return Secret(raw) if raw else None
-
-
-def _public_key(raw: str) -> Secret | None:
-    value = raw.strip()
-    if not value:
-        return None
-    if "-----BEGIN" in value:
-        return Secret(value)
-    path = Path(value)
-    try:
-        return Secret(path.read_text())
-    except OSError as error:
-        raise ValueError(f"not a PEM value and not a readable file: {error.strerror}") from None
-
-
-MAX_JWT_KEYS = 100
-MAX_KID_CHARS = 256
-MAX_LEEWAY_S = 300.0
-MIN_ADMIN_TOKEN_BYTES = 32
-
-
-def _jwt_keys(raw: str) -> tuple[tuple[str, Secret], ...]:
-    """`{"kid": value}`: a value holding `-----BEGIN` is a PEM; one starting with `/` or `./`
-    is a file to read; anything else is an HMAC secret."""
-    if not raw.strip():
-        return ()
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        raise ValueError('expected a JSON object like {"2024-06": "secret"}') from None
-    if not isinstance(parsed, dict) or not parsed:
-        raise ValueError('expected a non-empty JSON object like {"2024-06": "secret"}')
-    if len(parsed) > MAX_JWT_KEYS:
-        raise ValueError(f"at most {MAX_JWT_KEYS} keys, got {len(parsed)}")
-    keys = []
-    for kid, value in parsed.items():
-        if not kid or len(kid) > MAX_KID_CHARS:
-            raise ValueError(f"key ids must be 1 to {MAX_KID_CHARS} characters, got {kid!r:.40}")
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"key {kid!r}: the value must be a non-empty string")
-        if "-----BEGIN" not in value and value.startswith(("/", "./")):
-            try:
-                value = Path(value).read_text()
-            except OSError as error:
-                raise ValueError(f"key {kid!r}: cannot read {value}: {error.strerror}") from None
-        keys.append((kid, Secret(value)))
-    return tuple(keys)
-
-
-def _jwks_url(raw: str) -> str | None:
-    url = raw.strip()
-    if not url:
-        return None
-    parts = urlsplit(url)
-    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-    if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
-        # Keys fetched over plain HTTP could be swapped by anyone on the path.
-        raise ValueError(f"expected an https:// URL (http:// only for localhost), got {url!r}")
-    return url
-
-
-def _leeway(raw: str) -> float:
-    value = _seconds(raw)
-    if value > MAX_LEEWAY_S:
-        raise ValueError(f"must be at most {MAX_LEEWAY_S:.0f} seconds, got {value}")
-    return value
-
-
-def _admin_token(raw: str) -> Secret | None:
-    value = raw.strip()
-    if not value:
-        return None
-    if len(value.encode()) < MIN_ADMIN_TOKEN_BYTES:
-        raise ValueError(
-            f"use at least {MIN_ADMIN_TOKEN_BYTES} bytes (generate one with: "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
-        )
-    return Secret(value)
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def _origins(raw: str) -> tuple[str, ...]:
-    """Exact origins as browsers send them: lowercase scheme and host, and a port only when it
-    is not the scheme's default (a browser sends `https://x`, never `https://x:443`)."""
-    origins = []
-    for value in (o.strip() for o in raw.split(",")):
-        if not value:
-            continue
-        parts = urlsplit(value.rstrip("/"))
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError(f"{value!r} has an invalid port") from None
-        if (
-            parts.scheme.lower() not in ("http", "https")
-            or not parts.hostname
-            or parts.path
-            or parts.query
-            or parts.fragment
-            or "@" in parts.netloc
-        ):
-            raise ValueError(f"{value!r} is not an origin like https://notes.example.com[:port]")
-        scheme = parts.scheme.lower()
-        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        if port == _DEFAULT_PORTS[scheme]:
-            port = None
-        origins.append(f"{scheme}://{host}" + (f":{port}" if port else ""))
-    return tuple(origins)
-
-
-def _networks(raw: str) -> tuple[IPNetwork, ...]:
-    networks = []
-    for value in (v.strip() for v in raw.split(",")):
-        if not value:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(value, strict=False))
-        except ValueError:
-            raise ValueError(f"{value!r} is not an IP address or CIDR like 10.0.0.0/8") from None
-    return tuple(networks)
-
-
-def _log_level(raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
-    return level
-
-
-def _log_format(raw: str) -> str:
-    log_format = raw.strip().lower()
-    if log_format not in LOG_FORMATS:
-        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}, got {raw!r}")
-    return log_format
-
-
-def _metrics_token(raw: str) -> Secret | None:
-    value = raw.strip()
-    return Secret(value) if value else None
-
-
 OPTIONS: tuple[Option, ...] = (
     Option("host", "COLLAB_HOST", lambda raw: raw.strip() or "127.0.0.1", "bind address"),
-    Option("port", "COLLAB_PORT", _int_in(0, 65535), "bind port (`PORT` is honoured too)"),
+    Option("port", "COLLAB_PORT", values.int_in(0, 65535), "bind port (`PORT` is honoured too)"),
     Option(
         "database_url",
         "COLLAB_DATABASE_URL",
-        _database_url,
+        values.database_url,
         "`sqlite:///path` (embedded), `postgresql://…` or `memory://` (nothing kept)",
     ),
-    Option("redis_url", "COLLAB_REDIS_URL", _redis_url, "unset: in-process bus; `redis://…`"),
+    Option("redis_url", "COLLAB_REDIS_URL", values.redis_url, "unset: in-process bus; `redis://…`"),
     Option(
         "jwt_secret",
         "COLLAB_JWT_SECRET",
-        _secret,
+        values.secret,
         "HS256 key; embedded mode generates one beside the SQLite file",
     ),
     Option(
         "jwt_public_key",
         "COLLAB_JWT_PUBLIC_KEY",
-        _public_key,
+        values.public_key,
         "PEM value or file path for RS*/ES*/EdDSA verification",
     ),
-    Option("jwt_algorithms", "COLLAB_JWT_ALGORITHMS", _algorithms, "pinned algorithms"),
-    Option("jwt_audience", "COLLAB_JWT_AUDIENCE", _text, "required `aud` when set"),
-    Option("jwt_issuer", "COLLAB_JWT_ISSUER", _text, "required `iss` when set"),
+    Option("jwt_algorithms", "COLLAB_JWT_ALGORITHMS", values.algorithms, "pinned algorithms"),
+    Option("jwt_audience", "COLLAB_JWT_AUDIENCE", values.optional_text, "required `aud` when set"),
+    Option("jwt_issuer", "COLLAB_JWT_ISSUER", values.optional_text, "required `iss` when set"),
     Option(
         "jwt_keys",
         "COLLAB_JWT_KEYS",
-        _jwt_keys,
+        values.jwt_keys,
         'JSON object `{"kid": "secret, PEM or file path"}`: keys picked by the token\'s `kid`',
     ),
     Option(
         "jwks_url",
         "COLLAB_JWKS_URL",
-        _jwks_url,
+        values.jwks_url,
         "JWKS of the identity provider (https; http only for localhost), fetched at start",
     ),
     Option(
         "jwks_cache_s",
         "COLLAB_JWKS_CACHE_S",
-        _positive_seconds,
+        values.positive_seconds,
         "seconds a fetched JWKS is used before it is fetched again",
     ),
     Option(
         "jwt_leeway_s",
         "COLLAB_JWT_LEEWAY_S",
-        _leeway,
+        values.leeway,
         "clock skew tolerated on `exp`, `nbf` and `iat` (0 to 300 seconds)",
     ),
     Option(
         "admin_token",
         "COLLAB_ADMIN_TOKEN",
-        _admin_token,
+        values.admin_token,
         "bearer token of the operator API (`/api/v1/admin/…`); unset: the API is off",
     ),
     Option(
         "allowed_origins",
         "COLLAB_ALLOWED_ORIGINS",
-        _origins,
+        values.origins,
         "comma-separated exact origins allowed to open WebSockets; unset: no check",
     ),
     Option(
         "max_message_bytes",
         "COLLAB_MAX_MESSAGE_BYTES",
-        _int_in(1024, 1024**3),
+        values.int_in(1024, 1024**3),
         "largest WebSocket message accepted (close 1009 above)",
     ),
     Option(
         "max_awareness_state_bytes",
         "COLLAB_MAX_AWARENESS_STATE_BYTES",
-        _int_in(64, 16 * 1024**2),
+        values.int_in(64, 16 * 1024**2),
         "largest awareness state of one client",
     ),
     Option(
         "max_request_bytes",
         "COLLAB_MAX_REQUEST_BYTES",
-        _int_in(1024, 1024**3),
+        values.int_in(1024, 1024**3),
         "largest REST request body (413 above)",
     ),
     Option(
         "cors_origins",
         "COLLAB_CORS_ORIGINS",
-        _origins,
+        values.origins,
         "comma-separated exact origins allowed to call /api/ from a browser; unset: no CORS",
     ),
     Option(
         "ws_messages_per_s",
         "COLLAB_WS_MESSAGES_PER_S",
-        _int_in(0, 10**6),
+        values.int_in(0, 10**6),
         "messages per second one WebSocket may send on average (close 1008 above; 0: no limit)",
     ),
     Option(
         "ws_message_burst",
         "COLLAB_WS_MESSAGE_BURST",
-        _int_in(1, 10**7),
+        values.int_in(1, 10**7),
         "messages one WebSocket may send at once before COLLAB_WS_MESSAGES_PER_S applies",
     ),
     Option(
         "ws_bytes_per_s",
         "COLLAB_WS_BYTES_PER_S",
-        _int_in(0, 1024**3),
+        values.int_in(0, 1024**3),
         "bytes per second one WebSocket may send on average (close 1008 above; 0: no limit)",
     ),
     Option(
         "ws_bytes_burst",
         "COLLAB_WS_BYTES_BURST",
-        _int_in(1024, 16 * 1024**3),
+        values.int_in(1024, 16 * 1024**3),
         "bytes one WebSocket may send at once (never less than COLLAB_MAX_MESSAGE_BYTES)",
     ),
     Option(
         "max_connections_per_user",
         "COLLAB_MAX_CONNECTIONS_PER_USER",
-        _int_in(0, 10**6),
+        values.int_in(0, 10**6),
         "open WebSockets (both endpoints) of one user on one instance (429 above; 0: no limit)",
     ),
     Option(
         "max_connections_per_ip",
         "COLLAB_MAX_CONNECTIONS_PER_IP",
-        _int_in(0, 10**6),
+        values.int_in(0, 10**6),
         "open WebSockets of one client IP on one instance, loopback exempt (429; 0: no limit)",
     ),
     Option(
         "trusted_proxies",
         "COLLAB_TRUSTED_PROXIES",
-        _networks,
+        values.networks,
         "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client IP",
     ),
     Option(
         "handshake_timeout_s",
         "COLLAB_HANDSHAKE_TIMEOUT_S",
-        _positive_seconds,
+        values.positive_seconds,
         "seconds a connection may take to send complete request headers (also the keep-alive "
         "idle time) before it is dropped",
     ),
     Option(
         "max_document_bytes",
         "COLLAB_MAX_DOCUMENT_BYTES",
-        _int_in(0, 16 * 1024**3),
+        values.int_in(0, 16 * 1024**3),
         "largest encoded document; an update beyond it is refused (close 1009, HTTP 413; 0: none)",
     ),
     Option(
         "ws_compression",
         "COLLAB_WS_COMPRESSION",
-        _bool,
+        values.boolean,
         "offer permessage-deflate (limits apply to the decompressed size)",
     ),
     Option(
         "outbox_max_bytes",
         "COLLAB_OUTBOX_MAX_BYTES",
-        _int_in(1024, 1024**3),
+        values.int_in(1024, 1024**3),
         "bytes queued for one connection before it is dropped as too slow (1013)",
     ),
     Option(
         "outbox_max_frames",
         "COLLAB_OUTBOX_MAX_FRAMES",
-        _int_in(1, 10**6),
+        values.int_in(1, 10**6),
         "frames queued for one connection before it is dropped as too slow (1013)",
     ),
     Option(
         "flush_interval_ms",
         "COLLAB_FLUSH_INTERVAL_MS",
-        _int_in(1, 60_000),
+        values.int_in(1, 60_000),
         "longest delay before an applied update is written to the store",
     ),
     Option(
         "flush_max_batch",
         "COLLAB_FLUSH_MAX_BATCH",
-        _int_in(1, 100_000),
+        values.int_in(1, 100_000),
         "most updates written in one store transaction",
     ),
     Option(
         "compact_after_updates",
         "COLLAB_COMPACT_AFTER_UPDATES",
-        _int_in(1, 10**7),
+        values.int_in(1, 10**7),
         "logged updates of a document that trigger compaction into a snapshot",
     ),
     Option(
         "room_grace_s",
         "COLLAB_ROOM_GRACE_S",
-        _seconds,
+        values.seconds,
         "seconds a room with no connections stays loaded before it is flushed and unloaded",
     ),
     Option(
         "store_backlog_per_room",
         "COLLAB_STORE_BACKLOG_PER_ROOM",
-        _int_in(1, 10**7),
+        values.int_in(1, 10**7),
         "unwritten updates kept per document while the store is down; beyond it the next "
         "write is a snapshot of the whole document",
     ),
     Option(
         "awareness_timeout_s",
         "COLLAB_AWARENESS_TIMEOUT_S",
-        _seconds,
+        values.seconds,
         "awareness states from another instance not renewed for this long are removed",
     ),
     Option(
         "presence_heartbeat_s",
         "COLLAB_PRESENCE_HEARTBEAT_S",
-        _positive_seconds,
+        values.positive_seconds,
         "how often an instance renews its presence entries; a dead instance's users leave "
         "after about 3 heartbeats",
     ),
     Option(
         "heartbeat_s",
         "COLLAB_HEARTBEAT_S",
-        _seconds,
+        values.seconds,
         "WebSocket ping interval; a peer that misses a pong is dropped (0: off)",
     ),
     Option(
         "shutdown_timeout_s",
         "COLLAB_SHUTDOWN_TIMEOUT_S",
-        _seconds,
+        values.seconds,
         "bound on graceful shutdown (SIGTERM)",
     ),
-    Option("log_level", "COLLAB_LOG_LEVEL", _log_level, "DEBUG, INFO, WARNING or ERROR"),
+    Option("log_level", "COLLAB_LOG_LEVEL", values.log_level, "DEBUG, INFO, WARNING or ERROR"),
     Option(
         "log_format",
         "COLLAB_LOG_FORMAT",
-        _log_format,
+        values.log_format,
         "`text` (one readable line per record) or `json` (one JSON object per line)",
     ),
     Option(
         "metrics_token",
         "COLLAB_METRICS_TOKEN",
-        _metrics_token,
+        values.metrics_token,
         "when set, `GET /metrics` requires `Authorization: Bearer <it>` (401 otherwise)",
     ),
     Option(
         "dev_mode",
         "COLLAB_DEV_MODE",
-        _bool,
+        values.boolean,
         "demo sign-in that issues tokens to anyone (never in production)",
     ),
 )
