@@ -67,6 +67,26 @@ class DocTraffic:
         self.sent.bytes[kind] += deliveries * len(frame)
 
 
+class LiveTraffic:
+    """JSON messages received from and events sent to live-channel connections."""
+
+    __slots__ = ("received_bytes", "received_messages", "sent_bytes", "sent_events")
+
+    def __init__(self) -> None:
+        self.received_messages = 0
+        self.received_bytes = 0
+        self.sent_events = 0
+        self.sent_bytes = 0
+
+    def count_received(self, message: str | bytes) -> None:
+        self.received_messages += 1
+        self.received_bytes += len(message)
+
+    def count_sent(self, payload: bytes) -> None:
+        self.sent_events += 1
+        self.sent_bytes += len(payload)
+
+
 # Seconds; from 50 µs (a keystroke applied to a small document) to 10 s (a stalled store).
 LATENCY_BUCKETS_S = (
     0.00005,

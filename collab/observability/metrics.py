@@ -24,7 +24,12 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from collab.bus.base import Bus
-from collab.observability.counters import FRAME_KINDS, FrameCounts, LatencyHistogram
+from collab.observability.counters import (
+    FRAME_KINDS,
+    FrameCounts,
+    LatencyHistogram,
+    LiveTraffic,
+)
 from collab.rooms.manager import RoomManager
 from collab.web.sessions import CONNECTION_KINDS, Sessions
 
@@ -86,6 +91,8 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
+        # Counted by the live channel as it goes; read at scrape time like the rest.
+        self.live_traffic = LiveTraffic()
         self.registry.register(_CollabCollector(self, rooms, bus, sessions))
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -113,6 +120,7 @@ class _CollabCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._connections()
         yield from self._traffic()
+        yield from _live_families(self._metrics.live_traffic)
         yield from self._rooms_and_store()
         yield from self._bus_metrics()
         failures = CounterMetricFamily(
@@ -218,6 +226,29 @@ def _frame_families(direction: str, counts: FrameCounts) -> Iterator[Metric]:
         sizes.add_metric([name], counts.bytes[kind])
     yield frames
     yield sizes
+
+
+def _live_families(traffic: LiveTraffic) -> Iterator[Metric]:
+    yield CounterMetricFamily(
+        "collab_live_messages_received",
+        "JSON messages received from live-channel connections (/ws/live).",
+        traffic.received_messages,
+    )
+    yield CounterMetricFamily(
+        "collab_live_received_bytes",
+        "Bytes of the JSON messages received from live-channel connections.",
+        traffic.received_bytes,
+    )
+    yield CounterMetricFamily(
+        "collab_live_events_sent",
+        "JSON events (presence, notifications, replies, errors) sent to live-channel connections.",
+        traffic.sent_events,
+    )
+    yield CounterMetricFamily(
+        "collab_live_sent_bytes",
+        "Bytes of the JSON events sent to live-channel connections.",
+        traffic.sent_bytes,
+    )
 
 
 def _histogram(name: str, documentation: str, histogram: LatencyHistogram) -> Metric:

@@ -19,7 +19,9 @@ from aiohttp import WSMsgType, web
 
 from collab.auth import Identity
 from collab.errors import AuthError, StoreError
+from collab.observability.counters import LiveTraffic
 from collab.observability.logging import conn_id_var
+from collab.observability.metrics import METRICS
 from collab.presence.base import MAX_STATUS_CHARS
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
@@ -71,8 +73,9 @@ class _TextTransport(WebSocketTransport):
 class LiveConnection:
     """One live-channel connection: the notifier's `LiveClient`."""
 
-    def __init__(self, identity: Identity, peer: Peer) -> None:
+    def __init__(self, identity: Identity, peer: Peer, traffic: LiveTraffic) -> None:
         self.connection_id = peer.peer_id
+        self._traffic = traffic
         self.user_id = identity.user_id
         self.identity = identity
         self.peer = peer
@@ -80,7 +83,9 @@ class LiveConnection:
         self.session: TokenSession | None = None
 
     def send_event(self, event: dict[str, Any]) -> None:
-        if not self.peer.enqueue(OutgoingFrame(orjson.dumps(event), opcode=OPCODE_TEXT)):
+        payload = orjson.dumps(event)
+        self._traffic.count_sent(payload)
+        if not self.peer.enqueue(OutgoingFrame(payload, opcode=OPCODE_TEXT)):
             log.warning("live %s: outbox over its bound; closing as too slow", self.connection_id)
             self.peer.request_close(CloseCode.TRY_AGAIN_LATER, "client too slow: outbox full")
 
@@ -114,7 +119,7 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         transport=_TextTransport(ws, request),
         limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
     )
-    connection = LiveConnection(identity, peer)
+    connection = LiveConnection(identity, peer, request.app[METRICS].live_traffic)
     conn_id_var.set(connection.connection_id)
     log.info("live %s: user %s connected", connection.connection_id, identity.user_id)
     connection.send_event(
@@ -156,6 +161,7 @@ async def _read_messages(
     # The operator's limits, on top of the channel's own stricter flood control above.
     rate = MessageRate.for_connection(request.app[SETTINGS], MAX_LIVE_MESSAGE_BYTES)
     statuses = TokenBucket(STATUS_BURST, STATUSES_PER_S)
+    traffic = request.app[METRICS].live_traffic
     async for msg in ws:
         if connection.peer.closing:
             return
@@ -166,6 +172,7 @@ async def _read_messages(
             return
         if msg.type != WSMsgType.TEXT:
             continue
+        traffic.count_received(msg.data)
         over = rate.over(len(msg.data))
         if over is not None:
             _close(connection, CloseCode.POLICY_VIOLATION, over)

@@ -220,6 +220,36 @@ async def test_live_connections_are_counted(server: RunningServer) -> None:
     await eventually(closed, what="the live connection no longer counted")
 
 
+async def test_live_channel_messages_and_events_are_counted(server: RunningServer) -> None:
+    """Messages received on /ws/live and the events sent back count, with their bytes."""
+    before = await scrape(server)
+    sent = b'{"type":"subscribe","workspace":"w1"}'
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{server.ws}/ws/live?token={server.token()}") as ws,
+    ):
+        await ws.send_str(sent.decode())
+        received = [await ws.receive_str()]
+        while '"presence.snapshot"' not in received[-1]:
+            received.append(await ws.receive_str())
+        after = await scrape(server)
+    assert (
+        after.value("collab_live_messages_received_total")
+        - before.get("collab_live_messages_received_total")
+        == 1
+    )
+    assert after.value("collab_live_received_bytes_total") - before.get(
+        "collab_live_received_bytes_total"
+    ) == len(sent)
+    events = after.value("collab_live_events_sent_total") - before.get(
+        "collab_live_events_sent_total"
+    )
+    assert events >= len(received) >= 2
+    assert after.value("collab_live_sent_bytes_total") - before.get(
+        "collab_live_sent_bytes_total"
+    ) >= sum(len(event) for event in received)
+
+
 async def test_readyz_fails_while_the_bus_is_down(server: RunningServer) -> None:
     """/readyz answers 503 naming the bus once the bus stops delivering."""
     async with aiohttp.ClientSession() as http:
