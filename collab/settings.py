@@ -315,7 +315,7 @@ OPTIONS: tuple[Option, ...] = (
         "heartbeat_s",
         "COLLAB_HEARTBEAT_S",
         values.seconds,
-        "WebSocket ping interval; a peer that misses a pong is dropped (0: off)",
+        "a WebSocket silent this long gets a ping; no answer within half of it: dropped (0: off)",
     ),
     Option(
         "shutdown_timeout_s",

@@ -11,6 +11,7 @@ import struct
 
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
+OPCODE_PING = 0x9
 _FIN = 0x80
 _LEN16 = struct.Struct("!BBH")
 _LEN64 = struct.Struct("!BBQ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -24,6 +25,7 @@ from collab.settings import Settings
 from collab.store import create_store
 from collab.store.base import Store
 from collab.store.notifications import NotificationStore
+from collab.tasks import cancel_and_wait
 from collab.web import dev, rest, rest_live, static
 from collab.web.errors import json_errors
 from collab.web.jwks import fetch_keys_for_unknown_kids, setup_jwks
@@ -39,6 +41,7 @@ from collab.web.keys import (
     VERIFIER,
 )
 from collab.web.limits import CONNECTIONS, ConnectionCounter, connection_slots
+from collab.web.liveness import LIVENESS, Liveness
 from collab.web.revocations import setup_revocations
 from collab.web.security import add_security_headers, cors_and_gzip
 from collab.web.sessions import SESSIONS, Sessions
@@ -74,6 +77,7 @@ def create_app(
     app[SETTINGS] = settings
     app[VERIFIER] = TokenVerifier(settings, revocations=RevocationList())
     app[SESSIONS] = Sessions(app[VERIFIER], leeway_s=settings.jwt_leeway_s)
+    app[LIVENESS] = Liveness(settings.heartbeat_s)
     app[STORE] = store if store is not None else create_store(settings.database_url)
     app[BUS] = bus if bus is not None else _create_bus(settings)
     # Every store backend keeps notifications in the same database as documents.
@@ -151,7 +155,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             app[PRESENCE].bind(presence)
             await rooms.start()
             await presence.start()
+            sweeper = asyncio.create_task(app[LIVENESS].run(), name="liveness")
             yield
+            await cancel_and_wait([sweeper])
             await rooms.close()
             await presence.close()
             await app[NOTIFIER].close()

@@ -20,9 +20,9 @@ from collab.protocol.messages import AUTH_FRAME_PREFIX, is_update_frame, merge_u
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.manager import LiveRoom, RoomManager
 from collab.rooms.peer import Coalescing, OutboxLimits, Peer
-from collab.settings import Settings
 from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS
 from collab.web.limits import CONNECTIONS, MessageRate
+from collab.web.liveness import LIVENESS, Watched
 from collab.web.requests import authenticate, check_origin, room_of
 from collab.web.sessions import SESSIONS, TokenSession, refresh_docs_connection
 
@@ -37,13 +37,18 @@ MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125
 
 class CollabWebSocket(web.WebSocketResponse):
     """The server side of both WebSocket endpoints. aiohttp closes an oversized message with
-    1009 and no reason; this gives it one."""
+    1009 and no reason; this gives it one.
 
-    def __init__(self, settings: Settings, *, max_message_bytes: int, compress: bool) -> None:
+    No aiohttp heartbeat and no automatic pong: `Liveness` finds half-open connections for all
+    sockets at once, and the read loops count every message (pongs included) and answer pings
+    themselves."""
+
+    def __init__(self, *, max_message_bytes: int, compress: bool) -> None:
         super().__init__(
             max_msg_size=max_message_bytes,
             compress=compress,
-            heartbeat=settings.heartbeat_s or None,
+            heartbeat=None,
+            autoping=False,
             timeout=CLOSE_TIMEOUT_S,
         )
         self._limit = max_message_bytes
@@ -52,6 +57,13 @@ class CollabWebSocket(web.WebSocketResponse):
         if code == CloseCode.MESSAGE_TOO_BIG and not message:
             message = f"message larger than {self._limit} bytes".encode()
         return await super().close(code=code, message=message, drain=drain)
+
+
+def watch(request: web.Request, label: str) -> Watched:
+    """Put an upgraded connection under `Liveness` watch (unwatch it when it ends)."""
+    transport = request.transport
+    assert transport is not None, "watch() is called after the upgrade"
+    return request.app[LIVENESS].watch(transport, label)
 
 
 class WebSocketTransport:
@@ -128,7 +140,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     conn_id_var.set(peer_id)
     try:
         ws = CollabWebSocket(
-            settings, max_message_bytes=settings.max_message_bytes, compress=settings.ws_compression
+            max_message_bytes=settings.max_message_bytes, compress=settings.ws_compression
         )
         await ws.prepare(request)
         peer = Peer(
@@ -144,11 +156,13 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         workspace_id, _, note_id = room_id.partition("/")
         presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
         session = request.app[SESSIONS].open(peer, identity, kind="docs")
+        watched = watch(request, f"conn {peer_id}")
         try:
             await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
             rate = MessageRate.for_connection(settings, settings.max_message_bytes)
-            await _read_frames(ws, rooms, live, peer, rate, session)
+            await _read_frames(ws, rooms, live, peer, rate, session, watched)
         finally:
+            request.app[LIVENESS].unwatch(watched)
             session.close()
             presence.close_note(peer_id)
             rooms.leave(live, peer)
@@ -169,9 +183,11 @@ async def _read_frames(
     peer: Peer,
     rate: MessageRate,
     session: TokenSession,
+    watched: Watched,
 ) -> None:
     traffic = rooms.traffic
     async for msg in ws:
+        watched.messages += 1
         if peer.closing:
             return
         try:
@@ -183,6 +199,8 @@ async def _read_frames(
                 rooms.receive(live, peer, msg.data)
             elif msg.type == WSMsgType.TEXT:
                 raise UnsupportedMessage("text frames are not part of the y-websocket protocol")
+            elif msg.type == WSMsgType.PING:
+                await ws.pong(msg.data)
             elif msg.type == WSMsgType.ERROR:
                 log.warning("conn %s: closed with %s: %s", peer.peer_id, ws.close_code, msg.data)
                 return

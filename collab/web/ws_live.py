@@ -28,9 +28,10 @@ from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
 from collab.rooms.peer import OutboxLimits, Peer
 from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS
 from collab.web.limits import CONNECTIONS, MessageRate
+from collab.web.liveness import LIVENESS, Watched
 from collab.web.requests import authenticate, check_origin
 from collab.web.sessions import SESSIONS, RefreshRefused, TokenSession
-from collab.web.ws_docs import CollabWebSocket, WebSocketTransport
+from collab.web.ws_docs import CollabWebSocket, WebSocketTransport, watch
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,12 @@ class _TextTransport(WebSocketTransport):
 class LiveConnection:
     """One live-channel connection: the notifier's `LiveClient`."""
 
-    def __init__(self, identity: Identity, peer: Peer, traffic: LiveTraffic) -> None:
+    def __init__(
+        self, identity: Identity, peer: Peer, traffic: LiveTraffic, watched: Watched
+    ) -> None:
         self.connection_id = peer.peer_id
         self._traffic = traffic
+        self.watched = watched
         self.user_id = identity.user_id
         self.identity = identity
         self.peer = peer
@@ -108,9 +112,7 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
     if not after_raw.isdigit() or len(after_raw) > 18:
         raise web.HTTPBadRequest(text="?after must be a notification id (a non-negative integer)")
     request.app[CONNECTIONS].admit(request, identity.user_id)
-    ws = CollabWebSocket(
-        settings, max_message_bytes=MAX_LIVE_MESSAGE_BYTES, compress=settings.ws_compression
-    )
+    ws = CollabWebSocket(max_message_bytes=MAX_LIVE_MESSAGE_BYTES, compress=settings.ws_compression)
     await ws.prepare(request)
     peer = Peer(
         uuid.uuid4().hex[:12],
@@ -119,7 +121,9 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         transport=_TextTransport(ws, request),
         limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
     )
-    connection = LiveConnection(identity, peer, request.app[METRICS].live_traffic)
+    connection = LiveConnection(
+        identity, peer, request.app[METRICS].live_traffic, watch(request, f"live {peer.peer_id}")
+    )
     conn_id_var.set(connection.connection_id)
     log.info("live %s: user %s connected", connection.connection_id, identity.user_id)
     connection.send_event(
@@ -141,6 +145,7 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
             connection.send_event(_error("unavailable", "notifications are unavailable; retry"))
         await _read_messages(ws, request, connection)
     finally:
+        request.app[LIVENESS].unwatch(connection.watched)
         connection.session.close()
         await notifier.detach(connection)
         for workspace_id in connection.workspaces:
@@ -163,8 +168,12 @@ async def _read_messages(
     statuses = TokenBucket(STATUS_BURST, STATUSES_PER_S)
     traffic = request.app[METRICS].live_traffic
     async for msg in ws:
+        connection.watched.messages += 1
         if connection.peer.closing:
             return
+        if msg.type == WSMsgType.PING:
+            await ws.pong(msg.data)
+            continue
         if msg.type == WSMsgType.BINARY:
             _close(
                 connection, CloseCode.UNSUPPORTED_DATA, "the live channel takes JSON text frames"

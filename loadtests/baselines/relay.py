@@ -6,8 +6,9 @@ Each binary frame a socket sends is forwarded to the other sockets of its room (
 path), awaiting `send_bytes` on each in turn, in the receiving handler: no task per message,
 no document, no store. So that y-websocket clients sync unchanged, a sync step 1 is answered
 with an empty sync step 2, and sync steps 1 and 2 are not forwarded; updates and awareness
-are. Same WebSocket settings as collab's defaults (8 MiB messages, no compression, 30 s
-heartbeat); uvloop; 127.0.0.1 only.
+are. Same WebSocket settings as collab's defaults (8 MiB messages, no compression), with
+aiohttp's own 30 s heartbeat (collab sweeps all connections itself, with the same timing);
+uvloop; 127.0.0.1 only.
 """
 
 from __future__ import annotations

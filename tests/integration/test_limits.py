@@ -240,6 +240,47 @@ async def test_half_open_client_is_dropped_and_its_presence_and_awareness_go(
             ghost.abort()
 
 
+async def test_quiet_clients_that_answer_pings_stay_connected(start_server: StartServer) -> None:
+    """Silent for many intervals but answering pings: pinged, never dropped; and a client's
+    own ping gets its pong on both endpoints (the server answers pings itself)."""
+    server = await start_server(make_settings(heartbeat_s=0.3))
+    async with aiohttp.ClientSession() as http:
+        docs = await http.ws_connect(server.doc_url(), autoping=False)
+        live = await http.ws_connect(f"{server.ws}/ws/live?token={server.token()}", autoping=False)
+        pings = {"docs": 0, "live": 0}
+
+        async def answer_pings(name: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.PING:
+                    pings[name] += 1
+                    await ws.pong(msg.data)
+                elif msg.type == aiohttp.WSMsgType.PONG:
+                    pings[name] += 100  # our own ping answered
+
+        readers = [
+            asyncio.create_task(answer_pings("docs", docs)),
+            asyncio.create_task(answer_pings("live", live)),
+        ]
+        try:
+            await eventually(
+                lambda: pings["docs"] >= 3 and pings["live"] >= 3,
+                what="three pings on each connection",
+            )
+            assert not docs.closed
+            assert not live.closed
+            await docs.ping()
+            await live.ping()
+            await eventually(
+                lambda: pings["docs"] >= 100 and pings["live"] >= 100,
+                what="pongs for the client's pings",
+            )
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await docs.close()
+            await live.close()
+
+
 def _present(client: LiveClient, user_id: str) -> bool:
     """Whether the latest presence event about `user_id` shows it online."""
     present = False
