@@ -8,9 +8,9 @@ so every rule here is tested without sockets.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from pycrdt import Doc, TransactionEvent, merge_updates
@@ -57,17 +57,36 @@ def is_rust_panic(error: BaseException) -> bool:
     return type(error).__name__ == "PanicException"
 
 
-@contextmanager
-def contained_pycrdt_errors(what: str) -> Iterator[None]:
-    """Turn pycrdt's errors on untrusted input, panics included, into `ProtocolError`."""
-    try:
-        yield
-    except Exception as error:
-        raise ProtocolError(f"{what}: {error}") from error
-    except BaseException as error:
-        if not is_rust_panic(error):
-            raise
-        raise ProtocolError(f"{what} (decoder panic: {error})") from None
+class contained_pycrdt_errors:
+    """Turn pycrdt's errors on untrusted input, panics included, into `ProtocolError`.
+
+    A class rather than a generator-based context manager: it wraps every applied edit, and
+    an instance holds no state between uses, so one instance serves them all."""
+
+    __slots__ = ("_what",)
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # Returns None: never swallows; an error leaves as ProtocolError or as itself.
+        if error is None:
+            return
+        if isinstance(error, Exception):
+            raise ProtocolError(f"{self._what}: {error}") from error
+        if is_rust_panic(error):
+            raise ProtocolError(f"{self._what} (decoder panic: {error})") from None
+
+
+_INVALID_UPDATE = contained_pycrdt_errors("invalid Yjs update")
 
 
 @dataclass(slots=True)
@@ -256,7 +275,7 @@ class DocumentRoom:
             # many runs can add a little more; the next measurement counts it.
             return len(state) + len(update)
         trial: Doc[Any] = Doc()
-        with contained_pycrdt_errors("invalid Yjs update"):
+        with _INVALID_UPDATE:
             trial.apply_update(state)
             trial.apply_update(update)
         size = len(trial.get_update())
@@ -270,15 +289,8 @@ class DocumentRoom:
     def _apply(self, update: bytes) -> bytes | None:
         """Apply `update`; return what it changed (None if nothing), raise ProtocolError."""
         captured = self._captured_updates = []
-        # Inline rather than `contained_pycrdt_errors`: this runs for every edit.
-        try:
+        with _INVALID_UPDATE:
             self._apply_update(update)
-        except Exception as error:
-            raise ProtocolError(f"invalid Yjs update: {error}") from error
-        except BaseException as error:
-            if not is_rust_panic(error):
-                raise
-            raise ProtocolError(f"invalid Yjs update (decoder panic: {error})") from None
         if len(captured) == 1:
             change = captured[0]
             if change == EMPTY_UPDATE:
