@@ -279,33 +279,23 @@ class Notifier:
         self._next_check = None
         changed, self._changed = self._changed, {}
         for room_id, actor in changed.items():
+            live = self._rooms.get(room_id) if self._rooms is not None else None
+            if live is None:
+                continue
             try:
-                wanted = self._wanted_notifications(room_id, actor)
+                wanted = _wanted_notifications(live, actor)
+                title = _note_title(live) if wanted else None
             except Exception:
                 # A bug reading one note must not stop the checks of the others.
                 log.exception("note %s: mentions and assignees not checked", room_id)
                 continue
             if wanted:
-                self._spawn(self._notify_all(room_id, actor, wanted))
-
-    def _wanted_notifications(self, room_id: str, actor: str | None) -> list[tuple[str, str]]:
-        """The (kind, user) notifications a note's content calls for, but the actor's own."""
-        live = self._rooms.get(room_id) if self._rooms is not None else None
-        if live is None:
-            return []
-        doc = live.room.doc
-        wanted = [("mention", user) for user in sorted(mentioned_users(doc))]
-        wanted += [("assignment", user) for user in sorted(assigned_users(doc))]
-        return [(kind, user_id) for kind, user_id in wanted if user_id != actor]
+                self._spawn(self._notify_all(room_id, actor, wanted, title))
 
     async def _notify_all(
-        self, room_id: str, actor: str | None, wanted: list[tuple[str, str]]
+        self, room_id: str, actor: str | None, wanted: list[tuple[str, str]], title: str | None
     ) -> None:
-        live = self._rooms.get(room_id) if self._rooms is not None else None
-        if live is None:
-            return
         workspace_id, _, note_id = room_id.partition("/")
-        title = _note_title(live)
         for kind, user_id in wanted:
             try:
                 await self._notify_once(workspace_id, note_id, kind, user_id, actor, title)
@@ -341,6 +331,14 @@ def _remember(cache: dict[Any, None], key: Any) -> None:
     cache[key] = None
     if len(cache) > MAX_CACHED_KEYS:
         del cache[next(iter(cache))]
+
+
+def _wanted_notifications(live: LiveRoom, actor: str | None) -> list[tuple[str, str]]:
+    """The (kind, user) notifications a note's content calls for, but the actor's own."""
+    doc = live.room.doc
+    wanted = [("mention", user) for user in sorted(mentioned_users(doc))]
+    wanted += [("assignment", user) for user in sorted(assigned_users(doc))]
+    return [(kind, user_id) for kind, user_id in wanted if user_id != actor]
 
 
 def _note_title(live: LiveRoom) -> str | None:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import uuid
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 
 from collab.errors import DocumentTooLarge, PolicyViolation, ProtocolError, UnsupportedMessage
 from collab.observability.logging import conn_id_var
@@ -22,7 +22,7 @@ from collab.rooms.manager import LiveRoom, RoomManager
 from collab.rooms.peer import Coalescing, OutboxLimits, Peer
 from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS
 from collab.web.limits import CONNECTIONS, MessageRate
-from collab.web.liveness import LIVENESS, Watched
+from collab.web.liveness import LIVENESS, Liveness, Watched
 from collab.web.requests import authenticate, check_origin, room_of
 from collab.web.sessions import SESSIONS, TokenSession, refresh_docs_connection
 
@@ -40,8 +40,8 @@ class CollabWebSocket(web.WebSocketResponse):
     1009 and no reason; this gives it one.
 
     No aiohttp heartbeat and no automatic pong: `Liveness` finds half-open connections for all
-    sockets at once, and the read loops count every message (pongs included) and answer pings
-    themselves."""
+    sockets at once. `receive` counts every message for it (pongs included), answers pings
+    and hands the read loops data and close messages only."""
 
     def __init__(self, *, max_message_bytes: int, compress: bool) -> None:
         super().__init__(
@@ -52,18 +52,35 @@ class CollabWebSocket(web.WebSocketResponse):
             timeout=CLOSE_TIMEOUT_S,
         )
         self._limit = max_message_bytes
+        self._liveness: Liveness | None = None
+        self._watched: Watched | None = None
+
+    def watch(self, request: web.Request, label: str) -> None:
+        """Put this connection, once upgraded, under the app's `Liveness` until `unwatch`."""
+        transport = request.transport
+        assert transport is not None, "watch() is called after the upgrade"
+        self._liveness = request.app[LIVENESS]
+        self._watched = self._liveness.watch(transport, label)
+
+    def unwatch(self) -> None:
+        if self._liveness is not None and self._watched is not None:
+            self._liveness.unwatch(self._watched)
+        self._watched = None
+
+    async def receive(self, timeout: float | None = None) -> WSMessage:  # noqa: ASYNC109 (aiohttp's signature)
+        while True:
+            message = await super().receive(timeout)
+            if self._watched is not None:
+                self._watched.messages += 1
+            if message.type is WSMsgType.PING:
+                await self.pong(message.data)
+            elif message.type is not WSMsgType.PONG:
+                return message
 
     async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
         if code == CloseCode.MESSAGE_TOO_BIG and not message:
             message = f"message larger than {self._limit} bytes".encode()
         return await super().close(code=code, message=message, drain=drain)
-
-
-def watch(request: web.Request, label: str) -> Watched:
-    """Put an upgraded connection under `Liveness` watch (unwatch it when it ends)."""
-    transport = request.transport
-    assert transport is not None, "watch() is called after the upgrade"
-    return request.app[LIVENESS].watch(transport, label)
 
 
 class WebSocketTransport:
@@ -156,13 +173,13 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         workspace_id, _, note_id = room_id.partition("/")
         presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
         session = request.app[SESSIONS].open(peer, identity, kind="docs")
-        watched = watch(request, f"conn {peer_id}")
+        ws.watch(request, f"conn {peer_id}")
         try:
             await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
             rate = MessageRate.for_connection(settings, settings.max_message_bytes)
-            await _read_frames(ws, rooms, live, peer, rate, session, watched)
+            await _read_frames(ws, rooms, live, peer, rate, session)
         finally:
-            request.app[LIVENESS].unwatch(watched)
+            ws.unwatch()
             session.close()
             presence.close_note(peer_id)
             rooms.leave(live, peer)
@@ -183,11 +200,9 @@ async def _read_frames(
     peer: Peer,
     rate: MessageRate,
     session: TokenSession,
-    watched: Watched,
 ) -> None:
     traffic = rooms.traffic
     async for msg in ws:
-        watched.messages += 1
         if peer.closing:
             return
         try:
@@ -199,8 +214,6 @@ async def _read_frames(
                 rooms.receive(live, peer, msg.data)
             elif msg.type == WSMsgType.TEXT:
                 raise UnsupportedMessage("text frames are not part of the y-websocket protocol")
-            elif msg.type == WSMsgType.PING:
-                await ws.pong(msg.data)
             elif msg.type == WSMsgType.ERROR:
                 log.warning("conn %s: closed with %s: %s", peer.peer_id, ws.close_code, msg.data)
                 return

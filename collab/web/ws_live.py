@@ -28,10 +28,9 @@ from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
 from collab.rooms.peer import OutboxLimits, Peer
 from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS
 from collab.web.limits import CONNECTIONS, MessageRate
-from collab.web.liveness import LIVENESS, Watched
 from collab.web.requests import authenticate, check_origin
 from collab.web.sessions import SESSIONS, RefreshRefused, TokenSession
-from collab.web.ws_docs import CollabWebSocket, WebSocketTransport, watch
+from collab.web.ws_docs import CollabWebSocket, WebSocketTransport
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +73,9 @@ class _TextTransport(WebSocketTransport):
 class LiveConnection:
     """One live-channel connection: the notifier's `LiveClient`."""
 
-    def __init__(
-        self, identity: Identity, peer: Peer, traffic: LiveTraffic, watched: Watched
-    ) -> None:
+    def __init__(self, identity: Identity, peer: Peer, traffic: LiveTraffic) -> None:
         self.connection_id = peer.peer_id
-        self._traffic = traffic
-        self.watched = watched
+        self.traffic = traffic
         self.user_id = identity.user_id
         self.identity = identity
         self.peer = peer
@@ -88,7 +84,7 @@ class LiveConnection:
 
     def send_event(self, event: dict[str, Any]) -> None:
         payload = orjson.dumps(event)
-        self._traffic.count_sent(payload)
+        self.traffic.count_sent(payload)
         if not self.peer.enqueue(OutgoingFrame(payload, opcode=OPCODE_TEXT)):
             log.warning("live %s: outbox over its bound; closing as too slow", self.connection_id)
             self.peer.request_close(CloseCode.TRY_AGAIN_LATER, "client too slow: outbox full")
@@ -121,9 +117,8 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         transport=_TextTransport(ws, request),
         limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
     )
-    connection = LiveConnection(
-        identity, peer, request.app[METRICS].live_traffic, watch(request, f"live {peer.peer_id}")
-    )
+    connection = LiveConnection(identity, peer, request.app[METRICS].live_traffic)
+    ws.watch(request, f"live {peer.peer_id}")
     conn_id_var.set(connection.connection_id)
     log.info("live %s: user %s connected", connection.connection_id, identity.user_id)
     connection.send_event(
@@ -145,7 +140,7 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
             connection.send_event(_error("unavailable", "notifications are unavailable; retry"))
         await _read_messages(ws, request, connection)
     finally:
-        request.app[LIVENESS].unwatch(connection.watched)
+        ws.unwatch()
         connection.session.close()
         await notifier.detach(connection)
         for workspace_id in connection.workspaces:
@@ -166,14 +161,10 @@ async def _read_messages(
     # The operator's limits, on top of the channel's own stricter flood control above.
     rate = MessageRate.for_connection(request.app[SETTINGS], MAX_LIVE_MESSAGE_BYTES)
     statuses = TokenBucket(STATUS_BURST, STATUSES_PER_S)
-    traffic = request.app[METRICS].live_traffic
+    traffic = connection.traffic
     async for msg in ws:
-        connection.watched.messages += 1
         if connection.peer.closing:
             return
-        if msg.type == WSMsgType.PING:
-            await ws.pong(msg.data)
-            continue
         if msg.type == WSMsgType.BINARY:
             _close(
                 connection, CloseCode.UNSUPPORTED_DATA, "the live channel takes JSON text frames"
