@@ -169,5 +169,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_connections(app: web.Application) -> None:
-    """On shutdown: tell every client to reconnect elsewhere (1012), then flush rooms."""
+    """On shutdown: tell every client to reconnect elsewhere (1012), then flush rooms. The
+    sockets left after the rooms closed theirs (the live channel's) close the same way."""
     await app[ROOMS].close(close_code=CloseCode.SERVICE_RESTART)
+    await app[LIVENESS].close_all(CloseCode.SERVICE_RESTART, "server shutting down; reconnect")

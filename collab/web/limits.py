@@ -6,7 +6,7 @@
 - `ConnectionCounter`: open sockets per user and per client IP on this instance, checked
   before the upgrade (HTTP 429 with `Retry-After`, a JSON body naming the limit). The
   `connection_slots` middleware gives a counted slot back when its request ends, however it
-  ends, so the handlers only call `admit`.
+  ends, unless the endpoint took it (`take_slot`) for a socket that outlives the request.
 """
 
 from __future__ import annotations
@@ -117,12 +117,12 @@ class TooManyConnections(CollabError):
 
 
 @dataclass(slots=True)
-class _Slot:
+class Slot:
     user_id: str
     ip: str | None  # None: not counted per IP (loopback)
 
 
-SLOT = web.RequestKey("connection_slot", _Slot)
+SLOT = web.RequestKey("connection_slot", Slot)
 
 
 class ConnectionCounter:
@@ -179,14 +179,22 @@ class ConnectionCounter:
         self._users[user_id] = self._users.get(user_id, 0) + 1
         if ip is not None:
             self._ips[ip] = self._ips.get(ip, 0) + 1
-        request[SLOT] = _Slot(user_id, ip)
+        request[SLOT] = Slot(user_id, ip)
 
     def _refuse(self, code: str, message: str) -> None:
         self.refused += 1
         raise TooManyConnections(code, message)
 
     def release(self, request: web.Request) -> None:
-        slot: _Slot | None = request.pop(SLOT, None)
+        self.release_slot(self.take_slot(request))
+
+    def take_slot(self, request: web.Request) -> Slot | None:
+        """The request's counted slot, which its caller now frees with `release_slot` (a
+        WebSocket outlives the request that upgraded it)."""
+        slot: Slot | None = request.pop(SLOT, None)
+        return slot
+
+    def release_slot(self, slot: Slot | None) -> None:
         if slot is None:
             return
         _decrement(self._users, slot.user_id)

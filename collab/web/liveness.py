@@ -1,12 +1,13 @@
-"""Half-open WebSocket connections found with one timer for all of them.
+"""Half-open WebSocket connections found with one timer for all of them; the register of
+every open WebSocket of the server.
 
 A client whose network path died without a FIN (a laptop closed, a NAT entry dropped) keeps its
 socket, presence and cursor forever unless the server notices. aiohttp's own heartbeat keeps a
 timer per connection and reschedules it after every message received, a callback per message
-on the busiest path of the server. Here each connection only counts its messages, and one
+on the busiest path of the server. Here each connection only counts its reads, and one
 sweep every half interval looks at all of them: a connection silent for a whole interval gets
 a ping, and one still silent half an interval later is dropped (its TCP connection aborted, as
-aiohttp's heartbeat does; the read loop then ends and the usual cleanup runs). The guarantee is
+aiohttp's heartbeat does; the socket's cleanup then runs). The guarantee is
 aiohttp's (a ping after `interval_s` of silence, a drop `interval_s / 2` after it) for two
 integers per connection and no work per message.
 """
@@ -15,10 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from collab.protocol.websocket import OPCODE_PING, encode_frame
+
+if TYPE_CHECKING:
+    from collab.web.websocket import ServerWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +31,25 @@ PING_FRAME = encode_frame(b"", OPCODE_PING)
 
 
 class Watched:
-    """One connection under watch; its read loop adds 1 to `messages` for every message,
-    pongs included."""
+    """One connection under watch; its socket adds 1 to `messages` for every read, so a
+    large message still arriving counts as life."""
 
-    __slots__ = ("_checked", "_label", "_pinged", "_silent_sweeps", "_transport", "messages")
+    __slots__ = (
+        "_checked",
+        "_label",
+        "_pinged",
+        "_silent_sweeps",
+        "_transport",
+        "messages",
+        "socket",
+    )
 
-    def __init__(self, transport: asyncio.Transport, label: str) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, label: str, socket: ServerWebSocket | None = None
+    ) -> None:
         self._transport = transport
         self._label = label
+        self.socket = socket
         self.messages = 0
         self._checked = 0
         self._silent_sweeps = 0
@@ -65,8 +81,10 @@ class Liveness:
         self.interval_s = interval_s
         self._watched: set[Watched] = set()
 
-    def watch(self, transport: asyncio.Transport, label: str) -> Watched:
-        watched = Watched(transport, label)
+    def watch(
+        self, transport: asyncio.Transport, label: str, socket: ServerWebSocket | None = None
+    ) -> Watched:
+        watched = Watched(transport, label, socket)
         self._watched.add(watched)
         return watched
 
@@ -77,6 +95,14 @@ class Liveness:
         for watched in list(self._watched):
             # Two sweeps without a message: silent for at least a whole interval.
             watched._sweep(silent_sweeps_before_ping=2)
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every watched WebSocket with `code` and wait until each is gone and its
+        endpoint cleaned up (on shutdown: aiohttp no longer knows these sockets)."""
+        sockets = [watched.socket for watched in self._watched if watched.socket is not None]
+        for socket in sockets:
+            socket.send_close(code, reason)
+        await asyncio.gather(*(socket.wait_closed() for socket in sockets), return_exceptions=True)
 
     async def run(self) -> None:
         if self.interval_s <= 0:

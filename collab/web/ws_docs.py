@@ -7,125 +7,28 @@ bad input closes only this connection, with a close code and a reason, logged on
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import web
 
 from collab.errors import DocumentTooLarge, PolicyViolation, ProtocolError, UnsupportedMessage
 from collab.observability.logging import conn_id_var
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import AUTH_FRAME_PREFIX, is_update_frame, merge_update_frames
-from collab.protocol.websocket import OutgoingFrame
-from collab.rooms.manager import LiveRoom, RoomManager
+from collab.protocol.websocket import OPCODE_BINARY
+from collab.rooms.manager import LiveRoom
 from collab.rooms.peer import Coalescing, OutboxLimits, Peer
+from collab.tasks import spawn
 from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS
-from collab.web.limits import CONNECTIONS, MessageRate
-from collab.web.liveness import LIVENESS, Liveness, Watched
+from collab.web.limits import CONNECTIONS, MessageRate, Slot
 from collab.web.requests import authenticate, check_origin, room_of
 from collab.web.sessions import SESSIONS, TokenSession, refresh_docs_connection
+from collab.web.websocket import ServerWebSocket, accept_websocket, check_upgrade
 
 log = logging.getLogger(__name__)
-
-CLOSE_TIMEOUT_S = 5.0
-# A socket with this much unsent data is behind: later frames wait in the peer's outbox,
-# where document updates merge, instead of piling up in the transport.
-DIRECT_WRITE_MAX_BUFFERED = 64 * 1024
-MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
-
-
-class CollabWebSocket(web.WebSocketResponse):
-    """The server side of both WebSocket endpoints. aiohttp closes an oversized message with
-    1009 and no reason; this gives it one.
-
-    No aiohttp heartbeat and no automatic pong: `Liveness` finds half-open connections for all
-    sockets at once. `receive` counts every message for it (pongs included), answers pings
-    and hands the read loops data and close messages only."""
-
-    def __init__(self, *, max_message_bytes: int, compress: bool) -> None:
-        super().__init__(
-            max_msg_size=max_message_bytes,
-            compress=compress,
-            heartbeat=None,
-            autoping=False,
-            timeout=CLOSE_TIMEOUT_S,
-        )
-        self._limit = max_message_bytes
-        self._liveness: Liveness | None = None
-        self._watched: Watched | None = None
-
-    def watch(self, request: web.Request, label: str) -> None:
-        """Put this connection, once upgraded, under the app's `Liveness` until `unwatch`."""
-        transport = request.transport
-        assert transport is not None, "watch() is called after the upgrade"
-        self._liveness = request.app[LIVENESS]
-        self._watched = self._liveness.watch(transport, label)
-
-    def unwatch(self) -> None:
-        if self._liveness is not None and self._watched is not None:
-            self._liveness.unwatch(self._watched)
-        self._watched = None
-
-    async def receive(self, timeout: float | None = None) -> WSMessage:  # noqa: ASYNC109 (aiohttp's signature)
-        while True:
-            message = await super().receive(timeout)
-            if self._watched is not None:
-                self._watched.messages += 1
-            if message.type is WSMsgType.PING:
-                await self.pong(message.data)
-            elif message.type is not WSMsgType.PONG:
-                return message
-
-    async def close(self, *, code: int = 1000, message: bytes = b"", drain: bool = True) -> bool:
-        if code == CloseCode.MESSAGE_TOO_BIG and not message:
-            message = f"message larger than {self._limit} bytes".encode()
-        return await super().close(code=code, message=message, drain=drain)
-
-
-class WebSocketTransport:
-    """Adapts an aiohttp WebSocket to the `PeerTransport` the room manager writes to."""
-
-    __slots__ = ("_direct", "_request", "_ws")
-
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
-        self._ws = ws
-        self._request = request
-        # The socket that takes frames built once for everyone, looked up once (this is the
-        # per-delivery path); None when it cannot: permessage-deflate frames depend on the
-        # connection's compressor state.
-        self._direct = None if ws.compress else request.transport
-
-    def write_now(self, frame: OutgoingFrame) -> bool:
-        transport = self._direct
-        if (
-            transport is None
-            or self._ws.closed
-            or transport.is_closing()
-            or transport.get_write_buffer_size() >= DIRECT_WRITE_MAX_BUFFERED
-        ):
-            return False
-        # One whole frame per write: aiohttp's own control frames (pong, close) interleave
-        # between frames, never inside one.
-        transport.write(frame.wire)
-        return True
-
-    async def drain(self) -> None:
-        await self._request.writer.drain()
-
-    async def send_frame(self, frame: bytes) -> None:
-        await self._ws.send_bytes(frame)
-
-    async def close(self, code: CloseCode, reason: str) -> None:
-        message = reason.encode()[:MAX_CLOSE_REASON_BYTES]
-        try:
-            await asyncio.wait_for(self._ws.close(code=code, message=message), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            # The client does not read (its socket buffer is full): drop the TCP connection.
-            transport = self._request.transport
-            if transport is not None:
-                transport.abort()
-
 
 UPDATE_COALESCING = Coalescing(mergeable=is_update_frame, merge=merge_update_frames)
 
@@ -145,95 +48,155 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     rooms = request.app[ROOMS]
     presence = request.app[PRESENCE]
     notifier = request.app[NOTIFIER]
+    connections = request.app[CONNECTIONS]
     check_origin(request)
     identity = authenticate(request, allow_query=True)
     room_id, role = room_of(request, identity)
-    if not web.WebSocketResponse().can_prepare(request).ok:
-        raise web.HTTPBadRequest(text="this endpoint takes WebSocket upgrades only")
-    request.app[CONNECTIONS].admit(request, identity.user_id)
+    check_upgrade(request)
+    connections.admit(request, identity.user_id)
     peer_id = uuid.uuid4().hex[:12]
     live = await rooms.acquire(room_id)
-    # Set once the connection will open: a refusal above is not a connection's line.
-    conn_id_var.set(peer_id)
     try:
-        ws = CollabWebSocket(
-            max_message_bytes=settings.max_message_bytes, compress=settings.ws_compression
+        await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
+        socket, response = await accept_websocket(
+            request,
+            max_message_bytes=settings.max_message_bytes,
+            compress=settings.ws_compression,
+            label=f"conn {peer_id}",
         )
-        await ws.prepare(request)
-        peer = Peer(
-            peer_id,
-            user_id=identity.user_id,
-            can_write=role.can_write,
-            transport=WebSocketTransport(ws, request),
-            limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
-            coalescing=UPDATE_COALESCING,
-        )
-        log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
-        rooms.join(live, peer)
-        workspace_id, _, note_id = room_id.partition("/")
-        presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
-        session = request.app[SESSIONS].open(peer, identity, kind="docs")
-        ws.watch(request, f"conn {peer_id}")
-        try:
-            await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
-            rate = MessageRate.for_connection(settings, settings.max_message_bytes)
-            await _read_frames(ws, rooms, live, peer, rate, session)
-        finally:
-            ws.unwatch()
-            session.close()
-            presence.close_note(peer_id)
-            rooms.leave(live, peer)
-            if peer.closing:
-                await peer.wait_closed()
-            else:
-                await peer.stop()
-        log.info("conn %s: left %s (close code %s)", peer_id, room_id, ws.close_code)
-        return ws
-    finally:
+    except BaseException:
         rooms.release(live)
+        raise
+    # Set once the connection is open: a refusal above is not a connection's line.
+    conn_id_var.set(peer_id)
+    peer = Peer(
+        peer_id,
+        user_id=identity.user_id,
+        can_write=role.can_write,
+        transport=socket,
+        limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
+        coalescing=UPDATE_COALESCING,
+    )
+    log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
+    rooms.join(live, peer)
+    workspace_id, _, note_id = room_id.partition("/")
+    presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
+    session = request.app[SESSIONS].open(peer, identity, kind="docs")
+    connection = DocsConnection(
+        request.app,
+        socket,
+        live,
+        peer,
+        MessageRate.for_connection(settings, settings.max_message_bytes),
+        session,
+        connections.take_slot(request),
+    )
+    socket.start(connection)
+    # The request ends here, without awaiting anything after the upgrade (see
+    # `accept_websocket`); the socket lives on in `connection` until it closes.
+    return response
 
 
-async def _read_frames(
-    ws: web.WebSocketResponse,
-    rooms: RoomManager,
-    live: LiveRoom,
-    peer: Peer,
-    rate: MessageRate,
-    session: TokenSession,
-) -> None:
-    traffic = rooms.traffic
-    async for msg in ws:
+class DocsConnection:
+    """One `/ws/docs` connection after the upgrade: every message goes to the room as it
+    arrives; bad input closes only this connection, with a close code and a reason."""
+
+    __slots__ = (
+        "_app",
+        "_held",
+        "_live",
+        "_peer",
+        "_rate",
+        "_rooms",
+        "_session",
+        "_slot",
+        "_socket",
+        "_traffic",
+    )
+
+    def __init__(
+        self,
+        app: web.Application,
+        socket: ServerWebSocket,
+        live: LiveRoom,
+        peer: Peer,
+        rate: MessageRate,
+        session: TokenSession,
+        slot: Slot | None,
+    ) -> None:
+        self._app = app
+        self._socket = socket
+        self._rooms = app[ROOMS]
+        self._live = live
+        self._peer = peer
+        self._rate = rate
+        self._session = session
+        self._slot = slot
+        self._traffic = self._rooms.traffic
+        # Messages that arrived while a token refresh was being verified, in order.
+        self._held: list[bytes] | None = None
+
+    def on_message(self, opcode: int, payload: bytes) -> None:
+        peer = self._peer
         if peer.closing:
             return
+        if self._held is not None:
+            self._held.append(payload)
+            return
         try:
-            if msg.type == WSMsgType.BINARY:
-                over = rate.over(len(msg.data))
-                if over is not None:
-                    raise PolicyViolation(over)
-                traffic.count_received(msg.data)
-                rooms.receive(live, peer, msg.data)
-            elif msg.type == WSMsgType.TEXT:
+            if opcode != OPCODE_BINARY:
                 raise UnsupportedMessage("text frames are not part of the y-websocket protocol")
-            elif msg.type == WSMsgType.ERROR:
-                log.warning("conn %s: closed with %s: %s", peer.peer_id, ws.close_code, msg.data)
-                return
+            over = self._rate.over(len(payload))
+            if over is not None:
+                raise PolicyViolation(over)
+            self._traffic.count_received(payload)
+            self._rooms.receive(self._live, peer, payload)
         except ProtocolError as error:
-            if (
-                isinstance(error, UnsupportedMessage)
-                and msg.type == WSMsgType.BINARY
-                and msg.data.startswith(AUTH_FRAME_PREFIX)
-            ):
+            if isinstance(error, UnsupportedMessage) and payload.startswith(AUTH_FRAME_PREFIX):
                 # The room refuses auth frames; a token refresh is the connection's (here,
                 # off the per-message path: only frames the room refused get this far).
-                if await refresh_docs_connection(session, msg.data, live.room_id.partition("/")[0]):
-                    continue
+                # Later messages wait until the new role is known.
+                self._held = []
+                self._socket.pause_reading()
+                spawn(self._refresh(payload), name=f"refresh-{peer.peer_id}")
                 return
             code = _close_code_for(error)
             log.warning("conn %s: closing with %d: %s", peer.peer_id, code, error)
             peer.request_close(code, str(error))
-            return
         except Exception:
             # A bug of ours: this connection ends, the room and the process stay up.
             log.exception("conn %s: closing with 1011 after an internal error", peer.peer_id)
             peer.request_close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    async def _refresh(self, frame: bytes) -> None:
+        workspace_id = self._live.room_id.partition("/")[0]
+        stays_open = await refresh_docs_connection(self._session, frame, workspace_id)
+        held, self._held = self._held or [], None
+        self._socket.resume_reading()
+        if not stays_open:
             return
+        for index, payload in enumerate(held):
+            self.on_message(OPCODE_BINARY, payload)
+            if self._held is not None:  # another refresh: the rest waits behind it
+                self._held.extend(held[index + 1 :])
+                return
+
+    def on_close(self) -> Coroutine[Any, Any, None]:
+        return self._gone()
+
+    async def _gone(self) -> None:
+        peer, live, rooms = self._peer, self._live, self._rooms
+        self._session.close()
+        self._app[PRESENCE].close_note(peer.peer_id)
+        rooms.leave(live, peer)
+        try:
+            if peer.closing:
+                await peer.wait_closed()
+            else:
+                await peer.stop()
+        finally:
+            self._app[CONNECTIONS].release_slot(self._slot)
+            rooms.release(live)
+        log.info(
+            "conn %s: left %s (close code %s)", peer.peer_id, live.room_id, self._socket.close_code
+        )

@@ -9,13 +9,14 @@ closes the connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from collab.auth import Identity
 from collab.errors import AuthError, StoreError
@@ -26,11 +27,12 @@ from collab.presence.base import MAX_STATUS_CHARS
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
 from collab.rooms.peer import OutboxLimits, Peer
+from collab.tasks import spawn
 from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS
-from collab.web.limits import CONNECTIONS, MessageRate
+from collab.web.limits import CONNECTIONS, MessageRate, Slot
 from collab.web.requests import authenticate, check_origin
 from collab.web.sessions import SESSIONS, RefreshRefused, TokenSession
-from collab.web.ws_docs import CollabWebSocket, WebSocketTransport
+from collab.web.websocket import ServerWebSocket, accept_websocket, check_upgrade
 
 log = logging.getLogger(__name__)
 
@@ -63,24 +65,31 @@ class TokenBucket:
         return True
 
 
-class _TextTransport(WebSocketTransport):
-    __slots__ = ()
-
-    async def send_frame(self, frame: bytes) -> None:
-        await self._ws.send_frame(frame, WSMsgType.TEXT)
+# Messages read ahead of the one being handled; beyond this the socket stops reading until
+# the connection catches up (the flood limits close a client that keeps sending).
+MAX_QUEUED_MESSAGES = 64
 
 
 class LiveConnection:
-    """One live-channel connection: the notifier's `LiveClient`."""
+    """One live-channel connection: the notifier's `LiveClient`, and the socket's handler,
+    whose messages wait in order for the connection's task (their handling awaits the store
+    and the bus)."""
 
-    def __init__(self, identity: Identity, peer: Peer, traffic: LiveTraffic) -> None:
+    def __init__(
+        self, identity: Identity, peer: Peer, socket: ServerWebSocket, traffic: LiveTraffic
+    ) -> None:
         self.connection_id = peer.peer_id
         self.traffic = traffic
         self.user_id = identity.user_id
         self.identity = identity
         self.peer = peer
+        self.socket = socket
         self.workspaces: set[str] = set()
         self.session: TokenSession | None = None
+        self.task: asyncio.Task[None] | None = None
+        # (opcode, payload) in arrival order; None once the socket is gone.
+        self._messages: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self._reading = True
 
     def send_event(self, event: dict[str, Any]) -> None:
         payload = orjson.dumps(event)
@@ -88,6 +97,23 @@ class LiveConnection:
         if not self.peer.enqueue(OutgoingFrame(payload, opcode=OPCODE_TEXT)):
             log.warning("live %s: outbox over its bound; closing as too slow", self.connection_id)
             self.peer.request_close(CloseCode.TRY_AGAIN_LATER, "client too slow: outbox full")
+
+    def on_message(self, opcode: int, payload: bytes) -> None:
+        self._messages.put_nowait((opcode, payload))
+        if self._reading and self._messages.qsize() >= MAX_QUEUED_MESSAGES:
+            self._reading = False
+            self.socket.pause_reading()
+
+    def on_close(self) -> asyncio.Task[None] | None:
+        self._messages.put_nowait(None)
+        return self.task
+
+    async def next_message(self) -> tuple[int, bytes] | None:
+        message = await self._messages.get()
+        if not self._reading and self._messages.qsize() < MAX_QUEUED_MESSAGES // 2:
+            self._reading = True
+            self.socket.resume_reading()
+        return message
 
 
 class ClientError(Exception):
@@ -100,26 +126,47 @@ class ClientError(Exception):
 
 async def ws_live(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    notifier = request.app[NOTIFIER]
-    presence = request.app[PRESENCE]
     check_origin(request)
     identity = authenticate(request, allow_query=True)
     after_raw = request.query.get("after", "0")
     if not after_raw.isdigit() or len(after_raw) > 18:
         raise web.HTTPBadRequest(text="?after must be a notification id (a non-negative integer)")
-    request.app[CONNECTIONS].admit(request, identity.user_id)
-    ws = CollabWebSocket(max_message_bytes=MAX_LIVE_MESSAGE_BYTES, compress=settings.ws_compression)
-    await ws.prepare(request)
+    check_upgrade(request)
+    connections = request.app[CONNECTIONS]
+    connections.admit(request, identity.user_id)
+    connection_id = uuid.uuid4().hex[:12]
+    socket, response = await accept_websocket(
+        request,
+        max_message_bytes=MAX_LIVE_MESSAGE_BYTES,
+        compress=settings.ws_compression,
+        send_opcode=OPCODE_TEXT,
+        label=f"live {connection_id}",
+    )
     peer = Peer(
-        uuid.uuid4().hex[:12],
+        connection_id,
         user_id=identity.user_id,
         can_write=False,
-        transport=_TextTransport(ws, request),
+        transport=socket,
         limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
     )
-    connection = LiveConnection(identity, peer, request.app[METRICS].live_traffic)
-    ws.watch(request, f"live {peer.peer_id}")
+    connection = LiveConnection(identity, peer, socket, request.app[METRICS].live_traffic)
     conn_id_var.set(connection.connection_id)
+    socket.start(connection)
+    # The request ends here; the connection's task serves the socket until it closes.
+    connection.task = spawn(
+        _serve(request.app, connection, int(after_raw), connections.take_slot(request)),
+        name=f"live-{connection_id}",
+    )
+    return response
+
+
+async def _serve(
+    app: web.Application, connection: LiveConnection, after_id: int, slot: Slot | None
+) -> None:
+    notifier = app[NOTIFIER]
+    presence = app[PRESENCE]
+    identity = connection.identity
+    peer = connection.peer
     log.info("live %s: user %s connected", connection.connection_id, identity.user_id)
     connection.send_event(
         {
@@ -130,50 +177,49 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         }
     )
     presence.connect(connection.connection_id, identity.user_id, identity.name)
-    connection.session = request.app[SESSIONS].open(peer, identity, kind="live")
+    connection.session = app[SESSIONS].open(peer, identity, kind="live")
     try:
         await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
         try:
-            await notifier.attach(connection, int(after_raw))
+            await notifier.attach(connection, after_id)
         except StoreError as error:
             log.warning("live %s: notifications unavailable: %s", connection.connection_id, error)
             connection.send_event(_error("unavailable", "notifications are unavailable; retry"))
-        await _read_messages(ws, request, connection)
+        await _read_messages(app, connection)
     finally:
-        ws.unwatch()
         connection.session.close()
         await notifier.detach(connection)
         for workspace_id in connection.workspaces:
             await presence.unsubscribe(workspace_id, connection)
         presence.disconnect(connection.connection_id)
+        if not connection.socket.closing:
+            # The loop ended on a bug or a cancel: the socket must not outlive its task.
+            peer.request_close(CloseCode.INTERNAL_ERROR, "internal error")
         if peer.closing:
             await peer.wait_closed()
         else:
             await peer.stop()
-        log.info("live %s: closed (%s)", connection.connection_id, ws.close_code)
-    return ws
+        app[CONNECTIONS].release_slot(slot)
+        log.info("live %s: closed (%s)", connection.connection_id, connection.socket.close_code)
 
 
-async def _read_messages(
-    ws: web.WebSocketResponse, request: web.Request, connection: LiveConnection
-) -> None:
+async def _read_messages(app: web.Application, connection: LiveConnection) -> None:
     flood = TokenBucket(MESSAGE_BURST, MESSAGES_PER_S)
     # The operator's limits, on top of the channel's own stricter flood control above.
-    rate = MessageRate.for_connection(request.app[SETTINGS], MAX_LIVE_MESSAGE_BYTES)
+    rate = MessageRate.for_connection(app[SETTINGS], MAX_LIVE_MESSAGE_BYTES)
     statuses = TokenBucket(STATUS_BURST, STATUSES_PER_S)
     traffic = connection.traffic
-    async for msg in ws:
+    while (received := await connection.next_message()) is not None:
+        opcode, data = received
         if connection.peer.closing:
             return
-        if msg.type == WSMsgType.BINARY:
+        if opcode != OPCODE_TEXT:
             _close(
                 connection, CloseCode.UNSUPPORTED_DATA, "the live channel takes JSON text frames"
             )
             return
-        if msg.type != WSMsgType.TEXT:
-            continue
-        traffic.count_received(msg.data)
-        over = rate.over(len(msg.data))
+        traffic.count_received(data)
+        over = rate.over(len(data))
         if over is not None:
             _close(connection, CloseCode.POLICY_VIOLATION, over)
             return
@@ -182,9 +228,9 @@ async def _read_messages(
             return
         ref: Any = None
         try:
-            message = _parse(msg.data)
+            message = _parse(data)
             ref = message.get("ref")
-            await _handle(request, connection, message, statuses)
+            await _handle(app, connection, message, statuses)
         except ClientError as error:
             connection.send_event(_error(error.code, str(error), ref))
         except ValueError as error:
@@ -207,7 +253,7 @@ def _close(connection: LiveConnection, code: CloseCode, reason: str) -> None:
     connection.peer.request_close(code, reason)
 
 
-def _parse(data: str) -> dict[str, Any]:
+def _parse(data: bytes) -> dict[str, Any]:
     try:
         message = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -238,13 +284,13 @@ def _workspace_of(connection: LiveConnection, message: dict[str, Any]) -> str:
 
 
 async def _handle(
-    request: web.Request,
+    app: web.Application,
     connection: LiveConnection,
     message: dict[str, Any],
     statuses: TokenBucket,
 ) -> None:
-    notifier = request.app[NOTIFIER]
-    presence = request.app[PRESENCE]
+    notifier = app[NOTIFIER]
+    presence = app[PRESENCE]
     kind = message["type"]
     ref = message.get("ref")
     reply: dict[str, Any]
