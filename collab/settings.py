@@ -253,7 +253,7 @@ OPTIONS: tuple[Option, ...] = (
         "ws_compression",
         "COLLAB_WS_COMPRESSION",
         values.boolean,
-        "offer permessage-deflate (limits apply to the decompressed size)",
+        "accept permessage-deflate offers (limits apply to the decompressed size)",
     ),
     Option(
         "outbox_max_bytes",

@@ -67,4 +67,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         )
         if error.status in REJECTION_STATUSES:
             note_rejection(request, error.status, _http_error_code(error), message)
-        return error_response(error.status, _http_error_code(error), message)
+        # The error's own headers (Allow on a 405, Sec-WebSocket-Version on a 426) stay.
+        kept = {
+            name: value
+            for name, value in error.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+        return error_response(error.status, _http_error_code(error), message, kept)
