@@ -83,6 +83,7 @@ class ServerWebSocket(asyncio.Protocol):
         "_parser",
         "_paused",
         "_pending",
+        "_pending_pong",
         "_send_opcode",
         "_transport",
         "_watched",
@@ -110,6 +111,8 @@ class ServerWebSocket(asyncio.Protocol):
         self._context: contextvars.Context | None = None
         # Reads that arrive before the endpoint is attached (`start`).
         self._pending: list[bytes] | None = []
+        # The payload of the latest ping not answered while the socket was behind.
+        self._pending_pong: bytes | None = None
         self._paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._lost = False
@@ -151,6 +154,9 @@ class ServerWebSocket(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
+        pong, self._pending_pong = self._pending_pong, None
+        if pong is not None and not self._close_sent and not self._transport.is_closing():
+            self._transport.write(encode_frame(pong, OPCODE_PONG))
         waiter, self._drain_waiter = self._drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -274,7 +280,11 @@ class ServerWebSocket(asyncio.Protocol):
                 if not self._close_sent:
                     handler.on_message(opcode, payload)
             elif opcode == OPCODE_PING:
-                if not self._close_sent and not self._transport.is_closing():
+                if self._paused:
+                    # A client that pings but does not read must not grow our buffer: only
+                    # the latest ping is answered, once the socket drains (RFC 6455 5.5.3).
+                    self._pending_pong = payload
+                elif not self._close_sent and not self._transport.is_closing():
                     self._transport.write(encode_frame(payload, OPCODE_PONG))
             elif opcode == OPCODE_CLOSE:
                 self._on_close_frame(payload)
