@@ -6,6 +6,7 @@ import asyncio
 
 from pycrdt import Text
 
+from tests.conftest import ProcessFactory
 from tests.e2e.conftest import token
 from tests.support.node_agent import NodeAgent
 from tests.support.servers import ServerProcess
@@ -154,3 +155,28 @@ async def test_stock_viewer_edits_are_not_relayed(agent: NodeAgent, served: Serv
     async with YClient.connect(f"{served.ws}/ws/docs/w1/n1?token={token('probe')}") as probe:
         await probe.wait_until(lambda: str(probe.doc.get("text", type=Text)) == "yes!")
     assert (await agent.read("editor", {"text": "text"})) == {"text": "yes!"}
+
+
+async def test_stock_clients_edit_over_permessage_deflate(
+    agent: NodeAgent, server_processes: ProcessFactory
+) -> None:
+    """With COLLAB_WS_COMPRESSION on, the stock client (Node's `ws`, which offers
+    permessage-deflate) and a pycrdt client negotiate it and converge on text large enough to
+    be sent deflated both ways; the server's frames are deflated once for all peers."""
+    served = await server_processes.start(COLLAB_WS_COMPRESSION="true")
+    await _connect(agent, served, "a")
+    await _connect(agent, served, "b")
+    async with YClient.connect(
+        f"{served.ws}/ws/docs/w1/n1?token={token('py')}", compression="deflate"
+    ) as py:
+        await py.wait_synced()
+        negotiated = py._ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert negotiated == "permessage-deflate; server_no_context_takeover"
+        from_js = "stock client text, long enough to be deflated. " * 20
+        await agent.text_insert("a", "text", 0, from_js)
+        await agent.wait_for("b", {"text": "text"}, {"text": from_js})
+        await py.wait_until(lambda: str(py.doc.get("text", type=Text)) == from_js)
+        from_py = "pycrdt text, also long enough to be deflated. " * 20
+        py.doc.get("text", type=Text).insert(len(from_js), from_py)
+        await agent.wait_for("a", {"text": "text"}, {"text": from_js + from_py})
+        await agent.wait_for("b", {"text": "text"}, {"text": from_js + from_py})
