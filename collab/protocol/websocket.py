@@ -99,6 +99,7 @@ class FrameParser:
 
     __slots__ = (
         "_buffer",
+        "_buffer_needed",
         "_fragments",
         "_fragments_compressed",
         "_fragments_opcode",
@@ -110,7 +111,11 @@ class FrameParser:
     def __init__(self, max_message_bytes: int, inflater: Inflater | None = None) -> None:
         self._max = max_message_bytes
         self._inflater = inflater
-        self._buffer = b""
+        # Bytes of an incomplete frame, and how many it takes to complete it (while its header
+        # is incomplete: just enough to read the header again). A large message arriving in
+        # many reads is appended, not copied again on every read.
+        self._buffer = bytearray()
+        self._buffer_needed = 0
         self._fragments: list[bytes] | None = None
         self._fragments_opcode = 0
         self._fragments_size = 0
@@ -118,11 +123,15 @@ class FrameParser:
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         if self._buffer:
-            data = self._buffer + data
-            self._buffer = b""
+            self._buffer += data
+            if len(self._buffer) < self._buffer_needed:
+                return []
+            data = bytes(self._buffer)
+            self._buffer.clear()
         messages: list[tuple[int, bytes]] = []
         position = 0
         end = len(data)
+        needed = 2
         while end - position >= 2:
             first = data[position]
             second = data[position + 1]
@@ -132,11 +141,13 @@ class FrameParser:
             header = position + 2
             if size == 126:
                 if end - header < 2:
+                    needed = 4
                     break
                 size = _UINT16.unpack_from(data, header)[0]
                 header += 2
             elif size == 127:
                 if end - header < 8:
+                    needed = 10
                     break
                 size = _UINT64.unpack_from(data, header)[0]
                 header += 8
@@ -144,6 +155,7 @@ class FrameParser:
             self._check_header(first, opcode, size)
             payload_at = header + 4
             if end - payload_at < size:
+                needed = payload_at + size - position
                 break
             payload = data[payload_at : payload_at + size]
             if size:
@@ -153,7 +165,8 @@ class FrameParser:
             if message is not None:
                 messages.append(message)
         if position < end:
-            self._buffer = data[position:]
+            self._buffer += data[position:]
+            self._buffer_needed = needed
         return messages
 
     def _check_header(self, first: int, opcode: int, size: int) -> None:

@@ -72,6 +72,18 @@ def test_frames_read_back_however_the_bytes_are_split(
     assert got == [(OPCODE_BINARY, payload) for payload in payloads]
 
 
+def test_a_large_message_arriving_in_many_reads_comes_out_once_whole() -> None:
+    payload = os.urandom(LIMIT - 1000)
+    wire = client_frame(Opcode.BINARY, payload) + client_frame(Opcode.PING, b"after")
+    parser = FrameParser(LIMIT)
+    out: list[tuple[int, bytes]] = []
+    for start in range(0, len(wire), 4096):
+        got = parser.feed(wire[start : start + 4096])
+        assert got == [] or start + 4096 >= len(wire)
+        out += got
+    assert out == [(OPCODE_BINARY, payload), (OPCODE_PING, b"after")]
+
+
 def test_fragments_are_joined_and_control_frames_between_them_come_out_first() -> None:
     wire = (
         client_frame(Opcode.TEXT, b'{"a":', fin=False)
