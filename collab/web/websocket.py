@@ -163,7 +163,6 @@ class ServerWebSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        self._liveness.unwatch(self._watched)
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
@@ -175,6 +174,8 @@ class ServerWebSocket(asyncio.Protocol):
         self._drain_waiter = None
         if self._context is not None:
             self._context.run(self._notify_closed)
+        else:
+            self._liveness.unwatch(self._watched)
 
     # --- PeerTransport ----------------------------------------------------------------------
 
@@ -316,8 +317,14 @@ class ServerWebSocket(asyncio.Protocol):
         if handler is None:
             return
         cleanup = handler.on_close()
-        if cleanup is not None:
-            self._cleanup = asyncio.ensure_future(cleanup)
+        if cleanup is None:
+            self._liveness.unwatch(self._watched)
+            return
+        # Watched (and so waited for on shutdown) until the endpoint's cleanup is done: it may
+        # still need the store and the bus, which close after the sockets.
+        task = asyncio.ensure_future(cleanup)
+        task.add_done_callback(lambda _: self._liveness.unwatch(self._watched))
+        self._cleanup = task
 
 
 class _TailReader:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, cast
 
 import pytest
 from websockets.frames import Frame, Opcode
@@ -162,3 +163,28 @@ async def test_the_writer_waits_for_the_socket_to_drain_and_fails_once_it_is_gon
         await waiting
     with pytest.raises(ConnectionResetError):
         await socket.send_frame(b"late")
+
+
+async def test_a_gone_socket_stays_registered_until_its_endpoint_cleaned_up() -> None:
+    """Shutdown waits for what is registered; an endpoint still cleaning up (it may need the
+    store and the bus) must be among it."""
+    socket, _, _, liveness = open_socket()
+    release = asyncio.Event()
+
+    async def cleanup() -> None:
+        await release.wait()
+
+    class SlowEndpoint(Endpoint):
+        def on_close(self) -> Coroutine[Any, Any, None]:  # type: ignore[override]
+            return cleanup()
+
+    socket.start(SlowEndpoint())
+    socket.connection_lost(None)
+    await asyncio.sleep(0)
+    assert len(liveness._watched) == 1
+    closing = asyncio.create_task(liveness.close_all(1012, "bye"))
+    await asyncio.sleep(0)
+    assert not closing.done()
+    release.set()
+    await closing
+    assert list(liveness._watched) == []
