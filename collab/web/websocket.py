@@ -269,10 +269,7 @@ class ServerWebSocket(asyncio.Protocol):
         try:
             messages = self._parser.feed(data)
         except FrameError as error:
-            log.warning("%s: closing with %d: %s", self._label, error.code, error.reason)
-            self._close_received = True  # nothing after a broken frame can be trusted
-            self.send_close(error.code, error.reason)
-            self._transport.close()
+            self._fail(error)
             return
         handler = self._handler
         assert handler is not None  # _receive runs only once started
@@ -291,14 +288,19 @@ class ServerWebSocket(asyncio.Protocol):
                 self._on_close_frame(payload)
                 return
 
+    def _fail(self, error: FrameError) -> None:
+        """Close after a protocol violation: nothing the client sends after it is read."""
+        log.warning("%s: closing with %d: %s", self._label, error.code, error.reason)
+        self._close_received = True
+        self.send_close(error.code, error.reason)
+        self._transport.close()
+
     def _on_close_frame(self, payload: bytes) -> None:
         self._close_received = True
         try:
             code, reason = parse_close(payload)
         except FrameError as error:
-            log.warning("%s: closing with %d: %s", self._label, error.code, error.reason)
-            self.send_close(error.code, error.reason)
-            self._transport.close()
+            self._fail(error)
             return
         if self.close_code is None:
             self.close_code = code
