@@ -77,20 +77,25 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
         coalescing=UPDATE_COALESCING,
     )
-    log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
-    rooms.join(live, peer)
-    workspace_id, _, note_id = room_id.partition("/")
-    presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
-    session = request.app[SESSIONS].open(peer, identity, kind="docs")
     connection = DocsConnection(
         request.app,
         socket,
         live,
         peer,
         MessageRate.for_connection(settings, settings.max_message_bytes),
-        session,
         connections.take_slot(request),
     )
+    try:
+        log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
+        rooms.join(live, peer)
+        workspace_id, _, note_id = room_id.partition("/")
+        presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
+        connection.session = request.app[SESSIONS].open(peer, identity, kind="docs")
+    except Exception:
+        # A bug of ours after the upgrade: the client gets 1011 like any connection that hits
+        # one, and the connection's cleanup (on close) undoes whichever steps were done.
+        log.exception("conn %s: closing with 1011 after an internal error on join", peer_id)
+        peer.request_close(CloseCode.INTERNAL_ERROR, "internal error")
     socket.start(connection)
     # The request ends here, without awaiting anything after the upgrade (see
     # `accept_websocket`); the socket lives on in `connection` until it closes.
@@ -108,10 +113,10 @@ class DocsConnection:
         "_peer",
         "_rate",
         "_rooms",
-        "_session",
         "_slot",
         "_socket",
         "_traffic",
+        "session",
     )
 
     def __init__(
@@ -121,7 +126,6 @@ class DocsConnection:
         live: LiveRoom,
         peer: Peer,
         rate: MessageRate,
-        session: TokenSession,
         slot: Slot | None,
     ) -> None:
         self._app = app
@@ -130,8 +134,10 @@ class DocsConnection:
         self._live = live
         self._peer = peer
         self._rate = rate
-        self._session = session
         self._slot = slot
+        # Registered right after the peer joins; None only if joining failed (the peer is
+        # then closing and no message reaches the room).
+        self.session: TokenSession | None = None
         self._traffic = self._rooms.traffic
         # Messages that arrived while a token refresh was being verified, in order.
         self._held: list[bytes] | None = None
@@ -170,7 +176,8 @@ class DocsConnection:
 
     async def _refresh(self, frame: bytes) -> None:
         workspace_id = self._live.room_id.partition("/")[0]
-        stays_open = await refresh_docs_connection(self._session, frame, workspace_id)
+        assert self.session is not None  # a closing peer's messages never get here
+        stays_open = await refresh_docs_connection(self.session, frame, workspace_id)
         held, self._held = self._held or [], None
         self._socket.resume_reading()
         if not stays_open:
@@ -186,7 +193,8 @@ class DocsConnection:
 
     async def _gone(self) -> None:
         peer, live, rooms = self._peer, self._live, self._rooms
-        self._session.close()
+        if self.session is not None:
+            self.session.close()
         self._app[PRESENCE].close_note(peer.peer_id)
         rooms.leave(live, peer)
         try:

@@ -7,8 +7,10 @@ from pycrdt import Doc, Text, create_update_message
 
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import AwarenessEntry, encode_awareness
-from collab.web.keys import ROOMS
+from collab.web.keys import PRESENCE, ROOMS
+from collab.web.limits import CONNECTIONS
 from tests.conftest import RunningServer, StartServer, make_settings
+from tests.support.waiting import eventually
 from tests.support.yclient import YClient
 
 
@@ -159,3 +161,38 @@ async def test_an_internal_error_closes_only_that_connection_with_1011(
             await checker.wait_until(
                 lambda: str(checker.doc.get("t", type=Text)) == "room still alive"
             )
+
+
+async def test_an_internal_error_while_joining_closes_that_connection_with_1011(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug after the upgrade but before the first message closes that connection with 1011
+    and undoes its join: the room, its holders and the user's connection count are as if it
+    had never come; the room goes on."""
+    connections = server.app[CONNECTIONS]
+    presence = server.app[PRESENCE]
+    async with YClient.connect(server.doc_url(sub="u2")) as other:
+        await other.wait_synced()
+        live = server.app[ROOMS].get("w1/n1")
+        assert live is not None
+        original = presence.open_note
+
+        def explode_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+            monkeypatch.setattr(presence, "open_note", original)
+            raise RuntimeError("simulated bug")
+
+        monkeypatch.setattr(presence, "open_note", explode_once)
+        async with YClient.connect(server.doc_url(sub="u1")) as victim:
+            assert await victim.wait_closed() == CloseCode.INTERNAL_ERROR
+            assert victim.close_reason == "internal error"
+        await eventually(
+            lambda: connections.count_of_user("u1") == 0 and live.holders == 1,
+            what="the failed connection's slot and room hold released",
+        )
+        assert len(live.peers) == 1
+        other.doc.get("t", type=Text).insert(0, "room still alive")
+        async with YClient.connect(server.doc_url(sub="u1")) as checker:
+            await checker.wait_until(
+                lambda: str(checker.doc.get("t", type=Text)) == "room still alive"
+            )
+        assert connections.count_of_user("u1") == 0
