@@ -59,6 +59,7 @@ def _compare_steps(results: dict[str, dict[str, Any]], reference: str) -> None:
         Column("srvCPU%", 8, lambda r: f"{r['server_cpu_pct']:.0f}"),
         Column("µs/deliv", 9, lambda r: fixed(r["server_cpu_us_per_delivered"])),
         Column("µs x", 7, lambda r: r["us_ratio"]),
+        Column("sys%", 5, lambda r: fixed(r.get("server_system_pct"), 0)),
         Column("srvRSS_MB", 10, lambda r: f"{r['server_rss_bytes'] / MIB:.0f}"),
         Column("othCPU%", 8, lambda r: f"{r['other_cpu_pct']:.0f}"),
     )

@@ -34,8 +34,9 @@ class Meter:
 
 
 def resources(before: Snapshot, after: Snapshot) -> dict[str, Any]:
-    """Per role: `{role}_cpu_s`, `{role}_cpu_pct` (of one core), `{role}_rss_bytes` (at the
-    end); `server_rss_bytes_before`; and `other_cpu_pct`, everything else that ran."""
+    """Per role: `{role}_cpu_s`, `{role}_cpu_pct` (of one core), `{role}_system_pct` (the
+    share of its CPU time spent in the kernel), `{role}_rss_bytes` (at the end);
+    `server_rss_bytes_before`; and `other_cpu_pct`, everything else that ran."""
     wall_s = after.at_s - before.at_s
     result: dict[str, Any] = {"wall_s": wall_s}
     ours_s = 0.0
@@ -45,6 +46,10 @@ def resources(before: Snapshot, after: Snapshot) -> dict[str, Any]:
             ours_s += cpu_s
         result[f"{role}_cpu_s"] = cpu_s
         result[f"{role}_cpu_pct"] = 100 * cpu_s / wall_s
+        # Where the CPU went: system calls (on loopback the receiver's TCP path is in the
+        # sender's) against the server's own code.
+        system_s = end.system_s - before.usage[role].system_s
+        result[f"{role}_system_pct"] = 100 * system_s / cpu_s if cpu_s > 0 else None
         if role == "server":
             result["server_rss_bytes_before"] = before.usage[role].rss_bytes
         result[f"{role}_rss_bytes"] = end.rss_bytes

@@ -31,13 +31,19 @@ LOG_TAIL_CHARS = 2000
 
 @dataclass(frozen=True)
 class Usage:
-    """CPU time used so far and resident memory now, of one process or a group of them."""
+    """CPU time used so far (of it, `system_s` in the kernel) and resident memory now, of one
+    process or a group of them."""
 
     cpu_s: float
     rss_bytes: int
+    system_s: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.cpu_s + other.cpu_s, self.rss_bytes + other.rss_bytes)
+        return Usage(
+            self.cpu_s + other.cpu_s,
+            self.rss_bytes + other.rss_bytes,
+            self.system_s + other.system_s,
+        )
 
 
 def machine_busy_s() -> float:
@@ -58,8 +64,12 @@ def usage(pid: int) -> Usage:
     """CPU time (utime + stime) and RSS of one process, from /proc/PID/stat."""
     fields = _stat_fields(pid)
     # utime is field 14, stime 15, rss 24 (pages).
-    cpu_ticks = int(fields[11]) + int(fields[12])
-    return Usage(cpu_ticks / CLOCK_TICKS_PER_S, int(fields[21]) * PAGE_BYTES)
+    system_ticks = int(fields[12])
+    return Usage(
+        (int(fields[11]) + system_ticks) / CLOCK_TICKS_PER_S,
+        int(fields[21]) * PAGE_BYTES,
+        system_ticks / CLOCK_TICKS_PER_S,
+    )
 
 
 def descendants(pid: int) -> Iterator[int]:
@@ -94,7 +104,12 @@ def tree_usage(pid: int) -> Usage:
         except OSError:
             continue
         ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
-        total += Usage(ticks / CLOCK_TICKS_PER_S, int(fields[21]) * PAGE_BYTES)
+        system_ticks = int(fields[12]) + int(fields[14])  # stime, cstime
+        total += Usage(
+            ticks / CLOCK_TICKS_PER_S,
+            int(fields[21]) * PAGE_BYTES,
+            system_ticks / CLOCK_TICKS_PER_S,
+        )
     return total
 
 

@@ -41,6 +41,7 @@ FANOUT_COLUMNS = (
     Column("p99ms", 8, lambda s: fixed(s["latency_ms"]["p99"])),
     Column("srvCPU%", 8, lambda s: f"{s['server_cpu_pct']:.0f}"),
     Column("µs/deliv", 9, lambda s: fixed(s["server_cpu_us_per_delivered"])),
+    Column("sys%", 5, lambda s: fixed(s["server_system_pct"], 0)),
     Column("srvRSS_MB", 10, lambda s: f"{s['server_rss_bytes'] / MIB:.0f}"),
     Column("genCPU%", 8, lambda s: f"{s['generator_cpu_pct']:.0f}"),
     Column("othCPU%", 8, lambda s: f"{s['other_cpu_pct']:.0f}"),
