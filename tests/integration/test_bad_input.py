@@ -11,7 +11,7 @@ from collab.web.keys import PRESENCE, ROOMS
 from collab.web.limits import CONNECTIONS
 from tests.conftest import RunningServer, StartServer, make_settings
 from tests.support.waiting import eventually
-from tests.support.yclient import YClient
+from tests.support.yclient import YClient, assert_room_still_syncs
 
 
 def _valid_update() -> bytes:
@@ -71,9 +71,7 @@ async def test_oversized_message_is_closed_with_1009(start_server: StartServer) 
         await big.send_raw(create_update_message(doc.get_update()))
         assert await big.wait_closed() == CloseCode.MESSAGE_TOO_BIG
         assert "4096" in (big.close_reason or "")
-        other.doc.get("t", type=Text).insert(0, "fine")
-        async with YClient.connect(server.doc_url()) as checker:
-            await checker.wait_until(lambda: str(checker.doc.get("t", type=Text)) == "fine")
+        await assert_room_still_syncs(other, server.doc_url(), "fine")
 
 
 async def test_the_size_limit_applies_to_the_decompressed_message(
@@ -156,11 +154,7 @@ async def test_an_internal_error_closes_only_that_connection_with_1011(
         monkeypatch.setattr(live.room, "receive", explode_once)
         await victim.send_raw(b"\x03")
         assert await victim.wait_closed() == CloseCode.INTERNAL_ERROR
-        other.doc.get("t", type=Text).insert(0, "room still alive")
-        async with YClient.connect(server.doc_url()) as checker:
-            await checker.wait_until(
-                lambda: str(checker.doc.get("t", type=Text)) == "room still alive"
-            )
+        await assert_room_still_syncs(other, server.doc_url(), "room still alive")
 
 
 async def test_an_internal_error_while_joining_closes_that_connection_with_1011(
@@ -190,9 +184,5 @@ async def test_an_internal_error_while_joining_closes_that_connection_with_1011(
             what="the failed connection's slot and room hold released",
         )
         assert len(live.peers) == 1
-        other.doc.get("t", type=Text).insert(0, "room still alive")
-        async with YClient.connect(server.doc_url(sub="u1")) as checker:
-            await checker.wait_until(
-                lambda: str(checker.doc.get("t", type=Text)) == "room still alive"
-            )
+        await assert_room_still_syncs(other, server.doc_url(sub="u1"), "room still alive")
         assert connections.count_of_user("u1") == 0

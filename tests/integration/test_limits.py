@@ -21,7 +21,7 @@ from collab.web.limits import CONNECTIONS, MessageRate
 from tests.conftest import StartServer, make_settings
 from tests.support.live import LiveClient
 from tests.support.waiting import eventually, scaled
-from tests.support.yclient import YClient
+from tests.support.yclient import YClient, assert_room_still_syncs
 
 
 class FakeClock:
@@ -77,9 +77,7 @@ async def test_message_flood_on_docs_closes_with_1008(start_server: StartServer)
                 await flooder.send_raw(b"\x03")  # query awareness: valid and cheap
         assert await flooder.wait_closed() == CloseCode.POLICY_VIOLATION
         assert "COLLAB_WS_MESSAGES_PER_S" in (flooder.close_reason or "")
-        other.doc.get("t", type=Text).insert(0, "still here")
-        async with YClient.connect(server.doc_url(sub="u3")) as checker:
-            await checker.wait_until(lambda: str(checker.doc.get("t", type=Text)) == "still here")
+        await assert_room_still_syncs(other, server.doc_url(sub="u3"), "still here")
 
 
 async def test_byte_flood_on_docs_closes_with_1008(start_server: StartServer) -> None:

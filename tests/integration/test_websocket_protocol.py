@@ -19,7 +19,7 @@ from websockets.frames import Frame, Opcode
 
 from collab.protocol.close_codes import CloseCode
 from tests.conftest import RunningServer
-from tests.support.yclient import YClient, scaled_timeout
+from tests.support.yclient import YClient, assert_room_still_syncs, scaled_timeout
 
 
 class RawSocket:
@@ -158,9 +158,7 @@ async def test_a_broken_frame_closes_only_its_connection_with_its_code(
             assert await raw.closed()
         finally:
             raw.close()
-        bystander.doc.get("t", type=Text).insert(0, "still here")
-        async with YClient.connect(server.doc_url()) as checker:
-            await checker.wait_until(lambda: str(checker.doc.get("t", type=Text)) == "still here")
+        await assert_room_still_syncs(bystander, server.doc_url(), "still here")
 
 
 async def test_a_client_close_is_answered_with_its_code_and_the_server_hangs_up(

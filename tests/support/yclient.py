@@ -49,6 +49,7 @@ from pycrdt import (
     Decoder,
     Doc,
     Encoder,
+    Text,
     TransactionEvent,
     YMessageType,
     YSyncMessageType,
@@ -569,6 +570,14 @@ class YClient:
 
     def __repr__(self) -> str:
         return f"<YClient {self._state()}>"
+
+
+async def assert_room_still_syncs(survivor: YClient, url: str, text: str) -> None:
+    """After another connection of the room was closed: `survivor` types `text` into "t" and
+    a client that joins the room at `url` afterwards receives it."""
+    survivor.doc.get("t", type=Text).insert(0, text)
+    async with YClient.connect(url) as checker:
+        await checker.wait_until(lambda: str(checker.doc.get("t", type=Text)) == text)
 
 
 async def wait_until_any(

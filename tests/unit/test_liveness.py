@@ -7,26 +7,11 @@ import asyncio
 from typing import cast
 
 from collab.web.liveness import PING_FRAME, Liveness, Watched
+from tests.support.transports import RecordingTransport
 
 
-class FakeTransport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.aborted = False
-        self.closing = False
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def abort(self) -> None:
-        self.aborted = True
-
-    def is_closing(self) -> bool:
-        return self.closing or self.aborted
-
-
-def watched_transport(liveness: Liveness) -> tuple[FakeTransport, Watched]:
-    transport = FakeTransport()
+def watched_transport(liveness: Liveness) -> tuple[RecordingTransport, Watched]:
+    transport = RecordingTransport()
     watched = liveness.watch(cast(asyncio.Transport, transport), "conn test")
     return transport, watched
 
@@ -71,7 +56,7 @@ def test_a_connection_with_traffic_is_never_pinged() -> None:
 def test_closing_and_unwatched_connections_are_left_alone() -> None:
     liveness = Liveness(30)
     closing, _ = watched_transport(liveness)
-    closing.closing = True
+    closing.closed = True
     gone, gone_watched = watched_transport(liveness)
     liveness.unwatch(gone_watched)
     for _ in range(4):

@@ -17,33 +17,7 @@ from collab.protocol.websocket import OPCODE_BINARY, FrameParser, OutgoingFrame
 from collab.web import websocket
 from collab.web.liveness import Liveness
 from collab.web.websocket import ServerWebSocket
-
-
-class RecordingTransport:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
-        self.written.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
+from tests.support.transports import RecordingTransport
 
 
 class Endpoint:
