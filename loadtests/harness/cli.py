@@ -70,7 +70,14 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     steps(hot, "10")
 
     big = sub.add_parser("bigdoc", parents=both, help="replay a real trace, time fresh joins")
-    big.add_argument("--probes", type=int, default=5, help="fresh clients, one after another")
+    big.add_argument("--probes", type=int, default=15, help="fresh clients, one after another")
+    big.add_argument(
+        "--client-warmups",
+        type=int,
+        default=5,
+        help="local applies of the loaded state by the generator before the probes, so that "
+        "no probe times V8 optimising Yjs",
+    )
     big.add_argument("--patches-per-txn", type=int, default=1000)
     big.add_argument("--probe-gap-s", type=float, default=0.5, help="pause between probes")
     big.add_argument(
@@ -120,8 +127,10 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         return f"{args.scenario} needs at least 1 room and 2 clients per room"
     if args.scenario == "hotroom" and not 1 <= args.writers < args.clients:
         return "hotroom needs 1 <= writers < clients"
-    if args.scenario == "bigdoc" and (args.probes < 1 or args.patches_per_txn < 1):
-        return "bigdoc needs --probes >= 1 and --patches-per-txn >= 1"
+    if args.scenario == "bigdoc" and (
+        args.probes < 1 or args.patches_per_txn < 1 or args.client_warmups < 0
+    ):
+        return "bigdoc needs --probes >= 1, --patches-per-txn >= 1 and --client-warmups >= 0"
     if args.scenario == "persistence":
         stores = persistence.store_list(args.stores)
         if not stores or set(stores) - set(STORES) or len(set(stores)) != len(stores):

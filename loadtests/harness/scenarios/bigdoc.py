@@ -48,6 +48,7 @@ def run(args: argparse.Namespace, target: str) -> dict[str, Any]:
             "text_name": "paper",
             "patches_per_txn": args.patches_per_txn,
             "probe_gap_ms": args.probe_gap_s * 1000,
+            "client_warmups": args.client_warmups,
             "connect_timeout_ms": args.connect_timeout_s * 1000,
         }
         generator = stack.generator(config)
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace, target: str) -> dict[str, Any]:
         generator.send("go")
         loaded = generator.next_event(args.connect_timeout_s * 3 + 120)
         after_load = meter.snapshot()
+        warmed = generator.next_event(60)
         restart = None
         if args.restart:
             assert isinstance(server, CollabServer)
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace, target: str) -> dict[str, Any]:
         "patches_per_txn": args.patches_per_txn,
         "probe_gap_s": args.probe_gap_s,
         "loaded": loaded,
+        "client_warmup_apply_ms": warmed["client_warmup_apply_ms"],
         "restart": restart,
         "probes": probes,
         "server_rss_bytes_start": start.usage["server"].rss_bytes,
@@ -149,6 +152,12 @@ def print_bigdoc(result: dict[str, Any]) -> None:
             f"{load['server_cpu_s']:.2f} s ({load['server_cpu_pct']:.0f} %); generator "
             f"{load['generator_cpu_s']:.2f} s; othCPU {load['other_cpu_pct']:.0f} %"
             + (f"; PostgreSQL {load['database_cpu_s']:.2f} s" if "database_cpu_s" in load else ""),
+        ),
+        (
+            "client warm-up",
+            "local applies of the state (no server): "
+            + (", ".join(f"{ms:.1f}" for ms in result["client_warmup_apply_ms"]) or "none")
+            + " ms",
         ),
         ("server RSS at start", f"{result['server_rss_bytes_start'] / MIB:.1f} MiB"),
         ("server RSS, loader joined", f"{result['server_rss_bytes_before'] / MIB:.1f} MiB"),
