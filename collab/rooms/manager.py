@@ -107,6 +107,9 @@ class RoomManager:
         self._dirty: dict[str, LiveRoom] = {}
         self._pending_count = 0
         self._flush_wakeup = asyncio.Event()
+        # Armed by the first change after a flush (or by a failed flush, for its retry): an
+        # idle server has no flush timer, a busy one one per interval.
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -147,6 +150,9 @@ class RoomManager:
             peer.request_close(close_code, "server shutting down; reconnect")
         await asyncio.gather(*(peer.wait_closed() for peer in peers), return_exceptions=True)
         await cancel_and_wait([self._flusher, self._sweeper])
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         for live in list(self._rooms.values()):
             if live.unload_timer is not None:
                 live.unload_timer.cancel()
@@ -378,6 +384,8 @@ class RoomManager:
 
     def _persist(self, live: LiveRoom, update: bytes) -> None:
         self._dirty[live.room_id] = live
+        if self._flush_timer is None:
+            self._flush_in(self._limits.flush_interval_s)
         if len(live.pending) >= self._limits.max_pending_per_room:
             # The store is down or slow. The document itself holds every update, so the
             # backlog collapses into "write a snapshot" and memory stays bounded by documents.
@@ -404,20 +412,34 @@ class RoomManager:
 
     # -- persistence -------------------------------------------------------------------------
 
+    def _flush_in(self, delay_s: float) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self._flush_timer = asyncio.get_running_loop().call_later(delay_s, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._flush_timer = None
+        self._flush_wakeup.set()
+
     async def _flush_loop(self) -> None:
-        delay = self._limits.flush_interval_s
+        """Flush when the timer armed by a change is due, or at once when `flush_max_batch`
+        updates wait; after a store failure, retry with a growing delay."""
+        retry_s = 0.0
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_wakeup.wait(), delay)
+            await self._flush_wakeup.wait()
             self._flush_wakeup.clear()
             if not self._dirty:
                 continue
             try:
                 await self._flush()
-                delay = self._limits.flush_interval_s
+                retry_s = 0.0
             except StoreError as error:
-                delay = min(max(delay * 2, 0.2), STORE_RETRY_MAX_S)
-                log.warning("store write failed, retrying in %.1f s: %s", delay, error)
+                retry_s = min(
+                    max(retry_s * 2, self._limits.flush_interval_s * 2, 0.2), STORE_RETRY_MAX_S
+                )
+                log.warning("store write failed, retrying in %.1f s: %s", retry_s, error)
+                # Replaces the timer a change may have armed meanwhile: the retry waits.
+                self._flush_in(retry_s)
 
     async def _flush(self) -> None:
         """Write every pending update (in batches of `flush_max_batch`), then compact rooms

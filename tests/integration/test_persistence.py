@@ -237,3 +237,35 @@ async def test_compactions_let_edits_through_between_rooms() -> None:
         stored = await store.load(live.room_id)
         assert stored.updates == []
         assert text_of(stored) in {"cba", "bca", "acb", "abc", "bac", "cab"}
+
+
+async def test_edits_during_a_store_outage_do_not_hurry_the_retries() -> None:
+    """A failed flush is retried after a growing delay; the edits that keep arriving meanwhile
+    arm no flush of their own (each would be another failed write to a store that is down)."""
+    from collab.errors import StoreError
+
+    store = CountingStore()
+    await store.open()
+    bus = MemoryBus()
+    await bus.start()
+    manager = RoomManager(store, bus, RoomLimits(flush_interval_s=0.01))
+    await manager.start()
+    live = await manager.acquire("w1/n1")
+    store.fail_with = StoreError("database down")
+    attempts_before = len(store.batches)
+    author = Doc()
+    text = author.get("t", type=Text)
+    # 0.5 s of edits every 10 ms: 50 flush intervals, in which the retries (after 0.2 s, then
+    # 0.4 s more) make at most two attempts after the first failure.
+    for index in range(50):
+        before = author.get_state()
+        text.insert(index, "x")
+        manager.apply_server_update(live, author.get_update(before))
+        await asyncio.sleep(0.01)
+    failed_attempts = len(store.batches) - attempts_before
+    assert 1 <= failed_attempts <= 3
+    store.fail_with = None
+    await eventually(lambda: manager.store_healthy and not live.pending, what="recovered")
+    manager.release(live)
+    await manager.close()
+    assert text_of(await store.load("w1/n1")) == "x" * 50
