@@ -6,7 +6,8 @@ bus (another instance changed a workspace we follow) and by the heartbeat timer:
   between two wake-ups make one write), and publishes a nudge on the bus room
   `presence:{workspace_id}` when they differ from what it wrote last;
 - on each heartbeat it rewrites every workspace with local presence, which renews their expiry
-  (the store's `ttl_s` should be about 3 x `heartbeat_s`);
+  (the store's `ttl_s` should be about 3 x `heartbeat_s`); one that did not change since it
+  was last written is rewritten as it was, without rebuilding its entries;
 - it re-reads each followed workspace that was nudged or written, and all of them on each
   heartbeat, and hands the difference from the last snapshot to `on_events`. That periodic
   re-read is how an instance that died is noticed: its entries expire, and its users leave
@@ -202,14 +203,28 @@ class PresenceService:
         beat, self._beat_due = self._beat_due, False
         dirty, self._dirty = self._dirty, set()
         stale, self._stale = self._stale, set()
+        unchanged: set[str] = set()
         if beat:
-            dirty |= self._local.workspaces() | self._written.keys()
+            # Every change of LocalPresence reaches `changed`, so a workspace that is not
+            # dirty still has the entries written last: renewing it rewrites those, where
+            # rebuilding every user's entry on every heartbeat would cost as much as the
+            # workspace has users. One present here but never written is rebuilt.
+            unchanged = self._written.keys() - dirty
+            dirty |= self._local.workspaces() - self._written.keys()
             stale |= self._subscribers.keys()
             for workspace_id in sorted(self._subscribers.keys() - self._bus_rooms):
                 await self._sync_bus_room(workspace_id)
-        for workspace_id in sorted(dirty):
-            if await self._write(workspace_id, renew=beat):
-                stale.add(workspace_id)
+        ordered, written = sorted(dirty), 0
+        try:
+            for workspace_id in ordered:
+                if await self._write(workspace_id, renew=beat):
+                    stale.add(workspace_id)
+                written += 1
+        finally:
+            # Not written (the store failed): still dirty, for the next round to rebuild.
+            self._dirty.update(ordered[written:])
+        for workspace_id in sorted(unchanged):
+            await self._renew(workspace_id)
         for workspace_id in sorted(stale):
             await self._refresh(workspace_id)
 
@@ -231,6 +246,16 @@ class PresenceService:
         if changed:
             self._nudge(workspace_id)
         return changed
+
+    async def _renew(self, workspace_id: str) -> None:
+        """Rewrite the entries last written for the workspace, which renews their expiry.
+        Raises `BusError`."""
+        async with self._write_lock:
+            entries = self._written.get(workspace_id)
+            if entries is None:
+                return  # emptied since: its removal was written
+            await self._store.write(self._instance_id, workspace_id, entries)
+            self._recovered()
 
     async def _refresh(self, workspace_id: str, *, initial: bool = False) -> None:
         """Re-read a followed workspace and emit what changed since its last snapshot; the

@@ -53,6 +53,7 @@ class FlakyStore:
         self.inner = inner
         self.failing = False
         self.failures = 0
+        self.writes = 0
         self.read_gate: asyncio.Event | None = None
         self.reads_held = 0
 
@@ -66,6 +67,7 @@ class FlakyStore:
     ) -> None:
         self._check()
         await self.inner.write(instance_id, workspace_id, entries)
+        self.writes += 1
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         self._check()
@@ -405,6 +407,47 @@ async def test_a_store_outage_is_retried_at_the_next_heartbeat(
     await eventually(lambda: "u1" in b.users(), what="u1 joined on B after the outage")
 
 
+async def test_a_change_whose_write_failed_is_written_once_the_store_answers(
+    start_instance: StartInstance,
+) -> None:
+    """A's status change fails to be written; A's next heartbeat writes it rather than
+    renewing the entries it wrote before the outage."""
+    a = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    b = await start_instance()
+    await b.subscribe("w1")
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+    a.store.failing = True
+    a.set_status("c1", "w1", "away")
+    await eventually(lambda: a.store.failures >= 1, what="A's write failed")
+    a.store.failing = False
+    await eventually(lambda: _status(b, "u1") == "away", what="u1's status on B")
+
+
+async def test_heartbeats_renew_an_unchanged_workspace_without_rebuilding_it(
+    start_instance: StartInstance,
+) -> None:
+    """Renewing what was written costs no pass over the workspace's users: `LocalPresence`
+    is asked for entries only when something changed."""
+    a = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: _present(a, "u1"), what="u1 stored")
+    rebuilt: list[str] = []
+    entries = a.local.entries
+
+    def counting_entries(workspace_id: str) -> dict[str, PresenceEntry]:
+        rebuilt.append(workspace_id)
+        return entries(workspace_id)
+
+    a.local.entries = counting_entries  # type: ignore[method-assign]
+    renewals = a.store.writes
+    await eventually(lambda: a.store.writes >= renewals + 2, what="two renewals")
+    assert rebuilt == []
+    assert await _present(a, "u1")
+    a.set_status("c1", "w1", "away")
+    await eventually(lambda: rebuilt == ["w1"], what="the changed workspace rebuilt")
+
+
 async def test_subscribing_while_the_store_fails_returns_the_local_view(
     start_instance: StartInstance,
 ) -> None:
@@ -455,6 +498,11 @@ async def test_unsubscribing_is_reference_counted(start_instance: StartInstance)
 async def _present(instance: Instance, user_id: str, workspace_id: str = "w1") -> bool:
     users = await instance.service.snapshot(workspace_id)
     return any(user["user"] == user_id for user in users)
+
+
+def _status(instance: Instance, user_id: str, workspace_id: str = "w1") -> str | None:
+    user = instance.users(workspace_id).get(user_id)
+    return None if user is None else user.get("status")
 
 
 # -- the Redis store alone ---------------------------------------------------------------------
