@@ -3,8 +3,12 @@
 A Yjs update does not say which type a root is (the client decides when it calls
 `getText`/`getMap`/...), so the type is inferred from the content: map entries make a map,
 characters a text, XML elements an XML fragment, other items an array. The note schema's
-roots (`meta`: map, `body`: XML fragment) are always read with their declared type. Each
-guess reads from a fresh copy of the state, because reading a root as a type fixes it.
+roots (`meta`: map, `body`: XML fragment) are always read with their declared type.
+
+Reading a root as a type fixes it in that copy of the document, so a wrong guess spoils the
+root for the next one, but not the other roots. Every root is read from one decoded copy, and
+only a root whose first guess was wrong costs more copies: a note (`meta` and `body`) costs one
+decode, which for a large document is most of the time a snapshot takes.
 """
 
 from __future__ import annotations
@@ -21,11 +25,10 @@ JsonValue = Any
 def document_to_json(state: bytes) -> dict[str, JsonValue]:
     """Return `{root name: value}`: text as a string, maps as objects, arrays as lists and
     XML fragments as their XML string. Empty roots of unknown type are omitted."""
-    doc: Doc[Any] = Doc()
-    doc.apply_update(state)
+    doc = _fresh(state)
     result: dict[str, JsonValue] = {}
     for name in sorted(doc.keys()):
-        value = _read_root(state, name)
+        value = _read_root(doc, state, name)
         if value is not None:
             result[name] = value
     for name, root_type in KNOWN_ROOT_TYPES.items():
@@ -39,13 +42,15 @@ def _fresh(state: bytes) -> Doc[Any]:
     return doc
 
 
-def _read_root(state: bytes, name: str) -> JsonValue:
+def _read_root(doc: Doc[Any], state: bytes, name: str) -> JsonValue:
+    """Read root `name` from `doc`, where no other read touched it; a second guess reads a
+    fresh copy of `state`."""
     known = KNOWN_ROOT_TYPES.get(name)
     if known is Map:
-        return _plain(_fresh(state).get(name, type=Map).to_py())
+        return _plain(doc.get(name, type=Map).to_py())
     if known is XmlFragment:
-        return str(_fresh(state).get(name, type=XmlFragment))
-    as_map = _fresh(state).get(name, type=Map)
+        return str(doc.get(name, type=XmlFragment))
+    as_map = doc.get(name, type=Map)
     if len(as_map) > 0:
         return _plain(as_map.to_py())
     text = str(_fresh(state).get(name, type=Text))

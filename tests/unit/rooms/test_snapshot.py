@@ -1,0 +1,66 @@
+"""`document_to_json`: each root read as the type its content shows, one decode per note."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
+
+from collab.rooms import snapshot
+from collab.rooms.snapshot import document_to_json
+
+
+def _state(build: Any) -> bytes:
+    doc: Doc[Any] = Doc()
+    build(doc)
+    return doc.get_update()
+
+
+def _every_kind(doc: Doc[Any]) -> None:
+    doc.get("meta", type=Map)["title"] = "Plan"
+    doc.get("body", type=XmlFragment).children.append(XmlElement("paragraph", {}, [XmlText("hi")]))
+    doc.get("settings", type=Map)["width"] = 80.0
+    doc.get("text", type=Text).insert(0, "plain")
+    doc.get("items", type=Array).extend(["a", 2.0, {"k": 1.5}])
+    doc.get("prosemirror", type=XmlFragment).children.append(XmlElement("p", {}, []))
+    doc.get("unused", type=Text)
+
+
+def test_every_root_is_read_as_the_type_its_content_shows() -> None:
+    assert document_to_json(_state(_every_kind)) == {
+        "body": "<paragraph>hi</paragraph>",
+        "items": ["a", 2, {"k": 1.5}],
+        "meta": {"title": "Plan"},
+        "prosemirror": "<p></p>",
+        "settings": {"width": 80},
+        "text": "plain",
+    }
+
+
+def test_an_empty_document_has_the_note_roots_empty() -> None:
+    assert document_to_json(Doc().get_update()) == {"meta": {}, "body": ""}
+
+
+def test_a_note_costs_one_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`meta`, `body` and a map root are all read from the first decoded copy; a text root
+    needs a second copy, as its first guess (map) was wrong."""
+    decodes: list[bytes] = []
+    fresh = snapshot._fresh
+
+    def counting_fresh(state: bytes) -> Doc[Any]:
+        decodes.append(state)
+        return fresh(state)
+
+    monkeypatch.setattr(snapshot, "_fresh", counting_fresh)
+
+    def note(doc: Doc[Any]) -> None:
+        doc.get("meta", type=Map)["title"] = "Plan"
+        doc.get("body", type=XmlFragment).children.append(XmlElement("p", {}, []))
+        doc.get("settings", type=Map)["width"] = 80.0
+
+    assert document_to_json(_state(note))["settings"] == {"width": 80}
+    assert len(decodes) == 1
+    decodes.clear()
+    assert document_to_json(_state(lambda doc: doc.get("t", type=Text).insert(0, "x")))["t"] == "x"
+    assert len(decodes) == 2
