@@ -97,6 +97,10 @@ class MemoryStore:
         self._check_callable()
         return (workspace_id, user_id) in self._members
 
+    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
+        self._check_callable()
+        return [u for u in user_ids if (workspace_id, u) not in self._members]
+
     async def create_notifications(
         self, notifications: Sequence[NewNotification]
     ) -> list[Notification]:

@@ -57,6 +57,10 @@ class NotificationStore(Protocol):
     async def is_member(self, workspace_id: str, user_id: str) -> bool:
         """Whether `user_id` was ever recorded as a member of `workspace_id`."""
 
+    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
+        """Those of `user_ids` never recorded as members of `workspace_id`, in their order:
+        one query for a whole list of recipients."""
+
     async def create_notifications(
         self, notifications: Sequence[NewNotification]
     ) -> list[Notification]:

@@ -233,6 +233,19 @@ class PostgresStore:
             )
         return bool(found)
 
+    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
+        async with self._connection(
+            f"checking {len(user_ids)} members of workspace {workspace_id!r}"
+        ) as conn:
+            rows = await conn.fetch(
+                "SELECT user_id FROM workspace_members "
+                "WHERE workspace_id = $1 AND user_id = ANY($2::text[])",
+                workspace_id,
+                list(user_ids),
+            )
+        members = {row["user_id"] for row in rows}
+        return [u for u in user_ids if u not in members]
+
     async def create_notifications(
         self, notifications: Sequence[NewNotification]
     ) -> list[Notification]:

@@ -183,6 +183,21 @@ class SqliteStore:
             )
         return bool(rows)
 
+    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
+        what = f"checking {len(user_ids)} members of workspace {workspace_id!r}"
+        members: set[str] = set()
+        async with self._transaction("DEFERRED", what) as conn:
+            # In chunks: SQLite caps the parameters of one statement (999 in older builds).
+            for start in range(0, len(user_ids), 500):
+                chunk = list(user_ids[start : start + 500])
+                rows = await conn.execute_fetchall(
+                    "SELECT user_id FROM workspace_members WHERE workspace_id = ? "
+                    f"AND user_id IN ({', '.join('?' * len(chunk))})",
+                    (workspace_id, *chunk),
+                )
+                members.update(row[0] for row in rows)
+        return [u for u in user_ids if u not in members]
+
     async def create_notifications(
         self, notifications: Sequence[NewNotification]
     ) -> list[Notification]:

@@ -86,7 +86,7 @@ async def post_notification(request: web.Request) -> web.StreamResponse:
     store = request.app[NOTIFICATIONS]
     await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
     unique = list(dict.fromkeys(recipients))
-    strangers = [r for r in unique if not await store.is_member(workspace_id, r)]
+    strangers = await store.non_members(workspace_id, unique)
     if strangers:
         raise ForbiddenError(
             f"not members of workspace {workspace_id!r}: {', '.join(strangers[:10])} "

@@ -329,6 +329,7 @@ async def test_abuse_closes_only_that_connection(
     ("body", "status"),
     [
         ({"workspace": "w1", "recipients": ["nobody-seen"], "title": "x"}, 403),
+        ({"workspace": "w1", "recipients": ["u2", "nobody-seen"], "title": "x"}, 403),
         ({"workspace": "w9", "recipients": ["u2"], "title": "x"}, 403),
         ({"workspace": "w1", "recipients": [], "title": "x"}, 422),
         ({"workspace": "w1", "recipients": ["u2"], "title": ""}, 422),

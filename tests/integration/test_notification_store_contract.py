@@ -151,6 +151,22 @@ async def test_recorded_member_is_a_member_of_that_workspace_only(store: FullSto
     assert not await store.is_member("w2", USER)
 
 
+async def test_non_members_are_listed_in_the_order_given(store: FullStore) -> None:
+    """`non_members` returns the ids never recorded in that workspace, in the caller's order,
+    for any number of them (SQLite takes them in chunks)."""
+    await store.record_member(WORKSPACE, USER, "Ann")
+    await store.record_member(WORKSPACE, "u9", None)
+    await store.record_member("w2", OTHER_USER, None)
+
+    assert await store.non_members(WORKSPACE, [OTHER_USER, USER, "u9", "nobody"]) == [
+        OTHER_USER,
+        "nobody",
+    ]
+    assert await store.non_members(WORKSPACE, [USER, "u9"]) == []
+    many = [f"x{i}" for i in range(1200)] + [USER]
+    assert await store.non_members(WORKSPACE, many) == many[:-1]
+
+
 async def test_recording_a_member_again_keeps_first_seen_and_updates_a_given_name(
     backend: Backend,
 ) -> None:
@@ -494,6 +510,7 @@ async def test_closed_store_raises_store_error_for_every_notification_call(
     calls = [
         store.record_member(WORKSPACE, USER, "Ann"),
         store.is_member(WORKSPACE, USER),
+        store.non_members(WORKSPACE, [USER]),
         store.create_notifications([new()]),
         store.create_notification_once("key", new()),
         store.list_notifications(USER),
