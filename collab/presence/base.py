@@ -73,6 +73,13 @@ class PresenceStore(Protocol):
         """Replace this instance's entries for the workspace (empty: remove them) and renew
         their expiry (`ttl_s` from now)."""
 
+    async def renew(
+        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
+    ) -> None:
+        """Renew the expiry of this instance's entries for the workspace, which are `entries`
+        (what it wrote last, not empty). Where they are gone (expired, or the backend lost
+        them), write them again."""
+
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         """Every live instance's entries for the workspace, merged per user."""
 

@@ -53,6 +53,17 @@ class MemoryPresenceStore:
             instances.pop(instance_id, None)
         self._forget_if_empty(workspace_id)
 
+    async def renew(
+        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
+    ) -> None:
+        self._check_open()
+        written = self._broker.workspaces.get(workspace_id, {}).get(instance_id)
+        if written is None or written.expires_at <= self._clock():
+            await self.write(instance_id, workspace_id, entries)
+            return
+        expires_at = self._clock() + self._ttl_s
+        self._broker.workspaces[workspace_id][instance_id] = _Written(written.entries, expires_at)
+
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         self._check_open()
         instances = self._broker.workspaces.get(workspace_id, {})

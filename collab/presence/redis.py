@@ -125,6 +125,27 @@ class RedisPresenceStore:
                 f"writing the presence of workspace {workspace_id!r}", error
             ) from None
 
+    async def renew(
+        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
+    ) -> None:
+        self._check_open()
+        key = self._entries_key(workspace_id, instance_id.encode())
+        instances_key = self._instances_key(workspace_id)
+        try:
+            # Three small commands instead of re-encoding and resending every entry.
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.pexpire(key, self._ttl_ms)
+                pipe.sadd(instances_key, instance_id)
+                pipe.pexpire(instances_key, self._ttl_ms)
+                renewed, _, _ = await pipe.execute()
+        except _FAILURES as error:
+            raise self._error(
+                f"renewing the presence of workspace {workspace_id!r}", error
+            ) from None
+        if not renewed:
+            # Expired, or Redis lost it (a restart without persistence): write it again.
+            await self.write(instance_id, workspace_id, entries)
+
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         self._check_open()
         instances_key = self._instances_key(workspace_id)

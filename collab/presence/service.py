@@ -7,7 +7,7 @@ bus (another instance changed a workspace we follow) and by the heartbeat timer:
   `presence:{workspace_id}` when they differ from what it wrote last;
 - on each heartbeat it rewrites every workspace with local presence, which renews their expiry
   (the store's `ttl_s` should be about 3 x `heartbeat_s`); one that did not change since it
-  was last written is rewritten as it was, without rebuilding its entries;
+  was last written is only renewed, without rebuilding or resending its entries;
 - it re-reads each followed workspace that was nudged or written, and all of them on each
   heartbeat, and hands the difference from the last snapshot to `on_events`. That periodic
   re-read is how an instance that died is noticed: its entries expire, and its users leave
@@ -248,13 +248,13 @@ class PresenceService:
         return changed
 
     async def _renew(self, workspace_id: str) -> None:
-        """Rewrite the entries last written for the workspace, which renews their expiry.
-        Raises `BusError`."""
+        """Renew the expiry of the entries last written for the workspace. Raises
+        `BusError`."""
         async with self._write_lock:
             entries = self._written.get(workspace_id)
             if entries is None:
                 return  # emptied since: its removal was written
-            await self._store.write(self._instance_id, workspace_id, entries)
+            await self._store.renew(self._instance_id, workspace_id, entries)
             self._recovered()
 
     async def _refresh(self, workspace_id: str, *, initial: bool = False) -> None:

@@ -54,6 +54,7 @@ class FlakyStore:
         self.failing = False
         self.failures = 0
         self.writes = 0
+        self.renewals = 0
         self.read_gate: asyncio.Event | None = None
         self.reads_held = 0
 
@@ -68,6 +69,13 @@ class FlakyStore:
         self._check()
         await self.inner.write(instance_id, workspace_id, entries)
         self.writes += 1
+
+    async def renew(
+        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
+    ) -> None:
+        self._check()
+        await self.inner.renew(instance_id, workspace_id, entries)
+        self.renewals += 1
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         self._check()
@@ -440,9 +448,10 @@ async def test_heartbeats_renew_an_unchanged_workspace_without_rebuilding_it(
         return entries(workspace_id)
 
     a.local.entries = counting_entries  # type: ignore[method-assign]
-    renewals = a.store.writes
-    await eventually(lambda: a.store.writes >= renewals + 2, what="two renewals")
+    writes, renewals = a.store.writes, a.store.renewals
+    await eventually(lambda: a.store.renewals >= renewals + 2, what="two renewals")
     assert rebuilt == []
+    assert a.store.writes == writes
     assert await _present(a, "u1")
     a.set_status("c1", "w1", "away")
     await eventually(lambda: rebuilt == ["w1"], what="the changed workspace rebuilt")
@@ -578,6 +587,29 @@ async def test_redis_store_entries_expire_after_the_ttl(
             return await store.read("w1") == {}
 
         await eventually(gone, what="A's entries expired")
+    finally:
+        await store.close()
+
+
+async def test_redis_store_renews_without_resending_and_rewrites_what_expired(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    """`renew` extends the hash's TTL as it is (a field added behind the store's back
+    survives it); once the hash has expired, `renew` writes the entries again."""
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
+    key = f"{prefix}presence:w1:A"
+    try:
+        await store.write("A", "w1", {"u1": _entry("u1")})
+        await redis_client.hset(key, "u2", await redis_client.hget(key, "u1") or b"")
+        await redis_client.pexpire(key, 20_000)
+        await store.renew("A", "w1", {"u1": _entry("u1")})
+        assert 20_000 < await redis_client.pttl(key) <= 60_000
+        assert sorted(await redis_client.hkeys(key)) == [b"u1", b"u2"]
+        await redis_client.delete(key)  # as if it had expired
+        await store.renew("A", "w1", {"u1": _entry("u1")})
+        assert await redis_client.hkeys(key) == [b"u1"]
+        assert set(await store.read("w1")) == {"u1"}
     finally:
         await store.close()
 

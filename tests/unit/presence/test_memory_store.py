@@ -57,6 +57,31 @@ async def test_rewriting_renews_the_expiry(clock: FakeClock) -> None:
     assert set(await store.read("w1")) == {"u1"}
 
 
+async def test_renewing_extends_the_expiry_of_what_was_written(clock: FakeClock) -> None:
+    """`renew` keeps the entries stored (not the ones passed, which are the same by
+    contract) alive for another TTL."""
+    store = MemoryPresenceStore(3.0, clock)
+    await store.write("A", "w1", {"u1": entry("u1", "n1")})
+    for _ in range(5):
+        clock.now += 2.5
+        await store.renew("A", "w1", {"u1": entry("u1", "n1")})
+    clock.now += 2.5
+    assert (await store.read("w1"))["u1"].notes == frozenset({"n1"})
+    clock.now += 1.0
+    assert await store.read("w1") == {}
+
+
+async def test_renewing_entries_that_expired_writes_them_again(clock: FakeClock) -> None:
+    store = MemoryPresenceStore(3.0, clock)
+    await store.write("A", "w1", {"u1": entry("u1")})
+    clock.now += 3.5
+    assert await store.read("w1") == {}
+    await store.renew("A", "w1", {"u1": entry("u1")})
+    assert set(await store.read("w1")) == {"u1"}
+    await store.renew("A", "w2", {"u2": entry("u2")})  # never written at all
+    assert set(await store.read("w2")) == {"u2"}
+
+
 async def test_stores_on_one_broker_merge_per_user(
     clock: FakeClock, broker: MemoryPresenceBroker
 ) -> None:
@@ -92,6 +117,8 @@ async def test_a_closed_store_raises_bus_error_and_keeps_what_it_wrote(
         await a.read("w1")
     with pytest.raises(BusError):
         await a.write("A", "w1", {})
+    with pytest.raises(BusError):
+        await a.renew("A", "w1", {"u1": entry("u1")})
     assert set(await MemoryPresenceStore(3.0, clock, broker).read("w1")) == {"u1"}
 
 
