@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -114,9 +115,7 @@ class RedisPresenceStore:
                 pipe.delete(key)
                 if entries:
                     pipe.hset(key, mapping={u: _encode(e) for u, e in entries.items()})
-                    pipe.pexpire(key, self._ttl_ms)
-                    pipe.sadd(instances_key, instance_id)
-                    pipe.pexpire(instances_key, self._ttl_ms)
+                    self._keep_alive(pipe, key, instances_key, instance_id)
                 else:
                     pipe.srem(instances_key, instance_id)
                 await pipe.execute()
@@ -134,9 +133,7 @@ class RedisPresenceStore:
         try:
             # Three small commands instead of re-encoding and resending every entry.
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.pexpire(key, self._ttl_ms)
-                pipe.sadd(instances_key, instance_id)
-                pipe.pexpire(instances_key, self._ttl_ms)
+                self._keep_alive(pipe, key, instances_key, instance_id)
                 renewed, _, _ = await pipe.execute()
         except _FAILURES as error:
             raise self._error(
@@ -145,6 +142,16 @@ class RedisPresenceStore:
         if not renewed:
             # Expired, or Redis lost it (a restart without persistence): write it again.
             await self.write(instance_id, workspace_id, entries)
+
+    def _keep_alive(
+        self, pipe: Pipeline, key: bytes, instances_key: bytes, instance_id: str
+    ) -> None:
+        """Queue what keeps an instance's entries alive for `ttl_s`: the expiry of its hash
+        (first, so its reply tells whether the hash exists), its membership of the
+        workspace's instance set and that set's expiry."""
+        pipe.pexpire(key, self._ttl_ms)
+        pipe.sadd(instances_key, instance_id)
+        pipe.pexpire(instances_key, self._ttl_ms)
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         self._check_open()

@@ -9,6 +9,7 @@ from pathlib import Path
 from pycrdt import Doc, Text
 
 from collab.bus.memory import MemoryBus
+from collab.errors import StoreError
 from collab.rooms.manager import RoomLimits, RoomManager
 from collab.store.base import StoredDocument
 from collab.store.memory import MemoryStore
@@ -161,8 +162,6 @@ async def test_store_outage_keeps_editing_and_loses_nothing_once_it_is_back(
     """While the store fails, edits keep flowing between clients, the backlog stays bounded
     (it collapses into a snapshot), /readyz-style health reports it, and every edit is
     stored once the store is back."""
-    from collab.errors import StoreError
-
     store = CountingStore()
     settings = make_settings(store_backlog_per_room=5, room_grace_s=60)
     server = await start_server(settings, store=store)
@@ -242,8 +241,6 @@ async def test_compactions_let_edits_through_between_rooms() -> None:
 async def test_edits_during_a_store_outage_do_not_hurry_the_retries() -> None:
     """A failed flush is retried after a growing delay; the edits that keep arriving meanwhile
     arm no flush of their own (each would be another failed write to a store that is down)."""
-    from collab.errors import StoreError
-
     store = CountingStore()
     await store.open()
     bus = MemoryBus()
