@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.compare import print_comparison
 from harness.errors import RunError
-from harness.machine import machine_facts
+from harness.machine import describe_wakeup, machine_facts
 from harness.scenarios import bigdoc, crossinstance, fanout, idle, persistence
 from harness.services import STORES
 from harness.stack import exit_on_sigterm
@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None, *, description: str = "") -> int:
         facts = machine_facts()
         print(
             f"{command}\n{facts['date']}  {facts['nproc']} CPUs  {facts['cpu_model']}  "
-            f"load average {' '.join(facts['loadavg_at_start'])}"
+            f"load average {' '.join(facts['loadavg_at_start'])}\n"
+            f"{describe_wakeup(facts['wakeup'])}"
         )
         if args.scenario in COLLAB_ONLY:
             result = COLLAB_ONLY[args.scenario](args)

@@ -47,3 +47,8 @@ def test_fanout_delivers_every_update_at_a_tiny_size(tmp_path: Path) -> None:
     assert step["expected"] == step["sent"] * 2
     assert step["received"] == step["expected"]
     assert step["closed"] == {}
+    # The machine's wake-up cost is recorded with every run, to read low-rate CPU figures by.
+    wakeup = results["machine"]["wakeup"]
+    assert wakeup is not None, "the wake-up probe did not run"
+    assert wakeup["warm_us"] > 0
+    assert wakeup["after_5ms_idle_us"] > 0
