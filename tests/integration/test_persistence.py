@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pycrdt import Doc, Text
 
@@ -38,7 +39,7 @@ class CountingStore(MemoryStore):
 
 
 def text_of(stored: StoredDocument, root: str = "t") -> str:
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     for part in ([stored.snapshot] if stored.snapshot else []) + stored.updates:
         doc.apply_update(part)
     return str(doc.get(root, type=Text))
@@ -120,13 +121,13 @@ async def test_idle_rooms_are_flushed_and_unloaded(start_server: StartServer) ->
             await client.wait_synced()
             client.doc.get("t", type=Text).insert(0, f"note {index}")
             await client.flush()
-            await eventually(
-                lambda i=index: (
-                    (live := manager.get(f"w1/note{i}")) is not None
-                    and str(live.room.doc.get("t", type=Text)) == f"note {i}"
-                ),
-                what="edit applied",
-            )
+            room_id, text = f"w1/note{index}", f"note {index}"
+
+            def applied(room_id: str = room_id, text: str = text) -> bool:
+                live = manager.get(room_id)
+                return live is not None and str(live.room.doc.get("t", type=Text)) == text
+
+            await eventually(applied, what="edit applied")
     await eventually(lambda: manager.loaded_rooms == 0, what="every room unloaded")
     for index in range(20):
         assert text_of(await store.load(f"w1/note{index}")) == f"note {index}"
@@ -218,7 +219,7 @@ async def test_compactions_let_edits_through_between_rooms() -> None:
     rooms = [await manager.acquire(f"w1/n{index}") for index in range(3)]
     for live in rooms:
         for word in ("a", "b", "c"):
-            author = Doc()
+            author: Doc[Any] = Doc()
             author.get("t", type=Text).insert(0, word)
             manager.apply_server_update(live, author.get_update())
     ticking = True
@@ -250,7 +251,7 @@ async def test_edits_during_a_store_outage_do_not_hurry_the_retries() -> None:
     live = await manager.acquire("w1/n1")
     store.fail_with = StoreError("database down")
     attempts_before = len(store.batches)
-    author = Doc()
+    author: Doc[Any] = Doc()
     text = author.get("t", type=Text)
     # 0.5 s of edits every 10 ms: 50 flush intervals, in which the retries (after 0.2 s, then
     # 0.4 s more) make at most two attempts after the first failure.
