@@ -7,7 +7,7 @@ that stops renewing its entries (it died) drops out after `ttl_s` by itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,14 +74,21 @@ class PresenceStore(Protocol):
         their expiry (`ttl_s` from now)."""
 
     async def renew(
-        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
+        self, instance_id: str, written: Mapping[str, Mapping[str, PresenceEntry]]
     ) -> None:
-        """Renew the expiry of this instance's entries for the workspace, which are `entries`
-        (what it wrote last, not empty). Where they are gone (expired, or the backend lost
-        them), write them again."""
+        """Renew the expiry of this instance's entries for each workspace of `written`, which
+        maps it to those entries (what the instance wrote last, not empty). Where they are
+        gone (expired, or the backend lost them), write them again. One call for all of an
+        instance's workspaces, so a backend can renew them in one round trip."""
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         """Every live instance's entries for the workspace, merged per user."""
+
+    async def read_many(
+        self, workspace_ids: Collection[str]
+    ) -> dict[str, dict[str, PresenceEntry]]:
+        """`read` for each workspace, keyed by workspace id, in as few round trips as the
+        backend allows."""
 
     async def close(self) -> None:
         """Release connections. Safe to call twice."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from collab.errors import BusError, ConfigError
@@ -54,15 +54,18 @@ class MemoryPresenceStore:
         self._forget_if_empty(workspace_id)
 
     async def renew(
-        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
+        self, instance_id: str, written: Mapping[str, Mapping[str, PresenceEntry]]
     ) -> None:
         self._check_open()
-        written = self._broker.workspaces.get(workspace_id, {}).get(instance_id)
-        if written is None or written.expires_at <= self._clock():
-            await self.write(instance_id, workspace_id, entries)
-            return
-        expires_at = self._clock() + self._ttl_s
-        self._broker.workspaces[workspace_id][instance_id] = _Written(written.entries, expires_at)
+        for workspace_id, entries in written.items():
+            stored = self._broker.workspaces.get(workspace_id, {}).get(instance_id)
+            if stored is None or stored.expires_at <= self._clock():
+                await self.write(instance_id, workspace_id, entries)
+                continue
+            expires_at = self._clock() + self._ttl_s
+            self._broker.workspaces[workspace_id][instance_id] = _Written(
+                stored.entries, expires_at
+            )
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         self._check_open()
@@ -72,6 +75,11 @@ class MemoryPresenceStore:
             del instances[instance_id]
         self._forget_if_empty(workspace_id)
         return merge_instances(written.entries for written in instances.values())
+
+    async def read_many(
+        self, workspace_ids: Collection[str]
+    ) -> dict[str, dict[str, PresenceEntry]]:
+        return {workspace_id: await self.read(workspace_id) for workspace_id in workspace_ids}
 
     async def close(self) -> None:
         """Stop answering; what this store wrote stays in the broker until it expires."""

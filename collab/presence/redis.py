@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import orjson
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 8
 LOG_INTERVAL_S = 10.0
+KEEP_ALIVE_COMMANDS = 3
+"""Commands `_keep_alive` queues per workspace."""
 _RESP_PROTOCOL = 2
 _FAILURES = (RedisError, OSError)  # OSError covers the builtin TimeoutError
 
@@ -125,60 +127,103 @@ class RedisPresenceStore:
             ) from None
 
     async def renew(
-        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
+        self, instance_id: str, written: Mapping[str, Mapping[str, PresenceEntry]]
     ) -> None:
         self._check_open()
-        key = self._entries_key(workspace_id, instance_id.encode())
-        instances_key = self._instances_key(workspace_id)
+        if not written:
+            return
+        workspace_ids = list(written)
         try:
-            # Three small commands instead of re-encoding and resending every entry.
+            # Three small commands per workspace, all in one round trip, instead of
+            # re-encoding and resending every entry.
             async with self._client.pipeline(transaction=True) as pipe:
-                self._keep_alive(pipe, key, instances_key, instance_id)
-                renewed, _, _ = await pipe.execute()
+                for workspace_id in workspace_ids:
+                    self._keep_alive(
+                        pipe,
+                        self._entries_key(workspace_id, instance_id.encode()),
+                        self._instances_key(workspace_id),
+                        instance_id,
+                    )
+                replies = await pipe.execute()
         except _FAILURES as error:
             raise self._error(
-                f"renewing the presence of workspace {workspace_id!r}", error
+                f"renewing the presence of {len(workspace_ids)} workspace(s)", error
             ) from None
-        if not renewed:
-            # Expired, or Redis lost it (a restart without persistence): write it again.
-            await self.write(instance_id, workspace_id, entries)
+        # Each workspace's first reply is its hash's PEXPIRE: 0 when the hash is gone
+        # (expired, or Redis lost it in a restart without persistence): write it again.
+        for workspace_id, renewed in zip(
+            workspace_ids, replies[::KEEP_ALIVE_COMMANDS], strict=True
+        ):
+            if not renewed:
+                await self.write(instance_id, workspace_id, written[workspace_id])
 
     def _keep_alive(
         self, pipe: Pipeline, key: bytes, instances_key: bytes, instance_id: str
     ) -> None:
         """Queue what keeps an instance's entries alive for `ttl_s`: the expiry of its hash
         (first, so its reply tells whether the hash exists), its membership of the
-        workspace's instance set and that set's expiry."""
+        workspace's instance set and that set's expiry (`KEEP_ALIVE_COMMANDS` in all)."""
         pipe.pexpire(key, self._ttl_ms)
         pipe.sadd(instances_key, instance_id)
         pipe.pexpire(instances_key, self._ttl_ms)
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
+        return (await self.read_many([workspace_id]))[workspace_id]
+
+    async def read_many(
+        self, workspace_ids: Collection[str]
+    ) -> dict[str, dict[str, PresenceEntry]]:
+        """Two round trips whatever the number of workspaces (one more per workspace where an
+        instance's entries expired, to forget it)."""
         self._check_open()
-        instances_key = self._instances_key(workspace_id)
+        ordered = list(workspace_ids)
+        what = (
+            f"reading the presence of workspace {ordered[0]!r}"
+            if len(ordered) == 1
+            else f"reading the presence of {len(ordered)} workspaces"
+        )
         try:
             async with self._client.pipeline(transaction=False) as pipe:
-                pipe.smembers(instances_key)
-                [members] = await pipe.execute()
-            instance_ids: list[bytes] = sorted(members)
-            if not instance_ids:
-                return {}
-            keys = [self._entries_key(workspace_id, i) for i in instance_ids]
+                for workspace_id in ordered:
+                    pipe.smembers(self._instances_key(workspace_id))
+                members: list[set[bytes]] = await pipe.execute()
+            keys = {
+                workspace_id: [
+                    (instance_id, self._entries_key(workspace_id, instance_id))
+                    for instance_id in sorted(instance_ids)
+                ]
+                for workspace_id, instance_ids in zip(ordered, members, strict=True)
+            }
             async with self._client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.hgetall(key)
-                hashes: list[dict[bytes, bytes]] = await pipe.execute()
-            expired = [(i, k) for i, k, h in zip(instance_ids, keys, hashes, strict=True) if not h]
-            if expired:
-                await self._forget_expired(
-                    keys=[instances_key, *(key for _, key in expired)],
-                    args=[instance_id for instance_id, _ in expired],
-                )
+                for workspace_keys in keys.values():
+                    for _, key in workspace_keys:
+                        pipe.hgetall(key)
+                replies: list[dict[bytes, bytes]] = await pipe.execute()
+            hashes: dict[str, list[dict[bytes, bytes]]] = {}
+            position = 0
+            for workspace_id, workspace_keys in keys.items():
+                hashes[workspace_id] = replies[position : position + len(workspace_keys)]
+                position += len(workspace_keys)
+                expired = [
+                    (instance_id, key)
+                    for (instance_id, key), found in zip(
+                        workspace_keys, hashes[workspace_id], strict=True
+                    )
+                    if not found
+                ]
+                if expired:
+                    await self._forget_expired(
+                        keys=[self._instances_key(workspace_id), *(key for _, key in expired)],
+                        args=[instance_id for instance_id, _ in expired],
+                    )
         except _FAILURES as error:
-            raise self._error(
-                f"reading the presence of workspace {workspace_id!r}", error
-            ) from None
-        return merge_instances(self._decode(workspace_id, h) for h in hashes if h)
+            raise self._error(what, error) from None
+        return {
+            workspace_id: merge_instances(
+                self._decode(workspace_id, found) for found in hashes[workspace_id] if found
+            )
+            for workspace_id in ordered
+        }
 
     async def close(self) -> None:
         if self._closed:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from collab.bus.base import Bus
@@ -144,7 +144,7 @@ class PresenceService:
             await self._sync_bus_room(workspace_id)
             try:
                 await self._write(workspace_id, renew=False)
-                await self._refresh(workspace_id, initial=True)
+                await self._refresh([workspace_id], initial=True)
             except BusError as error:
                 self._report_failure(error)
             if workspace_id not in self._snapshots and workspace_id in self._subscribers:
@@ -223,10 +223,10 @@ class PresenceService:
         finally:
             # Not written (the store failed): still dirty, for the next round to rebuild.
             self._dirty.update(ordered[written:])
-        for workspace_id in sorted(unchanged):
-            await self._renew(workspace_id)
-        for workspace_id in sorted(stale):
-            await self._refresh(workspace_id)
+        # One store call each for all workspaces: with Redis, one round trip for every
+        # renewal and two for every re-read, not one or two per workspace.
+        await self._renew(unchanged)
+        await self._refresh(stale)
 
     async def _write(self, workspace_id: str, *, renew: bool) -> bool:
         """Write the workspace's local entries if they changed (or, with `renew`, if there
@@ -247,44 +247,53 @@ class PresenceService:
             self._nudge(workspace_id)
         return changed
 
-    async def _renew(self, workspace_id: str) -> None:
-        """Renew the expiry of the entries last written for the workspace. Raises
+    async def _renew(self, workspace_ids: set[str]) -> None:
+        """Renew the expiry of the entries last written for the workspaces. Raises
         `BusError`."""
         async with self._write_lock:
-            entries = self._written.get(workspace_id)
-            if entries is None:
-                return  # emptied since: its removal was written
-            await self._store.renew(self._instance_id, workspace_id, entries)
+            # One emptied since is no longer in `_written`: its removal was written.
+            written = {w: self._written[w] for w in sorted(workspace_ids) if w in self._written}
+            if not written:
+                return
+            await self._store.renew(self._instance_id, written)
             self._recovered()
 
-    async def _refresh(self, workspace_id: str, *, initial: bool = False) -> None:
-        """Re-read a followed workspace and emit what changed since its last snapshot; the
-        `initial` read (by `subscribe`) makes the first snapshot and emits nothing. Raises
-        `BusError`."""
-        if workspace_id not in self._subscribers:
-            return
-        if not initial and workspace_id not in self._snapshots:
-            # `subscribe` is making the first snapshot; no event may come before it. It
-            # wakes the worker again when it is done.
-            self._stale.add(workspace_id)
+    async def _refresh(self, workspace_ids: Iterable[str], *, initial: bool = False) -> None:
+        """Re-read followed workspaces and emit, for each, what changed since its last
+        snapshot; the `initial` read (by `subscribe`) makes the first snapshot and emits
+        nothing. Raises `BusError`."""
+        wanted: list[str] = []
+        for workspace_id in sorted(workspace_ids):
+            if workspace_id not in self._subscribers:
+                continue
+            if not initial and workspace_id not in self._snapshots:
+                # `subscribe` is making the first snapshot; no event may come before it. It
+                # wakes the worker again when it is done.
+                self._stale.add(workspace_id)
+                continue
+            wanted.append(workspace_id)
+        if not wanted:
             return
         read = next(self._reads)
-        merged = await self._store.read(workspace_id)
+        merged_by_workspace = await self._store.read_many(wanted)
         self._recovered()
-        if workspace_id not in self._subscribers:
-            return
-        if read < self._applied_read.get(workspace_id, 0):
-            return
-        self._applied_read[workspace_id] = read
-        before = self._snapshots.get(workspace_id)
-        self._snapshots[workspace_id] = merged
-        if before is not None and (events := diff_snapshots(workspace_id, before, merged)):
-            try:
-                self._on_events(workspace_id, events)
-            except Exception:
-                log.exception(
-                    "presence %s: workspace %s: on_events failed", self._instance_id, workspace_id
-                )
+        for workspace_id, merged in merged_by_workspace.items():
+            if workspace_id not in self._subscribers:
+                continue
+            if read < self._applied_read.get(workspace_id, 0):
+                continue  # a read that started later has been applied
+            self._applied_read[workspace_id] = read
+            before = self._snapshots.get(workspace_id)
+            self._snapshots[workspace_id] = merged
+            if before is not None and (events := diff_snapshots(workspace_id, before, merged)):
+                try:
+                    self._on_events(workspace_id, events)
+                except Exception:
+                    log.exception(
+                        "presence %s: workspace %s: on_events failed",
+                        self._instance_id,
+                        workspace_id,
+                    )
 
     def _nudge(self, workspace_id: str) -> None:
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,8 @@ class FlakyStore:
         self.failures = 0
         self.writes = 0
         self.renewals = 0
+        self.renew_calls: list[list[str]] = []
+        self.read_many_calls: list[list[str]] = []
         self.read_gate: asyncio.Event | None = None
         self.reads_held = 0
 
@@ -71,15 +73,22 @@ class FlakyStore:
         self.writes += 1
 
     async def renew(
-        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
+        self, instance_id: str, written: Mapping[str, Mapping[str, PresenceEntry]]
     ) -> None:
         self._check()
-        await self.inner.renew(instance_id, workspace_id, entries)
-        self.renewals += 1
+        await self.inner.renew(instance_id, written)
+        self.renew_calls.append(list(written))
+        self.renewals += len(written)
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
+        return (await self.read_many([workspace_id]))[workspace_id]
+
+    async def read_many(
+        self, workspace_ids: Collection[str]
+    ) -> dict[str, dict[str, PresenceEntry]]:
         self._check()
-        entries = await self.inner.read(workspace_id)
+        self.read_many_calls.append(list(workspace_ids))
+        entries = await self.inner.read_many(workspace_ids)
         if (gate := self.read_gate) is not None:
             self.read_gate = None
             self.reads_held += 1
@@ -457,6 +466,30 @@ async def test_heartbeats_renew_an_unchanged_workspace_without_rebuilding_it(
     await eventually(lambda: rebuilt == ["w1"], what="the changed workspace rebuilt")
 
 
+async def test_a_heartbeat_renews_and_rereads_every_workspace_in_one_store_call_each(
+    start_instance: StartInstance,
+) -> None:
+    """With several unchanged workspaces, one heartbeat makes one `renew` for all of them
+    and one `read_many` for all it follows (with Redis: one round trip, and two)."""
+    a = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    workspaces = ["w1", "w2", "w3"]
+    a.connect("c1", "u1", *workspaces)
+    for workspace_id in workspaces:
+        await a.subscribe(workspace_id)
+    await eventually(
+        lambda: any(call == workspaces for call in a.store.renew_calls[-2:]),
+        what="a renewal of all three workspaces",
+    )
+    await eventually(
+        lambda: any(call == workspaces for call in a.store.read_many_calls[-2:]),
+        what="a re-read of all three workspaces",
+    )
+    assert all(len(call) == len(workspaces) for call in a.store.renew_calls)
+    for workspace_id in workspaces:
+        assert set(a.users(workspace_id)) == {"u1"}
+    assert a.inconsistencies == []
+
+
 async def test_subscribing_while_the_store_fails_returns_the_local_view(
     start_instance: StartInstance,
 ) -> None:
@@ -603,11 +636,11 @@ async def test_redis_store_renews_without_resending_and_rewrites_what_expired(
         await store.write("A", "w1", {"u1": _entry("u1")})
         await redis_client.hset(key, "u2", await redis_client.hget(key, "u1") or b"")
         await redis_client.pexpire(key, 20_000)
-        await store.renew("A", "w1", {"u1": _entry("u1")})
+        await store.renew("A", {"w1": {"u1": _entry("u1")}})
         assert 20_000 < await redis_client.pttl(key) <= 60_000
         assert sorted(await redis_client.hkeys(key)) == [b"u1", b"u2"]
         await redis_client.delete(key)  # as if it had expired
-        await store.renew("A", "w1", {"u1": _entry("u1")})
+        await store.renew("A", {"w1": {"u1": _entry("u1")}})
         assert await redis_client.hkeys(key) == [b"u1"]
         assert set(await store.read("w1")) == {"u1"}
     finally:
@@ -631,3 +664,71 @@ async def test_redis_store_errors_are_bus_errors_without_the_password() -> None:
     await store.close()
     with pytest.raises(BusError, match="closed"):
         await store.read("w1")
+
+
+def _count_pipelines(store: RedisPresenceStore) -> list[int]:
+    """Make `store` count the pipelines it opens (each is one round trip); returns the
+    counter, a one-item list."""
+    opened = [0]
+    pipeline = store._client.pipeline
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        opened[0] += 1
+        return pipeline(*args, **kwargs)
+
+    store._client.pipeline = counting  # type: ignore[method-assign]
+    return opened
+
+
+async def test_redis_store_renews_many_workspaces_in_one_round_trip(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    """`renew` of three workspaces is one pipeline; one whose hash expired is written again
+    (one more), and the others keep what they hold."""
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
+    written = {f"w{n}": {f"u{n}": _entry(f"u{n}")} for n in (1, 2, 3)}
+    try:
+        for workspace_id, entries in written.items():
+            await store.write("A", workspace_id, entries)
+            await redis_client.pexpire(f"{prefix}presence:{workspace_id}:A", 20_000)
+        opened = _count_pipelines(store)
+        await store.renew("A", written)
+        assert opened == [1]
+        for workspace_id in written:
+            assert 20_000 < await redis_client.pttl(f"{prefix}presence:{workspace_id}:A")
+        await redis_client.delete(f"{prefix}presence:w2:A")  # as if it had expired
+        await store.renew("A", written)
+        assert opened == [3]
+        assert await redis_client.hkeys(f"{prefix}presence:w2:A") == [b"u2"]
+        assert await redis_client.smembers(f"{prefix}presence-instances:w2") == {b"A"}
+    finally:
+        await store.close()
+
+
+async def test_redis_store_reads_many_workspaces_in_two_round_trips(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    """`read_many` answers what `read` answers for each workspace (merged over instances,
+    empty where nobody is, an expired instance forgotten) with two pipelines in all."""
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
+    try:
+        await store.write("A", "w1", {"u1": _entry("u1")})
+        await store.write("B", "w1", {"u2": _entry("u2")})
+        await store.write("A", "w2", {"u3": _entry("u3")})
+        await store.write("B", "w2", {"u4": _entry("u4")})
+        await redis_client.delete(f"{prefix}presence:w2:B")  # as if it had expired
+        opened = _count_pipelines(store)
+        merged = await store.read_many(["w1", "w2", "w3"])
+        assert opened == [2]
+        assert {w: set(entries) for w, entries in merged.items()} == {
+            "w1": {"u1", "u2"},
+            "w2": {"u3"},
+            "w3": set(),
+        }
+        assert await redis_client.smembers(f"{prefix}presence-instances:w2") == {b"A"}
+        for workspace_id, entries in merged.items():
+            assert await store.read(workspace_id) == entries
+    finally:
+        await store.close()

@@ -64,7 +64,7 @@ async def test_renewing_extends_the_expiry_of_what_was_written(clock: FakeClock)
     await store.write("A", "w1", {"u1": entry("u1", "n1")})
     for _ in range(5):
         clock.now += 2.5
-        await store.renew("A", "w1", {"u1": entry("u1", "n1")})
+        await store.renew("A", {"w1": {"u1": entry("u1", "n1")}})
     clock.now += 2.5
     assert (await store.read("w1"))["u1"].notes == frozenset({"n1"})
     clock.now += 1.0
@@ -76,10 +76,13 @@ async def test_renewing_entries_that_expired_writes_them_again(clock: FakeClock)
     await store.write("A", "w1", {"u1": entry("u1")})
     clock.now += 3.5
     assert await store.read("w1") == {}
-    await store.renew("A", "w1", {"u1": entry("u1")})
-    assert set(await store.read("w1")) == {"u1"}
-    await store.renew("A", "w2", {"u2": entry("u2")})  # never written at all
-    assert set(await store.read("w2")) == {"u2"}
+    await store.renew("A", {"w1": {"u1": entry("u1")}, "w2": {"u2": entry("u2")}})
+    # w1 had expired, w2 was never written at all: both are written.
+    assert await store.read_many(["w1", "w2", "w3"]) == {
+        "w1": {"u1": entry("u1")},
+        "w2": {"u2": entry("u2")},
+        "w3": {},
+    }
 
 
 async def test_stores_on_one_broker_merge_per_user(
@@ -118,7 +121,9 @@ async def test_a_closed_store_raises_bus_error_and_keeps_what_it_wrote(
     with pytest.raises(BusError):
         await a.write("A", "w1", {})
     with pytest.raises(BusError):
-        await a.renew("A", "w1", {"u1": entry("u1")})
+        await a.renew("A", {"w1": {"u1": entry("u1")}})
+    with pytest.raises(BusError):
+        await a.read_many(["w1"])
     assert set(await MemoryPresenceStore(3.0, clock, broker).read("w1")) == {"u1"}
 
 
