@@ -199,11 +199,14 @@ class RedisPresenceStore:
                     for _, key in workspace_keys:
                         pipe.hgetall(key)
                 replies: list[dict[bytes, bytes]] = await pipe.execute()
-            hashes: dict[str, list[dict[bytes, bytes]]] = {}
-            position = 0
+            # The replies come in the order of `keys`: each workspace takes as many as it has
+            # instances.
+            next_reply = iter(replies)
+            hashes = {
+                workspace_id: [next(next_reply) for _ in workspace_keys]
+                for workspace_id, workspace_keys in keys.items()
+            }
             for workspace_id, workspace_keys in keys.items():
-                hashes[workspace_id] = replies[position : position + len(workspace_keys)]
-                position += len(workspace_keys)
                 expired = [
                     (instance_id, key)
                     for (instance_id, key), found in zip(
