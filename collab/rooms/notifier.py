@@ -316,7 +316,7 @@ class Notifier:
         # be claimed (by us or another instance), skip the two store round trips for it.
         if dedup_key in self._claimed_keys:
             return
-        if not await self._store.is_member(workspace_id, user_id):
+        if await self._store.non_members(workspace_id, [user_id]):
             return
         payload = {"note": note_id, "actor": actor, "title": title}
         created = await self._store.create_notification_once(

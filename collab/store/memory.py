@@ -93,10 +93,6 @@ class MemoryStore:
         if name is not None:
             member.name = name
 
-    async def is_member(self, workspace_id: str, user_id: str) -> bool:
-        self._check_callable()
-        return (workspace_id, user_id) in self._members
-
     async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
         self._check_callable()
         return [u for u in user_ids if (workspace_id, u) not in self._members]

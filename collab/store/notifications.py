@@ -54,12 +54,9 @@ class NotificationStore(Protocol):
         """Remember that `user_id` authenticated with a role in `workspace_id` (idempotent;
         keeps the first-seen time, updates the display name when one is given)."""
 
-    async def is_member(self, workspace_id: str, user_id: str) -> bool:
-        """Whether `user_id` was ever recorded as a member of `workspace_id`."""
-
     async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
-        """Those of `user_ids` never recorded as members of `workspace_id`, in their order:
-        one query for a whole list of recipients."""
+        """Those of `user_ids` never recorded as members of `workspace_id`, in their order
+        (an empty list: all of them are members), in one query however many there are."""
 
     async def create_notifications(
         self, notifications: Sequence[NewNotification]

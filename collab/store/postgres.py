@@ -221,18 +221,6 @@ class PostgresStore:
                 name,
             )
 
-    async def is_member(self, workspace_id: str, user_id: str) -> bool:
-        async with self._connection(
-            f"checking member {user_id!r} of workspace {workspace_id!r}"
-        ) as conn:
-            found = await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM workspace_members "
-                "WHERE workspace_id = $1 AND user_id = $2)",
-                workspace_id,
-                user_id,
-            )
-        return bool(found)
-
     async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
         async with self._connection(
             f"checking {len(user_ids)} members of workspace {workspace_id!r}"

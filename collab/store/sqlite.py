@@ -31,6 +31,8 @@ from collab.store.notifications import NewNotification, Notification
 # Another process (a second server, a backup) may hold the write lock for a moment.
 BUSY_TIMEOUT_MS = 5_000
 THREAD_JOIN_TIMEOUT_S = 5.0
+MAX_IN_LIST = 500
+"""Ids per `IN (...)` list: SQLite caps the parameters of one statement (999 in older builds)."""
 _NOTIFICATION_COLUMNS = "id, user_id, workspace_id, kind, payload, created_at, read_at"
 
 
@@ -174,22 +176,12 @@ class SqliteStore:
                 (workspace_id, user_id, name, format_timestamp()),
             )
 
-    async def is_member(self, workspace_id: str, user_id: str) -> bool:
-        what = f"checking member {user_id!r} of workspace {workspace_id!r}"
-        async with self._transaction("DEFERRED", what) as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT 1 FROM workspace_members WHERE workspace_id = ? AND user_id = ?",
-                (workspace_id, user_id),
-            )
-        return bool(rows)
-
     async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
         what = f"checking {len(user_ids)} members of workspace {workspace_id!r}"
         members: set[str] = set()
         async with self._transaction("DEFERRED", what) as conn:
-            # In chunks: SQLite caps the parameters of one statement (999 in older builds).
-            for start in range(0, len(user_ids), 500):
-                chunk = list(user_ids[start : start + 500])
+            for start in range(0, len(user_ids), MAX_IN_LIST):
+                chunk = list(user_ids[start : start + MAX_IN_LIST])
                 rows = await conn.execute_fetchall(
                     "SELECT user_id FROM workspace_members WHERE workspace_id = ? "
                     f"AND user_id IN ({', '.join('?' * len(chunk))})",

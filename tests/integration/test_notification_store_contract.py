@@ -143,12 +143,12 @@ async def store(backend: Backend) -> FullStore:
 
 
 async def test_recorded_member_is_a_member_of_that_workspace_only(store: FullStore) -> None:
-    """`is_member` holds for the recorded workspace and user, and for no other pair."""
+    """Membership holds for the recorded workspace and user, and for no other pair."""
     await store.record_member(WORKSPACE, USER, "Ann")
 
-    assert await store.is_member(WORKSPACE, USER)
-    assert not await store.is_member(WORKSPACE, OTHER_USER)
-    assert not await store.is_member("w2", USER)
+    assert await store.non_members(WORKSPACE, [USER]) == []
+    assert await store.non_members(WORKSPACE, [OTHER_USER]) == [OTHER_USER]
+    assert await store.non_members("w2", [USER]) == [USER]
 
 
 async def test_non_members_are_listed_in_the_order_given(store: FullStore) -> None:
@@ -475,7 +475,7 @@ async def test_closing_and_opening_the_store_keeps_notifications_and_members(
     await store.open()
 
     assert await store.list_notifications(USER) == before
-    assert await store.is_member(WORKSPACE, USER)
+    assert await store.non_members(WORKSPACE, [USER]) == []
     assert await store.create_notification_once("key", new()) is None
 
 
@@ -495,7 +495,7 @@ async def test_a_new_instance_on_the_same_database_sees_everything(
     second = await durable_backend.another_store(first)
 
     assert await second.list_notifications(USER) == before
-    assert await second.is_member(WORKSPACE, USER)
+    assert await second.non_members(WORKSPACE, [USER]) == []
     assert await second.create_notification_once("key", new()) is None
     [later] = await second.create_notifications([new()])
     assert later.id > before[-1].id
@@ -509,7 +509,6 @@ async def test_closed_store_raises_store_error_for_every_notification_call(
 
     calls = [
         store.record_member(WORKSPACE, USER, "Ann"),
-        store.is_member(WORKSPACE, USER),
         store.non_members(WORKSPACE, [USER]),
         store.create_notifications([new()]),
         store.create_notification_once("key", new()),
