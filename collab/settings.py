@@ -65,6 +65,17 @@ class Settings:
     max_connections_per_ip: int = 500
     trusted_proxies: tuple[IPNetwork, ...] = ()
     handshake_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_requests_per_user: int = 32
+    max_requests_per_ip: int = 256
+    user_requests_per_s: int = 50
+    user_request_burst: int = 500
+    ip_requests_per_s: int = 200
+    ip_request_burst: int = 2000
+    user_messages_per_s: int = 400
+    user_message_burst: int = 2000
+    user_bytes_per_s: int = 8 * 1024 * 1024
+    user_bytes_burst: int = 32 * 1024 * 1024
     max_document_bytes: int = 32 * 1024 * 1024
     ws_compression: bool = False
     outbox_max_bytes: int = 16 * 1024 * 1024
@@ -242,6 +253,78 @@ OPTIONS: tuple[Option, ...] = (
         values.positive_seconds,
         "seconds a connection may take to send complete request headers (also the keep-alive "
         "idle time) before it is dropped",
+    ),
+    Option(
+        "body_timeout_s",
+        "COLLAB_BODY_TIMEOUT_S",
+        values.positive_seconds,
+        "seconds a request may take to send its whole body once its headers are in (408 and "
+        "the connection closed after)",
+    ),
+    Option(
+        "max_requests_per_user",
+        "COLLAB_MAX_REQUESTS_PER_USER",
+        values.int_in(0, 10**6),
+        "REST requests of one user in flight at once on one instance (429 above; 0: no limit)",
+    ),
+    Option(
+        "max_requests_per_ip",
+        "COLLAB_MAX_REQUESTS_PER_IP",
+        values.int_in(0, 10**6),
+        "REST requests of one client IP in flight at once, loopback exempt (429; 0: no limit)",
+    ),
+    Option(
+        "user_requests_per_s",
+        "COLLAB_USER_REQUESTS_PER_S",
+        values.int_in(0, 10**6),
+        "REST requests per second one user may send on average (429 above; 0: no limit)",
+    ),
+    Option(
+        "user_request_burst",
+        "COLLAB_USER_REQUEST_BURST",
+        values.int_in(1, 10**7),
+        "REST requests one user may send at once before COLLAB_USER_REQUESTS_PER_S applies",
+    ),
+    Option(
+        "ip_requests_per_s",
+        "COLLAB_IP_REQUESTS_PER_S",
+        values.int_in(0, 10**6),
+        "REST requests per second one client IP may send on average, loopback exempt (429; "
+        "0: no limit)",
+    ),
+    Option(
+        "ip_request_burst",
+        "COLLAB_IP_REQUEST_BURST",
+        values.int_in(1, 10**7),
+        "REST requests one client IP may send at once before COLLAB_IP_REQUESTS_PER_S applies",
+    ),
+    Option(
+        "user_messages_per_s",
+        "COLLAB_USER_MESSAGES_PER_S",
+        values.int_in(0, 10**6),
+        "messages per second all WebSockets of one user on one instance may send on average "
+        "(the one going over is closed with 1008; 0: no limit)",
+    ),
+    Option(
+        "user_message_burst",
+        "COLLAB_USER_MESSAGE_BURST",
+        values.int_in(1, 10**7),
+        "messages all WebSockets of one user may send at once before "
+        "COLLAB_USER_MESSAGES_PER_S applies",
+    ),
+    Option(
+        "user_bytes_per_s",
+        "COLLAB_USER_BYTES_PER_S",
+        values.int_in(0, 1024**3),
+        "bytes per second all WebSockets of one user on one instance may send on average "
+        "(the one going over is closed with 1008; 0: no limit)",
+    ),
+    Option(
+        "user_bytes_burst",
+        "COLLAB_USER_BYTES_BURST",
+        values.int_in(1024, 16 * 1024**3),
+        "bytes all WebSockets of one user may send at once (never less than "
+        "COLLAB_MAX_MESSAGE_BYTES)",
     ),
     Option(
         "max_document_bytes",

@@ -42,6 +42,7 @@ from collab.web.keys import (
 )
 from collab.web.limits import CONNECTIONS, ConnectionCounter, connection_slots
 from collab.web.liveness import LIVENESS, Liveness
+from collab.web.rest_limits import REQUEST_LIMITS, RequestLimits, request_limits
 from collab.web.revocations import setup_revocations
 from collab.web.security import add_security_headers, cors_and_gzip
 from collab.web.sessions import SESSIONS, Sessions
@@ -65,8 +66,15 @@ def create_app(
     app = web.Application(
         # cors_and_gzip outside json_errors sees (and can compress) error bodies too;
         # connection_slots innermost turns a refused upgrade into 429 and frees slots.
-        # fetch_keys_for_unknown_kids before anything that verifies a token.
-        middlewares=[cors_and_gzip, json_errors, fetch_keys_for_unknown_kids, connection_slots],
+        # fetch_keys_for_unknown_kids before anything that verifies a token; request_limits
+        # before it, so a client over its REST limits costs no key fetch.
+        middlewares=[
+            cors_and_gzip,
+            json_errors,
+            request_limits,
+            fetch_keys_for_unknown_kids,
+            connection_slots,
+        ],
         client_max_size=settings.max_request_bytes,
         # aiohttp's keep-alive timer also runs from accept until a request's headers are
         # complete, so it is the handshake deadline (slowloris) as well as the idle bound.
@@ -74,6 +82,7 @@ def create_app(
     )
     app.on_response_prepare.append(add_security_headers)
     app[CONNECTIONS] = ConnectionCounter(settings)
+    app[REQUEST_LIMITS] = RequestLimits(settings)
     app[SETTINGS] = settings
     app[VERIFIER] = TokenVerifier(settings, revocations=RevocationList())
     app[SESSIONS] = Sessions(app[VERIFIER], leeway_s=settings.jwt_leeway_s)

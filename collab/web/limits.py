@@ -1,12 +1,16 @@
-"""Connection and rate accounting for both WebSocket endpoints (`/ws/docs`, `/ws/live`).
+"""Connection and rate accounting for both WebSocket endpoints (`/ws/docs`, `/ws/live`); REST
+requests in flight are counted by the same `ConnectionCounter` (`collab.web.rest_limits`).
 
 - `MessageRate`: per connection, messages and bytes per second, each a token bucket with a
-  burst. It sits on the per-message path, so its common case is two integer subtractions and
-  two comparisons; it reads the clock only when a bucket runs dry.
-- `ConnectionCounter`: open sockets per user and per client IP on this instance, checked
-  before the upgrade (HTTP 429 with `Retry-After`, a JSON body naming the limit). The
-  `connection_slots` middleware gives a counted slot back when its request ends, however it
-  ends, unless the endpoint took it (`take_slot`) for a socket that outlives the request.
+  burst, chained to its user's buckets: one `MessageRate` shared by all of the user's
+  connections on this instance while any is open. It sits on the per-message path, so its
+  common case is two integer subtractions and two comparisons per link; it reads the clock only
+  when a bucket runs dry. The socket spends from it for every ping and pong it receives too.
+- `ConnectionCounter`: open sockets (or requests in flight) per user and per client IP on this
+  instance, checked before the upgrade (HTTP 429 with `Retry-After`, a JSON body naming the
+  limit). The `connection_slots` middleware gives a counted slot back when its request ends,
+  however it ends, unless the endpoint took it (`take_slot`) for a socket that outlives the
+  request.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collab.errors import CollabError
 from collab.observability.rejections import note_rejection
 from collab.settings import IPNetwork, Settings
 from collab.web.errors import Handler, error_response
+from collab.web.websocket import ServerWebSocket
 
 # Sockets close on their own schedule; a refused client should not hammer the instance.
 CONNECTION_RETRY_AFTER_S = 10
@@ -29,13 +34,29 @@ MAX_FORWARDED_ADDRESSES = 32
 UNLIMITED = float("inf")
 
 
-class MessageRate:
-    """Token buckets for one connection's messages and bytes.
+@dataclass(frozen=True, slots=True)
+class RateScope:
+    """Whose buckets a `MessageRate` holds, as its refusals name them."""
 
-    `over(n)` spends one message and `n` bytes and returns None, or the reason the connection
-    went over a limit. Buckets start full and refill lazily: the clock is read only when one
-    runs dry, so an idle period refills up to the burst and no further, as a token bucket
-    does. The byte burst is never below the largest message, so a maximal message fits.
+    whose: str
+    messages_setting: str
+    bytes_setting: str
+
+
+CONNECTION_RATE = RateScope("", "COLLAB_WS_MESSAGES_PER_S", "COLLAB_WS_BYTES_PER_S")
+USER_RATE = RateScope(
+    " across the user's connections", "COLLAB_USER_MESSAGES_PER_S", "COLLAB_USER_BYTES_PER_S"
+)
+
+
+class MessageRate:
+    """Token buckets for one connection's (or one user's) messages and bytes.
+
+    `over(n)` spends one message and `n` bytes, here and then from `user` (the buckets all of
+    the user's connections share), and returns None, or the reason the connection went over a
+    limit. Buckets start full and refill lazily: the clock is read only when one runs dry, so
+    an idle period refills up to the burst and no further, as a token bucket does. The byte
+    burst is never below the largest message, so a maximal message fits.
     """
 
     __slots__ = (
@@ -47,6 +68,8 @@ class MessageRate:
         "_message_burst",
         "_messages",
         "_messages_per_s",
+        "_scope",
+        "_user",
     )
 
     def __init__(
@@ -57,6 +80,8 @@ class MessageRate:
         bytes_per_s: int,
         bytes_burst: int,
         clock: Callable[[], float] = time.monotonic,
+        user: MessageRate | None = None,
+        scope: RateScope = CONNECTION_RATE,
     ) -> None:
         self._messages_per_s = messages_per_s
         self._bytes_per_s = bytes_per_s
@@ -66,22 +91,41 @@ class MessageRate:
         self._bytes = self._bytes_burst
         self._clock = clock
         self._at = clock()
+        self._user = user
+        self._scope = scope
 
     @classmethod
-    def for_connection(cls, settings: Settings, max_message_bytes: int) -> MessageRate:
+    def for_connection(
+        cls, settings: Settings, max_message_bytes: int, user: MessageRate | None = None
+    ) -> MessageRate:
         return cls(
             messages_per_s=settings.ws_messages_per_s,
             message_burst=settings.ws_message_burst,
             bytes_per_s=settings.ws_bytes_per_s,
             bytes_burst=max(settings.ws_bytes_burst, max_message_bytes),
+            user=user,
+        )
+
+    @classmethod
+    def for_user(cls, settings: Settings) -> MessageRate | None:
+        """The buckets one user's connections share; None when no per-user rate is set."""
+        if not settings.user_messages_per_s and not settings.user_bytes_per_s:
+            return None
+        return cls(
+            messages_per_s=settings.user_messages_per_s,
+            message_burst=settings.user_message_burst,
+            bytes_per_s=settings.user_bytes_per_s,
+            bytes_burst=max(settings.user_bytes_burst, settings.max_message_bytes),
+            scope=USER_RATE,
         )
 
     def over(self, size: int) -> str | None:
         self._messages -= 1
         self._bytes -= size
-        if self._messages >= 0 and self._bytes >= 0:
-            return None
-        return self._refill(size)
+        if (self._messages < 0 or self._bytes < 0) and (reason := self._refill(size)):
+            return reason
+        user = self._user
+        return None if user is None else user.over(size)
 
     def _refill(self, size: int) -> str | None:
         now = self._clock()
@@ -97,28 +141,62 @@ class MessageRate:
         # A refused message takes nothing from the buckets.
         self._messages += 1
         self._bytes += size
+        scope = self._scope
         if self._messages < 1:
             return (
                 f"more than {self._messages_per_s} messages/s "
-                f"(burst {self._message_burst:.0f}): COLLAB_WS_MESSAGES_PER_S"
+                f"(burst {self._message_burst:.0f}){scope.whose}: {scope.messages_setting}"
             )
         return (
             f"more than {self._bytes_per_s} bytes/s "
-            f"(burst {self._bytes_burst:.0f}): COLLAB_WS_BYTES_PER_S"
+            f"(burst {self._bytes_burst:.0f}){scope.whose}: {scope.bytes_setting}"
         )
 
 
 class TooManyConnections(CollabError):
-    """A user or a client IP already holds as many sockets as allowed (HTTP 429)."""
+    """A user or a client IP already holds as many sockets (or requests in flight) as allowed
+    (HTTP 429)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """What a `ConnectionCounter` counts: its limits per user and per IP (0: none), and how its
+    refusals name them (`<code>_per_user`, `<setting>_PER_IP`)."""
+
+    per_user: int
+    per_ip: int
+    noun: str
+    code: str
+    setting: str
+
+    @classmethod
+    def sockets(cls, settings: Settings) -> Counted:
+        return cls(
+            settings.max_connections_per_user,
+            settings.max_connections_per_ip,
+            "open connections",
+            "too_many_connections",
+            "COLLAB_MAX_CONNECTIONS",
+        )
+
+    @classmethod
+    def requests(cls, settings: Settings) -> Counted:
+        return cls(
+            settings.max_requests_per_user,
+            settings.max_requests_per_ip,
+            "requests in flight",
+            "too_many_requests_in_flight",
+            "COLLAB_MAX_REQUESTS",
+        )
+
+
 @dataclass(slots=True)
 class Slot:
-    user_id: str
+    user_id: str | None  # None: not counted per user (no valid token)
     ip: str | None  # None: not counted per IP (loopback)
 
 
@@ -126,14 +204,19 @@ SLOT = web.RequestKey("connection_slot", Slot)
 
 
 class ConnectionCounter:
-    """Open WebSockets per user and per client IP on this instance."""
+    """Open WebSockets (by default; or what `counted` says) per user and per client IP on this
+    instance, and the message rate each user's connections share."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._per_user = settings.max_connections_per_user
-        self._per_ip = settings.max_connections_per_ip
+    def __init__(self, settings: Settings, counted: Counted | None = None) -> None:
+        self._settings = settings
+        self._counted = counted if counted is not None else Counted.sockets(settings)
+        self._per_user = self._counted.per_user
+        self._per_ip = self._counted.per_ip
         self._trusted = settings.trusted_proxies
         self._users: dict[str, int] = {}
         self._ips: dict[str, int] = {}
+        # Kept while the user has a counted slot, so every connection of the user shares it.
+        self._user_rates: dict[str, MessageRate] = {}
         self.refused = 0
 
     def count_of_user(self, user_id: str) -> int:
@@ -156,30 +239,54 @@ class ConnectionCounter:
                 return hop[:64]
         return hops[0][:64] if hops and hops[0] else peer
 
+    def counted_ip(self, request: web.Request) -> str | None:
+        """`client_ip`, or None on loopback, which per-IP limits exempt: there the peer is a
+        local proxy or a load test, not one client."""
+        ip = self.client_ip(request)
+        return None if _is_loopback(ip) else ip
+
     def admit(self, request: web.Request, user_id: str) -> None:
         """Count a connection about to be upgraded; raises `TooManyConnections` (before
         anything is counted) when the user or the IP is at its limit. The slot is freed by
         `connection_slots` when the request ends."""
-        ip: str | None = self.client_ip(request)
-        if ip is not None and _is_loopback(ip):
-            # On loopback the peer is a local proxy or a load test, not one client.
-            ip = None
-        if self._per_user and self._users.get(user_id, 0) >= self._per_user:
+        request[SLOT] = self.count(self.counted_ip(request), user_id)
+
+    def count(self, ip: str | None, user_id: str | None) -> Slot:
+        """Count one more for `user_id` and `ip` (None: not counted that way) and return the
+        slot that `release_slot` frees; raises `TooManyConnections` (before anything is
+        counted) when the user or the IP is at its limit."""
+        counted = self._counted
+        if user_id is not None and self._per_user and self.count_of_user(user_id) >= self._per_user:
             self._refuse(
-                "too_many_connections_per_user",
-                f"user {user_id[:64]!r} already has {self._per_user} open connections "
-                "(COLLAB_MAX_CONNECTIONS_PER_USER)",
+                f"{counted.code}_per_user",
+                f"user {user_id[:64]!r} already has {self._per_user} {counted.noun} "
+                f"({counted.setting}_PER_USER)",
             )
-        if ip is not None and self._per_ip and self._ips.get(ip, 0) >= self._per_ip:
+        if ip is not None and self._per_ip and self.count_of_ip(ip) >= self._per_ip:
             self._refuse(
-                "too_many_connections_per_ip",
-                f"client {ip} already has {self._per_ip} open connections "
-                "(COLLAB_MAX_CONNECTIONS_PER_IP)",
+                f"{counted.code}_per_ip",
+                f"client {ip} already has {self._per_ip} {counted.noun} ({counted.setting}_PER_IP)",
             )
-        self._users[user_id] = self._users.get(user_id, 0) + 1
+        if user_id is not None:
+            self._users[user_id] = self.count_of_user(user_id) + 1
         if ip is not None:
-            self._ips[ip] = self._ips.get(ip, 0) + 1
-        request[SLOT] = Slot(user_id, ip)
+            self._ips[ip] = self.count_of_ip(ip) + 1
+        return Slot(user_id, ip)
+
+    def message_rate(
+        self, socket: ServerWebSocket, user_id: str, max_message_bytes: int
+    ) -> MessageRate:
+        """The `MessageRate` of a new connection of `user_id` (admitted): its own buckets, then
+        the user's, shared by all of the user's connections on this instance. `socket` spends
+        from it for each control frame it receives (ping, pong) too."""
+        user = self._user_rates.get(user_id)
+        if user is None and user_id in self._users:
+            user = MessageRate.for_user(self._settings)
+            if user is not None:
+                self._user_rates[user_id] = user
+        rate = MessageRate.for_connection(self._settings, max_message_bytes, user)
+        socket.rate = rate
+        return rate
 
     def _refuse(self, code: str, message: str) -> None:
         self.refused += 1
@@ -197,7 +304,9 @@ class ConnectionCounter:
     def release_slot(self, slot: Slot | None) -> None:
         if slot is None:
             return
-        _decrement(self._users, slot.user_id)
+        if slot.user_id is not None and not _decrement(self._users, slot.user_id):
+            # The user's last connection: the next one starts with full shared buckets.
+            self._user_rates.pop(slot.user_id, None)
         if slot.ip is not None:
             _decrement(self._ips, slot.ip)
 
@@ -221,13 +330,15 @@ async def connection_slots(request: web.Request, handler: Handler) -> web.Stream
         request.app[CONNECTIONS].release(request)
 
 
-def _decrement(counts: dict[str, int], key: str) -> None:
+def _decrement(counts: dict[str, int], key: str) -> int:
+    """Count one less for `key` and return how many are left."""
     left = counts.get(key, 0) - 1
     if left > 0:
         counts[key] = left
-    else:
-        # Keys go with their last connection: the maps hold only who is connected.
-        counts.pop(key, None)
+        return left
+    # Keys go with their last connection: the maps hold only who is connected.
+    counts.pop(key, None)
+    return 0
 
 
 def _in_networks(address: str, networks: tuple[IPNetwork, ...]) -> bool:

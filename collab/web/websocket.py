@@ -10,7 +10,8 @@ arrive (`FrameParser`) and each message goes straight to the endpoint's `on_mess
 connection's logging context.
 
 The endpoint writes through the `PeerTransport` methods (`write_now`, `drain`, `send_frame`,
-`close`). Liveness counts every read; pings are answered here.
+`close`). Liveness counts every read; pings are answered here, and every ping and pong is
+spent from the endpoint's message rate (`rate`) like a message.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ class MessageHandler(Protocol):
         the server stops, if any."""
 
 
+class MessageBudget(Protocol):
+    def over(self, size: int) -> str | None:
+        """Spend one message of `size` bytes; None, or why that is over a limit."""
+
+
 class ServerWebSocket(asyncio.Protocol):
     """One accepted WebSocket after the handshake: the transport's protocol and the endpoint's
     `PeerTransport`."""
@@ -88,6 +94,7 @@ class ServerWebSocket(asyncio.Protocol):
         "_transport",
         "_watched",
         "close_code",
+        "rate",
     )
 
     def __init__(
@@ -122,6 +129,8 @@ class ServerWebSocket(asyncio.Protocol):
         self._abort_timer: asyncio.TimerHandle | None = None
         self._cleanup: Awaitable[None] | None = None
         self.close_code: int | None = None
+        # Set by the endpoint before `start`: control frames count against its rate.
+        self.rate: MessageBudget | None = None
 
     # --- attaching the endpoint -----------------------------------------------------------
 
@@ -278,6 +287,8 @@ class ServerWebSocket(asyncio.Protocol):
                 if not self._close_sent:
                     handler.on_message(opcode, payload)
             elif opcode == OPCODE_PING:
+                if self._over_rate(payload):
+                    return
                 if self._paused:
                     # A client that pings but does not read must not grow our buffer: only
                     # the latest ping is answered, once the socket drains (RFC 6455 5.5.3).
@@ -287,6 +298,21 @@ class ServerWebSocket(asyncio.Protocol):
             elif opcode == OPCODE_CLOSE:
                 self._on_close_frame(payload)
                 return
+            elif self._over_rate(payload):  # a pong
+                return
+
+    def _over_rate(self, payload: bytes) -> bool:
+        """Spend a control frame from the rate; over it, start the close handshake with 1008
+        (no message after it reaches the endpoint) and return True."""
+        rate = self.rate
+        if rate is None or self._close_sent:
+            return False
+        reason = rate.over(len(payload))
+        if reason is None:
+            return False
+        log.warning("%s: closing with %d: %s", self._label, CloseCode.POLICY_VIOLATION, reason)
+        self.send_close(CloseCode.POLICY_VIOLATION, reason)
+        return True
 
     def _fail(self, error: FrameError) -> None:
         """Close after a protocol violation: nothing the client sends after it is read."""

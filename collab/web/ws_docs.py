@@ -82,7 +82,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         socket,
         live,
         peer,
-        MessageRate.for_connection(settings, settings.max_message_bytes),
+        connections.message_rate(socket, identity.user_id, settings.max_message_bytes),
         connections.take_slot(request),
     )
     try:

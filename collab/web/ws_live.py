@@ -150,18 +150,24 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
     )
     connection = LiveConnection(identity, peer, socket, request.app[METRICS].live_traffic)
+    # The operator's limits, on top of the channel's own stricter flood control.
+    rate = connections.message_rate(socket, identity.user_id, MAX_LIVE_MESSAGE_BYTES)
     conn_id_var.set(connection.connection_id)
     socket.start(connection)
     # The request ends here; the connection's task serves the socket until it closes.
     connection.task = spawn(
-        _serve(request.app, connection, int(after_raw), connections.take_slot(request)),
+        _serve(request.app, connection, int(after_raw), rate, connections.take_slot(request)),
         name=f"live-{connection_id}",
     )
     return response
 
 
 async def _serve(
-    app: web.Application, connection: LiveConnection, after_id: int, slot: Slot | None
+    app: web.Application,
+    connection: LiveConnection,
+    after_id: int,
+    rate: MessageRate,
+    slot: Slot | None,
 ) -> None:
     notifier = app[NOTIFIER]
     presence = app[PRESENCE]
@@ -185,7 +191,7 @@ async def _serve(
         except StoreError as error:
             log.warning("live %s: notifications unavailable: %s", connection.connection_id, error)
             connection.send_event(_error("unavailable", "notifications are unavailable; retry"))
-        await _read_messages(app, connection)
+        await _read_messages(app, connection, rate)
     finally:
         connection.session.close()
         await notifier.detach(connection)
@@ -203,10 +209,10 @@ async def _serve(
         log.info("live %s: closed (%s)", connection.connection_id, connection.socket.close_code)
 
 
-async def _read_messages(app: web.Application, connection: LiveConnection) -> None:
+async def _read_messages(
+    app: web.Application, connection: LiveConnection, rate: MessageRate
+) -> None:
     flood = TokenBucket(MESSAGE_BURST, MESSAGES_PER_S)
-    # The operator's limits, on top of the channel's own stricter flood control above.
-    rate = MessageRate.for_connection(app[SETTINGS], MAX_LIVE_MESSAGE_BYTES)
     statuses = TokenBucket(STATUS_BURST, STATUSES_PER_S)
     traffic = connection.traffic
     while (received := await connection.next_message()) is not None:

@@ -1,5 +1,6 @@
-"""Limits: message and byte rates, connections per user and IP, the handshake deadline,
-half-open clients, awareness state size and the per-document size cap."""
+"""Limits: message and byte rates (per connection, per user, pings and pongs included),
+connections per user and IP, the handshake deadline, half-open clients, awareness state size
+and the per-document size cap."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from pycrdt import Doc, Text
 from websockets.exceptions import ConnectionClosed
 
@@ -356,3 +358,72 @@ async def test_an_update_past_the_document_cap_is_refused_and_the_document_kept(
                     lambda: str(fresh.doc.get("t", type=Text)) == "ok " + "a" * 2500
                 )
             assert str(reader.doc.get("t", type=Text)) == "ok " + "a" * 2500
+
+
+async def test_a_users_connections_share_its_message_rate_and_the_one_over_is_closed(
+    start_server: StartServer,
+) -> None:
+    """Sockets of one user on both endpoints, each far under its own limits, go over
+    COLLAB_USER_MESSAGES_PER_S together: a connection that sends past it is closed with 1008
+    naming the setting, and another user's connection in the room still receives edits."""
+    server = await start_server(make_settings(user_messages_per_s=1, user_message_burst=30))
+    async with (
+        YClient.connect(server.doc_url(sub="u1")) as first,
+        YClient.connect(server.doc_url(sub="u1")) as second,
+        LiveClient.connect(server.ws, server.token("u1")) as live,
+        YClient.connect(server.doc_url(sub="u2")) as other,
+    ):
+        for client in (first, second, other):
+            await client.wait_synced()
+        await live.wait_event("welcome")
+        # 20 rounds of 3 is 60 messages: twice the user's burst, and per connection far
+        # below COLLAB_WS_MESSAGE_BURST (1000) and the live channel's flood control (40).
+        for _ in range(20):
+            if first.closed or second.closed or live.close_code is not None:
+                break
+            with contextlib.suppress(ConnectionClosed, ConnectionError):
+                await first.send_raw(b"\x03")  # query awareness: valid and cheap
+                await second.send_raw(b"\x03")
+                await live.send({"type": "ping"})
+        await eventually(
+            lambda: first.closed or second.closed or live.close_code is not None,
+            what="a connection of u1 closed",
+        )
+        for docs in (first, second):
+            if docs.closed:
+                assert docs.close_code == CloseCode.POLICY_VIOLATION
+                assert "COLLAB_USER_MESSAGES_PER_S" in (docs.close_reason or "")
+        if live.close_code is not None:
+            assert live.close_code == CloseCode.POLICY_VIOLATION
+        async with YClient.connect(server.doc_url(sub="u3")) as writer:
+            await writer.wait_synced()
+            writer.doc.get("t", type=Text).insert(0, "marker")
+            await other.wait_until(lambda: str(other.doc.get("t", type=Text)) == "marker")
+
+
+async def _close_of(ws: aiohttp.ClientWebSocketResponse) -> tuple[int | None, str]:
+    """Read until the server's close frame: its code and reason."""
+    async with asyncio.timeout(scaled(10)):
+        while True:
+            message = await ws.receive()
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                return ws.close_code, str(message.extra or "")
+
+
+@pytest.mark.parametrize("endpoint", ["docs", "live"])
+async def test_pings_and_pongs_count_against_the_connection_message_rate(
+    start_server: StartServer, endpoint: str
+) -> None:
+    """A client that sends nothing but pings and pongs is closed with 1008 naming
+    COLLAB_WS_MESSAGES_PER_S once they pass the connection's message burst."""
+    server = await start_server(make_settings(ws_messages_per_s=1, ws_message_burst=10))
+    url = server.doc_url() if endpoint == "docs" else f"{server.ws}/ws/live?token={server.token()}"
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(url, autoping=False)
+        with contextlib.suppress(ConnectionError):
+            for index in range(40):
+                await (ws.ping(b"p") if index % 2 else ws.pong(b"q"))
+        code, reason = await _close_of(ws)
+        assert code == CloseCode.POLICY_VIOLATION
+        assert "COLLAB_WS_MESSAGES_PER_S" in reason
+        await ws.close()
