@@ -1,12 +1,14 @@
 """JWT verification and minting.
 
-Algorithms are pinned by configuration, never taken from the token; `exp` is required;
-`aud` and `iss` are checked when configured. Claims: `sub` (user id), `name` (optional
-display name) and `workspaces` (workspace id -> role).
+Algorithms are pinned by configuration, never taken from the token; `exp` is required, and
+`exp`, `nbf` and `iat` must be JSON numbers (PyJWT alone also takes numeric strings); `aud`
+and `iss` are checked when configured. Claims: `sub` (user id), `name` (optional display
+name) and `workspaces` (workspace id -> role).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,13 @@ from collab.settings import HMAC_ALGORITHMS, Settings
 
 MAX_TOKEN_BYTES = 8 * 1024
 MAX_WORKSPACES_PER_TOKEN = 1000
+_JSON_KINDS: dict[type, str] = {
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+    list: "an array",
+    dict: "an object",
+}
 
 
 class Role(StrEnum):
@@ -100,7 +109,8 @@ class TokenVerifier:
     def verify_token(self, token: str) -> Identity:
         """The token's identity, without the revocation check. Raises `AuthError`."""
         if not token:
-            raise AuthError("missing token: pass ?token=JWT or an Authorization: Bearer header")
+            # The web layer says where each endpoint takes its token (web/requests.py).
+            raise AuthError("missing token: the token is empty")
         if len(token) > MAX_TOKEN_BYTES:
             raise AuthError(f"token longer than {MAX_TOKEN_BYTES} bytes")
         try:
@@ -137,6 +147,27 @@ class TokenVerifier:
         return _identity_from_claims(claims)
 
 
+def _numeric_date(claims: Mapping[str, object], claim: str) -> float | None:
+    """The claim as Unix seconds, None when absent. Raises `AuthError` unless it is a JSON
+    number: PyJWT checks times with `int(value)`, which also takes `"1999999999"` and `true`."""
+    if claim not in claims:
+        return None
+    value = claims[claim]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if math.isfinite(seconds):
+            return seconds
+    # The value is not quoted: refusals are logged, and claims are the token's content.
+    kind = _JSON_KINDS.get(type(value), "a number out of range")
+    raise AuthError(
+        f"token claim {claim!r} must be a JSON number of seconds since 1970 (RFC 7519 "
+        f"NumericDate), not {kind}; issue tokens with numeric exp, nbf and iat"
+    )
+
+
 def _identity_from_claims(claims: Mapping[str, object]) -> Identity:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 256:
@@ -156,8 +187,9 @@ def _identity_from_claims(claims: Mapping[str, object]) -> Identity:
                 f"token grants unknown role {role!r} in workspace {workspace_id!r}; "
                 "use owner, editor or viewer"
             ) from None
-    exp = claims.get("exp")
-    expires_at = float(exp) if isinstance(exp, int | float) else None
+    expires_at = _numeric_date(claims, "exp")
+    _numeric_date(claims, "nbf")
+    _numeric_date(claims, "iat")
     return Identity(user_id=sub, name=name, workspaces=workspaces, expires_at=expires_at)
 
 

@@ -27,6 +27,7 @@ from collab.settings import HMAC_ALGORITHMS, OPTIONS, Secret, Settings, load_set
 from collab.store import create_store
 from collab.web.access_log import AccessLogger
 from collab.web.app import create_app
+from collab.web.errors import JsonErrorAppRunner
 from collab.web.static import static_root
 
 EXIT_CONFIG = 2
@@ -42,9 +43,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         # A client of a running server: it needs no server settings.
         sys.exit(run_revoke(args, os.environ))
     try:
-        settings = _settings_from(args)
+        settings, own_secret = _settings_from(args)
         if args.command == "serve":
-            code = _serve(settings)
+            code = _serve(settings, demo_links=own_secret)
         elif args.command == "token":
             code = _token(settings, args)
         else:
@@ -92,24 +93,32 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings_from(args: argparse.Namespace) -> Settings:
+def _settings_from(args: argparse.Namespace) -> tuple[Settings, bool]:
+    """The settings, and whether the server signs with a secret of its own making (see
+    `_with_embedded_secret`)."""
     overrides = {option.field: getattr(args, option.field) for option in OPTIONS}
     settings = load_settings(os.environ, overrides)
     if args.command == "migrate":
-        return settings
+        return settings, False
     return _with_embedded_secret(settings, create=args.command == "serve")
 
 
-def _with_embedded_secret(settings: Settings, *, create: bool) -> Settings:
+def _with_embedded_secret(settings: Settings, *, create: bool) -> tuple[Settings, bool]:
     """In embedded mode with no HS256 secret configured, use (or create) one kept beside the
-    SQLite file, so `collab token` and `collab serve` agree without any setup."""
+    SQLite file, so `collab token` and `collab serve` agree without any setup.
+
+    Returns the settings and whether the secret is the server's own, with no key of the
+    operator's configured: only then may `collab serve` print tokens (its demo links)."""
     if settings.jwt_secret is not None or not set(settings.jwt_algorithms) & HMAC_ALGORITHMS:
-        return settings
+        return settings, False
+    # Keys by `kid` (COLLAB_JWT_KEYS, COLLAB_JWKS_URL) mean the operator manages keys: no
+    # demo tokens then, though the generated secret still verifies tokens without a `kid`.
+    own = not settings.jwt_keys and settings.jwks_url is None
     if settings.database_url == "memory://":
-        return settings.replace(jwt_secret=Secret(secrets.token_urlsafe(48)))
+        return settings.replace(jwt_secret=Secret(secrets.token_urlsafe(48))), own
     db_path = settings.sqlite_path
     if db_path is None:
-        return settings
+        return settings, False
     secret_path = db_path.with_name(db_path.name + ".secret")
     try:
         if not secret_path.exists():
@@ -129,7 +138,7 @@ def _with_embedded_secret(settings: Settings, *, create: bool) -> Settings:
         raise ConfigError(
             [f"COLLAB_JWT_SECRET: cannot use {secret_path}: {error.strerror}"]
         ) from None
-    return settings.replace(jwt_secret=Secret(value))
+    return settings.replace(jwt_secret=Secret(value)), own
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> int:
@@ -176,7 +185,7 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, *, demo_links: bool) -> int:
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     try:
@@ -187,15 +196,15 @@ def _serve(settings: Settings) -> int:
         runner = asyncio.Runner()
     with runner:
         try:
-            runner.run(_run_until_signal(app, settings))
+            runner.run(_run_until_signal(app, settings, demo_links=demo_links))
         except (CollabError, OSError) as error:
             print(f"collab: cannot start: {error}", file=sys.stderr)
             return EXIT_FAILURE
     return 0
 
 
-async def _run_until_signal(app: web.Application, settings: Settings) -> None:
-    runner = web.AppRunner(
+async def _run_until_signal(app: web.Application, settings: Settings, *, demo_links: bool) -> None:
+    runner = JsonErrorAppRunner(
         app,
         access_log_class=AccessLogger,
         handle_signals=False,
@@ -209,7 +218,7 @@ async def _run_until_signal(app: web.Application, settings: Settings) -> None:
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        _print_banner(settings, runner)
+        _print_banner(settings, runner, demo_links=demo_links)
         await stop.wait()
         log.info("shutting down: closing connections and flushing documents")
     finally:
@@ -220,7 +229,7 @@ async def _run_until_signal(app: web.Application, settings: Settings) -> None:
     log.info("stopped")
 
 
-def _print_banner(settings: Settings, runner: web.AppRunner) -> None:
+def _print_banner(settings: Settings, runner: web.AppRunner, *, demo_links: bool) -> None:
     host, port = runner.addresses[0][:2]
     base = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     if settings.sqlite_path is not None:
@@ -237,17 +246,16 @@ def _print_banner(settings: Settings, runner: web.AppRunner) -> None:
         "  get a token (same environment): "
         "collab token --sub alice --name Alice --workspace w1:editor",
     ]
-    lines += _demo_links(settings, base)
+    if demo_links:
+        lines += _demo_links(settings, base)
     print("\n".join(lines), flush=True)
 
 
 def _demo_links(settings: Settings, base: str) -> list[str]:
-    """On the embedded default, links that open the browser demo signed in (printed, never
-    logged): open each in its own window to collaborate."""
-    embedded = settings.sqlite_path is not None or settings.database_url == "memory://"
-    if not embedded or settings.jwt_secret is None or static_root() is None:
-        return []
-    if not set(settings.jwt_algorithms) & HMAC_ALGORITHMS:
+    """Links that open the browser demo signed in (printed, never logged): open each in its
+    own window to collaborate. Only for a server signing with a secret of its own making: an
+    operator's key never signs tokens that land in stdout and the logs that collect it."""
+    if static_root() is None:
         return []
     lines = ["  open the demo, each link in its own window (tokens valid 24 h):"]
     for sub, name in (("alice", "Alice"), ("bob", "Bob")):

@@ -27,7 +27,7 @@ from collab.store.base import Store
 from collab.store.notifications import NotificationStore
 from collab.tasks import cancel_and_wait
 from collab.web import dev, rest, rest_live, static
-from collab.web.errors import json_errors
+from collab.web.errors import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES, json_errors
 from collab.web.jwks import fetch_keys_for_unknown_kids, setup_jwks
 from collab.web.keys import (
     BUS,
@@ -78,7 +78,11 @@ def create_app(
         client_max_size=settings.max_request_bytes,
         # aiohttp's keep-alive timer also runs from accept until a request's headers are
         # complete, so it is the handshake deadline (slowloris) as well as the idle bound.
-        handler_args={"keepalive_timeout": settings.handshake_timeout_s},
+        handler_args={
+            "keepalive_timeout": settings.handshake_timeout_s,
+            "max_line_size": MAX_REQUEST_LINE_BYTES,
+            "max_field_size": MAX_HEADER_FIELD_BYTES,
+        },
     )
     app.on_response_prepare.append(add_security_headers)
     app[CONNECTIONS] = ConnectionCounter(settings)

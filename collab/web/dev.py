@@ -10,7 +10,7 @@ from aiohttp import web
 
 from collab.auth import Role, mint_token
 from collab.web.keys import SETTINGS
-from collab.web.requests import valid_id
+from collab.web.requests import require_json, valid_id
 
 DEV_TOKEN_TTL_S = 8 * 3600
 
@@ -20,6 +20,7 @@ async def dev_config(request: web.Request) -> web.StreamResponse:
 
 
 async def dev_token(request: web.Request) -> web.StreamResponse:
+    require_json(request)
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as error:

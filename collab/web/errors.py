@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 
+from collab.auth import MAX_TOKEN_BYTES
 from collab.errors import (
     AuthError,
     DocumentTooLarge,
@@ -24,6 +27,16 @@ from collab.observability.rejections import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# aiohttp's parser limits (its default is 8190 for both), raised so that a token of the
+# verifier's maximum fits in `?token=` and in `Authorization: Bearer`. They differ so that a
+# `LineTooLong` says which one was exceeded (its second argument is the limit).
+MAX_REQUEST_LINE_BYTES = MAX_TOKEN_BYTES + 1024
+MAX_HEADER_FIELD_BYTES = MAX_TOKEN_BYTES + 512
+# nginx's "client closed request": logged and counted, never sent (nobody is listening).
+CLIENT_CLOSED_REQUEST = 499
+# Spelled out: HTTPStatus phrases (which the codes would otherwise come from) vary by Python.
+HEADERS_TOO_LARGE = "request_header_fields_too_large"
 
 
 def error_response(
@@ -57,6 +70,18 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(413, "document_too_large", str(error))
     except ProtocolError as error:
         return error_response(400, "invalid_input", str(error))
+    except ConnectionError:
+        # A client that hangs up mid-body makes `request.read()` raise ConnectionResetError.
+        # That is the client's doing, not a server fault: answered (in the access log and the
+        # request metrics) as 499, with no traceback. A connection error while the client is
+        # still there is some dependency's, and stays a 500.
+        if request.transport is not None and not request.transport.is_closing():
+            raise
+        return error_response(
+            CLIENT_CLOSED_REQUEST,
+            "client_closed_request",
+            "the client closed the connection before the request was complete",
+        )
     except web.HTTPException as error:
         if error.status < 400:
             raise
@@ -74,3 +99,105 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             if name.lower() not in ("content-type", "content-length")
         }
         return error_response(error.status, _http_error_code(error), message, kept)
+
+
+class JsonErrorProtocol(web.RequestHandler):
+    """aiohttp's per-connection protocol, answering what never reaches the application (a
+    request its parser refuses, a handler's uncaught exception) with the JSON error body.
+
+    aiohttp has no hook for requests its parser refuses (aio-libs/aiohttp#3287): they skip
+    the middlewares and `on_response_prepare`, so overriding `handle_error` is the one clean
+    place. The default answers in plain text and logs the parser's exception with a traceback
+    at ERROR; that exception quotes the offending line, which may carry a token."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, HttpProcessingError):
+            status, code, text = self._refusal(exc)
+            # Like aiohttp, a bad method (often TLS sent to this plain-HTTP port) is DEBUG.
+            level = logging.DEBUG if isinstance(exc, BadHttpMethod) else logging.INFO
+            log.log(
+                level, "refused an unparsable request from %s: %d %s", request.remote, status, code
+            )
+        else:
+            # A handler's uncaught exception (500) or timeout (504): a server fault.
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+            code = _http_status_code(status)
+            text = HTTPStatus(status).description
+        if request.writer.output_size > 0:
+            # As in aiohttp: part of a response went out, so no other can be sent.
+            raise ConnectionError("response already started; cannot send the error response")
+        response = error_response(status, code, text)
+        response.force_close()
+        return response
+
+    def _refusal(self, error: HttpProcessingError) -> tuple[int, str, str]:
+        """Status, code and message for a request the parser refused. The request is never
+        quoted (the parser's own message does quote it)."""
+        if isinstance(error, LineTooLong):
+            limit = error.args[1] if len(error.args) > 1 else None
+            if limit == self.max_line_size:
+                return (
+                    HTTPStatus.REQUEST_URI_TOO_LONG,
+                    "request_uri_too_long",
+                    f"the request line is longer than {limit} bytes: shorten the URL "
+                    f"(a token is at most {MAX_TOKEN_BYTES} bytes)",
+                )
+            if limit == self.max_field_size:
+                return (
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    HEADERS_TOO_LARGE,
+                    f"a request header is longer than {limit} bytes: shorten it "
+                    f"(a token is at most {MAX_TOKEN_BYTES} bytes)",
+                )
+        elif error.message.startswith("Too many headers"):
+            return (
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                HEADERS_TOO_LARGE,
+                f"more than {self.max_headers} request headers: send fewer",
+            )
+        return (
+            HTTPStatus.BAD_REQUEST,
+            "malformed_request",
+            f"the request is not valid HTTP/1.1 ({type(error).__name__}); nothing was processed",
+        )
+
+
+def _http_status_code(status: int) -> str:
+    return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+
+
+class JsonErrorServer(web.Server):
+    """`web.Server` whose connections are `JsonErrorProtocol`s.
+
+    aiohttp takes no protocol class: `web.Server.__call__` (the asyncio protocol factory)
+    builds `RequestHandler` itself, so a subclass overriding it is how to choose another; the
+    alternatives are patching aiohttp or filtering its log records, which would still answer
+    in plain text."""
+
+    @classmethod
+    def like(cls, server: web.Server) -> JsonErrorServer:
+        """A server configured like `server` (the one `AppRunner` makes for the app). Reads
+        its `_loop` and `_kwargs`: the application passes its `handler_args` in there."""
+        return cls(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
+
+    def __call__(self) -> web.RequestHandler:
+        return JsonErrorProtocol(self, loop=self._loop, **self._kwargs)
+
+
+class JsonErrorAppRunner(web.AppRunner):
+    """`web.AppRunner` serving through `JsonErrorServer`: how `collab serve` runs the app."""
+
+    async def _make_server(self) -> web.Server:
+        return JsonErrorServer.like(await super()._make_server())

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from collab.auth import Identity, Role
 from collab.errors import AuthError, ForbiddenError
 from collab.web.keys import SETTINGS, VERIFIER
 
+JSON = "application/json"
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
 
 
@@ -36,8 +37,33 @@ def offered_token(request: web.Request, *, allow_query: bool) -> str:
 
 
 def authenticate(request: web.Request, *, allow_query: bool = False) -> Identity:
-    """Verify the request's token. Raises `AuthError`."""
-    return request.app[VERIFIER].verify(bearer_token(request, allow_query=allow_query))
+    """Verify the request's token (`allow_query` for the WebSocket endpoints, which also take
+    `?token=`). Raises `AuthError`, saying where this endpoint takes the token when none came."""
+    token = bearer_token(request, allow_query=allow_query)
+    if not token:
+        raise AuthError(_missing_token_message(request, allow_query=allow_query))
+    return request.app[VERIFIER].verify(token)
+
+
+def _missing_token_message(request: web.Request, *, allow_query: bool) -> str:
+    if allow_query:
+        return (
+            "missing token: pass ?token=<JWT> in the URL or an Authorization: Bearer <JWT> header"
+        )
+    message = "missing token: the REST API takes it only as an Authorization: Bearer <JWT> header"
+    if "token" in request.query:
+        message += " (?token= is read only by the WebSocket endpoints /ws/docs and /ws/live)"
+    return message
+
+
+def require_json(request: web.Request) -> None:
+    """Refuse a body not declared `Content-Type: application/json` (415), so a browser form
+    or a mislabeled upload is never parsed as JSON."""
+    if request.content_type == JSON:
+        return
+    declared = request.headers.get(hdrs.CONTENT_TYPE)
+    got = f"got {declared[:100]!r}" if declared else "got no Content-Type"
+    raise web.HTTPUnsupportedMediaType(text=f"send the body as Content-Type: {JSON} ({got})")
 
 
 def valid_id(kind: str, value: str) -> str:

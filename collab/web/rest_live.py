@@ -10,7 +10,7 @@ from aiohttp import web
 from collab.errors import ForbiddenError
 from collab.store.notifications import MAX_PAGE, NewNotification
 from collab.web.keys import NOTIFICATIONS, NOTIFIER, PRESENCE
-from collab.web.requests import authenticate, valid_id
+from collab.web.requests import authenticate, require_json, valid_id
 
 MAX_RECIPIENTS = 100
 MAX_TITLE_CHARS = 200
@@ -40,6 +40,7 @@ async def get_presence(request: web.Request) -> web.StreamResponse:
 
 async def post_notification(request: web.Request) -> web.StreamResponse:
     identity = authenticate(request)
+    require_json(request)
     if request.content_length is not None and (
         request.content_length > MAX_NOTIFICATION_REQUEST_BYTES
     ):

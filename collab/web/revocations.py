@@ -29,7 +29,7 @@ from collab.revocations import RevocationList
 from collab.store.revocations import RevocationStore
 from collab.tasks import cancel_and_wait
 from collab.web.keys import BUS, SETTINGS, STORE, VERIFIER
-from collab.web.requests import offered_token
+from collab.web.requests import offered_token, require_json
 from collab.web.sessions import REVOKED_REASON, SESSIONS, Sessions
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ def _check_admin(request: web.Request) -> None:
 
 async def post_revocation(request: web.Request) -> web.Response:
     _check_admin(request)
+    require_json(request)
     try:
         body = orjson.loads(await request.read())
     except orjson.JSONDecodeError:

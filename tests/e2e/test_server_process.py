@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 from pycrdt import Text
 
 from collab.protocol.close_codes import CloseCode
-from tests.conftest import ProcessFactory
+from collab.web.static import static_root
+from tests.conftest import TEST_SECRET, ProcessFactory
 from tests.e2e.conftest import token
 from tests.support.servers import ServerProcess, clean_environ
 from tests.support.waiting import eventually, scaled
@@ -101,6 +104,57 @@ async def test_token_command_mints_tokens_the_embedded_server_accepts(tmp_path: 
         assert status == 403
     finally:
         await served.kill()
+
+
+async def _serve_stdout(env: dict[str, str]) -> str:
+    """Everything `collab serve` prints to stdout from start to a graceful stop."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collab",
+        "serve",
+        env={**clean_environ(), "COLLAB_PORT": "0", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        first = await asyncio.wait_for(process.stdout.readline(), scaled(20))
+        assert b"listening on" in first
+        # The banner is one write, made after the signal handlers are installed.
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), scaled(30))
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, err.decode()
+    return first.decode() + out.decode()
+
+
+async def test_embedded_default_prints_demo_links(tmp_path: Path) -> None:
+    """With no key configured, the server makes its own secret and prints two sign-in links."""
+    if static_root() is None:
+        pytest.skip("the browser demo is not built")
+    banner = await _serve_stdout({"COLLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}"})
+    assert banner.count("/?token=") == 2
+    assert "Alice: http://" in banner
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"COLLAB_JWT_SECRET": TEST_SECRET},
+        {"COLLAB_JWT_KEYS": json.dumps({"2024-06": TEST_SECRET})},
+    ],
+    ids=["secret", "keys-by-kid"],
+)
+async def test_operator_keys_print_no_tokens(tmp_path: Path, keys: dict[str, str]) -> None:
+    """With a key set by the operator, `collab serve` prints no token at all."""
+    banner = await _serve_stdout({"COLLAB_DATABASE_URL": f"sqlite:///{tmp_path / 'n.db'}", **keys})
+    assert "listening on" in banner
+    assert "token=" not in banner.replace("?token=JWT", "")
+    assert "eyJ" not in banner
 
 
 async def test_tokens_never_appear_in_logs(server_processes: ProcessFactory) -> None:

@@ -452,6 +452,43 @@ def test_identity_carries_the_token_expiry() -> None:
     assert TokenVerifier(hs_settings()).verify(hs_token(exp=exp)).expires_at == exp
 
 
+def test_fractional_exp_is_accepted_as_a_number() -> None:
+    """A JSON float is a valid NumericDate: the identity keeps it exactly."""
+    exp = time.time() + 600.5
+    assert TokenVerifier(hs_settings()).verify(hs_token(exp=exp)).expires_at == exp
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [("exp", str(int(time.time()) + 3600)), ("nbf", "1"), ("iat", "1")],
+)
+def test_numeric_string_time_claims_are_refused(claim: str, value: str) -> None:
+    """`exp`, `nbf` or `iat` as a numeric string (which PyJWT passes) raises AuthError."""
+    with pytest.raises(AuthError, match=f"token claim '{claim}' must be a JSON number.*string"):
+        TokenVerifier(hs_settings()).verify(hs_token(**{claim: value}))
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_boolean_time_claims_are_refused(claim: str) -> None:
+    """`true` as `nbf` or `iat` (PyJWT reads it as 1) raises AuthError."""
+    with pytest.raises(AuthError, match=f"token claim '{claim}' must be a JSON number.*boolean"):
+        TokenVerifier(hs_settings()).verify(hs_token(**{claim: True}))
+
+
+@pytest.mark.parametrize("exp", [True, "soon", [1999999999], {"at": 1999999999}, 10**400])
+def test_exp_that_is_not_a_usable_number_is_refused(exp: object) -> None:
+    """Any `exp` but a finite JSON number raises AuthError, never another exception."""
+    with pytest.raises(AuthError):
+        TokenVerifier(hs_settings()).verify(hs_token(exp=exp))
+
+
+def test_time_claim_refusals_do_not_quote_the_claim() -> None:
+    """The message names the claim and its JSON type, not its value (refusals are logged)."""
+    with pytest.raises(AuthError) as caught:
+        TokenVerifier(hs_settings()).verify(hs_token(exp="1999999999"))
+    assert "1999999999" not in str(caught.value)
+
+
 def test_revoked_user_is_forbidden_until_the_revocation_ends() -> None:
     """An active revocation refuses the user's valid token with ForbiddenError; one that
     ended does not."""
