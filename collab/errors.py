@@ -4,6 +4,9 @@
     ├── ConfigError        invalid settings (the CLI exits with status 2)
     ├── ProtocolError      untrusted bytes or JSON that do not parse or validate
     │   ├── UnsupportedMessage  well-formed but of a kind this server does not accept
+    │   ├── InvalidUpdate       a Yjs update that is malformed or read differently by yjs
+    │   │                       (defined with its reader, collab.protocol.updates)
+    │   ├── MissingDependencies an update that builds on changes the server does not have
     │   └── PolicyViolation     valid, but breaks a rule or limit of this server
     │       └── DocumentTooLarge  an update would grow a document past its size cap
     ├── AuthError          missing, invalid or expired token (HTTP 401)
@@ -37,6 +40,13 @@ class ProtocolError(CollabError):
 
 class UnsupportedMessage(ProtocolError):
     """A message of a type or kind the server does not accept (e.g. a text frame)."""
+
+
+class MissingDependencies(ProtocolError):
+    """An update that starts after the document's clock for its client, or refers to structs
+    or deletes content the document does not have. It is not applied, relayed or stored:
+    applied, the server's CRDT library would keep part of it pending and diverge from the
+    clients' (a WebSocket peer is answered with sync step 1, HTTP answers 409)."""
 
 
 class PolicyViolation(ProtocolError):

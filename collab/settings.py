@@ -77,6 +77,10 @@ class Settings:
     user_bytes_per_s: int = 8 * 1024 * 1024
     user_bytes_burst: int = 32 * 1024 * 1024
     max_document_bytes: int = 32 * 1024 * 1024
+    max_apply_ms: int = 250
+    apply_ms_per_s: int = 250
+    apply_burst_ms: int = 1000
+    throttle_s: float = 60.0
     ws_compression: bool = False
     outbox_max_bytes: int = 16 * 1024 * 1024
     outbox_max_frames: int = 4096
@@ -331,6 +335,33 @@ OPTIONS: tuple[Option, ...] = (
         "COLLAB_MAX_DOCUMENT_BYTES",
         values.int_in(0, 16 * 1024**3),
         "largest encoded document; an update beyond it is refused (close 1009, HTTP 413; 0: none)",
+    ),
+    Option(
+        "max_apply_ms",
+        "COLLAB_MAX_APPLY_MS",
+        values.int_in(10, 60_000),
+        "longest a large update may take to apply, tried on a copy in a worker process first "
+        "(close 1008, HTTP 422 above)",
+    ),
+    Option(
+        "apply_ms_per_s",
+        "COLLAB_APPLY_MS_PER_S",
+        values.int_in(0, 1000),
+        "apply time per second one user's updates may take on average (close 1008 and "
+        "throttled above; 0: no budget)",
+    ),
+    Option(
+        "apply_burst_ms",
+        "COLLAB_APPLY_BURST_MS",
+        values.int_in(1, 600_000),
+        "apply time one user's updates may take at once before COLLAB_APPLY_MS_PER_S applies",
+    ),
+    Option(
+        "throttle_s",
+        "COLLAB_THROTTLE_S",
+        values.positive_seconds,
+        "how long a user over the apply-time budget, or whose update was too costly, is "
+        "refused new document connections and REST writes (429)",
     ),
     Option(
         "ws_compression",

@@ -176,6 +176,16 @@ class _CollabCollector(Collector):
             "Document connections closed (1013) because their outbox went over its bound.",
             rooms.slow_consumer_disconnects,
         )
+        yield CounterMetricFamily(
+            "collab_update_trials",
+            "Updates read and tried on a replica in the trial worker before being applied.",
+            rooms.tried_updates,
+        )
+        yield CounterMetricFamily(
+            "collab_updates_too_costly",
+            "Updates refused because their trial apply took over COLLAB_MAX_APPLY_MS.",
+            rooms.costly_updates,
+        )
         yield _histogram(
             "collab_store_flush_seconds",
             "Time of one store transaction appending a batch of updates.",

@@ -15,7 +15,7 @@ from typing import Any
 
 from pycrdt import Doc, TransactionEvent, merge_updates
 
-from collab.errors import DocumentTooLarge, PolicyViolation, ProtocolError
+from collab.errors import DocumentTooLarge, MissingDependencies, PolicyViolation, ProtocolError
 from collab.protocol.messages import (
     EMPTY_UPDATE,
     AwarenessEntry,
@@ -29,6 +29,13 @@ from collab.protocol.messages import (
     encode_sync_step1,
     encode_sync_step2,
     encode_update,
+)
+from collab.protocol.updates import (
+    UpdateShape,
+    carries_new_structs,
+    missing_dependencies,
+    read_state_vector,
+    read_update,
 )
 from collab.rooms.effects import (
     Broadcast,
@@ -46,10 +53,17 @@ from collab.store.base import StoredDocument
 
 # The state vector of an empty document: no clients (var_uint 0).
 EMPTY_STATE_VECTOR = b"\x00"
+# An update's struct section with no clients: put before a delete set, an update of deletes only.
+EMPTY_STRUCTS = b"\x00"
 
 # A stock client introduces one awareness id per connection; a few more allow for
 # reconnections within one socket's life, far fewer than an abuser would need.
 MAX_AWARENESS_IDS_PER_PEER = 16
+
+# A stock client sends its updates in order and answers our sync step 1 with what we miss,
+# so it leaves a gap at most once per reconnection; a connection that keeps leaving gaps
+# is not a stock client.
+MAX_GAPS_PER_PEER = 16
 
 
 def is_rust_panic(error: BaseException) -> bool:
@@ -125,11 +139,18 @@ class DocumentRoom:
         self._awareness: dict[int, _AwarenessState] = {}
         self._awareness_owner: dict[int, str] = {}
         self._captured_updates: list[bytes] = []
-        # Sync step 2 for a client with an empty document, and the version it encodes: a join
-        # storm on a big document costs one encode per change, not one per client.
+        # The whole state and sync step 2 for a client with an empty document, with the
+        # version they encode: a join storm on a big document (or a run of trials of large
+        # updates) costs one encode per change, not one per client.
+        self._full_state: tuple[int, bytes] | None = None
         self._full_state_step2: tuple[int, bytes] | None = None
         self._subscription = self.doc.observe(self._capture_update)
         self._apply_update = updater(self.doc)
+        # The document's state vector, kept beside it: every update is checked against it
+        # for missing dependencies and duplicates without asking the CRDT library.
+        self._clocks: dict[int, int] = read_state_vector(self.doc.get_state())
+        # Updates with missing dependencies each peer sent (see MAX_GAPS_PER_PEER).
+        self._gaps: dict[str, int] = {}
 
     @classmethod
     def from_stored(
@@ -146,6 +167,7 @@ class DocumentRoom:
         parts = ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates
         for part in parts:
             room._apply(part)
+        room._clocks = read_state_vector(room.doc.get_state())
         return room
 
     @property
@@ -155,6 +177,20 @@ class DocumentRoom:
     def encode_state(self) -> bytes:
         """The whole document as one Yjs v1 update."""
         return self.doc.get_update()
+
+    def state_since(self, state_vector: bytes | None) -> bytes:
+        """What the document has beyond `state_vector`, as one Yjs v1 update (the whole
+        state, encoded once per version, for None)."""
+        if state_vector is None:
+            return self.encoded_state()
+        return self.doc.get_update(state_vector)
+
+    def encoded_state(self) -> bytes:
+        """`encode_state()`, encoded once per version of the document."""
+        cached = self._full_state
+        if cached is None or cached[0] != self.version:
+            cached = self._full_state = (self.version, self.doc.get_update())
+        return cached[1]
 
     def join(self, peer_id: str) -> list[Effect]:
         """Register a peer; it gets our sync step 1 and the current awareness states."""
@@ -168,6 +204,7 @@ class DocumentRoom:
     def leave(self, peer_id: str) -> list[Effect]:
         """Unregister a peer and remove, for everyone, the awareness states it introduced."""
         self._peers.discard(peer_id)
+        self._gaps.pop(peer_id, None)
         removed = []
         for client_id in [c for c, owner in self._awareness_owner.items() if owner == peer_id]:
             del self._awareness_owner[client_id]
@@ -215,49 +252,102 @@ class DocumentRoom:
     def _full_state_sync_step2(self) -> bytes:
         cached = self._full_state_step2
         if cached is None or cached[0] != self.version:
-            cached = (self.version, encode_sync_step2(self.doc.get_update()))
+            cached = (self.version, encode_sync_step2(self.encoded_state()))
             self._full_state_step2 = cached
         return cached[1]
 
     def _receive_update(self, update: bytes, origin: Origin) -> list[Effect]:
         if isinstance(origin, BusOrigin):
+            if update == EMPTY_UPDATE:
+                return []
+            shape = read_update(update)
+            if self.missing_dependencies(shape) is not None:
+                # A message of another instance was lost: ask them all for what we miss
+                # rather than apply part of it.
+                return [Publish(encode_sync_step1(self.doc.get_state()))]
             # No size cap: another instance already accepted it, refusing it would diverge.
-            applied = self._apply(update) if update != EMPTY_UPDATE else None
+            applied = self._apply_checked(update, shape)
             return [] if applied is None else [Broadcast(encode_update(applied))]
-        edit = self.apply_local_update(update, origin)
-        return [] if edit is None else [edit]
+        effect = self.apply_local_update(update, origin)
+        return [] if effect is None else [effect]
 
     def apply_local_update(
-        self, update: bytes, origin: PeerOrigin | ServerOrigin, frame: bytes | None = None
-    ) -> Edit | None:
+        self,
+        update: bytes,
+        origin: PeerOrigin | ServerOrigin,
+        frame: bytes | None = None,
+        shape: UpdateShape | None = None,
+    ) -> Edit | Reply | None:
         """Apply an update made on this instance: by a peer or by the server. Returns the
-        `Edit` to carry out, or None when the update changed nothing (or the peer may not
-        write). Raises `ProtocolError` (`DocumentTooLarge` over the size cap).
+        `Edit` to carry out, a `Reply` with our sync step 1 when a peer's update depends on
+        changes the room does not have (not applied: the peer answers with what we miss),
+        or None when the update changes nothing (or the peer may not write). Raises
+        `ProtocolError`: `InvalidUpdate`, `MissingDependencies` (server updates),
+        `PolicyViolation` (a peer that keeps leaving gaps), `DocumentTooLarge`.
 
         `frame` is the Update message `update` arrived in, if any: when the whole update
         is new to the document, as a typed edit is, that frame is relayed as it came.
+        `shape` is `read_update(update)` when the caller already has it.
 
         The path of every edit a client types: `receive` with less around it."""
         if isinstance(origin, PeerOrigin) and not origin.can_write:
             return None
         if update == EMPTY_UPDATE:
             return None
-        measured_bytes = None
-        if (
+        if shape is None:
+            shape = read_update(update)
+        missing = self.missing_dependencies(shape)
+        if missing is not None:
+            return self._answer_gap(missing, origin)
+        if not self.carries_new_structs(shape):
+            if not shape.deletes:
+                return None  # a duplicate: nothing to integrate, nothing to measure
+            # Only the deletions can be new: the CRDT library reads just those.
+            update, frame = EMPTY_STRUCTS + update[shape.delete_set_offset :], None
+        elif (
             self.max_document_bytes
             and self._measured_bytes + self._unmeasured_bytes + len(update)
             > self.max_document_bytes
         ):
             measured_bytes = self._size_with(update)
-        applied = self._apply(update)
-        if measured_bytes is not None:
             self._measured_bytes, self._unmeasured_bytes = measured_bytes, 0
+        applied = self._apply_checked(update, shape)
         if applied is None:
             return None
         exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
         if frame is None or applied != update:
             frame = encode_update(applied)
         return Edit(frame, applied, exclude)
+
+    def missing_dependencies(self, shape: UpdateShape) -> str | None:
+        """What the room lacks to apply an update of `shape` whole, or None if nothing."""
+        return missing_dependencies(shape, self._clocks)
+
+    def carries_new_structs(self, shape: UpdateShape) -> bool:
+        """Whether an update of `shape` has structs the room does not have yet."""
+        return carries_new_structs(shape, self._clocks)
+
+    def _answer_gap(self, missing: str, origin: PeerOrigin | ServerOrigin) -> Reply:
+        if isinstance(origin, ServerOrigin):
+            raise MissingDependencies(
+                f"update depends on changes the server does not have: {missing}"
+            )
+        gaps = self._gaps[origin.peer_id] = self._gaps.get(origin.peer_id, 0) + 1
+        if gaps > MAX_GAPS_PER_PEER:
+            raise PolicyViolation(
+                f"more than {MAX_GAPS_PER_PEER} updates that depend on changes the server "
+                f"does not have ({missing})"
+            )
+        return Reply(origin.peer_id, encode_sync_step1(self.doc.get_state()))
+
+    def _apply_checked(self, update: bytes, shape: UpdateShape) -> bytes | None:
+        """`_apply` an update whose dependencies the room has, and advance the room's clocks."""
+        applied = self._apply(update)
+        clocks = self._clocks
+        for client, structs in shape.clients.items():
+            if structs.end > clocks.get(client, 0):
+                clocks[client] = structs.end
+        return applied
 
     def _size_with(self, update: bytes) -> int:
         """The encoded size of the document once `update` is applied, found without applying

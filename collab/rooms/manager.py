@@ -10,6 +10,11 @@ It is the asyncio layer around the pure `DocumentRoom`:
   compacts a room's log into a snapshot once it reaches `compact_after_updates`.
 - **Unload.** A room nobody holds is flushed, compacted and dropped after `room_grace_s`.
   If the store is down, the room stays loaded and the unload is retried.
+- **Bounded apply cost.** Every update is read (`read_update`) before the CRDT library sees
+  it. Small ones are applied on the event loop; a large one, one of many structs, or any from
+  a user whose updates proved slow is read and tried in the trial worker first, within
+  `max_apply_s` (see `collab.rooms.trial`). Apply time is charged to the user's
+  `ApplyBudget`.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from collab.bus.base import Bus
 from collab.errors import ProtocolError, RoomUnavailable, StoreError
@@ -27,11 +33,14 @@ from collab.observability.counters import DocTraffic, LatencyHistogram
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import (
     Message,
+    SyncStep2,
     decode_message,
     encode_sync_step1,
     update_payload,
 )
+from collab.protocol.updates import UpdateShape, read_text_insert, read_update
 from collab.protocol.websocket import OutgoingFrame
+from collab.rooms.budget import ApplyBudget
 from collab.rooms.document import DocumentRoom
 from collab.rooms.effects import (
     Broadcast,
@@ -45,12 +54,20 @@ from collab.rooms.effects import (
     ServerOrigin,
 )
 from collab.rooms.peer import Peer
+from collab.rooms.trial import TrialWorker, UpdateTooCostly
 from collab.store.base import Store
 from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 STORE_RETRY_MAX_S = 5.0
+# Updates up to this size and struct count are read and applied on the event loop: reading
+# one costs at most a few milliseconds, and keystrokes and ordinary pastes are far below.
+# So is an insert of one run of text of any size (reading it is a UTF-8 check; integrating
+# it, one struct). Others go through the trial worker (measurements: loadtests/RESULTS.md,
+# "Hostile updates").
+INLINE_MAX_UPDATE_BYTES = 16 * 1024
+INLINE_MAX_STRUCTS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +80,10 @@ class RoomLimits:
     max_document_bytes: int = 0
     max_pending_per_room: int = 10_000
     awareness_timeout_s: float = 30.0
+    max_apply_s: float = 0.25
+    apply_s_per_s: float = 0.25
+    apply_burst_s: float = 1.0
+    throttle_s: float = 60.0
 
 
 @dataclass(eq=False)
@@ -122,6 +143,14 @@ class RoomManager:
         self.apply_time = LatencyHistogram()
         self.flush_time = LatencyHistogram()
         self.store_failures = 0
+        self.budget = ApplyBudget(
+            rate_s_per_s=limits.apply_s_per_s,
+            burst_s=limits.apply_burst_s,
+            throttle_s=limits.throttle_s,
+        )
+        self._trials = TrialWorker()
+        self.tried_updates = 0
+        self.costly_updates = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -164,6 +193,7 @@ class RoomManager:
             log.exception("final flush failed; %d updates not stored", self._pending_count)
         for live in list(self._rooms.values()):
             await self._drop(live)
+        await self._trials.close()
 
     @property
     def loaded_rooms(self) -> int:
@@ -281,25 +311,91 @@ class RoomManager:
         if live.peers.pop(peer.peer_id, None) is not None:
             self._execute(live, live.room.leave(peer.peer_id))
 
-    def receive(self, live: LiveRoom, peer: Peer, frame: bytes) -> None:
-        """Handle one binary frame from a peer. Raises `ProtocolError` for bad input."""
-        update = update_payload(frame)
-        if update is not None:
-            # Most frames are edits: no message object, effect list or dispatch for them.
-            self._edit(live, update, peer.origin, peer.user_id, frame)
-            return
-        message = decode_message(
-            frame, max_awareness_state_bytes=self._limits.max_awareness_state_bytes
-        )
-        effects = self._receive_timed(live, message, peer.origin)
-        self._execute(live, effects)
-        if self._on_change is not None and any(isinstance(e, Edit) for e in effects):
-            self._on_change(live, peer.user_id)
+    def receive(self, live: LiveRoom, peer: Peer, frame: bytes) -> Coroutine[Any, Any, bool] | None:
+        """Handle one binary frame from a peer. Raises `ProtocolError` for bad input.
 
-    def apply_server_update(self, live: LiveRoom, update: bytes, actor: str | None = None) -> bool:
+        Returns None when the frame was handled, or a coroutine the caller must await before
+        the peer's next frame: the frame is an update that is read and tried in the trial
+        worker before it is applied (it raises `ProtocolError` too)."""
+        update = update_payload(frame)
+        if update is None:
+            message = decode_message(
+                frame, max_awareness_state_bytes=self._limits.max_awareness_state_bytes
+            )
+            if not isinstance(message, SyncStep2):
+                self._execute(live, self._receive_timed(live, message, peer.origin))
+                return None
+            update, relayed = message.update, None
+        else:
+            # Most frames are edits: no message object, effect list or dispatch for them.
+            relayed = frame
+        origin = peer.origin
+        if not origin.can_write:
+            return None
+        must_try, shape = self._route(live, update, peer.user_id)
+        if must_try:
+            return self._edit_tried(live, update, origin, peer.user_id, relayed, shape)
+        self._edit(live, update, origin, peer.user_id, relayed, shape)
+        return None
+
+    async def apply_server_update(
+        self, live: LiveRoom, update: bytes, actor: str | None = None
+    ) -> bool:
         """Apply an update from the server itself (on behalf of `actor`). Returns whether it
-        changed the document. Raises `ProtocolError` if the update is invalid."""
-        return self._edit(live, update, ServerOrigin(), actor)
+        changed the document. Raises `ProtocolError`: `InvalidUpdate`,
+        `MissingDependencies`, `UpdateTooCostly`, `ApplyBudgetExceeded`."""
+        origin = ServerOrigin()
+        must_try, shape = self._route(live, update, actor)
+        if must_try:
+            return await self._edit_tried(live, update, origin, actor, None, shape)
+        return self._edit(live, update, origin, actor, None, shape)
+
+    def _route(
+        self, live: LiveRoom, update: bytes, actor: str | None
+    ) -> tuple[bool, UpdateShape | None]:
+        """Whether `update` must be tried in the worker before it is applied, and its shape
+        when it was read here."""
+        if self.budget.is_suspect(actor):
+            return True, None
+        if len(update) > INLINE_MAX_UPDATE_BYTES:
+            text_insert = read_text_insert(update)
+            return text_insert is None, text_insert
+        shape = read_update(update)
+        many_structs = shape.struct_count > INLINE_MAX_STRUCTS
+        return many_structs and live.room.carries_new_structs(shape), shape
+
+    async def _edit_tried(
+        self,
+        live: LiveRoom,
+        update: bytes,
+        origin: PeerOrigin | ServerOrigin,
+        actor: str | None,
+        frame: bytes | None,
+        shape: UpdateShape | None,
+    ) -> bool:
+        """Read `update` in the trial worker if not read yet and try it on a replica of the
+        room's document there, unless it brings nothing new; then `_edit` it."""
+        self.tried_updates += 1
+        room = live.room
+        if shape is None or (
+            room.missing_dependencies(shape) is None and room.carries_new_structs(shape)
+        ):
+            try:
+                result = await self._trials.trial(
+                    live.room_id, room.state_since, update, self._limits.max_apply_s
+                )
+            except UpdateTooCostly:
+                self.costly_updates += 1
+                self.budget.throttle(actor)
+                raise
+            shape = result.shape
+            # The budget counts event-loop time, charged by `_edit`; the worker's time is
+            # bounded by the deadline. A slow trial marks the user a suspect all the same.
+            if result.apply_s is not None:
+                self.budget.note_apply(actor, result.apply_s)
+        if self._rooms.get(live.room_id) is not live:
+            return False  # unloaded meanwhile: its holder is gone, the update with it
+        return self._edit(live, update, origin, actor, frame, shape)
 
     def _edit(
         self,
@@ -308,18 +404,25 @@ class RoomManager:
         origin: PeerOrigin | ServerOrigin,
         actor: str | None,
         frame: bytes | None = None,
+        shape: UpdateShape | None = None,
     ) -> bool:
         """Apply an update made on this instance (that came in `frame`, if any) and carry out
-        its edit. Returns whether it changed the document."""
+        its edit; charge its apply time to `actor`. Returns whether it changed the document.
+        Raises `ApplyBudgetExceeded` after the edit when the actor went over their budget."""
         started = time.perf_counter()
-        edit = live.room.apply_local_update(update, origin, frame)
-        if edit is None:
-            return False
-        self.apply_time.observe(time.perf_counter() - started)
-        self._carry_out_edit(live, edit)
-        if self._on_change is not None:
-            self._on_change(live, actor)
-        return True
+        edit = live.room.apply_local_update(update, origin, frame, shape)
+        elapsed_s = time.perf_counter() - started
+        over = self.budget.charge(actor, elapsed_s)
+        if isinstance(edit, Edit):
+            self.apply_time.observe(elapsed_s)
+            self._carry_out_edit(live, edit)
+            if self._on_change is not None:
+                self._on_change(live, actor)
+        elif edit is not None:
+            self._execute(live, [edit])  # the update left a gap: ask the peer for it
+        if over is not None:
+            raise over
+        return isinstance(edit, Edit)
 
     def _receive_timed(self, live: LiveRoom, message: Message, origin: Origin) -> list[Effect]:
         """`live.room.receive`, timed into `apply_time` when it changed the document."""

@@ -15,6 +15,7 @@ from collab.errors import (
     AuthError,
     DocumentTooLarge,
     ForbiddenError,
+    MissingDependencies,
     ProtocolError,
     RoomUnavailable,
 )
@@ -23,6 +24,8 @@ from collab.observability.rejections import (
     auth_failure_reason,
     note_rejection,
 )
+from collab.rooms.budget import ApplyBudgetExceeded
+from collab.rooms.trial import UpdateTooCostly
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(503, "room_unavailable", str(error), {"Retry-After": "1"})
     except DocumentTooLarge as error:
         return error_response(413, "document_too_large", str(error))
+    except ApplyBudgetExceeded as error:
+        note_rejection(request, 429, "throttled", str(error))
+        return error_response(
+            429, "throttled", str(error), {"Retry-After": str(error.retry_after_s)}
+        )
+    except UpdateTooCostly as error:
+        return error_response(422, "update_too_costly", str(error))
+    except MissingDependencies as error:
+        return error_response(409, "missing_dependencies", str(error))
     except ProtocolError as error:
         return error_response(400, "invalid_input", str(error))
     except ConnectionError:

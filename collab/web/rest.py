@@ -62,8 +62,9 @@ async def post_update(request: web.Request) -> web.StreamResponse:
     if not update:
         raise web.HTTPBadRequest(text="empty body: send a Yjs v1 update")
     rooms = request.app[ROOMS]
+    rooms.budget.check(identity.user_id)
     async with rooms.holding(room_id) as live:
-        changed = rooms.apply_server_update(live, update, identity.user_id)
+        changed = await rooms.apply_server_update(live, update, identity.user_id)
     return web.json_response({"room": room_id, "changed": changed}, dumps=_dumps)
 
 

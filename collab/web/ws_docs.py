@@ -53,6 +53,8 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     identity = authenticate(request, allow_query=True)
     room_id, role = room_of(request, identity)
     check_upgrade(request)
+    if role.can_write:
+        rooms.budget.check(identity.user_id)
     connections.admit(request, identity.user_id)
     peer_id = uuid.uuid4().hex[:12]
     live = await rooms.acquire(room_id)
@@ -139,7 +141,8 @@ class DocsConnection:
         # then closing and no message reaches the room).
         self.session: TokenSession | None = None
         self._traffic = self._rooms.traffic
-        # Messages that arrived while a token refresh was being verified, in order.
+        # Messages that arrived while a token refresh was being verified or a large update
+        # tried in the trial worker, in order.
         self._held: list[bytes] | None = None
 
     def on_message(self, opcode: int, payload: bytes) -> None:
@@ -156,7 +159,12 @@ class DocsConnection:
             if over is not None:
                 raise PolicyViolation(over)
             self._traffic.count_received(payload)
-            self._rooms.receive(self._live, peer, payload)
+            tried = self._rooms.receive(self._live, peer, payload)
+            if tried is not None:
+                # Later messages wait until this update is applied or refused.
+                self._held = []
+                self._socket.pause_reading()
+                spawn(self._finish(tried), name=f"update-{peer.peer_id}")
         except ProtocolError as error:
             if isinstance(error, UnsupportedMessage) and payload.startswith(AUTH_FRAME_PREFIX):
                 # The room refuses auth frames; a token refresh is the connection's (here,
@@ -166,25 +174,46 @@ class DocsConnection:
                 self._socket.pause_reading()
                 spawn(self._refresh(payload), name=f"refresh-{peer.peer_id}")
                 return
-            code = _close_code_for(error)
-            log.warning("conn %s: closing with %d: %s", peer.peer_id, code, error)
-            peer.request_close(code, str(error))
+            self._close_for(error)
         except Exception:
-            # A bug of ours: this connection ends, the room and the process stay up.
-            log.exception("conn %s: closing with 1011 after an internal error", peer.peer_id)
-            peer.request_close(CloseCode.INTERNAL_ERROR, "internal error")
+            self._close_for_bug()
+
+    def _close_for(self, error: ProtocolError) -> None:
+        code = _close_code_for(error)
+        log.warning("conn %s: closing with %d: %s", self._peer.peer_id, code, error)
+        self._peer.request_close(code, str(error))
+
+    def _close_for_bug(self) -> None:
+        # A bug of ours: this connection ends, the room and the process stay up.
+        log.exception("conn %s: closing with 1011 after an internal error", self._peer.peer_id)
+        self._peer.request_close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    async def _finish(self, tried: Coroutine[Any, Any, bool]) -> None:
+        """Await an update tried in the worker, then go on with the messages held meanwhile."""
+        stays_open = False
+        try:
+            await tried
+            stays_open = not self._peer.closing
+        except ProtocolError as error:
+            self._close_for(error)
+        except Exception:
+            self._close_for_bug()
+        self._release_held(stays_open)
 
     async def _refresh(self, frame: bytes) -> None:
         workspace_id = self._live.room_id.partition("/")[0]
         assert self.session is not None  # a closing peer's messages never get here
         stays_open = await refresh_docs_connection(self.session, frame, workspace_id)
+        self._release_held(stays_open)
+
+    def _release_held(self, stays_open: bool) -> None:
         held, self._held = self._held or [], None
         self._socket.resume_reading()
         if not stays_open:
             return
         for index, payload in enumerate(held):
             self.on_message(OPCODE_BINARY, payload)
-            if self._held is not None:  # another refresh: the rest waits behind it
+            if self._held is not None:  # held again: the rest waits behind it
                 self._held.extend(held[index + 1 :])
                 return
 

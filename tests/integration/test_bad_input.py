@@ -106,7 +106,10 @@ async def test_slow_consumer_is_disconnected_and_others_are_unaffected(
 ) -> None:
     """A client that stops reading is closed with 1013 once over its outbox bound; the rest
     of its room keeps receiving."""
-    server = await start_server(make_settings(outbox_max_frames=50, outbox_max_bytes=256 * 1024))
+    # The writer sends hundreds of 16 kB edits a second on purpose: no apply-time budget.
+    server = await start_server(
+        make_settings(outbox_max_frames=50, outbox_max_bytes=256 * 1024, apply_ms_per_s=0)
+    )
     async with (
         YClient.connect(server.doc_url()) as writer,
         YClient.connect(server.doc_url()) as reader,

@@ -158,7 +158,8 @@ async def test_rest_requests_are_counted_by_route_pattern_and_status(
 
 async def test_queued_bytes_show_a_reader_that_fell_behind(start_server: StartServer) -> None:
     """While a client does not read, the frames waiting in its outbox are reported."""
-    server = await start_server(make_settings(outbox_max_bytes=256 * 1024**2))
+    # The writer sends hundreds of 16 kB edits a second on purpose: no apply-time budget.
+    server = await start_server(make_settings(outbox_max_bytes=256 * 1024**2, apply_ms_per_s=0))
     async with (
         YClient.connect(server.doc_url()) as writer,
         YClient.connect(server.doc_url(), recv_buffer_bytes=4096) as stalled,

@@ -221,7 +221,7 @@ async def test_compactions_let_edits_through_between_rooms() -> None:
         for word in ("a", "b", "c"):
             author: Doc[Any] = Doc()
             author.get("t", type=Text).insert(0, word)
-            manager.apply_server_update(live, author.get_update())
+            await manager.apply_server_update(live, author.get_update())
     ticking = True
     loop.call_soon(count_turns)
     try:
@@ -258,7 +258,7 @@ async def test_edits_during_a_store_outage_do_not_hurry_the_retries() -> None:
     for index in range(50):
         before = author.get_state()
         text.insert(index, "x")
-        manager.apply_server_update(live, author.get_update(before))
+        await manager.apply_server_update(live, author.get_update(before))
         await asyncio.sleep(0.01)
     failed_attempts = len(store.batches) - attempts_before
     assert 1 <= failed_attempts <= 3

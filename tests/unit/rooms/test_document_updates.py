@@ -1,0 +1,146 @@
+"""How a room treats updates it must not integrate as they are: refused, gaps, duplicates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, Text
+
+from collab.errors import MissingDependencies, PolicyViolation
+from collab.protocol.messages import SyncStep1, decode_message, encode_sync_step1, encode_update
+from collab.protocol.updates import InvalidUpdate, read_state_vector
+from collab.rooms.document import MAX_GAPS_PER_PEER, DocumentRoom
+from collab.rooms.effects import BusOrigin, Edit, PeerOrigin, Publish, Reply, ServerOrigin
+
+ROOM_ID = "w1/n1"
+ALICE = PeerOrigin("alice", can_write=True)
+# One string "a" by client 1 at clock 2**32 + 1: yrs reads the clock as 1.
+WRAPPING_CLOCK = bytes.fromhex("010101818080801004010174016100")
+
+
+def author(client_id: int = 7) -> tuple[Doc[Any], list[bytes]]:
+    """A document whose every transaction's update is recorded."""
+    doc: Doc[Any] = Doc(client_id=client_id)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    return doc, updates
+
+
+def test_an_update_yjs_would_read_differently_is_refused_and_changes_nothing() -> None:
+    """A clock at or above 2**32 is refused before the CRDT library sees it."""
+    room = DocumentRoom(ROOM_ID)
+    with pytest.raises(InvalidUpdate, match="2\\*\\*32"):
+        room.receive(
+            decode_message(b"\x00\x02" + bytes([len(WRAPPING_CLOCK)]) + WRAPPING_CLOCK), ALICE
+        )
+    assert room.version == 0
+    assert room.doc.get_state() == b"\x00"
+
+
+def test_a_duplicate_update_is_not_applied() -> None:
+    """An update whose structs the room already has changes nothing and is not relayed."""
+    doc, updates = author()
+    doc.get("text", type=Text).insert(0, "hello")
+    room = DocumentRoom(ROOM_ID)
+    assert room.apply_local_update(updates[0], ALICE) is not None
+    version = room.version
+
+    assert room.apply_local_update(updates[0], ALICE) is None
+    assert room.apply_local_update(doc.get_update(), ALICE) is None
+    assert room.version == version
+
+
+def test_a_duplicate_with_new_deletions_applies_only_its_deletions() -> None:
+    """Re-sent structs with a delete set: the deletions the room lacks are applied."""
+    doc, updates = author()
+    text = doc.get("text", type=Text)
+    text.insert(0, "hello world")
+    room = DocumentRoom(ROOM_ID)
+    room.apply_local_update(updates[0], ALICE)
+    del text[0:6]
+
+    edit = room.apply_local_update(doc.get_update(), ALICE)
+
+    assert isinstance(edit, Edit)
+    assert str(room.doc.get("text", type=Text)) == "world"
+    replica: Doc[Any] = Doc()
+    replica.apply_update(updates[0])
+    replica.apply_update(edit.update)
+    assert str(replica.get("text", type=Text)) == "world"
+
+
+def test_a_peer_that_keeps_leaving_gaps_is_refused() -> None:
+    """Each gap is answered with sync step 1; one more than the cap is a policy violation."""
+    doc, updates = author()
+    text = doc.get("text", type=Text)
+    text.insert(0, "a")
+    text.insert(1, "b")
+    room = DocumentRoom(ROOM_ID)
+    for _ in range(MAX_GAPS_PER_PEER):
+        reply = room.apply_local_update(updates[1], ALICE)
+        assert isinstance(reply, Reply)
+        assert decode_message(reply.frame) == SyncStep1(room.doc.get_state())
+    with pytest.raises(PolicyViolation, match="depend on changes"):
+        room.apply_local_update(updates[1], ALICE)
+    assert room.version == 0
+
+
+def test_a_server_update_with_a_gap_raises_missing_dependencies() -> None:
+    """The server's own updates (REST) have no one to ask: they are refused."""
+    doc, updates = author()
+    text = doc.get("text", type=Text)
+    text.insert(0, "a")
+    text.insert(1, "b")
+    room = DocumentRoom(ROOM_ID)
+    with pytest.raises(MissingDependencies, match="start at clock 1"):
+        room.apply_local_update(updates[1], ServerOrigin())
+
+
+def test_deleting_content_the_room_lacks_is_a_gap() -> None:
+    """A delete set reaching past the room's clock for its client is not applied."""
+    doc, updates = author()
+    text = doc.get("text", type=Text)
+    text.insert(0, "ab")
+    del text[0:2]
+    room = DocumentRoom(ROOM_ID)
+    assert isinstance(room.apply_local_update(updates[1], ALICE), Reply)
+    assert room.version == 0
+
+
+def test_a_gap_from_the_bus_asks_the_other_instances() -> None:
+    """A bus update with a missing dependency is not applied: the room publishes sync step 1."""
+    doc, updates = author()
+    text = doc.get("text", type=Text)
+    text.insert(0, "a")
+    text.insert(1, "b")
+    room = DocumentRoom(ROOM_ID)
+    effects = room.receive(decode_message(encode_update(updates[1])), BusOrigin())
+    assert effects == [Publish(encode_sync_step1(room.doc.get_state()))]
+    assert room.version == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 50), st.text("ab ", max_size=3))))
+def test_the_rooms_clocks_are_the_documents_state_vector(
+    edits: list[tuple[int, int, str]],
+) -> None:
+    """After any sequence of edits from several clients, in order or not, the clocks the room
+    checks updates against equal its document's state vector."""
+    authors = [author(client_id=10 + index) for index in range(3)]
+    room = DocumentRoom(ROOM_ID)
+    pending: list[bytes] = []
+    for who, position, insert in edits:
+        doc, updates = authors[who]
+        text = doc.get("text", type=Text)
+        if insert:
+            text.insert(min(position, len(text)), insert)
+        elif len(text):
+            del text[min(position, len(text) - 1)]
+        if updates:
+            pending.append(updates.pop())
+    for update in reversed(pending):
+        room.apply_local_update(update, ALICE)
+    assert room._clocks == read_state_vector(room.doc.get_state())
