@@ -77,7 +77,7 @@ class Settings:
     user_bytes_per_s: int = 8 * 1024 * 1024
     user_bytes_burst: int = 32 * 1024 * 1024
     max_document_bytes: int = 32 * 1024 * 1024
-    max_apply_ms: int = 250
+    max_apply_ms: int = 100
     apply_ms_per_s: int = 250
     apply_burst_ms: int = 1000
     throttle_s: float = 60.0

@@ -258,18 +258,26 @@ class DocumentRoom:
 
     def _receive_update(self, update: bytes, origin: Origin) -> list[Effect]:
         if isinstance(origin, BusOrigin):
-            if update == EMPTY_UPDATE:
-                return []
-            shape = read_update(update)
-            if self.missing_dependencies(shape) is not None:
-                # A message of another instance was lost: ask them all for what we miss
-                # rather than apply part of it.
-                return [Publish(encode_sync_step1(self.doc.get_state()))]
-            # No size cap: another instance already accepted it, refusing it would diverge.
-            applied = self._apply_checked(update, shape)
-            return [] if applied is None else [Broadcast(encode_update(applied))]
+            return self.apply_bus_update(update)
         effect = self.apply_local_update(update, origin)
         return [] if effect is None else [effect]
+
+    def apply_bus_update(self, update: bytes, shape: UpdateShape | None = None) -> list[Effect]:
+        """Apply an update another instance published (`shape` is `read_update(update)` when
+        the caller has it). Raises `InvalidUpdate`."""
+        if update == EMPTY_UPDATE:
+            return []
+        if shape is None:
+            shape = read_update(update)
+        if self.missing_dependencies(shape) is not None:
+            # A message of another instance was lost: ask them all for what we miss rather
+            # than apply part of it.
+            return [Publish(encode_sync_step1(self.doc.get_state()))]
+        if not self.carries_new_structs(shape) and not shape.deletes:
+            return []
+        # No size cap: another instance already accepted it, refusing it would diverge.
+        applied = self._apply_checked(update, shape)
+        return [] if applied is None else [Broadcast(encode_update(applied))]
 
     def apply_local_update(
         self,

@@ -34,6 +34,7 @@ from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import (
     Message,
     SyncStep2,
+    Update,
     decode_message,
     encode_sync_step1,
     update_payload,
@@ -56,7 +57,7 @@ from collab.rooms.effects import (
 from collab.rooms.peer import Peer
 from collab.rooms.trial import TrialWorker, UpdateTooCostly
 from collab.store.base import Store
-from collab.tasks import cancel_and_wait
+from collab.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ STORE_RETRY_MAX_S = 5.0
 # "Hostile updates").
 INLINE_MAX_UPDATE_BYTES = 16 * 1024
 INLINE_MAX_STRUCTS = 64
+MAX_BUS_BACKLOG = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,7 @@ class RoomLimits:
     max_document_bytes: int = 0
     max_pending_per_room: int = 10_000
     awareness_timeout_s: float = 30.0
-    max_apply_s: float = 0.25
+    max_apply_s: float = 0.1
     apply_s_per_s: float = 0.25
     apply_burst_s: float = 1.0
     throttle_s: float = 60.0
@@ -100,6 +102,10 @@ class LiveRoom:
     unsaved_state: bool = False
     unload_timer: asyncio.TimerHandle | None = None
     unloading: asyncio.Task[None] | None = None
+    # Bus frames that arrived while a large bus update was read in the trial worker, and
+    # whether some were dropped for going over MAX_BUS_BACKLOG (then a resync follows).
+    bus_backlog: list[bytes] | None = None
+    bus_resync_due: bool = False
 
     @property
     def room_id(self) -> str:
@@ -437,14 +443,55 @@ class RoomManager:
         live = self._rooms.get(room_id)
         if live is None:
             return
-        version = live.room.version
+        backlog = live.bus_backlog
+        if backlog is None:
+            self._receive_from_bus(live, frame)
+        elif len(backlog) < MAX_BUS_BACKLOG:
+            backlog.append(frame)
+        else:
+            # Dropped, as pub/sub may drop: the resync after the read asks for all of it.
+            live.bus_resync_due = True
+
+    def _receive_from_bus(self, live: LiveRoom, frame: bytes) -> None:
+        """Apply a bus frame; a large update is read in the trial worker first, and the
+        room's later bus frames wait for it, in order."""
         try:
-            effects = self._receive_timed(live, decode_message(frame), BusOrigin())
+            message = decode_message(frame)
+            if isinstance(message, Update | SyncStep2) and _read_in_worker(message.update):
+                live.bus_backlog = []
+                spawn(self._read_bus_update(live, message.update), name="bus-read")
+                return
+            version = live.room.version
+            effects = self._receive_timed(live, message, BusOrigin())
         except ProtocolError as error:
-            log.warning("room %s: dropped an invalid bus message: %s", room_id, error)
+            log.warning("room %s: dropped an invalid bus message: %s", live.room_id, error)
             return
-        if live.room.version != version:
-            live.unsaved_state = True
+        self._carry_out_bus_effects(live, effects, version)
+
+    async def _read_bus_update(self, live: LiveRoom, update: bytes) -> None:
+        try:
+            shape = await self._trials.read(update)
+            if self._rooms.get(live.room_id) is live:
+                version = live.room.version
+                effects = live.room.apply_bus_update(update, shape)
+                self._carry_out_bus_effects(live, effects, version)
+        except ProtocolError as error:
+            log.warning("room %s: dropped an invalid bus update: %s", live.room_id, error)
+        backlog, live.bus_backlog = live.bus_backlog or [], None
+        for index, frame in enumerate(backlog):
+            self._receive_from_bus(live, frame)
+            if live.bus_backlog is not None:  # another read: the rest waits behind it
+                live.bus_backlog.extend(backlog[index + 1 :])
+                return
+        if live.bus_resync_due:
+            live.bus_resync_due = False
+            self._on_bus_resync(live.room_id)
+
+    def _carry_out_bus_effects(
+        self, live: LiveRoom, effects: list[Effect], version_before: int
+    ) -> None:
+        if live.room.version != version_before:
+            live.unsaved_state = True  # another instance's change: compaction stores it
         self._execute(live, effects)
 
     def _on_bus_resync(self, room_id: str) -> None:
@@ -606,3 +653,8 @@ class RoomManager:
             raise
         self.store_healthy = True
         live.logged_updates = 0
+
+
+def _read_in_worker(update: bytes) -> bool:
+    """Whether reading `update` could take the event loop more than a few milliseconds."""
+    return len(update) > INLINE_MAX_UPDATE_BYTES and read_text_insert(update) is None

@@ -12,6 +12,8 @@ is first read and tried on a replica of the room's document in `TrialWorker`'s p
   apply took. Past `deadline_s` the process is killed (and started again for the next
   caller): the update is refused as too costly and the event loop never pays for it. An
   update that passes costs the event loop about what it cost the worker.
+- `read(update)` only reads it there: for large updates from other instances, which are
+  not tried again (their instance did) but must not be read on the event loop either.
 - Replicas are kept for the `MAX_REPLICAS` rooms tried last. `diff(state_vector)` gives what
   the room has beyond the replica's state vector (the whole state for None): a run of
   trials in a big document ships only what changed in between, not the document.
@@ -49,6 +51,7 @@ MAX_REPLICAS = 4
 _LENGTH = struct.Struct("!I")
 _FULL = b"F"
 _DIFF = b"D"
+_READ = b"R"
 _SYNCED = "synced"
 _NEED_STATE = "need_state"
 
@@ -81,6 +84,17 @@ class TrialWorker:
         # the worker evicts in the same order.
         self._replicas: OrderedDict[str, bytes] = OrderedDict()
         self.kills = 0
+
+    async def read(self, update: bytes) -> UpdateShape:
+        """`read_update(update)` in the worker, off the event loop. Raises `InvalidUpdate`."""
+        async with self._lock:
+            process = await self._started()
+            _send(process, _READ, b"", b"", update)
+            answer = await self._answer(process, LOAD_TIMEOUT_S, "reading the update")
+        if isinstance(answer, tuple) and answer[0] == "read":
+            shape: UpdateShape = answer[1]
+            return shape
+        raise _refusal(answer)
 
     async def trial(
         self, room_id: str, state_since: StateSince, update: bytes, deadline_s: float
@@ -216,6 +230,12 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
     replicas: OrderedDict[str, Doc[Any]] = OrderedDict()
     while (request := _read_request(source)) is not None:
         mode, raw_room_id, state, update = request
+        if mode == _READ:
+            try:
+                _write_answer(sink, ("read", read_update(update)))
+            except InvalidUpdate as error:
+                _write_answer(sink, ("invalid", str(error)))
+            continue
         room_id = raw_room_id.decode()
         replica = replicas.pop(room_id, None)
         if mode == _DIFF and replica is None:

@@ -119,7 +119,7 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_USER_BYTES_PER_S", "0", "user_bytes_per_s", 0),
     ("COLLAB_USER_BYTES_BURST", "2097152", "user_bytes_burst", 2_097_152),
     ("COLLAB_MAX_DOCUMENT_BYTES", "0", "max_document_bytes", 0),
-    ("COLLAB_MAX_APPLY_MS", "100", "max_apply_ms", 100),
+    ("COLLAB_MAX_APPLY_MS", "50", "max_apply_ms", 50),
     ("COLLAB_APPLY_MS_PER_S", "0", "apply_ms_per_s", 0),
     ("COLLAB_APPLY_BURST_MS", "500", "apply_burst_ms", 500),
     ("COLLAB_THROTTLE_S", "5", "throttle_s", 5.0),

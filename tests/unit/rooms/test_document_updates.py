@@ -141,6 +141,6 @@ def test_the_rooms_clocks_are_the_documents_state_vector(
             del text[min(position, len(text) - 1)]
         if updates:
             pending.append(updates.pop())
-    for update in reversed(pending):
-        room.apply_local_update(update, ALICE)
+    for index, update in enumerate(reversed(pending)):
+        room.apply_local_update(update, PeerOrigin(f"peer{index}", can_write=True))
     assert room._clocks == read_state_vector(room.doc.get_state())
