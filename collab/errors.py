@@ -7,6 +7,8 @@
     │   ├── InvalidUpdate       a Yjs update that is malformed or read differently by yjs
     │   │                       (defined with its reader, collab.protocol.updates)
     │   ├── MissingDependencies an update that builds on changes the server does not have
+    │   ├── PartlyApplied       the CRDT library refused an update after integrating part of
+    │   │                       it (defined with the room, collab.rooms.document)
     │   └── PolicyViolation     valid, but breaks a rule or limit of this server
     │       └── DocumentTooLarge  an update would grow a document past its size cap
     ├── AuthError          missing, invalid or expired token (HTTP 401)

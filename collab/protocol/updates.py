@@ -25,12 +25,29 @@ Rules, each with the reason (see also the README's limits):
   is allocated for a lie;
 - no client appears twice among the structs or in the delete set (yjs keeps the last of two
   struct lists, yrs both);
-- content kinds are the nine yjs knows (1-9), type refs the seven (0-6), `parent info` is 0
-  or 1, and no struct, range or content is empty;
+- content kinds are the eight yjs and yrs both read (1, 3-9: JSON content, kind 2, yrs reads
+  with one string more than announced), type refs the six (0-4, 6: yrs reads an XmlHook, 5,
+  without its name) written in one byte (yjs reads a var_uint, yrs one byte), `parent info`
+  is 0 or 1, and no struct, range or content is empty;
+- a GC or Skip struct's info byte is exactly 0 or 10 (yjs reads its low five bits, yrs the
+  whole byte, and then an item it cannot read);
 - strings are valid UTF-8 (yjs decodes with a fatal decoder and throws); JSON and embed
   content is valid JSON; integers in lib0 `any` values stay within 2**53 - 1; object keys in
   `any` values are never `__proto__` (JavaScript turns it into the prototype, yrs into a key);
-- an item never refers to its own client at or after its own clock (no real client can).
+- map keys (an item's parent sub) and format keys are never `__proto__` either (yjs' toJSON,
+  getAttributes and toDelta assign them to plain objects), and a map entry it names holds no
+  string or format content (yjs reads its last character or nothing, yrs the whole string
+  or an entry it cannot read);
+- numbers with a fraction or an exponent in JSON content (embeds, format values) read the
+  same with serde_json's best-effort float parser (yrs) as in JavaScript: serde_json reads
+  about one such float in seven one unit in the last place off;
+- a subdocument's options are a lib0 object (yjs throws on null and undefined, yrs not);
+- an item never refers to its own client at or after its own clock (no real client can);
+- an item whose parent id is a struct of the same update needs a shared type there (or a
+  deleted struct): yrs stops applying the update at that item, after applying those before
+  it, where yjs applies it all;
+- the structs of different clients never refer to each other in a cycle (no real history
+  has one; yjs and yrs keep such structs pending forever, where the room would count them in).
 
 What `read_update` returns (`UpdateShape`) lets the room check, without the CRDT library,
 whether the update depends on structs the room lacks and whether it carries anything new.
@@ -38,6 +55,9 @@ whether the update depends on structs the room lacks and whether it carries anyt
 
 from __future__ import annotations
 
+import functools
+import math
+import re
 from typing import NamedTuple
 
 import orjson
@@ -55,6 +75,7 @@ __all__ = [
     "read_state_vector",
     "read_text_insert",
     "read_update",
+    "straddles",
 ]
 
 MAX_CLOCK = 2**32 - 1
@@ -82,6 +103,8 @@ _MAX_TYPE_REF = 6
 _HAS_ORIGIN = 0x80
 _HAS_RIGHT_ORIGIN = 0x40
 _HAS_PARENT_SUB = 0x20
+_ANY_OBJECT = 118
+_ANY_STRING = 119
 
 
 class InvalidUpdate(ProtocolError):
@@ -122,7 +145,8 @@ def missing_dependencies(shape: UpdateShape, clocks: dict[int, int]) -> str | No
     whole (structs before the update's first ones, items it refers to, content it deletes),
     or None if nothing. Such an update must not reach the CRDT library: it keeps the part it
     cannot place pending, and pycrdt and yjs then diverge (see the README's limits)."""
-    for client, structs in shape.clients.items():
+    structs_of = shape.clients
+    for client, structs in structs_of.items():
         have = clocks.get(client, 0)
         if structs.start > have:
             return (
@@ -131,25 +155,48 @@ def missing_dependencies(shape: UpdateShape, clocks: dict[int, int]) -> str | No
         for skip_start, skip_end in structs.skips:
             if have < skip_end < structs.end:
                 return f"client {client}'s clocks {skip_start}-{skip_end} are missing"
+    # What the document has of a client once the update is in: its own clock, or the end of
+    # the update's structs of that client (which start within it: checked above).
     for client, clock in shape.refs.items():
-        if clock >= _known_end(client, shape, clocks):
+        referred = structs_of.get(client)
+        known = clocks.get(client, 0)
+        if referred is not None and referred.end > known:
+            known = referred.end
+        if clock >= known:
             return f"an item refers to client {client}'s clock {clock}, which is missing"
     for client, end in shape.deletes.items():
-        if end > _known_end(client, shape, clocks):
+        deleted = structs_of.get(client)
+        known = clocks.get(client, 0)
+        if deleted is not None and deleted.end > known:
+            known = deleted.end
+        if end > known:
             return f"deletes client {client}'s clocks up to {end}, which are missing"
     return None
 
 
-def _known_end(client: int, shape: UpdateShape, clocks: dict[int, int]) -> int:
-    """The clock of `client` a document at `clocks` has once an update of `shape` is in."""
-    have = clocks.get(client, 0)
-    structs = shape.clients.get(client)
-    return max(have, structs.end) if structs is not None else have
+def straddles(shape: UpdateShape, clocks: dict[int, int]) -> str | None:
+    """Which client's structs in an update of `shape` start before a document's clock for
+    that client and end after it, or None. The library integrates only the part past the
+    clock, cut out of the struct it came in; when the part before the clock is not what the
+    document has (a client re-sending other content under ids it already used), the cut
+    part is placed differently than a reload of the same document places it. A stock client
+    never needs to: its sync step 2 starts at the clock our sync step 1 names."""
+    for client, structs in shape.clients.items():
+        have = clocks.get(client, 0)
+        if structs.start < have < structs.end:
+            return (
+                f"client {client}'s structs {structs.start}-{structs.end} overlap the "
+                f"document's, which end at {have}"
+            )
+    return None
 
 
 def carries_new_structs(shape: UpdateShape, clocks: dict[int, int]) -> bool:
     """Whether an update of `shape` has structs a document at `clocks` does not have."""
-    return any(structs.end > clocks.get(client, 0) for client, structs in shape.clients.items())
+    for client, structs in shape.clients.items():
+        if structs.end > clocks.get(client, 0):
+            return True
+    return False
 
 
 def _fail(rule: str) -> InvalidUpdate:
@@ -161,12 +208,13 @@ def _fail(rule: str) -> InvalidUpdate:
 
 
 def _uint(buf: bytes, pos: int) -> tuple[int, int]:
-    """A lib0 var_uint at `pos`. Unrolled to five bytes: random 32-bit client ids, which
-    every item and reference carries, take five."""
+    """A lib0 var_uint at `pos`."""
     try:
         byte = buf[pos]
         if byte < 0x80:
             return byte, pos + 1
+        # Unrolled to five bytes: random 32-bit client ids (yjs) take five, in every struct,
+        # reference and delete set.
         result = byte & 0x7F
         byte = buf[pos + 1]
         if byte < 0x80:
@@ -183,21 +231,45 @@ def _uint(buf: bytes, pos: int) -> tuple[int, int]:
         byte = buf[pos + 4]
         if byte < 0x80:
             return result | byte << 28, pos + 5
-        return _uint_long(buf, pos)
     except IndexError:
         raise _fail("truncated: a variable-length integer is cut off") from None
+    return _uint_long(buf, pos)
+
+
+# Up to eight bytes with the continuation bit, ending with one without (lib0 writes at most 8
+# for a JavaScript integer).
+_LONG_VAR_UINT = re.compile(rb"[\x80-\xff]{0,7}[\x00-\x7f]")
 
 
 def _uint_long(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    for index in range(_MAX_VAR_UINT_BYTES):
-        byte = buf[pos + index]
-        result |= (byte & 0x7F) << (7 * index)
-        if byte < 0x80:
-            if result > MAX_SAFE_INTEGER:
-                raise _fail(f"integer {result} above 2**53 - 1")
-            return result, pos + index + 1
-    raise _fail("a variable-length integer is longer than 8 bytes")
+    """A var_uint of six bytes or more: pycrdt's client ids (random 53-bit) in every struct,
+    reference and delete set. The same few recur in every update of a room, so their values
+    are kept (`_var_uint_value`) rather than decoded byte by byte."""
+    match = _LONG_VAR_UINT.match(buf, pos)
+    if match is None:
+        if len(buf) - pos < _MAX_VAR_UINT_BYTES:
+            raise _fail("truncated: a variable-length integer is cut off")
+        raise _fail("a variable-length integer is longer than 8 bytes")
+    end = match.end()
+    return _var_uint_value(buf[pos:end]), end
+
+
+@functools.lru_cache(maxsize=4096)
+def _var_uint_value(raw: bytes) -> int:
+    value = 0
+    for index, byte in enumerate(raw):
+        value |= (byte & 0x7F) << (7 * index)
+    if value > MAX_SAFE_INTEGER:
+        raise _fail(f"integer {value} above 2**53 - 1")
+    return value
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _count(buf: bytes, pos: int, what: str, min_bytes_each: int) -> tuple[int, int]:
@@ -218,6 +290,8 @@ def _raw(buf: bytes, pos: int, length: int) -> tuple[bytes, int]:
 def _string(buf: bytes, pos: int) -> tuple[str, int]:
     length, pos = _uint(buf, pos)
     raw, pos = _raw(buf, pos, length)
+    if raw.isascii():
+        return raw.decode("ascii"), pos
     try:
         return raw.decode("utf-8"), pos
     except UnicodeDecodeError:
@@ -240,43 +314,107 @@ def _string_utf16_length(buf: bytes, pos: int) -> tuple[int, int]:
 
 def read_update(update: bytes) -> UpdateShape:
     """Decode and check a whole Yjs v1 update. Returns its shape; raises `InvalidUpdate`."""
-    shape = read_text_insert(update)
-    return shape if shape is not None else _read_any_update(update)
+    one_item = _read_one_item(update)
+    return one_item[0] if one_item is not None else _read_any_update(update)
 
 
 def read_text_insert(buf: bytes) -> UpdateShape | None:
     """The shape of an update that inserts one run of text (one client, one string item
     placed by its neighbours, nothing deleted), as a keystroke or a plain-text paste makes;
     None for any other update, and for one that breaks a rule (`read_update` says which).
+    Its cost does not grow with the number of structs, only (slightly) with the text."""
+    one_item = _read_one_item(buf)
+    if one_item is None or one_item[1] != _CONTENT_STRING or one_item[0].deletes:
+        return None
+    return one_item[0]
 
-    Most updates are these: this reads them with a third of the calls of the general path,
-    and its cost does not grow with the number of structs, only (slightly) with the text."""
-    if len(buf) < 8 or buf[0] != 1 or buf[1] != 1 or buf[-1] != 0:
+
+def _read_one_item(buf: bytes) -> tuple[UpdateShape, int] | None:
+    """The shape and content kind of an update of one item placed by its neighbours, with
+    text or one value as its content and any delete set: what typing, deleting, setting a
+    map key or formatting makes, most updates a server sees. None for any other update, and
+    for one that breaks a rule (the general path says which). Same rules as the general
+    path, with a fraction of its calls: every edit pays for this."""
+    if len(buf) < 8 or buf[0] != 1 or buf[1] != 1:
         return None
-    client, pos = _uint(buf, 2)
-    clock, pos = _uint(buf, pos)
-    info = buf[pos]
-    if info & 0x3F != _CONTENT_STRING or not info & (_HAS_ORIGIN | _HAS_RIGHT_ORIGIN):
-        return None
-    refs: dict[int, int] = {}
-    if info & _HAS_ORIGIN:
-        pos = _read_ref(buf, pos + 1, client, clock, refs, "origin")
-    else:
-        pos += 1
-    if info & _HAS_RIGHT_ORIGIN:
-        pos = _read_ref(buf, pos, client, clock, refs, "right origin")
-    start_of_string = pos
-    length, pos = _uint(buf, pos)
-    if pos + length + 1 != len(buf):
-        return None
-    if not buf[pos : pos + length].isascii():
-        try:
-            length, _ = _string_utf16_length(buf, start_of_string)
-        except InvalidUpdate:
+    try:
+        client, pos = _uint(buf, 2)
+        # The same client id recurs in the origin and the delete set: its bytes are compared,
+        # not decoded again.
+        client_bytes = buf[2:pos]
+        clock, pos = _uint(buf, pos)
+        info = buf[pos]
+        kind = info & 0x1F
+        if not info & (_HAS_ORIGIN | _HAS_RIGHT_ORIGIN) or client > MAX_CLIENT_ID:
             return None
-    if client > MAX_CLIENT_ID or clock + length > MAX_CLOCK or length == 0:
+        refs: dict[int, int] = {}
+        pos += 1
+        for flag in (_HAS_ORIGIN, _HAS_RIGHT_ORIGIN):
+            if not info & flag:
+                continue
+            if buf.startswith(client_bytes, pos):
+                ref_client, pos = client, pos + len(client_bytes)
+            else:
+                ref_client, pos = _uint(buf, pos)
+            ref_clock, pos = _uint(buf, pos)
+            if ref_client > MAX_CLIENT_ID or ref_clock > MAX_CLOCK:
+                return None
+            if ref_client == client and ref_clock >= clock:
+                return None
+            if refs.get(ref_client, -1) < ref_clock:
+                refs[ref_client] = ref_clock
+        if kind == _CONTENT_STRING:
+            string_at = pos
+            length, start = _uint(buf, pos)
+            pos = start + length
+            if pos > len(buf):
+                return None
+            if not buf[start:pos].isascii():
+                length, pos = _string_utf16_length(buf, string_at)
+        elif kind == _CONTENT_ANY and buf[pos] == 1:
+            if buf[pos + 1] == _ANY_STRING and buf[pos + 2] < 0x80:
+                # One short string, as most map values are.
+                start = pos + 3
+                pos = start + buf[pos + 2]
+                value = buf[start:pos]
+                if pos > len(buf) or (not value.isascii() and not _is_utf8(value)):
+                    return None
+            else:
+                pos = _read_any(buf, pos + 1, 0)
+            length = 1
+        else:
+            return None
+        if length == 0 or clock + length > MAX_CLOCK:
+            return None
+        delete_set_offset = pos
+        if buf[pos] == 0:
+            deletes: dict[int, int] = {}  # no deletions: most updates
+            pos += 1
+        elif buf[pos] == 1 and buf.startswith(client_bytes, pos + 1):
+            # The item's own client, as deleting while typing makes.
+            pos += 1 + len(client_bytes)
+            n_ranges, pos = _count(buf, pos, "deleted ranges", 2)
+            last_end = 0
+            for _ in range(n_ranges):
+                deleted_at, pos = _uint(buf, pos)
+                deleted, pos = _uint(buf, pos)
+                if deleted == 0:
+                    return None
+                if deleted_at + deleted > last_end:
+                    last_end = deleted_at + deleted
+            if last_end == 0 or last_end > MAX_CLOCK:
+                return None
+            deletes = {client: last_end}
+        else:
+            deletes, pos = _read_delete_set(buf, pos)
+    except (InvalidUpdate, IndexError):
         return None
-    return UpdateShape({client: ClientRange(clock, clock + length)}, refs, {}, len(buf) - 1, 1)
+    if pos != len(buf):
+        return None
+    shape = UpdateShape(
+        {client: ClientRange(clock, clock + length)}, refs, deletes, delete_set_offset, 1
+    )
+    return shape, kind
 
 
 def read_state_vector(state_vector: bytes) -> dict[int, int]:
@@ -295,6 +433,7 @@ def read_state_vector(state_vector: bytes) -> dict[int, int]:
 def _read_any_update(buf: bytes) -> UpdateShape:
     clients: dict[int, ClientRange] = {}
     refs: dict[int, int] = {}
+    found = _Found([], [], set(), [])
     struct_count = 0
     # Each client's structs take at least 3 header bytes and 2 per struct.
     n_clients, pos = _count(buf, 0, "clients of structs", 3)
@@ -311,15 +450,44 @@ def _read_any_update(buf: bytes) -> UpdateShape:
         start = clock
         skips: list[tuple[int, int]] = []
         for _ in range(n_structs):
-            length, pos = _read_struct(buf, pos, client, clock, refs, skips)
+            length, pos = _read_struct(buf, pos, client, clock, refs, skips, found)
             clock += length
         if clock > MAX_CLOCK:
             raise _fail(f"client {client} clock {clock} at or above 2**32")
         struct_count += n_structs
+        # A Skip carries nothing: structs of the client end where its trailing skips begin
+        # (counting them would advance the room's clock past content it never got).
+        while skips and skips[-1][1] == clock:
+            clock = skips.pop()[0]
         clients[client] = (
             ClientRange(start, clock, tuple(skips)) if skips else ClientRange(start, clock)
         )
+    if found.parents:
+        _check_parents(clients, found)
+    if found.cross and len(clients) > 1:
+        _check_acyclic(clients, found.cross)
     delete_set_offset = pos
+    deletes, pos = _read_delete_set(buf, pos)
+    if pos != len(buf):
+        raise _fail(f"{len(buf) - pos} bytes after the delete set")
+    return UpdateShape(clients, refs, deletes, delete_set_offset, struct_count)
+
+
+class _Found(NamedTuple):
+    """What the general path notes while reading structs, for the checks across them."""
+
+    # (client, clock, referred client, referred clock) of references to other clients
+    cross: list[tuple[int, int, int, int]]
+    # ids items name as their parent
+    parents: list[tuple[int, int]]
+    # ids of the update's shared type items
+    types: set[tuple[int, int]]
+    # (client, start, end) of the update's GC structs and deleted content
+    erased: list[tuple[int, int, int]]
+
+
+def _read_delete_set(buf: bytes, pos: int) -> tuple[dict[int, int], int]:
+    """The delete set at `pos`: for each client, the end of its last deleted range."""
     deletes: dict[int, int] = {}
     n_clients, pos = _count(buf, pos, "clients in the delete set", 2)
     for _ in range(n_clients):
@@ -342,9 +510,7 @@ def _read_any_update(buf: bytes) -> UpdateShape:
         if last_end > MAX_CLOCK:
             raise _fail(f"client {client} deleted range ends at {last_end}, at or above 2**32")
         deletes[client] = last_end
-    if pos != len(buf):
-        raise _fail(f"{len(buf) - pos} bytes after the delete set")
-    return UpdateShape(clients, refs, deletes, delete_set_offset, struct_count)
+    return deletes, pos
 
 
 def _read_struct(
@@ -354,6 +520,7 @@ def _read_struct(
     clock: int,
     refs: dict[int, int],
     skips: list[tuple[int, int]],
+    found: _Found,
 ) -> tuple[int, int]:
     """Read one struct of `client` at `clock`, recording what it refers to; return its
     length in clock units and the next position. A clock over the limit is refused by the
@@ -364,6 +531,9 @@ def _read_struct(
     pos += 1
     kind = info & 0x1F
     if kind == 0 or kind == _SKIP:
+        if info != kind:
+            # yjs reads the low five bits, yrs the whole byte (and then no GC or Skip)
+            raise _fail(f"a GC or Skip struct with flags (info byte {info})")
         length, pos = _uint(buf, pos)
         if length == 0:
             raise _fail(f"an empty struct of client {client}")
@@ -371,25 +541,40 @@ def _read_struct(
             raise _fail(f"a struct length {length} at or above 2**32")
         if kind == _SKIP:
             skips.append((clock, clock + length))
+        else:
+            found.erased.append((client, clock, clock + length))
         return length, pos
     if info & _HAS_ORIGIN:
-        pos = _read_ref(buf, pos, client, clock, refs, "origin")
+        _, _, pos = _read_item_ref(buf, pos, client, clock, refs, found, "origin")
     if info & _HAS_RIGHT_ORIGIN:
-        pos = _read_ref(buf, pos, client, clock, refs, "right origin")
+        _, _, pos = _read_item_ref(buf, pos, client, clock, refs, found, "right origin")
     if not info & (_HAS_ORIGIN | _HAS_RIGHT_ORIGIN):
         parent_info, pos = _uint(buf, pos)
         if parent_info == 1:
             _, pos = _string(buf, pos)
         elif parent_info == 0:
-            pos = _read_ref(buf, pos, client, clock, refs, "parent")
+            parent = _read_item_ref(buf, pos, client, clock, refs, found, "parent")
+            found.parents.append((parent[0], parent[1]))
+            pos = parent[2]
         else:
             raise _fail(f"parent info {parent_info} (yjs reads any value but 1 as an id)")
         if info & _HAS_PARENT_SUB:
-            _, pos = _string(buf, pos)
+            key, pos = _string(buf, pos)
+            if key == "__proto__":
+                raise _fail("a map key __proto__ (yjs' toJSON reads it as the prototype)")
+            if kind == _CONTENT_STRING or kind == _CONTENT_FORMAT:
+                raise _fail(
+                    "a map entry of string or format content (yjs reads its last "
+                    "character or nothing, yrs the whole string or no entry)"
+                )
     if kind == _CONTENT_STRING:
         length, pos = _string_utf16_length(buf, pos)
     else:
         length, pos = _read_content(buf, pos, kind)
+        if kind == _CONTENT_TYPE:
+            found.types.add((client, clock))
+        elif kind == _CONTENT_DELETED:
+            found.erased.append((client, clock, clock + length))
     if length == 0:
         raise _fail(f"an empty item of client {client}")
     if length > MAX_CLOCK:
@@ -413,6 +598,107 @@ def _read_ref(
     return pos
 
 
+def _read_item_ref(
+    buf: bytes,
+    pos: int,
+    client: int,
+    clock: int,
+    refs: dict[int, int],
+    found: _Found,
+    what: str,
+) -> tuple[int, int, int]:
+    """`_read_ref` for the general path, noting references to other clients; returns the
+    id referred to and the next position."""
+    ref_client, pos = _uint(buf, pos)
+    ref_clock, pos = _uint(buf, pos)
+    if ref_client > MAX_CLIENT_ID:
+        raise _fail(f"{what} client id {ref_client} above 2**53 - 1")
+    if ref_clock > MAX_CLOCK:
+        raise _fail(f"{what} clock {ref_clock} at or above 2**32")
+    if ref_client == client:
+        if ref_clock >= clock:
+            raise _fail(f"an item of client {client} at clock {clock} refers to its own future")
+    else:
+        found.cross.append((client, clock, ref_client, ref_clock))
+    if refs.get(ref_client, -1) < ref_clock:
+        refs[ref_client] = ref_clock
+    return ref_client, ref_clock, pos
+
+
+def _carried(clients: dict[int, ClientRange], client: int, clock: int) -> bool:
+    """Whether the update carries the struct of `client` at `clock` (not in a Skip)."""
+    structs = clients.get(client)
+    if structs is None or not structs.start <= clock < structs.end:
+        return False
+    return not any(start <= clock < end for start, end in structs.skips)
+
+
+def _check_parents(clients: dict[int, ClientRange], found: _Found) -> None:
+    """An item whose parent is a struct of the same update needs that struct to be a shared
+    type (or deleted): yrs stops applying the update there, after its earlier structs, where
+    yjs applies it all."""
+    suspects = [
+        parent
+        for parent in found.parents
+        if parent not in found.types and _carried(clients, *parent)
+    ]
+    if not suspects:
+        return
+    erased: dict[int, list[tuple[int, int]]] = {}
+    for client, start, end in found.erased:
+        erased.setdefault(client, []).append((start, end))
+    for client, clock in suspects:
+        ranges = erased.get(client, [])
+        if not any(start <= clock < end for start, end in ranges):
+            raise _fail(
+                f"an item's parent {client}:{clock} is an item of the same update that is "
+                "not a shared type (yrs stops applying the update there)"
+            )
+
+
+def _check_acyclic(clients: dict[int, ClientRange], cross: list[tuple[int, int, int, int]]) -> None:
+    """The structs of different clients must not refer to each other in a cycle: no real
+    history has one, and yjs and yrs keep such structs pending forever, where the room
+    would count them in. Integrates the clients in an order that respects every
+    reference into the update, as yjs and yrs do, and fails if one gets stuck."""
+    needs: dict[int, list[tuple[int, int, int]]] = {}
+    for client, clock, ref_client, ref_clock in cross:
+        structs = clients.get(ref_client)
+        if structs is not None and structs.start <= ref_clock < structs.end:
+            needs.setdefault(client, []).append((clock, ref_client, ref_clock))
+    if not needs:
+        return
+    done = {
+        client: (structs.start if client in needs else structs.end)
+        for client, structs in clients.items()
+    }
+    next_need = dict.fromkeys(needs, 0)
+    waiting: dict[int, list[tuple[int, int]]] = {}
+    stack = list(needs)
+    while stack:
+        client = stack.pop()
+        client_needs = needs[client]
+        index = next_need[client]
+        while index < len(client_needs):
+            _, ref_client, ref_clock = client_needs[index]
+            if ref_clock >= done[ref_client]:
+                waiting.setdefault(ref_client, []).append((ref_clock, client))
+                break
+            index += 1
+        next_need[client] = index
+        reached = client_needs[index][0] if index < len(client_needs) else clients[client].end
+        if reached > done[client]:
+            done[client] = reached
+            waiters = waiting.pop(client, [])
+            still = [(clock, waiter) for clock, waiter in waiters if clock >= reached]
+            stack.extend(waiter for clock, waiter in waiters if clock < reached)
+            if still:
+                waiting[client] = still
+    stuck = sorted(client for client, index in next_need.items() if index < len(needs[client]))
+    if stuck:
+        raise _fail(f"the structs of clients {stuck} refer to each other in a cycle")
+
+
 def _read_content(buf: bytes, pos: int, kind: int) -> tuple[int, int]:
     """Read an item's content of `kind` (not a string); return its length in clock units."""
     if kind == _CONTENT_ANY:
@@ -423,14 +709,22 @@ def _read_content(buf: bytes, pos: int, kind: int) -> tuple[int, int]:
     if kind == _CONTENT_DELETED:
         return _uint(buf, pos)
     if kind == _CONTENT_TYPE:
-        type_ref, pos = _uint(buf, pos)
+        if pos >= len(buf):
+            raise _fail("truncated: a shared type is cut off")
+        # yjs reads a var_uint, yrs one byte: a type ref of more bytes reads differently
+        type_ref = buf[pos]
+        pos += 1
         if type_ref > _MAX_TYPE_REF:
             raise _fail(f"unknown shared type {type_ref}")
-        if type_ref == _TYPE_XML_ELEMENT or type_ref == _TYPE_XML_HOOK:
+        if type_ref == _TYPE_XML_HOOK:
+            raise _fail("an XmlHook (yrs reads it without its hook name)")
+        if type_ref == _TYPE_XML_ELEMENT:
             _, pos = _string(buf, pos)
         return 1, pos
     if kind == _CONTENT_FORMAT:
-        _, pos = _string(buf, pos)
+        key, pos = _string(buf, pos)
+        if key == "__proto__":
+            raise _fail("a format key __proto__ (yjs' toDelta reads it as the prototype)")
         return 1, _read_json(buf, pos)
     if kind == _CONTENT_EMBED:
         return 1, _read_json(buf, pos)
@@ -439,44 +733,85 @@ def _read_content(buf: bytes, pos: int, kind: int) -> tuple[int, int]:
         _, pos = _raw(buf, pos, length)
         return 1, pos
     if kind == _CONTENT_JSON:
-        length, pos = _count(buf, pos, "JSON values", 1)
-        for _ in range(length):
-            text, pos = _string(buf, pos)
-            if text != "undefined":  # yjs' own spelling of an undefined entry
-                _check_json_text(text)
-        return length, pos
+        raise _fail("JSON content (yrs reads one string more than it announces)")
     if kind == _CONTENT_DOC:
         _, pos = _string(buf, pos)
+        if pos >= len(buf) or buf[pos] != _ANY_OBJECT:
+            raise _fail("subdocument options that are not an object (yjs throws on some)")
         return 1, _read_any(buf, pos, 0)
     raise _fail(f"unknown content kind {kind}")
 
 
 def _read_json(buf: bytes, pos: int) -> int:
     text, pos = _string(buf, pos)
-    _check_json_text(text)
-    return pos
-
-
-def _check_json_text(text: str) -> None:
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise _fail("embedded JSON does not parse") from None
-    _check_json_value(value, 0)
+    if _check_json_value(value, 0):
+        _check_json_floats(text)
+    return pos
 
 
-def _check_json_value(value: object, depth: int) -> None:
+def _check_json_value(value: object, depth: int) -> bool:
+    """Check a parsed JSON value; return whether it holds a float."""
     if depth > MAX_ANY_DEPTH:
         raise _fail(f"JSON nested deeper than {MAX_ANY_DEPTH}")
+    if isinstance(value, float):
+        return True
     if isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > MAX_SAFE_INTEGER:
             raise _fail(f"JSON integer {value} beyond 2**53 - 1")
     elif isinstance(value, list):
-        for item in value:
-            _check_json_value(item, depth + 1)
+        # lists, not generators: every item is checked, not only those up to a float
+        return any([_check_json_value(item, depth + 1) for item in value])
     elif isinstance(value, dict):
-        for item in value.values():
-            _check_json_value(item, depth + 1)
+        return any([_check_json_value(item, depth + 1) for item in value.values()])
+    return False
+
+
+# A JSON string, or a number with its integer digits, fraction digits and exponent.
+_JSON_STRING_OR_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?')
+_POW10 = tuple(float(f"1e{exponent}") for exponent in range(309))
+_MAX_SERDE_SIGNIFICAND = 2**64 - 1
+_MAX_EXPONENT_DIGITS = 5
+
+
+def _check_json_floats(text: str) -> None:
+    """yrs parses JSON with serde_json's default, best-effort float parser, which reads about
+    one float in seven one unit in the last place off; JavaScript reads every one exactly.
+    Refuse every number serde_json would read otherwise than JavaScript."""
+    for match in _JSON_STRING_OR_NUMBER.finditer(text):
+        integer, fraction, exponent = match.groups()
+        if integer is None or (fraction is None and exponent is None):
+            continue  # a string, or an integer (read exactly by both, checked above)
+        digits = integer + (fraction or "")
+        significand = int(digits)
+        if significand > _MAX_SERDE_SIGNIFICAND or (
+            exponent is not None and len(exponent.lstrip("+-")) > _MAX_EXPONENT_DIGITS
+        ):
+            raise _fail(f"JSON number {match.group()} (yrs reads it inexactly)")
+        serde = _serde_float(significand, int(exponent or 0) - len(fraction or ""))
+        exact = float(match.group().lstrip("-"))
+        if serde != exact or math.isinf(serde):
+            raise _fail(f"JSON number {match.group()}: yrs reads {serde!r}, JavaScript {exact!r}")
+
+
+def _serde_float(significand: int, exponent: int) -> float:
+    """What serde_json (without its float_roundtrip feature) reads for significand * 10 **
+    exponent: one rounding of the significand, then one of a product or quotient."""
+    value = float(significand)
+    while True:
+        if -len(_POW10) < exponent < len(_POW10):
+            if exponent >= 0:
+                return value * _POW10[exponent]
+            return value / _POW10[-exponent]
+        if value == 0.0:
+            return value
+        if exponent >= 0:
+            return math.inf
+        value /= 1e308
+        exponent += 308
 
 
 def _read_any(buf: bytes, pos: int, depth: int) -> int:
@@ -497,7 +832,7 @@ def _read_any(buf: bytes, pos: int, depth: int) -> int:
         _, pos = _raw(buf, pos, 8)
     elif tag == 124:  # float32
         _, pos = _raw(buf, pos, 4)
-    elif tag == 118:  # object
+    elif tag == _ANY_OBJECT:
         entries, pos = _count(buf, pos, "object entries", 2)
         for _ in range(entries):
             key, pos = _string(buf, pos)

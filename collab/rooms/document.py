@@ -36,6 +36,7 @@ from collab.protocol.updates import (
     missing_dependencies,
     read_state_vector,
     read_update,
+    straddles,
 )
 from collab.rooms.effects import (
     Broadcast,
@@ -101,6 +102,18 @@ class contained_pycrdt_errors:
 
 
 _INVALID_UPDATE = contained_pycrdt_errors("invalid Yjs update")
+
+
+class PartlyApplied(ProtocolError):
+    """The CRDT library integrated part of an update before refusing the rest (an item whose
+    parent is not a shared type, say: yjs would turn it into a GC struct, yrs raises). The
+    part it integrated is in the document: `edit` carries it out like any edit, so editors,
+    other instances and the store get what the room has; the sender is still refused."""
+
+    def __init__(self, message: str, change: bytes) -> None:
+        super().__init__(message)
+        self.change = change
+        self.edit = Edit(encode_update(change), change)
 
 
 @dataclass(slots=True)
@@ -304,7 +317,7 @@ class DocumentRoom:
             return None
         if shape is None:
             shape = read_update(update)
-        missing = self.missing_dependencies(shape)
+        missing = missing_dependencies(shape, self._clocks) or straddles(shape, self._clocks)
         if missing is not None:
             return self._answer_gap(missing, origin)
         if not self.carries_new_structs(shape):
@@ -385,10 +398,23 @@ class DocumentRoom:
         return size
 
     def _apply(self, update: bytes) -> bytes | None:
-        """Apply `update`; return what it changed (None if nothing), raise ProtocolError."""
+        """Apply `update`; return what it changed (None if nothing). Raises ProtocolError:
+        `PartlyApplied` when the library changed the document before refusing the update."""
         captured = self._captured_updates = []
-        with _INVALID_UPDATE:
-            self._apply_update(update)
+        try:
+            with _INVALID_UPDATE:
+                self._apply_update(update)
+        except ProtocolError as error:
+            # pycrdt commits what it integrated before the error: the observer saw it.
+            change = self._change_of(captured)
+            if change is None:
+                raise
+            self._clocks = read_state_vector(self.doc.get_state())
+            raise PartlyApplied(str(error), change) from error
+        return self._change_of(captured)
+
+    def _change_of(self, captured: list[bytes]) -> bytes | None:
+        """The change the captured transaction updates make (None if nothing); counted."""
         if len(captured) == 1:
             change = captured[0]
             if change == EMPTY_UPDATE:

@@ -42,7 +42,7 @@ from collab.protocol.messages import (
 from collab.protocol.updates import UpdateShape, read_text_insert, read_update
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.budget import ApplyBudget
-from collab.rooms.document import DocumentRoom
+from collab.rooms.document import DocumentRoom, PartlyApplied
 from collab.rooms.effects import (
     Broadcast,
     BusOrigin,
@@ -70,6 +70,7 @@ STORE_RETRY_MAX_S = 5.0
 INLINE_MAX_UPDATE_BYTES = 16 * 1024
 INLINE_MAX_STRUCTS = 64
 MAX_BUS_BACKLOG = 10_000
+UNCHARGED_APPLY_S = 0.0001
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,9 +417,19 @@ class RoomManager:
         its edit; charge its apply time to `actor`. Returns whether it changed the document.
         Raises `ApplyBudgetExceeded` after the edit when the actor went over their budget."""
         started = time.perf_counter()
-        edit = live.room.apply_local_update(update, origin, frame, shape)
+        try:
+            edit = live.room.apply_local_update(update, origin, frame, shape)
+        except PartlyApplied as partial:
+            # What the library kept of a refused update is the room's now: everyone gets it.
+            self._carry_out_edit(live, partial.edit)
+            if self._on_change is not None:
+                self._on_change(live, actor)
+            raise
         elapsed_s = time.perf_counter() - started
-        over = self.budget.charge(actor, elapsed_s)
+        # Applies this short are not charged: the message rates bound what they can add up
+        # to (COLLAB_USER_MESSAGES_PER_S x 0.1 ms: 40 ms/s by default), and keystrokes skip
+        # the bookkeeping.
+        over = self.budget.charge(actor, elapsed_s) if elapsed_s > UNCHARGED_APPLY_S else None
         if isinstance(edit, Edit):
             self.apply_time.observe(elapsed_s)
             self._carry_out_edit(live, edit)
@@ -464,7 +475,7 @@ class RoomManager:
             version = live.room.version
             effects = self._receive_timed(live, message, BusOrigin())
         except ProtocolError as error:
-            log.warning("room %s: dropped an invalid bus message: %s", live.room_id, error)
+            self._refused_from_bus(live, error)
             return
         self._carry_out_bus_effects(live, effects, version)
 
@@ -476,7 +487,7 @@ class RoomManager:
                 effects = live.room.apply_bus_update(update, shape)
                 self._carry_out_bus_effects(live, effects, version)
         except ProtocolError as error:
-            log.warning("room %s: dropped an invalid bus update: %s", live.room_id, error)
+            self._refused_from_bus(live, error)
         backlog, live.bus_backlog = live.bus_backlog or [], None
         for index, frame in enumerate(backlog):
             self._receive_from_bus(live, frame)
@@ -486,6 +497,12 @@ class RoomManager:
         if live.bus_resync_due:
             live.bus_resync_due = False
             self._on_bus_resync(live.room_id)
+
+    def _refused_from_bus(self, live: LiveRoom, error: ProtocolError) -> None:
+        log.warning("room %s: dropped an invalid bus message: %s", live.room_id, error)
+        if isinstance(error, PartlyApplied):
+            live.unsaved_state = True
+            self._broadcast(live, error.edit.frame, None)
 
     def _carry_out_bus_effects(
         self, live: LiveRoom, effects: list[Effect], version_before: int

@@ -68,9 +68,13 @@ def _read_root(doc: Doc[Any], state: bytes, name: str) -> JsonValue:
 
 
 def _plain(value: JsonValue) -> JsonValue:
-    """Yjs numbers arrive as floats; show whole numbers as integers, as JavaScript does."""
+    """Yjs numbers arrive as floats; show whole numbers as integers, as JavaScript does. A
+    subdocument (yjs `map.set(key, new Y.Doc())`) is shown by its guid: its content is a
+    document of its own, not part of this one."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
+    if isinstance(value, Doc):
+        return {"subdocument": value.guid}
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     if isinstance(value, list):

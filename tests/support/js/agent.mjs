@@ -639,6 +639,20 @@ const COMMANDS = {
     spec: { client: 'string', update_hex: 'string' },
     run: (a) => { Y.applyUpdate(getClient(a.client).doc, fromHex(a.update_hex), LOCAL_ORIGIN); return null }
   },
+  pending: {
+    // what the doc received but could not integrate: `structs` maps each client whose structs
+    // wait for a missing dependency to the lowest clock missing (null: none), `delete_set` says
+    // whether deletions of content it lacks wait (both null/false: nothing pending)
+    spec: CLIENT,
+    run: (a) => {
+      const store = getClient(a.client).doc.store
+      const structs = store.pendingStructs
+      return {
+        structs: structs === null ? null : Object.fromEntries([...structs.missing].map(([client, clock]) => [String(client), clock])),
+        delete_set: store.pendingDs !== null
+      }
+    }
+  },
   set_awareness: {
     spec: { client: 'string', state: 'object|null' },
     run: (a) => { getClient(a.client).provider.awareness.setLocalState(a.state); return null }

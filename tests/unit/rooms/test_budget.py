@@ -55,13 +55,18 @@ def test_the_budget_refills_at_its_rate() -> None:
         clock.now += 0.04  # 9 ms every 40 ms: 225 ms/s, under 250
 
 
-def test_one_slow_apply_makes_the_user_a_suspect_for_the_throttle_period() -> None:
-    """An apply over SLOW_APPLY_S (here or in the worker) routes the user's next updates to
-    the trial worker until the throttle period ends."""
+def test_slow_applies_make_the_user_a_suspect_for_the_throttle_period() -> None:
+    """Two applies over SLOW_APPLY_S (here or in the worker) within a throttle period route
+    the user's next updates to the trial worker until the period ends; one is not enough."""
     clock = FakeClock()
     applies = budget(clock)
     applies.note_apply("u1", SLOW_APPLY_S / 2)
+    applies.note_apply("u1", SLOW_APPLY_S * 2)
     assert not applies.is_suspect("u1")
+    clock.now += 61
+    applies.note_apply("u1", SLOW_APPLY_S * 2)
+    assert not applies.is_suspect("u1")  # the first slow apply is forgotten by now
+    clock.now += 30
     applies.note_apply("u1", SLOW_APPLY_S * 2)
     assert applies.is_suspect("u1")
     assert not applies.is_suspect("u2")
@@ -74,6 +79,7 @@ def test_a_rate_of_zero_disables_the_budget_but_not_suspects() -> None:
     """COLLAB_APPLY_MS_PER_S=0: nobody is stopped for apply time; slow applies still count."""
     clock = FakeClock()
     applies = budget(clock, rate_s_per_s=0)
+    assert applies.charge("u1", 100.0) is None
     assert applies.charge("u1", 100.0) is None
     applies.check("u1")
     assert applies.is_suspect("u1")
