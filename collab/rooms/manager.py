@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +72,7 @@ STORE_RETRY_MAX_S = 5.0
 INLINE_MAX_UPDATE_BYTES = 16 * 1024
 INLINE_MAX_STRUCTS = 64
 MAX_BUS_BACKLOG = 10_000
+KNOWN_UPDATES_PER_ROOM = 32
 UNCHARGED_APPLY_S = 0.0001
 
 
@@ -107,6 +110,8 @@ class LiveRoom:
     # whether some were dropped for going over MAX_BUS_BACKLOG (then a resync follows).
     bus_backlog: list[bytes] | None = None
     bus_resync_due: bool = False
+    # Digests of large updates the room took whole, most recent last (see `_edit_tried`).
+    known_updates: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
 
     @property
     def room_id(self) -> str:
@@ -381,7 +386,16 @@ class RoomManager:
         shape: UpdateShape | None,
     ) -> bool:
         """Read `update` in the trial worker if not read yet and try it on a replica of the
-        room's document there, unless it brings nothing new; then `_edit` it."""
+        room's document there, unless it brings nothing new; then `_edit` it. A large update
+        this room already took whole (a client re-sending it) is known by its digest and
+        costs neither a read nor a trial."""
+        digest = None
+        if len(update) > INLINE_MAX_UPDATE_BYTES:
+            # hashlib lets go of the GIL for large inputs: the event loop goes on meanwhile.
+            digest = await asyncio.to_thread(_digest_of, update)
+            if digest in live.known_updates:
+                live.known_updates.move_to_end(digest)
+                return False
         self.tried_updates += 1
         room = live.room
         if shape is None or (
@@ -402,7 +416,13 @@ class RoomManager:
                 self.budget.note_apply(actor, result.apply_s)
         if self._rooms.get(live.room_id) is not live:
             return False  # unloaded meanwhile: its holder is gone, the update with it
-        return self._edit(live, update, origin, actor, frame, shape)
+        changed = self._edit(live, update, origin, actor, frame, shape)
+        if digest is not None and room.missing_dependencies(shape) is None:
+            if not room.carries_new_structs(shape):  # all of it is in the room now
+                live.known_updates[digest] = None
+                if len(live.known_updates) > KNOWN_UPDATES_PER_ROOM:
+                    live.known_updates.popitem(last=False)
+        return changed
 
     def _edit(
         self,
@@ -670,6 +690,10 @@ class RoomManager:
             raise
         self.store_healthy = True
         live.logged_updates = 0
+
+
+def _digest_of(update: bytes) -> bytes:
+    return hashlib.blake2b(update, digest_size=16).digest()
 
 
 def _read_in_worker(update: bytes) -> bool:

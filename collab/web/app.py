@@ -82,6 +82,11 @@ def create_app(
             "keepalive_timeout": settings.handshake_timeout_s,
             "max_line_size": MAX_REQUEST_LINE_BYTES,
             "max_field_size": MAX_HEADER_FIELD_BYTES,
+            # A request answered before its body was read (401, 413, 429…) ends its
+            # connection at once. By default aiohttp keeps reading the unread body for 10 s
+            # to keep the connection alive, so a client refused at once with a trickling body
+            # still held a file handle: handles are what a flood of such requests exhausts.
+            "lingering_time": 0,
         },
     )
     app.on_response_prepare.append(add_security_headers)

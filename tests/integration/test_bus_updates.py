@@ -1,6 +1,7 @@
-"""Updates from other instances: read like every update, large ones off the event loop, in
-order, and a gap resynced rather than applied in part. Two room managers share an in-process
-bus broker, as two instances share Redis."""
+"""Large updates and updates from other instances: read like every update, large ones off
+the event loop (in order, for the bus), a re-sent large one known without a read, a gap
+resynced rather than applied in part. Two room managers share an in-process bus broker, as
+two instances share Redis."""
 
 from __future__ import annotations
 
@@ -102,3 +103,26 @@ def second_bus(manager: RoomManager) -> MemoryBus:
     bus = manager._bus
     assert isinstance(bus, MemoryBus)
     return bus
+
+
+async def test_a_large_update_sent_again_is_known_without_a_read(
+    instances: tuple[RoomManager, RoomManager],
+) -> None:
+    """A client re-sending a large update the room took whole costs a digest, not a read
+    and a trial in the worker: it changes nothing and is not tried again."""
+    first, _ = instances
+    live = await first.acquire(ROOM_ID)
+    author: Doc[Any] = Doc(client_id=79)
+    text = author.get("t", type=Text)
+    with author.transaction():
+        for index in range(3000):
+            text.insert(0, "ab"[index % 2])
+    update = author.get_update()
+
+    assert await first.apply_server_update(live, update, actor="u1")
+    assert first.tried_updates == 1
+    version = live.room.version
+    for _ in range(3):
+        assert not await first.apply_server_update(live, update, actor="u1")
+    assert first.tried_updates == 1
+    assert live.room.version == version

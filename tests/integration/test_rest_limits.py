@@ -37,6 +37,10 @@ def _headers(server: RunningServer, sub: str, client_ip: str | None = None) -> d
     return headers
 
 
+# aiohttp's default time to keep reading a body its handler did not read.
+LINGERING_S = 10.0
+
+
 class RawRequest:
     """A `POST …/updates` on its own TCP connection whose body is sent in parts, as a slow
     client sends it."""
@@ -243,3 +247,25 @@ async def test_a_client_ips_request_rate_is_refused_with_429(start_server: Start
 
 def _networks(*values: str) -> tuple[Any, ...]:
     return tuple(ipaddress.ip_network(v) for v in values)
+
+
+async def test_a_request_refused_before_its_body_arrived_ends_its_connection(
+    start_server: StartServer,
+) -> None:
+    """A request answered 429 while its body still trickles gets the answer and its
+    connection closed at once, not after aiohttp's 10 s of reading the rest (lingering):
+    refused requests do not hold file handles."""
+    server = await start_server(make_settings(max_requests_per_user=1))
+    update = _update("held")
+    headers = _headers(server, "u1")
+    held = await RawRequest.start(server, headers, len(update), update[:1])
+    in_flight = server.app[REQUEST_LIMITS].in_flight
+    try:
+        await eventually(lambda: in_flight.count_of_user("u1") == 1, what="1 request in flight")
+        refused = await RawRequest.start(server, headers, len(update), update[:1])
+        # Half of aiohttp's lingering time: the close comes with the answer or not at all.
+        raw = await asyncio.wait_for(refused.reader.read(), LINGERING_S / 2)
+        assert raw.startswith(b"HTTP/1.1 429 ")
+        refused.close()
+    finally:
+        held.close()
