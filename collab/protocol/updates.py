@@ -70,12 +70,12 @@ __all__ = [
     "ClientRange",
     "InvalidUpdate",
     "UpdateShape",
+    "admit",
     "carries_new_structs",
     "missing_dependencies",
     "read_state_vector",
     "read_text_insert",
     "read_update",
-    "straddles",
 ]
 
 MAX_CLOCK = 2**32 - 1
@@ -145,16 +145,46 @@ def missing_dependencies(shape: UpdateShape, clocks: dict[int, int]) -> str | No
     whole (structs before the update's first ones, items it refers to, content it deletes),
     or None if nothing. Such an update must not reach the CRDT library: it keeps the part it
     cannot place pending, and pycrdt and yjs then diverge (see the README's limits)."""
+    return _check(shape, clocks, refuse_overlap=False)[0]
+
+
+def admit(shape: UpdateShape, clocks: dict[int, int]) -> tuple[str | None, bool]:
+    """Why a document with state vector `clocks` cannot take an update of `shape` from a
+    client as it is (`missing_dependencies`, or structs of a client that start before the
+    document's clock and end after it), or None; and whether it carries new structs. One
+    pass: every local edit asks this.
+
+    The overlap: the library integrates only the part past the clock, cut out of the struct
+    it came in; when the part before is not what the document has (a client re-sending other
+    content under ids it already used), the cut part is placed differently than a reload of
+    the same document places it. A stock client never needs to: its sync step 2 starts at
+    the clock our sync step 1 names."""
+    return _check(shape, clocks, refuse_overlap=True)
+
+
+def _check(
+    shape: UpdateShape, clocks: dict[int, int], *, refuse_overlap: bool
+) -> tuple[str | None, bool]:
     structs_of = shape.clients
+    new = False
     for client, structs in structs_of.items():
         have = clocks.get(client, 0)
         if structs.start > have:
             return (
-                f"client {client}'s structs start at clock {structs.start}, the document has {have}"
+                f"client {client}'s structs start at clock {structs.start}, "
+                f"the document has {have}",
+                False,
             )
+        if structs.end > have:
+            if refuse_overlap and structs.start < have:
+                return (
+                    f"client {client}'s structs {structs.start}-{structs.end} overlap the "
+                    f"document's, which end at {have}"
+                ), False
+            new = True
         for skip_start, skip_end in structs.skips:
             if have < skip_end < structs.end:
-                return f"client {client}'s clocks {skip_start}-{skip_end} are missing"
+                return f"client {client}'s clocks {skip_start}-{skip_end} are missing", False
     # What the document has of a client once the update is in: its own clock, or the end of
     # the update's structs of that client (which start within it: checked above).
     for client, clock in shape.refs.items():
@@ -163,32 +193,15 @@ def missing_dependencies(shape: UpdateShape, clocks: dict[int, int]) -> str | No
         if referred is not None and referred.end > known:
             known = referred.end
         if clock >= known:
-            return f"an item refers to client {client}'s clock {clock}, which is missing"
+            return f"an item refers to client {client}'s clock {clock}, which is missing", False
     for client, end in shape.deletes.items():
         deleted = structs_of.get(client)
         known = clocks.get(client, 0)
         if deleted is not None and deleted.end > known:
             known = deleted.end
         if end > known:
-            return f"deletes client {client}'s clocks up to {end}, which are missing"
-    return None
-
-
-def straddles(shape: UpdateShape, clocks: dict[int, int]) -> str | None:
-    """Which client's structs in an update of `shape` start before a document's clock for
-    that client and end after it, or None. The library integrates only the part past the
-    clock, cut out of the struct it came in; when the part before the clock is not what the
-    document has (a client re-sending other content under ids it already used), the cut
-    part is placed differently than a reload of the same document places it. A stock client
-    never needs to: its sync step 2 starts at the clock our sync step 1 names."""
-    for client, structs in shape.clients.items():
-        have = clocks.get(client, 0)
-        if structs.start < have < structs.end:
-            return (
-                f"client {client}'s structs {structs.start}-{structs.end} overlap the "
-                f"document's, which end at {have}"
-            )
-    return None
+            return f"deletes client {client}'s clocks up to {end}, which are missing", False
+    return None, new
 
 
 def carries_new_structs(shape: UpdateShape, clocks: dict[int, int]) -> bool:
@@ -582,22 +595,6 @@ def _read_struct(
     return length, pos
 
 
-def _read_ref(
-    buf: bytes, pos: int, client: int, clock: int, refs: dict[int, int], what: str
-) -> int:
-    ref_client, pos = _uint(buf, pos)
-    ref_clock, pos = _uint(buf, pos)
-    if ref_client > MAX_CLIENT_ID:
-        raise _fail(f"{what} client id {ref_client} above 2**53 - 1")
-    if ref_clock > MAX_CLOCK:
-        raise _fail(f"{what} clock {ref_clock} at or above 2**32")
-    if ref_client == client and ref_clock >= clock:
-        raise _fail(f"an item of client {client} at clock {clock} refers to its own future")
-    if refs.get(ref_client, -1) < ref_clock:
-        refs[ref_client] = ref_clock
-    return pos
-
-
 def _read_item_ref(
     buf: bytes,
     pos: int,
@@ -607,8 +604,9 @@ def _read_item_ref(
     found: _Found,
     what: str,
 ) -> tuple[int, int, int]:
-    """`_read_ref` for the general path, noting references to other clients; returns the
-    id referred to and the next position."""
+    """Read the id an item of `client` at `clock` refers to (as its `what`), recording it
+    in `refs` and, when it is another client's, in `found`; return the id and the next
+    position."""
     ref_client, pos = _uint(buf, pos)
     ref_clock, pos = _uint(buf, pos)
     if ref_client > MAX_CLIENT_ID:

@@ -32,11 +32,11 @@ from collab.protocol.messages import (
 )
 from collab.protocol.updates import (
     UpdateShape,
+    admit,
     carries_new_structs,
     missing_dependencies,
     read_state_vector,
     read_update,
-    straddles,
 )
 from collab.rooms.effects import (
     Broadcast,
@@ -317,10 +317,10 @@ class DocumentRoom:
             return None
         if shape is None:
             shape = read_update(update)
-        missing = missing_dependencies(shape, self._clocks) or straddles(shape, self._clocks)
+        missing, new = admit(shape, self._clocks)
         if missing is not None:
             return self._answer_gap(missing, origin)
-        if not self.carries_new_structs(shape):
+        if not new:
             if not shape.deletes:
                 return None  # a duplicate: nothing to integrate, nothing to measure
             # Only the deletions can be new: the CRDT library reads just those.

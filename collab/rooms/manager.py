@@ -70,7 +70,7 @@ STORE_RETRY_MAX_S = 5.0
 # it, one struct). Others go through the trial worker (measurements: loadtests/RESULTS.md,
 # "Hostile updates").
 INLINE_MAX_UPDATE_BYTES = 16 * 1024
-INLINE_MAX_STRUCTS = 64
+INLINE_MAX_STRUCTS = 16
 MAX_BUS_BACKLOG = 10_000
 KNOWN_UPDATES_PER_ROOM = 32
 UNCHARGED_APPLY_S = 0.0001
