@@ -185,23 +185,21 @@ def _check(
         for skip_start, skip_end in structs.skips:
             if have < skip_end < structs.end:
                 return f"client {client}'s clocks {skip_start}-{skip_end} are missing", False
-    # What the document has of a client once the update is in: its own clock, or the end of
-    # the update's structs of that client (which start within it: checked above).
     for client, clock in shape.refs.items():
-        referred = structs_of.get(client)
-        known = clocks.get(client, 0)
-        if referred is not None and referred.end > known:
-            known = referred.end
-        if clock >= known:
+        if clock >= _known_end(client, structs_of, clocks):
             return f"an item refers to client {client}'s clock {clock}, which is missing", False
     for client, end in shape.deletes.items():
-        deleted = structs_of.get(client)
-        known = clocks.get(client, 0)
-        if deleted is not None and deleted.end > known:
-            known = deleted.end
-        if end > known:
+        if end > _known_end(client, structs_of, clocks):
             return f"deletes client {client}'s clocks up to {end}, which are missing", False
     return None, new
+
+
+def _known_end(client: int, structs_of: dict[int, ClientRange], clocks: dict[int, int]) -> int:
+    """The clock of `client` a document at `clocks` has once the update is in: its own, or
+    the end of the update's structs of that client (which start within it: checked first)."""
+    have = clocks.get(client, 0)
+    structs = structs_of.get(client)
+    return structs.end if structs is not None and structs.end > have else have
 
 
 def carries_new_structs(shape: UpdateShape, clocks: dict[int, int]) -> bool:
