@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pycrdt import Array, Doc, Map, Text, XmlFragment
+from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 KNOWN_ROOT_TYPES: dict[str, type[Map[Any] | XmlFragment]] = {"meta": Map, "body": XmlFragment}
 
@@ -47,12 +47,12 @@ def _read_root(doc: Doc[Any], state: bytes, name: str) -> JsonValue:
     fresh copy of `state`."""
     known = KNOWN_ROOT_TYPES.get(name)
     if known is Map:
-        return _plain(doc.get(name, type=Map).to_py())
+        return _shared_to_json(doc.get(name, type=Map))
     if known is XmlFragment:
         return str(doc.get(name, type=XmlFragment))
     as_map = doc.get(name, type=Map)
     if len(as_map) > 0:
-        return _plain(as_map.to_py())
+        return _shared_to_json(as_map)
     text = str(_fresh(state).get(name, type=Text))
     if text:
         return text
@@ -65,6 +65,19 @@ def _read_root(doc: Doc[Any], state: bytes, name: str) -> JsonValue:
     if items:
         return _plain(items)
     return None
+
+
+def _shared_to_json(value: Any) -> JsonValue:
+    """A map or array value as JSON: nested maps and arrays as objects and lists, text and
+    XML as their string (pycrdt's `to_py` raises on XML inside a map, which yjs clients can
+    write), everything else as `_plain` shows it."""
+    if isinstance(value, Map):
+        return {key: _shared_to_json(item) for key, item in value.items()}
+    if isinstance(value, Array):
+        return [_shared_to_json(item) for item in value]
+    if isinstance(value, Text | XmlFragment | XmlElement | XmlText):
+        return str(value)
+    return _plain(value)
 
 
 def _plain(value: JsonValue) -> JsonValue:

@@ -64,3 +64,24 @@ def test_a_note_costs_one_decode(monkeypatch: pytest.MonkeyPatch) -> None:
     decodes.clear()
     assert document_to_json(_state(lambda doc: doc.get("t", type=Text).insert(0, "x")))["t"] == "x"
     assert len(decodes) == 2
+
+
+def test_xml_text_and_subdocuments_inside_a_map_are_shown_not_refused() -> None:
+    """A map value that is XML, text or a subdocument (yjs clients can write each) appears
+    as its string or its guid; pycrdt's own conversion raises on XML."""
+
+    def build(doc: Doc[Any]) -> None:
+        meta = doc.get("meta", type=Map)
+        meta["fragment"] = XmlFragment([XmlText("x")])
+        meta["text"] = Text("hello")
+        meta["nested"] = Map({"list": Array([1.0, Text("y")])})
+        meta["sub"] = Doc()
+
+    meta = document_to_json(_state(build))["meta"]
+    assert meta["fragment"] == "x"
+    assert meta["text"] == "hello"
+    assert meta["nested"] == {"list": [1, "y"]}
+    assert list(meta["sub"]) == ["subdocument"]
+    # meta.x = a Y.XmlElement("p"), as yjs writes it (pycrdt will not build it).
+    element = bytes.fromhex("010109002701046d657461017803017000")
+    assert document_to_json(element)["meta"] == {"x": "<p></p>"}
