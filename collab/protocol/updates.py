@@ -55,6 +55,7 @@ whether the update depends on structs the room lacks and whether it carries anyt
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 import re
@@ -70,8 +71,10 @@ __all__ = [
     "ClientRange",
     "InvalidUpdate",
     "UpdateShape",
+    "add_values",
     "admit",
     "carries_new_structs",
+    "misplaced_text",
     "missing_dependencies",
     "read_state_vector",
     "read_text_insert",
@@ -131,13 +134,51 @@ class UpdateShape(NamedTuple):
     - `deletes`: for each client in the delete set, the end of its last deleted range;
     - `delete_set_offset`: where the delete set starts in the update's bytes;
     - `struct_count`: how many structs the update carries (its cost to integrate grows with
-      it, and with the document)."""
+      it, and with the document);
+    - `values`: (client, start, end) of its items of value content (lib0 values, binary),
+      which live in maps and arrays;
+    - `text_neighbours`: the ids its items of text content (strings, formats, embeds) are
+      placed next to (their origin and right origin)."""
 
     clients: dict[int, ClientRange]
     refs: dict[int, int]
     deletes: dict[int, int]
     delete_set_offset: int
     struct_count: int
+    values: tuple[tuple[int, int, int], ...] = ()
+    text_neighbours: tuple[tuple[int, int], ...] = ()
+
+
+def misplaced_text(shape: UpdateShape, values: dict[int, list[tuple[int, int]]]) -> str | None:
+    """Which text item of an update of `shape` would sit among values (next to an item of
+    value content, a document's per `values`: each client's (start, end) ranges, sorted, or
+    the update's own), or None. Stock clients never do it: their arrays and maps hold values,
+    their texts strings. pycrdt does not survive it: string content with a non-ASCII
+    character inside an array makes every later read of that array loop forever."""
+    for client, clock in shape.text_neighbours:
+        ranges = values.get(client)
+        if ranges:
+            index = bisect.bisect_right(ranges, (clock, MAX_CLOCK + 1)) - 1
+            if index >= 0 and ranges[index][0] <= clock < ranges[index][1]:
+                return f"text content placed next to the value {client}:{clock}"
+        for value_client, start, end in shape.values:
+            if value_client == client and start <= clock < end:
+                return f"text content placed next to the value {client}:{clock}"
+    return None
+
+
+def add_values(values: dict[int, list[tuple[int, int]]], shape: UpdateShape) -> None:
+    """Record the value ranges of an applied update of `shape` in `values`. A client's
+    values mostly follow its last ones (each map change of a client is its next clock):
+    those extend the last range, so the list grows with runs, not with changes."""
+    for client, start, end in shape.values:
+        ranges = values.setdefault(client, [])
+        if ranges and ranges[-1][1] == start:
+            ranges[-1] = (ranges[-1][0], end)
+        elif not ranges or ranges[-1][1] < start:
+            ranges.append((start, end))
+        else:
+            bisect.insort(ranges, (start, end))
 
 
 def missing_dependencies(shape: UpdateShape, clocks: dict[int, int]) -> str | None:
@@ -359,6 +400,7 @@ def _read_one_item(buf: bytes) -> tuple[UpdateShape, int] | None:
         if not info & (_HAS_ORIGIN | _HAS_RIGHT_ORIGIN) or client > MAX_CLIENT_ID:
             return None
         refs: dict[int, int] = {}
+        neighbours: list[tuple[int, int]] = []
         pos += 1
         for flag in (_HAS_ORIGIN, _HAS_RIGHT_ORIGIN):
             if not info & flag:
@@ -374,6 +416,7 @@ def _read_one_item(buf: bytes) -> tuple[UpdateShape, int] | None:
                 return None
             if refs.get(ref_client, -1) < ref_clock:
                 refs[ref_client] = ref_clock
+            neighbours.append((ref_client, ref_clock))
         if kind == _CONTENT_STRING:
             string_at = pos
             length, start = _uint(buf, pos)
@@ -423,7 +466,13 @@ def _read_one_item(buf: bytes) -> tuple[UpdateShape, int] | None:
     if pos != len(buf):
         return None
     shape = UpdateShape(
-        {client: ClientRange(clock, clock + length)}, refs, deletes, delete_set_offset, 1
+        {client: ClientRange(clock, clock + length)},
+        refs,
+        deletes,
+        delete_set_offset,
+        1,
+        ((client, clock, clock + length),) if kind == _CONTENT_ANY else (),
+        tuple(neighbours) if kind == _CONTENT_STRING else (),
     )
     return shape, kind
 
@@ -444,7 +493,7 @@ def read_state_vector(state_vector: bytes) -> dict[int, int]:
 def _read_any_update(buf: bytes) -> UpdateShape:
     clients: dict[int, ClientRange] = {}
     refs: dict[int, int] = {}
-    found = _Found([], [], set(), [])
+    found = _Found([], [], set(), [], [], [])
     struct_count = 0
     # Each client's structs take at least 3 header bytes and 2 per struct.
     n_clients, pos = _count(buf, 0, "clients of structs", 3)
@@ -481,7 +530,15 @@ def _read_any_update(buf: bytes) -> UpdateShape:
     deletes, pos = _read_delete_set(buf, pos)
     if pos != len(buf):
         raise _fail(f"{len(buf) - pos} bytes after the delete set")
-    return UpdateShape(clients, refs, deletes, delete_set_offset, struct_count)
+    return UpdateShape(
+        clients,
+        refs,
+        deletes,
+        delete_set_offset,
+        struct_count,
+        tuple(found.values),
+        tuple(found.text_neighbours),
+    )
 
 
 class _Found(NamedTuple):
@@ -495,6 +552,10 @@ class _Found(NamedTuple):
     types: set[tuple[int, int]]
     # (client, start, end) of the update's GC structs and deleted content
     erased: list[tuple[int, int, int]]
+    # (client, start, end) of its items of value content
+    values: list[tuple[int, int, int]]
+    # ids its items of text content are placed next to
+    text_neighbours: list[tuple[int, int]]
 
 
 def _read_delete_set(buf: bytes, pos: int) -> tuple[dict[int, int], int]:
@@ -555,10 +616,17 @@ def _read_struct(
         else:
             found.erased.append((client, clock, clock + length))
         return length, pos
+    is_text = kind == _CONTENT_STRING or kind == _CONTENT_FORMAT or kind == _CONTENT_EMBED
     if info & _HAS_ORIGIN:
-        _, _, pos = _read_item_ref(buf, pos, client, clock, refs, found, "origin")
+        ref_client, ref_clock, pos = _read_item_ref(buf, pos, client, clock, refs, found, "origin")
+        if is_text:
+            found.text_neighbours.append((ref_client, ref_clock))
     if info & _HAS_RIGHT_ORIGIN:
-        _, _, pos = _read_item_ref(buf, pos, client, clock, refs, found, "right origin")
+        ref_client, ref_clock, pos = _read_item_ref(
+            buf, pos, client, clock, refs, found, "right origin"
+        )
+        if is_text:
+            found.text_neighbours.append((ref_client, ref_clock))
     if not info & (_HAS_ORIGIN | _HAS_RIGHT_ORIGIN):
         parent_info, pos = _uint(buf, pos)
         if parent_info == 1:
@@ -586,6 +654,8 @@ def _read_struct(
             found.types.add((client, clock))
         elif kind == _CONTENT_DELETED:
             found.erased.append((client, clock, clock + length))
+        elif kind == _CONTENT_ANY or kind == _CONTENT_BINARY:
+            found.values.append((client, clock, clock + length))
     if length == 0:
         raise _fail(f"an empty item of client {client}")
     if length > MAX_CLOCK:

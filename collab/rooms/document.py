@@ -31,9 +31,12 @@ from collab.protocol.messages import (
     encode_update,
 )
 from collab.protocol.updates import (
+    InvalidUpdate,
     UpdateShape,
+    add_values,
     admit,
     carries_new_structs,
+    misplaced_text,
     missing_dependencies,
     read_state_vector,
     read_update,
@@ -164,6 +167,9 @@ class DocumentRoom:
         self._clocks: dict[int, int] = read_state_vector(self.doc.get_state())
         # Updates with missing dependencies each peer sent (see MAX_GAPS_PER_PEER).
         self._gaps: dict[str, int] = {}
+        # Where the document's items of value content are (see `misplaced_text`): filled by
+        # `index_values` when the room is loaded, then by every update applied.
+        self._values: dict[int, list[tuple[int, int]]] = {}
 
     @classmethod
     def from_stored(
@@ -190,6 +196,10 @@ class DocumentRoom:
     def encode_state(self) -> bytes:
         """The whole document as one Yjs v1 update."""
         return self.doc.get_update()
+
+    def index_values(self, shape: UpdateShape) -> None:
+        """Record where the values of the document's state (`shape` is its reading) are."""
+        add_values(self._values, shape)
 
     def state_since(self, state_vector: bytes | None) -> bytes:
         """What the document has beyond `state_vector`, as one Yjs v1 update (the whole
@@ -320,6 +330,10 @@ class DocumentRoom:
         missing, new = admit(shape, self._clocks)
         if missing is not None:
             return self._answer_gap(missing, origin)
+        if shape.text_neighbours:
+            misplaced = misplaced_text(shape, self._values)
+            if misplaced is not None:
+                raise InvalidUpdate(f"invalid Yjs update: {misplaced}")
         if not new:
             if not shape.deletes:
                 return None  # a duplicate: nothing to integrate, nothing to measure
@@ -364,6 +378,8 @@ class DocumentRoom:
     def _apply_checked(self, update: bytes, shape: UpdateShape) -> bytes | None:
         """`_apply` an update whose dependencies the room has, and advance the room's clocks."""
         applied = self._apply(update)
+        if shape.values:
+            add_values(self._values, shape)
         clocks = self._clocks
         for client, structs in shape.clients.items():
             if structs.end > clocks.get(client, 0):

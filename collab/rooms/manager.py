@@ -271,6 +271,7 @@ class RoomManager:
             except ProtocolError as error:
                 log.error("room %s: stored document does not decode: %s", room_id, error)
                 raise RoomUnavailable(f"stored document {room_id} is corrupt") from error
+            await self._index_values(room)
             live = LiveRoom(room, logged_updates=len(stored.updates))
             self._rooms[room_id] = live
             await self._bus.subscribe(room_id, self._on_bus_message, self._on_bus_resync)
@@ -281,6 +282,21 @@ class RoomManager:
             return live
         finally:
             self._loading.pop(room_id, None)
+
+    async def _index_values(self, room: DocumentRoom) -> None:
+        """Tell a loaded room where its document's values are, reading its state in the
+        trial worker when it is large. A state the reader refuses (written before a rule
+        existed) leaves the index empty: the room works, text among those values passes."""
+        state = room.encoded_state()
+        try:
+            if _read_in_worker(state):
+                shape = await self._trials.read(state)
+            else:
+                shape = read_update(state)
+        except ProtocolError as error:
+            log.warning("room %s: stored state not indexed: %s", room.room_id, error)
+            return
+        room.index_values(shape)
 
     def _schedule_unload(self, live: LiveRoom) -> None:
         if live.unload_timer is not None:

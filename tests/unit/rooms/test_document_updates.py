@@ -7,13 +7,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc, Text
+from pycrdt import Doc, Map, Text
 
 from collab.errors import MissingDependencies, PolicyViolation
 from collab.protocol.messages import SyncStep1, decode_message, encode_sync_step1, encode_update
-from collab.protocol.updates import InvalidUpdate, read_state_vector
+from collab.protocol.updates import InvalidUpdate, read_state_vector, read_update
 from collab.rooms.document import MAX_GAPS_PER_PEER, DocumentRoom
 from collab.rooms.effects import BusOrigin, Edit, PeerOrigin, Publish, Reply, ServerOrigin
+from collab.store.base import StoredDocument
 
 ROOM_ID = "w1/n1"
 ALICE = PeerOrigin("alice", can_write=True)
@@ -144,3 +145,41 @@ def test_the_rooms_clocks_are_the_documents_state_vector(
     for index, update in enumerate(reversed(pending)):
         room.apply_local_update(update, PeerOrigin(f"peer{index}", can_write=True))
     assert room._clocks == read_state_vector(room.doc.get_state())
+
+
+def test_text_placed_among_an_arrays_values_is_refused() -> None:
+    """String content placed between two values of an array (13 bytes; yjs reads it, and
+    pycrdt then loops forever reading that array) is refused; typing and map changes next
+    to the array go on."""
+    # meta.assignees = ["alice", "bob"] by client 5, as a stock client writes it.
+    base = bytes.fromhex(
+        "010205002701046d6574610961737369676e6565730008000500027705616c6963657703626f6200"
+    )
+    room = DocumentRoom(ROOM_ID)
+    room.apply_local_update(base, ALICE)
+    before = room.doc.get_state()
+
+    with pytest.raises(InvalidUpdate, match="text content placed next to the value 5:1"):
+        room.apply_local_update(bytes.fromhex("01010900c40501050202c3a900"), ALICE)
+
+    assert room.doc.get_state() == before
+    doc: Doc[Any] = Doc(client_id=6)
+    doc.apply_update(base)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    doc.get("body", type=Text).insert(0, "héllo")
+    doc.get("meta", type=Map)["title"] = "Plan"
+    for update in updates:
+        assert isinstance(room.apply_local_update(update, ALICE), Edit)
+    assert room.doc.get("meta", type=Map)["title"] == "Plan"
+
+
+def test_a_loaded_room_knows_its_values_once_indexed() -> None:
+    """The value index of a room loaded from the store comes from reading its state."""
+    base = bytes.fromhex(
+        "010205002701046d6574610961737369676e6565730008000500027705616c6963657703626f6200"
+    )
+    room = DocumentRoom.from_stored(ROOM_ID, StoredDocument(snapshot=base, updates=[]))
+    room.index_values(read_update(room.encode_state()))
+    with pytest.raises(InvalidUpdate, match="next to the value"):
+        room.apply_local_update(bytes.fromhex("01010900c40501050202c3a900"), ALICE)
