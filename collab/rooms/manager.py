@@ -289,10 +289,9 @@ class RoomManager:
         existed) leaves the index empty: the room works, text among those values passes."""
         state = room.encoded_state()
         try:
-            if _read_in_worker(state):
+            shape = _read_here(state)
+            if shape is None:
                 shape = await self._trials.read(state)
-            else:
-                shape = read_update(state)
         except ProtocolError as error:
             log.warning("room %s: stored state not indexed: %s", room.room_id, error)
             return
@@ -385,10 +384,9 @@ class RoomManager:
         when it was read here."""
         if self.budget.is_suspect(actor):
             return True, None
-        if len(update) > INLINE_MAX_UPDATE_BYTES:
-            text_insert = read_text_insert(update)
-            return text_insert is None, text_insert
-        shape = read_update(update)
+        shape = _read_here(update)
+        if shape is None:
+            return True, None
         many_structs = shape.struct_count > INLINE_MAX_STRUCTS
         return many_structs and live.room.carries_new_structs(shape), shape
 
@@ -479,9 +477,13 @@ class RoomManager:
 
     def _receive_timed(self, live: LiveRoom, message: Message, origin: Origin) -> list[Effect]:
         """`live.room.receive`, timed into `apply_time` when it changed the document."""
+        return self._timed(live, lambda: live.room.receive(message, origin))
+
+    def _timed(self, live: LiveRoom, apply: Callable[[], list[Effect]]) -> list[Effect]:
+        """`apply()`, timed into `apply_time` when it changed the room's document."""
         version = live.room.version
         started = time.perf_counter()
-        effects = live.room.receive(message, origin)
+        effects = apply()
         if live.room.version != version:
             self.apply_time.observe(time.perf_counter() - started)
         return effects
@@ -504,12 +506,17 @@ class RoomManager:
         room's later bus frames wait for it, in order."""
         try:
             message = decode_message(frame)
-            if isinstance(message, Update | SyncStep2) and _read_in_worker(message.update):
-                live.bus_backlog = []
-                spawn(self._read_bus_update(live, message.update), name="bus-read")
-                return
             version = live.room.version
-            effects = self._receive_timed(live, message, BusOrigin())
+            if isinstance(message, Update | SyncStep2):
+                update = message.update
+                shape = _read_here(update)
+                if shape is None:
+                    live.bus_backlog = []
+                    spawn(self._read_bus_update(live, update), name="bus-read")
+                    return
+                effects = self._timed(live, lambda: live.room.apply_bus_update(update, shape))
+            else:
+                effects = self._receive_timed(live, message, BusOrigin())
         except ProtocolError as error:
             self._refused_from_bus(live, error)
             return
@@ -712,6 +719,10 @@ def _digest_of(update: bytes) -> bytes:
     return hashlib.blake2b(update, digest_size=16).digest()
 
 
-def _read_in_worker(update: bytes) -> bool:
-    """Whether reading `update` could take the event loop more than a few milliseconds."""
-    return len(update) > INLINE_MAX_UPDATE_BYTES and read_text_insert(update) is None
+def _read_here(update: bytes) -> UpdateShape | None:
+    """`read_update(update)` when reading it on the event loop costs at most a few
+    milliseconds (up to INLINE_MAX_UPDATE_BYTES, or one run of text of any size); None when
+    it is to be read in the trial worker. Raises `InvalidUpdate`."""
+    if len(update) <= INLINE_MAX_UPDATE_BYTES:
+        return read_update(update)
+    return read_text_insert(update)
