@@ -477,13 +477,15 @@ class RoomManager:
 
     def _receive_timed(self, live: LiveRoom, message: Message, origin: Origin) -> list[Effect]:
         """`live.room.receive`, timed into `apply_time` when it changed the document."""
-        return self._timed(live, lambda: live.room.receive(message, origin))
+        return self._timed(live, live.room.receive, message, origin)
 
-    def _timed(self, live: LiveRoom, apply: Callable[[], list[Effect]]) -> list[Effect]:
-        """`apply()`, timed into `apply_time` when it changed the room's document."""
+    def _timed(
+        self, live: LiveRoom, apply: Callable[[Any, Any], list[Effect]], *args: Any
+    ) -> list[Effect]:
+        """`apply(*args)`, timed into `apply_time` when it changed the room's document."""
         version = live.room.version
         started = time.perf_counter()
-        effects = apply()
+        effects = apply(*args)
         if live.room.version != version:
             self.apply_time.observe(time.perf_counter() - started)
         return effects
@@ -514,7 +516,7 @@ class RoomManager:
                     live.bus_backlog = []
                     spawn(self._read_bus_update(live, update), name="bus-read")
                     return
-                effects = self._timed(live, lambda: live.room.apply_bus_update(update, shape))
+                effects = self._timed(live, live.room.apply_bus_update, update, shape)
             else:
                 effects = self._receive_timed(live, message, BusOrigin())
         except ProtocolError as error:
