@@ -731,6 +731,8 @@ def general_path_agrees(update: bytes, shape: UpdateShape) -> None:
     assert one_item is None or one_item[0] == general
     text_insert = read_text_insert(update)
     assert text_insert is None or text_insert == general
+    native = updates._native_read(update) if updates._native_read is not None else None
+    assert native is None or native == general
 
 
 @SESSIONS
@@ -798,6 +800,7 @@ def read_or_refuse(update: bytes) -> None:
     except InvalidUpdate:
         assert read_text_insert(update) is None
         assert updates._read_one_item(update) is None
+        assert updates._native_read is None or updates._native_read(update) is None
         return
     assert isinstance(shape, UpdateShape)
     general_path_agrees(update, shape)

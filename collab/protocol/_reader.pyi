@@ -1,0 +1,6 @@
+"""Types of the C reader of common Yjs updates (`_reader.c`)."""
+
+from typing import Any
+
+def read_small(update: bytes) -> Any: ...
+def configure(update_shape: type, client_range: type) -> None: ...
