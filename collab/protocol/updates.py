@@ -189,7 +189,7 @@ def missing_dependencies(shape: UpdateShape, clocks: dict[int, int]) -> str | No
     whole (structs before the update's first ones, items it refers to, content it deletes),
     or None if nothing. Such an update must not reach the CRDT library: it keeps the part it
     cannot place pending, and pycrdt and yjs then diverge (see the README's limits)."""
-    return _check(shape, clocks, refuse_overlap=False)[0]
+    return _check(shape, clocks, False)[0]
 
 
 def admit(shape: UpdateShape, clocks: dict[int, int]) -> tuple[str | None, bool]:
@@ -203,11 +203,11 @@ def admit(shape: UpdateShape, clocks: dict[int, int]) -> tuple[str | None, bool]
     content under ids it already used), the cut part is placed differently than a reload of
     the same document places it. A stock client never needs to: its sync step 2 starts at
     the clock our sync step 1 names."""
-    return _check(shape, clocks, refuse_overlap=True)
+    return _check(shape, clocks, True)
 
 
 def _check(
-    shape: UpdateShape, clocks: dict[int, int], *, refuse_overlap: bool
+    shape: UpdateShape, clocks: dict[int, int], refuse_overlap: bool
 ) -> tuple[str | None, bool]:
     structs_of = shape.clients
     new = False
@@ -229,21 +229,20 @@ def _check(
         for skip_start, skip_end in structs.skips:
             if have < skip_end < structs.end:
                 return f"client {client}'s clocks {skip_start}-{skip_end} are missing", False
+    # What a document at `clocks` has of a client once the update is in: its own clock, or
+    # the end of the update's structs of that client (which start within it: checked above).
+    # Written out, not a helper: every edit checks its references.
     for client, clock in shape.refs.items():
-        if clock >= _known_end(client, structs_of, clocks):
-            return f"an item refers to client {client}'s clock {clock}, which is missing", False
+        if clock >= clocks.get(client, 0):
+            structs = structs_of.get(client)
+            if structs is None or clock >= structs.end:
+                return f"an item refers to client {client}'s clock {clock}, which is missing", False
     for client, end in shape.deletes.items():
-        if end > _known_end(client, structs_of, clocks):
-            return f"deletes client {client}'s clocks up to {end}, which are missing", False
+        if end > clocks.get(client, 0):
+            structs = structs_of.get(client)
+            if structs is None or end > structs.end:
+                return f"deletes client {client}'s clocks up to {end}, which are missing", False
     return None, new
-
-
-def _known_end(client: int, structs_of: dict[int, ClientRange], clocks: dict[int, int]) -> int:
-    """The clock of `client` a document at `clocks` has once the update is in: its own, or
-    the end of the update's structs of that client (which start within it: checked first)."""
-    have = clocks.get(client, 0)
-    structs = structs_of.get(client)
-    return structs.end if structs is not None and structs.end > have else have
 
 
 def carries_new_structs(shape: UpdateShape, clocks: dict[int, int]) -> bool:
