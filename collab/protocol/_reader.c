@@ -463,6 +463,112 @@ fail:
     return NULL;
 }
 
+/* A non-negative int of a shape or a state vector as a C integer; -1 if it is not one. */
+static long long clock_of(PyObject *number) {
+    if (number == NULL || !PyLong_CheckExact(number)) {
+        return -1;
+    }
+    long long value = PyLong_AsLongLong(number);
+    if (value == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return value;
+}
+
+/* The clock a document at `clocks` has of `client`: 0 if absent, -1 if not readable. */
+static long long have_of(PyObject *clocks, PyObject *client) {
+    PyObject *have = PyDict_GetItemWithError(clocks, client);
+    if (have == NULL) {
+        if (PyErr_Occurred()) {
+            PyErr_Clear();
+            return -1;
+        }
+        return 0;
+    }
+    return clock_of(have);
+}
+
+/* Whether a reference to (or a deletion up to) `clock` of `client` is covered by the document
+ * at `clocks` with the update's structs in: 1 yes, 0 no (or not readable). `inclusive`: the
+ * clock itself must exist (a reference), else only what comes before it (a deletion's end). */
+static int covered(PyObject *clients, PyObject *clocks, PyObject *client, PyObject *clock_obj,
+                   int inclusive) {
+    long long clock = clock_of(clock_obj);
+    long long have = have_of(clocks, client);
+    if (clock < 0 || have < 0) {
+        return 0;
+    }
+    if (inclusive ? clock < have : clock <= have) {
+        return 1;
+    }
+    PyObject *structs = PyDict_GetItemWithError(clients, client);
+    if (structs == NULL || !PyTuple_Check(structs) || PyTuple_GET_SIZE(structs) != 3) {
+        PyErr_Clear();
+        return 0;
+    }
+    long long end = clock_of(PyTuple_GET_ITEM(structs, 1));
+    return end >= 0 && (inclusive ? clock < end : clock <= end);
+}
+
+/* updates._check for what every edit is: True or False (whether the update carries new
+ * structs) when a document at `clocks` can take it, None when Python is to say why not (or
+ * to read shapes this does not). */
+static PyObject *check(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *shape, *clocks;
+    int refuse_overlap;
+    if (!PyArg_ParseTuple(args, "OO!p", &shape, &PyDict_Type, &clocks, &refuse_overlap)) {
+        return NULL;
+    }
+    if (!PyTuple_Check(shape) || PyTuple_GET_SIZE(shape) != 7) {
+        Py_RETURN_NONE;
+    }
+    PyObject *clients = PyTuple_GET_ITEM(shape, 0);
+    PyObject *refs = PyTuple_GET_ITEM(shape, 1);
+    PyObject *deletes = PyTuple_GET_ITEM(shape, 2);
+    if (!PyDict_CheckExact(clients) || !PyDict_CheckExact(refs) || !PyDict_CheckExact(deletes)) {
+        Py_RETURN_NONE;
+    }
+    int new = 0;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(clients, &pos, &key, &value)) {
+        if (!PyTuple_Check(value) || PyTuple_GET_SIZE(value) != 3) {
+            Py_RETURN_NONE;
+        }
+        long long have = have_of(clocks, key);
+        long long start = clock_of(PyTuple_GET_ITEM(value, 0));
+        long long end = clock_of(PyTuple_GET_ITEM(value, 1));
+        PyObject *skips = PyTuple_GET_ITEM(value, 2);
+        if (have < 0 || start < 0 || end < 0 || start > have) {
+            Py_RETURN_NONE;
+        }
+        if (end > have) {
+            if (refuse_overlap && start < have) {
+                Py_RETURN_NONE;
+            }
+            new = 1;
+        }
+        if (!PyTuple_Check(skips) || PyTuple_GET_SIZE(skips) != 0) {
+            Py_RETURN_NONE; /* skips: Python checks them */
+        }
+    }
+    pos = 0;
+    while (PyDict_Next(refs, &pos, &key, &value)) {
+        if (!covered(clients, clocks, key, value, 1)) {
+            Py_RETURN_NONE;
+        }
+    }
+    pos = 0;
+    while (PyDict_Next(deletes, &pos, &key, &value)) {
+        if (!covered(clients, clocks, key, value, 0)) {
+            Py_RETURN_NONE;
+        }
+    }
+    return PyBool_FromLong(new);
+}
+
 static int check_tuple_class(PyObject *type, Py_ssize_t fields) {
     if (!PyType_Check(type) || !PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "configure takes two NamedTuple classes");
@@ -501,6 +607,9 @@ static PyMethodDef methods[] = {
     {"read_small", read_small, METH_O,
      "The UpdateShape of an update of one string or value item, or of deletions alone; "
      "None for any other update and for one that breaks a rule."},
+    {"check", check, METH_VARARGS,
+     "True or False (new structs or not) when a document at the clocks can take an update of "
+     "the shape; None when the Python check is to say why not."},
     {"configure", configure, METH_VARARGS,
      "Set the UpdateShape and ClientRange classes read_small builds."},
     {NULL, NULL, 0, NULL},

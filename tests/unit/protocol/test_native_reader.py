@@ -383,3 +383,59 @@ def test_origin_flags_are_read_in_order() -> None:
     assert shape is not None
     assert shape.text_neighbours == ((6, 2), (5, 1))
     assert shape.refs == {6: 2, 5: 1}
+
+
+# ---- the check of every edit against the room's clocks ----
+
+SMALL_CLOCKS = st.integers(0, 12)
+SHAPE_CLIENTS = st.sampled_from([1, 2, 3, 2**53 - 1])
+CLOCK_VECTORS = st.dictionaries(SHAPE_CLIENTS, SMALL_CLOCKS, max_size=4)
+
+
+@st.composite
+def shapes(draw: st.DrawFn) -> UpdateShape:
+    clients = {}
+    for client in draw(st.lists(SHAPE_CLIENTS, max_size=3, unique=True)):
+        start = draw(SMALL_CLOCKS)
+        end = start + draw(st.integers(1, 6))
+        skips = draw(st.sampled_from([(), ((start, start + 1),)]))
+        clients[client] = ClientRange(start, end, skips)
+    return UpdateShape(
+        clients,
+        draw(st.dictionaries(SHAPE_CLIENTS, SMALL_CLOCKS, max_size=3)),
+        draw(st.dictionaries(SHAPE_CLIENTS, st.integers(1, 14), max_size=3)),
+        0,
+        len(clients),
+    )
+
+
+@DIFFERENTIAL
+@given(shapes(), CLOCK_VECTORS, st.booleans())
+def test_the_c_check_agrees_with_python(
+    shape: UpdateShape, clocks: dict[int, int], refuse_overlap: bool
+) -> None:
+    """For any shape and clocks, the C check answers exactly when Python finds nothing
+    missing (with the same "new structs" answer), and leaves every refusal to Python;
+    shapes with skips it always leaves to Python."""
+    native_check = updates._native_check
+    assert native_check is not None
+    missing, new = updates._check(shape, clocks, refuse_overlap)
+    answer = native_check(shape, clocks, refuse_overlap)
+    has_skips = any(structs.skips for structs in shape.clients.values())
+    if missing is not None or has_skips:
+        assert answer is None
+    else:
+        assert answer is new
+    assert updates.admit(shape, clocks) == updates._check(shape, clocks, True)
+    assert updates.missing_dependencies(shape, clocks) == updates._check(shape, clocks, False)[0]
+
+
+def test_the_c_check_leaves_what_it_cannot_read_to_python() -> None:
+    """Numbers beyond 64 bits or not ints (never made by the reader): Python decides."""
+    native_check = updates._native_check
+    assert native_check is not None
+    shape = UpdateShape({1: ClientRange(0, 2)}, {1: 0}, {}, 0, 1)
+    assert native_check(shape, {1: 2**70}, True) is None
+    assert native_check(shape, {1: 0}, True) is True
+    assert native_check(shape, {1: 2}, True) is False
+    assert native_check(shape._replace(refs={1: 5}), {1: 2}, True) is None
