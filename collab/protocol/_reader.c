@@ -569,6 +569,114 @@ static PyObject *check(PyObject *module, PyObject *args) {
     return PyBool_FromLong(new);
 }
 
+/* The value ranges of one client (a list of (start, end) tuples, sorted) take [start, end):
+ * 1 when it extends the last range or follows it, 0 (nothing changed) otherwise. */
+static int extend_ranges(PyObject *ranges, PyObject *start_obj, PyObject *end_obj) {
+    Py_ssize_t count = PyList_GET_SIZE(ranges);
+    if (count == 0) {
+        PyObject *range = PyTuple_Pack(2, start_obj, end_obj);
+        int failed = range == NULL || PyList_Append(ranges, range) < 0;
+        Py_XDECREF(range);
+        return failed ? -1 : 1;
+    }
+    PyObject *last = PyList_GET_ITEM(ranges, count - 1);
+    if (!PyTuple_CheckExact(last) || PyTuple_GET_SIZE(last) != 2) {
+        return 0;
+    }
+    long long last_end = clock_of(PyTuple_GET_ITEM(last, 1));
+    long long start = clock_of(start_obj);
+    if (last_end < 0 || start < 0) {
+        return 0;
+    }
+    if (last_end == start) {
+        PyObject *range = PyTuple_Pack(2, PyTuple_GET_ITEM(last, 0), end_obj);
+        if (range == NULL) {
+            return -1;
+        }
+        PyList_SET_ITEM(ranges, count - 1, range); /* steals range */
+        Py_DECREF(last);
+        return 1;
+    }
+    if (last_end < start) {
+        PyObject *range = PyTuple_Pack(2, start_obj, end_obj);
+        int failed = range == NULL || PyList_Append(ranges, range) < 0;
+        Py_XDECREF(range);
+        return failed ? -1 : 1;
+    }
+    return 0;
+}
+
+/* updates.advance for what every edit is (one client's structs, at most one value range
+ * following the client's earlier ones): True when done, False (nothing changed) when Python
+ * is to do it. */
+static PyObject *advance(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *shape, *clocks, *values;
+    if (!PyArg_ParseTuple(args, "OO!O!", &shape, &PyDict_Type, &clocks, &PyDict_Type, &values)) {
+        return NULL;
+    }
+    if (!PyTuple_Check(shape) || PyTuple_GET_SIZE(shape) != 7) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *clients = PyTuple_GET_ITEM(shape, 0);
+    PyObject *value_ranges = PyTuple_GET_ITEM(shape, 5);
+    if (!PyDict_CheckExact(clients) || PyDict_GET_SIZE(clients) > 1 ||
+        !PyTuple_CheckExact(value_ranges) || PyTuple_GET_SIZE(value_ranges) > 1) {
+        Py_RETURN_FALSE;
+    }
+    PyObject *client = NULL, *range = NULL, *end = NULL;
+    Py_ssize_t pos = 0;
+    if (PyDict_Next(clients, &pos, &client, &range)) {
+        if (!PyTuple_Check(range) || PyTuple_GET_SIZE(range) != 3) {
+            Py_RETURN_FALSE;
+        }
+        end = PyTuple_GET_ITEM(range, 1);
+        long long have = have_of(clocks, client);
+        long long end_clock = clock_of(end);
+        if (have < 0 || end_clock < 0) {
+            Py_RETURN_FALSE;
+        }
+        if (end_clock <= have) {
+            end = NULL; /* the clock stays */
+        }
+    }
+    if (PyTuple_GET_SIZE(value_ranges) == 1) {
+        PyObject *triple = PyTuple_GET_ITEM(value_ranges, 0);
+        if (!PyTuple_CheckExact(triple) || PyTuple_GET_SIZE(triple) != 3) {
+            Py_RETURN_FALSE;
+        }
+        PyObject *value_client = PyTuple_GET_ITEM(triple, 0);
+        PyObject *ranges = PyDict_GetItemWithError(values, value_client);
+        if (ranges == NULL) {
+            if (PyErr_Occurred()) {
+                return NULL;
+            }
+            ranges = PyList_New(0);
+            if (ranges == NULL) {
+                return NULL;
+            }
+            int failed = PyDict_SetItem(values, value_client, ranges);
+            Py_DECREF(ranges); /* the dict holds it */
+            if (failed < 0) {
+                return NULL;
+            }
+        } else if (!PyList_CheckExact(ranges)) {
+            Py_RETURN_FALSE;
+        }
+        int done = extend_ranges(ranges, PyTuple_GET_ITEM(triple, 1), PyTuple_GET_ITEM(triple, 2));
+        if (done < 0) {
+            return NULL;
+        }
+        if (done == 0) {
+            Py_RETURN_FALSE; /* the clock not advanced either: Python does both */
+        }
+    }
+    if (end != NULL && PyDict_SetItem(clocks, client, end) < 0) {
+        return NULL;
+    }
+    Py_RETURN_TRUE;
+}
+
 static int check_tuple_class(PyObject *type, Py_ssize_t fields) {
     if (!PyType_Check(type) || !PyType_IsSubtype((PyTypeObject *)type, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "configure takes two NamedTuple classes");
@@ -610,6 +718,9 @@ static PyMethodDef methods[] = {
     {"check", check, METH_VARARGS,
      "True or False (new structs or not) when a document at the clocks can take an update of "
      "the shape; None when the Python check is to say why not."},
+    {"advance", advance, METH_VARARGS,
+     "Advance the clocks and the value index by an applied update of the shape: True, or "
+     "False (nothing changed) when Python is to do it."},
     {"configure", configure, METH_VARARGS,
      "Set the UpdateShape and ClientRange classes read_small builds."},
     {NULL, NULL, 0, NULL},

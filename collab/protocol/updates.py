@@ -75,6 +75,7 @@ __all__ = [
     "UpdateShape",
     "add_values",
     "admit",
+    "advance",
     "carries_new_structs",
     "misplaced_text",
     "missing_dependencies",
@@ -182,6 +183,26 @@ def add_values(values: dict[int, list[tuple[int, int]]], shape: UpdateShape) -> 
             ranges.append((start, end))
         else:
             bisect.insort(ranges, (start, end))
+
+
+def advance(
+    shape: UpdateShape, clocks: dict[int, int], values: dict[int, list[tuple[int, int]]]
+) -> None:
+    """Record an applied update of `shape` in a document's state vector `clocks` (each
+    client's clock moves to the end of its structs) and in its value index `values`
+    (`add_values`)."""
+    if _native_advance is None or not _native_advance(shape, clocks, values):
+        _advance_in_python(shape, clocks, values)
+
+
+def _advance_in_python(
+    shape: UpdateShape, clocks: dict[int, int], values: dict[int, list[tuple[int, int]]]
+) -> None:
+    if shape.values:
+        add_values(values, shape)
+    for client, structs in shape.clients.items():
+        if structs.end > clocks.get(client, 0):
+            clocks[client] = structs.end
 
 
 def missing_dependencies(shape: UpdateShape, clocks: dict[int, int]) -> str | None:
@@ -499,15 +520,20 @@ def _read_one_item(buf: bytes) -> tuple[UpdateShape, int] | None:
     return shape, kind
 
 
-_NativeCheck = Callable[[UpdateShape, dict[int, int], bool], bool | None]
+class _Native(NamedTuple):
+    read: Callable[[bytes], UpdateShape | None]
+    check: Callable[[UpdateShape, dict[int, int], bool], bool | None]
+    advance: Callable[[UpdateShape, dict[int, int], dict[int, list[tuple[int, int]]]], bool]
 
 
-def _load_native_reader() -> tuple[Callable[[bytes], UpdateShape | None], _NativeCheck] | None:
-    """The C reader of the common updates (`_reader.c`: one string or value item, or
-    deletions alone) and the C check of an update against a document's clocks (`admit`
-    when nothing is missing), or None where the package was installed without a C compiler
-    (or COLLAB_PURE_PYTHON_READER is set): then Python reads and checks every update, with
-    the same rules and results, several times slower."""
+def _load_native() -> _Native | None:
+    """The C versions (`_reader.c`) of what every edit runs: the reader of the common
+    updates (one string or value item, or deletions alone), the check against a document's
+    clocks (`admit` when nothing is missing) and `advance` (one client, values following its
+    earlier ones). Each answers the common case and leaves the rest to the Python above,
+    the reference. None where the package was installed without a C compiler (or
+    COLLAB_PURE_PYTHON_READER is set): then Python does it all, with the same rules and
+    results, several times slower."""
     if os.environ.get("COLLAB_PURE_PYTHON_READER"):
         return None
     try:
@@ -515,10 +541,13 @@ def _load_native_reader() -> tuple[Callable[[bytes], UpdateShape | None], _Nativ
     except ImportError:
         return None
     _reader.configure(UpdateShape, ClientRange)
-    return _reader.read_small, _reader.check
+    return _Native(_reader.read_small, _reader.check, _reader.advance)
 
 
-_native_read, _native_check = _load_native_reader() or (None, None)
+_native = _load_native()
+_native_read = _native.read if _native is not None else None
+_native_check = _native.check if _native is not None else None
+_native_advance = _native.advance if _native is not None else None
 
 
 def read_state_vector(state_vector: bytes) -> dict[int, int]:

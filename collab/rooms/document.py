@@ -35,6 +35,7 @@ from collab.protocol.updates import (
     UpdateShape,
     add_values,
     admit,
+    advance,
     carries_new_structs,
     misplaced_text,
     missing_dependencies,
@@ -378,12 +379,7 @@ class DocumentRoom:
     def _apply_checked(self, update: bytes, shape: UpdateShape) -> bytes | None:
         """`_apply` an update whose dependencies the room has, and advance the room's clocks."""
         applied = self._apply(update)
-        if shape.values:
-            add_values(self._values, shape)
-        clocks = self._clocks
-        for client, structs in shape.clients.items():
-            if structs.end > clocks.get(client, 0):
-                clocks[client] = structs.end
+        advance(shape, self._clocks, self._values)
         return applied
 
     def _size_with(self, update: bytes) -> int:

@@ -439,3 +439,73 @@ def test_the_c_check_leaves_what_it_cannot_read_to_python() -> None:
     assert native_check(shape, {1: 0}, True) is True
     assert native_check(shape, {1: 2}, True) is False
     assert native_check(shape._replace(refs={1: 5}), {1: 2}, True) is None
+
+
+VALUE_INDEXES = st.dictionaries(
+    SHAPE_CLIENTS,
+    st.lists(st.tuples(SMALL_CLOCKS, st.integers(1, 4)), max_size=3).map(
+        lambda pairs: sorted({(start, start + length) for start, length in pairs})
+    ),
+    max_size=3,
+)
+
+
+@st.composite
+def applied_shapes(draw: st.DrawFn) -> UpdateShape:
+    shape = draw(shapes())
+    values = []
+    for client, structs in shape.clients.items():
+        if draw(st.booleans()):
+            values.append((client, structs.start, structs.end))
+    return shape._replace(values=tuple(values))
+
+
+@st.composite
+def edits_after(draw: st.DrawFn) -> tuple[UpdateShape, dict[int, list[tuple[int, int]]]]:
+    """A one-client shape whose value starts at, after or inside the client's last range
+    of the index, as map sets mostly do."""
+    values = draw(VALUE_INDEXES)
+    client = draw(SHAPE_CLIENTS)
+    ranges = values.get(client)
+    last_end = ranges[-1][1] if ranges else 0
+    start = max(0, last_end + draw(st.integers(-2, 2)))
+    end = start + draw(st.integers(1, 3))
+    shape = UpdateShape({client: ClientRange(start, end)}, {}, {}, 0, 1, ((client, start, end),))
+    return shape, values
+
+
+@DIFFERENTIAL
+@given(st.one_of(st.tuples(applied_shapes(), VALUE_INDEXES), edits_after()), CLOCK_VECTORS)
+def test_the_c_advance_agrees_with_python(
+    edit: tuple[UpdateShape, dict[int, list[tuple[int, int]]]], clocks: dict[int, int]
+) -> None:
+    """Clocks and value index after `advance` are what the Python version makes of them,
+    whether the C version did it (and then changed nothing when it declined) or not."""
+    shape, values = edit
+    expected_clocks = dict(clocks)
+    expected_values = {client: list(ranges) for client, ranges in values.items()}
+    updates._advance_in_python(shape, expected_clocks, expected_values)
+    native_advance = updates._native_advance
+    assert native_advance is not None
+    before = (dict(clocks), {client: list(ranges) for client, ranges in values.items()})
+    if not native_advance(shape, clocks, values):
+        assert (clocks, values) == before
+        updates._advance_in_python(shape, clocks, values)
+    assert clocks == expected_clocks
+    assert values == expected_values
+
+
+def test_the_c_advance_takes_the_common_edits() -> None:
+    """A map set after the client's earlier values extends its range; a keystroke moves
+    its clock: both done in C."""
+    native_advance = updates._native_advance
+    assert native_advance is not None
+    clocks = {7: 3}
+    values: dict[int, list[tuple[int, int]]] = {7: [(0, 3)]}
+    map_set = UpdateShape({7: ClientRange(3, 4)}, {7: 2}, {}, 0, 1, ((7, 3, 4),))
+    assert native_advance(map_set, clocks, values) is True
+    assert clocks == {7: 4}
+    assert values == {7: [(0, 4)]}
+    keystroke = UpdateShape({8: ClientRange(0, 1)}, {}, {}, 0, 1, (), ((7, 3),))
+    assert native_advance(keystroke, clocks, values) is True
+    assert clocks == {7: 4, 8: 1}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -172,6 +174,54 @@ def test_text_placed_among_an_arrays_values_is_refused() -> None:
     for update in updates:
         assert isinstance(room.apply_local_update(update, ALICE), Edit)
     assert room.doc.get("meta", type=Map)["title"] == "Plan"
+
+
+# Run in a child process: were pycrdt to loop forever in native code, the timeout ends it.
+_FIRST_ITEM_OF_AN_EMPTY_ARRAY = """
+import sys
+from pycrdt import Array, Doc, Map
+from collab.rooms.document import DocumentRoom
+from collab.rooms.effects import PeerOrigin
+from collab.rooms.mentions import assigned_users
+from collab.rooms.snapshot import document_to_json
+from collab.protocol.updates import read_update
+
+writer = Doc(client_id=5)
+writer.get("meta", type=Map)["assignees"] = Array()
+base = writer.get_update()
+# Text "éa" by client 9 as the first item of that array, its parent named by id (5:0).
+text = bytes.fromhex("010109000400050003c3a96100")
+room = DocumentRoom("w/n")
+alice = PeerOrigin("alice", can_write=True)
+room.apply_local_update(base, alice)
+room.index_values(read_update(room.encode_state()))
+room.apply_local_update(text, alice)
+# A stock client then adds a value next to it.
+writer.apply_update(text)
+before = writer.get_state()
+writer.get("meta", type=Map)["assignees"].append("bob")
+room.apply_local_update(writer.get_update(before), alice)
+print(sorted(assigned_users(room.doc)))
+print(document_to_json(room.encode_state())["meta"]["assignees"])
+"""
+
+
+def test_text_as_the_first_item_of_an_empty_array_reads_as_its_characters() -> None:
+    """Text whose parent is an empty array named by id has no neighbour for the value index
+    to judge. pycrdt reads it as yjs does (one string per character, values added next to
+    it included) and does not loop: the room may take it. Pinned here so that a pycrdt which
+    starts looping on it fails a test instead of freezing a server."""
+    finished = subprocess.run(
+        [sys.executable, "-c", _FIRST_ITEM_OF_AN_EMPTY_ARRAY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assignees, snapshot = finished.stdout.splitlines()[-2:]
+    assert assignees == "['a', 'bob', 'é']"
+    assert snapshot == "['bob', 'é', 'a']"  # pycrdt's append placed "bob" first: as yjs reads it
 
 
 def test_a_loaded_room_knows_its_values_once_indexed() -> None:
