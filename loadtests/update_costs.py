@@ -5,7 +5,8 @@
 
 Measures, on this machine, in this process (bounded: about a minute):
 - `read_update` on typical typing updates of the automerge-paper trace (or its generated
-  stand-in) and on larger shapes;
+  stand-in), a map change and a deletion, with the C reader (where built) and the Python one,
+  and on larger shapes;
 - pycrdt's apply of real shapes: a keystroke, a long offline session (the trace's first
   50,000 edits as one update), the whole trace's state, a plain-text paste;
 - the hostile shape of D1 (n prepends by client 1001, then n by client 1002) for a few n;
@@ -26,12 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pycrdt import Doc, Text
+from pycrdt import Doc, Map, Text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from collab.protocol.updates import read_update  # noqa: E402
+from collab.protocol import updates as updates_module  # noqa: E402
+from collab.protocol.updates import read_update, read_update_in_python  # noqa: E402
 from collab.rooms.document import DocumentRoom  # noqa: E402
 from collab.rooms.effects import ServerOrigin  # noqa: E402
 from collab.rooms.trial import TrialWorker  # noqa: E402
@@ -126,6 +128,21 @@ async def trial_round_trips(big_updates: list[bytes], small: bytes) -> dict[str,
     }
 
 
+def map_set_and_deletion() -> tuple[bytes, bytes]:
+    """A map change of a stock library (a key set again: one value, one deletion) and a
+    deletion of two characters."""
+    doc: Doc = Doc()
+    captured: list[bytes] = []
+    doc.observe(lambda event: captured.append(event.update))
+    meta = doc.get("meta", type=Map)
+    meta["title"] = "Weekly plan"
+    meta["title"] = "Weekly plan (draft)"
+    text = doc.get("body", type=Text)
+    text += "hello world"
+    del text[2:4]
+    return captured[1], captured[-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
@@ -137,9 +154,20 @@ def main() -> None:
     results: dict[str, Any] = {"trace": "real" if is_real_trace(path) else "generated"}
 
     typing = [u for u in updates[:5000] if 20 <= len(u) <= 40]
+    map_set, deletion = map_set_and_deletion()
     results["read_update_us"] = {
         "typing_update_median_bytes": statistics.median(len(u) for u in typing),
+        # read_update: the C reader where it was built (None: this install has none)
+        "c_reader_built": updates_module._native_read is not None,
         "typing_update": per_call_us(read_update, typing[len(typing) // 2], READ_REPEATS),
+        "map_set": per_call_us(read_update, map_set, READ_REPEATS),
+        "deletion": per_call_us(read_update, deletion, READ_REPEATS),
+        # the pure-Python reader, the reference (what an install without a C compiler runs)
+        "python_typing_update": per_call_us(
+            read_update_in_python, typing[len(typing) // 2], READ_REPEATS
+        ),
+        "python_map_set": per_call_us(read_update_in_python, map_set, READ_REPEATS),
+        "python_deletion": per_call_us(read_update_in_python, deletion, READ_REPEATS),
     }
     offline = doc_state_of(updates[:OFFLINE_EDITS])
     state = doc.get_update()

@@ -58,7 +58,6 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-import os
 import re
 from collections.abc import Callable
 from typing import NamedTuple
@@ -531,11 +530,8 @@ def _load_native() -> _Native | None:
     updates (one string or value item, or deletions alone), the check against a document's
     clocks (`admit` when nothing is missing) and `advance` (one client, values following its
     earlier ones). Each answers the common case and leaves the rest to the Python above,
-    the reference. None where the package was installed without a C compiler (or
-    COLLAB_PURE_PYTHON_READER is set): then Python does it all, with the same rules and
-    results, several times slower."""
-    if os.environ.get("COLLAB_PURE_PYTHON_READER"):
-        return None
+    the reference. None where the package was installed without a C compiler: then Python
+    does it all, with the same rules and results, several times slower."""
     try:
         from collab.protocol import _reader
     except ImportError:

@@ -38,8 +38,7 @@ native_read = updates._native_read
 if native_read is None:  # pragma: no cover - the assertion below says why
     pytest.fail(
         "the C update reader (collab.protocol._reader) was not built: install with a C "
-        "compiler and the Python headers (pip install -e '.[test]' builds it), and do not "
-        "set COLLAB_PURE_PYTHON_READER for the tests",
+        "compiler and the Python headers (pip install -e '.[test]' builds it)",
         pytrace=False,
     )
 
