@@ -189,12 +189,12 @@ class _CollabCollector(Collector):
         yield _histogram(
             "collab_store_flush_seconds",
             "Time of one store transaction appending a batch of updates.",
-            rooms.flush_time,
+            rooms.commit.flush_time,
         )
         yield CounterMetricFamily(
             "collab_store_flush_failures",
             "Store writes (appends and compactions) that failed and will be retried.",
-            rooms.store_failures,
+            rooms.commit.store_failures,
         )
         yield GaugeMetricFamily(
             "collab_store_backlog_updates",

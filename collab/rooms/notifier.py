@@ -25,7 +25,7 @@ from pycrdt import Map
 
 from collab.bus.base import Bus
 from collab.errors import StoreError
-from collab.rooms.manager import LiveRoom, RoomManager
+from collab.rooms.live import DocumentChange, LiveRoom
 from collab.rooms.mentions import assigned_users, mentioned_users
 from collab.store.notifications import NewNotification, Notification, NotificationStore
 from collab.tasks import cancel_and_wait
@@ -76,13 +76,11 @@ class Notifier:
         self,
         store: NotificationStore,
         bus: Bus,
-        rooms: RoomManager | None = None,
         *,
         check_interval_s: float = 1.0,
     ) -> None:
         self._store = store
         self._bus = bus
-        self._rooms = rooms
         self._check_interval_s = check_interval_s
         self._deliveries: dict[str, dict[str, _Delivery]] = {}
         # Caches of what the store already holds, insertion-ordered so that the oldest entry
@@ -91,12 +89,9 @@ class Notifier:
         self._claimed_keys: dict[str, None] = {}
         # Notes changed since the last check, with who changed them last; one timer checks
         # them all, so a thousand busy notes cost one wakeup per interval, not a thousand.
-        self._changed: dict[str, str | None] = {}
+        self._changed: dict[str, tuple[LiveRoom, str | None]] = {}
         self._next_check: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-
-    def bind_rooms(self, rooms: RoomManager) -> None:
-        self._rooms = rooms
 
     async def close(self) -> None:
         if self._next_check is not None:
@@ -267,9 +262,13 @@ class Notifier:
 
     # -- notes notifying people --------------------------------------------------------------
 
-    def document_changed(self, live: LiveRoom, actor: str | None) -> None:
-        """A local change of a note: check its mentions and assignees soon (coalesced)."""
-        self._changed[live.room_id] = actor
+    def document_changed(self, change: DocumentChange) -> None:
+        """A change of a note (a room's change listener): when it was made here, check the
+        note's mentions and assignees soon (coalesced). Changes made on other instances are
+        theirs to check."""
+        if not change.local:
+            return
+        self._changed[change.live.room_id] = (change.live, change.actor)
         if self._next_check is None:
             self._next_check = asyncio.get_running_loop().call_later(
                 self._check_interval_s, self._check_changed_notes
@@ -278,9 +277,10 @@ class Notifier:
     def _check_changed_notes(self) -> None:
         self._next_check = None
         changed, self._changed = self._changed, {}
-        for room_id, actor in changed.items():
-            live = self._rooms.get(room_id) if self._rooms is not None else None
-            if live is None:
+        for room_id, (live, actor) in changed.items():
+            if live.dropped:
+                # Unloaded since: a room unloads grace_s (10 s) after its last holder left,
+                # long after the check its last change asked for.
                 continue
             try:
                 wanted = _wanted_notifications(live, actor)

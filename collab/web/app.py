@@ -102,10 +102,10 @@ def create_app(
     app[NOTIFICATIONS] = cast(NotificationStore, app[STORE])
     notifier = Notifier(app[NOTIFICATIONS], app[BUS])
     app[NOTIFIER] = notifier
+    # The change listeners, in the order they are told of each change.
     app[ROOMS] = RoomManager(
-        app[STORE], app[BUS], room_limits(settings), on_change=notifier.document_changed
+        app[STORE], app[BUS], room_limits(settings), listeners=[notifier.document_changed]
     )
-    notifier.bind_rooms(app[ROOMS])
     app[PRESENCE_STORE] = (
         presence_store if presence_store is not None else _create_presence_store(settings)
     )

@@ -73,3 +73,45 @@ async def test_a_lost_push_is_recovered_by_the_resync_replay_without_duplicates(
     assert len(client.ids()) == 2
     assert client.events[-1]["type"] == "notifications.synced"
     assert client.events[-1]["last_id"] == pushed.id
+
+
+async def test_mentions_are_checked_for_changes_made_here_only() -> None:
+    """A note changed on this instance is checked for mentions and its member notified; the
+    same note changed on another instance (told here as a change not made here) is that
+    instance's to check: nothing is notified from here."""
+    from pycrdt import Doc, XmlElement, XmlFragment, XmlText
+
+    from collab.rooms.document import DocumentRoom
+    from collab.rooms.live import DocumentChange, LiveRoom
+
+    store = MemoryStore()
+    await store.open()
+    bus = MemoryBus()
+    await bus.start()
+    notifier = Notifier(store, bus, check_interval_s=0.01)
+    await store.record_member("w1", "u2", "U2")
+    await store.record_member("w1", "u3", "U3")
+    client = FakeClient("u2")
+    await notifier.attach(client, 0)
+    other = FakeClient("u3")
+    await notifier.attach(other, 0)
+
+    def note_mentioning(user: str, note_id: str) -> LiveRoom:
+        doc: Doc[Any] = Doc()
+        doc.get("body", type=XmlFragment).children.append(
+            XmlElement("paragraph", {}, [XmlText(f"hi @{user}")])
+        )
+        room = DocumentRoom(f"w1/{note_id}")
+        room.doc.apply_update(doc.get_update())
+        return LiveRoom(room)
+
+    notifier.document_changed(DocumentChange(note_mentioning("u3", "n2"), "u1", local=False))
+    assert notifier._changed == {}  # nothing to check: no timer, no store round trip
+    assert notifier._next_check is None
+    notifier.document_changed(DocumentChange(note_mentioning("u2", "n1"), "u1", local=True))
+
+    await eventually(lambda: client.ids() != [], what="the local change's mention notified")
+    notified = [e["notification"] for e in client.events if e["type"] == "notification"]
+    assert [(n["kind"], n["payload"]["note"]) for n in notified] == [("mention", "n1")]
+    await notifier.close()
+    assert await store.list_notifications("u3", after_id=0, limit=10) == []

@@ -1,0 +1,190 @@
+"""Group commit: the applied updates of every room reach the store in batches.
+
+Applied updates queue per room (`note`); one flusher task appends them to the store in one
+transaction every `flush_interval_s` after the first change, or as soon as
+`flush_max_batch` are waiting, and compacts a room's log into a snapshot once it reaches
+`compact_after_updates` (or when the room's document holds changes the log lacks). A store
+failure keeps everything queued and retries with a growing delay; a room whose backlog
+passes `max_pending_per_room` collapses it into "write a snapshot", so memory stays bounded
+by the documents, not by the outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from collab.errors import StoreError
+from collab.observability.counters import LatencyHistogram
+from collab.rooms.live import LiveRoom, RoomLimits
+from collab.store.base import Store
+from collab.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+STORE_RETRY_MAX_S = 5.0
+
+
+class GroupCommit:
+    """Writes the rooms' applied updates to `store` in batches; see the module docstring.
+
+    `store_healthy`, `store_failures` and `flush_time` are read by the metrics collector and
+    `/readyz`; loading a room reports its store result here too (`note_store_result`)."""
+
+    def __init__(self, store: Store, limits: RoomLimits) -> None:
+        self._store = store
+        self._limits = limits
+        self._dirty: dict[str, LiveRoom] = {}
+        self._pending_count = 0
+        self._wakeup = asyncio.Event()
+        # Armed by the first change after a flush (or by a failed flush, for its retry): an
+        # idle server has no flush timer, a busy one one per interval.
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self.store_healthy = True
+        self.store_failures = 0
+        self.flush_time = LatencyHistogram()
+
+    @property
+    def pending_updates(self) -> int:
+        """Applied updates not yet written to the store."""
+        return self._pending_count
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._dirty)
+
+    def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_loop(), name="room-flusher")
+
+    async def stop(self) -> None:
+        """Stop the flusher and its timer; what is queued stays queued (`flush` writes it)."""
+        await cancel_and_wait([self._flusher])
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def note(self, live: LiveRoom, update: bytes) -> None:
+        """Queue an update applied to `live` (on the path of every edit)."""
+        self._dirty[live.room_id] = live
+        if self._timer is None:
+            self._flush_in(self._limits.flush_interval_s)
+        if len(live.pending) >= self._limits.max_pending_per_room:
+            # The store is down or slow. The document itself holds every update, so the
+            # backlog collapses into "write a snapshot" and memory stays bounded by documents.
+            self._pending_count -= len(live.pending)
+            live.pending.clear()
+            live.unsaved_state = True
+            log.warning(
+                "room %s: store backlog over its bound; a snapshot will be written", live.room_id
+            )
+            return
+        live.pending.append(update)
+        self._pending_count += 1
+        if self._pending_count >= self._limits.flush_max_batch:
+            self._wakeup.set()
+
+    def forget(self, live: LiveRoom) -> None:
+        """Stop tracking a room that is being dropped (after its final flush)."""
+        self._dirty.pop(live.room_id, None)
+
+    def note_store_result(self, ok: bool) -> None:
+        """Another use of the store (loading a room) succeeded or failed."""
+        if not ok:
+            self.store_healthy = False
+        elif not self._dirty:
+            self.store_healthy = True
+
+    def _flush_in(self, delay_s: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay_s, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._timer = None
+        self._wakeup.set()
+
+    async def _flush_loop(self) -> None:
+        """Flush when the timer armed by a change is due, or at once when `flush_max_batch`
+        updates wait; after a store failure, retry with a growing delay."""
+        retry_s = 0.0
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._dirty:
+                continue
+            try:
+                await self.flush()
+                retry_s = 0.0
+            except StoreError as error:
+                retry_s = min(
+                    max(retry_s * 2, self._limits.flush_interval_s * 2, 0.2), STORE_RETRY_MAX_S
+                )
+                log.warning("store write failed, retrying in %.1f s: %s", retry_s, error)
+                # Replaces the timer a change may have armed meanwhile: the retry waits.
+                self._flush_in(retry_s)
+
+    async def flush(self) -> None:
+        """Write every pending update (in batches of `flush_max_batch`), then compact rooms
+        whose log grew past the threshold or whose backlog collapsed. Raises `StoreError`;
+        nothing is dropped on failure."""
+        async with self._lock:
+            while self._dirty:
+                batch: list[tuple[str, bytes]] = []
+                taken: list[tuple[LiveRoom, int]] = []
+                for live in list(self._dirty.values()):
+                    room_budget = self._limits.flush_max_batch - len(batch)
+                    if room_budget <= 0:
+                        break
+                    updates = live.pending[:room_budget]
+                    batch.extend((live.room_id, update) for update in updates)
+                    taken.append((live, len(updates)))
+                if batch:
+                    await self._append(batch)
+                for live, count in taken:
+                    del live.pending[:count]
+                    live.logged_updates += count
+                    self._pending_count -= count
+                for live, _ in taken:
+                    if (
+                        live.unsaved_state
+                        or live.logged_updates >= self._limits.compact_after_updates
+                    ):
+                        await self.compact(live)
+                        # A compaction merges up to `compact_after_updates` updates on the
+                        # event loop, and busy rooms reach the threshold together: let the
+                        # edits waiting meanwhile through between two compactions.
+                        await asyncio.sleep(0)
+                    if not live.pending:
+                        self._dirty.pop(live.room_id, None)
+
+    async def _append(self, batch: list[tuple[str, bytes]]) -> None:
+        started = time.perf_counter()
+        try:
+            await self._store.append_updates(batch)
+        except StoreError:
+            self.store_healthy = False
+            self.store_failures += 1
+            raise
+        self.store_healthy = True
+        elapsed_s = time.perf_counter() - started
+        self.flush_time.observe(elapsed_s)
+        log.debug("flushed %d updates in %.1f ms", len(batch), elapsed_s * 1e3)
+
+    async def compact(self, live: LiveRoom) -> None:
+        """Merge the room's whole state into the stored snapshot and drop its log."""
+        if live.logged_updates == 0 and not live.unsaved_state:
+            return
+        # Cleared before the await: a change arriving meanwhile sets it again.
+        live.unsaved_state = False
+        try:
+            await self._store.compact(live.room_id, live.room.encode_state())
+        except StoreError:
+            live.unsaved_state = True
+            self.store_healthy = False
+            self.store_failures += 1
+            raise
+        self.store_healthy = True
+        live.logged_updates = 0

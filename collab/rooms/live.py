@@ -1,0 +1,78 @@
+"""A loaded room as the manager holds it (`LiveRoom`), the limits every room runs under
+(`RoomLimits`), and what a document-change listener is told (`DocumentChange`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from collab.rooms.document import DocumentRoom
+from collab.rooms.peer import Peer
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    flush_interval_s: float = 0.1
+    flush_max_batch: int = 512
+    compact_after_updates: int = 1000
+    grace_s: float = 10.0
+    max_awareness_state_bytes: int = 64 * 1024
+    max_document_bytes: int = 0
+    max_pending_per_room: int = 10_000
+    awareness_timeout_s: float = 30.0
+    max_apply_s: float = 0.1
+    apply_s_per_s: float = 0.25
+    apply_burst_s: float = 1.0
+    throttle_s: float = 60.0
+
+
+@dataclass(eq=False)
+class LiveRoom:
+    """A loaded room with its local peers and the updates not yet in the store."""
+
+    room: DocumentRoom
+    peers: dict[str, Peer] = field(default_factory=dict)
+    holders: int = 0
+    pending: list[bytes] = field(default_factory=list)
+    logged_updates: int = 0
+    # The document holds changes neither the log nor `pending` has (updates from other
+    # instances, or a backlog collapsed while the store was down): compaction writes them.
+    unsaved_state: bool = False
+    unload_timer: asyncio.TimerHandle | None = None
+    unloading: asyncio.Task[None] | None = None
+    # Set once the room is unloaded: its document is no longer the note's.
+    dropped: bool = False
+    # Bus frames that arrived while a large bus update was read in the trial worker, and
+    # whether some were dropped for going over MAX_BUS_BACKLOG (then a resync follows).
+    bus_backlog: list[bytes] | None = None
+    bus_resync_due: bool = False
+    # Digests of large updates the room took whole, most recent last (see `_edit_tried`).
+    known_updates: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
+
+    @property
+    def room_id(self) -> str:
+        return self.room.room_id
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentChange:
+    """A change applied to a room's document, as listeners get it.
+
+    - `live`: the room (its document already holds the change);
+    - `actor`: the user who made it, when known (None for the server's own changes and for
+      changes that came from another instance);
+    - `local`: whether it was made on this instance (by one of its clients, or a REST
+      request it served), which then logs it to the store as its own update. Each change is
+      local to exactly one instance; listeners that must act once per change across
+      instances (notifications, the catalog) act on local changes only."""
+
+    live: LiveRoom
+    actor: str | None
+    local: bool
+
+
+ChangeListener = Callable[[DocumentChange], None]
+"""Told of every change applied to a loaded room, in registration order, on the event loop:
+it must not block (listeners that do I/O schedule it)."""
