@@ -11,6 +11,7 @@ The store, not the bus, is the source of truth.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 MessageHandler = Callable[[str, bytes], None]
@@ -18,6 +19,18 @@ MessageHandler = Callable[[str, bytes], None]
 
 ResyncHandler = Callable[[str], None]
 """Called with `room_id` when messages of that room may have been lost."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusStats:
+    """What a bus counted since it started, as `/metrics` reports it. A backend that cannot
+    see something (the in-process bus never reconnects) reports 0 for it."""
+
+    published: int = 0  # messages this instance published
+    received: int = 0  # messages from other instances received
+    dropped_publishes: int = 0  # dropped before reaching the bus (queue full or refused)
+    gaps_detected: int = 0  # gaps seen in another instance's message sequence
+    reconnects: int = 0  # reconnections to the backend
 
 
 class Bus(Protocol):
@@ -46,3 +59,6 @@ class Bus(Protocol):
 
     async def ping(self) -> None:
         """Raise `BusError` unless the bus is connected and delivering (used by `/readyz`)."""
+
+    def stats(self) -> BusStats:
+        """The counters `/metrics` reports."""

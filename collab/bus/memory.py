@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from collab.bus.base import MessageHandler, ResyncHandler
+from collab.bus.base import BusStats, MessageHandler, ResyncHandler
 from collab.errors import BusError
 
 
@@ -24,9 +24,11 @@ class MemoryBus:
         self._broker = broker or MemoryBroker()
         self._handlers: dict[str, MessageHandler] = {}
         self._started = False
-        # Read by `/metrics`, like RedisBus's counters of the same names.
         self.published = 0
         self.received = 0
+
+    def stats(self) -> BusStats:
+        return BusStats(published=self.published, received=self.received)
 
     async def start(self) -> None:
         self._broker.buses.add(self)

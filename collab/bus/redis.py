@@ -42,7 +42,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from collab.bus.base import MessageHandler, ResyncHandler
+from collab.bus.base import BusStats, MessageHandler, ResyncHandler
 from collab.bus.envelope import Outbox, SequenceTracker, decode_envelope
 from collab.bus.envelope import encode_instance_id as encode_instance_id_bytes
 from collab.bus.redis_session import (
@@ -287,6 +287,15 @@ class RedisBus:
                 len(self._outbox),
             )
         self._queue_nonempty.set()
+
+    def stats(self) -> BusStats:
+        return BusStats(
+            published=self.published,
+            received=self.received,
+            dropped_publishes=self.dropped_publishes,
+            gaps_detected=self.gaps_detected,
+            reconnects=self.reconnects,
+        )
 
     async def ping(self) -> None:
         if not self._started or self._closed:

@@ -1,1 +1,4 @@
-"""Observability: Prometheus metrics at `/metrics`, request and connection ids, JSON logs."""
+"""Observability leaves: counters the per-message paths add to (`counters`) and the logging
+setup with request and connection ids (`logging`). They import nothing of collab's, so every
+layer may use them; what reads them for `/metrics`, and the HTTP middleware, live in the web
+layer (`collab.web.metrics`, `collab.web.observability`, `collab.web.rejections`)."""

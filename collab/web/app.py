@@ -11,7 +11,6 @@ from aiohttp import web
 from collab.auth import TokenVerifier
 from collab.bus.base import Bus
 from collab.bus.memory import MemoryBus
-from collab.observability.http import setup_observability
 from collab.presence.base import PresenceStore
 from collab.presence.memory import MemoryPresenceStore
 from collab.presence.registry import LocalPresence
@@ -31,21 +30,26 @@ from collab.web.errors import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES, js
 from collab.web.jwks import fetch_keys_for_unknown_kids, setup_jwks
 from collab.web.keys import (
     BUS,
+    CONNECTIONS,
+    LIVENESS,
     NOTIFICATIONS,
     NOTIFIER,
     PRESENCE,
     PRESENCE_STORE,
+    REQUEST_LIMITS,
     ROOMS,
+    SESSIONS,
     SETTINGS,
     STORE,
     VERIFIER,
 )
-from collab.web.limits import CONNECTIONS, ConnectionCounter, connection_slots
-from collab.web.liveness import LIVENESS, Liveness
-from collab.web.rest_limits import REQUEST_LIMITS, RequestLimits, request_limits
+from collab.web.limits import ConnectionCounter, connection_slots
+from collab.web.liveness import Liveness
+from collab.web.observability import setup_observability
+from collab.web.rest_limits import RequestLimits, request_limits
 from collab.web.revocations import setup_revocations
 from collab.web.security import add_security_headers, cors_and_gzip
-from collab.web.sessions import SESSIONS, Sessions
+from collab.web.sessions import Sessions
 from collab.web.ws_docs import ws_docs
 from collab.web.ws_live import ws_live
 

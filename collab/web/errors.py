@@ -19,13 +19,13 @@ from collab.errors import (
     ProtocolError,
     RoomUnavailable,
 )
-from collab.observability.rejections import (
+from collab.rooms.budget import ApplyBudgetExceeded
+from collab.rooms.trial import UpdateTooCostly
+from collab.web.rejections import (
     REJECTION_STATUSES,
     auth_failure_reason,
     note_rejection,
 )
-from collab.rooms.budget import ApplyBudgetExceeded
-from collab.rooms.trial import UpdateTooCostly
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from aiohttp import web
 from collab.auth import TokenVerifier
 from collab.auth_keys import parse_jwks
 from collab.tasks import cancel_and_wait
-from collab.web.keys import SETTINGS, VERIFIER
+from collab.web.keys import JWKS, SETTINGS, VERIFIER
 from collab.web.requests import offered_token
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,6 @@ class JwksFetcher:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-JWKS = web.AppKey("jwks", JwksFetcher)
 
 
 @web.middleware

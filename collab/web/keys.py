@@ -1,6 +1,11 @@
-"""Typed keys for the application state, set once by `create_app`."""
+"""Typed keys for the application state, set once by `create_app`: all of them here.
+
+The web layer's own services are named for the type checker only (`TYPE_CHECKING`): their
+modules read keys from here, so importing them here at run time would be a cycle."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,6 +19,15 @@ from collab.settings import Settings
 from collab.store.base import Store
 from collab.store.notifications import NotificationStore
 
+if TYPE_CHECKING:
+    from collab.web.jwks import JwksFetcher
+    from collab.web.limits import ConnectionCounter
+    from collab.web.liveness import Liveness
+    from collab.web.metrics import Metrics
+    from collab.web.rest_limits import RequestLimits
+    from collab.web.revocations import RevocationService
+    from collab.web.sessions import Sessions
+
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", Bus)
@@ -23,3 +37,10 @@ NOTIFICATIONS = web.AppKey("notifications", NotificationStore)
 NOTIFIER = web.AppKey("notifier", Notifier)
 PRESENCE = web.AppKey("presence", PresenceHub)
 PRESENCE_STORE = web.AppKey("presence_store", PresenceStore)
+REQUEST_LIMITS: web.AppKey[RequestLimits] = web.AppKey("request_limits")
+SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
+CONNECTIONS: web.AppKey[ConnectionCounter] = web.AppKey("connections")
+JWKS: web.AppKey[JwksFetcher] = web.AppKey("jwks")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+REVOCATION_SERVICE: web.AppKey[RevocationService] = web.AppKey("revocation_service")
+LIVENESS: web.AppKey[Liveness] = web.AppKey("liveness")

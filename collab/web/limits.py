@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from collab.errors import CollabError
-from collab.observability.rejections import note_rejection
 from collab.settings import IPNetwork, Settings
 from collab.web.errors import Handler, error_response
+from collab.web.keys import CONNECTIONS
+from collab.web.rejections import note_rejection
 from collab.web.websocket import ServerWebSocket
 
 # Sockets close on their own schedule; a refused client should not hammer the instance.
@@ -309,9 +310,6 @@ class ConnectionCounter:
             self._user_rates.pop(slot.user_id, None)
         if slot.ip is not None:
             _decrement(self._ips, slot.ip)
-
-
-CONNECTIONS = web.AppKey("connections", ConnectionCounter)
 
 
 @web.middleware

@@ -18,8 +18,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from collab.protocol.websocket import OPCODE_PING, encode_frame
 
 if TYPE_CHECKING:
@@ -110,6 +108,3 @@ class Liveness:
         while True:
             await asyncio.sleep(self.interval_s / 2)
             self.sweep()
-
-
-LIVENESS = web.AppKey("liveness", Liveness)

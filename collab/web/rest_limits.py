@@ -26,11 +26,11 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 
 from collab.errors import AuthError, CollabError
-from collab.observability.rejections import note_rejection
 from collab.settings import Settings
 from collab.web.errors import Handler, error_response
-from collab.web.keys import VERIFIER
+from collab.web.keys import REQUEST_LIMITS, VERIFIER
 from collab.web.limits import ConnectionCounter, Counted, Slot, TooManyConnections
+from collab.web.rejections import note_rejection
 from collab.web.requests import offered_token
 
 API_PREFIX = "/api/"
@@ -151,9 +151,6 @@ class RequestLimits:
         )
         content.on_eof(timer.cancel)
         return timer
-
-
-REQUEST_LIMITS = web.AppKey("request_limits", RequestLimits)
 
 
 @web.middleware

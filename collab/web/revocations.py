@@ -28,9 +28,9 @@ from collab.protocol.close_codes import CloseCode
 from collab.revocations import RevocationList
 from collab.store.revocations import RevocationStore
 from collab.tasks import cancel_and_wait
-from collab.web.keys import BUS, SETTINGS, STORE, VERIFIER
+from collab.web.keys import BUS, REVOCATION_SERVICE, SESSIONS, SETTINGS, STORE, VERIFIER
 from collab.web.requests import offered_token, require_json
-from collab.web.sessions import REVOKED_REASON, SESSIONS, Sessions
+from collab.web.sessions import REVOKED_REASON, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,6 @@ class RevocationService:
         self._revocations.replace_all({user: t.timestamp() for user, t in active.items()})
         for user_id, until in active.items():
             self._apply(user_id, until.timestamp())
-
-
-REVOCATION_SERVICE = web.AppKey("revocation_service", RevocationService)
 
 
 def parse_until(raw: object, now: float) -> float:

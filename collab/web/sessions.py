@@ -13,8 +13,6 @@ import logging
 import time
 from typing import Literal
 
-from aiohttp import web
-
 from collab.auth import Identity, TokenVerifier
 from collab.errors import AuthError, ForbiddenError, ProtocolError, UnsupportedMessage
 from collab.protocol.close_codes import CloseCode
@@ -150,9 +148,6 @@ class Sessions:
 
     def __len__(self) -> int:
         return sum(len(group) for group in self._by_user.values())
-
-
-SESSIONS = web.AppKey("sessions", Sessions)
 
 
 async def refresh_docs_connection(session: TokenSession, frame: bytes, workspace_id: str) -> bool:

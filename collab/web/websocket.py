@@ -42,7 +42,8 @@ from collab.protocol.websocket import (
     valid_client_key,
 )
 from collab.protocol.ws_deflate import Inflater, negotiate
-from collab.web.liveness import LIVENESS, Liveness, Watched
+from collab.web.keys import LIVENESS
+from collab.web.liveness import Liveness, Watched
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from collab.protocol.websocket import OPCODE_BINARY
 from collab.rooms.manager import LiveRoom
 from collab.rooms.peer import Coalescing, OutboxLimits, Peer
 from collab.tasks import spawn
-from collab.web.keys import NOTIFIER, PRESENCE, ROOMS, SETTINGS
-from collab.web.limits import CONNECTIONS, MessageRate, Slot
+from collab.web.keys import CONNECTIONS, NOTIFIER, PRESENCE, ROOMS, SESSIONS, SETTINGS
+from collab.web.limits import MessageRate, Slot
 from collab.web.requests import authenticate, check_origin, room_of
-from collab.web.sessions import SESSIONS, TokenSession, refresh_docs_connection
+from collab.web.sessions import TokenSession, refresh_docs_connection
 from collab.web.websocket import ServerWebSocket, accept_websocket, check_upgrade
 
 log = logging.getLogger(__name__)

@@ -22,16 +22,15 @@ from collab.auth import Identity
 from collab.errors import AuthError, StoreError
 from collab.observability.counters import LiveTraffic
 from collab.observability.logging import conn_id_var
-from collab.observability.metrics import METRICS
 from collab.presence.base import MAX_STATUS_CHARS
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
 from collab.rooms.peer import OutboxLimits, Peer
 from collab.tasks import spawn
-from collab.web.keys import NOTIFIER, PRESENCE, SETTINGS
-from collab.web.limits import CONNECTIONS, MessageRate, Slot
+from collab.web.keys import CONNECTIONS, METRICS, NOTIFIER, PRESENCE, SESSIONS, SETTINGS
+from collab.web.limits import MessageRate, Slot
 from collab.web.requests import authenticate, check_origin
-from collab.web.sessions import SESSIONS, RefreshRefused, TokenSession
+from collab.web.sessions import RefreshRefused, TokenSession
 from collab.web.websocket import ServerWebSocket, accept_websocket, check_upgrade
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,7 @@ from pycrdt import Doc, Text, create_update_message
 
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import AwarenessEntry, encode_awareness
-from collab.web.keys import PRESENCE, ROOMS
-from collab.web.limits import CONNECTIONS
+from collab.web.keys import CONNECTIONS, PRESENCE, ROOMS
 from tests.conftest import RunningServer, StartServer, make_settings
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient, assert_room_still_syncs

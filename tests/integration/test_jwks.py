@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from collab.settings import Settings
-from collab.web.jwks import JWKS
+from collab.web.keys import JWKS
 from tests.conftest import RunningServer, StartServer, make_settings
 from tests.unit.test_auth import claims
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from pycrdt import Doc, Text
 
-from collab.web.rest_limits import REQUEST_LIMITS
+from collab.web.keys import REQUEST_LIMITS
 from tests.conftest import RunningServer, StartServer, make_settings
 from tests.support.waiting import eventually, scaled
 

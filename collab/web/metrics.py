@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -208,10 +207,9 @@ class _CollabCollector(Collector):
         )
 
     def _bus_metrics(self) -> Iterator[Metric]:
+        stats = self._bus.stats()
         for attribute, name, documentation in _BUS_COUNTERS:
-            value = getattr(self._bus, attribute, None)
-            if isinstance(value, int):
-                yield CounterMetricFamily(name, documentation, value)
+            yield CounterMetricFamily(name, documentation, getattr(stats, attribute))
         yield CounterMetricFamily(
             "collab_bus_resyncs",
             "Document resyncs with other instances after messages may have been lost.",
@@ -265,6 +263,3 @@ def _histogram(name: str, documentation: str, histogram: LatencyHistogram) -> Me
     family = HistogramMetricFamily(name, documentation, unit="")
     family.add_metric([], histogram.cumulative(), histogram.sum)
     return family
-
-
-METRICS = web.AppKey("metrics", Metrics)

@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 
 from collab.errors import AuthError, ForbiddenError
-from collab.observability.metrics import METRICS
+from collab.web.keys import METRICS
 
 log = logging.getLogger(__name__)
 
