@@ -15,7 +15,13 @@ import pycrdt
 
 from collab.errors import StoreError
 from collab.store.base import StoredDocument
-from collab.store.memory import (
+from collab.store.migrations import (
+    POSTGRES_DRIVER_ERRORS,
+    apply_postgres_migrations,
+    describe_driver_error,
+)
+from collab.store.notifications import NewNotification, Notification
+from collab.store.rows import (
     clamp_after_id,
     decode_payload,
     encode_payload,
@@ -23,12 +29,6 @@ from collab.store.memory import (
     page_size,
     requested_ids,
 )
-from collab.store.migrations import (
-    POSTGRES_DRIVER_ERRORS,
-    apply_postgres_migrations,
-    describe_driver_error,
-)
-from collab.store.notifications import NewNotification, Notification
 
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 10.0

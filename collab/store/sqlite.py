@@ -17,7 +17,9 @@ import pycrdt
 
 from collab.errors import StoreError
 from collab.store.base import StoredDocument
-from collab.store.memory import (
+from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
+from collab.store.notifications import NewNotification, Notification
+from collab.store.rows import (
     clamp_after_id,
     decode_payload,
     encode_payload,
@@ -25,8 +27,6 @@ from collab.store.memory import (
     page_size,
     requested_ids,
 )
-from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
-from collab.store.notifications import NewNotification, Notification
 
 # Another process (a second server, a backup) may hold the write lock for a moment.
 BUSY_TIMEOUT_MS = 5_000
