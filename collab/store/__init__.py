@@ -1,4 +1,5 @@
-"""Document storage: the `Store` interface, its backends, and `create_store` to pick one."""
+"""Storage: the `Database` interface (documents, notifications, revocations), its backends,
+and `create_store` to pick one."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import re
 
 from collab.errors import ConfigError
 from collab.store.base import Store, StoredDocument
+from collab.store.database import Database
 from collab.store.memory import MemoryStore
 from collab.store.postgres import PostgresStore
 from collab.store.sqlite import SqliteStore
 
 __all__ = [
+    "Database",
     "MemoryStore",
     "PostgresStore",
     "SqliteStore",
@@ -26,8 +29,8 @@ ACCEPTED_URL_FORMS = (
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 
 
-def create_store(database_url: str) -> Store:
-    """Return an unopened store for `database_url`; raise `ConfigError` for any other URL.
+def create_store(database_url: str) -> Database:
+    """Return an unopened backend for `database_url`; raise `ConfigError` for any other URL.
 
     The URL is never echoed in messages: a database URL may carry a password.
     """

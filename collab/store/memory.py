@@ -22,8 +22,8 @@ from collab.store.rows import (
 
 
 class MemoryStore:
-    """A `Store` and `NotificationStore` in process memory; everything survives `close()` +
-    `open()` but not the process. Timestamps are formatted by `format_timestamp`.
+    """A `Database` in process memory; everything survives `close()` + `open()` but not the
+    process. Timestamps are formatted by `format_timestamp`.
 
     Like a real backend it refuses calls before `open()` and after `close()` (`StoreError`).
 

@@ -1,6 +1,6 @@
 """The `NotificationStore` interface: durable, user-targeted notifications and workspace members.
 
-Implemented by the same backends as `Store` (memory, SQLite, Postgres), in the same database.
+Part of `Database`: every backend (memory, SQLite, Postgres) keeps them beside the documents.
 Ids are assigned by the store, increase with creation order per store, and are what clients
 replay from ("everything after id N").
 """

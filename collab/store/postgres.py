@@ -1,5 +1,4 @@
-"""`PostgresStore`: documents and notifications in a PostgreSQL database shared by every
-server instance."""
+"""`PostgresStore`: the `Database` in a PostgreSQL database shared by every server instance."""
 
 from __future__ import annotations
 
@@ -46,8 +45,7 @@ _CLOSE_ERRORS: tuple[type[Exception], ...] = (*POSTGRES_DRIVER_ERRORS, TimeoutEr
 
 
 class PostgresStore:
-    """A `Store` and `NotificationStore` in the PostgreSQL database at `dsn`, through an
-    asyncpg pool.
+    """A `Database` in the PostgreSQL database at `dsn`, through an asyncpg pool.
 
     Several instances may share the database: compactions of one room serialize on an
     advisory lock, creations of one user's notifications on another (so that user's ids

@@ -1,6 +1,6 @@
 """The `RevocationStore` interface: operator revocations that outlive restarts and instances.
 
-Implemented by the same backends as `Store` (memory, SQLite, Postgres), in the same database.
+Part of `Database`: every backend (memory, SQLite, Postgres) keeps them beside the documents.
 A revocation shuts a user out until a time; a newer one for the same user replaces it (an
 operator may shorten or lift one by revoking again until a past time).
 """

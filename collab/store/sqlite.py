@@ -1,5 +1,4 @@
-"""`SqliteStore`: documents and notifications in one SQLite file, through one aiosqlite
-connection."""
+"""`SqliteStore`: the `Database` in one SQLite file, through one aiosqlite connection."""
 
 from __future__ import annotations
 
@@ -37,8 +36,8 @@ _NOTIFICATION_COLUMNS = "id, user_id, workspace_id, kind, payload, created_at, r
 
 
 class SqliteStore:
-    """A `Store` and `NotificationStore` in the SQLite file at `path` (created with its parent
-    directory if missing).
+    """A `Database` in the SQLite file at `path` (created with its parent directory if
+    missing).
 
     One connection serves every call; an `asyncio.Lock` keeps transactions of concurrent
     callers from interleaving on it. Every failure raises `StoreError` naming the file.

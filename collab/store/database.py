@@ -1,0 +1,32 @@
+"""The `Database` interface: the one front door to storage, everything a backend provides.
+
+A backend (memory, SQLite, Postgres) keeps all of it in one database, so one object serves
+every interface and one `open` opens them all. The composition root (`create_app`) holds the
+`Database` and hands each part of the server only the interface it uses: the rooms get
+`Store`, the notifier `NotificationStore`, the revocation service `RevocationStore`.
+
+Adding an interface (the catalog, access and versions are next): a `Protocol` in a module of
+its own under `collab/store/`, added to the bases of `Database`, implemented by every backend
+(mypy refuses a backend that lacks it where `create_store` returns one, and the unit test of
+this module fails), with a contract suite of its own run over every backend.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from collab.store.base import Store
+from collab.store.notifications import NotificationStore
+from collab.store.revocations import RevocationStore
+
+
+# Runtime-checkable so a test can check each backend has every method of every interface.
+@runtime_checkable
+class Database(Store, NotificationStore, RevocationStore, Protocol):
+    """Documents (`Store`), notifications and workspace members (`NotificationStore`) and
+    revocations (`RevocationStore`) in one database.
+
+    `open`, `close` and `ping` (declared with `Store`) are the database's: they open, close and
+    check every interface at once. Every method raises `StoreError` (and nothing else) when
+    the backend fails.
+    """
