@@ -17,7 +17,7 @@ from collab.bus.base import Bus
 from collab.bus.memory import MemoryBroker, MemoryBus
 from collab.presence.memory import MemoryPresenceBroker, MemoryPresenceStore
 from collab.settings import Secret, Settings
-from collab.store.base import Store
+from collab.store.database import Database
 from collab.web.app import create_app
 from tests.support.postgres_server import unique_database_name
 from tests.support.servers import ServerProcess
@@ -114,7 +114,7 @@ async def start_server(backend_urls: tuple[str, str | None]) -> AsyncIterator[St
     database_url, redis_url = backend_urls
 
     async def start(
-        settings: Settings | None = None, *, store: Store | None = None, bus: Bus | None = None
+        settings: Settings | None = None, *, store: Database | None = None, bus: Bus | None = None
     ) -> RunningServer:
         settings = settings or make_settings()
         # Tests that name a database or a bus keep it; the rest get the backend's.

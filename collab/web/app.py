@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import cast
 
 from aiohttp import web
 
@@ -21,9 +20,7 @@ from collab.rooms.manager import RoomLimits, RoomManager
 from collab.rooms.notifier import Notifier
 from collab.rooms.workspaces import PresenceHub
 from collab.settings import Settings
-from collab.store import create_store
-from collab.store.base import Store
-from collab.store.notifications import NotificationStore
+from collab.store import Database, create_store
 from collab.tasks import cancel_and_wait
 from collab.web import dev, rest, rest_live, static
 from collab.web.errors import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES, json_errors
@@ -31,6 +28,7 @@ from collab.web.jwks import fetch_keys_for_unknown_kids, setup_jwks
 from collab.web.keys import (
     BUS,
     CONNECTIONS,
+    DATABASE,
     LIVENESS,
     NOTIFICATIONS,
     NOTIFIER,
@@ -60,13 +58,13 @@ PRESENCE_TTL_HEARTBEATS = 3
 def create_app(
     settings: Settings,
     *,
-    store: Store | None = None,
+    store: Database | None = None,
     bus: Bus | None = None,
     presence_store: PresenceStore | None = None,
 ) -> web.Application:
-    """Build the application. `store`, `bus` and `presence_store` default to what
-    `settings` name; tests inject their own (`store` must also be a `NotificationStore`).
-    Raises `ConfigError` for settings that cannot be served."""
+    """Build the application. `store` (the `Database`), `bus` and `presence_store` default
+    to what `settings` name; tests inject their own. Raises `ConfigError` for settings that
+    cannot be served."""
     app = web.Application(
         # cors_and_gzip outside json_errors sees (and can compress) error bodies too;
         # connection_slots innermost turns a refused upgrade into 429 and frees slots.
@@ -100,10 +98,12 @@ def create_app(
     app[VERIFIER] = TokenVerifier(settings, revocations=RevocationList())
     app[SESSIONS] = Sessions(app[VERIFIER], leeway_s=settings.jwt_leeway_s)
     app[LIVENESS] = Liveness(settings.heartbeat_s)
-    app[STORE] = store if store is not None else create_store(settings.database_url)
+    database = store if store is not None else create_store(settings.database_url)
+    app[DATABASE] = database
     app[BUS] = bus if bus is not None else _create_bus(settings)
-    # Every store backend keeps notifications in the same database as documents.
-    app[NOTIFICATIONS] = cast(NotificationStore, app[STORE])
+    # Each part gets the one interface of the database it uses.
+    app[STORE] = database
+    app[NOTIFICATIONS] = database
     notifier = Notifier(app[NOTIFICATIONS], app[BUS])
     app[NOTIFIER] = notifier
     # The change listeners, in the order they are told of each change.
@@ -117,7 +117,7 @@ def create_app(
     app.cleanup_ctx.append(_services)
     # Both run inside _services: the key fetcher and revocations need the store and bus.
     setup_jwks(app)
-    setup_revocations(app)
+    setup_revocations(app, database)
     app.on_shutdown.append(_close_connections)
     app.router.add_get("/ws/docs/{workspace_id}/{note_id}", ws_docs)
     app.router.add_get("/ws/live", ws_live)
@@ -165,8 +165,8 @@ def _create_bus(settings: Settings) -> Bus:
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
-    store, bus, rooms, settings = app[STORE], app[BUS], app[ROOMS], app[SETTINGS]
-    await store.open()
+    database, bus, rooms, settings = app[DATABASE], app[BUS], app[ROOMS], app[SETTINGS]
+    await database.open()
     try:
         await bus.start()
         try:
@@ -191,7 +191,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         finally:
             await bus.close()
     finally:
-        await store.close()
+        await database.close()
 
 
 async def _close_connections(app: web.Application) -> None:

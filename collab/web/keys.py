@@ -17,6 +17,7 @@ from collab.rooms.notifier import Notifier
 from collab.rooms.workspaces import PresenceHub
 from collab.settings import Settings
 from collab.store.base import Store
+from collab.store.database import Database
 from collab.store.notifications import NotificationStore
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from collab.web.sessions import Sessions
 
 SETTINGS = web.AppKey("settings", Settings)
+# One backend object behind three keys: the app opens, closes and pings the DATABASE; the
+# parts that read STORE and NOTIFICATIONS see only the interface they use.
+DATABASE = web.AppKey("database", Database)
 STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", Bus)
 ROOMS = web.AppKey("rooms", RoomManager)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from collab.errors import BusError, ForbiddenError, StoreError
 from collab.rooms.snapshot import document_to_json
-from collab.web.keys import BUS, NOTIFIER, ROOMS, STORE
+from collab.web.keys import BUS, DATABASE, NOTIFIER, ROOMS
 from collab.web.requests import authenticate, room_of
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 async def readyz(request: web.Request) -> web.StreamResponse:
     checks: dict[str, str] = {}
-    for name, ping in (("store", request.app[STORE].ping), ("bus", request.app[BUS].ping)):
+    for name, ping in (("store", request.app[DATABASE].ping), ("bus", request.app[BUS].ping)):
         try:
             await ping()
             checks[name] = "ok"

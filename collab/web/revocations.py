@@ -17,7 +17,6 @@ import math
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import cast
 
 import orjson
 from aiohttp import web
@@ -28,7 +27,7 @@ from collab.protocol.close_codes import CloseCode
 from collab.revocations import RevocationList
 from collab.store.revocations import RevocationStore
 from collab.tasks import cancel_and_wait
-from collab.web.keys import BUS, REVOCATION_SERVICE, SESSIONS, SETTINGS, STORE, VERIFIER
+from collab.web.keys import BUS, REVOCATION_SERVICE, SESSIONS, SETTINGS, VERIFIER
 from collab.web.requests import offered_token, require_json
 from collab.web.sessions import REVOKED_REASON, Sessions
 
@@ -189,11 +188,10 @@ async def _run_service(app: web.Application) -> AsyncIterator[None]:
         await service.close()
 
 
-def setup_revocations(app: web.Application) -> None:
-    """Add the revocation service and the admin endpoint. Call after the store, bus,
-    verifier and sessions are set and after the cleanup context that opens the store and
-    starts the bus, so the service runs while they do."""
-    store = cast(RevocationStore, app[STORE])
+def setup_revocations(app: web.Application, store: RevocationStore) -> None:
+    """Add the revocation service, keeping revocations in `store`, and the admin endpoint.
+    Call after the bus, verifier and sessions are set and after the cleanup context that
+    opens the store and starts the bus, so the service runs while they do."""
     service = RevocationService(store, app[BUS], app[VERIFIER].revocations, app[SESSIONS])
     app[REVOCATION_SERVICE] = service
     app.router.add_post("/api/v1/admin/revocations", post_revocation)
