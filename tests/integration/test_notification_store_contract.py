@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 import pytest
 
 from collab.errors import StoreError
-from collab.store import MemoryStore, PostgresStore, SqliteStore, Store
-from collab.store.notifications import MAX_PAGE, NewNotification, Notification, NotificationStore
+from collab.store import Database, MemoryStore, PostgresStore, SqliteStore
+from collab.store.notifications import MAX_PAGE, NewNotification, Notification
 from tests.support.postgres_fixtures import gate_held
 from tests.support.postgres_server import PostgresServer, unique_database_name
 from tests.support.waiting import eventually, scaled
@@ -24,10 +24,6 @@ from tests.support.waiting import eventually, scaled
 WORKSPACE = "w1"
 USER = "u1"
 OTHER_USER = "u2"
-
-
-class FullStore(Store, NotificationStore, Protocol):
-    """What every backend implements: documents and notifications in one database."""
 
 
 def new(user_id: str = USER, kind: str = "message", **payload: Any) -> NewNotification:
@@ -45,12 +41,12 @@ class Backend:
     kind: str
     tmp_path: Path
     server: PostgresServer | None
-    opened: list[FullStore] = field(default_factory=list)
+    opened: list[Database] = field(default_factory=list)
     databases: list[str] = field(default_factory=list)
     locations: dict[int, str] = field(default_factory=dict)
     numbers: Iterator[int] = field(default_factory=itertools.count)
 
-    async def new_store(self) -> FullStore:
+    async def new_store(self) -> Database:
         """An open store on a database of its own."""
         if self.kind == "memory":
             return await self._open(MemoryStore(), "")
@@ -61,7 +57,7 @@ class Backend:
         dsn = await self.server.create_database(self.databases[-1])
         return await self._open(PostgresStore(dsn), dsn)
 
-    async def another_store(self, store: FullStore) -> FullStore:
+    async def another_store(self, store: Database) -> Database:
         """A second open instance (own connection or pool) on the database of `store`;
         for memory, which has no such thing, `store` itself."""
         location = self.locations[id(store)]
@@ -72,7 +68,7 @@ class Backend:
         return store
 
     async def member(
-        self, store: FullStore, workspace_id: str, user_id: str
+        self, store: Database, workspace_id: str, user_id: str
     ) -> tuple[str | None, str] | None:
         """The stored `(name, first_seen)` of a member, read behind the store's back."""
         if isinstance(store, MemoryStore):
@@ -101,7 +97,7 @@ class Backend:
             for name in self.databases:
                 await self.server.drop_database(name)
 
-    async def _open(self, store: FullStore, location: str) -> FullStore:
+    async def _open(self, store: Database, location: str) -> Database:
         await store.open()
         self.opened.append(store)
         self.locations[id(store)] = location
@@ -134,7 +130,7 @@ async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Asy
 
 
 @pytest.fixture
-async def store(backend: Backend) -> FullStore:
+async def store(backend: Backend) -> Database:
     """One open store of the backend under test."""
     return await backend.new_store()
 
@@ -142,7 +138,7 @@ async def store(backend: Backend) -> FullStore:
 # --- members ------------------------------------------------------------------------------
 
 
-async def test_recorded_member_is_a_member_of_that_workspace_only(store: FullStore) -> None:
+async def test_recorded_member_is_a_member_of_that_workspace_only(store: Database) -> None:
     """Membership holds for the recorded workspace and user, and for no other pair."""
     await store.record_member(WORKSPACE, USER, "Ann")
 
@@ -151,7 +147,7 @@ async def test_recorded_member_is_a_member_of_that_workspace_only(store: FullSto
     assert await store.non_members("w2", [USER]) == [USER]
 
 
-async def test_non_members_are_listed_in_the_order_given(store: FullStore) -> None:
+async def test_non_members_are_listed_in_the_order_given(store: Database) -> None:
     """`non_members` returns the ids never recorded in that workspace, in the caller's order,
     for any number of them (SQLite takes them in chunks)."""
     await store.record_member(WORKSPACE, USER, "Ann")
@@ -203,7 +199,7 @@ async def test_a_member_first_seen_without_a_name_gets_one_later(backend: Backen
 
 
 async def test_created_notifications_come_back_in_input_order_with_ascending_ids(
-    store: FullStore,
+    store: Database,
 ) -> None:
     """A batch for several users returns each one as given, unread, with ids ascending."""
     batch = [new(USER, "message"), new(OTHER_USER, "mention"), new(USER, "assignment")]
@@ -219,7 +215,7 @@ async def test_created_notifications_come_back_in_input_order_with_ascending_ids
     assert await store.list_notifications(OTHER_USER) == [created[1]]
 
 
-async def test_later_batches_get_larger_ids(store: FullStore) -> None:
+async def test_later_batches_get_larger_ids(store: Database) -> None:
     """Ids keep increasing from one call to the next, whichever method creates them."""
     first = await store.create_notifications([new(), new(OTHER_USER)])
     once = await store.create_notification_once("k", new())
@@ -229,13 +225,13 @@ async def test_later_batches_get_larger_ids(store: FullStore) -> None:
     assert ids_of([*first, once, *last]) == sorted(set(ids_of([*first, once, *last])))
 
 
-async def test_empty_batch_creates_nothing(store: FullStore) -> None:
+async def test_empty_batch_creates_nothing(store: Database) -> None:
     """Creating an empty batch returns an empty list and stores nothing."""
     assert await store.create_notifications([]) == []
     assert await store.list_notifications(USER) == []
 
 
-async def test_created_at_is_iso_utc_with_microseconds(store: FullStore) -> None:
+async def test_created_at_is_iso_utc_with_microseconds(store: Database) -> None:
     """Timestamps read `YYYY-MM-DDTHH:MM:SS.ffffff+00:00`, the same on create and list."""
     [created] = await store.create_notifications([new()])
     [listed] = await store.list_notifications(USER)
@@ -246,7 +242,7 @@ async def test_created_at_is_iso_utc_with_microseconds(store: FullStore) -> None
     assert created.created_at.endswith("+00:00")
 
 
-async def test_list_returns_only_ids_after_the_given_one(store: FullStore) -> None:
+async def test_list_returns_only_ids_after_the_given_one(store: Database) -> None:
     """`after_id` is exclusive; the page stays ascending and holds only the user's own."""
     created = await store.create_notifications([new(), new(OTHER_USER), new(), new()])
     own = [created[0], created[2], created[3]]
@@ -257,7 +253,7 @@ async def test_list_returns_only_ids_after_the_given_one(store: FullStore) -> No
 
 
 @pytest.mark.parametrize("after_id", [-5, 2**63 - 1, 2**70])
-async def test_any_integer_after_id_is_a_valid_position(store: FullStore, after_id: int) -> None:
+async def test_any_integer_after_id_is_a_valid_position(store: Database, after_id: int) -> None:
     """A negative `after_id` lists from the start; one beyond every id lists nothing."""
     created = await store.create_notifications([new()])
 
@@ -266,7 +262,7 @@ async def test_any_integer_after_id_is_a_valid_position(store: FullStore, after_
     assert listed == (created if after_id < 0 else [])
 
 
-async def test_limit_bounds_the_page_and_is_capped_at_max_page(store: FullStore) -> None:
+async def test_limit_bounds_the_page_and_is_capped_at_max_page(store: Database) -> None:
     """At most `limit` notifications come back, and never more than `MAX_PAGE`."""
     created = await store.create_notifications([new(title=str(n)) for n in range(MAX_PAGE + 1)])
 
@@ -278,7 +274,7 @@ async def test_limit_bounds_the_page_and_is_capped_at_max_page(store: FullStore)
 
 @pytest.mark.parametrize("limit", [0, -1])
 async def test_non_positive_limit_raises_value_error_even_on_a_closed_store(
-    store: FullStore, limit: int
+    store: Database, limit: int
 ) -> None:
     """A limit below 1 raises `ValueError` before the store is consulted."""
     await store.close()
@@ -287,7 +283,7 @@ async def test_non_positive_limit_raises_value_error_even_on_a_closed_store(
         await store.list_notifications(USER, limit=limit)
 
 
-async def test_unread_only_skips_read_notifications(store: FullStore) -> None:
+async def test_unread_only_skips_read_notifications(store: Database) -> None:
     """`unread_only` lists the unread ones, still ascending and still after `after_id`."""
     created = await store.create_notifications([new(), new(), new(), new()])
     await store.mark_read(USER, [created[1].id])
@@ -302,7 +298,7 @@ async def test_unread_only_skips_read_notifications(store: FullStore) -> None:
 # --- payloads -----------------------------------------------------------------------------
 
 
-async def test_payload_round_trips_unicode_nesting_and_nul(store: FullStore) -> None:
+async def test_payload_round_trips_unicode_nesting_and_nul(store: Database) -> None:
     """A JSON payload with any Unicode, nesting and U+0000 reads back equal."""
     payload = {
         "title": "Grüße, 你好, שלום 🎉",
@@ -318,7 +314,7 @@ async def test_payload_round_trips_unicode_nesting_and_nul(store: FullStore) -> 
     assert listed.payload == payload
 
 
-async def test_returned_payloads_are_copies(store: FullStore) -> None:
+async def test_returned_payloads_are_copies(store: Database) -> None:
     """Changing a returned payload changes neither the stored one nor the caller's input."""
     payload = {"tags": ["a"]}
     [created] = await store.create_notifications([NewNotification(USER, WORKSPACE, "x", payload)])
@@ -335,7 +331,7 @@ async def test_returned_payloads_are_copies(store: FullStore) -> None:
     [["not", "a", "mapping"], "text", {"set": {1, 2}}, {1: "non-string key"}, {"x": object()}],
 )
 async def test_payload_that_is_not_a_json_object_raises_type_error_and_stores_nothing(
-    store: FullStore, payload: Any
+    store: Database, payload: Any
 ) -> None:
     """A payload that is not a mapping serializing to a JSON object raises `TypeError`."""
     bad = NewNotification(USER, WORKSPACE, "x", payload)
@@ -352,7 +348,7 @@ async def test_payload_that_is_not_a_json_object_raises_type_error_and_stores_no
 # --- once only ----------------------------------------------------------------------------
 
 
-async def test_a_dedup_key_creates_one_notification_ever(store: FullStore) -> None:
+async def test_a_dedup_key_creates_one_notification_ever(store: Database) -> None:
     """The first call with a key stores and returns it; later calls return None."""
     first = await store.create_notification_once("mention:w1/n1:u1", new(kind="mention"))
     again = await store.create_notification_once("mention:w1/n1:u1", new(kind="mention"))
@@ -384,7 +380,7 @@ async def test_concurrent_callers_with_one_key_create_exactly_one(backend: Backe
 # --- reading ------------------------------------------------------------------------------
 
 
-async def test_mark_read_changes_own_unread_ids_only(store: FullStore) -> None:
+async def test_mark_read_changes_own_unread_ids_only(store: Database) -> None:
     """Only the user's own unread ids are marked; others' and unknown ids are ignored."""
     own = await store.create_notifications([new(), new()])
     [foreign] = await store.create_notifications([new(OTHER_USER)])
@@ -399,7 +395,7 @@ async def test_mark_read_changes_own_unread_ids_only(store: FullStore) -> None:
     assert (await store.list_notifications(OTHER_USER))[0].read_at is None
 
 
-async def test_marking_read_again_changes_nothing_and_keeps_read_at(store: FullStore) -> None:
+async def test_marking_read_again_changes_nothing_and_keeps_read_at(store: Database) -> None:
     """A read notification marked again is not reported and keeps its first `read_at`."""
     created = await store.create_notifications([new(), new()])
     assert await store.mark_read(USER, [created[0].id]) == [created[0].id]
@@ -414,7 +410,7 @@ async def test_marking_read_again_changes_nothing_and_keeps_read_at(store: FullS
     assert after.read_at == before.read_at
 
 
-async def test_mark_read_of_no_ids_changes_nothing(store: FullStore) -> None:
+async def test_mark_read_of_no_ids_changes_nothing(store: Database) -> None:
     """An empty id list returns no ids and leaves everything unread."""
     await store.create_notifications([new()])
 
@@ -422,7 +418,7 @@ async def test_mark_read_of_no_ids_changes_nothing(store: FullStore) -> None:
     assert await store.unread_count(USER) == 1
 
 
-async def test_mark_all_read_marks_every_unread_of_the_user(store: FullStore) -> None:
+async def test_mark_all_read_marks_every_unread_of_the_user(store: Database) -> None:
     """`mark_all_read` returns the user's unread ids ascending and leaves other users alone."""
     created = await store.create_notifications([new(), new(OTHER_USER), new(), new()])
     await store.mark_read(USER, [created[2].id])
@@ -434,7 +430,7 @@ async def test_mark_all_read_marks_every_unread_of_the_user(store: FullStore) ->
     assert await store.unread_count(OTHER_USER) == 1
 
 
-async def test_unread_count_follows_creation_and_reading(store: FullStore) -> None:
+async def test_unread_count_follows_creation_and_reading(store: Database) -> None:
     """The unread count starts at 0, grows with creation and shrinks with reading."""
     assert await store.unread_count(USER) == 0
     created = await store.create_notifications([new(), new(), new(OTHER_USER)])
@@ -463,7 +459,7 @@ async def test_concurrent_mark_read_reports_each_id_once(backend: Backend) -> No
 
 
 async def test_closing_and_opening_the_store_keeps_notifications_and_members(
-    store: FullStore,
+    store: Database,
 ) -> None:
     """After `close` and `open` the same store lists the same notifications and members."""
     await store.record_member(WORKSPACE, USER, "Ann")
@@ -502,7 +498,7 @@ async def test_a_new_instance_on_the_same_database_sees_everything(
 
 
 async def test_closed_store_raises_store_error_for_every_notification_call(
-    store: FullStore,
+    store: Database,
 ) -> None:
     """Every `NotificationStore` call on a closed store raises `StoreError`."""
     await store.close()

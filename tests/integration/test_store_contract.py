@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
 
 import asyncpg
 import pytest
@@ -21,6 +20,7 @@ from pycrdt import Doc, Text
 
 from collab.errors import ConfigError, StoreError
 from collab.store import (
+    Database,
     MemoryStore,
     PostgresStore,
     SqliteStore,
@@ -38,7 +38,7 @@ from tests.support.waiting import eventually, scaled
 ROOM = "w1/n1"
 OTHER_ROOM = "w1/n2"
 
-StoreFactory = Callable[[], Awaitable[Store]]
+StoreFactory = Callable[[], Awaitable[Database]]
 
 
 class Editor:
@@ -79,7 +79,7 @@ def loaded_text(stored: StoredDocument) -> str:
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
     """Open fresh stores of one backend (each SQLite store in its own file, each Postgres
     store in its own database); close them all."""
-    opened: list[Store] = []
+    opened: list[Database] = []
     databases: list[str] = []
     numbers = itertools.count()
     # Only the Postgres runs need (and may skip for lack of) a cluster.
@@ -87,8 +87,8 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         request.getfixturevalue("postgres_server") if request.param == "postgres" else None
     )
 
-    async def make() -> Store:
-        store: Store
+    async def make() -> Database:
+        store: Database
         if request.param == "memory":
             store = MemoryStore()
         elif server is None:
@@ -109,7 +109,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
 
 @pytest.fixture
-async def store(make_store: StoreFactory) -> Store:
+async def store(make_store: StoreFactory) -> Database:
     """One open store of the backend under test."""
     return await make_store()
 
@@ -397,18 +397,18 @@ async def test_any_interleaving_of_appends_and_compactions_loses_nothing(
 # --- revocations (RevocationStore, same backends) -----------------------------------------
 
 
-def revocations_of(store: Store) -> RevocationStore:
-    return cast(RevocationStore, store)
+def revocations_of(store: Database) -> RevocationStore:
+    return store
 
 
-async def test_revocations_are_stored_and_read_back(store: Store) -> None:
+async def test_revocations_are_stored_and_read_back(store: Database) -> None:
     """A revocation in the future is returned by `active_revocations` with its time (UTC)."""
     until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     await revocations_of(store).put_revocation("u1", until)
     assert await revocations_of(store).active_revocations(datetime.now(UTC)) == {"u1": until}
 
 
-async def test_a_newer_revocation_replaces_the_older(store: Store) -> None:
+async def test_a_newer_revocation_replaces_the_older(store: Database) -> None:
     """Revoking a user again replaces the time, even with an earlier one (shortening)."""
     now = datetime.now(UTC).replace(microsecond=0)
     await revocations_of(store).put_revocation("u1", now + timedelta(days=2))
@@ -420,7 +420,7 @@ async def test_a_newer_revocation_replaces_the_older(store: Store) -> None:
     }
 
 
-async def test_a_revocation_until_the_past_lifts_it(store: Store) -> None:
+async def test_a_revocation_until_the_past_lifts_it(store: Database) -> None:
     """Revoking until a time not in the future removes the user's revocation."""
     now = datetime.now(UTC)
     await revocations_of(store).put_revocation("u1", now + timedelta(hours=1))
@@ -428,7 +428,7 @@ async def test_a_revocation_until_the_past_lifts_it(store: Store) -> None:
     assert await revocations_of(store).active_revocations(now) == {}
 
 
-async def test_revocations_that_ended_are_not_active(store: Store) -> None:
+async def test_revocations_that_ended_are_not_active(store: Database) -> None:
     """`active_revocations(now)` leaves out revocations that end at or before `now`."""
     now = datetime.now(UTC).replace(microsecond=0)
     await revocations_of(store).put_revocation("u1", now + timedelta(minutes=1))

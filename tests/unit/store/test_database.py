@@ -28,7 +28,7 @@ def test_a_backend_lacking_one_interface_is_not_a_database() -> None:
 
     class WithoutRevocations(MemoryStore):
         # None is how a subclass withdraws a protocol method from `isinstance`.
-        put_revocation = None
-        active_revocations = None
+        put_revocation = None  # type: ignore[assignment]
+        active_revocations = None  # type: ignore[assignment]
 
     assert not isinstance(WithoutRevocations(), Database)
