@@ -15,6 +15,7 @@ import hashlib
 import struct
 from collections.abc import Callable
 
+from collab.protocol.close_codes import CloseCode
 from collab.protocol.ws_deflate import InflateError, Inflater, MessageTooLarge, deflate_message
 
 OPCODE_CONTINUATION = 0x0
@@ -35,15 +36,23 @@ _LEN64 = struct.Struct("!BBQ")
 _UINT16 = struct.Struct("!H")
 _UINT64 = struct.Struct("!Q")
 MAX_CONTROL_PAYLOAD = 125
-# RFC 6455 section 7.4: codes a peer may send in a close frame.
+# RFC 6455 section 7.4: the codes below 3000 a peer may send in a close frame.
 _SENDABLE_CLOSE_CODES = frozenset(
-    (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+    (
+        CloseCode.NORMAL,
+        CloseCode.GOING_AWAY,
+        CloseCode.PROTOCOL_ERROR,
+        CloseCode.UNSUPPORTED_DATA,
+        CloseCode.INVALID_PAYLOAD,
+        CloseCode.POLICY_VIOLATION,
+        CloseCode.MESSAGE_TOO_BIG,
+        CloseCode.MANDATORY_EXTENSION,
+        CloseCode.INTERNAL_ERROR,
+        CloseCode.SERVICE_RESTART,
+        CloseCode.TRY_AGAIN_LATER,
+        CloseCode.BAD_GATEWAY,
+    )
 )
-NO_STATUS_CODE = 1005  # the close frame carried no code
-ABNORMAL_CLOSURE = 1006  # no close frame at all
-PROTOCOL_ERROR = 1002
-INVALID_PAYLOAD = 1007
-MESSAGE_TOO_BIG = 1009
 
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -64,7 +73,7 @@ def valid_client_key(client_key: str) -> bool:
 class FrameError(Exception):
     """The client broke the protocol; the connection closes with `code` and this reason."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
@@ -136,7 +145,7 @@ class FrameParser:
             first = data[position]
             second = data[position + 1]
             if not second & _MASKED:
-                raise FrameError(PROTOCOL_ERROR, "client frames must be masked")
+                raise FrameError(CloseCode.PROTOCOL_ERROR, "client frames must be masked")
             size = second & 0x7F
             header = position + 2
             if size == 126:
@@ -171,26 +180,32 @@ class FrameParser:
 
     def _check_header(self, first: int, opcode: int, size: int) -> None:
         if opcode not in _KNOWN_OPCODES:
-            raise FrameError(PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
+            raise FrameError(CloseCode.PROTOCOL_ERROR, f"unknown opcode {opcode:#x}")
         rsv = first & _RSV_ALL
         if rsv and (
             rsv != _RSV1 or self._inflater is None or opcode not in (OPCODE_TEXT, OPCODE_BINARY)
         ):
-            raise FrameError(PROTOCOL_ERROR, "reserved bits set without a negotiated extension")
+            raise FrameError(
+                CloseCode.PROTOCOL_ERROR, "reserved bits set without a negotiated extension"
+            )
         if opcode >= OPCODE_CLOSE:
             if not first & _FIN:
-                raise FrameError(PROTOCOL_ERROR, "control frames must not be fragmented")
+                raise FrameError(CloseCode.PROTOCOL_ERROR, "control frames must not be fragmented")
             if size > MAX_CONTROL_PAYLOAD:
-                raise FrameError(PROTOCOL_ERROR, "control frames carry at most 125 bytes")
+                raise FrameError(CloseCode.PROTOCOL_ERROR, "control frames carry at most 125 bytes")
             return
         if opcode == OPCODE_CONTINUATION:
             if self._fragments is None:
-                raise FrameError(PROTOCOL_ERROR, "continuation frame without a message to continue")
+                raise FrameError(
+                    CloseCode.PROTOCOL_ERROR, "continuation frame without a message to continue"
+                )
             size += self._fragments_size
         elif self._fragments is not None:
-            raise FrameError(PROTOCOL_ERROR, "new message before the previous one's last fragment")
+            raise FrameError(
+                CloseCode.PROTOCOL_ERROR, "new message before the previous one's last fragment"
+            )
         if size > self._max:
-            raise FrameError(MESSAGE_TOO_BIG, f"message larger than {self._max} bytes")
+            raise FrameError(CloseCode.MESSAGE_TOO_BIG, f"message larger than {self._max} bytes")
 
     def _frame(self, first: int, opcode: int, payload: bytes) -> tuple[int, bytes] | None:
         if opcode >= OPCODE_CLOSE:
@@ -221,30 +236,32 @@ class FrameParser:
             try:
                 payload = self._inflater.inflate(payload, self._max)
             except MessageTooLarge as error:
-                raise FrameError(MESSAGE_TOO_BIG, str(error)) from None
+                raise FrameError(CloseCode.MESSAGE_TOO_BIG, str(error)) from None
             except InflateError as error:
-                raise FrameError(INVALID_PAYLOAD, str(error)) from None
+                raise FrameError(CloseCode.INVALID_PAYLOAD, str(error)) from None
         if opcode == OPCODE_TEXT:
             try:
                 payload.decode()
             except UnicodeDecodeError:
-                raise FrameError(INVALID_PAYLOAD, "text message is not valid UTF-8") from None
+                raise FrameError(
+                    CloseCode.INVALID_PAYLOAD, "text message is not valid UTF-8"
+                ) from None
         return opcode, payload
 
 
 def parse_close(payload: bytes) -> tuple[int, str]:
     """The code and reason of a client's close frame (1005 when it carries none)."""
     if not payload:
-        return NO_STATUS_CODE, ""
+        return CloseCode.NO_STATUS_RECEIVED, ""
     if len(payload) == 1:
-        raise FrameError(PROTOCOL_ERROR, "close frame with a one-byte payload")
+        raise FrameError(CloseCode.PROTOCOL_ERROR, "close frame with a one-byte payload")
     code = _UINT16.unpack_from(payload)[0]
     if code not in _SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
-        raise FrameError(PROTOCOL_ERROR, f"invalid close code {code}")
+        raise FrameError(CloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
     try:
         reason = payload[2:].decode()
     except UnicodeDecodeError:
-        raise FrameError(INVALID_PAYLOAD, "close reason is not valid UTF-8") from None
+        raise FrameError(CloseCode.INVALID_PAYLOAD, "close reason is not valid UTF-8") from None
     return code, reason
 
 

@@ -18,6 +18,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_PING, encode_frame
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Liveness:
             # Two sweeps without a message: silent for at least a whole interval.
             watched._sweep(silent_sweeps_before_ping=2)
 
-    async def close_all(self, code: int, reason: str) -> None:
+    async def close_all(self, code: CloseCode, reason: str) -> None:
         """Close every watched WebSocket with `code` and wait until each is gone and its
         endpoint cleaned up (on shutdown: aiohttp no longer knows these sockets)."""
         sockets = [watched.socket for watched in self._watched if watched.socket is not None]

@@ -26,8 +26,6 @@ from aiohttp import hdrs, web
 
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import (
-    ABNORMAL_CLOSURE,
-    NO_STATUS_CODE,
     OPCODE_BINARY,
     OPCODE_CLOSE,
     OPCODE_PING,
@@ -177,7 +175,7 @@ class ServerWebSocket(asyncio.Protocol):
             self._abort_timer.cancel()
             self._abort_timer = None
         if self.close_code is None:
-            self.close_code = ABNORMAL_CLOSURE
+            self.close_code = CloseCode.ABNORMAL_CLOSURE
         for waiter in (self._drain_waiter, self._lost_waiter):
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
@@ -229,7 +227,7 @@ class ServerWebSocket(asyncio.Protocol):
 
     # --- closing ----------------------------------------------------------------------------
 
-    def send_close(self, code: int, reason: str) -> None:
+    def send_close(self, code: CloseCode, reason: str) -> None:
         """Start the close handshake (once); the connection is dropped if the client does
         not finish it in time."""
         if self._close_sent or self._lost or self._transport.is_closing():
@@ -334,7 +332,7 @@ class ServerWebSocket(asyncio.Protocol):
         if not self._close_sent:
             self._close_sent = True
             # Echo the client's code; an empty close answers an empty close.
-            if code == NO_STATUS_CODE:
+            if code == CloseCode.NO_STATUS_RECEIVED:
                 self._transport.write(encode_frame(b"", OPCODE_CLOSE))
             else:
                 self._transport.write(encode_close(code, reason))
