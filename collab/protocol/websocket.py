@@ -15,6 +15,7 @@ import hashlib
 import struct
 from collections.abc import Callable
 
+from collab.errors import ProtocolError
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.ws_deflate import InflateError, Inflater, MessageTooLarge, deflate_message
 
@@ -70,8 +71,9 @@ def valid_client_key(client_key: str) -> bool:
         return False
 
 
-class FrameError(Exception):
-    """The client broke the protocol; the connection closes with `code` and this reason."""
+class FrameError(ProtocolError):
+    """The client broke the framing protocol (or sent a message over the size limit); the
+    connection closes with `code` and this reason."""
 
     def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)

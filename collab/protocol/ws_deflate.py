@@ -12,6 +12,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+from collab.errors import PolicyViolation, ProtocolError
+
 # The empty stored block a sender strips from the end of each deflated message (7.2.1).
 _TAIL = b"\x00\x00\xff\xff"
 DEFAULT_WINDOW_BITS = 15
@@ -103,12 +105,12 @@ class Inflater:
         return inflated
 
 
-class InflateError(ValueError):
-    """A deflated message that does not inflate."""
+class InflateError(ProtocolError):
+    """A deflated message that does not inflate (the connection closes with 1007)."""
 
 
-class MessageTooLarge(ValueError):
-    """A deflated message that inflates beyond the limit."""
+class MessageTooLarge(PolicyViolation):
+    """A deflated message that inflates beyond the limit (the connection closes with 1009)."""
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(f"message larger than {max_bytes} bytes")
