@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from collab.auth import Identity
-from collab.errors import AuthError, StoreError
+from collab.errors import AuthError, ProtocolError, StoreError
 from collab.observability.counters import LiveTraffic
 from collab.observability.logging import conn_id_var
 from collab.presence.base import MAX_STATUS_CHARS
@@ -115,8 +115,9 @@ class LiveConnection:
         return message
 
 
-class ClientError(Exception):
-    """A bad message: answered with an error frame, the connection stays open."""
+class LiveMessageError(ProtocolError):
+    """A message the live channel refuses (malformed, unknown, not allowed or too frequent):
+    answered with an `error` frame naming `code`; the connection stays open."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -236,7 +237,7 @@ async def _read_messages(
             message = _parse(data)
             ref = message.get("ref")
             await _handle(app, connection, message, statuses)
-        except ClientError as error:
+        except LiveMessageError as error:
             connection.send_event(_error(error.code, str(error), ref))
         except ValueError as error:
             # LocalPresence refuses what the checks above should already have caught.
@@ -262,11 +263,11 @@ def _parse(data: bytes) -> dict[str, Any]:
     try:
         message = orjson.loads(data)
     except orjson.JSONDecodeError as error:
-        raise ClientError("invalid_json", f"not valid JSON: {error}") from None
+        raise LiveMessageError("invalid_json", f"not valid JSON: {error}") from None
     if not isinstance(message, dict):
-        raise ClientError("invalid_message", "a message must be a JSON object")
+        raise LiveMessageError("invalid_message", "a message must be a JSON object")
     if not isinstance(message.get("type"), str):
-        raise ClientError("invalid_message", "a message needs a string field 'type'")
+        raise LiveMessageError("invalid_message", "a message needs a string field 'type'")
     return message
 
 
@@ -280,11 +281,11 @@ def _error(code: str, message: str, ref: Any = None) -> dict[str, Any]:
 def _workspace_of(connection: LiveConnection, message: dict[str, Any]) -> str:
     workspace_id = message.get("workspace")
     if not isinstance(workspace_id, str) or not workspace_id or len(workspace_id) > 128:
-        raise ClientError("invalid_message", "'workspace' must be a workspace id")
+        raise LiveMessageError("invalid_message", "'workspace' must be a workspace id")
     try:
         connection.identity.role_in(workspace_id)
     except AuthError:
-        raise ClientError("forbidden", f"no role in workspace {workspace_id!r}") from None
+        raise LiveMessageError("forbidden", f"no role in workspace {workspace_id!r}") from None
     return workspace_id
 
 
@@ -305,7 +306,7 @@ async def _handle(
         workspace_id = _workspace_of(connection, message)
         if workspace_id not in connection.workspaces:
             if len(connection.workspaces) >= MAX_SUBSCRIPTIONS:
-                raise ClientError(
+                raise LiveMessageError(
                     "too_many_subscriptions", f"at most {MAX_SUBSCRIPTIONS} workspaces"
                 )
             connection.workspaces.add(workspace_id)
@@ -323,13 +324,13 @@ async def _handle(
         workspace_id = _workspace_of(connection, message)
         status = message.get("status")
         if status is not None and (not isinstance(status, str) or len(status) > MAX_STATUS_CHARS):
-            raise ClientError(
+            raise LiveMessageError(
                 "invalid_message", f"'status' must be null or at most {MAX_STATUS_CHARS} characters"
             )
         if workspace_id not in connection.workspaces:
-            raise ClientError("not_subscribed", f"subscribe to {workspace_id!r} first")
+            raise LiveMessageError("not_subscribed", f"subscribe to {workspace_id!r} first")
         if not statuses.take():
-            raise ClientError("rate_limited", "status changes too fast; at most one per 2 s")
+            raise LiveMessageError("rate_limited", "status changes too fast; at most one per 2 s")
         presence.set_status(connection.connection_id, workspace_id, status)
         reply = {"type": "presence.status.ok", "workspace": workspace_id}
     elif kind == "notifications.read":
@@ -339,7 +340,7 @@ async def _handle(
             or len(ids) > MAX_READ_IDS
             or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
         ):
-            raise ClientError(
+            raise LiveMessageError(
                 "invalid_message", f"'ids' must be a list of up to {MAX_READ_IDS} ids"
             )
         await notifier.mark_read(connection.user_id, ids)
@@ -352,7 +353,7 @@ async def _handle(
             return
         reply = {"type": "refreshed", "expires_at": connection.identity.expires_at}
     else:
-        raise ClientError("unknown_type", f"unknown message type {kind[:64]!r}")
+        raise LiveMessageError("unknown_type", f"unknown message type {kind[:64]!r}")
     if ref is not None:
         reply["ref"] = ref
     connection.send_event(reply)
@@ -364,7 +365,7 @@ async def _refresh(connection: LiveConnection, message: dict[str, Any]) -> bool:
     whether the connection stays open."""
     token = message.get("token")
     if not isinstance(token, str) or not token:
-        raise ClientError("invalid_message", "'token' must be a JWT string")
+        raise LiveMessageError("invalid_message", "'token' must be a JWT string")
     session = connection.session
     assert session is not None  # set before any message is read
     try:
