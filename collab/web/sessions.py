@@ -31,13 +31,13 @@ EXPIRED_REASON = "token expired; reconnect with a fresh token"
 REVOKED_REASON = "access revoked"
 
 
-class RefreshRefused(Exception):
-    """A refreshed token is not accepted; the connection closes with `code`."""
+class RefreshRefused(AuthError):
+    """A refreshed token is not accepted; the connection closes with `close_code` (4401 or
+    4403), the message as its reason."""
 
-    def __init__(self, code: CloseCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+    def __init__(self, close_code: CloseCode, message: str) -> None:
+        super().__init__(message)
+        self.close_code = close_code
 
 
 class TokenSession:
@@ -176,10 +176,11 @@ async def refresh_docs_connection(session: TokenSession, frame: bytes, workspace
         peer.request_close(code, str(error))
         return False
     except RefreshRefused as refused:
-        log.info("conn %s: closing with %d: %s", peer.peer_id, refused.code, refused.reason)
+        reason = str(refused)
+        log.info("conn %s: closing with %d: %s", peer.peer_id, refused.close_code, reason)
         # Best effort: a frame still queued behind a slow socket is dropped by the close.
-        peer.enqueue(OutgoingFrame(encode_permission_denied(refused.reason)))
-        peer.request_close(refused.code, refused.reason)
+        peer.enqueue(OutgoingFrame(encode_permission_denied(reason)))
+        peer.request_close(refused.close_code, reason)
         return False
     peer.can_write = role.can_write
     session.refreshed(identity)

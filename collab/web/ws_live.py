@@ -377,9 +377,9 @@ async def _refresh(connection: LiveConnection, message: dict[str, Any]) -> bool:
                 f"refresh refused: the token grants no role in subscribed workspace {lost[0]!r}",
             )
     except RefreshRefused as refused:
-        code = "forbidden" if refused.code == CloseCode.FORBIDDEN else "token_expired"
-        connection.send_event(_error(code, refused.reason, message.get("ref")))
-        _close(connection, refused.code, refused.reason)
+        code = "forbidden" if refused.close_code == CloseCode.FORBIDDEN else "token_expired"
+        connection.send_event(_error(code, str(refused), message.get("ref")))
+        _close(connection, refused.close_code, str(refused))
         return False
     connection.identity = identity
     session.refreshed(identity)
