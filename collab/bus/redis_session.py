@@ -23,6 +23,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
+from collab.errors import BusError
+
 log = logging.getLogger(__name__)
 
 SUBSCRIBE_BATCH_MAX_CHANNELS = 256
@@ -51,8 +53,11 @@ class _Backoff:
         self._attempts = 0
 
 
-class _SessionEnded(Exception):
-    """The pub/sub session is over (or was never usable); the message says why."""
+class _SessionEnded(BusError):
+    """The pub/sub session is over (or was never usable); the message says why.
+
+    Private to `collab.bus`, but raised here and caught in `collab.bus.redis`, so it is in the
+    error tree all the same: were it ever to leave the bus, it would be a `BusError`."""
 
 
 class _Session:
