@@ -3,6 +3,11 @@
 Pure functions over a pycrdt document following the note schema (README: `meta` Y.Map with
 `assignees`, `body` Y.XmlFragment). A mention is `@<user-id>` in the body's text, or a
 `mention` element with an `id` attribute as editor mention extensions write it.
+
+Clients may write anything in a note. A Yjs update does not say which type a root is, and
+pycrdt reads a root as the type asked for (a `meta` written as an array reads as a map of no
+entries) without raising; what can raise is converting content, which these functions avoid
+(see `assigned_users`). An error here is a bug of ours: it is left to the caller, which logs it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import html
 import re
 from typing import Any
 
-from pycrdt import Array, Doc, Map, XmlFragment
+from pycrdt import Array, Doc, Map, Text, XmlFragment, XmlText
 
 # User ids are JWT `sub` values; in text we accept the URL-safe characters ids use.
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9._~-]{0,255})")
@@ -22,13 +27,10 @@ MAX_PEOPLE = 1000
 
 def mentioned_users(doc: Doc[Any]) -> set[str]:
     """User ids mentioned in the note's body (at most MAX_PEOPLE). Empty when the note has
-    no body or its body is not an XML fragment."""
+    no body; a body written as another type is read as an XML fragment."""
     if "body" not in doc.keys():
         return set()
-    try:
-        xml = str(doc.get("body", type=XmlFragment))
-    except Exception:
-        return set()
+    xml = str(doc.get("body", type=XmlFragment))
     found = {html.unescape(m) for m in _MENTION_ELEMENT_ID.findall(xml)}
     text = html.unescape(_TAG.sub(" ", xml))
     # A sentence may end right after a mention: "ask @bob." mentions "bob".
@@ -40,10 +42,10 @@ def assigned_users(doc: Doc[Any]) -> set[str]:
     """User ids in the note's `meta.assignees` (non-string entries are ignored)."""
     if "meta" not in doc.keys():
         return set()
-    try:
-        assignees = doc.get("meta", type=Map).get("assignees")
-    except Exception:
-        return set()
+    assignees = doc.get("meta", type=Map).get("assignees")
     if not isinstance(assignees, Array):
         return set()
-    return {a for a in assignees.to_py() or () if isinstance(a, str) and a}
+    # Entry by entry, not `assignees.to_py()`: that raises ValueError on the XML nodes a
+    # client may put in an array. A text entry reads as its string, as `to_py` reads it.
+    found = (str(a) if isinstance(a, Text | XmlText) else a for a in assignees)
+    return {a for a in found if isinstance(a, str) and a}
