@@ -14,7 +14,6 @@ is notified once; the store's dedup key makes that once across all instances.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -342,8 +341,11 @@ def _wanted_notifications(live: LiveRoom, actor: str | None) -> list[tuple[str, 
 
 
 def _note_title(live: LiveRoom) -> str | None:
-    with contextlib.suppress(Exception):
-        if "meta" in live.room.doc.keys():
-            title = live.room.doc.get("meta", type=Map).get("title")
-            return title if isinstance(title, str) else None
-    return None
+    """`meta.title` if it is a string. A `meta` written as another type reads as a map of no
+    entries, and an entry of any type as a value: pycrdt raises nothing on what a client
+    wrote (see `collab.rooms.mentions`)."""
+    doc = live.room.doc
+    if "meta" not in doc.keys():
+        return None
+    title = doc.get("meta", type=Map).get("title")
+    return title if isinstance(title, str) else None

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
+
 from collab.bus.memory import MemoryBus
+from collab.rooms.manager import LiveRoom, RoomLimits, RoomManager
 from collab.rooms.notifier import Notifier, user_room
 from collab.store.memory import MemoryStore
 from collab.store.notifications import NewNotification, Notification
@@ -115,3 +121,87 @@ async def test_mentions_are_checked_for_changes_made_here_only() -> None:
     assert [(n["kind"], n["payload"]["note"]) for n in notified] == [("mention", "n1")]
     await notifier.close()
     assert await store.list_notifications("u3", after_id=0, limit=10) == []
+
+
+async def _notes() -> tuple[MemoryStore, Notifier, RoomManager]:
+    """A notifier checking the notes of a room manager, as the app wires them; u1, u2 and u3
+    are members of w1."""
+    store = MemoryStore()
+    await store.open()
+    bus = MemoryBus()
+    await bus.start()
+    notifier = Notifier(store, bus, check_interval_s=0.01)
+    rooms = RoomManager(
+        store, bus, RoomLimits(flush_interval_s=0.01), listeners=[notifier.document_changed]
+    )
+    await rooms.start()
+    for user_id in ("u1", "u2", "u3"):
+        await store.record_member("w1", user_id, None)
+    return store, notifier, rooms
+
+
+async def _written_by_u1(rooms: RoomManager, write: Callable[[Doc[Any]], object]) -> LiveRoom:
+    live = await rooms.acquire("w1/plan")
+    author: Doc[Any] = Doc()
+    write(author)
+    await rooms.apply_server_update(live, author.get_update(), actor="u1")
+    return live
+
+
+async def _notified(store: MemoryStore, user_id: str) -> list[tuple[str, Any]]:
+    return [(n.kind, n.payload["title"]) for n in await store.list_notifications(user_id)]
+
+
+async def _has_notifications(store: MemoryStore, user_id: str) -> bool:
+    return bool(await store.list_notifications(user_id))
+
+
+async def _close(notifier: Notifier, rooms: RoomManager, live: LiveRoom) -> None:
+    await notifier.close()
+    rooms.release(live)
+    await rooms.close()
+
+
+def _mentioning_u2(doc: Doc[Any]) -> None:
+    doc["body"] = XmlFragment([XmlElement("p", contents=[XmlText("ask @u2")])])
+
+
+async def test_xml_among_the_assignees_does_not_stop_the_checks_of_a_note(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """XML a client put among a note's assignees (on which pycrdt's `to_py` raises) is
+    ignored: the note's mentions and its other assignees are notified, nothing is logged."""
+    store, notifier, rooms = await _notes()
+
+    def write(doc: Doc[Any]) -> None:
+        _mentioning_u2(doc)
+        assignees = Array([XmlFragment([XmlElement("p")]), "u3"])
+        doc["meta"] = Map({"title": "Plan", "assignees": assignees})
+
+    with caplog.at_level(logging.WARNING):
+        live = await _written_by_u1(rooms, write)
+        await eventually(lambda: _notified(store, "u3"), what="u3 notified of the assignment")
+        await _close(notifier, rooms, live)
+    assert await _notified(store, "u2") == [("mention", "Plan")]
+    assert await _notified(store, "u3") == [("assignment", "Plan")]
+    assert caplog.records == []
+
+
+async def test_a_meta_written_as_another_type_has_no_title_and_no_assignees(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A note whose `meta` a client wrote as a text reads as a map of no entries (pycrdt
+    raises nothing): its mentions are notified, without a title, and nothing is logged."""
+    store, notifier, rooms = await _notes()
+
+    def write(doc: Doc[Any]) -> None:
+        _mentioning_u2(doc)
+        doc["meta"] = Text("u3")
+
+    with caplog.at_level(logging.WARNING):
+        live = await _written_by_u1(rooms, write)
+        await eventually(lambda: _has_notifications(store, "u2"), what="u2 notified")
+        await _close(notifier, rooms, live)
+    assert await _notified(store, "u2") == [("mention", None)]
+    assert await _notified(store, "u3") == []
+    assert caplog.records == []
