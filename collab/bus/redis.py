@@ -337,6 +337,7 @@ class RedisBus:
         try:
             room.on_resync(room.room_id)
         except Exception:
+            # A bug in one room's handler: logged, and the bus goes on serving the others.
             log.exception("bus %s: room %s: resync handler failed", self.instance_id, room.room_id)
 
     # -- the pub/sub session -------------------------------------------------------------------
@@ -450,6 +451,8 @@ class RedisBus:
         try:
             room.on_message(room.room_id, envelope.frame)
         except Exception:
+            # A bug in one room's handler: logged, and the reader, which serves every room,
+            # goes on (the gap check below still runs for this one).
             log.exception("bus %s: room %s: message handler failed", self.instance_id, room.room_id)
         if gap:
             self.gaps_detected += 1

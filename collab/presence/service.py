@@ -289,6 +289,8 @@ class PresenceService:
                 try:
                     self._on_events(workspace_id, events)
                 except Exception:
+                    # A bug delivering one workspace's events: logged, and the others are
+                    # still delivered (this workspace's snapshot is already up to date).
                     log.exception(
                         "presence %s: workspace %s: on_events failed",
                         self._instance_id,

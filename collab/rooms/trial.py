@@ -263,6 +263,9 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
                 apply_s = time.perf_counter() - started
             _write_answer(sink, ("tried", shape, apply_s, replica.get_state()))
         except Exception as error:
+            # Not swallowed: carried to the server, which raises it as a ProtocolError
+            # (`_refusal`), as `contained_pycrdt_errors` turns pycrdt's errors on an untrusted
+            # update into one on the event loop. The replica may be half updated: dropped.
             replicas.pop(room_id, None)
             _write_answer(sink, ("failed", f"{type(error).__name__}: {error}"))
 
