@@ -1,21 +1,48 @@
 """The one error tree of collab.
 
+Every exception class of collab is in it. Those defined elsewhere, beside the code that
+raises them, are named with their module (`collab.` left out).
+
     CollabError
-    ├── ConfigError        invalid settings (the CLI exits with status 2)
-    ├── ProtocolError      untrusted bytes or JSON that do not parse or validate
-    │   ├── UnsupportedMessage  well-formed but of a kind this server does not accept
-    │   ├── InvalidUpdate       a Yjs update that is malformed or read differently by yjs
-    │   │                       (defined with its reader, collab.protocol.updates)
-    │   ├── MissingDependencies an update that builds on changes the server does not have
-    │   ├── PartlyApplied       the CRDT library refused an update after integrating part of
-    │   │                       it (defined with the room, collab.rooms.document)
-    │   └── PolicyViolation     valid, but breaks a rule or limit of this server
-    │       └── DocumentTooLarge  an update would grow a document past its size cap
-    ├── AuthError          missing, invalid or expired token (HTTP 401)
-    │   └── ForbiddenError valid token without the role the resource needs (HTTP 403)
-    ├── StoreError         the document store failed (adapters convert driver errors)
-    ├── BusError           the message bus failed
-    └── RoomUnavailable    a room could not be loaded, so it is refused
+    ├── ConfigError          invalid settings (the CLI exits with status 2)
+    ├── ProtocolError        untrusted bytes or JSON that do not parse or validate
+    │   ├── UnsupportedMessage   well-formed but of a kind this server does not accept
+    │   ├── InvalidUpdate        a Yjs update that is malformed or read differently by yjs
+    │   │                        (protocol.updates, with its reader)
+    │   ├── MissingDependencies  an update that builds on changes the server does not have
+    │   ├── PartlyApplied        the CRDT library refused an update after integrating part
+    │   │                        of it (rooms.document)
+    │   ├── FrameError           a WebSocket frame that breaks RFC 6455, or a message over
+    │   │                        the size limit; carries its close code (protocol.websocket)
+    │   ├── InflateError         a permessage-deflate message that does not inflate
+    │   │                        (protocol.ws_deflate)
+    │   ├── LiveMessageError     a live-channel message refused with an error frame; the
+    │   │                        connection stays open (web.ws_live)
+    │   └── PolicyViolation      valid, but breaks a rule or limit of this server
+    │       ├── DocumentTooLarge     an update would grow a document past its size cap
+    │       ├── MessageTooLarge      a deflated message inflates past the size limit
+    │       │                        (protocol.ws_deflate)
+    │       ├── UpdateTooCostly      applying an update took too long on a copy of the
+    │       │                        document (rooms.trial)
+    │       └── ApplyBudgetExceeded  a user's updates spent their apply-time budget
+    │                                (rooms.budget)
+    ├── AuthError            missing, invalid or expired token (HTTP 401)
+    │   ├── ForbiddenError       valid token without the role the resource needs (HTTP 403)
+    │   ├── UnknownKeyId         a token signed with a key id no key has (auth_keys)
+    │   ├── MetricsTokenError    /metrics without its token (observability.http)
+    │   └── RefreshRefused       an in-band token refresh refused; carries the close code,
+    │                            4401 or 4403 (web.sessions)
+    ├── StoreError           the document store failed (adapters convert driver errors)
+    ├── BusError             the message bus failed
+    │   └── _SessionEnded        a Redis pub/sub session is over; never leaves collab.bus
+    │                            (bus.redis_session)
+    ├── RoomUnavailable      a room could not be loaded, so it is refused
+    ├── TooManyConnections   a user or client IP holds as many sockets as allowed (HTTP 429)
+    │                        (web.limits)
+    ├── TooManyRequests      a user or client IP is over a request rate (HTTP 429)
+    │                        (web.rest_limits)
+    └── BodyTimeout          a request body that did not arrive in time (HTTP 408); also a
+                             TimeoutError (web.rest_limits)
 
 Foreign exceptions are converted into these at the adapter boundary; nothing else is raised
 across module boundaries on purpose.
