@@ -73,7 +73,10 @@ class TokenSession:
     def _expire(self) -> None:
         self._timer = None
         log.info(
-            "%s %s: token expired; closing with 4401", _LOG_PREFIX[self.kind], self.peer.peer_id
+            "%s %s: token expired; closing with %d",
+            _LOG_PREFIX[self.kind],
+            self.peer.peer_id,
+            CloseCode.TOKEN_EXPIRED,
         )
         self.peer.request_close(CloseCode.TOKEN_EXPIRED, EXPIRED_REASON)
 

@@ -96,7 +96,11 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     except Exception:
         # A bug of ours after the upgrade: the client gets 1011 like any connection that hits
         # one, and the connection's cleanup (on close) undoes whichever steps were done.
-        log.exception("conn %s: closing with 1011 after an internal error on join", peer_id)
+        log.exception(
+            "conn %s: closing with %d after an internal error on join",
+            peer_id,
+            CloseCode.INTERNAL_ERROR,
+        )
         peer.request_close(CloseCode.INTERNAL_ERROR, "internal error")
     socket.start(connection)
     # The request ends here, without awaiting anything after the upgrade (see
@@ -185,7 +189,11 @@ class DocsConnection:
 
     def _close_for_bug(self) -> None:
         # A bug of ours: this connection ends, the room and the process stay up.
-        log.exception("conn %s: closing with 1011 after an internal error", self._peer.peer_id)
+        log.exception(
+            "conn %s: closing with %d after an internal error",
+            self._peer.peer_id,
+            CloseCode.INTERNAL_ERROR,
+        )
         self._peer.request_close(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _finish(self, tried: Coroutine[Any, Any, bool]) -> None:

@@ -248,7 +248,9 @@ async def _read_messages(
         except Exception:
             # A bug of ours: this connection ends, everything else goes on.
             log.exception(
-                "live %s: closing with 1011 after an internal error", connection.connection_id
+                "live %s: closing with %d after an internal error",
+                connection.connection_id,
+                CloseCode.INTERNAL_ERROR,
             )
             _close(connection, CloseCode.INTERNAL_ERROR, "internal error")
             return
