@@ -59,12 +59,19 @@ import bisect
 import functools
 import math
 import re
-from collections.abc import Callable
 from typing import NamedTuple
 
 import orjson
 
-from collab.errors import ProtocolError
+from collab.protocol.updates.native import _native_advance, _native_check, _native_read
+from collab.protocol.updates.shape import (
+    MAX_CLIENT_ID,
+    MAX_CLOCK,
+    ClientRange,
+    InvalidUpdate,
+    UpdateShape,
+    _fail,
+)
 
 __all__ = [
     "MAX_CLIENT_ID",
@@ -84,10 +91,6 @@ __all__ = [
     "read_update_in_python",
 ]
 
-MAX_CLOCK = 2**32 - 1
-"""The largest clock (and clock + length) an update may carry: yrs reads clocks as u32."""
-MAX_CLIENT_ID = 2**53 - 1
-"""The largest client id: yjs reads client ids as JavaScript numbers."""
 MAX_SAFE_INTEGER = 2**53 - 1
 _MAX_VAR_UINT_BYTES = 8
 # lib0's `any` may nest; yjs and yrs recurse, so depth is a stack-size attack.
@@ -111,45 +114,6 @@ _HAS_RIGHT_ORIGIN = 0x40
 _HAS_PARENT_SUB = 0x20
 _ANY_OBJECT = 118
 _ANY_STRING = 119
-
-
-class InvalidUpdate(ProtocolError):
-    """A Yjs update that is malformed or that the server and its clients would read
-    differently; the message names the rule (WebSocket close 1007, HTTP 400)."""
-
-
-# Named tuples, not dataclasses: one is built per update per client, on every edit's path.
-class ClientRange(NamedTuple):
-    """The structs of one client in an update: clocks `start` up to `end` (exclusive),
-    with the clock ranges of its Skip structs (content the update does not carry)."""
-
-    start: int
-    end: int
-    skips: tuple[tuple[int, int], ...] = ()
-
-
-class UpdateShape(NamedTuple):
-    """What an update carries, read without applying it.
-
-    - `clients`: each client's struct range;
-    - `refs`: for each client an update's items refer to (origins, parents) the highest clock
-      referred to, references into the update's own structs of that client included;
-    - `deletes`: for each client in the delete set, the end of its last deleted range;
-    - `delete_set_offset`: where the delete set starts in the update's bytes;
-    - `struct_count`: how many structs the update carries (its cost to integrate grows with
-      it, and with the document);
-    - `values`: (client, start, end) of its items of value content (lib0 values, binary),
-      which live in maps and arrays;
-    - `text_neighbours`: the ids its items of text content (strings, formats, embeds) are
-      placed next to (their origin and right origin)."""
-
-    clients: dict[int, ClientRange]
-    refs: dict[int, int]
-    deletes: dict[int, int]
-    delete_set_offset: int
-    struct_count: int
-    values: tuple[tuple[int, int, int], ...] = ()
-    text_neighbours: tuple[tuple[int, int], ...] = ()
 
 
 def misplaced_text(shape: UpdateShape, values: dict[int, list[tuple[int, int]]]) -> str | None:
@@ -276,10 +240,6 @@ def carries_new_structs(shape: UpdateShape, clocks: dict[int, int]) -> bool:
         if structs.end > clocks.get(client, 0):
             return True
     return False
-
-
-def _fail(rule: str) -> InvalidUpdate:
-    return InvalidUpdate(f"invalid Yjs update: {rule}")
 
 
 # The readers below take the buffer and a position and return (value, next position): a
@@ -517,33 +477,6 @@ def _read_one_item(buf: bytes) -> tuple[UpdateShape, int] | None:
         tuple(neighbours) if kind == _CONTENT_STRING else (),
     )
     return shape, kind
-
-
-class _Native(NamedTuple):
-    read: Callable[[bytes], UpdateShape | None]
-    check: Callable[[UpdateShape, dict[int, int], bool], bool | None]
-    advance: Callable[[UpdateShape, dict[int, int], dict[int, list[tuple[int, int]]]], bool]
-
-
-def _load_native() -> _Native | None:
-    """The C versions (`_reader.c`) of what every edit runs: the reader of the common
-    updates (one string or value item, or deletions alone), the check against a document's
-    clocks (`admit` when nothing is missing) and `advance` (one client, values following its
-    earlier ones). Each answers the common case and leaves the rest to the Python above,
-    the reference. None where the package was installed without a C compiler: then Python
-    does it all, with the same rules and results, several times slower."""
-    try:
-        from collab.protocol import _reader
-    except ImportError:
-        return None
-    _reader.configure(UpdateShape, ClientRange)
-    return _Native(_reader.read_small, _reader.check, _reader.advance)
-
-
-_native = _load_native()
-_native_read = _native.read if _native is not None else None
-_native_check = _native.check if _native is not None else None
-_native_advance = _native.advance if _native is not None else None
 
 
 def read_state_vector(state_vector: bytes) -> dict[int, int]:
