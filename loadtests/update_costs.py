@@ -32,8 +32,8 @@ from pycrdt import Doc, Map, Text
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from collab.protocol import updates as updates_module  # noqa: E402
 from collab.protocol.updates import read_update, read_update_in_python  # noqa: E402
+from collab.protocol.updates.native import _native_read  # noqa: E402
 from collab.rooms.document import DocumentRoom  # noqa: E402
 from collab.rooms.effects import ServerOrigin  # noqa: E402
 from collab.rooms.trial import TrialWorker  # noqa: E402
@@ -158,7 +158,7 @@ def main() -> None:
     results["read_update_us"] = {
         "typing_update_median_bytes": statistics.median(len(u) for u in typing),
         # read_update: the C reader where it was built (None: this install has none)
-        "c_reader_built": updates_module._native_read is not None,
+        "c_reader_built": _native_read is not None,
         "typing_update": per_call_us(read_update, typing[len(typing) // 2], READ_REPEATS),
         "map_set": per_call_us(read_update, map_set, READ_REPEATS),
         "deletion": per_call_us(read_update, deletion, READ_REPEATS),

@@ -20,6 +20,9 @@ from collab.protocol.updates import (
     read_update,
     read_update_in_python,
 )
+from collab.protocol.updates.checks import _advance_in_python, _check
+from collab.protocol.updates.native import _native_advance, _native_check
+from collab.protocol.updates.native import _native_read as native_read
 from tests.support.yjs_updates import (
     ANY,
     HAS_ORIGIN,
@@ -34,7 +37,6 @@ from tests.support.yjs_updates import (
     var_uint,
 )
 
-native_read = updates._native_read
 if native_read is None:  # pragma: no cover - the assertion below says why
     pytest.fail(
         "the C update reader (collab.protocol._reader) was not built: install with a C "
@@ -416,22 +418,22 @@ def test_the_c_check_agrees_with_python(
     """For any shape and clocks, the C check answers exactly when Python finds nothing
     missing (with the same "new structs" answer), and leaves every refusal to Python;
     shapes with skips it always leaves to Python."""
-    native_check = updates._native_check
+    native_check = _native_check
     assert native_check is not None
-    missing, new = updates._check(shape, clocks, refuse_overlap)
+    missing, new = _check(shape, clocks, refuse_overlap)
     answer = native_check(shape, clocks, refuse_overlap)
     has_skips = any(structs.skips for structs in shape.clients.values())
     if missing is not None or has_skips:
         assert answer is None
     else:
         assert answer is new
-    assert updates.admit(shape, clocks) == updates._check(shape, clocks, True)
-    assert updates.missing_dependencies(shape, clocks) == updates._check(shape, clocks, False)[0]
+    assert updates.admit(shape, clocks) == _check(shape, clocks, True)
+    assert updates.missing_dependencies(shape, clocks) == _check(shape, clocks, False)[0]
 
 
 def test_the_c_check_leaves_what_it_cannot_read_to_python() -> None:
     """Numbers beyond 64 bits or not ints (never made by the reader): Python decides."""
-    native_check = updates._native_check
+    native_check = _native_check
     assert native_check is not None
     shape = UpdateShape({1: ClientRange(0, 2)}, {1: 0}, {}, 0, 1)
     assert native_check(shape, {1: 2**70}, True) is None
@@ -483,13 +485,13 @@ def test_the_c_advance_agrees_with_python(
     shape, values = edit
     expected_clocks = dict(clocks)
     expected_values = {client: list(ranges) for client, ranges in values.items()}
-    updates._advance_in_python(shape, expected_clocks, expected_values)
-    native_advance = updates._native_advance
+    _advance_in_python(shape, expected_clocks, expected_values)
+    native_advance = _native_advance
     assert native_advance is not None
     before = (dict(clocks), {client: list(ranges) for client, ranges in values.items()})
     if not native_advance(shape, clocks, values):
         assert (clocks, values) == before
-        updates._advance_in_python(shape, clocks, values)
+        _advance_in_python(shape, clocks, values)
     assert clocks == expected_clocks
     assert values == expected_values
 
@@ -497,7 +499,7 @@ def test_the_c_advance_agrees_with_python(
 def test_the_c_advance_takes_the_common_edits() -> None:
     """A map set after the client's earlier values extends its range; a keystroke moves
     its clock: both done in C."""
-    native_advance = updates._native_advance
+    native_advance = _native_advance
     assert native_advance is not None
     clocks = {7: 3}
     values: dict[int, list[tuple[int, int]]] = {7: [(0, 3)]}
