@@ -3,7 +3,8 @@
 pycrdt's own `Decoder` trusts its input (it indexes past the end, truncates silently and
 asserts), which is fine for bytes a trusted peer produced but not for bytes off the network.
 This reader checks every bound and raises `ProtocolError` on anything malformed. Encoding is
-left to pycrdt (`write_var_uint`, `create_*_message`).
+left to pycrdt (`write_var_uint`, `create_*_message`). Yjs updates, read on every edit, have
+their own readers by position (`collab.protocol.updates.encoding`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collab.errors import ProtocolError
 
 # lib0 writes JavaScript numbers; anything above 2**53 cannot come from a real client.
 MAX_VAR_UINT = 2**53 - 1
-_MAX_VAR_UINT_BYTES = 8
+MAX_VAR_UINT_BYTES = 8
 
 
 class Reader:
@@ -35,7 +36,7 @@ class Reader:
     def read_var_uint(self) -> int:
         result = 0
         shift = 0
-        for _ in range(_MAX_VAR_UINT_BYTES):
+        for _ in range(MAX_VAR_UINT_BYTES):
             if self._position >= len(self._buffer):
                 raise ProtocolError("truncated message: a variable-length integer is cut off")
             byte = self._buffer[self._position]
