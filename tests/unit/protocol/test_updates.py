@@ -35,6 +35,9 @@ from collab.protocol.updates import (
     read_text_insert,
     read_update,
 )
+from collab.protocol.updates.native import _native_read
+from collab.protocol.updates.reader import _read_one_item
+from collab.protocol.updates.structs import _read_any_update
 from tests.support.yjs_updates import (
     HAS_ORIGIN,
     MAP_TYPE,
@@ -725,13 +728,13 @@ def edit_session(data: st.DataObject) -> Session:
 
 def general_path_agrees(update: bytes, shape: UpdateShape) -> None:
     """The fast paths, when they read `update`, read what the general path reads."""
-    general = updates._read_any_update(update)
+    general = _read_any_update(update)
     assert general == shape
-    one_item = updates._read_one_item(update)
+    one_item = _read_one_item(update)
     assert one_item is None or one_item[0] == general
     text_insert = read_text_insert(update)
     assert text_insert is None or text_insert == general
-    native = updates._native_read(update) if updates._native_read is not None else None
+    native = _native_read(update) if _native_read is not None else None
     assert native is None or native == general
 
 
@@ -799,8 +802,8 @@ def read_or_refuse(update: bytes) -> None:
         shape = read_update(update)
     except InvalidUpdate:
         assert read_text_insert(update) is None
-        assert updates._read_one_item(update) is None
-        assert updates._native_read is None or updates._native_read(update) is None
+        assert _read_one_item(update) is None
+        assert _native_read is None or _native_read(update) is None
         return
     assert isinstance(shape, UpdateShape)
     general_path_agrees(update, shape)
