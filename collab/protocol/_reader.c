@@ -4,9 +4,9 @@
  * or lib0 values) with any delete set, or of a delete set alone:
  * what typing, deleting and setting a map key make, most updates a server sees. It returns
  * None for every other update AND for every update that breaks a rule: the pure-Python reader
- * (updates.py), which is the reference, then reads it and says which rule. So this file never
- * refuses anything and never explains; it only takes the common valid case off the Python
- * path, with the same rules, and the tests hold it to the Python reader's results
+ * (collab/protocol/updates/), which is the reference, then reads it and says which rule. So
+ * this file never refuses anything and never explains; it only takes the common valid case off
+ * the Python path, with the same rules, and the tests hold it to the Python reader's results
  * (tests/unit/protocol/test_native_reader.py).
  *
  * Every read is bounds-checked against the buffer; counts are checked against the bytes left
@@ -372,7 +372,7 @@ static PyObject *read_small(PyObject *module, PyObject *arg) {
         Py_RETURN_NONE;
     }
 
-    /* The shape, as updates.py builds it. */
+    /* The shape, as updates/reader.py builds it. */
     PyObject *clients = PyDict_New();
     PyObject *refs_of = PyDict_New();
     PyObject *deletes_of = PyDict_New();
@@ -511,7 +511,7 @@ static int covered(PyObject *clients, PyObject *clocks, PyObject *client, PyObje
     return end >= 0 && (inclusive ? clock < end : clock <= end);
 }
 
-/* updates._check for what every edit is: True or False (whether the update carries new
+/* updates.checks._check for what every edit is: True or False (whether the update carries new
  * structs) when a document at `clocks` can take it, None when Python is to say why not (or
  * to read shapes this does not). */
 static PyObject *check(PyObject *module, PyObject *args) {
@@ -606,7 +606,7 @@ static int extend_ranges(PyObject *ranges, PyObject *start_obj, PyObject *end_ob
     return 0;
 }
 
-/* updates.advance for what every edit is (one client's structs, at most one value range
+/* updates.checks.advance for what every edit is (one client's structs, at most one value range
  * following the client's earlier ones): True when done, False (nothing changed) when Python
  * is to do it. */
 static PyObject *advance(PyObject *module, PyObject *args) {
@@ -728,7 +728,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "collab.protocol._reader",
-    "The common Yjs updates read in C (see collab/protocol/updates.py).", -1, methods,
+    "The common Yjs updates read in C (see collab/protocol/updates/).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__reader(void) { return PyModule_Create(&module_def); }
