@@ -11,7 +11,7 @@ raises them, are named with their module (`collab.` left out).
     │   │                        (protocol.updates, with its reader)
     │   ├── MissingDependencies  an update that builds on changes the server does not have
     │   ├── PartlyApplied        the CRDT library refused an update after integrating part
-    │   │                        of it (rooms.document)
+    │   │                        of it (rooms.crdt_errors)
     │   ├── FrameError           a WebSocket frame that breaks RFC 6455, or a message over
     │   │                        the size limit; carries its close code (protocol.websocket)
     │   ├── InflateError         a permessage-deflate message that does not inflate

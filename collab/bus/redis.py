@@ -27,11 +27,9 @@ import asyncio
 import logging
 import math
 import re
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
@@ -45,6 +43,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 from collab.bus.base import BusStats, MessageHandler, ResyncHandler
 from collab.bus.envelope import Outbox, SequenceTracker, decode_envelope
 from collab.bus.envelope import encode_instance_id as encode_instance_id_bytes
+from collab.bus.redis_log import RateLimitedLog, redact_url
 from collab.bus.redis_session import (
     _FAILURES,
     _Backoff,
@@ -59,37 +58,8 @@ log = logging.getLogger(__name__)
 
 PUBLISH_BATCH_MAX_MESSAGES = 256
 PUBLISH_MAX_CONNECTIONS = 4
-LOG_INTERVAL_S = 10.0
 _RESP_PROTOCOL = 2  # pub/sub messages as plain arrays, whatever the URL asks for
 _TRANSIENT_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-def redact_url(url: str) -> str:
-    """`url` without credentials or query (which may hold a password), for logs."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}"
-
-
-class _RateLimitedLog:
-    """A warning logged at most once per interval, with how many were suppressed meanwhile."""
-
-    def __init__(self, interval_s: float = LOG_INTERVAL_S) -> None:
-        self._interval_s = interval_s
-        self._next_at = 0.0
-        self._suppressed = 0
-
-    def warning(self, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now < self._next_at:
-            self._suppressed += 1
-            return
-        if self._suppressed:
-            message += " (and %d more since the last report)"
-            args = (*args, self._suppressed)
-        log.warning(message, *args)
-        self._suppressed = 0
-        self._next_at = now + self._interval_s
 
 
 @dataclass
@@ -184,9 +154,9 @@ class RedisBus:
         self._started = False
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._malformed_log = _RateLimitedLog()
-        self._queue_full_log = _RateLimitedLog()
-        self._publish_error_log = _RateLimitedLog()
+        self._malformed_log = RateLimitedLog()
+        self._queue_full_log = RateLimitedLog()
+        self._publish_error_log = RateLimitedLog()
 
         self.published = 0
         self.received = 0

@@ -29,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from collab.bus.redis import redact_url
+from collab.bus.redis_log import redact_url
 from collab.errors import BusError, ConfigError
 from collab.presence.base import PresenceEntry
 from collab.presence.snapshots import merge_instances

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from pycrdt import Doc, TransactionEvent, merge_updates
@@ -42,6 +41,11 @@ from collab.protocol.updates import (
     read_state_vector,
     read_update,
 )
+from collab.rooms.crdt_errors import (
+    INVALID_UPDATE,
+    PartlyApplied,
+    contained_pycrdt_errors,
+)
 from collab.rooms.effects import (
     Broadcast,
     BusOrigin,
@@ -69,55 +73,6 @@ MAX_AWARENESS_IDS_PER_PEER = 16
 # so it leaves a gap at most once per reconnection; a connection that keeps leaving gaps
 # is not a stock client.
 MAX_GAPS_PER_PEER = 16
-
-
-def is_rust_panic(error: BaseException) -> bool:
-    """pyo3 turns a Rust panic into `PanicException`, a BaseException that is not importable."""
-    return type(error).__name__ == "PanicException"
-
-
-class contained_pycrdt_errors:
-    """Turn pycrdt's errors on untrusted input, panics included, into `ProtocolError`.
-
-    A class rather than a generator-based context manager: it wraps every applied edit, and
-    an instance holds no state between uses, so one instance serves them all."""
-
-    __slots__ = ("_what",)
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        error_type: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        # Returns None: never swallows; an error leaves as ProtocolError or as itself.
-        if error is None:
-            return
-        if isinstance(error, Exception):
-            raise ProtocolError(f"{self._what}: {error}") from error
-        if is_rust_panic(error):
-            raise ProtocolError(f"{self._what} (decoder panic: {error})") from None
-
-
-_INVALID_UPDATE = contained_pycrdt_errors("invalid Yjs update")
-
-
-class PartlyApplied(ProtocolError):
-    """The CRDT library integrated part of an update before refusing the rest (an item whose
-    parent is not a shared type, say: yjs would turn it into a GC struct, yrs raises). The
-    part it integrated is in the document: `edit` carries it out like any edit, so editors,
-    other instances and the store get what the room has; the sender is still refused."""
-
-    def __init__(self, message: str, change: bytes) -> None:
-        super().__init__(message)
-        self.change = change
-        self.edit = Edit(encode_update(change), change)
 
 
 @dataclass(slots=True)
@@ -398,7 +353,7 @@ class DocumentRoom:
             # many runs can add a little more; the next measurement counts it.
             return len(state) + len(update)
         trial: Doc[Any] = Doc()
-        with _INVALID_UPDATE:
+        with INVALID_UPDATE:
             trial.apply_update(state)
             trial.apply_update(update)
         size = len(trial.get_update())
@@ -414,7 +369,7 @@ class DocumentRoom:
         `PartlyApplied` when the library changed the document before refusing the update."""
         captured = self._captured_updates = []
         try:
-            with _INVALID_UPDATE:
+            with INVALID_UPDATE:
                 self._apply_update(update)
         except ProtocolError as error:
             # pycrdt commits what it integrated before the error: the observer saw it.

@@ -42,7 +42,8 @@ from collab.protocol.updates import UpdateShape
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.budget import ApplyBudget
 from collab.rooms.commit import GroupCommit
-from collab.rooms.document import DocumentRoom, PartlyApplied
+from collab.rooms.crdt_errors import PartlyApplied
+from collab.rooms.document import DocumentRoom
 from collab.rooms.effects import (
     Broadcast,
     BusOrigin,

@@ -813,7 +813,7 @@ def test_room_loses_nothing_when_one_clients_updates_arrive_out_of_order() -> No
 
 def test_rust_panics_from_pycrdt_become_protocol_errors() -> None:
     """A pyo3 PanicException (a BaseException) on untrusted input is contained as ProtocolError."""
-    from collab.rooms.document import contained_pycrdt_errors
+    from collab.rooms.crdt_errors import contained_pycrdt_errors
 
     class PanicException(BaseException):
         pass
