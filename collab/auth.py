@@ -109,7 +109,7 @@ class TokenVerifier:
     def verify_token(self, token: str) -> Identity:
         """The token's identity, without the revocation check. Raises `AuthError`."""
         if not token:
-            # The web layer says where each endpoint takes its token (web/requests.py).
+            # The web layer says where each endpoint takes its token (web/http/requests.py).
             raise AuthError("missing token: the token is empty")
         if len(token) > MAX_TOKEN_BYTES:
             raise AuthError(f"token longer than {MAX_TOKEN_BYTES} bytes")

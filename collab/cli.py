@@ -25,9 +25,9 @@ from collab.errors import CollabError, ConfigError, StoreError
 from collab.observability.logging import configure_logging
 from collab.settings import HMAC_ALGORITHMS, OPTIONS, Secret, Settings, load_settings
 from collab.store import create_store
-from collab.web.access_log import AccessLogger
 from collab.web.app import create_app
-from collab.web.errors import JsonErrorAppRunner
+from collab.web.http.access_log import AccessLogger
+from collab.web.http.errors import JsonErrorAppRunner
 from collab.web.static import static_root
 
 EXIT_CONFIG = 2

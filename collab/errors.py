@@ -17,7 +17,7 @@ raises them, are named with their module (`collab.` left out).
     │   ├── InflateError         a permessage-deflate message that does not inflate
     │   │                        (protocol.ws_deflate)
     │   ├── LiveMessageError     a live-channel message refused with an error frame; the
-    │   │                        connection stays open (web.ws_live)
+    │   │                        connection stays open (web.ws.live)
     │   └── PolicyViolation      valid, but breaks a rule or limit of this server
     │       ├── DocumentTooLarge     an update would grow a document past its size cap
     │       ├── MessageTooLarge      a deflated message inflates past the size limit
@@ -29,20 +29,20 @@ raises them, are named with their module (`collab.` left out).
     ├── AuthError            missing, invalid or expired token (HTTP 401)
     │   ├── ForbiddenError       valid token without the role the resource needs (HTTP 403)
     │   ├── UnknownKeyId         a token signed with a key id no key has (auth_keys)
-    │   ├── MetricsTokenError    /metrics without its token (web.observability)
+    │   ├── MetricsTokenError    /metrics without its token (web.http.observability)
     │   └── RefreshRefused       an in-band token refresh refused; carries the close code,
-    │                            4401 or 4403 (web.sessions)
+    │                            4401 or 4403 (web.sockets.sessions)
     ├── StoreError           the document store failed (adapters convert driver errors)
     ├── BusError             the message bus failed
     │   └── _SessionEnded        a Redis pub/sub session is over; never leaves collab.bus
     │                            (bus.redis_session)
     ├── RoomUnavailable      a room could not be loaded, so it is refused
     ├── TooManyConnections   a user or client IP holds as many sockets as allowed (HTTP 429)
-    │                        (web.limits)
+    │                        (web.http.connections)
     ├── TooManyRequests      a user or client IP is over a request rate (HTTP 429)
-    │                        (web.rest_limits)
+    │                        (web.http.request_limits)
     └── BodyTimeout          a request body that did not arrive in time (HTTP 408); also a
-                             TimeoutError (web.rest_limits)
+                             TimeoutError (web.http.request_limits)
 
 Foreign exceptions are converted into these at the adapter boundary; nothing else is raised
 across module boundaries on purpose.

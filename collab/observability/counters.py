@@ -2,7 +2,7 @@
 
 A metrics library takes a lock and looks up a label set on every increment. Per message that
 is too much, so the hot paths only add to plain integers here (indexed by a small frame kind)
-and `collab.web.metrics` turns them into Prometheus series when scraped. This module
+and `collab.web.http.metrics` turns them into Prometheus series when scraped. This module
 imports nothing of ours, so the room layer can use it.
 """
 

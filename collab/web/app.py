@@ -22,9 +22,15 @@ from collab.rooms.workspaces import PresenceHub
 from collab.settings import Settings
 from collab.store import Database, create_store
 from collab.tasks import cancel_and_wait
-from collab.web import dev, rest, rest_live, static
-from collab.web.errors import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES, json_errors
-from collab.web.jwks import fetch_keys_for_unknown_kids, setup_jwks
+from collab.web import static
+from collab.web.api import dev, documents, health, notifications, presence
+from collab.web.api.revocations import setup_revocations
+from collab.web.http.connections import ConnectionCounter, connection_slots
+from collab.web.http.errors import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES, json_errors
+from collab.web.http.jwks import fetch_keys_for_unknown_kids, setup_jwks
+from collab.web.http.observability import setup_observability
+from collab.web.http.request_limits import RequestLimits, request_limits
+from collab.web.http.security import add_security_headers, cors_and_gzip
 from collab.web.keys import (
     BUS,
     CONNECTIONS,
@@ -41,15 +47,10 @@ from collab.web.keys import (
     STORE,
     VERIFIER,
 )
-from collab.web.limits import ConnectionCounter, connection_slots
-from collab.web.liveness import Liveness
-from collab.web.observability import setup_observability
-from collab.web.rest_limits import RequestLimits, request_limits
-from collab.web.revocations import setup_revocations
-from collab.web.security import add_security_headers, cors_and_gzip
-from collab.web.sessions import Sessions
-from collab.web.ws_docs import ws_docs
-from collab.web.ws_live import ws_live
+from collab.web.sockets.liveness import Liveness
+from collab.web.sockets.sessions import Sessions
+from collab.web.ws.docs import ws_docs
+from collab.web.ws.live import ws_live
 
 # A dead instance's presence entries expire after this many missed renewals.
 PRESENCE_TTL_HEARTBEATS = 3
@@ -121,10 +122,12 @@ def create_app(
     app.on_shutdown.append(_close_connections)
     app.router.add_get("/ws/docs/{workspace_id}/{note_id}", ws_docs)
     app.router.add_get("/ws/live", ws_live)
-    rest.add_routes(app)
+    documents.add_routes(app)
+    health.add_routes(app)
     # /metrics, request ids, and the outermost middleware (it counts final statuses).
     setup_observability(app)
-    rest_live.add_routes(app)
+    presence.add_routes(app)
+    notifications.add_routes(app)
     dev.add_routes(app)
     static.add_routes(app)
     return app

@@ -21,13 +21,13 @@ from collab.store.database import Database
 from collab.store.notifications import NotificationStore
 
 if TYPE_CHECKING:
-    from collab.web.jwks import JwksFetcher
-    from collab.web.limits import ConnectionCounter
-    from collab.web.liveness import Liveness
-    from collab.web.metrics import Metrics
-    from collab.web.rest_limits import RequestLimits
-    from collab.web.revocations import RevocationService
-    from collab.web.sessions import Sessions
+    from collab.web.api.revocations import RevocationService
+    from collab.web.http.connections import ConnectionCounter
+    from collab.web.http.jwks import JwksFetcher
+    from collab.web.http.metrics import Metrics
+    from collab.web.http.request_limits import RequestLimits
+    from collab.web.sockets.liveness import Liveness
+    from collab.web.sockets.sessions import Sessions
 
 SETTINGS = web.AppKey("settings", Settings)
 # One backend object behind three keys: the app opens, closes and pings the DATABASE; the

@@ -17,9 +17,9 @@ from aiohttp import web
 
 from collab.auth import MAX_TOKEN_BYTES
 from collab.settings import Settings
-from collab.web.access_log import AccessLogger
 from collab.web.app import create_app
-from collab.web.errors import JsonErrorAppRunner
+from collab.web.http.access_log import AccessLogger
+from collab.web.http.errors import JsonErrorAppRunner
 from collab.web.keys import METRICS
 from tests.conftest import TEST_SECRET, make_settings, token_for
 from tests.support.waiting import eventually, scaled

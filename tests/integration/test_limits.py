@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import AwarenessEntry, encode_awareness
 from collab.web.keys import CONNECTIONS
-from collab.web.limits import MessageRate
+from collab.web.sockets.rates import MessageRate
 from tests.conftest import StartServer, make_settings
 from tests.support.live import LiveClient
 from tests.support.waiting import eventually, scaled

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
-from collab.web.liveness import PING_FRAME, Liveness, Watched
+from collab.web.sockets.liveness import PING_FRAME, Liveness, Watched
 from tests.support.transports import RecordingTransport
 
 

@@ -10,8 +10,8 @@ import pytest
 from collab.auth import TokenVerifier, mint_token
 from collab.errors import AuthError, ForbiddenError
 from collab.settings import Secret, Settings
-from collab.web.metrics import AUTH_FAILURE_REASONS
-from collab.web.rejections import auth_failure_reason
+from collab.web.http.metrics import AUTH_FAILURE_REASONS
+from collab.web.http.rejections import auth_failure_reason
 
 SECRET = "unit-test-secret-0123456789-abcdefghijklmnop"
 OTHER_SECRET = "another-secret-0123456789-abcdefghijklmnopqr"

@@ -12,9 +12,10 @@ from websockets.frames import Frame, Opcode
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_BINARY, FrameParser
 from collab.settings import Settings
-from collab.web.limits import USER_RATE, ConnectionCounter, Counted, MessageRate, TooManyConnections
-from collab.web.liveness import Liveness
-from collab.web.websocket import ServerWebSocket
+from collab.web.http.connections import ConnectionCounter, Counted, TooManyConnections
+from collab.web.sockets.liveness import Liveness
+from collab.web.sockets.rates import USER_RATE, MessageRate
+from collab.web.sockets.websocket import ServerWebSocket
 from tests.support.transports import RecordingTransport
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collab.web.rest_limits import RequestRates
+from collab.web.http.request_limits import RequestRates
 
 
 class FakeClock:

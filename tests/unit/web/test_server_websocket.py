@@ -14,9 +14,9 @@ from websockets.frames import Frame, Opcode
 
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_BINARY, FrameParser, OutgoingFrame
-from collab.web import websocket
-from collab.web.liveness import Liveness
-from collab.web.websocket import ServerWebSocket
+from collab.web.sockets import websocket
+from collab.web.sockets.liveness import Liveness
+from collab.web.sockets.websocket import ServerWebSocket
 from tests.support.transports import RecordingTransport
 
 

@@ -1,4 +1,4 @@
-"""REST: document snapshots and server-side updates under `/api/v1`, health and readiness."""
+"""REST: document snapshots and server-side updates under `/api/v1/docs`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import logging
 import orjson
 from aiohttp import web
 
-from collab.errors import BusError, ForbiddenError, StoreError
+from collab.errors import ForbiddenError
 from collab.rooms.snapshot import document_to_json
-from collab.web.keys import BUS, DATABASE, NOTIFIER, ROOMS
-from collab.web.requests import authenticate, room_of
+from collab.web.http.requests import authenticate, room_of
+from collab.web.keys import NOTIFIER, ROOMS
 
 log = logging.getLogger(__name__)
 
@@ -72,30 +72,6 @@ def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-async def healthz(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "ok"}, dumps=_dumps)
-
-
-async def readyz(request: web.Request) -> web.StreamResponse:
-    checks: dict[str, str] = {}
-    for name, ping in (("store", request.app[DATABASE].ping), ("bus", request.app[BUS].ping)):
-        try:
-            await ping()
-            checks[name] = "ok"
-        except (StoreError, BusError) as error:
-            checks[name] = f"failed: {error}"
-    if not request.app[ROOMS].store_healthy and checks["store"] == "ok":
-        checks["store"] = "failed: recent writes failed; retrying"
-    ready = all(value == "ok" for value in checks.values())
-    return web.json_response(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status=200 if ready else 503,
-        dumps=_dumps,
-    )
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/docs/{workspace_id}/{note_id}", get_document)
     app.router.add_post("/api/v1/docs/{workspace_id}/{note_id}/updates", post_update)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from collab.web.observability import REQUEST_ID
+from collab.web.http.observability import REQUEST_ID
 
 
 class AccessLogger(AbstractAccessLogger):

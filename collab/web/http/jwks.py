@@ -21,8 +21,8 @@ from aiohttp import web
 from collab.auth import TokenVerifier
 from collab.auth_keys import parse_jwks
 from collab.tasks import cancel_and_wait
+from collab.web.http.requests import offered_token
 from collab.web.keys import JWKS, SETTINGS, VERIFIER
-from collab.web.requests import offered_token
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,15 @@ from collab.protocol.websocket import OPCODE_BINARY
 from collab.rooms.manager import LiveRoom
 from collab.rooms.peer import Coalescing, OutboxLimits, Peer
 from collab.tasks import spawn
+from collab.web.http.connections import Slot
+from collab.web.http.requests import authenticate, check_origin, room_of
 from collab.web.keys import CONNECTIONS, NOTIFIER, PRESENCE, ROOMS, SESSIONS, SETTINGS
-from collab.web.limits import MessageRate, Slot
-from collab.web.requests import authenticate, check_origin, room_of
-from collab.web.sessions import TokenSession, refresh_docs_connection
-from collab.web.websocket import ServerWebSocket, accept_websocket, check_upgrade
+from collab.web.sockets.rates import MessageRate
+from collab.web.sockets.sessions import TokenSession, refresh_docs_connection
+from collab.web.sockets.websocket import ServerWebSocket, accept_websocket, check_upgrade
 
-log = logging.getLogger(__name__)
+# The logger keeps the name it had before the web layer was split: operators filter on it.
+log = logging.getLogger("collab.web.ws_docs")
 
 UPDATE_COALESCING = Coalescing(mergeable=is_update_frame, merge=merge_update_frames)
 

@@ -27,11 +27,12 @@ from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
 from collab.rooms.peer import OutboxLimits, Peer
 from collab.tasks import spawn
+from collab.web.http.connections import Slot
+from collab.web.http.requests import authenticate, check_origin
 from collab.web.keys import CONNECTIONS, METRICS, NOTIFIER, PRESENCE, SESSIONS, SETTINGS
-from collab.web.limits import MessageRate, Slot
-from collab.web.requests import authenticate, check_origin
-from collab.web.sessions import RefreshRefused, TokenSession
-from collab.web.websocket import ServerWebSocket, accept_websocket, check_upgrade
+from collab.web.sockets.rates import MessageRate
+from collab.web.sockets.sessions import RefreshRefused, TokenSession
+from collab.web.sockets.websocket import ServerWebSocket, accept_websocket, check_upgrade
 
 log = logging.getLogger(__name__)
 

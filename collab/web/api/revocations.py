@@ -27,9 +27,9 @@ from collab.protocol.close_codes import CloseCode
 from collab.revocations import RevocationList
 from collab.store.revocations import RevocationStore
 from collab.tasks import cancel_and_wait
+from collab.web.http.requests import offered_token, require_json
 from collab.web.keys import BUS, REVOCATION_SERVICE, SESSIONS, SETTINGS, VERIFIER
-from collab.web.requests import offered_token, require_json
-from collab.web.sessions import REVOKED_REASON, Sessions
+from collab.web.sockets.sessions import REVOKED_REASON, Sessions
 
 log = logging.getLogger(__name__)
 

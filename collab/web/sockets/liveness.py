@@ -22,7 +22,7 @@ from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_PING, encode_frame
 
 if TYPE_CHECKING:
-    from collab.web.websocket import ServerWebSocket
+    from collab.web.sockets.websocket import ServerWebSocket
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 from aiohttp.web import ContentCoding
 
-from collab.web.errors import Handler, error_response
+from collab.web.http.errors import Handler, error_response
 from collab.web.keys import SETTINGS
 
 API_PREFIX = "/api/"

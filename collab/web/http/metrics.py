@@ -30,7 +30,7 @@ from collab.observability.counters import (
     LiveTraffic,
 )
 from collab.rooms.manager import RoomManager
-from collab.web.sessions import CONNECTION_KINDS, Sessions
+from collab.web.sockets.sessions import CONNECTION_KINDS, Sessions
 
 # Auth failure reasons: a fixed set, so a series never carries anything from a token.
 AUTH_FAILURE_REASONS = (

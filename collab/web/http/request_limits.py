@@ -27,11 +27,11 @@ from aiohttp.streams import StreamReader
 
 from collab.errors import AuthError, CollabError
 from collab.settings import Settings
-from collab.web.errors import Handler, error_response
+from collab.web.http.connections import ConnectionCounter, Counted, Slot, TooManyConnections
+from collab.web.http.errors import Handler, error_response
+from collab.web.http.rejections import note_rejection
+from collab.web.http.requests import offered_token
 from collab.web.keys import REQUEST_LIMITS, VERIFIER
-from collab.web.limits import ConnectionCounter, Counted, Slot, TooManyConnections
-from collab.web.rejections import note_rejection
-from collab.web.requests import offered_token
 
 API_PREFIX = "/api/"
 # REST requests end within seconds; a client at its in-flight limit retries soon.

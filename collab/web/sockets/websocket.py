@@ -41,7 +41,7 @@ from collab.protocol.websocket import (
 )
 from collab.protocol.ws_deflate import Inflater, negotiate
 from collab.web.keys import LIVENESS
-from collab.web.liveness import Liveness, Watched
+from collab.web.sockets.liveness import Liveness, Watched
 
 log = logging.getLogger(__name__)
 

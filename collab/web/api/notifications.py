@@ -1,4 +1,4 @@
-"""REST for presence and notifications under `/api/v1`."""
+"""REST for notifications under `/api/v1/notifications`: send, list, mark read."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from aiohttp import web
 
 from collab.errors import ForbiddenError
 from collab.store.notifications import MAX_PAGE, NewNotification
-from collab.web.keys import NOTIFICATIONS, NOTIFIER, PRESENCE
-from collab.web.requests import authenticate, require_json, valid_id
+from collab.web.http.requests import authenticate, require_json, valid_id
+from collab.web.keys import NOTIFICATIONS, NOTIFIER
 
 MAX_RECIPIENTS = 100
 MAX_TITLE_CHARS = 200
@@ -25,17 +25,6 @@ def _json(value: Any, status: int = 200) -> web.Response:
 
 def _unprocessable(message: str) -> web.HTTPException:
     return web.HTTPUnprocessableEntity(text=message)
-
-
-async def get_presence(request: web.Request) -> web.StreamResponse:
-    identity = authenticate(request)
-    workspace_id = valid_id("workspace", request.match_info["workspace_id"])
-    identity.role_in(workspace_id)
-    await request.app[NOTIFIER].remember_identity(
-        identity.user_id, identity.name, identity.workspaces
-    )
-    users = await request.app[PRESENCE].snapshot(workspace_id)
-    return _json({"workspace": workspace_id, "users": users})
 
 
 async def post_notification(request: web.Request) -> web.StreamResponse:
@@ -154,7 +143,6 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/workspaces/{workspace_id}/presence", get_presence)
     app.router.add_post("/api/v1/notifications", post_notification)
     app.router.add_get("/api/v1/notifications", list_notifications)
     app.router.add_post("/api/v1/notifications/read-all", read_all_notifications)

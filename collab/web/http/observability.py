@@ -19,10 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from collab.errors import AuthError
 from collab.observability.logging import conn_id_var, request_id_var
-from collab.web.errors import Handler
+from collab.web.http.errors import Handler
+from collab.web.http.metrics import Metrics
+from collab.web.http.requests import offered_token
 from collab.web.keys import BUS, METRICS, ROOMS, SESSIONS, SETTINGS
-from collab.web.metrics import Metrics
-from collab.web.requests import offered_token
 
 REQUEST_ID = web.RequestKey("request_id", str)
 REQUEST_ID_HEADER = "X-Request-Id"

@@ -9,8 +9,8 @@ import orjson
 from aiohttp import web
 
 from collab.auth import Role, mint_token
+from collab.web.http.requests import require_json, valid_id
 from collab.web.keys import SETTINGS
-from collab.web.requests import require_json, valid_id
 
 DEV_TOKEN_TTL_S = 8 * 3600
 

@@ -21,7 +21,7 @@ from collab.errors import (
 )
 from collab.rooms.budget import ApplyBudgetExceeded
 from collab.rooms.trial import UpdateTooCostly
-from collab.web.rejections import (
+from collab.web.http.rejections import (
     REJECTION_STATUSES,
     auth_failure_reason,
     note_rejection,

@@ -1,0 +1,41 @@
+"""Liveness and readiness for load balancers: `GET /healthz`, `GET /readyz` (503 when the store
+or the bus fails)."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from collab.errors import BusError, StoreError
+from collab.web.keys import BUS, DATABASE, ROOMS
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok"}, dumps=_dumps)
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    checks: dict[str, str] = {}
+    for name, ping in (("store", request.app[DATABASE].ping), ("bus", request.app[BUS].ping)):
+        try:
+            await ping()
+            checks[name] = "ok"
+        except (StoreError, BusError) as error:
+            checks[name] = f"failed: {error}"
+    if not request.app[ROOMS].store_healthy and checks["store"] == "ok":
+        checks["store"] = "failed: recent writes failed; retrying"
+    ready = all(value == "ok" for value in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+        dumps=_dumps,
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

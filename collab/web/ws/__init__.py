@@ -1,0 +1,1 @@
+"""The WebSocket endpoints: `/ws/docs/{workspace_id}/{note_id}` (y-websocket) and `/ws/live`."""
