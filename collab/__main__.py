@@ -1,3 +1,3 @@
-from collab.cli import main
+from collab.cli.main import main
 
 main()

@@ -28,7 +28,7 @@ raises them, are named with their module (`collab.` left out).
     │                                (rooms.budget)
     ├── AuthError            missing, invalid or expired token (HTTP 401)
     │   ├── ForbiddenError       valid token without the role the resource needs (HTTP 403)
-    │   ├── UnknownKeyId         a token signed with a key id no key has (auth_keys)
+    │   ├── UnknownKeyId         a token signed with a key id no key has (auth.keys)
     │   ├── MetricsTokenError    /metrics without its token (web.http.observability)
     │   └── RefreshRefused       an in-band token refresh refused; carries the close code,
     │                            4401 or 4403 (web.sockets.sessions)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from collab.auth import Role, mint_token
+from collab.auth.tokens import Role, mint_token
 from collab.bus.base import Bus
 from collab.bus.memory import MemoryBroker, MemoryBus
 from collab.presence.memory import MemoryPresenceBroker, MemoryPresenceStore

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from collab.auth import TokenVerifier
+from collab.auth.revocations import RevocationList
+from collab.auth.tokens import TokenVerifier
 from collab.bus.base import Bus
 from collab.bus.memory import MemoryBus
 from collab.presence.base import PresenceStore
@@ -15,7 +16,6 @@ from collab.presence.memory import MemoryPresenceStore
 from collab.presence.registry import LocalPresence
 from collab.presence.service import PresenceService
 from collab.protocol.close_codes import CloseCode
-from collab.revocations import RevocationList
 from collab.rooms.manager import RoomLimits, RoomManager
 from collab.rooms.notifier import Notifier
 from collab.rooms.workspaces import PresenceHub

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from collab.auth import TokenVerifier
+from collab.auth.jwks import JwksFetcher
+from collab.auth.tokens import TokenVerifier
 from collab.bus.base import Bus
 from collab.presence.base import PresenceStore
 from collab.rooms.manager import RoomManager
@@ -23,7 +24,6 @@ from collab.store.notifications import NotificationStore
 if TYPE_CHECKING:
     from collab.web.api.revocations import RevocationService
     from collab.web.http.connections import ConnectionCounter
-    from collab.web.http.jwks import JwksFetcher
     from collab.web.http.metrics import Metrics
     from collab.web.http.request_limits import RequestLimits
     from collab.web.sockets.liveness import Liveness

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-from collab.auth import Role, mint_token
+from collab.auth.tokens import Role, mint_token
 from collab.settings import Secret, Settings
 from harness.errors import RunError
 from harness.paths import (

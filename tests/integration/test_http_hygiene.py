@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from collab.auth import MAX_TOKEN_BYTES
+from collab.auth.tokens import MAX_TOKEN_BYTES
 from collab.settings import Settings
 from collab.web.app import create_app
 from collab.web.http.access_log import AccessLogger

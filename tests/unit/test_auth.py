@@ -14,10 +14,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from collab.auth import Identity, Role, TokenVerifier, mint_token
-from collab.auth_keys import UnknownKeyId, parse_jwks
+from collab.auth.keys import UnknownKeyId, parse_jwks
+from collab.auth.revocations import RevocationList
+from collab.auth.tokens import Identity, Role, TokenVerifier, mint_token
 from collab.errors import AuthError, ConfigError, ForbiddenError
-from collab.revocations import RevocationList
 from collab.settings import Secret, Settings
 
 SECRET = "unit-test-secret-0123456789-abcdefghijklmnop"

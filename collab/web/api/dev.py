@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from collab.auth import Role, mint_token
+from collab.auth.tokens import Role, mint_token
 from collab.web.http.requests import require_json, valid_id
 from collab.web.keys import SETTINGS
 

@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
+from collab.auth.revocations import RevocationList
 from collab.bus.base import Bus
 from collab.errors import AuthError, ForbiddenError, StoreError
 from collab.protocol.close_codes import CloseCode
-from collab.revocations import RevocationList
 from collab.store.revocations import RevocationStore
 from collab.tasks import cancel_and_wait
 from collab.web.http.requests import offered_token, require_json

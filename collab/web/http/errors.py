@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 
-from collab.auth import MAX_TOKEN_BYTES
+from collab.auth.tokens import MAX_TOKEN_BYTES
 from collab.errors import (
     AuthError,
     DocumentTooLarge,

@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 REJECTION_STATUSES = frozenset({401, 403, 429, 503})
 
-# AuthError messages (collab/auth.py, auth_keys.py, web/http/requests.py) by their opening words.
-# Checked in order; tests pin each message the verifier produces to its reason.
+# AuthError messages (collab/auth/tokens.py, auth/keys.py, web/http/requests.py) by their
+# opening words. Checked in order; tests pin each message the verifier produces to its reason.
 _UNAUTHORIZED_REASONS = (
     ("missing token", "missing_token"),
     ("Authorization header", "malformed_header"),

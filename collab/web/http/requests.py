@@ -6,7 +6,7 @@ import re
 
 from aiohttp import hdrs, web
 
-from collab.auth import Identity, Role
+from collab.auth.tokens import Identity, Role
 from collab.errors import AuthError, ForbiddenError
 from collab.web.keys import SETTINGS, VERIFIER
 

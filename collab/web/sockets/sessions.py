@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Literal
 
-from collab.auth import Identity, TokenVerifier
+from collab.auth.tokens import Identity, TokenVerifier
 from collab.errors import AuthError, ForbiddenError, ProtocolError, UnsupportedMessage
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import decode_token_refresh, encode_permission_denied

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from collab.auth import Identity
+from collab.auth.tokens import Identity
 from collab.errors import AuthError, ProtocolError, StoreError
 from collab.observability.counters import LiveTraffic
 from collab.observability.logging import conn_id_var

@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from collab.auth import TokenVerifier, mint_token
+from collab.auth.tokens import TokenVerifier, mint_token
 from collab.errors import AuthError, ForbiddenError
 from collab.settings import Secret, Settings
 from collab.web.http.metrics import AUTH_FAILURE_REASONS

@@ -19,8 +19,8 @@ from pathlib import Path
 from aiohttp import web
 
 from collab import __version__
-from collab.admin_cli import add_revoke_parser, run_revoke
-from collab.auth import Role, mint_token
+from collab.auth.tokens import Role, mint_token
+from collab.cli.admin import add_revoke_parser, run_revoke
 from collab.errors import CollabError, ConfigError, StoreError
 from collab.observability.logging import configure_logging
 from collab.settings import HMAC_ALGORITHMS, OPTIONS, Secret, Settings, load_settings

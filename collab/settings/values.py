@@ -1,6 +1,6 @@
 """Parsers of setting values: each turns one raw `COLLAB_*` value (or `collab serve` flag) into
 a typed value, or raises `ValueError` with a message that says what is wrong and what is
-accepted. `collab.settings` declares which option takes which parser.
+accepted. `collab.settings.options` declares which option takes which parser.
 """
 
 from __future__ import annotations

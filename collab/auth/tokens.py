@@ -17,9 +17,9 @@ from enum import StrEnum
 
 import jwt
 
-from collab.auth_keys import KeyRing, UnknownKeyId, static_keys
+from collab.auth.keys import KeyRing, UnknownKeyId, static_keys
+from collab.auth.revocations import RevocationList
 from collab.errors import AuthError, ConfigError, ForbiddenError
-from collab.revocations import RevocationList
 from collab.settings import HMAC_ALGORITHMS, Settings
 
 MAX_TOKEN_BYTES = 8 * 1024
