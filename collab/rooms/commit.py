@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from collab.errors import StoreError
 from collab.observability.counters import LatencyHistogram
@@ -24,6 +25,16 @@ from collab.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 STORE_RETRY_MAX_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """How the store has fared for the group commit, as `/metrics` and `/readyz` report it."""
+
+    healthy: bool  # the last store operation succeeded
+    failures: int  # writes (appends, compactions) that failed and were retried
+    backlog: int  # applied updates not yet written
+    flush_time: LatencyHistogram  # one append transaction's time
 
 
 class GroupCommit:
@@ -51,6 +62,11 @@ class GroupCommit:
     def pending_updates(self) -> int:
         """Applied updates not yet written to the store."""
         return self._pending_count
+
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            self.store_healthy, self.store_failures, self._pending_count, self.flush_time
+        )
 
     @property
     def has_pending(self) -> bool:

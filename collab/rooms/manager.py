@@ -41,7 +41,7 @@ from collab.protocol.messages import (
 from collab.protocol.updates import UpdateShape
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.budget import ApplyBudget
-from collab.rooms.commit import GroupCommit
+from collab.rooms.commit import GroupCommit, StoreStats
 from collab.rooms.crdt_errors import PartlyApplied
 from collab.rooms.document import DocumentRoom
 from collab.rooms.effects import (
@@ -156,10 +156,9 @@ class RoomManager:
     def store_healthy(self) -> bool:
         return self._commit.store_healthy
 
-    @property
-    def commit(self) -> GroupCommit:
-        """The group commit, whose store statistics the metrics collector reads."""
-        return self._commit
+    def store_stats(self) -> StoreStats:
+        """How the store has fared for the group commit (read by `/metrics`)."""
+        return self._commit.stats()
 
     def get(self, room_id: str) -> LiveRoom | None:
         return self._rooms.get(room_id)

@@ -169,6 +169,7 @@ class _CollabCollector(Collector):
 
     def _rooms_and_store(self) -> Iterator[Metric]:
         rooms = self._rooms
+        store = rooms.store_stats()
         yield GaugeMetricFamily("collab_rooms_loaded", "Documents loaded now.", rooms.loaded_rooms)
         yield CounterMetricFamily(
             "collab_slow_consumer_disconnects",
@@ -188,22 +189,22 @@ class _CollabCollector(Collector):
         yield _histogram(
             "collab_store_flush_seconds",
             "Time of one store transaction appending a batch of updates.",
-            rooms.commit.flush_time,
+            store.flush_time,
         )
         yield CounterMetricFamily(
             "collab_store_flush_failures",
             "Store writes (appends and compactions) that failed and will be retried.",
-            rooms.commit.store_failures,
+            store.failures,
         )
         yield GaugeMetricFamily(
             "collab_store_backlog_updates",
             "Applied updates not yet written to the store.",
-            rooms.pending_updates,
+            store.backlog,
         )
         yield GaugeMetricFamily(
             "collab_store_healthy",
             "1 while the last store operation succeeded, 0 after a failure.",
-            1 if rooms.store_healthy else 0,
+            1 if store.healthy else 0,
         )
 
     def _bus_metrics(self) -> Iterator[Metric]:
