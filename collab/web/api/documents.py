@@ -10,6 +10,7 @@ from aiohttp import web
 
 from collab.errors import ForbiddenError
 from collab.rooms.snapshot import document_to_json
+from collab.web.api.responses import dumps
 from collab.web.http.requests import authenticate, room_of
 from collab.web.keys import NOTIFIER, ROOMS
 
@@ -65,11 +66,7 @@ async def post_update(request: web.Request) -> web.StreamResponse:
     rooms.budget.check(identity.user_id)
     async with rooms.holding(room_id) as live:
         changed = await rooms.apply_server_update(live, update, identity.user_id)
-    return web.json_response({"room": room_id, "changed": changed}, dumps=_dumps)
-
-
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
+    return web.json_response({"room": room_id, "changed": changed}, dumps=dumps)
 
 
 def add_routes(app: web.Application) -> None:

@@ -3,19 +3,15 @@ or the bus fails)."""
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from collab.errors import BusError, StoreError
+from collab.web.api.responses import dumps
 from collab.web.keys import BUS, DATABASE, ROOMS
 
 
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
 async def healthz(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "ok"}, dumps=_dumps)
+    return web.json_response({"status": "ok"}, dumps=dumps)
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
@@ -32,7 +28,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     return web.json_response(
         {"status": "ready" if ready else "unavailable", "checks": checks},
         status=200 if ready else 503,
-        dumps=_dumps,
+        dumps=dumps,
     )
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 from aiohttp import web
 
 from collab.errors import ForbiddenError
 from collab.store.notifications import MAX_PAGE, NewNotification
+from collab.web.api.responses import json_body
 from collab.web.http.requests import authenticate, require_json, valid_id
 from collab.web.keys import NOTIFICATIONS, NOTIFIER
 
@@ -17,10 +16,6 @@ MAX_TITLE_CHARS = 200
 MAX_BODY_CHARS = 4000
 MAX_LINK_CHARS = 1000
 MAX_NOTIFICATION_REQUEST_BYTES = 64 * 1024
-
-
-def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
 
 
 def _unprocessable(message: str) -> web.HTTPException:
@@ -92,7 +87,7 @@ async def post_notification(request: web.Request) -> web.StreamResponse:
     created = await notifier.notify(
         [NewNotification(r, workspace_id, "message", payload) for r in unique]
     )
-    return _json({"notifications": [n.to_json() for n in created]}, status=201)
+    return json_body({"notifications": [n.to_json() for n in created]}, status=201)
 
 
 async def list_notifications(request: web.Request) -> web.StreamResponse:
@@ -108,7 +103,7 @@ async def list_notifications(request: web.Request) -> web.StreamResponse:
     page = await store.list_notifications(
         identity.user_id, after_id=after, unread_only=unread_raw in ("true", "1"), limit=limit
     )
-    return _json(
+    return json_body(
         {
             "notifications": [n.to_json() for n in page],
             "unread": await store.unread_count(identity.user_id),
@@ -124,13 +119,13 @@ async def read_notification(request: web.Request) -> web.StreamResponse:
     if not raw_id.isdigit() or len(raw_id) > 18:
         raise web.HTTPNotFound(text=f"no notification {raw_id[:32]!r}")
     changed, unread = await request.app[NOTIFIER].mark_read(identity.user_id, [int(raw_id)])
-    return _json({"read": changed, "unread": unread})
+    return json_body({"read": changed, "unread": unread})
 
 
 async def read_all_notifications(request: web.Request) -> web.StreamResponse:
     identity = authenticate(request)
     changed, unread = await request.app[NOTIFIER].mark_read(identity.user_id, None)
-    return _json({"read": changed, "unread": unread})
+    return json_body({"read": changed, "unread": unread})
 
 
 def _int_query(request: web.Request, name: str, default: int) -> int:

@@ -3,17 +3,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from aiohttp import web
 
+from collab.web.api.responses import json_body
 from collab.web.http.requests import authenticate, valid_id
 from collab.web.keys import NOTIFIER, PRESENCE
-
-
-def _json(value: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(value), status=status, content_type="application/json")
 
 
 async def get_presence(request: web.Request) -> web.StreamResponse:
@@ -24,7 +18,7 @@ async def get_presence(request: web.Request) -> web.StreamResponse:
         identity.user_id, identity.name, identity.workspaces
     )
     users = await request.app[PRESENCE].snapshot(workspace_id)
-    return _json({"workspace": workspace_id, "users": users})
+    return json_body({"workspace": workspace_id, "users": users})
 
 
 def add_routes(app: web.Application) -> None:
