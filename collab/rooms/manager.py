@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from collab.bus.base import Bus
-from collab.errors import BusError, ProtocolError, RoomUnavailable, StoreError
+from collab.errors import BusError, ProtocolError, StoreError
 from collab.observability.counters import DocTraffic, LatencyHistogram
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import (
@@ -127,13 +127,14 @@ class RoomManager:
         if self._closed:
             return
         self._closed = True
+        # The registry refuses new holds and schedules no unloads from here on.
+        self._rooms.close()
         peers = [peer for live in self._rooms.loaded() for peer in live.peers.values()]
         for peer in peers:
             peer.request_close(close_code, "server shutting down; reconnect")
         await asyncio.gather(*(peer.wait_closed() for peer in peers), return_exceptions=True)
         await cancel_and_wait([self._sweeper])
         await self._commit.stop()
-        self._rooms.close()
         try:
             await self._commit.flush()
             for live in self._rooms.loaded():
@@ -167,8 +168,6 @@ class RoomManager:
 
     async def acquire(self, room_id: str) -> LiveRoom:
         """Hold a room (loading it once if needed). Raises `RoomUnavailable`."""
-        if self._closed:
-            raise RoomUnavailable("the server is shutting down")
         return await self._rooms.acquire(room_id)
 
     def release(self, live: LiveRoom) -> None:
