@@ -34,8 +34,7 @@ def read_update(update: bytes) -> UpdateShape:
         shape = _native_read(update)
         if shape is not None:
             return shape
-    one_item = _read_one_item(update)
-    return one_item[0] if one_item is not None else _read_any_update(update)
+    return read_update_in_python(update)
 
 
 def read_update_in_python(update: bytes) -> UpdateShape:
