@@ -16,15 +16,16 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from collab.store.base import Store
+from collab.store.catalog import CatalogStore
 from collab.store.notifications import NotificationStore
 from collab.store.revocations import RevocationStore
 
 
 # Runtime-checkable so a test can check each backend has every method of every interface.
 @runtime_checkable
-class Database(Store, NotificationStore, RevocationStore, Protocol):
-    """Documents (`Store`), notifications and workspace members (`NotificationStore`) and
-    revocations (`RevocationStore`) in one database.
+class Database(Store, NotificationStore, RevocationStore, CatalogStore, Protocol):
+    """Documents (`Store`), notifications and workspace members (`NotificationStore`),
+    revocations (`RevocationStore`) and the notes catalog (`CatalogStore`) in one database.
 
     `open`, `close` and `ping` (declared with `Store`) are the database's: they open, close and
     check every interface at once. Every method raises `StoreError` (and nothing else) when

@@ -10,6 +10,15 @@ import pycrdt
 
 from collab.errors import StoreError
 from collab.store.base import StoredDocument
+from collab.store.catalog import (
+    CatalogEntry,
+    CatalogPage,
+    CatalogQuery,
+    Indexed,
+    NoteFields,
+    NoteStatus,
+)
+from collab.store.memory_catalog import MemoryCatalog
 from collab.store.notifications import NewNotification, Notification
 from collab.store.rows import (
     clamp_after_id,
@@ -46,6 +55,7 @@ class MemoryStore:
         self._notification_keys: dict[str, int] = {}
         self._last_notification_id = 0
         self._revocations: dict[str, datetime] = {}
+        self._catalog = MemoryCatalog(self._snapshots, self._updates)
 
     async def open(self) -> None:
         self._raise_injected_fault()
@@ -64,11 +74,18 @@ class MemoryStore:
 
     async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> None:
         self._check_callable()
+        stored_at = format_timestamp()
         for room_id, update in batch:
+            if self._catalog.is_purged(room_id):
+                continue  # a client still holding a purged note cannot bring it back
+            self._catalog.first_stored.setdefault(room_id, stored_at)
             self._updates.setdefault(room_id, []).append(bytes(update))
 
     async def compact(self, room_id: str, state: bytes) -> None:
         self._check_callable()
+        if self._catalog.is_purged(room_id):
+            return
+        self._catalog.first_stored.setdefault(room_id, format_timestamp())
         snapshot = self._snapshots.get(room_id)
         parts = [] if snapshot is None else [snapshot]
         parts += self._updates.get(room_id, [])
@@ -148,6 +165,74 @@ class MemoryStore:
         return sum(
             stored.read_at is None for stored in self._notifications.get(user_id, {}).values()
         )
+
+    # --- CatalogStore ---------------------------------------------------------------------
+
+    async def index_note(
+        self,
+        workspace_id: str,
+        note_id: str,
+        fields: NoteFields,
+        *,
+        clock: int,
+        actor: str | None,
+        at: str,
+    ) -> Indexed:
+        self._check_callable()
+        return self._catalog.index_note(
+            workspace_id, note_id, fields, clock=clock, actor=actor, at=at
+        )
+
+    async def create_note(
+        self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str
+    ) -> CatalogEntry | None:
+        self._check_callable()
+        return self._catalog.create_note(workspace_id, note_id, fields, actor=actor, at=at)
+
+    async def get_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
+        self._check_callable()
+        return self._catalog.get_note(workspace_id, note_id)
+
+    async def note_status(self, room_id: str) -> NoteStatus:
+        self._check_callable()
+        return self._catalog.note_status(room_id)
+
+    async def list_notes(self, workspace_id: str, query: CatalogQuery) -> CatalogPage:
+        self._check_callable()
+        return self._catalog.list_notes(workspace_id, query)
+
+    async def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
+        self._check_callable()
+        return self._catalog.trash_note(workspace_id, note_id, at=at)
+
+    async def restore_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
+        self._check_callable()
+        return self._catalog.restore_note(workspace_id, note_id)
+
+    async def purge_note(self, workspace_id: str, note_id: str, *, at: str) -> bool:
+        self._check_callable()
+        return self._catalog.purge_note(workspace_id, note_id, at=at)
+
+    async def trashed_before(self, cutoff: str, *, limit: int = 100) -> list[str]:
+        self._check_callable()
+        return self._catalog.trashed_before(cutoff, limit=limit)
+
+    async def rooms_to_index(
+        self,
+        *,
+        workspace_id: str | None = None,
+        everything: bool = False,
+        limit: int = 100,
+        after: str = "",
+    ) -> list[str]:
+        self._check_callable()
+        return self._catalog.rooms_to_index(
+            workspace_id=workspace_id, everything=everything, limit=limit, after=after
+        )
+
+    async def first_stored_at(self, room_id: str) -> str | None:
+        self._check_callable()
+        return self._catalog.first_stored.get(room_id)
 
     # --- RevocationStore ------------------------------------------------------------------
 

@@ -15,7 +15,16 @@ import orjson
 import pycrdt
 
 from collab.errors import StoreError
+from collab.store import sqlite_catalog
 from collab.store.base import StoredDocument
+from collab.store.catalog import (
+    CatalogEntry,
+    CatalogPage,
+    CatalogQuery,
+    Indexed,
+    NoteFields,
+    NoteStatus,
+)
 from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
 from collab.store.notifications import NewNotification, Notification
 from collab.store.rows import (
@@ -116,8 +125,10 @@ class SqliteStore:
         created_at = _now()
         rows = [(room_id, update, created_at) for room_id, update in batch]
         async with self._transaction("IMMEDIATE", f"appending {len(rows)} updates") as conn:
+            # A client still holding a purged note cannot bring it back: its tombstone stops it.
             await conn.executemany(
-                "INSERT INTO document_updates (room_id, data, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO document_updates (room_id, data, created_at) SELECT ?1, ?2, ?3 "
+                "WHERE NOT EXISTS (SELECT 1 FROM note_tombstones WHERE room_id = ?1)",
                 rows,
             )
 
@@ -125,6 +136,8 @@ class SqliteStore:
         # IMMEDIATE takes the write lock before reading: no append can commit between the
         # read of the log and the delete, and the delete is bounded by the ids read anyway.
         async with self._transaction("IMMEDIATE", f"compacting room {room_id!r}") as conn:
+            if await sqlite_catalog.is_purged(conn, room_id):
+                return
             snapshot_rows = await conn.execute_fetchall(
                 "SELECT state FROM document_snapshots WHERE room_id = ?", (room_id,)
             )
@@ -273,6 +286,82 @@ class SqliteStore:
                 (user_id,),
             )
         return int(next(iter(rows))[0])
+
+    # --- CatalogStore ---------------------------------------------------------------------
+
+    async def index_note(
+        self,
+        workspace_id: str,
+        note_id: str,
+        fields: NoteFields,
+        *,
+        clock: int,
+        actor: str | None,
+        at: str,
+    ) -> Indexed:
+        what = f"indexing note {workspace_id}/{note_id}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_catalog.index_note(
+                conn, workspace_id, note_id, fields, clock=clock, actor=actor, at=at
+            )
+
+    async def create_note(
+        self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str
+    ) -> CatalogEntry | None:
+        what = f"creating note {workspace_id}/{note_id}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_catalog.create_note(
+                conn, workspace_id, note_id, fields, actor=actor, at=at
+            )
+
+    async def get_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
+        async with self._transaction("DEFERRED", f"reading note {workspace_id}/{note_id}") as conn:
+            return await sqlite_catalog.get_note(conn, workspace_id, note_id)
+
+    async def note_status(self, room_id: str) -> NoteStatus:
+        async with self._transaction("DEFERRED", f"reading the status of {room_id!r}") as conn:
+            return await sqlite_catalog.note_status(conn, room_id)
+
+    async def list_notes(self, workspace_id: str, query: CatalogQuery) -> CatalogPage:
+        what = f"listing the notes of workspace {workspace_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_catalog.list_notes(conn, workspace_id, query)
+
+    async def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
+        what = f"trashing note {workspace_id}/{note_id}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_catalog.trash_note(conn, workspace_id, note_id, at=at)
+
+    async def restore_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
+        what = f"restoring note {workspace_id}/{note_id}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_catalog.restore_note(conn, workspace_id, note_id)
+
+    async def purge_note(self, workspace_id: str, note_id: str, *, at: str) -> bool:
+        what = f"purging note {workspace_id}/{note_id}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_catalog.purge_note(conn, workspace_id, note_id, at=at)
+
+    async def trashed_before(self, cutoff: str, *, limit: int = 100) -> list[str]:
+        async with self._transaction("DEFERRED", "listing notes due for purging") as conn:
+            return await sqlite_catalog.trashed_before(conn, cutoff, limit=limit)
+
+    async def rooms_to_index(
+        self,
+        *,
+        workspace_id: str | None = None,
+        everything: bool = False,
+        limit: int = 100,
+        after: str = "",
+    ) -> list[str]:
+        async with self._transaction("DEFERRED", "listing notes to index") as conn:
+            return await sqlite_catalog.rooms_to_index(
+                conn, workspace_id=workspace_id, everything=everything, limit=limit, after=after
+            )
+
+    async def first_stored_at(self, room_id: str) -> str | None:
+        async with self._transaction("DEFERRED", f"reading the age of {room_id!r}") as conn:
+            return await sqlite_catalog.first_stored_at(conn, room_id)
 
     # --- RevocationStore ------------------------------------------------------------------
 

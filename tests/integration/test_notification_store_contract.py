@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +12,10 @@ import asyncpg
 import pytest
 
 from collab.errors import StoreError
-from collab.store import Database, MemoryStore, PostgresStore, SqliteStore
+from collab.store import Database, MemoryStore, PostgresStore
 from collab.store.notifications import MAX_PAGE, NewNotification, Notification
 from tests.support.postgres_fixtures import gate_held
-from tests.support.postgres_server import PostgresServer, unique_database_name
+from tests.support.store_backends import Backend, open_backend
 from tests.support.waiting import eventually, scaled
 
 WORKSPACE = "w1"
@@ -32,87 +29,6 @@ def new(user_id: str = USER, kind: str = "message", **payload: Any) -> NewNotifi
 
 def ids_of(notifications: list[Notification]) -> list[int]:
     return [notification.id for notification in notifications]
-
-
-@dataclass
-class Backend:
-    """Opens stores of one backend, each on a fresh database, and closes them all."""
-
-    kind: str
-    tmp_path: Path
-    server: PostgresServer | None
-    opened: list[Database] = field(default_factory=list)
-    databases: list[str] = field(default_factory=list)
-    locations: dict[int, str] = field(default_factory=dict)
-    numbers: Iterator[int] = field(default_factory=itertools.count)
-
-    async def new_store(self) -> Database:
-        """An open store on a database of its own."""
-        if self.kind == "memory":
-            return await self._open(MemoryStore(), "")
-        if self.server is None:
-            path = str(self.tmp_path / f"store{next(self.numbers)}" / "collab.sqlite3")
-            return await self._open(SqliteStore(path), path)
-        self.databases.append(unique_database_name())
-        dsn = await self.server.create_database(self.databases[-1])
-        return await self._open(PostgresStore(dsn), dsn)
-
-    async def another_store(self, store: Database) -> Database:
-        """A second open instance (own connection or pool) on the database of `store`;
-        for memory, which has no such thing, `store` itself."""
-        location = self.locations[id(store)]
-        if isinstance(store, SqliteStore):
-            return await self._open(SqliteStore(location), location)
-        if isinstance(store, PostgresStore):
-            return await self._open(PostgresStore(location), location)
-        return store
-
-    async def member(
-        self, store: Database, workspace_id: str, user_id: str
-    ) -> tuple[str | None, str] | None:
-        """The stored `(name, first_seen)` of a member, read behind the store's back."""
-        if isinstance(store, MemoryStore):
-            found = store._members.get((workspace_id, user_id))
-            return None if found is None else (found.name, found.first_seen)
-        query = (
-            "SELECT name, first_seen FROM workspace_members "
-            "WHERE workspace_id = {} AND user_id = {}"
-        )
-        if isinstance(store, SqliteStore):
-            with sqlite3.connect(self.locations[id(store)]) as conn:
-                rows = conn.execute(query.format("?", "?"), (workspace_id, user_id)).fetchall()
-            conn.close()
-            return None if not rows else (rows[0][0], rows[0][1])
-        conn = await asyncpg.connect(self.locations[id(store)])
-        try:
-            row = await conn.fetchrow(query.format("$1", "$2"), workspace_id, user_id)
-        finally:
-            await conn.close()
-        return None if row is None else (row["name"], row["first_seen"])
-
-    async def close(self) -> None:
-        for store in self.opened:
-            await store.close()
-        if self.server is not None:
-            for name in self.databases:
-                await self.server.drop_database(name)
-
-    async def _open(self, store: Database, location: str) -> Database:
-        await store.open()
-        self.opened.append(store)
-        self.locations[id(store)] = location
-        return store
-
-
-@asynccontextmanager
-async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    # Only the Postgres runs need (and may skip for lack of) a cluster.
-    server = request.getfixturevalue("postgres_server") if request.param == "postgres" else None
-    backend = Backend(str(request.param), tmp_path, server)
-    try:
-        yield backend
-    finally:
-        await backend.close()
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])

@@ -1,0 +1,472 @@
+"""The catalog of `SqliteStore`, as statements over a connection inside its transaction.
+
+Each function runs inside one transaction the store opened (`SqliteStore._transaction`).
+Search is FTS5 over `search_words` (so every backend splits words alike), ranked with bm25
+weighted by column; every filter and sort has an index (migration 0004).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from collab.store.catalog import (
+    MAX_CATALOG_PAGE,
+    CatalogEntry,
+    CatalogPage,
+    CatalogQuery,
+    Indexed,
+    NoteFields,
+    NoteStatus,
+    Priority,
+    SortKey,
+    room_parts,
+    search_terms,
+    search_words,
+)
+from collab.store.memory_catalog import BODY_WEIGHT, TAG_WEIGHT, TITLE_WEIGHT
+
+_ENTRY_COLUMNS = (
+    "n.workspace_id, n.note_id, n.title, n.tags, n.pinned, n.priority, n.due, n.due_at, "
+    "n.assignees, n.excerpt, n.created_at, n.created_by, n.updated_at, n.updated_by, "
+    "n.trashed_at"
+)
+_LISTED = ("title", "tags", "pinned", "priority", "due", "assignees", "excerpt")
+# What each sort orders by, after the trash flag the indexes lead with. {desc} is the order.
+_SORT_COLUMNS: dict[SortKey, tuple[str, ...]] = {
+    SortKey.DEFAULT: ("n.pinned", "n.updated_at", "n.note_id"),
+    SortKey.UPDATED: ("n.updated_at", "n.note_id"),
+    SortKey.CREATED: ("n.created_at", "n.note_id"),
+    SortKey.PRIORITY: ("n.priority", "n.note_id"),
+    SortKey.TITLE: ("n.title_key", "n.note_id"),
+}
+
+
+async def index_note(
+    conn: aiosqlite.Connection,
+    workspace_id: str,
+    note_id: str,
+    fields: NoteFields,
+    *,
+    clock: int,
+    actor: str | None,
+    at: str,
+) -> Indexed:
+    room_id = f"{workspace_id}/{note_id}"
+    if await _is_purged(conn, room_id):
+        return Indexed(None, NoteStatus.PURGED)
+    rows = await conn.execute_fetchall(
+        "SELECT seq, clock, trashed_at, " + ", ".join(_LISTED) + ", created_at, created_by, "
+        "updated_at, updated_by FROM notes WHERE workspace_id = ? AND note_id = ?",
+        (workspace_id, note_id),
+    )
+    values = _field_values(fields)
+    if not rows:
+        seq = await _insert(conn, workspace_id, note_id, fields, clock=clock, actor=actor, at=at)
+        await _write_search(conn, seq, fields, replace=False)
+        await _write_sets(conn, workspace_id, note_id, fields, replace=False)
+        entry = CatalogEntry(workspace_id, note_id, fields, at, actor, at, actor)
+        return Indexed(entry, NoteStatus.ACTIVE, created=True, changed=True)
+    row = next(iter(rows))
+    seq, stored_clock, trashed_at = int(row[0]), int(row[1]), row[2]
+    status = NoteStatus.TRASHED if trashed_at is not None else NoteStatus.ACTIVE
+    if clock < stored_clock:
+        return Indexed(None, status)
+    stored_listed = tuple(row[3:10])
+    created_at, created_by, updated_at, updated_by = row[10:14]
+    updated_at = max(at, str(updated_at))
+    updated_by = actor if actor is not None else updated_by
+    await conn.execute(
+        "UPDATE notes SET title = ?, title_key = ?, tags = ?, pinned = ?, priority = ?, "
+        "due = ?, due_at = ?, assignees = ?, excerpt = ?, clock = ?, updated_at = ?, "
+        "updated_by = ? WHERE seq = ?",
+        (*values, clock, updated_at, updated_by, seq),
+    )
+    await _write_search(conn, seq, fields, replace=True)
+    await _write_sets(conn, workspace_id, note_id, fields, replace=True)
+    entry = CatalogEntry(
+        workspace_id,
+        note_id,
+        fields,
+        str(created_at),
+        created_by,
+        updated_at,
+        updated_by,
+        trashed_at,
+    )
+    listed = (values[0], values[2], values[3], values[4], values[5], values[7], values[8])
+    return Indexed(entry, status, changed=listed != stored_listed)
+
+
+async def create_note(
+    conn: aiosqlite.Connection,
+    workspace_id: str,
+    note_id: str,
+    fields: NoteFields,
+    *,
+    actor: str,
+    at: str,
+) -> CatalogEntry | None:
+    room_id = f"{workspace_id}/{note_id}"
+    taken = await conn.execute_fetchall(
+        "SELECT 1 FROM notes WHERE workspace_id = ? AND note_id = ? "
+        "UNION ALL SELECT 1 FROM note_tombstones WHERE room_id = ? "
+        "UNION ALL SELECT 1 FROM document_snapshots WHERE room_id = ? "
+        "UNION ALL SELECT 1 FROM (SELECT 1 FROM document_updates WHERE room_id = ? LIMIT 1)",
+        (workspace_id, note_id, room_id, room_id, room_id),
+    )
+    if taken:
+        return None
+    seq = await _insert(conn, workspace_id, note_id, fields, clock=0, actor=actor, at=at)
+    await _write_search(conn, seq, fields, replace=False)
+    await _write_sets(conn, workspace_id, note_id, fields, replace=False)
+    return CatalogEntry(workspace_id, note_id, fields, at, actor, at, actor)
+
+
+async def get_note(
+    conn: aiosqlite.Connection, workspace_id: str, note_id: str
+) -> CatalogEntry | None:
+    rows = await conn.execute_fetchall(
+        f"SELECT {_ENTRY_COLUMNS} FROM notes n WHERE n.workspace_id = ? AND n.note_id = ?",
+        (workspace_id, note_id),
+    )
+    return next((_entry(row) for row in rows), None)
+
+
+async def note_status(conn: aiosqlite.Connection, room_id: str) -> NoteStatus:
+    if await _is_purged(conn, room_id):
+        return NoteStatus.PURGED
+    workspace_id, note_id = room_parts(room_id)
+    rows = await conn.execute_fetchall(
+        "SELECT trashed_at FROM notes WHERE workspace_id = ? AND note_id = ?",
+        (workspace_id, note_id),
+    )
+    for row in rows:
+        return NoteStatus.TRASHED if row[0] is not None else NoteStatus.ACTIVE
+    return NoteStatus.ACTIVE if await _has_content(conn, room_id) else NoteStatus.ABSENT
+
+
+async def list_notes(
+    conn: aiosqlite.Connection, workspace_id: str, query: CatalogQuery
+) -> CatalogPage:
+    where = ["n.workspace_id = ?", "(n.trashed_at IS NOT NULL) = ?"]
+    params: list[Any] = [workspace_id, int(query.trashed)]
+    for tag in query.tags:
+        where.append(
+            "EXISTS (SELECT 1 FROM note_tags t WHERE t.workspace_id = n.workspace_id "
+            "AND t.tag = ? AND t.note_id = n.note_id)"
+        )
+        params.append(tag)
+    if query.assignee is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM note_assignees a WHERE a.workspace_id = n.workspace_id "
+            "AND a.user_id = ? AND a.note_id = n.note_id)"
+        )
+        params.append(query.assignee)
+    if query.pinned is not None:
+        where.append("n.pinned = ?")
+        params.append(int(query.pinned))
+    if query.priority is not None:
+        where.append("n.priority = ?")
+        params.append(int(query.priority))
+    if query.due_before is not None:
+        where.append("n.due_at < ?")
+        params.append(query.due_before)
+    if query.due_after is not None:
+        where.append("n.due_at >= ?")
+        params.append(query.due_after)
+    source = "notes n"
+    select = _ENTRY_COLUMNS
+    if query.text is not None:
+        terms = search_terms(query.text)
+        if not terms:
+            return CatalogPage()
+        source = "notes_search s JOIN notes n ON n.seq = s.rowid"
+        where.append("notes_search MATCH ?")
+        params.append(" ".join(f'"{term}"*' for term in terms))
+        # bm25 is lower for better matches: negated, larger is better, as everywhere.
+        select += f", -bm25(notes_search, {TITLE_WEIGHT}, {TAG_WEIGHT}, {BODY_WEIGHT}) AS score"
+    key = _key_expressions(query)
+    descending = query.descending or query.sort in (SortKey.DEFAULT, SortKey.RELEVANCE)
+    if query.after is not None:
+        if len(query.after) != len(key):
+            return CatalogPage()
+        where.append(f"({', '.join(key)}) {'<' if descending else '>'} ({_marks(key)})")
+        params.extend(query.after)
+    direction = " DESC" if descending else ""
+    limit = max(1, min(query.limit, MAX_CATALOG_PAGE))
+    sql = (
+        f"SELECT {select}, {', '.join(key)} FROM {source} WHERE {' AND '.join(where)} "
+        f"ORDER BY {', '.join(expr + direction for expr in key)} LIMIT ?"
+    )
+    rows = list(await conn.execute_fetchall(sql, (*params, limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    entries = [_entry(row) for row in rows]
+    next_key = tuple(rows[-1][-len(key) :]) if more else None
+    return CatalogPage(entries, next_key)
+
+
+async def trash_note(
+    conn: aiosqlite.Connection, workspace_id: str, note_id: str, *, at: str
+) -> CatalogEntry | None:
+    await conn.execute(
+        "UPDATE notes SET trashed_at = ? "
+        "WHERE workspace_id = ? AND note_id = ? AND trashed_at IS NULL",
+        (at, workspace_id, note_id),
+    )
+    return await get_note(conn, workspace_id, note_id)
+
+
+async def restore_note(
+    conn: aiosqlite.Connection, workspace_id: str, note_id: str
+) -> CatalogEntry | None:
+    await conn.execute(
+        "UPDATE notes SET trashed_at = NULL WHERE workspace_id = ? AND note_id = ?",
+        (workspace_id, note_id),
+    )
+    return await get_note(conn, workspace_id, note_id)
+
+
+async def purge_note(
+    conn: aiosqlite.Connection, workspace_id: str, note_id: str, *, at: str
+) -> bool:
+    room_id = f"{workspace_id}/{note_id}"
+    if await _is_purged(conn, room_id):
+        return False
+    rows = await conn.execute_fetchall(
+        "DELETE FROM notes WHERE workspace_id = ? AND note_id = ? RETURNING seq",
+        (workspace_id, note_id),
+    )
+    existed = False
+    for row in rows:
+        existed = True
+        await conn.execute("DELETE FROM notes_search WHERE rowid = ?", (int(row[0]),))
+    await _delete_sets(conn, workspace_id, note_id)
+    existed = await _has_content(conn, room_id) or existed
+    await conn.execute("DELETE FROM document_snapshots WHERE room_id = ?", (room_id,))
+    await conn.execute("DELETE FROM document_updates WHERE room_id = ?", (room_id,))
+    if existed:
+        await conn.execute(
+            "INSERT INTO note_tombstones (room_id, purged_at) VALUES (?, ?)", (room_id, at)
+        )
+    return existed
+
+
+async def trashed_before(conn: aiosqlite.Connection, cutoff: str, *, limit: int) -> list[str]:
+    rows = await conn.execute_fetchall(
+        "SELECT workspace_id || '/' || note_id FROM notes "
+        "WHERE trashed_at IS NOT NULL AND trashed_at < ? ORDER BY trashed_at LIMIT ?",
+        (cutoff, limit),
+    )
+    return [str(row[0]) for row in rows]
+
+
+async def rooms_to_index(
+    conn: aiosqlite.Connection,
+    *,
+    workspace_id: str | None,
+    everything: bool,
+    limit: int,
+    after: str,
+) -> list[str]:
+    where = [
+        "r.room_id > ?",
+        "NOT EXISTS (SELECT 1 FROM note_tombstones t WHERE t.room_id = r.room_id)",
+    ]
+    params: list[Any] = [after]
+    if workspace_id is not None:
+        # Room ids of a workspace are "{workspace_id}/…": a range of the text order.
+        where.append("r.room_id > ? AND r.room_id < ?")
+        params += [workspace_id + "/", workspace_id + "0"]
+    if not everything:
+        where.append(
+            "NOT EXISTS (SELECT 1 FROM notes n "
+            "WHERE n.workspace_id = substr(r.room_id, 1, instr(r.room_id, '/') - 1) "
+            "AND n.note_id = substr(r.room_id, instr(r.room_id, '/') + 1))"
+        )
+    rows = await conn.execute_fetchall(
+        "SELECT r.room_id FROM (SELECT room_id FROM document_snapshots "
+        "UNION SELECT room_id FROM document_updates) r "
+        f"WHERE {' AND '.join(where)} ORDER BY r.room_id LIMIT ?",
+        (*params, limit),
+    )
+    return [str(row[0]) for row in rows]
+
+
+async def first_stored_at(conn: aiosqlite.Connection, room_id: str) -> str | None:
+    rows = await conn.execute_fetchall(
+        "SELECT min(at) FROM (SELECT updated_at AS at FROM document_snapshots WHERE room_id = ? "
+        "UNION ALL SELECT min(created_at) FROM document_updates WHERE room_id = ?)",
+        (room_id, room_id),
+    )
+    found = next(iter(rows))[0]
+    return None if found is None else str(found)
+
+
+async def is_purged(conn: aiosqlite.Connection, room_id: str) -> bool:
+    return await _is_purged(conn, room_id)
+
+
+def _key_expressions(query: CatalogQuery) -> tuple[str, ...]:
+    if query.sort is SortKey.RELEVANCE:
+        return (_relevance(search_terms(query.text or "")), "n.note_id")
+    if query.sort is SortKey.DUE:
+        missing = "''" if query.descending else "'~'"
+        return (f"coalesce(n.due_at, {missing})", "n.note_id")
+    return _SORT_COLUMNS[query.sort]
+
+
+def _relevance(terms: list[str]) -> str:
+    """The score of a note for `terms`, as `memory_catalog.relevance` computes it: for each
+    term, the weight of each column holding a word it begins. Not bm25: that depends on the
+    other notes, so a note's score (and a page cursor holding it) would shift as notes come
+    and go. Terms are letters and digits only: safe inside a LIKE pattern."""
+    parts = []
+    for term in terms:
+        for column, weight in (
+            ("title", TITLE_WEIGHT),
+            ("tags", TAG_WEIGHT),
+            ("body", BODY_WEIGHT),
+        ):
+            parts.append(f"{weight} * ((' ' || s.{column}) LIKE '% {term}%')")
+    return "(" + " + ".join(parts) + ")"
+
+
+def _marks(key: tuple[str, ...]) -> str:
+    return ", ".join("?" * len(key))
+
+
+def _field_values(fields: NoteFields) -> tuple[Any, ...]:
+    return (
+        fields.title,
+        fields.title.casefold(),
+        orjson.dumps(list(fields.tags)).decode(),
+        int(fields.pinned),
+        int(fields.priority),
+        fields.due,
+        fields.due_at,
+        orjson.dumps(list(fields.assignees)).decode(),
+        fields.excerpt,
+    )
+
+
+async def _insert(
+    conn: aiosqlite.Connection,
+    workspace_id: str,
+    note_id: str,
+    fields: NoteFields,
+    *,
+    clock: int,
+    actor: str | None,
+    at: str,
+) -> int:
+    rows = await conn.execute_fetchall(
+        "INSERT INTO notes (workspace_id, note_id, title, title_key, tags, pinned, priority, "
+        "due, due_at, assignees, excerpt, clock, created_at, created_by, updated_at, "
+        "updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        (workspace_id, note_id, *_field_values(fields), clock, at, actor, at, actor),
+    )
+    return int(next(iter(rows))[0])
+
+
+async def _write_search(
+    conn: aiosqlite.Connection, seq: int, fields: NoteFields, *, replace: bool
+) -> None:
+    if replace:
+        await conn.execute("DELETE FROM notes_search WHERE rowid = ?", (seq,))
+    await conn.execute(
+        "INSERT INTO notes_search (rowid, title, tags, body) VALUES (?, ?, ?, ?)",
+        (
+            seq,
+            search_words(fields.title),
+            search_words(" ".join(fields.tags)),
+            search_words(fields.text),
+        ),
+    )
+
+
+async def _write_sets(
+    conn: aiosqlite.Connection,
+    workspace_id: str,
+    note_id: str,
+    fields: NoteFields,
+    *,
+    replace: bool,
+) -> None:
+    if replace:
+        await _delete_sets(conn, workspace_id, note_id)
+    await conn.executemany(
+        "INSERT INTO note_tags (workspace_id, tag, note_id) VALUES (?, ?, ?)",
+        [(workspace_id, tag, note_id) for tag in fields.tags],
+    )
+    await conn.executemany(
+        "INSERT INTO note_assignees (workspace_id, user_id, note_id) VALUES (?, ?, ?)",
+        [(workspace_id, user_id, note_id) for user_id in fields.assignees],
+    )
+
+
+async def _delete_sets(conn: aiosqlite.Connection, workspace_id: str, note_id: str) -> None:
+    for table in ("note_tags", "note_assignees"):
+        await conn.execute(
+            f"DELETE FROM {table} WHERE workspace_id = ? AND note_id = ?",
+            (workspace_id, note_id),
+        )
+
+
+async def _is_purged(conn: aiosqlite.Connection, room_id: str) -> bool:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM note_tombstones WHERE room_id = ?", (room_id,)
+    )
+    return bool(rows)
+
+
+async def _has_content(conn: aiosqlite.Connection, room_id: str) -> bool:
+    rows = await conn.execute_fetchall(
+        "SELECT 1 FROM document_snapshots WHERE room_id = ? "
+        "UNION ALL SELECT 1 FROM (SELECT 1 FROM document_updates WHERE room_id = ? LIMIT 1)",
+        (room_id, room_id),
+    )
+    return bool(rows)
+
+
+def _entry(row: Any) -> CatalogEntry:
+    (
+        workspace_id,
+        note_id,
+        title,
+        tags,
+        pinned,
+        priority,
+        due,
+        due_at,
+        assignees,
+        excerpt,
+        created_at,
+        created_by,
+        updated_at,
+        updated_by,
+        trashed_at,
+    ) = row[:15]
+    fields = NoteFields(
+        title=str(title),
+        tags=tuple(orjson.loads(tags)),
+        pinned=bool(pinned),
+        priority=Priority(int(priority)),
+        due=due,
+        due_at=due_at,
+        assignees=tuple(orjson.loads(assignees)),
+        excerpt=str(excerpt),
+    )
+    return CatalogEntry(
+        str(workspace_id),
+        str(note_id),
+        fields,
+        str(created_at),
+        created_by,
+        str(updated_at),
+        updated_by,
+        trashed_at,
+    )

@@ -1,0 +1,434 @@
+"""One contract suite for every `CatalogStore` backend (memory, SQLite, Postgres)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pycrdt
+import pytest
+
+from collab.store import Database
+from collab.store.catalog import (
+    CatalogEntry,
+    CatalogQuery,
+    NoteFields,
+    NoteStatus,
+    Priority,
+    SortKey,
+)
+from tests.support.store_backends import Backend, open_backend
+
+WS = "w1"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async with open_backend(request, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def store(backend: Backend) -> Database:
+    return await backend.new_store()
+
+
+def at(second: int) -> str:
+    """A timestamp `second` seconds into a fixed day, as the store formats them."""
+    return f"2026-12-06T10:{second // 60:02d}:{second % 60:02d}.000000+00:00"
+
+
+def an_update(text: str = "x") -> bytes:
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    doc["t"] = pycrdt.Text(text)
+    return doc.get_update()
+
+
+async def index(
+    store: Database,
+    note_id: str,
+    second: int = 0,
+    *,
+    clock: int = 1,
+    actor: str | None = "u1",
+    workspace_id: str = WS,
+    **fields: Any,
+) -> CatalogEntry:
+    indexed = await store.index_note(
+        workspace_id, note_id, NoteFields(**fields), clock=clock, actor=actor, at=at(second)
+    )
+    assert indexed.entry is not None
+    return indexed.entry
+
+
+async def ids(store: Database, **query: Any) -> list[str]:
+    page = await store.list_notes(WS, CatalogQuery(**query))
+    return [entry.note_id for entry in page.entries]
+
+
+# --- indexing -----------------------------------------------------------------------------
+
+
+async def test_the_first_index_creates_the_row_with_its_creator(store: Database) -> None:
+    indexed = await store.index_note(
+        WS, "n1", NoteFields(title="Plan"), clock=3, actor="u1", at=at(1)
+    )
+
+    assert indexed.created and indexed.changed and indexed.status is NoteStatus.ACTIVE
+    entry = await store.get_note(WS, "n1")
+    assert entry is not None
+    assert entry.to_json() == {
+        "id": "n1",
+        "workspace": WS,
+        "title": "Plan",
+        "tags": [],
+        "pinned": False,
+        "priority": None,
+        "due": None,
+        "assignees": [],
+        "excerpt": "",
+        "created_at": at(1),
+        "created_by": "u1",
+        "updated_at": at(1),
+        "updated_by": "u1",
+        "trashed_at": None,
+    }
+
+
+async def test_a_later_index_updates_the_fields_and_keeps_the_creator(store: Database) -> None:
+    await index(store, "n1", 1, title="Plan")
+
+    indexed = await store.index_note(
+        WS,
+        "n1",
+        NoteFields(title="Plan B", tags=("a",), priority=Priority.HIGH),
+        clock=2,
+        actor="u2",
+        at=at(2),
+    )
+
+    assert indexed.changed and not indexed.created
+    entry = await store.get_note(WS, "n1")
+    assert entry is not None
+    assert (entry.fields.title, entry.fields.tags, entry.fields.priority) == (
+        "Plan B",
+        ("a",),
+        Priority.HIGH,
+    )
+    assert (entry.created_by, entry.updated_by, entry.updated_at) == ("u1", "u2", at(2))
+
+
+async def test_an_index_without_an_actor_keeps_the_last_editor(store: Database) -> None:
+    await index(store, "n1", 1, actor="u1", title="a")
+
+    entry = await index(store, "n1", 2, clock=2, actor=None, title="b")
+
+    assert entry.updated_by == "u1"
+    assert entry.updated_at == at(2)
+
+
+async def test_body_only_changes_are_not_listed_changes(store: Database) -> None:
+    await index(store, "n1", 1, title="a", text="one")
+
+    indexed = await store.index_note(
+        WS, "n1", NoteFields(title="a", text="two"), clock=2, actor="u1", at=at(2)
+    )
+
+    assert not indexed.changed
+    assert await ids(store, text="two") == ["n1"]
+
+
+async def test_an_earlier_state_never_overwrites_a_later_one(store: Database) -> None:
+    await index(store, "n1", 1, clock=10, title="later")
+
+    indexed = await store.index_note(
+        WS, "n1", NoteFields(title="earlier"), clock=9, actor="u2", at=at(2)
+    )
+
+    assert indexed.entry is None
+    entry = await store.get_note(WS, "n1")
+    assert entry is not None and entry.fields.title == "later"
+
+
+async def test_indexing_keeps_a_trashed_note_in_the_trash(store: Database) -> None:
+    await index(store, "n1", 1)
+    await store.trash_note(WS, "n1", at=at(2))
+
+    indexed = await store.index_note(WS, "n1", NoteFields(), clock=2, actor="u1", at=at(3))
+
+    assert indexed.status is NoteStatus.TRASHED
+    assert indexed.entry is not None and indexed.entry.trashed_at == at(2)
+
+
+# --- lifecycle ----------------------------------------------------------------------------
+
+
+async def test_status_follows_the_lifecycle(store: Database) -> None:
+    room = f"{WS}/n1"
+    assert await store.note_status(room) is NoteStatus.ABSENT
+    await store.append_updates([(room, an_update())])
+    assert await store.note_status(room) is NoteStatus.ACTIVE  # content, not indexed yet
+    await index(store, "n1")
+    assert await store.note_status(room) is NoteStatus.ACTIVE
+    await store.trash_note(WS, "n1", at=at(1))
+    assert await store.note_status(room) is NoteStatus.TRASHED
+    await store.restore_note(WS, "n1")
+    assert await store.note_status(room) is NoteStatus.ACTIVE
+    assert await store.purge_note(WS, "n1", at=at(2))
+    assert await store.note_status(room) is NoteStatus.PURGED
+
+
+async def test_create_refuses_an_id_that_exists_or_existed(store: Database) -> None:
+    created = await store.create_note(WS, "n1", NoteFields(title="t"), actor="u1", at=at(1))
+    assert created is not None and created.created_by == "u1"
+    assert await store.create_note(WS, "n1", NoteFields(), actor="u2", at=at(2)) is None
+
+    await store.append_updates([(f"{WS}/edited", an_update())])
+    assert await store.create_note(WS, "edited", NoteFields(), actor="u1", at=at(3)) is None
+
+    await store.purge_note(WS, "n1", at=at(4))
+    assert await store.create_note(WS, "n1", NoteFields(), actor="u1", at=at(5)) is None
+    assert await store.create_note("w2", "n1", NoteFields(), actor="u1", at=at(5)) is not None
+
+
+async def test_trash_and_restore_move_a_note_between_the_lists(store: Database) -> None:
+    await index(store, "n1", 1)
+    await index(store, "n2", 2)
+
+    trashed = await store.trash_note(WS, "n1", at=at(3))
+    again = await store.trash_note(WS, "n1", at=at(4))
+
+    assert trashed is not None and again is not None and again.trashed_at == at(3)
+    assert await ids(store) == ["n2"]
+    assert await ids(store, trashed=True) == ["n1"]
+    restored = await store.restore_note(WS, "n1")
+    assert restored is not None and restored.trashed_at is None
+    assert sorted(await ids(store)) == ["n1", "n2"]
+    assert await store.trash_note(WS, "never", at=at(5)) is None
+    assert await store.restore_note(WS, "never") is None
+
+
+async def test_purge_removes_content_and_row_and_keeps_them_out(store: Database) -> None:
+    room = f"{WS}/n1"
+    await store.append_updates([(room, an_update("a"))])
+    await store.compact(room, an_update("b"))
+    await store.append_updates([(room, an_update("c"))])
+    await index(store, "n1", 1, title="secret", tags=("t",), text="body words")
+
+    assert await store.purge_note(WS, "n1", at=at(2))
+
+    assert (await store.load(room)).is_empty
+    assert await store.get_note(WS, "n1") is None
+    assert await ids(store) == [] and await ids(store, text="body") == []
+    assert await ids(store, tags=("t",)) == []
+    # A client still holding the note sends it again: nothing comes back.
+    await store.append_updates([(room, an_update("offline edit")), (f"{WS}/n2", an_update())])
+    await store.compact(room, an_update("offline state"))
+    assert (await store.load(room)).is_empty
+    assert not (await store.load(f"{WS}/n2")).is_empty
+    indexed = await store.index_note(WS, "n1", NoteFields(), clock=99, actor="u1", at=at(3))
+    assert indexed.entry is None and indexed.status is NoteStatus.PURGED
+    assert await store.get_note(WS, "n1") is None
+    assert not await store.purge_note(WS, "n1", at=at(4))
+
+
+async def test_purging_what_never_existed_leaves_no_tombstone(store: Database) -> None:
+    assert not await store.purge_note(WS, "never", at=at(1))
+    assert await store.note_status(f"{WS}/never") is NoteStatus.ABSENT
+
+
+async def test_trashed_before_lists_the_oldest_trash_first(store: Database) -> None:
+    for number, second in ((1, 30), (2, 10), (3, 20)):
+        await index(store, f"n{number}")
+        await store.trash_note(WS, f"n{number}", at=at(second))
+    await index(store, "kept")
+
+    assert await store.trashed_before(at(25)) == [f"{WS}/n2", f"{WS}/n3"]
+    assert await store.trashed_before(at(25), limit=1) == [f"{WS}/n2"]
+
+
+async def test_rooms_to_index_lists_stored_notes_without_rows(store: Database) -> None:
+    for room in (f"{WS}/a", f"{WS}/b", f"{WS}/c", "w2/a"):
+        await store.append_updates([(room, an_update())])
+    await store.compact(f"{WS}/b", an_update())
+    await index(store, "a")
+    await store.purge_note(WS, "c", at=at(1))
+
+    assert await store.rooms_to_index() == [f"{WS}/b", "w2/a"]
+    assert await store.rooms_to_index(workspace_id=WS) == [f"{WS}/b"]
+    assert await store.rooms_to_index(everything=True) == [f"{WS}/a", f"{WS}/b", "w2/a"]
+    assert await store.rooms_to_index(everything=True, after=f"{WS}/a", limit=1) == [f"{WS}/b"]
+    assert await store.first_stored_at(f"{WS}/b") is not None
+    assert await store.first_stored_at(f"{WS}/never") is None
+
+
+# --- listing ------------------------------------------------------------------------------
+
+
+async def test_default_order_is_pinned_first_then_most_recently_updated(store: Database) -> None:
+    await index(store, "old", 1)
+    await index(store, "pinned-old", 2, pinned=True)
+    await index(store, "new", 3)
+    await index(store, "other-workspace", 4, workspace_id="w2")
+
+    assert await ids(store) == ["pinned-old", "new", "old"]
+
+
+async def test_every_filter_must_match(store: Database) -> None:
+    await index(store, "a", 1, tags=("x", "y"), assignees=("u1",), priority=Priority.HIGH)
+    await index(store, "b", 2, tags=("x",), assignees=("u2",), pinned=True)
+    await index(
+        store, "c", 3, tags=("y",), due="2026-12-24", due_at="2026-12-24T00:00:00.000000+00:00"
+    )
+
+    assert await ids(store, tags=("x",)) == ["b", "a"]
+    assert await ids(store, tags=("x", "y")) == ["a"]
+    assert await ids(store, tags=("z",)) == []
+    assert await ids(store, assignee="u2") == ["b"]
+    assert await ids(store, pinned=True) == ["b"]
+    assert await ids(store, pinned=False) == ["c", "a"]
+    assert await ids(store, priority=Priority.HIGH) == ["a"]
+    assert await ids(store, due_before="2026-12-25T00:00:00.000000+00:00") == ["c"]
+    assert await ids(store, due_before="2026-12-24T00:00:00.000000+00:00") == []
+    assert await ids(store, due_after="2026-12-24T00:00:00.000000+00:00") == ["c"]
+    assert await ids(store, due_after="2026-12-24T00:00:00.000001+00:00") == []
+
+
+async def test_each_sort_in_both_directions(store: Database) -> None:
+    day = "2026-12-{:02d}T00:00:00.000000+00:00"
+    await index(
+        store, "a", 3, title="banana", priority=Priority.LOW, due_at=day.format(2), due="2026-12-02"
+    )
+    await index(store, "b", 1, title="Apple", priority=Priority.URGENT)
+    await index(
+        store,
+        "c",
+        2,
+        title="cherry",
+        priority=Priority.MEDIUM,
+        due_at=day.format(1),
+        due="2026-12-01",
+    )
+
+    def query(sort: SortKey, descending: bool) -> dict[str, Any]:
+        return {"sort": sort, "descending": descending}
+
+    assert await ids(store, **query(SortKey.UPDATED, True)) == ["a", "c", "b"]
+    assert await ids(store, **query(SortKey.UPDATED, False)) == ["b", "c", "a"]
+    assert await ids(store, **query(SortKey.TITLE, False)) == ["b", "a", "c"]
+    assert await ids(store, **query(SortKey.TITLE, True)) == ["c", "a", "b"]
+    assert await ids(store, **query(SortKey.PRIORITY, True)) == ["b", "c", "a"]
+    assert await ids(store, **query(SortKey.PRIORITY, False)) == ["a", "c", "b"]
+    # Without a due date, last either way.
+    assert await ids(store, **query(SortKey.DUE, False)) == ["c", "a", "b"]
+    assert await ids(store, **query(SortKey.DUE, True)) == ["a", "c", "b"]
+    created = await ids(store, **query(SortKey.CREATED, True))
+    assert created == ["a", "c", "b"]
+
+
+@pytest.mark.parametrize(
+    ("sort", "descending"),
+    [
+        (SortKey.DEFAULT, True),
+        (SortKey.UPDATED, False),
+        (SortKey.TITLE, False),
+        (SortKey.DUE, False),
+        (SortKey.DUE, True),
+        (SortKey.PRIORITY, True),
+        (SortKey.RELEVANCE, True),
+    ],
+)
+async def test_pages_list_every_note_once_while_notes_are_added(
+    store: Database, sort: SortKey, descending: bool
+) -> None:
+    """Keyset pages: notes added between pages (at the front, in the middle, at the end of
+    the order) never make an original note repeat or go missing."""
+    day = "2026-12-{:02d}T00:00:00.000000+00:00"
+    for number in range(23):
+        await index(
+            store,
+            f"o{number:02d}",
+            number,
+            title=f"Note {number % 7}",
+            pinned=number % 5 == 0,
+            priority=Priority(number % 5),
+            due_at=day.format(1 + number % 4) if number % 3 else None,
+            text="common " + "word " * (number % 4),
+        )
+    text = "common" if sort is SortKey.RELEVANCE else None
+    seen: list[str] = []
+    after = None
+    added = 0
+    for _ in range(40):  # 23 notes in pages of 5, with 2 more per page: done in 8 pages
+        page = await store.list_notes(
+            WS, CatalogQuery(text=text, sort=sort, descending=descending, limit=5, after=after)
+        )
+        seen += [entry.note_id for entry in page.entries]
+        if page.next_key is None:
+            break
+        after = page.next_key
+        for _ in range(2):
+            await index(
+                store,
+                f"new{added:02d}",
+                100 + added,
+                title=f"Note {added % 9}",
+                pinned=added % 2 == 0,
+                priority=Priority(added % 5),
+                due_at=day.format(1 + added % 5),
+                text="common word",
+            )
+            added += 1
+    else:
+        pytest.fail("the pages never ended")
+    originals = [note for note in seen if note.startswith("o")]
+    assert sorted(originals) == [f"o{number:02d}" for number in range(23)]
+    assert len(seen) == len(set(seen))
+
+
+# --- search -------------------------------------------------------------------------------
+
+
+async def test_search_matches_every_term_as_a_word_prefix(store: Database) -> None:
+    await index(store, "a", 1, title="Quarterly planning", text="budget review")
+    await index(store, "b", 2, title="Groceries", tags=("planning",), text="milk")
+    await index(store, "c", 3, title="Retro", text="the read_update function is slow")
+
+    assert sorted(await ids(store, text="plan")) == ["a", "b"]
+    assert await ids(store, text="plan budget") == ["a"]
+    assert await ids(store, text="PLANNING milk") == ["b"]
+    assert await ids(store, text="read_update") == ["c"]
+    assert await ids(store, text="lanning") == []
+
+
+async def test_search_ranks_title_above_tags_above_body(store: Database) -> None:
+    await index(store, "body", 1, title="x", text="roadmap")
+    await index(store, "title", 2, title="Roadmap", text="y")
+    await index(store, "tag", 3, title="z", tags=("roadmap",))
+    for number in range(10):  # notes without the term: it is a rare word, as in real use
+        await index(store, f"other{number}", 4 + number, title="meeting", text="notes")
+
+    assert await ids(store, text="roadmap", sort=SortKey.RELEVANCE) == ["title", "tag", "body"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['"', "*", "AND", "a OR", "NEAR(", "col:x", "-", "'); DROP TABLE notes; --", "\\", "ü^", ""],
+)
+async def test_any_query_text_is_answered(store: Database, text: str) -> None:
+    await index(store, "a", 1, title="and or near col x drop table notes")
+
+    page = await store.list_notes(WS, CatalogQuery(text=text))
+
+    assert all(entry.note_id == "a" for entry in page.entries)
+
+
+async def test_search_leaves_out_the_trash_and_other_workspaces(store: Database) -> None:
+    await index(store, "a", 1, title="alpha")
+    await index(store, "b", 2, title="alpha")
+    await index(store, "c", 3, title="alpha", workspace_id="w2")
+    await store.trash_note(WS, "b", at=at(4))
+
+    assert await ids(store, text="alpha") == ["a"]
+    assert await ids(store, text="alpha", trashed=True) == ["b"]
