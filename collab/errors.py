@@ -37,6 +37,10 @@ raises them, are named with their module (`collab.` left out).
     │   └── _SessionEnded        a Redis pub/sub session is over; never leaves collab.bus
     │                            (bus.redis_session)
     ├── RoomUnavailable      a room could not be loaded, so it is refused
+    ├── NoteGone             a note in the trash (HTTP 404 `note_trashed`) or purged (HTTP
+    │   │                    410 `note_purged`): its document is refused
+    │   ├── NoteTrashed
+    │   └── NotePurged
     ├── TooManyConnections   a user or client IP holds as many sockets as allowed (HTTP 429)
     │                        (web.http.connections)
     ├── TooManyRequests      a user or client IP is over a request rate (HTTP 429)
@@ -109,3 +113,26 @@ class BusError(CollabError):
 
 class RoomUnavailable(CollabError):
     """A room could not be loaded; clients are refused rather than served an empty stand-in."""
+
+
+class NoteGone(CollabError):
+    """The note of a room was deleted: its document is refused (WebSocket upgrades and REST
+    alike) with `status` and `code`."""
+
+    status = 404
+    code = "note_trashed"
+
+    def __init__(self, room_id: str, message: str) -> None:
+        self.room_id = room_id
+        super().__init__(message)
+
+
+class NoteTrashed(NoteGone):
+    """In the trash: restore it (`POST …/notes/{note_id}/restore`) to open it again."""
+
+
+class NotePurged(NoteGone):
+    """Purged: its content is gone and its id can never be used again."""
+
+    status = 410
+    code = "note_purged"

@@ -42,3 +42,6 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4403
     """Access was revoked by an operator, or a refreshed token no longer grants a role here
     (or names another user); do not reconnect with the same credentials."""
+    NOTE_DELETED = 4404
+    """The note was moved to the trash or purged; do not reconnect (the upgrade answers 404
+    `note_trashed` or 410 `note_purged`) unless it is restored."""

@@ -164,6 +164,17 @@ class RoomManager:
     def get(self, room_id: str) -> LiveRoom | None:
         return self._rooms.get(room_id)
 
+    def close_peers(self, room_id: str, close_code: CloseCode, reason: str) -> int:
+        """Close every local peer of a room (its note was deleted, say); return how many.
+        The room then unloads like any room nobody holds."""
+        live = self._rooms.get(room_id)
+        if live is None:
+            return 0
+        peers = list(live.peers.values())
+        for peer in peers:
+            peer.request_close(close_code, reason)
+        return len(peers)
+
     # -- holding rooms -----------------------------------------------------------------------
 
     async def acquire(self, room_id: str) -> LiveRoom:

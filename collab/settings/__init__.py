@@ -87,6 +87,8 @@ class Settings:
     flush_max_batch: int = 512
     compact_after_updates: int = 1000
     room_grace_s: float = 10.0
+    catalog_interval_ms: int = 2000
+    trash_retention_days: int = 30
     store_backlog_per_room: int = 10_000
     awareness_timeout_s: float = 30.0
     presence_heartbeat_s: float = 5.0

@@ -305,6 +305,18 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a room with no connections stays loaded before it is flushed and unloaded",
     ),
     Option(
+        "catalog_interval_ms",
+        "COLLAB_CATALOG_INTERVAL_MS",
+        values.int_in(10, 600_000),
+        "a note's catalog entry is recomputed at most this often while it is edited",
+    ),
+    Option(
+        "trash_retention_days",
+        "COLLAB_TRASH_RETENTION_DAYS",
+        values.int_in(1, 36_500),
+        "days a note stays in the trash before it is purged",
+    ),
+    Option(
         "store_backlog_per_room",
         "COLLAB_STORE_BACKLOG_PER_ROOM",
         values.int_in(1, 10**7),

@@ -16,6 +16,7 @@ from collab.presence.memory import MemoryPresenceStore
 from collab.presence.registry import LocalPresence
 from collab.presence.service import PresenceService
 from collab.protocol.close_codes import CloseCode
+from collab.rooms.catalog import NotesCatalog
 from collab.rooms.manager import RoomLimits, RoomManager
 from collab.rooms.notifier import Notifier
 from collab.rooms.workspaces import PresenceHub
@@ -23,7 +24,7 @@ from collab.settings import Settings
 from collab.store import Database, create_store
 from collab.tasks import cancel_and_wait
 from collab.web import static
-from collab.web.api import dev, documents, health, notifications, presence
+from collab.web.api import dev, documents, health, notes, notifications, presence
 from collab.web.api.revocations import setup_revocations
 from collab.web.http.connections import ConnectionCounter, connection_slots
 from collab.web.http.errors import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES, json_errors
@@ -33,6 +34,8 @@ from collab.web.http.request_limits import RequestLimits, request_limits
 from collab.web.http.security import add_security_headers, cors_and_gzip
 from collab.web.keys import (
     BUS,
+    CATALOG,
+    CATALOG_STORE,
     CONNECTIONS,
     DATABASE,
     LIVENESS,
@@ -105,16 +108,31 @@ def create_app(
     # Each part gets the one interface of the database it uses.
     app[STORE] = database
     app[NOTIFICATIONS] = database
+    app[CATALOG_STORE] = database
     notifier = Notifier(app[NOTIFICATIONS], app[BUS])
     app[NOTIFIER] = notifier
-    # The change listeners, in the order they are told of each change.
-    app[ROOMS] = RoomManager(
-        app[STORE], app[BUS], room_limits(settings), listeners=[notifier.document_changed]
-    )
     app[PRESENCE_STORE] = (
         presence_store if presence_store is not None else _create_presence_store(settings)
     )
-    app[PRESENCE] = PresenceHub(LocalPresence())
+    hub = PresenceHub(LocalPresence())
+    app[PRESENCE] = hub
+    catalog = NotesCatalog(
+        app[CATALOG_STORE],
+        app[STORE],
+        app[BUS],
+        interval_s=settings.catalog_interval_ms / 1000,
+        trash_retention_s=settings.trash_retention_days * 86400,
+        deliver=lambda workspace_id, event: hub.deliver(workspace_id, [event]),
+    )
+    app[CATALOG] = catalog
+    # The change listeners, in the order they are told of each change.
+    app[ROOMS] = RoomManager(
+        app[STORE],
+        app[BUS],
+        room_limits(settings),
+        listeners=[notifier.document_changed, catalog.indexer.document_changed],
+    )
+    catalog.bind(app[ROOMS])
     app.cleanup_ctx.append(_services)
     # Both run inside _services: the key fetcher and revocations need the store and bus.
     setup_jwks(app)
@@ -128,6 +146,7 @@ def create_app(
     setup_observability(app)
     presence.add_routes(app)
     notifications.add_routes(app)
+    notes.add_routes(app)
     dev.add_routes(app)
     static.add_routes(app)
     return app
@@ -183,11 +202,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             )
             app[PRESENCE].bind(presence)
             await rooms.start()
+            await app[CATALOG].start()
             await presence.start()
             sweeper = asyncio.create_task(app[LIVENESS].run(), name="liveness")
             yield
             await cancel_and_wait([sweeper])
             await rooms.close()
+            await app[CATALOG].close()
             await presence.close()
             await app[NOTIFIER].close()
             await app[PRESENCE_STORE].close()

@@ -13,11 +13,13 @@ from collab.auth.jwks import JwksFetcher
 from collab.auth.tokens import TokenVerifier
 from collab.bus.base import Bus
 from collab.presence.base import PresenceStore
+from collab.rooms.catalog import NotesCatalog
 from collab.rooms.manager import RoomManager
 from collab.rooms.notifier import Notifier
 from collab.rooms.workspaces import PresenceHub
 from collab.settings import Settings
 from collab.store.base import Store
+from collab.store.catalog import CatalogStore
 from collab.store.database import Database
 from collab.store.notifications import NotificationStore
 
@@ -30,8 +32,8 @@ if TYPE_CHECKING:
     from collab.web.sockets.sessions import Sessions
 
 SETTINGS = web.AppKey("settings", Settings)
-# One backend object behind three keys: the app opens, closes and pings the DATABASE; the
-# parts that read STORE and NOTIFICATIONS see only the interface they use.
+# One backend object behind several keys: the app opens, closes and pings the DATABASE; the
+# parts that read STORE, NOTIFICATIONS and CATALOG_STORE see only the interface they use.
 DATABASE = web.AppKey("database", Database)
 STORE = web.AppKey("store", Store)
 BUS = web.AppKey("bus", Bus)
@@ -39,6 +41,8 @@ ROOMS = web.AppKey("rooms", RoomManager)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 NOTIFICATIONS = web.AppKey("notifications", NotificationStore)
 NOTIFIER = web.AppKey("notifier", Notifier)
+CATALOG_STORE = web.AppKey("catalog_store", CatalogStore)
+CATALOG = web.AppKey("catalog", NotesCatalog)
 PRESENCE = web.AppKey("presence", PresenceHub)
 PRESENCE_STORE = web.AppKey("presence_store", PresenceStore)
 REQUEST_LIMITS: web.AppKey[RequestLimits] = web.AppKey("request_limits")

@@ -12,7 +12,7 @@ from collab.errors import ForbiddenError
 from collab.rooms.snapshot import document_to_json
 from collab.web.api.responses import dumps
 from collab.web.http.requests import authenticate, room_of
-from collab.web.keys import NOTIFIER, ROOMS
+from collab.web.keys import CATALOG, NOTIFIER, ROOMS
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ async def get_document(request: web.Request) -> web.StreamResponse:
     await request.app[NOTIFIER].remember_identity(
         identity.user_id, identity.name, identity.workspaces
     )
+    await request.app[CATALOG].check_open(room_id)
     async with request.app[ROOMS].holding(room_id) as live:
         state = live.room.encode_state()
     binary = _wants_binary(request)
@@ -64,6 +65,7 @@ async def post_update(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text="empty body: send a Yjs v1 update")
     rooms = request.app[ROOMS]
     rooms.budget.check(identity.user_id)
+    await request.app[CATALOG].check_open(room_id)
     async with rooms.holding(room_id) as live:
         changed = await rooms.apply_server_update(live, update, identity.user_id)
     return web.json_response({"room": room_id, "changed": changed}, dumps=dumps)

@@ -16,8 +16,10 @@ from collab.errors import (
     DocumentTooLarge,
     ForbiddenError,
     MissingDependencies,
+    NoteGone,
     ProtocolError,
     RoomUnavailable,
+    StoreError,
 )
 from collab.rooms.budget import ApplyBudgetExceeded
 from collab.rooms.trial import UpdateTooCostly
@@ -69,6 +71,17 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except RoomUnavailable as error:
         note_rejection(request, 503, "room_unavailable", str(error))
         return error_response(503, "room_unavailable", str(error), {"Retry-After": "1"})
+    except NoteGone as error:
+        return error_response(error.status, error.code, str(error))
+    except StoreError as error:
+        # The database is down or refused: the client may retry; the details stay in the log.
+        log.warning("%s %s: store failed: %s", request.method, request.path, error)
+        return error_response(
+            503,
+            "store_unavailable",
+            "the database is unavailable; retry later",
+            {"Retry-After": "1"},
+        )
     except DocumentTooLarge as error:
         return error_response(413, "document_too_large", str(error))
     except ApplyBudgetExceeded as error:

@@ -1,7 +1,8 @@
 """`/ws/docs/{workspace_id}/{note_id}`: the y-websocket endpoint.
 
-Auth, role and room load all happen before the upgrade, so a refused client gets an HTTP
-status (401, 403, 503) and no socket. After the upgrade, each frame goes to the room manager;
+Auth, role, the note's lifecycle and room load all happen before the upgrade, so a refused
+client gets an HTTP status (401, 403, 404 `note_trashed`, 410 `note_purged`, 503) and no
+socket. After the upgrade, each frame goes to the room manager;
 bad input closes only this connection, with a close code and a reason, logged once.
 """
 
@@ -24,7 +25,7 @@ from collab.rooms.peer import Coalescing, OutboxLimits, Peer
 from collab.tasks import spawn
 from collab.web.http.connections import Slot
 from collab.web.http.requests import authenticate, check_origin, room_of
-from collab.web.keys import CONNECTIONS, NOTIFIER, PRESENCE, ROOMS, SESSIONS, SETTINGS
+from collab.web.keys import CATALOG, CONNECTIONS, NOTIFIER, PRESENCE, ROOMS, SESSIONS, SETTINGS
 from collab.web.sockets.rates import MessageRate
 from collab.web.sockets.sessions import TokenSession, refresh_docs_connection
 from collab.web.sockets.websocket import ServerWebSocket, accept_websocket, check_upgrade
@@ -58,10 +59,14 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     if role.can_write:
         rooms.budget.check(identity.user_id)
     connections.admit(request, identity.user_id)
+    catalog = request.app[CATALOG]
+    await catalog.check_open(room_id)
     peer_id = uuid.uuid4().hex[:12]
     live = await rooms.acquire(room_id)
     try:
         await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
+        # Deleted while this request awaited: its close went to the peers already joined.
+        catalog.check_known(room_id)
         socket, response = await accept_websocket(
             request,
             max_message_bytes=settings.max_message_bytes,

@@ -1,0 +1,216 @@
+"""The catalog indexer: keeps each note's catalog row in step with its document, off the
+editing path.
+
+It is a change listener (`document_changed`). An edit only marks its note dirty: one timer,
+armed by the first change after a pass, indexes every dirty note `interval_s` later, so a
+note is indexed at most once per interval however fast it is edited, and a thousand busy
+notes cost one wakeup. Indexing reads the note's fields from the room's document
+(`note_fields`) and writes them with the document's clock (the sum of its state vector).
+
+Which instance indexes: the one that stores the edit. A note becomes this instance's to index
+with its first local change (a client's edit or a REST edit made here), and stays so while
+the room is loaded, for other instances' changes too: two instances editing one note both
+index it, and the store keeps the row of the later state (the larger clock), so they agree.
+A room that unloads is indexed one last time if it was dirty; on shutdown every dirty note is.
+
+At start, notes stored before the catalog existed (or while it failed) are indexed from the
+store (`catch_up`); `collab reindex` rebuilds rows the same way (`reindex`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pycrdt import Doc, merge_updates
+
+from collab.errors import StoreError
+from collab.protocol.updates import read_state_vector
+from collab.rooms.live import DocumentChange, LiveRoom
+from collab.rooms.note_fields import note_fields
+from collab.store.base import Store
+from collab.store.catalog import CatalogStore, Indexed, NoteFields, room_parts
+from collab.store.rows import format_timestamp
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_PAGE = 100
+
+IndexedListener = Callable[[str, Indexed], None]
+"""Told `(room_id, what index_note did)` after each write of a row."""
+
+
+@dataclass(slots=True)
+class _Dirty:
+    live: LiveRoom
+    actor: str | None
+    changed_at: str
+
+
+class CatalogIndexer:
+    def __init__(
+        self,
+        store: CatalogStore,
+        documents: Store,
+        *,
+        interval_s: float,
+        on_indexed: IndexedListener,
+    ) -> None:
+        self._store = store
+        self._documents = documents
+        self._interval_s = interval_s
+        self._on_indexed = on_indexed
+        self._dirty: dict[str, _Dirty] = {}
+        # Rooms with a local change since they were loaded: this instance indexes them.
+        self._ours: dict[str, LiveRoom] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._pass: asyncio.Task[None] | None = None
+        self._store_failing = False
+        self.indexed_notes = 0
+        self.index_seconds = 0.0
+
+    @property
+    def dirty_notes(self) -> int:
+        return len(self._dirty)
+
+    # -- the change listener -----------------------------------------------------------------
+
+    def document_changed(self, change: DocumentChange) -> None:
+        live = change.live
+        room_id = live.room_id
+        if change.local:
+            self._ours[room_id] = live
+        elif self._ours.get(room_id) is not live:
+            return  # another instance's edit of a note it indexes
+        previous = self._dirty.get(room_id)
+        actor = change.actor
+        if actor is None and previous is not None:
+            actor = previous.actor
+        self._dirty[room_id] = _Dirty(live, actor, format_timestamp())
+        if self._timer is None and self._pass is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        self._pass = asyncio.create_task(self._index_dirty(), name="catalog-index")
+        self._pass.add_done_callback(self._pass_done)
+
+    def _pass_done(self, task: asyncio.Task[None]) -> None:
+        self._pass = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("catalog indexing failed", exc_info=task.exception())
+        if self._dirty and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._due)
+
+    async def _index_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, {}
+        for room_id, entry in dirty.items():
+            try:
+                await self._index_live(room_id, entry)
+            except StoreError as error:
+                # Kept dirty (unless changed again meanwhile) for the next pass.
+                self._dirty.setdefault(room_id, entry)
+                if not self._store_failing:
+                    log.warning("catalog: indexing paused, the store failed: %s", error)
+                self._store_failing = True
+                continue
+            if self._store_failing:
+                log.info("catalog: indexing resumed")
+                self._store_failing = False
+            if entry.live.dropped and self._ours.get(room_id) is entry.live:
+                del self._ours[room_id]
+
+    async def _index_live(self, room_id: str, dirty: _Dirty) -> None:
+        started = time.perf_counter()
+        doc = dirty.live.room.doc
+        fields = note_fields(doc)
+        clock = _clock(doc.get_state())
+        self.index_seconds += time.perf_counter() - started
+        await self._write(room_id, fields, clock, dirty.actor, dirty.changed_at)
+
+    async def _write(
+        self, room_id: str, fields: NoteFields, clock: int, actor: str | None, at: str
+    ) -> Indexed:
+        workspace_id, note_id = room_parts(room_id)
+        indexed = await self._store.index_note(
+            workspace_id, note_id, fields, clock=clock, actor=actor, at=at
+        )
+        self.indexed_notes += 1
+        self._on_indexed(room_id, indexed)
+        return indexed
+
+    async def close(self) -> None:
+        """Index every dirty note one last time (after the rooms closed), then stop."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pass is not None:
+            await asyncio.wait([self._pass])
+        try:
+            await self._index_dirty()
+        except StoreError as error:
+            log.warning("catalog: %d notes not indexed on shutdown: %s", len(self._dirty), error)
+        self._dirty.clear()
+        self._ours.clear()
+
+    async def index_now(self, room_id: str, live: LiveRoom | None) -> None:
+        """Index a note at once: from its loaded room, else from the store."""
+        dirty = self._dirty.pop(room_id, None)
+        if live is not None and not live.dropped:
+            await self._index_live(room_id, dirty or _Dirty(live, None, format_timestamp()))
+        else:
+            await self.index_stored(room_id)
+
+    # -- from the store ----------------------------------------------------------------------
+
+    async def catch_up(self, *, workspace_id: str | None = None, everything: bool = False) -> int:
+        """Index notes from their stored content: those without a row, or (`everything`)
+        all of them, of one workspace or all. Returns how many were written. A row's
+        `updated_at` and `updated_by` stay as they were; a new row gets the time the note's
+        content was first stored as `created_at`, and no creator. Raises `StoreError`."""
+        written = 0
+        after = ""
+        while True:
+            rooms = await self._store.rooms_to_index(
+                workspace_id=workspace_id, everything=everything, limit=CATCH_UP_PAGE, after=after
+            )
+            for room_id in rooms:
+                if await self.index_stored(room_id):
+                    written += 1
+            if len(rooms) < CATCH_UP_PAGE:
+                return written
+            after = rooms[-1]
+
+    async def index_stored(self, room_id: str) -> bool:
+        """Index one note from its stored content; whether a row was written."""
+        workspace_id, note_id = room_parts(room_id)
+        stored = await self._documents.load(room_id)
+        parts = ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates
+        if not parts:
+            return False
+        # A large document is read off the event loop, in a document of its own.
+        fields, clock = await asyncio.to_thread(_read_stored, parts)
+        existing = await self._store.get_note(workspace_id, note_id)
+        if existing is not None:
+            at = existing.updated_at
+        else:
+            at = await self._store.first_stored_at(room_id) or format_timestamp()
+        indexed = await self._write(room_id, fields, clock, None, at)
+        return indexed.entry is not None
+
+
+def _read_stored(parts: list[bytes]) -> tuple[NoteFields, int]:
+    doc: Doc[Any] = Doc()
+    doc.apply_update(merge_updates(*parts) if len(parts) > 1 else parts[0])
+    return note_fields(doc), _clock(doc.get_state())
+
+
+def _clock(state_vector: bytes) -> int:
+    """How far a document's content has come: the sum of its state vector's clocks. It only
+    grows as content is added, so of two states of one note the later has the larger sum
+    (or an equal one, when only deletions came between)."""
+    return sum(read_state_vector(state_vector).values())

@@ -1,0 +1,220 @@
+"""REST for the notes catalog under `/api/v1/workspaces/{workspace_id}/notes`.
+
+Any role in the workspace lists and reads entries; editors and owners create, trash and
+restore notes; only owners purge. Errors are JSON like everywhere (`collab.web.http.errors`):
+400 for a bad query parameter (named), 403 without the role, 404 for a note that never
+existed, 409 for an id taken, 410 for a purged note, 415/422 for a bad body.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from collab.auth.tokens import Identity, Role
+from collab.errors import ForbiddenError, NotePurged
+from collab.rooms.note_fields import (
+    MAX_ASSIGNEE_CHARS,
+    MAX_ASSIGNEES,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    MAX_TITLE_CHARS,
+    note_content,
+    parse_due,
+)
+from collab.store.catalog import CatalogEntry, Priority
+from collab.web.api.note_queries import catalog_query, fingerprint, make_cursor
+from collab.web.api.responses import dumps
+from collab.web.http.requests import authenticate, require_json, valid_id
+from collab.web.keys import CATALOG, CATALOG_STORE, NOTIFIER
+
+MAX_NOTE_REQUEST_BYTES = 1024 * 1024
+MAX_TEXT_CHARS = 256 * 1024
+_CREATE_FIELDS = frozenset(
+    {"id", "title", "tags", "pinned", "priority", "due", "assignees", "text"}
+)
+
+
+async def _caller(request: web.Request) -> tuple[Identity, str, Role]:
+    identity = authenticate(request)
+    workspace_id = valid_id("workspace", request.match_info["workspace_id"])
+    role = identity.role_in(workspace_id)
+    await request.app[NOTIFIER].remember_identity(
+        identity.user_id, identity.name, identity.workspaces
+    )
+    return identity, workspace_id, role
+
+
+def _require(role: Role, *allowed: Role, to: str) -> None:
+    if role not in allowed:
+        names = " or ".join(r.value for r in allowed)
+        raise ForbiddenError(f"role {role.value!r} cannot {to}: it takes {names}")
+
+
+def _entry_response(entry: CatalogEntry, status: int = 200) -> web.Response:
+    return web.json_response(entry.to_json(), status=status, dumps=dumps)
+
+
+async def list_notes(request: web.Request) -> web.StreamResponse:
+    _, workspace_id, _ = await _caller(request)
+    query = catalog_query(workspace_id, request.query)
+    page = await request.app[CATALOG_STORE].list_notes(workspace_id, query)
+    next_cursor = None
+    if page.next_key is not None:
+        next_cursor = make_cursor(page.next_key, fingerprint(workspace_id, query))
+    body = {"notes": [entry.to_json() for entry in page.entries], "next": next_cursor}
+    return web.json_response(body, dumps=dumps)
+
+
+async def get_note(request: web.Request) -> web.StreamResponse:
+    _, workspace_id, _ = await _caller(request)
+    return _entry_response(await _existing(request, workspace_id))
+
+
+async def create_note(request: web.Request) -> web.StreamResponse:
+    identity, workspace_id, role = await _caller(request)
+    _require(role, Role.EDITOR, Role.OWNER, to="create notes")
+    body = await _json_object(request)
+    note_id = body.get("id")
+    if note_id is None:
+        note_id = secrets.token_urlsafe(12)
+    elif not isinstance(note_id, str):
+        raise _unprocessable("'id' must be a note id: 1-128 of A-Z a-z 0-9 . _ ~ -")
+    else:
+        valid_id("note", note_id)
+    content = note_content(**_content_fields(body))
+    catalog = request.app[CATALOG]
+    entry = await catalog.create(workspace_id, note_id, content, identity.user_id)
+    if entry is None:
+        raise web.HTTPConflict(
+            text=f"note id {note_id!r} exists or existed in workspace {workspace_id!r}: "
+            "ids are never reused; leave 'id' out to get a new one"
+        )
+    return _entry_response(entry, status=201)
+
+
+async def delete_note(request: web.Request) -> web.StreamResponse:
+    _, workspace_id, role = await _caller(request)
+    note_id = valid_id("note", request.match_info["note_id"])
+    purge = request.query.get("purge", "false")
+    if purge not in ("true", "false"):
+        raise web.HTTPBadRequest(text="parameter 'purge': use true or false")
+    catalog = request.app[CATALOG]
+    if purge == "true":
+        _require(role, Role.OWNER, to="purge notes")
+        await _existing(request, workspace_id)
+        await catalog.purge(workspace_id, note_id)
+        return web.Response(status=204)
+    _require(role, Role.EDITOR, Role.OWNER, to="delete notes")
+    await _existing(request, workspace_id)
+    entry = await catalog.trash(workspace_id, note_id)
+    if entry is None:  # purged meanwhile
+        raise NotePurged(f"{workspace_id}/{note_id}", "the note was deleted for good")
+    return _entry_response(entry)
+
+
+async def restore_note(request: web.Request) -> web.StreamResponse:
+    _, workspace_id, role = await _caller(request)
+    _require(role, Role.EDITOR, Role.OWNER, to="restore notes")
+    note_id = valid_id("note", request.match_info["note_id"])
+    await _existing(request, workspace_id)
+    entry = await request.app[CATALOG].restore(workspace_id, note_id)
+    if entry is None:
+        raise NotePurged(f"{workspace_id}/{note_id}", "the note was deleted for good")
+    return _entry_response(entry)
+
+
+async def _existing(request: web.Request, workspace_id: str) -> CatalogEntry:
+    """The entry of the note the URL names (trashed or not), indexed now if it was edited
+    but not indexed yet. Raises 404 for a note that never existed, `NotePurged` (410)."""
+    note_id = valid_id("note", request.match_info["note_id"])
+    entry = await request.app[CATALOG].entry(workspace_id, note_id)
+    if entry is None:
+        raise web.HTTPNotFound(text=f"no note {note_id!r} in workspace {workspace_id!r}")
+    return entry
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    require_json(request)
+    if request.content_length is not None and request.content_length > MAX_NOTE_REQUEST_BYTES:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_NOTE_REQUEST_BYTES, actual_size=request.content_length
+        )
+    raw = await request.read()
+    if len(raw) > MAX_NOTE_REQUEST_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_NOTE_REQUEST_BYTES, actual_size=len(raw))
+    if not raw:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise _unprocessable("the body must be a JSON object")
+    unknown = set(body) - _CREATE_FIELDS
+    if unknown:
+        raise _unprocessable(f"unknown field(s): {', '.join(sorted(unknown)[:10])}")
+    return body
+
+
+def _content_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The new note's content from the request, each field checked (422 naming it)."""
+    fields: dict[str, Any] = {}
+    title = body.get("title")
+    if title is not None:
+        if not isinstance(title, str) or len(title) > MAX_TITLE_CHARS:
+            raise _unprocessable(f"'title' must be a string of at most {MAX_TITLE_CHARS}")
+        fields["title"] = title
+    for name, count, limit in (
+        ("tags", MAX_TAGS, MAX_TAG_CHARS),
+        ("assignees", MAX_ASSIGNEES, MAX_ASSIGNEE_CHARS),
+    ):
+        values = body.get(name)
+        if values is None:
+            continue
+        if (
+            not isinstance(values, list)
+            or len(values) > count
+            or not all(isinstance(v, str) and 0 < len(v) <= limit for v in values)
+        ):
+            raise _unprocessable(
+                f"{name!r} must be a list of at most {count} strings of 1 to {limit} characters"
+            )
+        fields[name] = list(dict.fromkeys(values))
+    pinned = body.get("pinned")
+    if pinned is not None:
+        if not isinstance(pinned, bool):
+            raise _unprocessable("'pinned' must be true or false")
+        fields["pinned"] = pinned
+    priority = body.get("priority")
+    if priority is not None:
+        if not isinstance(priority, str) or Priority.from_label(priority) is None:
+            raise _unprocessable("'priority' must be low, medium, high, urgent or null")
+        fields["priority"] = priority
+    due = body.get("due")
+    if due is not None:
+        if parse_due(due) is None:
+            raise _unprocessable("'due' must be an ISO-8601 date (2026-12-24) or date-time")
+        fields["due"] = due
+    text = body.get("text")
+    if text is not None:
+        if not isinstance(text, str) or len(text) > MAX_TEXT_CHARS:
+            raise _unprocessable(f"'text' must be a string of at most {MAX_TEXT_CHARS}")
+        fields["text"] = text
+    return fields
+
+
+def _unprocessable(message: str) -> web.HTTPException:
+    return web.HTTPUnprocessableEntity(text=message)
+
+
+def add_routes(app: web.Application) -> None:
+    base = "/api/v1/workspaces/{workspace_id}/notes"
+    app.router.add_get(base, list_notes)
+    app.router.add_post(base, create_note)
+    app.router.add_get(base + "/{note_id}", get_note)
+    app.router.add_delete(base + "/{note_id}", delete_note)
+    app.router.add_post(base + "/{note_id}/restore", restore_note)
