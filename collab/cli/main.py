@@ -23,6 +23,7 @@ from collab.auth.tokens import Role, mint_token
 from collab.cli.admin import add_revoke_parser, run_revoke
 from collab.errors import CollabError, ConfigError, StoreError
 from collab.observability.logging import configure_logging
+from collab.rooms.indexer import CatalogIndexer
 from collab.settings import HMAC_ALGORITHMS, OPTIONS, Secret, Settings, load_settings
 from collab.store import create_store
 from collab.web.app import create_app
@@ -48,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = _serve(settings, demo_links=own_secret)
         elif args.command == "token":
             code = _token(settings, args)
+        elif args.command == "reindex":
+            code = _reindex(settings, args.workspace)
         else:
             code = _migrate(settings)
     except ConfigError as error:
@@ -84,8 +87,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="PEM file for RS*/ES* algorithms (or COLLAB_JWT_PRIVATE_KEY)",
     )
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    reindex = commands.add_parser(
+        "reindex", help="rebuild the notes catalog from the stored documents"
+    )
+    reindex.add_argument("--workspace", metavar="ID", help="only the notes of this workspace")
     add_revoke_parser(commands)
-    for command in (serve, token, migrate):
+    for command in (serve, token, migrate, reindex):
         for option in OPTIONS:
             command.add_argument(
                 option.flag, dest=option.field, metavar=option.env, help=option.help
@@ -98,7 +105,7 @@ def _settings_from(args: argparse.Namespace) -> tuple[Settings, bool]:
     `_with_embedded_secret`)."""
     overrides = {option.field: getattr(args, option.field) for option in OPTIONS}
     settings = load_settings(os.environ, overrides)
-    if args.command == "migrate":
+    if args.command in ("migrate", "reindex"):
         return settings, False
     return _with_embedded_secret(settings, create=args.command == "serve")
 
@@ -182,6 +189,29 @@ def _migrate(settings: Settings) -> int:
         print(f"collab: migration failed: {error}", file=sys.stderr)
         return EXIT_FAILURE
     print("collab: database schema is up to date")
+    return 0
+
+
+def _reindex(settings: Settings, workspace_id: str | None) -> int:
+    """Recompute the catalog entry of every stored note (of one workspace): safe beside
+    running servers, whose rows of notes being edited are newer and are kept."""
+
+    async def run() -> int:
+        store = create_store(settings.database_url)
+        await store.open()
+        try:
+            indexer = CatalogIndexer(store, store, interval_s=0, on_indexed=lambda *_: None)
+            return await indexer.catch_up(workspace_id=workspace_id, everything=True)
+        finally:
+            await store.close()
+
+    try:
+        written = asyncio.run(run())
+    except StoreError as error:
+        print(f"collab: reindexing failed: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    scope = f"workspace {workspace_id!r}" if workspace_id else "every workspace"
+    print(f"collab: reindexed {written} notes of {scope}")
     return 0
 
 

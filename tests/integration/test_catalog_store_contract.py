@@ -75,7 +75,9 @@ async def test_the_first_index_creates_the_row_with_its_creator(store: Database)
         WS, "n1", NoteFields(title="Plan"), clock=3, actor="u1", at=at(1)
     )
 
-    assert indexed.created and indexed.changed and indexed.status is NoteStatus.ACTIVE
+    assert indexed.created
+    assert indexed.changed
+    assert indexed.status is NoteStatus.ACTIVE
     entry = await store.get_note(WS, "n1")
     assert entry is not None
     assert entry.to_json() == {
@@ -108,7 +110,8 @@ async def test_a_later_index_updates_the_fields_and_keeps_the_creator(store: Dat
         at=at(2),
     )
 
-    assert indexed.changed and not indexed.created
+    assert indexed.changed
+    assert not indexed.created
     entry = await store.get_note(WS, "n1")
     assert entry is not None
     assert (entry.fields.title, entry.fields.tags, entry.fields.priority) == (
@@ -148,7 +151,8 @@ async def test_an_earlier_state_never_overwrites_a_later_one(store: Database) ->
 
     assert indexed.entry is None
     entry = await store.get_note(WS, "n1")
-    assert entry is not None and entry.fields.title == "later"
+    assert entry is not None
+    assert entry.fields.title == "later"
 
 
 async def test_indexing_keeps_a_trashed_note_in_the_trash(store: Database) -> None:
@@ -158,7 +162,8 @@ async def test_indexing_keeps_a_trashed_note_in_the_trash(store: Database) -> No
     indexed = await store.index_note(WS, "n1", NoteFields(), clock=2, actor="u1", at=at(3))
 
     assert indexed.status is NoteStatus.TRASHED
-    assert indexed.entry is not None and indexed.entry.trashed_at == at(2)
+    assert indexed.entry is not None
+    assert indexed.entry.trashed_at == at(2)
 
 
 # --- lifecycle ----------------------------------------------------------------------------
@@ -181,7 +186,8 @@ async def test_status_follows_the_lifecycle(store: Database) -> None:
 
 async def test_create_refuses_an_id_that_exists_or_existed(store: Database) -> None:
     created = await store.create_note(WS, "n1", NoteFields(title="t"), actor="u1", at=at(1))
-    assert created is not None and created.created_by == "u1"
+    assert created is not None
+    assert created.created_by == "u1"
     assert await store.create_note(WS, "n1", NoteFields(), actor="u2", at=at(2)) is None
 
     await store.append_updates([(f"{WS}/edited", an_update())])
@@ -199,11 +205,14 @@ async def test_trash_and_restore_move_a_note_between_the_lists(store: Database) 
     trashed = await store.trash_note(WS, "n1", at=at(3))
     again = await store.trash_note(WS, "n1", at=at(4))
 
-    assert trashed is not None and again is not None and again.trashed_at == at(3)
+    assert trashed is not None
+    assert again is not None
+    assert again.trashed_at == at(3)
     assert await ids(store) == ["n2"]
     assert await ids(store, trashed=True) == ["n1"]
     restored = await store.restore_note(WS, "n1")
-    assert restored is not None and restored.trashed_at is None
+    assert restored is not None
+    assert restored.trashed_at is None
     assert sorted(await ids(store)) == ["n1", "n2"]
     assert await store.trash_note(WS, "never", at=at(5)) is None
     assert await store.restore_note(WS, "never") is None
@@ -220,7 +229,8 @@ async def test_purge_removes_content_and_row_and_keeps_them_out(store: Database)
 
     assert (await store.load(room)).is_empty
     assert await store.get_note(WS, "n1") is None
-    assert await ids(store) == [] and await ids(store, text="body") == []
+    assert await ids(store) == []
+    assert await ids(store, text="body") == []
     assert await ids(store, tags=("t",)) == []
     # A client still holding the note sends it again: nothing comes back.
     await store.append_updates([(room, an_update("offline edit")), (f"{WS}/n2", an_update())])
@@ -228,7 +238,8 @@ async def test_purge_removes_content_and_row_and_keeps_them_out(store: Database)
     assert (await store.load(room)).is_empty
     assert not (await store.load(f"{WS}/n2")).is_empty
     indexed = await store.index_note(WS, "n1", NoteFields(), clock=99, actor="u1", at=at(3))
-    assert indexed.entry is None and indexed.status is NoteStatus.PURGED
+    assert indexed.entry is None
+    assert indexed.status is NoteStatus.PURGED
     assert await store.get_note(WS, "n1") is None
     assert not await store.purge_note(WS, "n1", at=at(4))
 

@@ -93,9 +93,11 @@ async def test_an_edit_lists_the_note_and_a_mere_open_does_not(server: RunningSe
             await eventually(indexed, what="the edited note listed")
     entry = await entry_of(server, "n1")
     assert entry["title"] == "Quarterly plan"
-    assert entry["tags"] == ["work"] and entry["pinned"] is True
+    assert entry["tags"] == ["work"]
+    assert entry["pinned"] is True
     assert entry["excerpt"] == "Budget review"
-    assert entry["created_by"] == "u2" and entry["updated_by"] == "u2"
+    assert entry["created_by"] == "u2"
+    assert entry["updated_by"] == "u2"
     status, _ = await call(server, "GET", f"{NOTES}/opened")
     assert status == 404
 
@@ -170,7 +172,8 @@ async def test_create_writes_the_document_an_editor_then_opens(server: RunningSe
     assert {key: entry[key] for key in fields if key not in ("id", "text")} == {
         key: value for key, value in fields.items() if key not in ("id", "text")
     }
-    assert entry["id"] == "plan" and entry["excerpt"] == "first line second line"
+    assert entry["id"] == "plan"
+    assert entry["excerpt"] == "first line second line"
     async with YClient.connect(server.doc_url("w1/plan", sub="u2")) as client:
         await client.wait_synced()
         assert client.doc.get("meta", type=Map)["title"] == "Plan"
@@ -184,7 +187,8 @@ async def test_create_without_an_id_generates_one(server: RunningServer) -> None
     _, second = await call(server, "POST", NOTES, json={"title": "t"})
 
     assert status == 201
-    assert first["id"] != second["id"] and len(first["id"]) >= 16
+    assert first["id"] != second["id"]
+    assert len(first["id"]) >= 16
 
 
 async def test_create_refuses_an_id_that_exists_or_existed(server: RunningServer) -> None:
@@ -198,7 +202,8 @@ async def test_create_refuses_an_id_that_exists_or_existed(server: RunningServer
     assert (await call(server, "POST", NOTES, json={"id": "n1"}))[0] == 409
     assert (await call(server, "DELETE", f"{NOTES}/n1", params={"purge": "true"}))[0] == 204
     status, body = await call(server, "POST", NOTES, json={"id": "n1"})
-    assert status == 409 and "never reused" in body["error"]["message"]
+    assert status == 409
+    assert "never reused" in body["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -231,7 +236,8 @@ async def test_create_names_each_invalid_field(
 
 async def test_create_refuses_a_bad_id_and_bad_json(server: RunningServer) -> None:
     status, answer = await call(server, "POST", NOTES, json={"id": "no/slash"})
-    assert status == 404 and "invalid note id" in answer["error"]["message"]
+    assert status == 404
+    assert "invalid note id" in answer["error"]["message"]
     async with aiohttp.ClientSession() as http:
         response = await http.post(
             f"{server.http}{NOTES}",
@@ -319,9 +325,11 @@ async def test_pages_follow_next_and_a_tampered_or_foreign_cursor_is_refused(
     cursor = cursors[0]
     tampered = cursor[:-2] + ("A" if cursor[-2] != "A" else "B") + cursor[-1]
     status, body = await call(server, "GET", NOTES, params={"sort": "title", "cursor": tampered})
-    assert status == 400 and "'cursor'" in body["error"]["message"]
+    assert status == 400
+    assert "'cursor'" in body["error"]["message"]
     status, body = await call(server, "GET", NOTES, params={"sort": "updated", "cursor": cursor})
-    assert status == 400 and "other filters" in body["error"]["message"]
+    assert status == 400
+    assert "other filters" in body["error"]["message"]
 
 
 async def test_filters_sorting_and_search_over_rest(server: RunningServer) -> None:
@@ -335,7 +343,7 @@ async def test_filters_sorting_and_search_over_rest(server: RunningServer) -> No
 
     assert (await listed(server))[0] == "b"  # pinned first
     assert sorted(await listed(server, tag="work")) == ["a", "c"]
-    status, body = await call(server, "GET", NOTES, params=[("tag", "work"), ("tag", "team")])
+    _status, body = await call(server, "GET", NOTES, params=[("tag", "work"), ("tag", "team")])
     assert [note["id"] for note in body["notes"]] == ["c"]
     assert await listed(server, assignee="u2") == ["c"]
     assert await listed(server, pinned="true") == ["b"]
@@ -359,19 +367,23 @@ async def test_trash_closes_connections_refuses_the_note_and_restore_brings_it_b
     async with YClient.connect(server.doc_url("w1/n1", sub="u2")) as client:
         await client.wait_synced()
         status, entry = await call(server, "DELETE", f"{NOTES}/n1", role="editor")
-        assert status == 200 and entry["trashed_at"] is not None
+        assert status == 200
+        assert entry["trashed_at"] is not None
         assert await client.wait_closed() == CloseCode.NOTE_DELETED
 
     status, body = await connect_http_error(server.doc_url("w1/n1"))
-    assert status == 404 and b"note_trashed" in body
+    assert status == 404
+    assert b"note_trashed" in body
     status, answer = await call(server, "GET", "/api/v1/docs/w1/n1")
-    assert status == 404 and answer["error"]["code"] == "note_trashed"
+    assert status == 404
+    assert answer["error"]["code"] == "note_trashed"
     assert await listed(server) == []
     assert await listed(server, trashed="true") == ["n1"]
     assert (await entry_of(server, "n1"))["trashed_at"] == entry["trashed_at"]
 
     status, restored = await call(server, "POST", f"{NOTES}/n1/restore")
-    assert status == 200 and restored["trashed_at"] is None
+    assert status == 200
+    assert restored["trashed_at"] is None
     assert await listed(server) == ["n1"]
     async with YClient.connect(server.doc_url("w1/n1")) as client:
         await client.wait_synced()
@@ -390,7 +402,8 @@ async def test_purge_keeps_a_returning_client_out_for_good(server: RunningServer
     offline.get("meta", type=Map)["title"] = "Edited offline"
 
     status, body = await connect_http_error(server.doc_url("w1/n1", sub="u2"))
-    assert status == 410 and b"note_purged" in body
+    assert status == 410
+    assert b"note_purged" in body
     async with aiohttp.ClientSession() as http:
         response = await http.post(
             f"{server.http}/api/v1/docs/w1/n1/updates",
@@ -402,7 +415,8 @@ async def test_purge_keeps_a_returning_client_out_for_good(server: RunningServer
     assert (await call(server, "GET", f"{NOTES}/n1"))[0] == 410
     assert (await call(server, "POST", f"{NOTES}/n1/restore"))[0] == 410
     assert (await call(server, "DELETE", f"{NOTES}/n1"))[0] == 410
-    assert await listed(server) == [] and await listed(server, q="secret") == []
+    assert await listed(server) == []
+    assert await listed(server, q="secret") == []
 
     async def content_gone() -> bool:
         return (await server.app[STORE].load("w1/n1")).is_empty
@@ -420,7 +434,8 @@ async def test_deleting_a_note_that_never_existed_is_a_404(server: RunningServer
         status, body = await call(server, method, path, params=params)
         assert status == 404, (method, path, body)
     status, body = await call(server, "DELETE", f"{NOTES}/never", params={"purge": "yes"})
-    assert status == 400 and "'purge'" in body["error"]["message"]
+    assert status == 400
+    assert "'purge'" in body["error"]["message"]
 
 
 async def test_the_trash_is_purged_after_its_retention(server: RunningServer) -> None:
@@ -452,7 +467,8 @@ async def test_live_subscribers_on_another_instance_see_every_catalog_event(
             write_note(client.doc, "First")
             await client.flush()
             created = await live.wait_event("note.created")
-            assert created["workspace"] == "w1" and created["note"]["id"] == "n1"
+            assert created["workspace"] == "w1"
+            assert created["note"]["id"] == "n1"
             client.doc.get("meta", type=Map)["title"] = "Second"
             await client.flush()
             await live.wait_event("note.updated", lambda e: e["note"]["title"] == "Second")
@@ -465,7 +481,8 @@ async def test_live_subscribers_on_another_instance_see_every_catalog_event(
             assert await client.wait_closed() == CloseCode.NOTE_DELETED
         await live.wait_event("note.trashed")
         status, body = await connect_http_error(a.doc_url("w1/n1"))
-        assert status == 404 and b"note_trashed" in body
+        assert status == 404
+        assert b"note_trashed" in body
         assert (await call(a, "POST", f"{NOTES}/n1/restore"))[0] == 200
         await live.wait_event("note.restored")
         assert (await call(a, "DELETE", f"{NOTES}/n1", params={"purge": "true"}))[0] == 204
@@ -492,4 +509,5 @@ async def test_notes_stored_before_the_catalog_are_indexed_at_start(
 
     await eventually(both_listed, what="stored notes indexed at start")
     entry = await entry_of(second, "legacy2")
-    assert entry["title"] == "Another" and entry["created_by"] is None
+    assert entry["title"] == "Another"
+    assert entry["created_by"] is None
