@@ -81,6 +81,23 @@ async def test_security_headers_are_on_every_response(server: RunningServer) -> 
                     assert "script-src 'self'" in got["Content-Security-Policy"]
 
 
+async def test_a_revalidated_page_keeps_its_content_security_policy(
+    server: RunningServer,
+) -> None:
+    """A 304 for the demo page sends no policy: browsers merge a 304's headers into the cached
+    page's, and the API's `default-src 'none'` would block its script on every reload."""
+    if static_root() is None:
+        pytest.skip("the demo bundle is not built")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.http + "/") as response:
+            assert response.status == 200
+            etag = response.headers["ETag"]
+        async with http.get(server.http + "/", headers={"If-None-Match": etag}) as response:
+            assert response.status == 304
+            assert "Content-Security-Policy" not in response.headers
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 async def test_without_cors_origins_no_cors_headers_are_sent(server: RunningServer) -> None:
     """CORS is off by default: no Access-Control-* header, and no preflight answer."""
     async with aiohttp.ClientSession() as http:

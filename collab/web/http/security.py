@@ -3,8 +3,9 @@
 - `add_security_headers` (an `on_response_prepare` hook, so it sees every response: handler
   results, JSON errors, static files, WebSocket upgrades) sets `nosniff`, `no-referrer`,
   `X-Frame-Options: DENY`, a Content-Security-Policy (the bundled demo's for HTML, `default-src
-  'none'` for everything else) and `Cache-Control: no-store` on `/api/` responses, and the
-  CORS response headers for an allowed origin.
+  'none'` for everything else; none on a 304, which keeps the cached response's) and
+  `Cache-Control: no-store` on `/api/` responses, and the CORS response headers for an allowed
+  origin.
 - `cors_and_gzip` (a middleware) answers CORS preflights for `/api/` and gzips large API
   bodies; compression must be chosen before aiohttp prepares the headers, which is before
   `on_response_prepare` runs.
@@ -51,8 +52,11 @@ SECURITY_HEADERS = {
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
     headers.update(SECURITY_HEADERS)
-    is_html = (response.content_type or "").startswith("text/html")
-    headers["Content-Security-Policy"] = DEMO_CSP if is_html else API_CSP
+    if response.status != 304:
+        # A 304 carries no body to choose a policy by, and its headers replace the stored
+        # response's (RFC 9111 4.3.4): without one, the page keeps the policy it was sent with.
+        is_html = (response.content_type or "").startswith("text/html")
+        headers["Content-Security-Policy"] = DEMO_CSP if is_html else API_CSP
     if request.path.startswith(API_PREFIX):
         # User data: no browser or proxy cache keeps it. Clients that want revalidation keep
         # the ETag themselves and send If-None-Match.
