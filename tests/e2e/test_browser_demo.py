@@ -39,9 +39,13 @@ SCENARIOS = [
     "offline-edits-merge",
     "reload-keeps-session",
     "new-note",
+    "search-and-filter",
+    "trash-and-restore",
+    "load-more",
     "no-token-page",
 ]
 DEMO_TIMEOUT_S = 240
+CATALOG_INTERVAL_MS = "200"
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(300)]
 
@@ -97,14 +101,19 @@ async def test_two_users_collaborate_in_real_browsers(
     server_processes: ProcessFactory, tmp_path: Path
 ) -> None:
     """Two Chromium users on one note converge, see each other's carets and presence, get
-    notifications live, and merge edits made offline."""
+    notifications live, and merge edits made offline; the sidebar follows the catalog live
+    (new notes, titles), searches and filters it, and a note trashed by one user closes the
+    other's editor, moves to the trash and comes back on restore."""
     node = _require_node_modules("playwright-core", "yjs", "y-websocket")
     if not os.access(CHROMIUM_PATH, os.X_OK):
         pytest.fail(
             f"no Chromium at {CHROMIUM_PATH}: apt-get install chromium (or set CHROMIUM_PATH)"
         )
     server = await server_processes.start(
-        COLLAB_DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}", COLLAB_JWT_SECRET=BROWSER_SECRET
+        COLLAB_DATABASE_URL=f"sqlite:///{tmp_path / 'c.db'}",
+        COLLAB_JWT_SECRET=BROWSER_SECRET,
+        # The sidebar's titles, search and tags follow the catalog: index edits quickly.
+        COLLAB_CATALOG_INTERVAL_MS=CATALOG_INTERVAL_MS,
     )
     settings = Settings(jwt_secret=Secret(BROWSER_SECRET))
     tokens = {

@@ -1,5 +1,6 @@
 // End-to-end scenarios of the browser demo in real headless Chromium: two users (two browser
-// contexts) on one note of a running `collab serve`.
+// contexts) on the notes of a running `collab serve` (best with a short
+// COLLAB_CATALOG_INTERVAL_MS: the sidebar's titles, search and tags follow the catalog).
 //
 // env: BASE_URL, TOKEN_ALICE, TOKEN_BOB (editor tokens for workspace w1), ARTIFACTS_DIR;
 // optional CHROMIUM_PATH (default /usr/bin/chromium), COLLAB_TEST_TIMEOUT_FACTOR.
@@ -34,6 +35,7 @@ const CHROMIUM_ARGS = [
 
 const summary = { ok: false, scenarios: [], screenshots: [], texts: {}, page_errors: [] }
 const users = {}
+let secondNote = null // the note the 'new-note' scenario creates
 
 function claims (token) {
   return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
@@ -83,20 +85,57 @@ async function converged (what, expectIncluded = []) {
   })
 }
 
+const noteItem = (page, id) => testid(page, 'note-list').locator(`[data-testid="note-item"][data-note="${id}"]`)
+const noteRow = (page, id) => testid(page, 'note-list')
+  .locator('li', { has: page.locator(`[data-testid="note-item"][data-note="${id}"]`) })
+
+/** The note ids the sidebar lists, in order (once its list is not loading). */
+async function listedNotes (page) {
+  const list = testid(page, 'note-list')
+  if ((await list.getAttribute('data-state')) !== 'ready') return null
+  return list.locator('[data-testid="note-item"]').evaluateAll((items) => items.map((item) => item.dataset.note))
+}
+
+function sameIds (listed, expected) {
+  return Array.isArray(listed) && listed.length === expected.length && expected.every((id) => listed.includes(id))
+}
+
+// A mark on the page's window: gone after a reload, so its presence proves there was none.
+async function markPage (page) {
+  await page.evaluate(() => { window.__e2eMark = true })
+}
+
+function pageMarked (page) {
+  return page.evaluate(() => window.__e2eMark === true)
+}
+
+function localDate (days) {
+  const day = new Date()
+  day.setDate(day.getDate() + days)
+  const pad = (n) => String(n).padStart(2, '0')
+  return `${day.getFullYear()}-${pad(day.getMonth() + 1)}-${pad(day.getDate())}`
+}
+
 async function unreadCount (page) {
   const badge = testid(page, 'unread-count')
   return (await badge.isVisible()) ? Number(await badge.textContent()) : 0
 }
 
-async function postNotification (from, to, title, body) {
-  const response = await fetch(`${BASE_URL}/api/v1/notifications`, {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${TOKENS[from]}`, 'Content-Type': 'application/json' },
-    body: JSON.stringify({ workspace: WORKSPACE, recipients: [users[to].sub], title, body, link: `#/${WORKSPACE}/${NOTE}` })
+async function api (who, method, path, body, expectStatus) {
+  const response = await fetch(`${BASE_URL}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${TOKENS[who]}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body)
   })
   const text = await response.text()
-  assert(response.status === 201, `POST /api/v1/notifications answered ${response.status}: ${text}`)
-  return JSON.parse(text).notifications[0]
+  assert(response.status === expectStatus, `${method} ${path} answered ${response.status}: ${text}`)
+  return JSON.parse(text)
+}
+
+async function postNotification (from, to, title, body) {
+  const sent = await api(from, 'POST', '/api/v1/notifications',
+    { workspace: WORKSPACE, recipients: [users[to].sub], title, body, link: `#/${WORKSPACE}/${NOTE}` }, 201)
+  return sent.notifications[0]
 }
 
 async function screenshots (scenario) {
@@ -118,8 +157,9 @@ const scenarios = {
       const url = new URL(user.page.url())
       assert(!url.searchParams.has('token'), `${who}: the token stays in the address bar: ${url}`)
       assert(url.hash === `#/${WORKSPACE}/${NOTE}`, `${who}: the deep link's hash was lost: ${url.hash}`)
-      await eventually(`${who}'s note list shows ${NOTE}`, () =>
-        testid(user.page, 'note-list').locator(`[data-note="${NOTE}"]`).isVisible())
+      // n1 was never written: it opens empty, and joins the catalog with its first edit.
+      await eventually(`${who}'s note list loaded`, async () =>
+        (await testid(user.page, 'note-list').getAttribute('data-state')) === 'ready')
     }))
   },
 
@@ -133,6 +173,8 @@ const scenarios = {
     assert(letters(text) === letters(before + typed.alice + typed.bob),
       `characters lost or duplicated: ${JSON.stringify(text)}`)
     summary.texts['concurrent-typing'] = text
+    await eventually(`both note lists show ${NOTE} once the catalog indexed it`, async () =>
+      (await noteItem(alice.page, NOTE).isVisible()) && (await noteItem(bob.page, NOTE).isVisible()))
   },
 
   async 'remote-cursor' () {
@@ -167,6 +209,7 @@ const scenarios = {
     await testid(alice.page, 'meta-tags-input').press('Enter')
     await testid(alice.page, 'meta-pinned').check()
     await testid(alice.page, 'meta-due').fill('2030-01-31')
+    await testid(alice.page, 'meta-priority').selectOption('high')
     await testid(alice.page, 'meta-assignees-input').fill(bob.sub)
     await testid(alice.page, 'meta-assignees-input').press('Enter')
     await eventually('bob sees the metadata alice set', async () =>
@@ -174,6 +217,7 @@ const scenarios = {
       (await testid(bob.page, 'meta-tag').filter({ hasText: 'urgent' }).count()) === 1 &&
       (await testid(bob.page, 'meta-pinned').isChecked()) &&
       (await testid(bob.page, 'meta-due').inputValue()) === '2030-01-31' &&
+      (await testid(bob.page, 'meta-priority').inputValue()) === 'high' &&
       (await testid(bob.page, 'meta-assignee').getAttribute('data-value')) === bob.sub)
     await eventually('both note lists show the new title', async () =>
       (await testid(alice.page, 'note-item').filter({ hasText: 'Launch plan' }).count()) === 1 &&
@@ -240,15 +284,19 @@ const scenarios = {
 
   async 'new-note' () {
     const { alice, bob } = users
+    await markPage(bob.page)
     await testid(alice.page, 'new-note').click()
     await eventually('alice is on a new note', () => !alice.page.url().endsWith(`/${NOTE}`))
     const noteId = new URL(alice.page.url()).hash.split('/')[2]
+    secondNote = noteId
+    const item = noteItem(bob.page, noteId)
+    await eventually('the new note appears in bob\'s note list live', () => item.isVisible())
     await testid(alice.page, 'meta-title').fill('Second note')
     await testid(alice.page, 'meta-title').press('Enter')
     await alice.page.keyboard.type('Hello @bob, see the budget.', { delay: 5 })
-    const item = testid(bob.page, 'note-list').locator(`[data-note="${noteId}"]`)
-    await eventually('bob\'s note list shows the new note', async () =>
+    await eventually('bob\'s note list shows the new title after the catalog indexed it', async () =>
       (await item.textContent()).includes('Second note'))
+    assert(await pageMarked(bob.page), 'bob\'s page was reloaded')
     await item.click()
     await eventually('bob opened it', async () =>
       (await editorText(bob.page)) === 'Hello @bob, see the budget.' &&
@@ -260,6 +308,125 @@ const scenarios = {
     await bob.page.locator('[data-testid="notification-item"][data-read="false"]').click()
     await eventually('the mention is read', async () => (await unreadCount(bob.page)) === 0)
     assert(new URL(bob.page.url()).hash === `#/${WORKSPACE}/${noteId}`, 'the notification did not lead to its note')
+  },
+
+  async 'search-and-filter' () {
+    const { alice, bob } = users
+    const second = secondNote
+    await markPage(bob.page)
+    await typeAtEnd(alice.page, ' Ship the xylophone.')
+    await testid(alice.page, 'meta-tags-input').fill('finance')
+    await testid(alice.page, 'meta-tags-input').press('Enter')
+    await testid(alice.page, 'meta-due').fill(localDate(-1))
+    const page = bob.page
+    await eventually('bob\'s list shows both notes', async () => sameIds(await listedNotes(page), [NOTE, second]))
+
+    await testid(page, 'note-search').fill('xylophone')
+    await eventually('searching a word of its body finds the second note only', async () =>
+      sameIds(await listedNotes(page), [second]))
+    await testid(page, 'note-search').fill('agend')
+    await eventually('a word\'s beginning finds the first note only', async () =>
+      sameIds(await listedNotes(page), [NOTE]))
+    await testid(page, 'note-search').fill('')
+    await eventually('an empty search lists both notes again', async () =>
+      sameIds(await listedNotes(page), [NOTE, second]))
+
+    const financeChip = noteRow(page, second).locator('[data-testid="note-tag"][data-value="finance"]')
+    await eventually('the second note shows its tag in the list', () => financeChip.isVisible())
+    await financeChip.click()
+    await eventually('clicking a tag narrows the list to the notes tagged so', async () =>
+      sameIds(await listedNotes(page), [second]) &&
+      (await testid(page, 'active-tag').getAttribute('data-value')) === 'finance')
+    await testid(page, 'active-tag').locator('button').click()
+    await eventually('removing the tag filter lists both notes again', async () =>
+      sameIds(await listedNotes(page), [NOTE, second]))
+    await testid(page, 'filter-tag').selectOption('urgent')
+    await eventually('choosing a tag seen narrows the list', async () =>
+      sameIds(await listedNotes(page), [NOTE]))
+    await screenshots('search-and-filter-tag')
+    await testid(page, 'clear-filters').click()
+
+    await testid(page, 'filter-pinned').check()
+    await eventually('pinned only lists the pinned note', async () => sameIds(await listedNotes(page), [NOTE]))
+    await testid(page, 'filter-pinned').uncheck()
+    await testid(page, 'filter-due').selectOption('overdue')
+    await eventually('overdue lists the note due yesterday', async () => sameIds(await listedNotes(page), [second]))
+    await testid(page, 'filter-due').selectOption('')
+    await testid(page, 'sort').selectOption('created')
+    await eventually('sorted by creation, the newest comes first', async () =>
+      (await listedNotes(page)).join() === [second, NOTE].join())
+    await testid(page, 'sort').selectOption('')
+    await eventually('the default order puts the pinned note first', async () =>
+      (await listedNotes(page)).join() === [NOTE, second].join())
+    // Alice's list (unfiltered, default order) placed the note from her edits' events.
+    await eventually('alice\'s list keeps the pinned note first', async () =>
+      (await listedNotes(alice.page)).join() === [NOTE, second].join())
+    assert(await pageMarked(page), 'bob\'s page was reloaded')
+  },
+
+  async 'trash-and-restore' () {
+    const { alice, bob } = users
+    const second = secondNote
+    assert(new URL(bob.page.url()).hash === `#/${WORKSPACE}/${second}`, 'bob is not on the second note')
+    await testid(bob.page, 'editor').waitFor({ timeout: TIMEOUT_MS })
+    await testid(alice.page, 'trash-note').click()
+    await eventually('alice sees the note in the trash', async () =>
+      (await testid(alice.page, 'note-gone').getAttribute('data-state')) === 'trashed')
+    const gone = testid(bob.page, 'note-gone')
+    await eventually('bob\'s open editor closes with a message', async () =>
+      (await gone.isVisible()) && (await gone.getAttribute('data-state')) === 'trashed' &&
+      (await gone.textContent()).includes('moved to the trash while you had it open') &&
+      (await testid(bob.page, 'editor').count()) === 0)
+    await eventually('the note left bob\'s list', async () => sameIds(await listedNotes(bob.page), [NOTE]))
+    await screenshots('trash-closed-editor')
+    await testid(bob.page, 'show-trash').click()
+    await eventually('bob\'s trash lists it', async () =>
+      (await testid(bob.page, 'note-list').getAttribute('data-view')) === 'trash' &&
+      sameIds(await listedNotes(bob.page), [second]))
+
+    await screenshots('trash-view')
+    await bob.page.reload()
+    await eventually('opening a trashed note\'s link says it is in the trash, with Restore', async () =>
+      (await gone.getAttribute('data-state')) === 'trashed' &&
+      (await gone.textContent()).includes('in the trash') &&
+      (await testid(bob.page, 'restore-open-note').isVisible()))
+    await testid(bob.page, 'show-trash').click()
+    await eventually('bob\'s trash lists it after the reload', async () =>
+      (await testid(bob.page, 'note-list').getAttribute('data-view')) === 'trash' &&
+      sameIds(await listedNotes(bob.page), [second]))
+
+    await testid(alice.page, 'restore-open-note').click()
+    await eventually('alice has the restored note open again', async () =>
+      (await testid(alice.page, 'editor').isVisible()) && (await editorText(alice.page)).includes('xylophone'))
+    await eventually('the note left bob\'s trash, and bob\'s page opened it again', async () =>
+      (await listedNotes(bob.page)).length === 0 &&
+      (await testid(bob.page, 'editor').isVisible()) && (await editorText(bob.page)).includes('xylophone'))
+    await testid(bob.page, 'show-trash').click()
+    await eventually('the note is back in bob\'s list', async () =>
+      (await testid(bob.page, 'note-list').getAttribute('data-view')) === 'notes' &&
+      sameIds(await listedNotes(bob.page), [NOTE, second]))
+    await converged('both edit the restored note', ['xylophone'])
+  },
+
+  async 'load-more' () {
+    const { bob } = users
+    const page = bob.page
+    const count = 55 // more than a page (50)
+    for (let i = 0; i < count; i++) {
+      await api('alice', 'POST', `/api/v1/workspaces/${WORKSPACE}/notes`, { title: `Bulk ${i}`, tags: ['bulk'] }, 201)
+    }
+    await eventually('the tag of the new notes can be chosen', async () =>
+      (await testid(page, 'filter-tag').locator('option[value="bulk"]').count()) === 1)
+    await testid(page, 'filter-tag').selectOption('bulk')
+    await eventually('the first page is listed, with "load more"', async () =>
+      (await listedNotes(page))?.length === 50 && (await testid(page, 'load-more').isVisible()))
+    await testid(page, 'load-more').click()
+    await eventually('"load more" lists the rest, once each', async () => {
+      const listed = await listedNotes(page)
+      return listed?.length === count && new Set(listed).size === count &&
+        !(await testid(page, 'load-more').isVisible())
+    })
+    await testid(page, 'clear-filters').click()
   },
 
   async 'no-token-page' () {

@@ -3,6 +3,8 @@
 export const origin = window.location.origin
 export const wsOrigin = origin.replace(/^http/, 'ws')
 
+/** JSON from `path` (null for an empty answer such as 204); throws an Error with the answer's
+ * `status` and error `code` (`{"error": {"code", "message"}}`) when it is not a success. */
 export async function api (path, { token, method = 'GET', body } = {}) {
   const headers = { Accept: 'application/json' }
   if (token) headers.Authorization = `Bearer ${token}`
@@ -17,6 +19,7 @@ export async function api (path, { token, method = 'GET', body } = {}) {
     const message = data?.error?.message || `${response.status} ${response.statusText}`
     const error = new Error(message)
     error.status = response.status
+    error.code = data?.error?.code || null
     throw error
   }
   return data

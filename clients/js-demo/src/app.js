@@ -1,19 +1,27 @@
-// The signed-in page: top bar (workspace, presence, status, bell, user), offline banner,
-// sidebar of notes, the editor with its title, and the details panel. Routes on the hash.
+// The signed-in page: top bar (workspace, presence, status, bell, user), offline banner, the
+// sidebar of notes from the server's catalog, the editor with its title, and the details panel.
+// Routes on the hash. A note shown is open in the editor, or, when it was trashed or purged,
+// a message saying so (with Restore for a trashed one).
 import { wsOrigin } from './api.js'
 import { Bell } from './bell.js'
+import { NoteCatalog } from './catalog.js'
 import { colorFor } from './colors.js'
 import { avatar, h, replaceChildren } from './dom.js'
 import { LiveChannel } from './live.js'
 import { MetaPanel } from './meta-panel.js'
 import { NoteSession } from './note-session.js'
 import { Presence } from './presence.js'
-import { newNoteId, parseRoute, routeHash } from './route.js'
+import { parseRoute, routeHash } from './route.js'
+import { Sidebar } from './sidebar.js'
 import { logo } from './signin.js'
 import { toolbar } from './toolbar.js'
-import { WorkspaceIndex } from './workspace-index.js'
 
 const MAX_TIMER_MS = 2 ** 31 - 1
+// While the open note's socket keeps failing, how often to ask whether the note was deleted
+// (an upgrade refused with 404 or 410 reaches the page as a bare close).
+const GONE_CHECK_MS = 5000
+const NOTICE_MS = 6000
+const NOTE_DELETED = 4404
 
 export class App {
   constructor (root, session, { onSignOut, onExpired }) {
@@ -23,10 +31,15 @@ export class App {
     this.onExpired = onExpired
     this.color = colorFor(session.user)
     this.workspace = null
-    this.index = null
+    this.catalog = null
+    this.sidebar = null
+    // The note in the main pane: { workspace, note, state: 'opening' | 'open' | 'checking' |
+    // 'trashed' | 'purged' }, or null.
+    this.shown = null
     this.note = null
     this.meta = null
     this.noteState = null
+    this._welcomed = false
     this._route = () => this.route()
     this._beforeUnload = (event) => {
       if (this.note?.dirty) event.preventDefault()
@@ -37,9 +50,9 @@ export class App {
     const session = this.session
     this.presence = new Presence({
       self: session,
-      titleOf: (id) => this.index?.titleOf(id) || '',
+      titleOf: (id) => this.catalog?.titleOf(id) || '',
       onChange: () => {
-        this.renderNoteList()
+        this.sidebar?.render()
         this.bell?.render()
       }
     })
@@ -50,6 +63,7 @@ export class App {
       onEvent: (message) => {
         this.bell.handle(message)
         this.presence.handle(message)
+        this.catalogEvent(message)
       },
       onState: () => this.renderStatus()
     })
@@ -70,10 +84,11 @@ export class App {
 
   destroy () {
     clearTimeout(this._expiry)
+    clearTimeout(this._noticeTimer)
     window.removeEventListener('hashchange', this._route)
     window.removeEventListener('beforeunload', this._beforeUnload)
     this.closeNote()
-    this.index?.destroy()
+    this.closeWorkspace()
     this.live.stop()
     this.bell.destroy()
     replaceChildren(this.root)
@@ -87,8 +102,8 @@ export class App {
     this.banner = h('div', { class: 'offline-banner', testid: 'offline-banner', role: 'status', hidden: true },
       h('strong', {}, 'You are offline.'),
       ' Keep writing: your changes stay in this tab and merge when the connection is back.')
-    this.noteList = h('ul', { class: 'note-list', testid: 'note-list' })
-    this.newNote = h('button', { class: 'primary small', type: 'button', testid: 'new-note', onClick: () => this.createNote() }, '+ New note')
+    this.notice = h('div', { class: 'notice-bar', testid: 'notice', role: 'alert', hidden: true })
+    this.sidebarHost = h('aside', { class: 'sidebar' })
     this.main = h('main', { class: 'note-main' })
     this.details = h('aside', { class: 'details', testid: 'meta-panel' })
     replaceChildren(this.root,
@@ -103,12 +118,8 @@ export class App {
           h('span', { class: 'me-name' }, session.name),
           h('button', { class: 'link-button', type: 'button', testid: 'sign-out', onClick: () => this.onSignOut() }, 'Sign out'))),
       this.banner,
-      h('div', { class: 'layout' },
-        h('aside', { class: 'sidebar' },
-          h('div', { class: 'sidebar-head' }, h('h2', {}, 'Notes'), this.newNote),
-          this.noteList),
-        this.main,
-        this.details))
+      this.notice,
+      h('div', { class: 'layout' }, this.sidebarHost, this.main, this.details))
     this.renderStatus()
   }
 
@@ -141,57 +152,137 @@ export class App {
 
   openWorkspace (workspace) {
     this.closeNote()
-    this.index?.destroy()
-    this.index = null
-    if (this.workspace) this.live.unsubscribe(this.workspace)
+    this.closeWorkspace()
     this.workspace = workspace
     this.workspaceName.textContent = workspace
     this.presence.setWorkspace(workspace)
-    this.newNote.disabled = !this.session.workspaces[workspace] || !this.canWrite
-    if (!this.role) {
-      this.renderNoteList()
-      return
-    }
+    if (!this.role) return
     this.live.subscribe(workspace)
-    this.index = new WorkspaceIndex(workspace, this.session.token, { canWrite: this.canWrite })
-    this.index.onChange(() => {
-      this.renderNoteList()
-      this.presence.render()
+    this.catalog = new NoteCatalog({
+      workspace,
+      token: this.session.token,
+      onChange: () => {
+        this.sidebar?.render()
+        this.presence.render()
+      }
     })
-    this.renderNoteList()
+    this.sidebar = new Sidebar({
+      catalog: this.catalog,
+      presence: this.presence,
+      canWrite: this.canWrite,
+      canPurge: this.role === 'owner',
+      current: () => this.shown?.note,
+      onNew: () => this.createNote(),
+      onRestore: (id) => this.restoreNote(id),
+      onPurge: (id) => this.purgeNote(id)
+    })
+    replaceChildren(this.sidebarHost, this.sidebar.el)
   }
 
+  closeWorkspace () {
+    if (this.workspace) this.live.unsubscribe(this.workspace)
+    this.catalog?.destroy()
+    this.sidebar?.destroy()
+    this.catalog = null
+    this.sidebar = null
+    replaceChildren(this.sidebarHost)
+  }
+
+  // -- the catalog's live events -------------------------------------------------------------
+
+  catalogEvent (message) {
+    if (message.type === 'welcome') {
+      // Events sent while the channel was down are lost: ask for the list again.
+      if (this._welcomed) this.catalog?.refresh()
+      this._welcomed = true
+      return
+    }
+    if (typeof message.type !== 'string' || !message.type.startsWith('note.')) return
+    this.catalog?.handle(message)
+    const shown = this.shown
+    const id = message.note?.id ?? message.id
+    if (!shown || shown.workspace !== message.workspace || shown.note !== id) return
+    if ((message.type === 'note.trashed' || message.type === 'note.purged') && (shown.state === 'open' || shown.state === 'opening')) {
+      const kind = message.type === 'note.purged' ? 'purged' : 'trashed'
+      this.showGone(id, kind, { entry: message.note, reason: this._goneReason(kind) })
+    } else if (message.type === 'note.restored' && shown.state === 'trashed') {
+      this.reopen()
+    }
+  }
+
+  // -- the note shown ------------------------------------------------------------------------
+
   async openFirstNote () {
-    const index = this.index
-    this.closeNote()
+    const catalog = this.catalog
     this.showMessage('Notes', 'Loading the notes of this workspace…')
-    await index.synced
-    if (index !== this.index || parseRoute(window.location.hash).note) return
-    const [first] = index.ids()
+    await catalog.loaded
+    if (catalog !== this.catalog || parseRoute(window.location.hash).note) return
+    const first = catalog.firstNote()
     if (first) {
-      window.history.replaceState(window.history.state, '', routeHash(this.workspace, first))
+      window.history.replaceState(window.history.state, '', routeHash(this.workspace, first.id))
       this.route()
+    } else if (catalog.state === 'error') {
+      this.showMessage('Notes unavailable', `Could not load the notes: ${catalog.error}`,
+        h('button', { class: 'primary', type: 'button', onClick: () => this.reloadWorkspace() }, 'Try again'))
     } else {
       this.showMessage('No notes yet', this.canWrite ? 'Create the first note of this workspace.' : 'Nothing to read here yet.',
         this.canWrite && h('button', { class: 'primary', type: 'button', onClick: () => this.createNote() }, '+ New note'))
     }
   }
 
-  createNote () {
-    if (!this.canWrite) return
-    const id = newNoteId()
-    this.index.add(id)
-    window.location.hash = routeHash(this.workspace, id)
-    this._focusTitle = true
+  reloadWorkspace () {
+    const workspace = this.workspace
+    this.workspace = null
+    this.openWorkspace(workspace)
+    this.route()
   }
 
-  openNote (noteId) {
-    if (this.note?.note === noteId && this.note.workspace === this.workspace) return
+  async createNote () {
+    if (!this.canWrite || !this.sidebar || this.sidebar.newNote.disabled) return
+    const { catalog, sidebar } = this
+    sidebar.newNote.disabled = true
+    try {
+      const entry = await catalog.create({})
+      if (catalog !== this.catalog) return
+      if (catalog.view.trashed) sidebar.showTrash(false)
+      this._focusTitle = true
+      window.location.hash = routeHash(this.workspace, entry.id)
+    } catch (error) {
+      this.notify(`Could not create a note: ${error.message}`)
+    } finally {
+      sidebar.newNote.disabled = !this.canWrite
+    }
+  }
+
+  /** Show a note: a trashed or purged one says so; one never created opens empty (the
+   * server creates it on its first edit). */
+  async openNote (noteId) {
+    if (this.shown?.note === noteId && this.shown.workspace === this.workspace) return
     this.closeNote()
-    this.index.add(noteId)
+    const shown = this.shown = { workspace: this.workspace, note: noteId, state: 'opening' }
+    replaceChildren(this.main)
+    this.sidebar?.render()
+    let entry = null
+    let fresh = false
+    try {
+      entry = await this.catalog.get(noteId)
+    } catch (error) {
+      if (this.shown !== shown) return
+      if (error.status === 410) return this.showGone(noteId, 'purged')
+      // 404: never created. Anything else (offline, a server error): open it all the same,
+      // the document works offline and the socket says if the note is gone.
+      fresh = error.status === 404
+    }
+    if (this.shown !== shown) return
+    if (entry?.trashed_at) return this.showGone(noteId, 'trashed', { entry })
+    this.startNote(noteId, { fresh })
+  }
+
+  startNote (noteId, { fresh }) {
+    this.shown = { workspace: this.workspace, note: noteId, state: 'open' }
     const title = h('input', { class: 'title-input', testid: 'meta-title', placeholder: 'Untitled', 'aria-label': 'Title', maxlength: 200 })
     const host = h('div', { class: 'editor-host' })
-    this.note = new NoteSession({
+    const session = this.note = new NoteSession({
       workspace: this.workspace,
       note: noteId,
       session: this.session,
@@ -201,27 +292,31 @@ export class App {
       onState: (state) => {
         this.noteState = state
         this.renderStatus()
-      }
+      },
+      onClosed: (event) => this.noteClosed(session, event),
+      onDropped: () => this.noteDropped(session)
     })
+    // A note never created exists once anyone writes in it.
+    const hint = fresh && h('span', {}, ' · new: saved once you write in it')
+    if (hint) session.doc.once('update', () => hint.remove())
     replaceChildren(this.main,
       h('div', { class: 'note-head' }, title,
-        h('div', { class: 'note-id', title: 'Note id' }, `${this.workspace} / ${noteId}`, this.canWrite ? '' : ' · read only')),
-      this.canWrite && toolbar(this.note.editor),
+        h('div', { class: 'note-id' },
+          h('span', { title: 'Note id' }, `${this.workspace} / ${noteId}`, this.canWrite ? '' : ' · read only', hint),
+          this.canWrite && h('button', { class: 'link-button danger', type: 'button', testid: 'trash-note',
+            onClick: () => this.trashNote(noteId) }, 'Move to trash'))),
+      this.canWrite && toolbar(session.editor),
       host)
     this.meta = new MetaPanel({
-      meta: this.note.meta,
+      meta: session.meta,
       canWrite: this.canWrite,
       titleInput: title,
       container: this.details,
       people: this.presence
     })
-    const session = this.note
-    const index = this.index
     this._titleSync = () => {
       const value = session.meta.get('title')
-      const text = typeof value === 'string' ? value : ''
-      document.title = `${text || 'Untitled'} · collab`
-      if (typeof value === 'string') index.synced.then(() => index.setTitle(session.note, value))
+      document.title = `${(typeof value === 'string' && value) || 'Untitled'} · collab`
     }
     session.meta.observe(this._titleSync)
     this._titleSync()
@@ -235,11 +330,12 @@ export class App {
     })
     if (this._focusTitle) title.focus()
     this._focusTitle = false
-    this.renderNoteList()
+    this.sidebar?.render()
     this.renderStatus()
   }
 
   closeNote () {
+    this.shown = null
     if (!this.note) return
     this.note.meta.unobserve(this._titleSync)
     this.meta.destroy()
@@ -251,34 +347,134 @@ export class App {
     this.renderStatus()
   }
 
+  /** Show the note again (say, after a restore). */
+  reopen () {
+    this.closeNote()
+    this.route()
+  }
+
+  // The server closed the note's socket for good (the provider no longer reconnects).
+  noteClosed (session, event) {
+    if (session !== this.note) return
+    if (event.code === NOTE_DELETED) {
+      this.checkGone(this.shown.note, { closed: true })
+    } else if (event.code === 4401) {
+      this.onExpired()
+    } else {
+      const text = event.code === 4403
+        ? 'You no longer have access to this note.'
+        : `The server closed this note (${event.code}${event.reason ? `: ${event.reason}` : ''}).`
+      this.showMessage('Note closed', text,
+        h('button', { class: 'primary', type: 'button', onClick: () => this.reopen() }, 'Open it again'))
+    }
+  }
+
+  // The socket failed: if the note was deleted meanwhile its upgrades are refused, and the
+  // provider would retry forever. Ask the catalog now and then.
+  noteDropped (session) {
+    if (session !== this.note || !navigator.onLine) return
+    if (Date.now() - (this._goneCheckAt || 0) < GONE_CHECK_MS) return
+    this._goneCheckAt = Date.now()
+    this.checkGone(session.note, { closed: false })
+  }
+
+  async checkGone (noteId, { closed }) {
+    if (this.shown?.note !== noteId || this.shown.state !== 'open') return
+    if (closed) {
+      const workspace = this.shown.workspace
+      this.closeNote()
+      this.shown = { workspace, note: noteId, state: 'checking' }
+      replaceChildren(this.main)
+    }
+    const shown = this.shown
+    let kind = closed ? 'trashed' : null
+    let entry = null
+    try {
+      entry = await this.catalog.get(noteId)
+      kind = entry.trashed_at ? 'trashed' : closed ? 'restored' : null
+    } catch (error) {
+      if (error.status === 410) kind = 'purged'
+    }
+    if (this.shown !== shown || !kind) return
+    if (kind === 'restored') this.reopen()
+    else this.showGone(noteId, kind, { entry, reason: this._goneReason(kind) })
+  }
+
+  _goneReason (kind) {
+    if (this.shown?.trashing) return 'You moved it there.'
+    return kind === 'purged'
+      ? 'It was deleted while you had it open.'
+      : 'It was moved to the trash while you had it open.'
+  }
+
+  /** The main pane of a note in the trash (with Restore) or deleted for good. */
+  showGone (noteId, kind, { entry = null, reason = '' } = {}) {
+    const workspace = this.shown?.workspace || this.workspace
+    this.closeNote()
+    this.shown = { workspace, note: noteId, state: kind }
+    const title = entry?.title || this.catalog?.titleOf(noteId) || ''
+    const name = title ? `“${title}”` : 'This note'
+    document.title = `${title || 'Untitled'} · collab`
+    const body = kind === 'trashed'
+      ? [h('h2', {}, 'In the trash'),
+          h('p', {}, `${name} is in the trash.`, reason && ` ${reason}`),
+          h('div', { class: 'actions' },
+            this.canWrite && h('button', { class: 'primary', type: 'button', testid: 'restore-open-note',
+              onClick: () => this.restoreNote(noteId) }, 'Restore'),
+            this.role === 'owner' && h('button', { class: 'danger-button', type: 'button', testid: 'purge-open-note',
+              onClick: () => this.purgeNote(noteId) }, 'Delete forever'))]
+      : [h('h2', {}, 'Deleted'), h('p', {}, `${name} was deleted for good.`, reason && ` ${reason}`)]
+    replaceChildren(this.main, h('div', { class: 'empty-state', testid: 'note-gone', 'data-state': kind, 'data-note': noteId }, body))
+    this.sidebar?.render()
+    this.renderStatus()
+  }
+
+  async trashNote (noteId) {
+    const shown = this.shown
+    if (shown?.note === noteId) shown.trashing = true
+    try {
+      const entry = await this.catalog.trash(noteId)
+      if (this.shown?.note === noteId) this.showGone(noteId, 'trashed', { entry, reason: 'You moved it there.' })
+    } catch (error) {
+      if (shown) shown.trashing = false
+      this.notify(`Could not move the note to the trash: ${error.message}`)
+    }
+  }
+
+  async restoreNote (noteId) {
+    try {
+      await this.catalog.restore(noteId)
+    } catch (error) {
+      this.notify(`Could not restore the note: ${error.message}`)
+      return
+    }
+    const state = this.shown?.note === noteId && this.shown.state
+    if (state === 'trashed' || state === 'checking') this.reopen()
+  }
+
+  async purgeNote (noteId) {
+    if (!window.confirm('Delete this note for good? This cannot be undone.')) return
+    try {
+      await this.catalog.purge(noteId)
+    } catch (error) {
+      this.notify(`Could not delete the note: ${error.message}`)
+      return
+    }
+    if (this.shown?.note === noteId) this.showGone(noteId, 'purged')
+  }
+
   showMessage (title, text, ...extra) {
     this.closeNote()
     replaceChildren(this.main, h('div', { class: 'empty-state', testid: 'empty-state' },
       h('h2', {}, title), h('p', {}, text), ...extra))
+    this.sidebar?.render()
   }
 
-  renderNoteList () {
-    if (!this.noteList) return
-    const ids = this.index ? this.index.ids() : []
-    const current = this.note?.note
-    if (ids.length === 0) {
-      replaceChildren(this.noteList, h('li', { class: 'muted empty-list' }, this.index ? 'No notes yet' : ''))
-      return
-    }
-    replaceChildren(this.noteList, ids.map((id) => {
-      const viewers = this.presence.viewersOf(id)
-      return h('li', {},
-        h('a', {
-          class: `note-item${id === current ? ' active' : ''}`,
-          href: routeHash(this.workspace, id),
-          testid: 'note-item',
-          'data-note': id,
-          'aria-current': id === current ? 'page' : null
-        },
-        h('span', { class: 'note-item-title' }, this.index.titleOf(id) || 'Untitled'),
-        viewers.length > 0 && h('span', { class: 'note-item-viewers' },
-          viewers.slice(0, 3).map((user) => avatar(user.name || user.user, colorFor(user.user), { class: 'avatar tiny' })))))
-    }))
+  notify (text) {
+    this.notice.textContent = text
+    this.notice.hidden = false
+    clearTimeout(this._noticeTimer)
+    this._noticeTimer = setTimeout(() => { this.notice.hidden = true }, NOTICE_MS)
   }
 
   renderStatus () {

@@ -58,3 +58,11 @@ export function timeAgo (when) {
   if (abs < 86400) return RELATIVE.format(Math.round(seconds / 3600), 'hour')
   return RELATIVE.format(Math.round(seconds / 86400), 'day')
 }
+
+/** The local date `days` from today as YYYY-MM-DD (how due dates are written). */
+export function localDate (days = 0) {
+  const day = new Date()
+  day.setDate(day.getDate() + days)
+  const pad = (n) => String(n).padStart(2, '0')
+  return `${day.getFullYear()}-${pad(day.getMonth() + 1)}-${pad(day.getDate())}`
+}

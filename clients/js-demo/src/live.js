@@ -1,5 +1,5 @@
-// The live channel (/ws/live, docs/live-protocol.md): one JSON WebSocket per page for presence
-// and notifications. Reconnects with jittered exponential backoff and resumes notifications
+// The live channel (/ws/live, docs/live-protocol.md): one JSON WebSocket per page for presence,
+// notifications and the catalog's note.* events. Reconnects with jittered exponential backoff and resumes notifications
 // from the last id seen (kept in localStorage per user, so a reload resumes too).
 
 const BACKOFF_BASE_MS = 500
@@ -41,7 +41,7 @@ export class LiveChannel {
     this.ws = null
   }
 
-  /** Follow presence in `workspace` (re-sent after every reconnect). */
+  /** Follow presence and note events in `workspace` (re-sent after every reconnect). */
   subscribe (workspace) {
     this.workspaces.add(workspace)
     this.send({ type: 'subscribe', workspace })

@@ -1,11 +1,13 @@
 // The note's `meta` Y.Map: title (string), tags (Y.Array of strings), pinned (boolean),
-// assignees (Y.Array of user ids), due (ISO-8601 date string). Fields follow remote changes
+// priority (low, medium, high or urgent; absent for none), assignees (Y.Array of user ids),
+// due (ISO-8601 date string). The server's catalog lists, filters and sorts on these. Fields follow remote changes
 // live; a field being typed in is left alone until it loses focus.
 import * as Y from 'yjs'
 import { h, replaceChildren } from './dom.js'
 import { isId } from './route.js'
 
 const DATE = /^(\d{4}-\d{2}-\d{2})/
+const PRIORITIES = [['', 'None'], ['low', 'Low'], ['medium', 'Medium'], ['high', 'High'], ['urgent', 'Urgent']]
 
 export class MetaPanel {
   constructor ({ meta, canWrite, titleInput, container, people }) {
@@ -18,6 +20,9 @@ export class MetaPanel {
 
     this.pinned = h('input', { type: 'checkbox', testid: 'meta-pinned', disabled: !canWrite,
       onChange: () => this._set('pinned', this.pinned.checked) })
+    this.priority = h('select', { testid: 'meta-priority', disabled: !canWrite,
+      onChange: () => this.priority.value ? this._set('priority', this.priority.value) : this._delete('priority') },
+    PRIORITIES.map(([value, label]) => h('option', { value }, label)))
     this.due = h('input', { type: 'date', testid: 'meta-due', disabled: !canWrite,
       onChange: () => this.due.value ? this._set('due', this.due.value) : this._delete('due') })
     this.tags = new ChipList({ meta, key: 'tags', canWrite, testid: 'meta-tags', itemTestid: 'meta-tag',
@@ -30,6 +35,7 @@ export class MetaPanel {
     replaceChildren(container,
       h('h2', { class: 'panel-title' }, 'Details'),
       h('label', { class: 'field field-inline' }, this.pinned, h('span', {}, 'Pinned')),
+      h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Priority'), this.priority),
       h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Due'), this.due),
       h('div', { class: 'field' }, h('span', { class: 'field-label' }, 'Tags'), this.tags.el),
       h('div', { class: 'field' }, h('span', { class: 'field-label' }, 'Assignees'), this.assignees.el),
@@ -44,6 +50,8 @@ export class MetaPanel {
     const title = this.meta.get('title')
     setUnlessFocused(this.title, typeof title === 'string' ? title : '')
     this.pinned.checked = this.meta.get('pinned') === true
+    const priority = this.meta.get('priority')
+    this.priority.value = PRIORITIES.some(([value]) => value && value === priority) ? priority : ''
     const due = this.meta.get('due')
     setUnlessFocused(this.due, typeof due === 'string' && DATE.test(due) ? due.match(DATE)[1] : '')
     this.tags.render()

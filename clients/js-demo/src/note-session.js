@@ -1,5 +1,7 @@
 // One open note: its Y.Doc on the stock y-websocket provider, the Tiptap editor bound to the
-// `body` XML fragment, remote carets from awareness, and the connection/saved state.
+// `body` XML fragment, remote carets from awareness, and the connection/saved state. A close
+// code in 4400-4499 (4404: the note was trashed or purged) ends the session: the provider stops
+// reconnecting and `onClosed` is told; other server closes are reported to `onDropped`.
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { Editor } from '@tiptap/core'
@@ -14,11 +16,12 @@ import { h } from './dom.js'
 const SAVED_SETTLE_MS = 250
 
 export class NoteSession {
-  constructor ({ workspace, note, session, color, canWrite, element, onState }) {
+  constructor ({ workspace, note, session, color, canWrite, element, onState, onClosed, onDropped }) {
     this.workspace = workspace
     this.note = note
     this.onState = onState
     this.dirty = false
+    this.destroyed = false
     this.doc = new Y.Doc()
     this.meta = this.doc.getMap('meta')
     this.provider = new WebsocketProvider(`${wsOrigin}/ws/docs`, `${workspace}/${note}`, this.doc, {
@@ -61,9 +64,22 @@ export class NoteSession {
       this.provider.connect()
       this._emit()
     }
+    // The provider emits 'closed' (after 'connection-close') for a code it will not reconnect
+    // after; the owner may destroy this session, so it hears of it once the provider is done.
+    this._onClosed = (event) => {
+      this._emit()
+      setTimeout(() => {
+        if (!this.destroyed) onClosed(event)
+      }, 0)
+    }
+    this._onConnectionClose = (event) => {
+      if (event && !(event.code >= 4400 && event.code < 4500)) onDropped(event)
+    }
     this.doc.on('update', this._onUpdate)
     this.provider.on('status', this._emit)
     this.provider.on('sync', this._onSync)
+    this.provider.on('closed', this._onClosed)
+    this.provider.on('connection-close', this._onConnectionClose)
     window.addEventListener('offline', this._onOffline)
     window.addEventListener('online', this._onOnline)
     this._emit()
@@ -81,10 +97,13 @@ export class NoteSession {
   }
 
   destroy () {
+    this.destroyed = true
     clearTimeout(this._settleTimer)
     window.removeEventListener('offline', this._onOffline)
     window.removeEventListener('online', this._onOnline)
     this.doc.off('update', this._onUpdate)
+    this.provider.off('closed', this._onClosed)
+    this.provider.off('connection-close', this._onConnectionClose)
     this.editor.destroy()
     this.provider.destroy()
     this.doc.destroy()

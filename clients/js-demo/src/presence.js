@@ -2,7 +2,6 @@
 // have open. Also the directory of names for assignees.
 import { avatar, h, replaceChildren } from './dom.js'
 import { colorFor } from './colors.js'
-import { INDEX_NOTE } from './route.js'
 
 export class Presence {
   constructor ({ self, titleOf, onChange }) {
@@ -78,5 +77,5 @@ export class Presence {
 }
 
 function openNotes (user) {
-  return (Array.isArray(user.notes) ? user.notes : []).filter((note) => note !== INDEX_NOTE)
+  return Array.isArray(user.notes) ? user.notes : []
 }
