@@ -70,8 +70,10 @@ class CatalogIndexer:
         self._timer: asyncio.TimerHandle | None = None
         self._pass: asyncio.Task[None] | None = None
         self._store_failing = False
+        # Read by the metrics collector at scrape time.
         self.indexed_notes = 0
         self.index_seconds = 0.0
+        self.failures = 0
 
     @property
     def dirty_notes(self) -> int:
@@ -114,9 +116,14 @@ class CatalogIndexer:
             except StoreError as error:
                 # Kept dirty (unless changed again meanwhile) for the next pass.
                 self._dirty.setdefault(room_id, entry)
+                self.failures += 1
                 if not self._store_failing:
                     log.warning("catalog: indexing paused, the store failed: %s", error)
                 self._store_failing = True
+                continue
+            except Exception:
+                # Our bug, for this note: the others are still indexed.
+                log.exception("catalog: indexing %s failed", room_id)
                 continue
             if self._store_failing:
                 log.info("catalog: indexing resumed")

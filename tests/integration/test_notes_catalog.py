@@ -119,6 +119,15 @@ async def test_a_rest_edit_counts_and_names_its_author(server: RunningServer) ->
     await eventually(indexed, what="the REST edit indexed")
     entry = await entry_of(server, "rest")
     assert (entry["priority"], entry["updated_by"]) == ("urgent", "u3")
+    async with aiohttp.ClientSession() as http:
+        metrics = await (await http.get(f"{server.http}/metrics")).text()
+    indexed = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith("collab_catalog_indexed_notes_total")
+    )
+    assert float(indexed.split()[-1]) >= 1
+    assert "collab_catalog_dirty_notes 0.0" in metrics
 
 
 async def test_values_of_the_wrong_type_or_size_are_indexed_sanitized(

@@ -29,6 +29,7 @@ from collab.observability.counters import (
     LatencyHistogram,
     LiveTraffic,
 )
+from collab.rooms.indexer import CatalogIndexer
 from collab.rooms.manager import RoomManager
 from collab.web.sockets.sessions import CONNECTION_KINDS, Sessions
 
@@ -75,7 +76,9 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 class Metrics:
     """Everything `/metrics` reports for one application."""
 
-    def __init__(self, rooms: RoomManager, bus: Bus, sessions: Sessions) -> None:
+    def __init__(
+        self, rooms: RoomManager, bus: Bus, sessions: Sessions, indexer: CatalogIndexer
+    ) -> None:
         self.auth_failures: dict[str, int] = dict.fromkeys(AUTH_FAILURE_REASONS, 0)
         self.registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
@@ -92,7 +95,7 @@ class Metrics:
         )
         # Counted by the live channel as it goes; read at scrape time like the rest.
         self.live_traffic = LiveTraffic()
-        self.registry.register(_CollabCollector(self, rooms, bus, sessions))
+        self.registry.register(_CollabCollector(self, rooms, bus, sessions, indexer))
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
 
@@ -110,8 +113,16 @@ class Metrics:
 
 
 class _CollabCollector(Collector):
-    def __init__(self, metrics: Metrics, rooms: RoomManager, bus: Bus, sessions: Sessions) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        rooms: RoomManager,
+        bus: Bus,
+        sessions: Sessions,
+        indexer: CatalogIndexer,
+    ) -> None:
         self._metrics = metrics
+        self._indexer = indexer
         self._rooms = rooms
         self._bus = bus
         self._sessions = sessions
@@ -121,6 +132,7 @@ class _CollabCollector(Collector):
         yield from self._traffic()
         yield from _live_families(self._metrics.live_traffic)
         yield from self._rooms_and_store()
+        yield from self._catalog()
         yield from self._bus_metrics()
         failures = CounterMetricFamily(
             "collab_auth_failures",
@@ -205,6 +217,29 @@ class _CollabCollector(Collector):
             "collab_store_healthy",
             "1 while the last store operation succeeded, 0 after a failure.",
             1 if store.healthy else 0,
+        )
+
+    def _catalog(self) -> Iterator[Metric]:
+        indexer = self._indexer
+        yield CounterMetricFamily(
+            "collab_catalog_indexed_notes",
+            "Catalog entries written from notes' documents (edits, start-up, on demand).",
+            indexer.indexed_notes,
+        )
+        yield CounterMetricFamily(
+            "collab_catalog_index_seconds",
+            "Event-loop time spent reading notes' catalog fields from their documents.",
+            indexer.index_seconds,
+        )
+        yield CounterMetricFamily(
+            "collab_catalog_index_failures",
+            "Catalog writes that failed (store down) and are retried at the next interval.",
+            indexer.failures,
+        )
+        yield GaugeMetricFamily(
+            "collab_catalog_dirty_notes",
+            "Notes edited since their catalog entry was last written.",
+            indexer.dirty_notes,
         )
 
     def _bus_metrics(self) -> Iterator[Metric]:

@@ -1,0 +1,149 @@
+"""The notes catalog fed by stock Yjs clients (`y-websocket` under Node) on two `collab serve`
+processes sharing Redis and Postgres: an edit on A is listed on B, a trash on B closes A's
+clients with 4404, and a purged note stays purged against a stock client that comes back
+with offline edits."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from collab.store.catalog import NoteStatus
+from collab.store.postgres import PostgresStore
+from tests.conftest import ProcessFactory
+from tests.e2e.conftest import token
+from tests.support.node_agent import NodeAgent
+from tests.support.postgres_server import PostgresServer
+from tests.support.redis_server import RedisServer
+from tests.support.servers import ServerProcess
+from tests.support.waiting import eventually
+
+OWNER = {"w1": "owner"}
+
+
+@dataclass
+class Pair:
+    a: ServerProcess
+    b: ServerProcess
+    dsn: str
+
+    async def call(
+        self, instance: ServerProcess, method: str, path: str, **kw: Any
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token('owner', OWNER)}"}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.request(method, f"{instance.http}{path}", headers=headers, **kw) as response,
+        ):
+            body = await response.json() if response.content_type == "application/json" else None
+            return response.status, body
+
+    async def listed(self, instance: ServerProcess, **params: str) -> list[dict[str, Any]]:
+        status, body = await self.call(
+            instance, "GET", "/api/v1/workspaces/w1/notes", params=params
+        )
+        assert status == 200, body
+        return body["notes"]  # type: ignore[no-any-return]
+
+    async def stored(self, room_id: str) -> tuple[NoteStatus, bool]:
+        """The note's status and whether the store holds content for it, read directly."""
+        store = PostgresStore(self.dsn)
+        await store.open()
+        try:
+            return await store.note_status(room_id), (await store.load(room_id)).is_empty
+        finally:
+            await store.close()
+
+
+@pytest.fixture
+async def pair(
+    server_processes: ProcessFactory, fresh_redis: RedisServer, fresh_postgres: PostgresServer
+) -> AsyncIterator[Pair]:
+    dsn = await fresh_postgres.create_database()
+    env = {
+        "COLLAB_DATABASE_URL": dsn,
+        "COLLAB_REDIS_URL": fresh_redis.url,
+        "COLLAB_FLUSH_INTERVAL_MS": "50",
+        "COLLAB_CATALOG_INTERVAL_MS": "100",
+    }
+    yield Pair(await server_processes.start(**env), await server_processes.start(**env), dsn)
+
+
+async def connect(agent: NodeAgent, instance: ServerProcess, name: str, room: str) -> None:
+    await agent.connect(
+        name, f"{instance.ws}/ws/docs", room, token(name, {"w1": "editor"}), max_backoff_ms=300
+    )
+    await agent.wait_synced(name)
+
+
+async def test_an_edit_on_one_instance_is_listed_and_searchable_on_the_other(
+    agent: NodeAgent, pair: Pair
+) -> None:
+    await connect(agent, pair.a, "alice", "w1/plan")
+    await agent.map_set("alice", "meta", "title", "Launch plan")
+    await agent.xml_append_paragraph("alice", "body", "ship the catalog by friday")
+
+    async def listed_on_b() -> bool:
+        notes = await pair.listed(pair.b, q="friday")
+        return [(n["id"], n["title"]) for n in notes] == [("plan", "Launch plan")]
+
+    await eventually(listed_on_b, timeout=30, what="alice's note listed and found on B")
+    notes = await pair.listed(pair.b)
+    assert notes[0]["updated_by"] == "alice"
+    assert notes[0]["excerpt"] == "ship the catalog by friday"
+
+
+async def test_a_trash_on_one_instance_closes_stock_clients_on_the_other(
+    agent: NodeAgent, pair: Pair
+) -> None:
+    await connect(agent, pair.a, "alice", "w1/doomed")
+    await agent.map_set("alice", "meta", "title", "Doomed")
+
+    async def listed() -> bool:
+        return [n["id"] for n in await pair.listed(pair.b)] == ["doomed"]
+
+    await eventually(listed, timeout=30, what="the note listed")
+    assert (await pair.call(pair.b, "DELETE", "/api/v1/workspaces/w1/notes/doomed"))[0] == 200
+
+    closes = await agent.wait_event("alice", "connection-close", timeout_s=30)
+    assert closes[0]["code"] == 4404
+    # The stock provider retries; each upgrade is refused (404), so it never syncs again.
+    await agent.wait_event("alice", "connection-close", count=3, timeout_s=30)
+    assert (await agent.status("alice"))["synced"] is False
+
+
+async def test_a_purged_note_never_comes_back_from_a_stock_client_offline_edits(
+    agent: NodeAgent, pair: Pair
+) -> None:
+    await connect(agent, pair.a, "alice", "w1/secret")
+    await agent.map_set("alice", "meta", "title", "Secret")
+    await agent.xml_append_paragraph("alice", "body", "first draft")
+
+    async def stored() -> bool:
+        return (await pair.stored("w1/secret")) == (NoteStatus.ACTIVE, False)
+
+    await eventually(stored, timeout=30, what="the note stored")
+    await agent.disconnect("alice")
+    # Offline edits, kept in the client's document, as IndexedDB would keep them.
+    await agent.map_set("alice", "meta", "title", "Edited offline")
+    await agent.xml_append_paragraph("alice", "body", "written on a plane")
+
+    status, _ = await pair.call(
+        pair.b, "DELETE", "/api/v1/workspaces/w1/notes/secret", params={"purge": "true"}
+    )
+    assert status == 204
+    await agent.reconnect("alice")
+    closes = await agent.wait_event("alice", "connection-close", count=2, timeout_s=30)
+    assert (await agent.status("alice"))["synced"] is False
+    assert len(closes) >= 2
+
+    assert await pair.stored("w1/secret") == (NoteStatus.PURGED, True)
+    assert await pair.listed(pair.a) == []
+    assert await pair.listed(pair.a, trashed="true") == []
+    for instance in (pair.a, pair.b):
+        status, body = await pair.call(instance, "GET", "/api/v1/docs/w1/secret")
+        assert (status, body["error"]["code"]) == (410, "note_purged")
