@@ -13,7 +13,16 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pycrdt
 
 from collab.errors import StoreError
+from collab.store import postgres_catalog
 from collab.store.base import StoredDocument
+from collab.store.catalog import (
+    CatalogEntry,
+    CatalogPage,
+    CatalogQuery,
+    Indexed,
+    NoteFields,
+    NoteStatus,
+)
 from collab.store.migrations import (
     POSTGRES_DRIVER_ERRORS,
     apply_postgres_migrations,
@@ -49,10 +58,12 @@ class PostgresStore:
 
     Several instances may share the database: compactions of one room serialize on an
     advisory lock, creations of one user's notifications on another (so that user's ids
-    commit in id order), and `open` migrates under a third. A connection lost while the
-    server is down fails the calls using it with `StoreError`; the pool reconnects once it
-    is back. Messages name the host and database, never the DSN's password. Timestamps are
-    formatted by `format_timestamp`.
+    commit in id order), purges and the writes of documents and notes they must not miss
+    exclude each other on a third (`postgres_catalog.PURGE_LOCK_NAMESPACE`), and `open`
+    migrates under a fourth. A connection lost while the server is down fails the calls using
+    it with `StoreError`; the pool reconnects once it is back. Messages name the host and
+    database, never the DSN's password. Timestamps are formatted by `format_timestamp`; the
+    catalog's are kept as the strings it is given.
     """
 
     def __init__(
@@ -145,22 +156,31 @@ class PostgresStore:
         rows = [(room_id, bytes(update)) for room_id, update in batch]
         async with (
             self._connection(f"appending {len(rows)} updates") as conn,
-            conn.transaction(),
+            conn.transaction(isolation="read_committed"),
         ):
+            await postgres_catalog.lock_out_purges(conn)
+            # A client still holding a purged note cannot bring it back: its tombstone stops it
+            # (a purge committed while this waited for the lock included).
             await conn.executemany(
-                "INSERT INTO document_updates (room_id, data) VALUES ($1, $2)", rows
+                "INSERT INTO document_updates (room_id, data) SELECT $1::text, $2::bytea "
+                "WHERE NOT EXISTS (SELECT 1 FROM note_tombstones WHERE room_id = $1)",
+                rows,
             )
 
     async def compact(self, room_id: str, state: bytes) -> None:
         async with (
             self._connection(f"compacting room {room_id!r}") as conn,
-            conn.transaction(),
+            conn.transaction(isolation="read_committed"),
         ):
+            # The purge lock first: no write waits for it holding another lock.
+            await postgres_catalog.lock_out_purges(conn)
             # Two instances compacting one room serialize here. Each statement below then
             # sees what the other committed (READ COMMITTED), its snapshot included.
             await conn.execute(
                 "SELECT pg_advisory_xact_lock($1, hashtext($2))", ROOM_LOCK_NAMESPACE, room_id
             )
+            if await postgres_catalog.is_purged(conn, room_id):
+                return
             snapshot = await conn.fetchval(
                 "SELECT state FROM document_snapshots WHERE room_id = $1", room_id
             )
@@ -324,6 +344,88 @@ class PostgresStore:
                 user_id,
             )
         return int(count)
+
+    # --- CatalogStore ---------------------------------------------------------------------
+    # Writes run in a READ COMMITTED transaction whatever the server's default: each of their
+    # statements must see what a purge committed while they waited for its lock. Reads are one
+    # statement each.
+
+    async def index_note(
+        self,
+        workspace_id: str,
+        note_id: str,
+        fields: NoteFields,
+        *,
+        clock: int,
+        actor: str | None,
+        at: str,
+    ) -> Indexed:
+        async with (
+            self._connection(f"indexing note {workspace_id}/{note_id}") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_catalog.index_note(
+                conn, workspace_id, note_id, fields, clock=clock, actor=actor, at=at
+            )
+
+    async def create_note(
+        self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str
+    ) -> CatalogEntry | None:
+        async with (
+            self._connection(f"creating note {workspace_id}/{note_id}") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_catalog.create_note(
+                conn, workspace_id, note_id, fields, actor=actor, at=at
+            )
+
+    async def get_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
+        async with self._connection(f"reading note {workspace_id}/{note_id}") as conn:
+            return await postgres_catalog.get_note(conn, workspace_id, note_id)
+
+    async def note_status(self, room_id: str) -> NoteStatus:
+        async with self._connection(f"reading the status of {room_id!r}") as conn:
+            return await postgres_catalog.note_status(conn, room_id)
+
+    async def list_notes(self, workspace_id: str, query: CatalogQuery) -> CatalogPage:
+        async with self._connection(f"listing the notes of workspace {workspace_id!r}") as conn:
+            return await postgres_catalog.list_notes(conn, workspace_id, query)
+
+    async def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
+        async with self._connection(f"trashing note {workspace_id}/{note_id}") as conn:
+            return await postgres_catalog.trash_note(conn, workspace_id, note_id, at=at)
+
+    async def restore_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
+        async with self._connection(f"restoring note {workspace_id}/{note_id}") as conn:
+            return await postgres_catalog.restore_note(conn, workspace_id, note_id)
+
+    async def purge_note(self, workspace_id: str, note_id: str, *, at: str) -> bool:
+        async with (
+            self._connection(f"purging note {workspace_id}/{note_id}") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_catalog.purge_note(conn, workspace_id, note_id, at=at)
+
+    async def trashed_before(self, cutoff: str, *, limit: int = 100) -> list[str]:
+        async with self._connection("listing notes due for purging") as conn:
+            return await postgres_catalog.trashed_before(conn, cutoff, limit=limit)
+
+    async def rooms_to_index(
+        self,
+        *,
+        workspace_id: str | None = None,
+        everything: bool = False,
+        limit: int = 100,
+        after: str = "",
+    ) -> list[str]:
+        async with self._connection("listing notes to index") as conn:
+            return await postgres_catalog.rooms_to_index(
+                conn, workspace_id=workspace_id, everything=everything, limit=limit, after=after
+            )
+
+    async def first_stored_at(self, room_id: str) -> str | None:
+        async with self._connection(f"reading the age of {room_id!r}") as conn:
+            return await postgres_catalog.first_stored_at(conn, room_id)
 
     # --- RevocationStore ------------------------------------------------------------------
 

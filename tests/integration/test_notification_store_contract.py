@@ -14,7 +14,7 @@ import pytest
 from collab.errors import StoreError
 from collab.store import Database, MemoryStore, PostgresStore
 from collab.store.notifications import MAX_PAGE, NewNotification, Notification
-from tests.support.postgres_fixtures import gate_held
+from tests.support.postgres_fixtures import gate_held, sessions_waiting
 from tests.support.store_backends import Backend, open_backend
 from tests.support.waiting import eventually, scaled
 
@@ -480,15 +480,6 @@ async def postgres_stores(postgres_dsn: str) -> AsyncIterator[list[PostgresStore
     yield stores
     for store in stores:
         await store.close()
-
-
-async def sessions_waiting(conn: asyncpg.Connection, count: int) -> bool:
-    """Whether at least `count` sessions on this database wait for a lock of any kind."""
-    waiting = await conn.fetchval(
-        "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
-        "WHERE NOT l.granted AND a.datname = current_database()"
-    )
-    return int(waiting) >= count
 
 
 async def test_replay_after_the_last_seen_id_misses_no_notification_committed_later(

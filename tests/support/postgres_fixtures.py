@@ -74,3 +74,12 @@ async def gate_held(dsn: str, trigger_sql: str, lock_key: int) -> AsyncIterator[
         yield conn
     finally:
         await conn.close()
+
+
+async def sessions_waiting(conn: asyncpg.Connection, count: int) -> bool:
+    """Whether at least `count` sessions on this database wait for a lock of any kind."""
+    waiting = await conn.fetchval(
+        "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+        "WHERE NOT l.granted AND a.datname = current_database()"
+    )
+    return int(waiting) >= count
