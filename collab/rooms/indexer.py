@@ -11,7 +11,8 @@ Which instance indexes: the one that stores the edit. A note becomes this instan
 with its first local change (a client's edit or a REST edit made here), and stays so while
 the room is loaded, for other instances' changes too: two instances editing one note both
 index it, and the store keeps the row of the later state (the larger clock), so they agree.
-A room that unloads is indexed one last time if it was dirty; on shutdown every dirty note is.
+A room that unloads dirty is indexed then (an unload listener), and on shutdown every dirty
+note is.
 
 At start, notes stored before the catalog existed (or while it failed) are indexed from the
 store (`catch_up`); `collab reindex` rebuilds rows the same way (`reindex`).
@@ -69,6 +70,7 @@ class CatalogIndexer:
         self._ours: dict[str, LiveRoom] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._pass: asyncio.Task[None] | None = None
+        self._unloading: set[asyncio.Task[None]] = set()
         self._store_failing = False
         # Read by the metrics collector at scrape time.
         self.indexed_notes = 0
@@ -93,6 +95,33 @@ class CatalogIndexer:
         if actor is None and previous is not None:
             actor = previous.actor
         self._dirty[room_id] = _Dirty(live, actor, format_timestamp())
+        self._arm()
+
+    def room_unloaded(self, live: LiveRoom) -> None:
+        """An unload listener: a room that unloads dirty is indexed now, not at the next
+        pass, and is no longer this instance's to index."""
+        if self._ours.get(live.room_id) is live:
+            del self._ours[live.room_id]
+        dirty = self._dirty.get(live.room_id)
+        if dirty is None or dirty.live is not live:
+            return
+        del self._dirty[live.room_id]
+        task = asyncio.create_task(self._index_final(live.room_id, dirty), name="catalog-unload")
+        self._unloading.add(task)
+        task.add_done_callback(self._unloading.discard)
+
+    async def _index_final(self, room_id: str, dirty: _Dirty) -> None:
+        try:
+            await self._index_live(room_id, dirty)
+        except StoreError as error:
+            self.failures += 1
+            log.warning("catalog: %s not indexed on unload, retried: %s", room_id, error)
+            self._dirty.setdefault(room_id, dirty)
+            self._arm()
+        except Exception:
+            log.exception("catalog: indexing %s on unload failed", room_id)
+
+    def _arm(self) -> None:
         if self._timer is None and self._pass is None:
             self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._due)
 
@@ -155,8 +184,9 @@ class CatalogIndexer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._pass is not None:
-            await asyncio.wait([self._pass])
+        pending = [task for task in (self._pass, *self._unloading) if task is not None]
+        if pending:
+            await asyncio.wait(pending)
         try:
             await self._index_dirty()
         except StoreError as error:

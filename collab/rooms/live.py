@@ -76,3 +76,7 @@ class DocumentChange:
 ChangeListener = Callable[[DocumentChange], None]
 """Told of every change applied to a loaded room, in registration order, on the event loop:
 it must not block (listeners that do I/O schedule it)."""
+
+UnloadListener = Callable[[LiveRoom], None]
+"""Told of each room as it is unloaded (after its final flush), on the event loop; it must
+not block."""

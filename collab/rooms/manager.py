@@ -9,7 +9,8 @@ It is the asyncio layer around the pure `DocumentRoom`:
   writes them to the store in batches and compacts rooms' logs.
 - **Change listeners.** Every change applied to a loaded room (a client's edit, a REST edit,
   another instance's update) is told to the listeners registered at construction, in order,
-  from one place (`_changed`), with the room, the acting user and whether it was made here.
+  from one place (`_changed`), with the room, the acting user and whether it was made here;
+  the unload listeners are told of each room as it is unloaded.
 - **Bounded apply cost.** Every update is read (`read_update`) before the CRDT library sees
   it. Small ones are applied on the event loop; a large one, one of many structs, or any from
   a user whose updates proved slow is read and tried in the trial worker first, within
@@ -55,7 +56,13 @@ from collab.rooms.effects import (
     Reply,
     ServerOrigin,
 )
-from collab.rooms.live import ChangeListener, DocumentChange, LiveRoom, RoomLimits
+from collab.rooms.live import (
+    ChangeListener,
+    DocumentChange,
+    LiveRoom,
+    RoomLimits,
+    UnloadListener,
+)
 from collab.rooms.peer import Peer
 from collab.rooms.reading import INLINE_MAX_STRUCTS, INLINE_MAX_UPDATE_BYTES, digest_of, read_here
 from collab.rooms.registry import RoomRegistry
@@ -80,8 +87,10 @@ class RoomManager:
         limits: RoomLimits,
         *,
         listeners: Sequence[ChangeListener] = (),
+        unload_listeners: Sequence[UnloadListener] = (),
     ) -> None:
         self._listeners = tuple(listeners)
+        self._unload_listeners = tuple(unload_listeners)
         self._store = store
         self._bus = bus
         self._limits = limits
@@ -208,6 +217,11 @@ class RoomManager:
         room.index_values(shape)
 
     async def _on_dropped(self, live: LiveRoom) -> None:
+        for listener in self._unload_listeners:
+            try:
+                listener(live)
+            except Exception:
+                log.exception("room %s: an unload listener failed", live.room_id)
         try:
             await self._bus.unsubscribe(live.room_id)
         except BusError as error:

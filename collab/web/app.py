@@ -131,6 +131,7 @@ def create_app(
         app[BUS],
         room_limits(settings),
         listeners=[notifier.document_changed, catalog.indexer.document_changed],
+        unload_listeners=[catalog.indexer.room_unloaded],
     )
     catalog.bind(app[ROOMS])
     app.cleanup_ctx.append(_services)

@@ -520,3 +520,20 @@ async def test_notes_stored_before_the_catalog_are_indexed_at_start(
     entry = await entry_of(second, "legacy2")
     assert entry["title"] == "Another"
     assert entry["created_by"] is None
+
+
+async def test_a_room_that_unloads_is_indexed_then_not_an_interval_later(
+    start_server: StartServer,
+) -> None:
+    """With an interval far longer than the room's grace, the entry comes with the unload."""
+    server = await start_server(make_settings(catalog_interval_ms=600_000, room_grace_s=0.1))
+    async with YClient.connect(server.doc_url("w1/n1")) as client:
+        await client.wait_synced()
+        write_note(client.doc, "Written before leaving")
+        await client.flush()
+
+    async def indexed() -> bool:
+        return await listed(server) == ["n1"]
+
+    await eventually(indexed, what="the note indexed when its room unloaded")
+    assert (await entry_of(server, "n1"))["title"] == "Written before leaving"
