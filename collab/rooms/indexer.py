@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pycrdt import Doc, merge_updates
@@ -49,7 +50,8 @@ IndexedListener = Callable[[str, Indexed], None]
 class _Dirty:
     live: LiveRoom
     actor: str | None
-    changed_at: str
+    changed_at: float
+    """Unix time of the last change (formatted only when the entry is written)."""
 
 
 class CatalogIndexer:
@@ -84,18 +86,22 @@ class CatalogIndexer:
     # -- the change listener -----------------------------------------------------------------
 
     def document_changed(self, change: DocumentChange) -> None:
+        # On every edit: a few dictionary lookups, no formatting, no allocation once dirty.
         live = change.live
         room_id = live.room_id
         if change.local:
-            self._ours[room_id] = live
+            if self._ours.get(room_id) is not live:
+                self._ours[room_id] = live
         elif self._ours.get(room_id) is not live:
             return  # another instance's edit of a note it indexes
-        previous = self._dirty.get(room_id)
-        actor = change.actor
-        if actor is None and previous is not None:
-            actor = previous.actor
-        self._dirty[room_id] = _Dirty(live, actor, format_timestamp())
-        self._arm()
+        dirty = self._dirty.get(room_id)
+        if dirty is None or dirty.live is not live:
+            self._dirty[room_id] = _Dirty(live, change.actor, time.time())
+            self._arm()
+            return
+        if change.actor is not None:
+            dirty.actor = change.actor
+        dirty.changed_at = time.time()
 
     def room_unloaded(self, live: LiveRoom) -> None:
         """An unload listener: a room that unloads dirty is indexed now, not at the next
@@ -166,7 +172,8 @@ class CatalogIndexer:
         fields = note_fields(doc)
         clock = _clock(doc.get_state())
         self.index_seconds += time.perf_counter() - started
-        await self._write(room_id, fields, clock, dirty.actor, dirty.changed_at)
+        changed_at = format_timestamp(datetime.fromtimestamp(dirty.changed_at, UTC))
+        await self._write(room_id, fields, clock, dirty.actor, changed_at)
 
     async def _write(
         self, room_id: str, fields: NoteFields, clock: int, actor: str | None, at: str
@@ -198,7 +205,7 @@ class CatalogIndexer:
         """Index a note at once: from its loaded room, else from the store."""
         dirty = self._dirty.pop(room_id, None)
         if live is not None and not live.dropped:
-            await self._index_live(room_id, dirty or _Dirty(live, None, format_timestamp()))
+            await self._index_live(room_id, dirty or _Dirty(live, None, time.time()))
         else:
             await self.index_stored(room_id)
 
