@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from collab.auth.tokens import Identity, Role
@@ -28,7 +27,7 @@ from collab.rooms.note_fields import (
 from collab.store.catalog import CatalogEntry, Priority
 from collab.web.api.note_queries import catalog_query, fingerprint, make_cursor
 from collab.web.api.responses import dumps
-from collab.web.http.requests import authenticate, require_json, valid_id
+from collab.web.http.requests import authenticate, read_json_object, valid_id
 from collab.web.keys import CATALOG, CATALOG_STORE, NOTIFIER
 
 MAX_NOTE_REQUEST_BYTES = 1024 * 1024
@@ -77,7 +76,9 @@ async def get_note(request: web.Request) -> web.StreamResponse:
 async def create_note(request: web.Request) -> web.StreamResponse:
     identity, workspace_id, role = await _caller(request)
     _require(role, Role.EDITOR, Role.OWNER, to="create notes")
-    body = await _json_object(request)
+    body = await read_json_object(
+        request, max_bytes=MAX_NOTE_REQUEST_BYTES, fields=_CREATE_FIELDS, empty=True
+    )
     note_id = body.get("id")
     if note_id is None:
         note_id = secrets.token_urlsafe(12)
@@ -135,29 +136,6 @@ async def _existing(request: web.Request, workspace_id: str) -> CatalogEntry:
     if entry is None:
         raise web.HTTPNotFound(text=f"no note {note_id!r} in workspace {workspace_id!r}")
     return entry
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    require_json(request)
-    if request.content_length is not None and request.content_length > MAX_NOTE_REQUEST_BYTES:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_NOTE_REQUEST_BYTES, actual_size=request.content_length
-        )
-    raw = await request.read()
-    if len(raw) > MAX_NOTE_REQUEST_BYTES:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_NOTE_REQUEST_BYTES, actual_size=len(raw))
-    if not raw:
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise _unprocessable("the body must be a JSON object")
-    unknown = set(body) - _CREATE_FIELDS
-    if unknown:
-        raise _unprocessable(f"unknown field(s): {', '.join(sorted(unknown)[:10])}")
-    return body
 
 
 def _content_fields(body: dict[str, Any]) -> dict[str, Any]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from collab.errors import ForbiddenError
 from collab.store.notifications import MAX_PAGE, NewNotification
 from collab.web.api.responses import json_body
-from collab.web.http.requests import authenticate, require_json, valid_id
+from collab.web.http.requests import authenticate, read_json_object, valid_id
 from collab.web.keys import NOTIFICATIONS, NOTIFIER
 
 MAX_RECIPIENTS = 100
@@ -24,27 +23,11 @@ def _unprocessable(message: str) -> web.HTTPException:
 
 async def post_notification(request: web.Request) -> web.StreamResponse:
     identity = authenticate(request)
-    require_json(request)
-    if request.content_length is not None and (
-        request.content_length > MAX_NOTIFICATION_REQUEST_BYTES
-    ):
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_NOTIFICATION_REQUEST_BYTES, actual_size=request.content_length
-        )
-    raw = await request.read()
-    if len(raw) > MAX_NOTIFICATION_REQUEST_BYTES:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=MAX_NOTIFICATION_REQUEST_BYTES, actual_size=len(raw)
-        )
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise _unprocessable("the body must be a JSON object")
-    unknown = set(body) - {"workspace", "recipients", "title", "body", "link"}
-    if unknown:
-        raise _unprocessable(f"unknown field(s): {', '.join(sorted(unknown))}")
+    body = await read_json_object(
+        request,
+        max_bytes=MAX_NOTIFICATION_REQUEST_BYTES,
+        fields=frozenset({"workspace", "recipients", "title", "body", "link"}),
+    )
     workspace_id = body.get("workspace")
     if not isinstance(workspace_id, str):
         raise _unprocessable("'workspace' must be a workspace id")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import orjson
 from aiohttp import hdrs, web
 
 from collab.auth.tokens import Identity, Role
@@ -64,6 +66,33 @@ def require_json(request: web.Request) -> None:
     declared = request.headers.get(hdrs.CONTENT_TYPE)
     got = f"got {declared[:100]!r}" if declared else "got no Content-Type"
     raise web.HTTPUnsupportedMediaType(text=f"send the body as Content-Type: {JSON} ({got})")
+
+
+async def read_json_object(
+    request: web.Request, *, max_bytes: int, fields: frozenset[str], empty: bool = False
+) -> dict[str, Any]:
+    """The request's JSON object body: declared as JSON (415), at most `max_bytes` (413,
+    refused from Content-Length before reading when it says so), valid JSON (400), an object
+    of no other keys than `fields` (422). An empty body is `{}` when `empty` allows it."""
+    require_json(request)
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=request.content_length)
+    raw = await request.read()
+    if len(raw) > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=len(raw))
+    if not raw and empty:
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise web.HTTPBadRequest(text=f"the body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise web.HTTPUnprocessableEntity(text="the body must be a JSON object")
+    unknown = set(body) - fields
+    if unknown:
+        listed = ", ".join(sorted(unknown)[:10])
+        raise web.HTTPUnprocessableEntity(text=f"unknown field(s): {listed}")
+    return body
 
 
 def valid_id(kind: str, value: str) -> str:
