@@ -41,6 +41,9 @@ from collab.store.rows import format_timestamp
 log = logging.getLogger(__name__)
 
 CATCH_UP_PAGE = 100
+# Documents up to this encoded size are read on the event loop (a few milliseconds at most);
+# larger ones from a copy, in a thread.
+INLINE_INDEX_BYTES = 16 * 1024
 
 IndexedListener = Callable[[str, Indexed], None]
 """Told `(room_id, what index_note did)` after each write of a row."""
@@ -169,9 +172,15 @@ class CatalogIndexer:
     async def _index_live(self, room_id: str, dirty: _Dirty) -> None:
         started = time.perf_counter()
         doc = dirty.live.room.doc
-        fields = note_fields(doc)
-        clock = _clock(doc.get_state())
-        self.index_seconds += time.perf_counter() - started
+        state = doc.get_update()
+        if len(state) <= INLINE_INDEX_BYTES:
+            fields, clock = note_fields(doc), _clock(doc.get_state())
+            self.index_seconds += time.perf_counter() - started
+        else:
+            # Reading a large body walks thousands of nodes: a copy is read in a thread, so
+            # the event loop pays for the encoding above only.
+            self.index_seconds += time.perf_counter() - started
+            fields, clock = await asyncio.to_thread(_read_stored, [state])
         changed_at = format_timestamp(datetime.fromtimestamp(dirty.changed_at, UTC))
         await self._write(room_id, fields, clock, dirty.actor, changed_at)
 

@@ -42,7 +42,7 @@ MAX_DUE_CHARS = 64
 MAX_SEARCH_CHARS = 64 * 1024
 # Elements visited in the body, whatever their text: a body of a million empty paragraphs
 # costs no more than this to read.
-MAX_BODY_NODES = 100_000
+MAX_BODY_NODES = 20_000
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACES = re.compile(r"\s+")

@@ -537,3 +537,25 @@ async def test_a_room_that_unloads_is_indexed_then_not_an_interval_later(
 
     await eventually(indexed, what="the note indexed when its room unloaded")
     assert (await entry_of(server, "n1"))["title"] == "Written before leaving"
+
+
+async def test_a_large_note_is_indexed_from_a_copy_read_off_the_event_loop(
+    server: RunningServer,
+) -> None:
+    """A body far over the inline size: read in a thread, indexed all the same."""
+    async with YClient.connect(server.doc_url("w1/big")) as client:
+        await client.wait_synced()
+        with client.doc.transaction():
+            client.doc.get("meta", type=Map)["title"] = "Big"
+            body = client.doc.get("body", type=XmlFragment)
+            for number in range(300):
+                body.children.append(
+                    XmlElement("paragraph", {}, [XmlText(f"paragraph{number} " * 20)])
+                )
+        await client.flush()
+
+        async def indexed() -> bool:
+            return await listed(server, q="paragraph299") == ["big"]
+
+        await eventually(indexed, what="the large note indexed and searchable")
+    assert len(client.doc.get_update()) > 16 * 1024
