@@ -550,7 +550,7 @@ async def test_a_large_note_is_indexed_from_a_copy_read_off_the_event_loop(
             body = client.doc.get("body", type=XmlFragment)
             for number in range(300):
                 body.children.append(
-                    XmlElement("paragraph", {}, [XmlText(f"paragraph{number} " * 20)])
+                    XmlElement("paragraph", {}, [XmlText(f"paragraph{number} " * 10)])
                 )
         await client.flush()
 
