@@ -44,6 +44,9 @@ CREATE TABLE note_tags (
     note_id TEXT NOT NULL,
     PRIMARY KEY (workspace_id, tag, note_id)
 );
+-- A note's own rows, replaced each time it is indexed: without it, that delete reads every
+-- tag of the workspace.
+CREATE INDEX note_tags_note ON note_tags (workspace_id, note_id);
 
 CREATE TABLE note_assignees (
     workspace_id TEXT NOT NULL,
@@ -51,6 +54,7 @@ CREATE TABLE note_assignees (
     note_id TEXT NOT NULL,
     PRIMARY KEY (workspace_id, user_id, note_id)
 );
+CREATE INDEX note_assignees_note ON note_assignees (workspace_id, note_id);
 
 -- The searched text, as words (`collab.store.catalog.search_words`), keyed by notes.seq.
 -- Weighted by column at query time: title, then tags, then body.
