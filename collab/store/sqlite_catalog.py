@@ -2,7 +2,8 @@
 
 Each function runs inside one transaction the store opened (`SqliteStore._transaction`).
 Search is FTS5 over `search_words` (so every backend splits words alike), ranked with bm25
-weighted by column; every filter and sort has an index (migration 0004).
+weighted by column; every filter and sort has an index (migration 0004), whose expressions
+the statements here repeat exactly (the due sort's `coalesce`).
 """
 
 from __future__ import annotations
@@ -171,11 +172,16 @@ async def list_notes(
     if query.priority is not None:
         where.append("n.priority = ?")
         params.append(int(query.priority))
+    # Written as the due sort's index expressions (migration 0004), which a note without a
+    # due date never passes. In the default order the index of that order (which carries
+    # due_at) is walked instead ("+": not the due index): a page then costs the rows read
+    # until it is full, at worst one pass over that index, not a sort of every match.
+    unary = "+" if query.sort is SortKey.DEFAULT else ""
     if query.due_before is not None:
-        where.append("n.due_at < ?")
+        where.append(f"{unary}coalesce(n.due_at, '~') < ?")
         params.append(query.due_before)
     if query.due_after is not None:
-        where.append("n.due_at >= ?")
+        where.append(f"{unary}coalesce(n.due_at, '') >= ?")
         params.append(query.due_after)
     source = "notes n"
     select = _ENTRY_COLUMNS

@@ -29,12 +29,18 @@ CREATE TABLE notes (
     UNIQUE (workspace_id, note_id)
 );
 
--- One index per way of listing (the trash apart from the rest, as every listing asks for one).
-CREATE INDEX notes_default ON notes (workspace_id, trashed_at IS NOT NULL, pinned, updated_at, note_id);
+-- One index per way of listing (the trash apart from the rest, as every listing asks for one),
+-- in the very order the listing asks for, or SQLite sorts every note of the workspace.
+-- The default order also carries due_at: a due filter there is checked in the index.
+CREATE INDEX notes_default ON notes (workspace_id, trashed_at IS NOT NULL, pinned, updated_at, note_id, due_at);
 CREATE INDEX notes_updated ON notes (workspace_id, trashed_at IS NOT NULL, updated_at, note_id);
 CREATE INDEX notes_created ON notes (workspace_id, trashed_at IS NOT NULL, created_at, note_id);
-CREATE INDEX notes_due ON notes (workspace_id, trashed_at IS NOT NULL, due_at, note_id);
-CREATE INDEX notes_priority ON notes (workspace_id, trashed_at IS NOT NULL, pinned, priority, note_id);
+-- The due sort puts notes without a due date last in either direction: ascending it orders by
+-- coalesce(due_at, '~'), descending by coalesce(due_at, '') (the due_before and due_after
+-- filters use them too).
+CREATE INDEX notes_due_first ON notes (workspace_id, trashed_at IS NOT NULL, coalesce(due_at, '~'), note_id);
+CREATE INDEX notes_due_last ON notes (workspace_id, trashed_at IS NOT NULL, coalesce(due_at, ''), note_id);
+CREATE INDEX notes_priority ON notes (workspace_id, trashed_at IS NOT NULL, priority, note_id);
 CREATE INDEX notes_title ON notes (workspace_id, trashed_at IS NOT NULL, title_key, note_id);
 CREATE INDEX notes_trashed_at ON notes (trashed_at) WHERE trashed_at IS NOT NULL;
 
