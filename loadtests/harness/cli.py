@@ -12,7 +12,7 @@ from typing import Any
 from harness.compare import print_comparison
 from harness.errors import RunError
 from harness.machine import describe_wakeup, machine_facts
-from harness.scenarios import bigdoc, crossinstance, fanout, idle, persistence
+from harness.scenarios import bigdoc, catalog, crossinstance, fanout, idle, persistence
 from harness.services import STORES
 from harness.stack import exit_on_sigterm
 from harness.tables import heading
@@ -25,6 +25,7 @@ PER_TARGET: dict[str, Callable[[argparse.Namespace, str], dict[str, Any]]] = {
     "bigdoc": bigdoc.run,
 }
 COLLAB_ONLY: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "catalog": catalog.run,
     "crossinstance": crossinstance.run,
     "persistence": persistence.run,
 }
@@ -116,6 +117,24 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         "--clients", type=int, default=10, help="clients per room, writer included"
     )
     steps(persist, "20")
+
+    cat = sub.add_parser(
+        "catalog",
+        parents=[common],
+        help="the notes catalog's REST listing and search at N notes, per store",
+    )
+    cat.add_argument("--stores", default=",".join(catalog.CATALOG_STORES), help="comma-separated")
+    cat.add_argument("--notes", type=int, default=100_000, help="notes in the workspace")
+    cat.add_argument("--requests", type=int, default=100, help="timed requests per query at most")
+    cat.add_argument("--warmup", type=int, default=5, help="untimed requests before each query")
+    cat.add_argument("--max-query-s", type=float, default=8, help="timed seconds per query at most")
+    cat.add_argument("--seed", type=int, default=1, help="the workspace's random seed")
+    cat.add_argument(
+        "--documents",
+        action="store_true",
+        help="store each note's Yjs document too, and index it from the document",
+    )
+    cat.add_argument("--explain", action="store_true", help="print SQLite's query plans")
     return parser
 
 
@@ -135,6 +154,16 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         stores = persistence.store_list(args.stores)
         if not stores or set(stores) - set(STORES) or len(set(stores)) != len(stores):
             return f"--stores takes distinct names among {', '.join(STORES)}"
+    if args.scenario == "catalog":
+        stores = catalog.store_list(args.stores)
+        if (
+            not stores
+            or set(stores) - set(catalog.CATALOG_STORES)
+            or len(set(stores)) != len(stores)
+        ):
+            return f"--stores takes distinct names among {', '.join(catalog.CATALOG_STORES)}"
+        if args.notes < 1 or args.requests < 1 or args.warmup < 0 or args.max_query_s <= 0:
+            return "catalog needs --notes >= 1, --requests >= 1, --warmup >= 0, --max-query-s > 0"
     if args.scenario == "idle" and (args.connections < 1 or args.rooms < 1):
         return "idle needs --connections >= 1 and --rooms >= 1"
     if args.scenario in PER_TARGET:

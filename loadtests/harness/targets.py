@@ -54,7 +54,8 @@ class Target(Protocol):
 
 
 class CollabServer(ChildProcess):
-    """`python -m collab serve` with the given database (and Redis, if any)."""
+    """`python -m collab serve` with the given database (and Redis, if any); `settings` are
+    more `COLLAB_*` variables."""
 
     name = "collab"
 
@@ -68,6 +69,7 @@ class CollabServer(ChildProcess):
         port: int = 0,
         log_name: str = "server.log",
         label: str = "collab serve",
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.secret = secret or secrets.token_urlsafe(48)
         self.database_url = database_url
@@ -81,6 +83,7 @@ class CollabServer(ChildProcess):
         }
         if redis_url is not None:
             env["COLLAB_REDIS_URL"] = redis_url
+        env |= settings or {}
         super().__init__(
             label,
             [sys.executable, "-m", "collab", "serve"],

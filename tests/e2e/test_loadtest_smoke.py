@@ -1,4 +1,5 @@
-"""The load generator runs end to end at a tiny size: a server process and real Yjs encodings."""
+"""The load tests run end to end at a tiny size: the generator against a server process with
+real Yjs encodings, and the catalog benchmark's queries over REST."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from tests.support.waiting import scaled
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOADTESTS = REPO_ROOT / "loadtests"
 
-pytestmark = pytest.mark.node
 
-
+@pytest.mark.node
 def test_fanout_delivers_every_update_at_a_tiny_size(tmp_path: Path) -> None:
     """A 2 rooms x 3 clients fan-out step exits 0 and every sent update reaches every peer."""
     if not (LOADTESTS / "node_modules").is_dir():
@@ -52,3 +52,73 @@ def test_fanout_delivers_every_update_at_a_tiny_size(tmp_path: Path) -> None:
     assert wakeup is not None, "the wake-up probe did not run"
     assert wakeup["warm_us"] > 0
     assert wakeup["after_5ms_idle_us"] > 0
+
+
+CATALOG_QUERY_COUNT = 26  # every query harness/catalog_queries.py measures
+
+
+def run_catalog(tmp_path: Path, store: str) -> dict[str, object]:
+    results_path = tmp_path / f"catalog-{store}.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(LOADTESTS / "run.py"),
+            "catalog",
+            f"--stores={store}",
+            "--notes=300",
+            "--requests=3",
+            "--warmup=1",
+            f"--json={results_path}",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    results = json.loads(results_path.read_text())
+    assert results["errors"] == {}
+    run = results["runs"][store]
+    assert run["generation"]["notes"] == 300
+    return run
+
+
+def check_catalog_run(run: dict[str, object]) -> None:
+    queries = run["queries"]
+    assert isinstance(queries, list)
+    names = [query["name"] for query in queries]
+    assert len(names) == CATALOG_QUERY_COUNT == len(set(names))
+    for query in queries:
+        assert query["errors"] == 0, query
+        assert query["requests"] >= query["pages"], query
+        assert query["latency_ms"]["p95"] is not None, query
+    kinds = {query["kind"] for query in queries}
+    assert kinds == {"list", "search"}
+    # Paging follows `next`: every page of the five answered.
+    paging = [query for query in queries if query["pages"] > 1]
+    assert paging
+    assert all(len(query["p50_by_page_ms"]) == query["pages"] for query in paging)
+
+
+def test_catalog_answers_every_query_on_sqlite(tmp_path: Path) -> None:
+    """The catalog scenario at 300 notes: every query answered, checked, and timed."""
+    run = run_catalog(tmp_path, "sqlite")
+    check_catalog_run(run)
+    # The SQL of each query was explained against the database the server used.
+    assert set(run["sqlite_plans"]) == {query["name"] for query in run["queries"]}
+
+
+def test_catalog_answers_every_query_on_postgres(tmp_path: Path) -> None:
+    """The same on a throwaway PostgreSQL cluster, once PostgresStore has the catalog."""
+    from collab.store import PostgresStore
+    from tests.support.postgres_server import find_postgres_bindir
+
+    if find_postgres_bindir() is None:
+        pytest.skip(
+            "PostgreSQL binaries (initdb, postgres, createdb, dropdb) not found: install the "
+            "postgresql package or set COLLAB_TEST_PG_BINDIR"
+        )
+    if not hasattr(PostgresStore, "list_notes"):
+        pytest.skip("PostgresStore has no catalog yet (the PostgreSQL catalog backend)")
+    check_catalog_run(run_catalog(tmp_path, "postgres"))
