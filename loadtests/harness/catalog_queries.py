@@ -1,4 +1,4 @@
-"""The catalog benchmark's queries, timed from an HTTP client, and (SQLite) their plans.
+"""The catalog benchmark's queries, timed from an HTTP client, and their plans.
 
 Each query is one `GET /api/v1/workspaces/{ws}/notes` query string, sent again and again
 over one keep-alive connection, one request at a time: after `warmup` untimed requests, up to
@@ -21,11 +21,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import asyncpg
 import orjson
 from multidict import MultiDict
 
 from collab.rooms.note_fields import parse_due
-from collab.store import sqlite_catalog
+from collab.store import postgres_catalog, sqlite_catalog
 from collab.store.catalog import Priority
 from collab.web.api.note_queries import catalog_query
 from harness.catalog_data import Generated
@@ -323,6 +324,42 @@ class _Capture:
     async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self.statements.append((sql, tuple(params)))
         return []
+
+
+async def postgres_plans(
+    dsn: str, workspace: str, measured: list[Query]
+) -> dict[str, dict[str, Any]]:
+    """Per query (its first page): the SQL `PostgresStore.list_notes` runs and its
+    `EXPLAIN (ANALYZE, BUFFERS)`, whose execution time (ms) is the server's own."""
+    plans = {}
+    conn = await asyncpg.connect(dsn)
+    try:
+        for query in measured:
+            parsed = catalog_query(workspace, MultiDict(query.params))
+            statement = postgres_catalog.list_statement(workspace, parsed)
+            if statement is None:
+                continue
+            rows = await conn.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS) " + statement.sql, *statement.params
+            )
+            plan = [str(row[0]) for row in rows]
+            ms = next(
+                (
+                    float(line.split(":")[1].split()[0])
+                    for line in plan
+                    if line.startswith("Execution Time:")
+                ),
+                None,
+            )
+            plans[query.name] = {
+                "sql": statement.sql,
+                "params": [str(p) for p in statement.params],
+                "plan": plan,
+                "ms": ms,
+            }
+    finally:
+        await conn.close()
+    return plans
 
 
 def sqlite_plans(path: str, workspace: str, measured: list[Query]) -> dict[str, dict[str, Any]]:

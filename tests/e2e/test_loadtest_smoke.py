@@ -106,7 +106,7 @@ def test_catalog_answers_every_query_on_sqlite(tmp_path: Path) -> None:
     run = run_catalog(tmp_path, "sqlite")
     check_catalog_run(run)
     # The SQL of each query was explained against the database the server used.
-    assert set(run["sqlite_plans"]) == {query["name"] for query in run["queries"]}
+    assert set(run["plans"]) == {query["name"] for query in run["queries"]}
 
 
 def test_catalog_answers_every_query_on_postgres(tmp_path: Path) -> None:
@@ -121,4 +121,6 @@ def test_catalog_answers_every_query_on_postgres(tmp_path: Path) -> None:
         )
     if not hasattr(PostgresStore, "list_notes"):
         pytest.skip("PostgresStore has no catalog yet (the PostgreSQL catalog backend)")
-    check_catalog_run(run_catalog(tmp_path, "postgres"))
+    run = run_catalog(tmp_path, "postgres")
+    check_catalog_run(run)
+    assert set(run["plans"]) == {query["name"] for query in run["queries"]}

@@ -5,7 +5,8 @@ Per store: a fresh database (a file in the run's temp dir, or a throwaway Postgr
 pinned to CPU 0), the workspace written into it through the store's catalog interface
 (`harness.catalog_data`), then `python -m collab serve` on it pinned to CPU 0, and the
 queries (`harness.catalog_queries`) timed from an aiohttp client in this process, pinned to
-CPU 1. With SQLite, each query's SQL is also explained and timed in this process.
+CPU 1. Then each query's SQL is explained and timed: SQLite's in this process (EXPLAIN QUERY
+PLAN), PostgreSQL's with EXPLAIN (ANALYZE, BUFFERS).
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from typing import Any
 from collab.auth.tokens import Role, mint_token
 from collab.store import PostgresStore
 from harness.catalog_data import WORKSPACE, generate
-from harness.catalog_queries import matches_key, measure, queries, sqlite_plans
+from harness.catalog_queries import (
+    matches_key,
+    measure,
+    postgres_plans,
+    queries,
+    sqlite_plans,
+)
 from harness.errors import RunError
 from harness.procs import GENERATOR_CPU, can_pin, cpu_ns, machine_busy_s
 from harness.stack import Stack
@@ -142,16 +149,21 @@ def run_store(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         plans: dict[str, Any] = {}
         if kind == "sqlite":
             plans = sqlite_plans(store.database_url.removeprefix("sqlite:///"), WORKSPACE, measured)
-            for result in results:
-                if result["name"] in plans:
-                    result["sql_ms"] = plans[result["name"]]["ms"]
+        else:
+            plans = asyncio.run(postgres_plans(store.database_url, WORKSPACE, measured))
+        for result in results:
+            if result["name"] in plans:
+                result["sql_ms"] = plans[result["name"]]["ms"]
     for query, result in zip(measured, results, strict=True):
         key = matches_key(query)
         if key is not None:
             result["matching_notes"] = generated.search.matches.get(key, 0)
     print_summary(results, rss)
     if plans:
-        print("\nSQLite: each query's first page run in this process (best of 3, ms):")
+        if kind == "sqlite":
+            print("\nSQLite: each query's first page run in this process (best of 3, ms):")
+        else:
+            print("\nPostgreSQL: each query's first page, EXPLAIN ANALYZE's execution time (ms):")
         print_table(table_columns(database=False, sql=True, short=True), results)
         if args.explain:
             print_plans(plans)
@@ -163,7 +175,7 @@ def run_store(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         "warmup_per_query": args.warmup,
         "max_query_s": args.max_query_s,
         "queries": results,
-        "sqlite_plans": plans or None,
+        "plans": plans or None,
     }
 
 
@@ -229,7 +241,7 @@ def print_summary(results: list[dict[str, Any]], rss: int) -> None:
 
 def print_plans(plans: dict[str, dict[str, Any]]) -> None:
     for name, plan in plans.items():
-        print(f"\n-- {name} ({plan['ms']:.2f} ms)")
+        print(f"\n-- {name} ({fixed(plan['ms'], 2)} ms)")
         for line in plan["plan"]:
             print(f"   {line}")
 
