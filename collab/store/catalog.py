@@ -15,10 +15,13 @@ so rows inserted or moved meanwhile neither repeat nor shift what follows.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol
+
+import orjson
 
 MAX_CATALOG_PAGE = 200
 EXCERPT_CHARS = 200
@@ -235,6 +238,25 @@ class CatalogStore(Protocol):
     async def first_stored_at(self, room_id: str) -> str | None:
         """When the room's oldest stored content was written, as near as the store knows (a
         note indexed late gets it as `created_at`)."""
+
+
+def content_digest(fields: NoteFields) -> str:
+    """A digest of everything a row holds of a note's content: a row with the same digest
+    needs no rewrite (`index_note` then only moves its clock and `updated_*`)."""
+    encoded = orjson.dumps(
+        [
+            fields.title,
+            fields.tags,
+            fields.pinned,
+            int(fields.priority),
+            fields.due,
+            fields.due_at,
+            fields.assignees,
+            fields.excerpt,
+            fields.text,
+        ]
+    )
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
 
 def room_parts(room_id: str) -> tuple[str, str]:

@@ -360,8 +360,16 @@ class PostgresStore:
         actor: str | None,
         at: str,
     ) -> Indexed:
+        what = f"indexing note {workspace_id}/{note_id}"
+        async with self._connection(what) as conn:
+            # Most passes find the note's fields as the row has them: one statement then.
+            unchanged = await postgres_catalog.index_unchanged(
+                conn, workspace_id, note_id, fields, clock=clock, actor=actor, at=at
+            )
+            if unchanged is not None:
+                return unchanged
         async with (
-            self._connection(f"indexing note {workspace_id}/{note_id}") as conn,
+            self._connection(what) as conn,
             conn.transaction(isolation="read_committed"),
         ):
             return await postgres_catalog.index_note(

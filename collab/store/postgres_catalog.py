@@ -15,7 +15,7 @@ documents while it deletes (`lock_out_writes`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from collab.store.catalog import (
@@ -28,6 +28,7 @@ from collab.store.catalog import (
     NoteStatus,
     Priority,
     SortKey,
+    content_digest,
     room_parts,
     search_terms,
     search_words,
@@ -66,6 +67,7 @@ _FIELDS = (
     ("search_title", "text"),
     ("search_tags", "text"),
     ("search_body", "text"),
+    ("content_hash", "text"),
 )
 _FIELD_COLUMNS = ", ".join(column for column, _ in _FIELDS)
 _FIELD_TYPES = tuple(sql_type for _, sql_type in _FIELDS)
@@ -151,6 +153,39 @@ async def index_note(
         stored.trashed_at,
     )
     return Indexed(entry, status, changed=_listed(entry.fields) != _listed(stored.fields))
+
+
+async def index_unchanged(
+    conn: Any,
+    workspace_id: str,
+    note_id: str,
+    fields: NoteFields,
+    *,
+    clock: int,
+    actor: str | None,
+    at: str,
+) -> Indexed | None:
+    """`index_note` of a note whose row already holds `fields`, in one statement of its own
+    (no transaction, no purge lock: a purge deletes the row, so this finds nothing; one that
+    commits while this waits for the row makes it match nothing). None when the row is
+    missing, differs or is later: then `index_note` does the rest."""
+    row = await conn.fetchrow(
+        "UPDATE notes n SET clock = $3, updated_at = greatest(n.updated_at, $4::text), "
+        "updated_by = coalesce($5, n.updated_by) "
+        "WHERE n.workspace_id = $1 AND n.note_id = $2 AND n.content_hash = $6 "
+        f"AND n.clock <= $3 RETURNING {_ENTRY_COLUMNS}",
+        workspace_id,
+        note_id,
+        clock,
+        at,
+        actor,
+        content_digest(fields),
+    )
+    if row is None:
+        return None
+    entry = replace(_entry(row), fields=fields)
+    status = NoteStatus.TRASHED if entry.trashed_at is not None else NoteStatus.ACTIVE
+    return Indexed(entry, status)
 
 
 async def create_note(
@@ -425,6 +460,7 @@ def _field_values(fields: NoteFields) -> tuple[Any, ...]:
         search_words(fields.title),
         search_words(" ".join(fields.tags)),
         search_words(fields.text),
+        content_digest(fields),
     )
 
 

@@ -300,6 +300,13 @@ class SqliteStore:
         at: str,
     ) -> Indexed:
         what = f"indexing note {workspace_id}/{note_id}"
+        # Most passes find the note's fields as the row has them: one statement then.
+        async with self._statement(what) as conn:
+            unchanged = await sqlite_catalog.index_unchanged(
+                conn, workspace_id, note_id, fields, clock=clock, actor=actor, at=at
+            )
+        if unchanged is not None:
+            return unchanged
         async with self._transaction("IMMEDIATE", what) as conn:
             return await sqlite_catalog.index_note(
                 conn, workspace_id, note_id, fields, clock=clock, actor=actor, at=at
@@ -408,6 +415,17 @@ class SqliteStore:
                 except BaseException as exc:
                     await rollback_after(conn, exc)
                     raise
+            except (sqlite3.Error, ValueError) as exc:
+                raise self._error(what, exc) from exc
+
+    @asynccontextmanager
+    async def _statement(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+        """Hold the lock for one statement outside a transaction (atomic on its own, in
+        autocommit mode); errors become `StoreError` naming `what`."""
+        async with self._lock:
+            conn = self._connection(what)
+            try:
+                yield conn
             except (sqlite3.Error, ValueError) as exc:
                 raise self._error(what, exc) from exc
 

@@ -11,7 +11,8 @@
 -- whatever the database's locale, and a cursor's key means the same position everywhere.
 
 -- `clock` is the sum of the document's state vector when the row was written: a row is never
--- overwritten from an earlier state. `priority` is ranked 0 (none) to 4 (urgent); `title_key`
+-- overwritten from an earlier state. `content_hash` is `catalog.content_digest` of what the row
+-- holds: an unchanged note is re-indexed by moving its clock and update time alone. `priority` is ranked 0 (none) to 4 (urgent); `title_key`
 -- is the case-folded title (sort), computed by the store (`str.casefold`), not by a collation;
 -- `due_at` is `due` as a UTC instant (filters, sort).
 --
@@ -47,6 +48,7 @@ CREATE TABLE notes (
         ), ' '), ''))
     ) STORED,
     clock BIGINT NOT NULL,
+    content_hash TEXT NOT NULL,
     created_at TEXT COLLATE "C" NOT NULL,
     created_by TEXT,
     updated_at TEXT COLLATE "C" NOT NULL,

@@ -21,6 +21,7 @@ CREATE TABLE notes (
     assignees TEXT NOT NULL,
     excerpt TEXT NOT NULL,
     clock INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
     created_at TEXT NOT NULL,
     created_by TEXT,
     updated_at TEXT NOT NULL,

@@ -142,6 +142,28 @@ async def test_body_only_changes_are_not_listed_changes(store: Database) -> None
     assert await ids(store, text="two") == ["n1"]
 
 
+async def test_an_unchanged_note_moves_only_its_clock_and_update(store: Database) -> None:
+    fields = NoteFields(title="same", tags=("a",), text="body")
+    await store.index_note(WS, "n1", fields, clock=1, actor="u1", at=at(1))
+    await store.trash_note(WS, "n1", at=at(2))
+
+    again = await store.index_note(WS, "n1", fields, clock=2, actor="u2", at=at(3))
+    earlier = await store.index_note(WS, "n1", fields, clock=1, actor="u3", at=at(4))
+    without_actor = await store.index_note(WS, "n1", fields, clock=3, actor=None, at=at(5))
+
+    assert again.entry is not None
+    assert (again.created, again.changed, again.status) == (False, False, NoteStatus.TRASHED)
+    assert (again.entry.updated_at, again.entry.updated_by) == (at(3), "u2")
+    assert (again.entry.created_at, again.entry.trashed_at) == (at(1), at(2))
+    assert earlier.entry is None
+    assert without_actor.entry is not None
+    assert without_actor.entry.updated_by == "u2"
+    stored = await store.get_note(WS, "n1")
+    assert stored is not None
+    assert (stored.updated_at, stored.updated_by) == (at(5), "u2")
+    assert await ids(store, text="body", trashed=True) == ["n1"]
+
+
 async def test_an_earlier_state_never_overwrites_a_later_one(store: Database) -> None:
     await index(store, "n1", 1, clock=10, title="later")
 
