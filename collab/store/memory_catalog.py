@@ -24,9 +24,9 @@ from collab.store.catalog import (
     search_words,
 )
 
-# Relevance weights of a term found in the title, the tags, the body (as the SQL backends
-# weigh their columns).
-TITLE_WEIGHT, TAG_WEIGHT, BODY_WEIGHT = 10.0, 5.0, 1.0
+# Relevance weights of a term found in the title, the tags (as the SQL backends weigh their
+# columns); see `relevance`.
+TITLE_WEIGHT, TAG_WEIGHT = 10.0, 5.0
 
 
 @dataclass(slots=True)
@@ -203,23 +203,30 @@ def _matches(entry: CatalogEntry, query: CatalogQuery) -> bool:
 
 
 def relevance(fields: NoteFields, terms: list[str]) -> float | None:
-    """The note's score for `terms`: for each term, the weight of each column (title, tags,
-    body) holding a word it begins; None unless every term is in some column. It depends on
-    the note alone, so it stays put while other notes change (page cursors hold it)."""
+    """The note's score for `terms`, None unless every term begins a word of its title, tags
+    or body: for each term, TITLE_WEIGHT if it begins a word of the title, plus TAG_WEIGHT for
+    the tags. A match in the body alone scores nothing, so notes found by their body come after,
+    by id: scoring the body would read every match's text, which is what a search for a common
+    word cannot afford. The score depends on the note alone, so it stays put while other notes
+    change (page cursors hold it)."""
     if not terms:
         return None
-    columns = (
-        (search_words(fields.title).split(), TITLE_WEIGHT),
-        (search_words(" ".join(fields.tags)).split(), TAG_WEIGHT),
-        (search_words(fields.text).split(), BODY_WEIGHT),
-    )
+    title = search_words(fields.title).split()
+    tags = search_words(" ".join(fields.tags)).split()
+    body: list[str] | None = None
     score = 0.0
     for term in terms:
-        hits = sum(weight for words, weight in columns if any(w.startswith(term) for w in words))
+        hits = TITLE_WEIGHT * _begins(title, term) + TAG_WEIGHT * _begins(tags, term)
         if not hits:
-            return None
+            body = search_words(fields.text).split() if body is None else body
+            if not _begins(body, term):
+                return None
         score += hits
     return score
+
+
+def _begins(words: list[str], term: str) -> bool:
+    return any(word.startswith(term) for word in words)
 
 
 def sort_key(entry: CatalogEntry, query: CatalogQuery, score: float) -> tuple[Any, ...]:

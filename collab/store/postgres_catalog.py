@@ -33,7 +33,7 @@ from collab.store.catalog import (
     search_terms,
     search_words,
 )
-from collab.store.memory_catalog import BODY_WEIGHT, TAG_WEIGHT, TITLE_WEIGHT
+from collab.store.memory_catalog import TAG_WEIGHT, TITLE_WEIGHT
 from collab.store.rows import format_timestamp
 
 # Writes of a note's content or row (append, compact, index, create) hold this lock shared
@@ -428,7 +428,8 @@ def _key_expressions(
 
 def _relevance(terms: list[str], param: Callable[[Any, str], str]) -> str:
     """The score of a note for `terms`, as `memory_catalog.relevance` computes it: for each
-    term, the weight of each column holding a word it begins. Not ts_rank: a note's score
+    term, the weight of the title and of the tags if it begins a word there (the body, the
+    long column, is not read for it). Not ts_rank: a note's score
     must depend on the note alone and compare exactly, since page cursors hold it. Without
     terms (no text query), 0 for every note, as in memory."""
     if not terms:
@@ -437,11 +438,7 @@ def _relevance(terms: list[str], param: Callable[[Any, str], str]) -> str:
     for term in terms:
         # A word begins with the term: the term follows a space, or starts the column.
         pattern = param(f"% {term}%", "text")
-        for column, weight in (
-            ("search_title", TITLE_WEIGHT),
-            ("search_tags", TAG_WEIGHT),
-            ("search_body", BODY_WEIGHT),
-        ):
+        for column, weight in (("search_title", TITLE_WEIGHT), ("search_tags", TAG_WEIGHT)):
             parts.append(f"{weight}::float8 * ((' ' || n.{column}) LIKE {pattern})::int")
     return "(" + " + ".join(parts) + ")"
 

@@ -29,7 +29,7 @@ from collab.store.catalog import (
     search_terms,
     search_words,
 )
-from collab.store.memory_catalog import BODY_WEIGHT, TAG_WEIGHT, TITLE_WEIGHT
+from collab.store.memory_catalog import TAG_WEIGHT, TITLE_WEIGHT
 
 _ENTRY_COLUMNS = (
     "n.workspace_id, n.note_id, n.title, n.tags, n.pinned, n.priority, n.due, n.due_at, "
@@ -83,8 +83,8 @@ async def index_note(
     updated_by = actor if actor is not None else updated_by
     await conn.execute(
         "UPDATE notes SET title = ?, title_key = ?, tags = ?, pinned = ?, priority = ?, "
-        "due = ?, due_at = ?, assignees = ?, excerpt = ?, content_hash = ?, clock = ?, "
-        "updated_at = ?, updated_by = ? WHERE seq = ?",
+        "due = ?, due_at = ?, assignees = ?, excerpt = ?, content_hash = ?, search_title = ?, "
+        "search_tags = ?, clock = ?, updated_at = ?, updated_by = ? WHERE seq = ?",
         (*values, clock, updated_at, updated_by, seq),
     )
     await _write_search(conn, seq, fields, replace=True)
@@ -214,7 +214,6 @@ async def list_notes(
         where.append(f"{unary}coalesce(n.due_at, '') >= ?")
         params.append(query.due_after)
     source = "notes n"
-    select = _ENTRY_COLUMNS
     if query.text is not None:
         terms = search_terms(query.text)
         if not terms:
@@ -222,8 +221,6 @@ async def list_notes(
         source = "notes_search s JOIN notes n ON n.seq = s.rowid"
         where.append("notes_search MATCH ?")
         params.append(" ".join(f'"{term}"*' for term in terms))
-        # bm25 is lower for better matches: negated, larger is better, as everywhere.
-        select += f", -bm25(notes_search, {TITLE_WEIGHT}, {TAG_WEIGHT}, {BODY_WEIGHT}) AS score"
     key = _key_expressions(query)
     descending = query.descending or query.sort in (SortKey.DEFAULT, SortKey.RELEVANCE)
     if query.after is not None:
@@ -234,7 +231,7 @@ async def list_notes(
     direction = " DESC" if descending else ""
     limit = max(1, min(query.limit, MAX_CATALOG_PAGE))
     sql = (
-        f"SELECT {select}, {', '.join(key)} FROM {source} WHERE {' AND '.join(where)} "
+        f"SELECT {_ENTRY_COLUMNS}, {', '.join(key)} FROM {source} WHERE {' AND '.join(where)} "
         f"ORDER BY {', '.join(expr + direction for expr in key)} LIMIT ?"
     )
     rows = list(await conn.execute_fetchall(sql, (*params, limit + 1)))
@@ -357,17 +354,14 @@ def _key_expressions(query: CatalogQuery) -> tuple[str, ...]:
 
 def _relevance(terms: list[str]) -> str:
     """The score of a note for `terms`, as `memory_catalog.relevance` computes it: for each
-    term, the weight of each column holding a word it begins. Not bm25: that depends on the
-    other notes, so a note's score (and a page cursor holding it) would shift as notes come
-    and go. Terms are letters and digits only: safe inside a LIKE pattern."""
+    term, the weight of the title and of the tags if it begins a word there. Not bm25: that
+    depends on the other notes, so a note's score (and a page cursor holding it) would shift
+    as notes come and go. Terms are letters and digits only: safe inside a LIKE pattern."""
     parts = []
     for term in terms:
-        for column, weight in (
-            ("title", TITLE_WEIGHT),
-            ("tags", TAG_WEIGHT),
-            ("body", BODY_WEIGHT),
-        ):
-            parts.append(f"{weight} * ((' ' || s.{column}) LIKE '% {term}%')")
+        # From the row's own short columns: the full-text table's would read the body too.
+        for column, weight in (("search_title", TITLE_WEIGHT), ("search_tags", TAG_WEIGHT)):
+            parts.append(f"{weight} * ((' ' || n.{column}) LIKE '% {term}%')")
     return "(" + " + ".join(parts) + ")"
 
 
@@ -387,6 +381,8 @@ def _field_values(fields: NoteFields) -> tuple[Any, ...]:
         orjson.dumps(list(fields.assignees)).decode(),
         fields.excerpt,
         content_digest(fields),
+        search_words(fields.title),
+        search_words(" ".join(fields.tags)),
     )
 
 
@@ -402,9 +398,9 @@ async def _insert(
 ) -> int:
     rows = await conn.execute_fetchall(
         "INSERT INTO notes (workspace_id, note_id, title, title_key, tags, pinned, priority, "
-        "due, due_at, assignees, excerpt, content_hash, clock, created_at, created_by, "
-        "updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "RETURNING seq",
+        "due, due_at, assignees, excerpt, content_hash, search_title, search_tags, clock, "
+        "created_at, created_by, updated_at, updated_by) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
         (workspace_id, note_id, *_field_values(fields), clock, at, actor, at, actor),
     )
     return int(next(iter(rows))[0])

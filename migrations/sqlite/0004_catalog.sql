@@ -22,6 +22,8 @@ CREATE TABLE notes (
     excerpt TEXT NOT NULL,
     clock INTEGER NOT NULL,
     content_hash TEXT NOT NULL,
+    search_title TEXT NOT NULL,
+    search_tags TEXT NOT NULL,
     created_at TEXT NOT NULL,
     created_by TEXT,
     updated_at TEXT NOT NULL,
