@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol
 
@@ -64,6 +64,20 @@ class NoteFields:
     text: str = ""
     """The body's text as searched (at most `note_fields.MAX_SEARCH_CHARS`)."""
 
+    @property
+    def listed(self) -> tuple[Any, ...]:
+        """What a listing shows of a note (`Indexed.changed` compares it): not its body text
+        or `due_at`."""
+        return (
+            self.title,
+            self.tags,
+            self.pinned,
+            self.priority,
+            self.due,
+            self.assignees,
+            self.excerpt,
+        )
+
 
 class NoteStatus(StrEnum):
     ABSENT = "absent"
@@ -89,6 +103,19 @@ class CatalogEntry:
     @property
     def room_id(self) -> str:
         return f"{self.workspace_id}/{self.note_id}"
+
+    @property
+    def status(self) -> NoteStatus:
+        return NoteStatus.TRASHED if self.trashed_at is not None else NoteStatus.ACTIVE
+
+    def reindexed(self, fields: NoteFields, *, actor: str | None, at: str) -> CatalogEntry:
+        """This entry written again from a later state, as `index_note` documents it."""
+        return replace(
+            self,
+            fields=fields,
+            updated_at=max(at, self.updated_at),
+            updated_by=actor if actor is not None else self.updated_by,
+        )
 
     def to_json(self) -> dict[str, Any]:
         f = self.fields
@@ -166,6 +193,11 @@ class Indexed:
     created: bool = False
     changed: bool = False
     """Whether the listed fields changed (not only `updated_at`): worth a `note.updated`."""
+
+    @classmethod
+    def rewritten(cls, stored: CatalogEntry, entry: CatalogEntry) -> Indexed:
+        """A row that held `stored` now holds `entry`."""
+        return cls(entry, stored.status, changed=entry.fields.listed != stored.fields.listed)
 
 
 class CatalogStore(Protocol):

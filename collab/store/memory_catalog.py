@@ -69,18 +69,12 @@ class MemoryCatalog:
             entry = CatalogEntry(workspace_id, note_id, fields, at, actor, at, actor)
             self._rows[room_id] = _Row(entry, clock)
             return Indexed(entry, NoteStatus.ACTIVE, created=True, changed=True)
-        status = NoteStatus.TRASHED if row.entry.trashed_at else NoteStatus.ACTIVE
         if clock < row.clock:
-            return Indexed(None, status)
-        entry = replace(
-            row.entry,
-            fields=fields,
-            updated_at=max(at, row.entry.updated_at),
-            updated_by=actor if actor is not None else row.entry.updated_by,
-        )
-        changed = _listed(entry) != _listed(row.entry)
+            return Indexed(None, row.entry.status)
+        entry = row.entry.reindexed(fields, actor=actor, at=at)
+        indexed = Indexed.rewritten(row.entry, entry)
         self._rows[room_id] = _Row(entry, clock)
-        return Indexed(entry, status, changed=changed)
+        return indexed
 
     def create_note(
         self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str
@@ -101,7 +95,7 @@ class MemoryCatalog:
             return NoteStatus.PURGED
         row = self._rows.get(room_id)
         if row is not None:
-            return NoteStatus.TRASHED if row.entry.trashed_at else NoteStatus.ACTIVE
+            return row.entry.status
         return NoteStatus.ACTIVE if self._has_content(room_id) else NoteStatus.ABSENT
 
     def list_notes(self, workspace_id: str, query: CatalogQuery) -> CatalogPage:
@@ -178,11 +172,6 @@ class MemoryCatalog:
             and (workspace_id is None or room_parts(room_id)[0] == workspace_id)
         )
         return found[:limit]
-
-
-def _listed(entry: CatalogEntry) -> tuple[Any, ...]:
-    f = entry.fields
-    return (f.title, f.tags, f.pinned, f.priority, f.due, f.assignees, f.excerpt)
 
 
 def _matches(entry: CatalogEntry, query: CatalogQuery) -> bool:

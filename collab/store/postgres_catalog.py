@@ -126,11 +126,9 @@ async def index_note(
     # The row is locked: an instance indexing this note concurrently compares its clock with
     # the one this transaction writes, once it commits.
     stored = _entry(row)
-    status = NoteStatus.TRASHED if stored.trashed_at is not None else NoteStatus.ACTIVE
     if clock < int(row["clock"]):
-        return Indexed(None, status)
-    updated_at = max(at, stored.updated_at)
-    updated_by = actor if actor is not None else stored.updated_by
+        return Indexed(None, stored.status)
+    entry = stored.reindexed(fields, actor=actor, at=at)
     await conn.execute(
         f"UPDATE notes SET ({_FIELD_COLUMNS}, clock, updated_at, updated_by) = "
         f"({_placeholders(3, (*_FIELD_TYPES, 'bigint', 'text', 'text'))}) "
@@ -139,20 +137,10 @@ async def index_note(
         note_id,
         *_field_values(fields),
         clock,
-        updated_at,
-        updated_by,
+        entry.updated_at,
+        entry.updated_by,
     )
-    entry = CatalogEntry(
-        workspace_id,
-        note_id,
-        fields,
-        stored.created_at,
-        stored.created_by,
-        updated_at,
-        updated_by,
-        stored.trashed_at,
-    )
-    return Indexed(entry, status, changed=_listed(entry.fields) != _listed(stored.fields))
+    return Indexed.rewritten(stored, entry)
 
 
 async def index_unchanged(
@@ -184,8 +172,7 @@ async def index_unchanged(
     if row is None:
         return None
     entry = replace(_entry(row), fields=fields)
-    status = NoteStatus.TRASHED if entry.trashed_at is not None else NoteStatus.ACTIVE
-    return Indexed(entry, status)
+    return Indexed(entry, entry.status)
 
 
 async def create_note(
@@ -512,19 +499,6 @@ async def _insert(
         actor,
     )
     return inserted is not None
-
-
-def _listed(fields: NoteFields) -> tuple[Any, ...]:
-    """What a listing shows of a note (`Indexed.changed`): not its body text or `due_at`."""
-    return (
-        fields.title,
-        fields.tags,
-        fields.pinned,
-        fields.priority,
-        fields.due,
-        fields.assignees,
-        fields.excerpt,
-    )
 
 
 def _entry(row: Any) -> CatalogEntry:

@@ -36,7 +36,6 @@ _ENTRY_COLUMNS = (
     "n.assignees, n.excerpt, n.created_at, n.created_by, n.updated_at, n.updated_by, "
     "n.trashed_at"
 )
-_LISTED = ("title", "tags", "pinned", "priority", "due", "assignees", "excerpt")
 # What each sort orders by, after the trash flag the indexes lead with. {desc} is the order.
 _SORT_COLUMNS: dict[SortKey, tuple[str, ...]] = {
     SortKey.DEFAULT: ("n.pinned", "n.updated_at", "n.note_id"),
@@ -61,11 +60,10 @@ async def index_note(
     if await _is_purged(conn, room_id):
         return Indexed(None, NoteStatus.PURGED)
     rows = await conn.execute_fetchall(
-        "SELECT seq, clock, trashed_at, " + ", ".join(_LISTED) + ", created_at, created_by, "
-        "updated_at, updated_by FROM notes WHERE workspace_id = ? AND note_id = ?",
+        f"SELECT n.seq, n.clock, {_ENTRY_COLUMNS} FROM notes n "
+        "WHERE n.workspace_id = ? AND n.note_id = ?",
         (workspace_id, note_id),
     )
-    values = _field_values(fields)
     if not rows:
         seq = await _insert(conn, workspace_id, note_id, fields, clock=clock, actor=actor, at=at)
         await _write_search(conn, seq, fields, replace=False)
@@ -73,34 +71,19 @@ async def index_note(
         entry = CatalogEntry(workspace_id, note_id, fields, at, actor, at, actor)
         return Indexed(entry, NoteStatus.ACTIVE, created=True, changed=True)
     row = next(iter(rows))
-    seq, stored_clock, trashed_at = int(row[0]), int(row[1]), row[2]
-    status = NoteStatus.TRASHED if trashed_at is not None else NoteStatus.ACTIVE
-    if clock < stored_clock:
-        return Indexed(None, status)
-    stored_listed = tuple(row[3:10])
-    created_at, created_by, updated_at, updated_by = row[10:14]
-    updated_at = max(at, str(updated_at))
-    updated_by = actor if actor is not None else updated_by
+    seq, stored = int(row[0]), _entry(row[2:])
+    if clock < int(row[1]):
+        return Indexed(None, stored.status)
+    entry = stored.reindexed(fields, actor=actor, at=at)
     await conn.execute(
         "UPDATE notes SET title = ?, title_key = ?, tags = ?, pinned = ?, priority = ?, "
         "due = ?, due_at = ?, assignees = ?, excerpt = ?, content_hash = ?, search_title = ?, "
         "search_tags = ?, clock = ?, updated_at = ?, updated_by = ? WHERE seq = ?",
-        (*values, clock, updated_at, updated_by, seq),
+        (*_field_values(fields), clock, entry.updated_at, entry.updated_by, seq),
     )
     await _write_search(conn, seq, fields, replace=True)
     await _write_sets(conn, workspace_id, note_id, fields, replace=True)
-    entry = CatalogEntry(
-        workspace_id,
-        note_id,
-        fields,
-        str(created_at),
-        created_by,
-        updated_at,
-        updated_by,
-        trashed_at,
-    )
-    listed = (values[0], values[2], values[3], values[4], values[5], values[7], values[8])
-    return Indexed(entry, status, changed=listed != stored_listed)
+    return Indexed.rewritten(stored, entry)
 
 
 async def index_unchanged(
@@ -126,8 +109,7 @@ async def index_unchanged(
     )
     for row in rows:
         entry = replace(_entry(row), fields=fields)
-        status = NoteStatus.TRASHED if entry.trashed_at is not None else NoteStatus.ACTIVE
-        return Indexed(entry, status)
+        return Indexed(entry, entry.status)
     return None
 
 
