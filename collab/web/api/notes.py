@@ -24,10 +24,16 @@ from collab.rooms.note_fields import (
     note_content,
     parse_due,
 )
-from collab.store.catalog import CatalogEntry, Priority
+from collab.store.catalog import CatalogEntry, Priority, room_parts
 from collab.web.api.note_queries import catalog_query, fingerprint, make_cursor
 from collab.web.api.responses import dumps
-from collab.web.http.requests import authenticate, read_json_object, valid_id
+from collab.web.http.requests import (
+    authenticate,
+    read_json_object,
+    room_of,
+    valid_id,
+    workspace_of,
+)
 from collab.web.keys import CATALOG, CATALOG_STORE, NOTIFIER
 
 MAX_NOTE_REQUEST_BYTES = 1024 * 1024
@@ -38,13 +44,26 @@ _CREATE_FIELDS = frozenset(
 
 
 async def _caller(request: web.Request) -> tuple[Identity, str, Role]:
+    """The caller, the workspace the URL names and their role in it (the rules of every
+    other endpoint: `workspace_of`); the caller is recorded as a member."""
     identity = authenticate(request)
-    workspace_id = valid_id("workspace", request.match_info["workspace_id"])
-    role = identity.role_in(workspace_id)
+    workspace_id, role = workspace_of(request, identity)
     await request.app[NOTIFIER].remember_identity(
         identity.user_id, identity.name, identity.workspaces
     )
     return identity, workspace_id, role
+
+
+async def _note_caller(request: web.Request) -> tuple[str, str, Role]:
+    """The workspace and note the URL names and the caller's role there (`room_of`, as the
+    document endpoints decide it); the caller is recorded as a member."""
+    identity = authenticate(request)
+    room_id, role = room_of(request, identity)
+    await request.app[NOTIFIER].remember_identity(
+        identity.user_id, identity.name, identity.workspaces
+    )
+    workspace_id, note_id = room_parts(room_id)
+    return workspace_id, note_id, role
 
 
 def _require(role: Role, *allowed: Role, to: str) -> None:
@@ -69,8 +88,8 @@ async def list_notes(request: web.Request) -> web.StreamResponse:
 
 
 async def get_note(request: web.Request) -> web.StreamResponse:
-    _, workspace_id, _ = await _caller(request)
-    return _entry_response(await _existing(request, workspace_id))
+    workspace_id, note_id, _ = await _note_caller(request)
+    return _entry_response(await _existing(request, workspace_id, note_id))
 
 
 async def create_note(request: web.Request) -> web.StreamResponse:
@@ -98,19 +117,18 @@ async def create_note(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_note(request: web.Request) -> web.StreamResponse:
-    _, workspace_id, role = await _caller(request)
-    note_id = valid_id("note", request.match_info["note_id"])
+    workspace_id, note_id, role = await _note_caller(request)
     purge = request.query.get("purge", "false")
     if purge not in ("true", "false"):
         raise web.HTTPBadRequest(text="parameter 'purge': use true or false")
     catalog = request.app[CATALOG]
     if purge == "true":
         _require(role, Role.OWNER, to="purge notes")
-        await _existing(request, workspace_id)
+        await _existing(request, workspace_id, note_id)
         await catalog.purge(workspace_id, note_id)
         return web.Response(status=204)
     _require(role, Role.EDITOR, Role.OWNER, to="delete notes")
-    await _existing(request, workspace_id)
+    await _existing(request, workspace_id, note_id)
     entry = await catalog.trash(workspace_id, note_id)
     if entry is None:  # purged meanwhile
         raise NotePurged(f"{workspace_id}/{note_id}", "the note was deleted for good")
@@ -118,20 +136,18 @@ async def delete_note(request: web.Request) -> web.StreamResponse:
 
 
 async def restore_note(request: web.Request) -> web.StreamResponse:
-    _, workspace_id, role = await _caller(request)
+    workspace_id, note_id, role = await _note_caller(request)
     _require(role, Role.EDITOR, Role.OWNER, to="restore notes")
-    note_id = valid_id("note", request.match_info["note_id"])
-    await _existing(request, workspace_id)
+    await _existing(request, workspace_id, note_id)
     entry = await request.app[CATALOG].restore(workspace_id, note_id)
     if entry is None:
         raise NotePurged(f"{workspace_id}/{note_id}", "the note was deleted for good")
     return _entry_response(entry)
 
 
-async def _existing(request: web.Request, workspace_id: str) -> CatalogEntry:
-    """The entry of the note the URL names (trashed or not), indexed now if it was edited
-    but not indexed yet. Raises 404 for a note that never existed, `NotePurged` (410)."""
-    note_id = valid_id("note", request.match_info["note_id"])
+async def _existing(request: web.Request, workspace_id: str, note_id: str) -> CatalogEntry:
+    """The entry of a note (trashed or not), indexed now if it was edited but not indexed
+    yet. Raises 404 for a note that never existed, `NotePurged` (410)."""
     entry = await request.app[CATALOG].entry(workspace_id, note_id)
     if entry is None:
         raise web.HTTPNotFound(text=f"no note {note_id!r} in workspace {workspace_id!r}")

@@ -6,14 +6,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from collab.web.api.responses import json_body
-from collab.web.http.requests import authenticate, valid_id
+from collab.web.http.requests import authenticate, workspace_of
 from collab.web.keys import NOTIFIER, PRESENCE
 
 
 async def get_presence(request: web.Request) -> web.StreamResponse:
     identity = authenticate(request)
-    workspace_id = valid_id("workspace", request.match_info["workspace_id"])
-    identity.role_in(workspace_id)
+    workspace_id, _ = workspace_of(request, identity)
     await request.app[NOTIFIER].remember_identity(
         identity.user_id, identity.name, identity.workspaces
     )

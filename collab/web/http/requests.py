@@ -104,6 +104,15 @@ def valid_id(kind: str, value: str) -> str:
     return value
 
 
+def workspace_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
+    """The workspace id named by the URL and the caller's role in it.
+
+    Raises `HTTPNotFound` for a malformed id and `ForbiddenError` without a role.
+    """
+    workspace_id = valid_id("workspace", request.match_info["workspace_id"])
+    return workspace_id, identity.role_in(workspace_id)
+
+
 def room_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
     """The room id named by the URL and the caller's role in its workspace.
 
