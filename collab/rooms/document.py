@@ -164,6 +164,12 @@ class DocumentRoom:
             return self.encoded_state()
         return self.doc.get_update(state_vector)
 
+    @property
+    def content_clock(self) -> int:
+        """How far the document's content has come: the sum of its state vector, as the
+        update checks keep it (no encoding). Grows with every struct added."""
+        return sum(self._clocks.values())
+
     def encoded_state(self) -> bytes:
         """`encode_state()`, encoded once per version of the document."""
         cached = self._full_state

@@ -143,8 +143,8 @@ class CatalogIndexer:
         self._pass = None
         if not task.cancelled() and task.exception() is not None:
             log.error("catalog indexing failed", exc_info=task.exception())
-        if self._dirty and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._due)
+        if self._dirty:
+            self._arm()
 
     async def _index_dirty(self) -> None:
         dirty, self._dirty = self._dirty, {}
@@ -166,15 +166,13 @@ class CatalogIndexer:
             if self._store_failing:
                 log.info("catalog: indexing resumed")
                 self._store_failing = False
-            if entry.live.dropped and self._ours.get(room_id) is entry.live:
-                del self._ours[room_id]
 
     async def _index_live(self, room_id: str, dirty: _Dirty) -> None:
         started = time.perf_counter()
-        doc = dirty.live.room.doc
-        state = doc.get_update()
+        room = dirty.live.room
+        state = room.encoded_state()
         if len(state) <= INLINE_INDEX_BYTES:
-            fields, clock = note_fields(doc), _clock(doc.get_state())
+            fields, clock = note_fields(room.doc), room.content_clock
             self.index_seconds += time.perf_counter() - started
         else:
             # Reading a large body walks thousands of nodes: a copy is read in a thread, so

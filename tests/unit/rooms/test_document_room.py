@@ -882,3 +882,25 @@ def test_fresh_joiners_share_one_encoded_state_until_the_document_changes() -> N
     assert isinstance(message, SyncStep2)
     synced.apply_update(message.update)
     assert str(synced.get("t", type=Text)) == "hello world"
+
+
+def test_content_clock_is_the_sum_of_the_state_vector_after_every_kind_of_apply() -> None:
+    """The clock the catalog compares comes from the update checks, not from an encoding:
+    it must be what the document's own state vector sums to, local, bus and stored alike."""
+    from collab.protocol.updates import read_state_vector
+
+    def summed(room: DocumentRoom) -> int:
+        return sum(read_state_vector(room.doc.get_state()).values())
+
+    first = edit("hello", client_id=1)
+    room = DocumentRoom.from_stored(ROOM_ID, StoredDocument(snapshot=None, updates=[first]))
+    assert room.content_clock == summed(room) == 5
+    room.apply_local_update(edit(" world", base=first, client_id=2), ALICE)
+    room.apply_bus_update(edit("!", base=first, client_id=3))
+    deleting = Doc(client_id=4)
+    deleting.apply_update(room.encode_state())
+    before = deleting.get_state()
+    del deleting.get("text", type=Text)[0:2]
+    room.apply_local_update(deleting.get_update(before), BOB)
+
+    assert room.content_clock == summed(room) == 12
