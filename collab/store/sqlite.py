@@ -167,12 +167,8 @@ class SqliteStore:
                 )
 
     async def ping(self) -> None:
-        async with self._lock:
-            conn = self._connection("answering a ping")
-            try:
-                await conn.execute_fetchall("SELECT 1")
-            except (sqlite3.Error, ValueError) as exc:
-                raise self._error("answering a ping", exc) from exc
+        async with self._statement("answering a ping") as conn:
+            await conn.execute_fetchall("SELECT 1")
 
     # --- NotificationStore ----------------------------------------------------------------
 
