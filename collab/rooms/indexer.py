@@ -41,8 +41,8 @@ from collab.store.rows import format_timestamp
 log = logging.getLogger(__name__)
 
 CATCH_UP_PAGE = 100
-# Documents up to this encoded size are read on the event loop (a few milliseconds at most);
-# larger ones from a copy, in a thread.
+# Documents up to this encoded size are read on the event loop; larger ones (whose bodies
+# take thousands of node visits to read) from a copy, in a thread.
 INLINE_INDEX_BYTES = 16 * 1024
 
 IndexedListener = Callable[[str, Indexed], None]
