@@ -141,7 +141,8 @@ class SortKey(StrEnum):
     DEFAULT = "default"
     """Pinned first, then most recently updated (ignores `CatalogQuery.descending`)."""
     RELEVANCE = "relevance"
-    """Best match of `CatalogQuery.text` first (only with a text query)."""
+    """Best match of `CatalogQuery.text` first (only with a text query): by `SearchRank`,
+    then the note first indexed last. Its key is (rank, the row's sequence number)."""
     UPDATED = "updated"
     CREATED = "created"
     DUE = "due"
@@ -149,6 +150,24 @@ class SortKey(StrEnum):
     PRIORITY = "priority"
     TITLE = "title"
     """Case-insensitive (`str.casefold`)."""
+
+
+class SearchRank(IntEnum):
+    """How well a note matches a text query whose every term it holds (a term "is in" a
+    column when it begins a word there), best first. Ranks, not scores: each is one
+    full-text condition over the title, tags and body columns, so every backend reads the
+    notes of a rank in index order and stops when the page is full, instead of scoring every
+    match (a word in every note costs a page, not 100,000 rows). The rank depends on the
+    note alone, so it stays put while other notes change (page cursors hold it)."""
+
+    BODY = 0
+    """No term in the title or tags."""
+    PARTLY = 1
+    """Some terms in the title or tags, others only in the body."""
+    TITLE_OR_TAGS = 2
+    """Every term in the title or tags, not all in the title."""
+    TITLE = 3
+    """Every term in the title."""
 
 
 @dataclass(frozen=True, slots=True)

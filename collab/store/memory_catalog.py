@@ -17,6 +17,7 @@ from collab.store.catalog import (
     Indexed,
     NoteFields,
     NoteStatus,
+    SearchRank,
     SortKey,
     due_sort_key,
     room_parts,
@@ -24,15 +25,13 @@ from collab.store.catalog import (
     search_words,
 )
 
-# Relevance weights of a term found in the title, the tags (as the SQL backends weigh their
-# columns); see `relevance`.
-TITLE_WEIGHT, TAG_WEIGHT = 10.0, 5.0
-
 
 @dataclass(slots=True)
 class _Row:
     entry: CatalogEntry
     clock: int
+    seq: int
+    """Order of first indexing, as the SQL backends number their rows: relevance ties."""
 
 
 class MemoryCatalog:
@@ -43,7 +42,12 @@ class MemoryCatalog:
         self._updates = updates
         self._rows: dict[str, _Row] = {}
         self._tombstones: dict[str, str] = {}
+        self._last_seq = 0
         self.first_stored: dict[str, str] = {}
+
+    def _next_seq(self) -> int:
+        self._last_seq += 1
+        return self._last_seq
 
     def is_purged(self, room_id: str) -> bool:
         return room_id in self._tombstones
@@ -67,13 +71,13 @@ class MemoryCatalog:
         row = self._rows.get(room_id)
         if row is None:
             entry = CatalogEntry(workspace_id, note_id, fields, at, actor, at, actor)
-            self._rows[room_id] = _Row(entry, clock)
+            self._rows[room_id] = _Row(entry, clock, self._next_seq())
             return Indexed(entry, NoteStatus.ACTIVE, created=True, changed=True)
         if clock < row.clock:
             return Indexed(None, row.entry.status)
         entry = row.entry.reindexed(fields, actor=actor, at=at)
         indexed = Indexed.rewritten(row.entry, entry)
-        self._rows[room_id] = _Row(entry, clock)
+        self._rows[room_id] = _Row(entry, clock, row.seq)
         return indexed
 
     def create_note(
@@ -83,7 +87,7 @@ class MemoryCatalog:
         if room_id in self._rows or room_id in self._tombstones or self._has_content(room_id):
             return None
         entry = CatalogEntry(workspace_id, note_id, fields, at, actor, at, actor)
-        self._rows[room_id] = _Row(entry, 0)
+        self._rows[room_id] = _Row(entry, 0, self._next_seq())
         return entry
 
     def get_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
@@ -105,13 +109,13 @@ class MemoryCatalog:
             entry = row.entry
             if entry.workspace_id != workspace_id or not _matches(entry, query):
                 continue
-            score = 0.0
+            rank = SearchRank.BODY
             if terms is not None:
                 found = relevance(entry.fields, terms)
                 if found is None:
                     continue
-                score = found
-            keyed.append((sort_key(entry, query, score), entry))
+                rank = found
+            keyed.append((sort_key(entry, query, rank, row.seq), entry))
         descending = query.descending or query.sort in (SortKey.DEFAULT, SortKey.RELEVANCE)
         keyed.sort(key=lambda pair: pair[0], reverse=descending)
         if query.after is not None:
@@ -191,40 +195,45 @@ def _matches(entry: CatalogEntry, query: CatalogQuery) -> bool:
     return query.due_after is None or (f.due_at is not None and f.due_at >= query.due_after)
 
 
-def relevance(fields: NoteFields, terms: list[str]) -> float | None:
-    """The note's score for `terms`, None unless every term begins a word of its title, tags
-    or body: for each term, TITLE_WEIGHT if it begins a word of the title, plus TAG_WEIGHT for
-    the tags. A match in the body alone scores nothing, so notes found by their body come after,
-    by id: scoring the body would read every match's text, which is what a search for a common
-    word cannot afford. The score depends on the note alone, so it stays put while other notes
-    change (page cursors hold it)."""
+def relevance(fields: NoteFields, terms: list[str]) -> SearchRank | None:
+    """The note's `SearchRank` for `terms`, None unless every term begins a word of its
+    title, tags or body."""
     if not terms:
         return None
     title = search_words(fields.title).split()
     tags = search_words(" ".join(fields.tags)).split()
     body: list[str] | None = None
-    score = 0.0
+    in_title = in_heading = 0
     for term in terms:
-        hits = TITLE_WEIGHT * _begins(title, term) + TAG_WEIGHT * _begins(tags, term)
-        if not hits:
+        if _begins(title, term):
+            in_title += 1
+            in_heading += 1
+        elif _begins(tags, term):
+            in_heading += 1
+        else:
             body = search_words(fields.text).split() if body is None else body
             if not _begins(body, term):
                 return None
-        score += hits
-    return score
+    if in_title == len(terms):
+        return SearchRank.TITLE
+    if in_heading == len(terms):
+        return SearchRank.TITLE_OR_TAGS
+    return SearchRank.PARTLY if in_heading else SearchRank.BODY
 
 
 def _begins(words: list[str], term: str) -> bool:
     return any(word.startswith(term) for word in words)
 
 
-def sort_key(entry: CatalogEntry, query: CatalogQuery, score: float) -> tuple[Any, ...]:
+def sort_key(
+    entry: CatalogEntry, query: CatalogQuery, rank: SearchRank, seq: int
+) -> tuple[Any, ...]:
     f = entry.fields
     match query.sort:
         case SortKey.DEFAULT:
             return (int(f.pinned), entry.updated_at, entry.note_id)
         case SortKey.RELEVANCE:
-            return (score, entry.note_id)
+            return (int(rank), seq)
         case SortKey.UPDATED:
             return (entry.updated_at, entry.note_id)
         case SortKey.CREATED:

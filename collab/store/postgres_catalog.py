@@ -3,8 +3,9 @@
 Each write runs inside one transaction the store opened (`PostgresStore`'s CatalogStore
 section) and begins with `lock_out_purges` (a purge: `lock_out_writes`); each read is one
 statement. Search is a GIN index over the notes' words (`search_words`, so every backend
-splits words alike) and relevance is `memory_catalog.relevance`, computed in SQL; every
-filter and sort has an index (migration 0004).
+splits words alike); relevance is `SearchRank`, one condition on the words of the title and
+of the title and tags per rank (GIN-indexed too), each rank read in `seq` order (migration
+0005). Every filter and sort has an index (migrations 0004, 0005).
 
 Several instances share the database, so each write here is safe against the same write
 from another instance: rows are locked before they are compared (`index_note`), inserted
@@ -14,7 +15,6 @@ documents while it deletes (`lock_out_writes`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,13 +27,13 @@ from collab.store.catalog import (
     NoteFields,
     NoteStatus,
     Priority,
+    SearchRank,
     SortKey,
     content_digest,
     room_parts,
     search_terms,
     search_words,
 )
-from collab.store.memory_catalog import TAG_WEIGHT, TITLE_WEIGHT
 from collab.store.rows import format_timestamp
 
 # Writes of a note's content or row (append, compact, index, create) hold this lock shared
@@ -80,6 +80,9 @@ _SORT_KEYS: dict[SortKey, tuple[tuple[str, str], ...]] = {
     SortKey.CREATED: (("n.created_at", "text"), ("n.note_id", "text")),
     SortKey.PRIORITY: (("n.priority", "smallint"), ("n.note_id", "text")),
     SortKey.TITLE: (("n.title_key", "text"), ("n.note_id", "text")),
+    # Without a text query every note ranks `SearchRank.BODY` (cast: a bare 0 in ORDER BY
+    # would name the first column).
+    SortKey.RELEVANCE: (("0::int", "int"), ("n.seq", "bigint")),
 }
 
 
@@ -220,15 +223,20 @@ async def note_status(conn: Any, room_id: str) -> NoteStatus:
 
 
 async def list_notes(conn: Any, workspace_id: str, query: CatalogQuery) -> CatalogPage:
-    statement = list_statement(workspace_id, query)
-    if statement is None:
+    statements = list_statements(workspace_id, query)
+    if not statements:
         return CatalogPage()
-    rows = await conn.fetch(statement.sql, *statement.params)
-    more = len(rows) > statement.limit
-    rows = rows[: statement.limit]
+    page = statements[0]
+    rows: list[Any] = []
+    for statement in statements:
+        rows += await conn.fetch(statement.sql, *statement.params)
+        if len(rows) > page.limit:
+            break  # the ranks below are not read
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
     next_key = None
     if more:
-        next_key = tuple(rows[-1][f"key{i}"] for i in range(statement.key_length))
+        next_key = tuple(rows[-1][f"key{i}"] for i in range(page.key_length))
     return CatalogPage([_entry(row) for row in rows], next_key)
 
 
@@ -243,8 +251,9 @@ class ListStatement:
     """Each row ends with the parts of its sort key, `key0` to `key{key_length - 1}`."""
 
 
-def list_statement(workspace_id: str, query: CatalogQuery) -> ListStatement | None:
-    """The statement reading the page `query` asks for; None when no note can match (a text
+def list_statements(workspace_id: str, query: CatalogQuery) -> list[ListStatement]:
+    """The statements reading the page `query` asks for, to run in order until the page is
+    full: one, or one per `SearchRank` for relevance; none when no note can match (a text
     without terms, a cursor of another sort)."""
     params: list[Any] = [workspace_id, query.trashed]
     where = ["n.workspace_id = $1", "n.trashed = $2"]
@@ -265,20 +274,19 @@ def list_statement(workspace_id: str, query: CatalogQuery) -> ListStatement | No
         where.append(f"n.due_at < {param(query.due_before, 'text')}")
     if query.due_after is not None:
         where.append(f"n.due_at >= {param(query.due_after, 'text')}")
-    terms: list[str] = []
     if query.text is not None:
         terms = search_terms(query.text)
         if not terms:
-            return None
-        # Terms are letters and digits only: quoted, each is one lexeme, taken as it is (no
-        # parser, as the words stored in `search`); ":*" makes it a prefix.
-        tsquery = " & ".join(f"'{term}':*" for term in terms)
-        where.append(f"n.search @@ {param(tsquery, 'tsquery')}")
-    key = _key_expressions(query, terms, param)
+            return []
+        every = param(_tsquery(terms, " & "), "tsquery")
+        if query.sort is SortKey.RELEVANCE:
+            return _ranked_statements(where, params, every, _tsquery(terms, " | "), query)
+        where.append(f"n.search @@ {every}")
+    key = _key_expressions(query)
     descending = query.descending or query.sort in (SortKey.DEFAULT, SortKey.RELEVANCE)
     if query.after is not None:
         if len(query.after) != len(key):
-            return None
+            return []
         bounds = [
             param(value, sql_type) for value, (_, sql_type) in zip(query.after, key, strict=True)
         ]
@@ -293,7 +301,7 @@ def list_statement(workspace_id: str, query: CatalogQuery) -> ListStatement | No
         + ", ".join(expression + direction for expression, _ in key)
         + f" LIMIT {param(limit + 1, 'int')}"
     )
-    return ListStatement(sql, params, limit, len(key))
+    return [ListStatement(sql, params, limit, len(key))]
 
 
 async def trash_note(conn: Any, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
@@ -401,33 +409,64 @@ async def is_purged(conn: Any, room_id: str) -> bool:
     )
 
 
-def _key_expressions(
-    query: CatalogQuery, terms: list[str], param: Callable[[Any, str], str]
-) -> tuple[tuple[str, str], ...]:
-    if query.sort is SortKey.RELEVANCE:
-        return ((_relevance(terms, param), "float8"), ("n.note_id", "text"))
+def _tsquery(terms: list[str], operator: str) -> str:
+    # Terms are letters and digits only: quoted, each is one lexeme, taken as it is (no
+    # parser, as the words stored are); ":*" makes it a prefix.
+    return operator.join(f"'{term}':*" for term in terms)
+
+
+def _ranked_statements(
+    where: list[str], params: list[Any], every: str, any_term: str, query: CatalogQuery
+) -> list[ListStatement]:
+    """A statement per `SearchRank` from the cursor's rank down, each reading the notes of
+    its rank holding every term (`every`, a parameter already) newest first (along
+    `notes_ranked`, or through the word indexes and a sort when few match)."""
+    after = query.after
+    if after is not None and len(after) != 2:
+        return []
+    limit = max(1, min(query.limit, MAX_CATALOG_PAGE))
+    in_title = f"n.title_words @@ {every}"
+    in_heading = f"n.heading_words @@ {every}"
+    # {some}: the tsquery of any term, a parameter of each statement.
+    conditions = {
+        SearchRank.TITLE: in_title,
+        SearchRank.TITLE_OR_TAGS: f"{in_heading} AND NOT {in_title}",
+        SearchRank.PARTLY: f"n.search @@ {every} AND n.heading_words @@ {{some}} "
+        f"AND NOT {in_heading}",
+        SearchRank.BODY: f"n.search @@ {every} AND NOT n.heading_words @@ {{some}}",
+    }
+    if "|" not in any_term:  # one term is in the title or tags, or it is not
+        del conditions[SearchRank.PARTLY]
+    statements = []
+    for rank, condition in conditions.items():
+        if after is not None and rank > after[0]:
+            continue
+        values = list(params)
+
+        def param(value: Any, sql_type: str, values: list[Any] = values) -> str:
+            values.append(value)
+            return f"${len(values)}::{sql_type}"
+
+        bound = ""
+        if after is not None and rank == after[0]:
+            bound = f" AND n.seq < {param(after[1], 'bigint')}"
+        if "{some}" in condition:
+            condition = condition.format(some=param(any_term, "tsquery"))
+        sql = (
+            f"SELECT {_ENTRY_COLUMNS}, {int(rank)} AS key0, n.seq AS key1 FROM notes n "
+            f"WHERE {' AND '.join(where)} AND {condition}{bound} "
+            f"ORDER BY n.seq DESC LIMIT {param(limit + 1, 'int')}"
+        )
+        statements.append(ListStatement(sql, values, limit, 2))
+    return statements
+
+
+def _key_expressions(query: CatalogQuery) -> tuple[tuple[str, str], ...]:
     if query.sort is SortKey.DUE:
         # As the indexes have it (migration 0004): '' and '~' are `due_sort_key`'s.
         missing = "''" if query.descending else "'~'"
         return ((f"coalesce(n.due_at, {missing})", "text"), ("n.note_id", "text"))
     return _SORT_KEYS[query.sort]
-
-
-def _relevance(terms: list[str], param: Callable[[Any, str], str]) -> str:
-    """The score of a note for `terms`, as `memory_catalog.relevance` computes it: for each
-    term, the weight of the title and of the tags if it begins a word there (the body, the
-    long column, is not read for it). Not ts_rank: a note's score
-    must depend on the note alone and compare exactly, since page cursors hold it. Without
-    terms (no text query), 0 for every note, as in memory."""
-    if not terms:
-        return "0::float8"
-    parts = []
-    for term in terms:
-        # A word begins with the term: the term follows a space, or starts the column.
-        pattern = param(f"% {term}%", "text")
-        for column, weight in (("search_title", TITLE_WEIGHT), ("search_tags", TAG_WEIGHT)):
-            parts.append(f"{weight}::float8 * ((' ' || n.{column}) LIKE {pattern})::int")
-    return "(" + " + ".join(parts) + ")"
 
 
 def _field_values(fields: NoteFields) -> tuple[Any, ...]:

@@ -1,9 +1,12 @@
 """The catalog of `SqliteStore`, as statements over a connection inside its transaction.
 
 Each function runs inside one transaction the store opened (`SqliteStore._transaction`).
-Search is FTS5 over `search_words` (so every backend splits words alike), ranked with bm25
-weighted by column; every filter and sort has an index (migration 0004), whose expressions
-the statements here repeat exactly (the due sort's `coalesce`).
+Search is FTS5 over `search_words` (so every backend splits words alike), its title, tags and
+body columns, with no folding of its own (migration 0005): a term matches there exactly when
+it begins a word, as in `memory_catalog`. Relevance is `SearchRank`: one column-filtered
+match expression per rank, each read in rowid order. Every filter and sort has an index
+(migrations 0004, 0005), whose expressions the statements here repeat exactly (the due
+sort's `coalesce`).
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ from collab.store.catalog import (
     NoteFields,
     NoteStatus,
     Priority,
+    SearchRank,
     SortKey,
     content_digest,
     room_parts,
     search_terms,
     search_words,
 )
-from collab.store.memory_catalog import TAG_WEIGHT, TITLE_WEIGHT
 
 _ENTRY_COLUMNS = (
     "n.workspace_id, n.note_id, n.title, n.tags, n.pinned, n.priority, n.due, n.due_at, "
@@ -43,6 +46,9 @@ _SORT_COLUMNS: dict[SortKey, tuple[str, ...]] = {
     SortKey.CREATED: ("n.created_at", "n.note_id"),
     SortKey.PRIORITY: ("n.priority", "n.note_id"),
     SortKey.TITLE: ("n.title_key", "n.note_id"),
+    # Without a text query every note ranks `SearchRank.BODY` (a CAST: a bare 0 in ORDER BY
+    # would name the first column).
+    SortKey.RELEVANCE: ("CAST(0 AS INTEGER)", "n.seq"),
 }
 
 
@@ -195,14 +201,17 @@ async def list_notes(
     if query.due_after is not None:
         where.append(f"{unary}coalesce(n.due_at, '') >= ?")
         params.append(query.due_after)
+    limit = max(1, min(query.limit, MAX_CATALOG_PAGE))
     source = "notes n"
     if query.text is not None:
         terms = search_terms(query.text)
         if not terms:
             return CatalogPage()
+        if query.sort is SortKey.RELEVANCE:
+            return await _ranked_page(conn, terms, where, params, query.after, limit)
         source = "notes_search s JOIN notes n ON n.seq = s.rowid"
         where.append("notes_search MATCH ?")
-        params.append(" ".join(f'"{term}"*' for term in terms))
+        params.append(_every_term(terms))
     key = _key_expressions(query)
     descending = query.descending or query.sort in (SortKey.DEFAULT, SortKey.RELEVANCE)
     if query.after is not None:
@@ -211,7 +220,6 @@ async def list_notes(
         where.append(f"({', '.join(key)}) {'<' if descending else '>'} ({_marks(key)})")
         params.extend(query.after)
     direction = " DESC" if descending else ""
-    limit = max(1, min(query.limit, MAX_CATALOG_PAGE))
     sql = (
         f"SELECT {_ENTRY_COLUMNS}, {', '.join(key)} FROM {source} WHERE {' AND '.join(where)} "
         f"ORDER BY {', '.join(expr + direction for expr in key)} LIMIT ?"
@@ -325,26 +333,70 @@ async def is_purged(conn: aiosqlite.Connection, room_id: str) -> bool:
     return await _is_purged(conn, room_id)
 
 
+async def _ranked_page(
+    conn: aiosqlite.Connection,
+    terms: list[str],
+    where: list[str],
+    params: list[Any],
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> CatalogPage:
+    """A page of the notes holding every term, best `SearchRank` first, then the last
+    indexed first: a statement per rank, from the cursor's rank down, each reading its
+    rank's matches in rowid order, until `limit` + 1 are found (the ranks below are not
+    read: a page of a word in every note is a page of its title matches)."""
+    if after is not None and len(after) != 2:
+        return CatalogPage()
+    rows: list[Any] = []
+    for rank, match in _rank_matches(terms):
+        bound: list[Any] = []
+        if after is not None:
+            if rank > after[0]:
+                continue
+            if rank == after[0]:
+                bound = [after[1]]
+        found = await conn.execute_fetchall(
+            f"SELECT {_ENTRY_COLUMNS}, s.rowid FROM notes_search s "
+            f"JOIN notes n ON n.seq = s.rowid WHERE notes_search MATCH ? AND "
+            f"{' AND '.join([*where, *(['s.rowid < ?'] if bound else [])])} "
+            "ORDER BY s.rowid DESC LIMIT ?",
+            (match, *params, *bound, limit + 1 - len(rows)),
+        )
+        rows += [(rank, row) for row in found]
+        if len(rows) > limit:
+            break
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_key = (int(rows[-1][0]), int(rows[-1][1][-1])) if more else None
+    return CatalogPage([_entry(row) for _, row in rows], next_key)
+
+
+def _rank_matches(terms: list[str]) -> list[tuple[SearchRank, str]]:
+    """The FTS5 match expression of each `SearchRank` for `terms`, best first. Terms are
+    letters and digits only: safe inside the quotes; "*" makes each a prefix."""
+    every = _every_term(terms)
+    title = " AND ".join(f'{{title}} : "{term}"*' for term in terms)
+    heading = " AND ".join(f'{{title tags}} : "{term}"*' for term in terms)
+    some_heading = " OR ".join(f'{{title tags}} : "{term}"*' for term in terms)
+    ranks = [
+        (SearchRank.TITLE, title),
+        (SearchRank.TITLE_OR_TAGS, f"({heading}) NOT ({title})"),
+    ]
+    if len(terms) > 1:  # one term is in the title or tags, or it is not
+        ranks.append((SearchRank.PARTLY, f"(({every}) AND ({some_heading})) NOT ({heading})"))
+    ranks.append((SearchRank.BODY, f"({every}) NOT ({some_heading})"))
+    return ranks
+
+
+def _every_term(terms: list[str]) -> str:
+    return " AND ".join(f'"{term}"*' for term in terms)
+
+
 def _key_expressions(query: CatalogQuery) -> tuple[str, ...]:
-    if query.sort is SortKey.RELEVANCE:
-        return (_relevance(search_terms(query.text or "")), "n.note_id")
     if query.sort is SortKey.DUE:
         missing = "''" if query.descending else "'~'"
         return (f"coalesce(n.due_at, {missing})", "n.note_id")
     return _SORT_COLUMNS[query.sort]
-
-
-def _relevance(terms: list[str]) -> str:
-    """The score of a note for `terms`, as `memory_catalog.relevance` computes it: for each
-    term, the weight of the title and of the tags if it begins a word there. Not bm25: that
-    depends on the other notes, so a note's score (and a page cursor holding it) would shift
-    as notes come and go. Terms are letters and digits only: safe inside a LIKE pattern."""
-    parts = []
-    for term in terms:
-        # From the row's own short columns: the full-text table's would read the body too.
-        for column, weight in (("search_title", TITLE_WEIGHT), ("search_tags", TAG_WEIGHT)):
-            parts.append(f"{weight} * ((' ' || n.{column}) LIKE '% {term}%')")
-    return "(" + " + ".join(parts) + ")"
 
 
 def _marks(key: tuple[str, ...]) -> str:

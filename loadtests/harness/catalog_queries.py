@@ -27,7 +27,7 @@ from multidict import MultiDict
 
 from collab.rooms.note_fields import parse_due
 from collab.store import postgres_catalog, sqlite_catalog
-from collab.store.catalog import Priority
+from collab.store.catalog import Priority, SearchRank, search_terms, search_words
 from collab.web.api.note_queries import catalog_query
 from harness.catalog_data import Generated
 
@@ -152,6 +152,10 @@ def check_page(params: tuple[tuple[str, str], ...], notes: list[dict[str, Any]])
                 return f"note {note['id']} due {note['due']!r}, not before {given['due_before']}"
         if note["trashed_at"] is not None:
             return f"note {note['id']} is in the trash"
+    if "q" in given and "sort" not in given:
+        ranks = [_search_rank(search_terms(given["q"]), note) for note in notes]
+        if ranks != sorted(ranks, reverse=True):
+            return f"not in relevance order: ranks {ranks}"
     if "sort" in given:
         keys = [_sort_key(given["sort"], note) for note in notes]
         if given["sort"] == "due":
@@ -164,6 +168,20 @@ def check_page(params: tuple[tuple[str, str], ...], notes: list[dict[str, Any]])
         if keys != sorted(keys, reverse=descending):
             return f"not in {given['sort']} {given.get('order')} order"
     return None
+
+
+def _search_rank(terms: list[str], note: dict[str, Any]) -> SearchRank:
+    """The `SearchRank` of a found note, from its title and tags (where the rank is decided:
+    a found note holds every term somewhere)."""
+    title = search_words(note["title"]).split()
+    tags = search_words(" ".join(note["tags"])).split()
+    in_title = sum(any(word.startswith(term) for word in title) for term in terms)
+    in_heading = sum(any(word.startswith(term) for word in title + tags) for term in terms)
+    if in_title == len(terms):
+        return SearchRank.TITLE
+    if in_heading == len(terms):
+        return SearchRank.TITLE_OR_TAGS
+    return SearchRank.PARTLY if in_heading else SearchRank.BODY
 
 
 def _sort_key(sort: str, note: dict[str, Any]) -> Any:
@@ -316,74 +334,94 @@ def finish(
 
 
 class _Capture:
-    """Stands for an aiosqlite connection: keeps the statements `list_notes` would run."""
+    """Stands for an aiosqlite connection over a `sqlite3` one: runs and keeps the statements
+    `list_notes` runs (a relevance page runs one per rank until the page is full)."""
 
-    def __init__(self) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
         self.statements: list[tuple[str, tuple[Any, ...]]] = []
 
     async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         self.statements.append((sql, tuple(params)))
-        return []
+        return self.conn.execute(sql, params).fetchall()
 
 
 async def postgres_plans(
     dsn: str, workspace: str, measured: list[Query]
 ) -> dict[str, dict[str, Any]]:
-    """Per query (its first page): the SQL `PostgresStore.list_notes` runs and its
-    `EXPLAIN (ANALYZE, BUFFERS)`, whose execution time (ms) is the server's own."""
+    """Per query (its first page): the SQL `PostgresStore.list_notes` runs (each statement,
+    until the page is full) and its `EXPLAIN (ANALYZE, BUFFERS)`; the execution time (ms) is
+    the server's own, summed over the statements."""
     plans = {}
     conn = await asyncpg.connect(dsn)
     try:
         for query in measured:
             parsed = catalog_query(workspace, MultiDict(query.params))
-            statement = postgres_catalog.list_statement(workspace, parsed)
-            if statement is None:
-                continue
-            rows = await conn.fetch(
-                "EXPLAIN (ANALYZE, BUFFERS) " + statement.sql, *statement.params
-            )
-            plan = [str(row[0]) for row in rows]
-            ms = next(
-                (
-                    float(line.split(":")[1].split()[0])
-                    for line in plan
-                    if line.startswith("Execution Time:")
-                ),
-                None,
-            )
-            plans[query.name] = {
-                "sql": statement.sql,
-                "params": [str(p) for p in statement.params],
-                "plan": plan,
-                "ms": ms,
-            }
+            statements = postgres_catalog.list_statements(workspace, parsed)
+            found, plan, sqls, params, total_ms = 0, [], [], [], 0.0
+            for statement in statements:
+                rows = await conn.fetch(
+                    "EXPLAIN (ANALYZE, BUFFERS) " + statement.sql, *statement.params
+                )
+                lines = [str(row[0]) for row in rows]
+                plan += lines
+                sqls.append(statement.sql)
+                params.append([str(p) for p in statement.params])
+                total_ms += next(
+                    (
+                        float(line.split(":")[1].split()[0])
+                        for line in lines
+                        if line.startswith("Execution Time:")
+                    ),
+                    0.0,
+                )
+                found += len(await conn.fetch(statement.sql, *statement.params))
+                if found > statement.limit:
+                    break
+            if sqls:
+                plans[query.name] = {
+                    "sql": sqls if len(sqls) > 1 else sqls[0],
+                    "params": params if len(params) > 1 else params[0],
+                    "plan": plan,
+                    "ms": total_ms,
+                }
     finally:
         await conn.close()
     return plans
 
 
 def sqlite_plans(path: str, workspace: str, measured: list[Query]) -> dict[str, dict[str, Any]]:
-    """Per query (its first page): the SQL `SqliteStore.list_notes` runs, its
-    `EXPLAIN QUERY PLAN`, and how long it takes in this process (best of `SQL_RUNS`, ms)."""
+    """Per query (its first page): the SQL `SqliteStore.list_notes` runs (each statement), its
+    `EXPLAIN QUERY PLAN`, and how long the statements take in this process (best of
+    `SQL_RUNS`, ms)."""
     plans = {}
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         for query in measured:
-            capture = _Capture()
+            capture = _Capture(conn)
             parsed = catalog_query(workspace, MultiDict(query.params))
             asyncio.run(sqlite_catalog.list_notes(capture, workspace, parsed))  # type: ignore[arg-type]
             if not capture.statements:
                 continue
-            sql, params = capture.statements[-1]
             plan = [
-                str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+                str(row[3])
+                for sql, params in capture.statements
+                for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
             ]
             runs = []
             for _ in range(SQL_RUNS):
                 started = time.perf_counter()
-                conn.execute(sql, params).fetchall()
+                for sql, params in capture.statements:
+                    conn.execute(sql, params).fetchall()
                 runs.append((time.perf_counter() - started) * 1000)
-            plans[query.name] = {"sql": sql, "params": list(params), "plan": plan, "ms": min(runs)}
+            sqls = [sql for sql, _ in capture.statements]
+            values = [list(params) for _, params in capture.statements]
+            plans[query.name] = {
+                "sql": sqls if len(sqls) > 1 else sqls[0],
+                "params": values if len(values) > 1 else values[0],
+                "plan": plan,
+                "ms": min(runs),
+            }
     finally:
         conn.close()
     return plans

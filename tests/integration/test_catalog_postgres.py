@@ -357,14 +357,19 @@ async def _index_one(store: PostgresStore, number: int) -> None:
 
 
 async def plan(dsn: str, query: CatalogQuery) -> str:
-    """The plan of the statement listing `query` in workspace WS, sequential scans off (so
-    the table's size does not decide), with the parameters bound as the store binds them."""
-    statement = postgres_catalog.list_statement(WS, query)
-    assert statement is not None
+    """The plans of the statements listing `query` in workspace WS (one per rank for
+    relevance), sequential scans off (so the table's size does not decide), with the
+    parameters bound as the store binds them."""
+    statements = postgres_catalog.list_statements(WS, query)
+    assert statements
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SET enable_seqscan = off")
-        rows = await conn.fetch("EXPLAIN " + statement.sql, *statement.params)
+        rows = [
+            row
+            for statement in statements
+            for row in await conn.fetch("EXPLAIN " + statement.sql, *statement.params)
+        ]
     finally:
         await conn.close()
     return "\n".join(str(row[0]) for row in rows)
@@ -410,6 +415,15 @@ async def test_a_selective_filter_finds_its_notes_by_its_index(
     found = await plan(filled_dsn, query)
 
     assert f"Bitmap Index Scan on {index}" in found, found
+
+
+async def test_a_word_in_every_note_reads_its_rank_in_index_order(filled_dsn: str) -> None:
+    """ "body" is in every note's body and no title or tags: the page is the newest notes
+    along `notes_ranked`, not a sort of every match."""
+    found = await plan(filled_dsn, CatalogQuery(text="body", sort=SortKey.RELEVANCE))
+
+    assert "Backward using notes_ranked " in found, found
+    assert "Sort" not in found.split("Backward using notes_ranked ")[-1], found
 
 
 # --- words ----------------------------------------------------------------------------------

@@ -445,6 +445,70 @@ async def test_search_ranks_title_above_tags_above_body(store: Database) -> None
     assert await ids(store, text="roadmap", sort=SortKey.RELEVANCE) == ["title", "tag", "body"]
 
 
+async def test_search_ranks_every_term_in_the_title_then_the_tags_then_partly_then_body(
+    store: Database,
+) -> None:
+    """`SearchRank` for two terms; within a rank, the note indexed first comes last, and a
+    later edit does not move a note within its rank."""
+    await index(store, "body-old", 1, title="x", text="alpha beta")
+    await index(store, "partly", 2, title="Alpha", text="beta")
+    await index(store, "tags", 3, title="Alpha", tags=("beta",))
+    await index(store, "title-old", 4, title="Alpha beta")
+    await index(store, "title-new", 5, title="Beta alphabet")
+    await index(store, "body-new", 6, title="y", text="betamax alphas")
+    await index(store, "missing", 7, title="Alpha", text="gamma")
+    await index(store, "body-old", 8, clock=2, title="x", text="alpha beta, edited")
+
+    assert await ids(store, text="alpha beta", sort=SortKey.RELEVANCE) == [
+        "title-new",
+        "title-old",
+        "tags",
+        "partly",
+        "body-new",
+        "body-old",
+    ]
+
+
+async def test_relevance_pages_cross_ranks_without_repeating_or_skipping(
+    store: Database,
+) -> None:
+    for number in range(12):
+        where = number % 3
+        await index(
+            store,
+            f"n{number:02d}",
+            number,
+            title="Roadmap" if where == 0 else "x",
+            tags=("roadmap",) if where == 1 else (),
+            text="roadmap" if where == 2 else "",
+        )
+    whole = await ids(store, text="roadmap", sort=SortKey.RELEVANCE)
+
+    seen: list[str] = []
+    after = None
+    for _ in range(20):
+        page = await store.list_notes(
+            WS, CatalogQuery(text="roadmap", sort=SortKey.RELEVANCE, limit=5, after=after)
+        )
+        seen += [entry.note_id for entry in page.entries]
+        after = page.next_key
+        if after is None:
+            break
+    assert seen == whole
+    assert whole[:4] == ["n09", "n06", "n03", "n00"]
+    assert sorted(whole) == [f"n{number:02d}" for number in range(12)]
+
+
+async def test_search_matches_accented_words_as_written(store: Database) -> None:
+    """Words are case-folded and nothing else: no backend folds diacritics on its own."""
+    await index(store, "accented", 1, title="Café menu")
+    await index(store, "plain", 2, title="Cafe menu")
+
+    assert await ids(store, text="café", sort=SortKey.RELEVANCE) == ["accented"]
+    assert await ids(store, text="CAFE", sort=SortKey.RELEVANCE) == ["plain"]
+    assert await ids(store, text="menu", sort=SortKey.RELEVANCE) == ["plain", "accented"]
+
+
 @pytest.mark.parametrize(
     "text",
     ['"', "*", "AND", "a OR", "NEAR(", "col:x", "-", "'); DROP TABLE notes; --", "\\", "ü^", ""],

@@ -54,10 +54,10 @@ _DEFAULT_DESCENDING = {
     SortKey.TITLE: False,
 }
 _CHECKSUM_BYTES = 12
-# What each sort's key holds (`collab.store.catalog`): its last part is always the note id.
+# What each sort's key holds (`collab.store.catalog`).
 _KEY_TYPES: dict[SortKey, tuple[tuple[type, ...], ...]] = {
     SortKey.DEFAULT: ((int,), (str,), (str,)),
-    SortKey.RELEVANCE: ((int, float), (str,)),
+    SortKey.RELEVANCE: ((int,), (int,)),
     SortKey.UPDATED: ((str,), (str,)),
     SortKey.CREATED: ((str,), (str,)),
     SortKey.DUE: ((str,), (str,)),
