@@ -1,18 +1,20 @@
 """CPU of one catalog indexing pass of a note, in one process: what the indexer adds per edit.
 
-    python loadtests/index_cost.py [--store memory|sqlite] [--passes 2000] [--rounds 5]
-                                   [--workspace-notes 0] [--body-chars 0]
+    python loadtests/index_cost.py [--store memory|sqlite] [--passes 50] [--rounds 5]
+                                   [--rooms 100] [--workspace-notes 0] [--body-chars 0]
 
-Does what `CatalogIndexer._index_live` does for a dirty note, `--passes` times on one note:
-read its fields from the document (`note_fields`), its clock from the state vector, and write
-them (`index_note`), the note edited between two passes as a fan-out writer edits (one map
-key set). The default document is the fan-out scenario's: no `meta`, no `body` (an empty
-row). `--body-chars` gives it a body of that many characters and a title and tags, as a real
-note has; `--workspace-notes` puts that many other notes' rows in the note's workspace first
-(SQLite: written like the catalog scenario's). Prints the process's CPU per pass (all
-threads: aiosqlite works in one of its own), best and median of `--rounds`, and what that
-comes to per delivery in the S1 fan-out at 20 edits/s (each room indexed once per
-`COLLAB_CATALOG_INTERVAL_MS`, 2 s by default, with 9 deliveries per edit).
+Does what a pass of `CatalogIndexer` does for `--rooms` dirty notes (the S1 fan-out's 100
+rooms are all dirty at each pass), `--passes` times: read each note's fields from its
+document (`note_fields`) and its clock from the state vector, and write them all with one
+`index_notes` call, each note edited between two passes as a fan-out writer edits (one map
+key set). `--rooms 1` is a pass of a lone busy note. The default document is the fan-out
+scenario's: no `meta`, no `body` (an empty row). `--body-chars` gives each a body of that
+many characters and a title and tags, as a real note has; `--workspace-notes` puts that many
+other notes' rows in the notes' workspace first (SQLite: written like the catalog
+scenario's). Prints the process's CPU per note and pass (all threads: aiosqlite works in one
+of its own), best and median of `--rounds`, and what that comes to per delivery in the S1
+fan-out at 20 edits/s (each room indexed once per `COLLAB_CATALOG_INTERVAL_MS`, 2 s by
+default, with 9 deliveries per edit).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pycrdt import Array, Doc, Map, XmlElement, XmlFragment, XmlText  # noqa: E4
 from collab.protocol.updates import read_state_vector  # noqa: E402
 from collab.rooms.note_fields import note_fields  # noqa: E402
 from collab.store import create_store  # noqa: E402
+from collab.store.catalog import NoteReading  # noqa: E402
 from collab.store.rows import format_timestamp  # noqa: E402
 
 WORKSPACE = "load0"
@@ -72,23 +75,31 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         workspace = "bench" if args.workspace_notes else WORKSPACE
         store = create_store(url)
         await store.open()
-        doc, edits = make_doc(args.body_chars)
+        notes = [(f"{NOTE}{i}", *make_doc(args.body_chars)) for i in range(args.rooms)]
         seq = 0
         per_pass_us = []
         try:
             for _round in range(args.rounds):
                 spent = 0.0
                 for _ in range(args.passes):
-                    edits["t"] = f"@lt;0;{seq};{time.time()};1#"
-                    seq += 1
+                    for _, _, edits in notes:
+                        edits["t"] = f"@lt;0;{seq};{time.time()};1#"
+                        seq += 1
                     started = time.process_time()
-                    fields = note_fields(doc)
-                    clock = sum(read_state_vector(doc.get_state()).values())
-                    await store.index_note(
-                        workspace, NOTE, fields, clock=clock, actor="u1", at=format_timestamp()
-                    )
+                    readings = [
+                        NoteReading(
+                            workspace,
+                            note_id,
+                            note_fields(doc),
+                            sum(read_state_vector(doc.get_state()).values()),
+                            "u1",
+                            format_timestamp(),
+                        )
+                        for note_id, doc, _ in notes
+                    ]
+                    await store.index_notes(readings)
                     spent += time.process_time() - started
-                per_pass_us.append(spent / args.passes * 1e6)
+                per_pass_us.append(spent / (args.passes * args.rooms) * 1e6)
         finally:
             await store.close()
     best, median = min(per_pass_us), statistics.median(per_pass_us)
@@ -98,6 +109,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     return {
         "store": args.store,
         "passes": args.passes,
+        "rooms": args.rooms,
         "rounds": args.rounds,
         "per_pass_us": per_pass_us,
         "best_us": best,
@@ -109,17 +121,22 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", choices=("memory", "sqlite"), default="sqlite")
-    parser.add_argument("--passes", type=int, default=2000)
+    parser.add_argument("--passes", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rooms", type=int, default=100)
     parser.add_argument("--workspace-notes", type=int, default=0)
     parser.add_argument("--body-chars", type=int, default=0)
     args = parser.parse_args()
-    if args.passes < 1 or args.rounds < 1 or args.workspace_notes < 0 or args.body_chars < 0:
-        parser.error("--passes and --rounds >= 1, --workspace-notes and --body-chars >= 0")
+    if (
+        min(args.passes, args.rounds, args.rooms) < 1
+        or min(args.workspace_notes, args.body_chars) < 0
+    ):
+        parser.error("--passes, --rounds, --rooms >= 1; --workspace-notes, --body-chars >= 0")
     result = asyncio.run(run(args))
     print(
-        f"{result['store']}: one indexing pass costs {result['median_us']:.0f} µs of CPU "
-        f"(median of {args.rounds} rounds of {args.passes}; best {result['best_us']:.0f}); "
+        f"{result['store']}: indexing a note costs {result['median_us']:.0f} µs of CPU in a "
+        f"pass over {args.rooms} (median of {args.rounds} rounds of {args.passes} passes; "
+        f"best {result['best_us']:.0f}); "
         f"in S1 at {S1_RATE} edits/s that is {result['s1_us_per_delivery']:.3f} µs per delivery "
         f"(one pass per room every {INTERVAL_S:g} s, {S1_RATE * S1_RECIPIENTS * INTERVAL_S:.0f} "
         "deliveries)"

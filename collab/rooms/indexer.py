@@ -35,7 +35,7 @@ from collab.protocol.updates import read_state_vector
 from collab.rooms.live import DocumentChange, LiveRoom
 from collab.rooms.note_fields import note_fields
 from collab.store.base import Store
-from collab.store.catalog import CatalogStore, Indexed, NoteFields, room_parts
+from collab.store.catalog import CatalogStore, Indexed, NoteFields, NoteReading, room_parts
 from collab.store.rows import format_timestamp
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ CATCH_UP_PAGE = 100
 # Documents up to this encoded size are read on the event loop; larger ones (whose bodies
 # take thousands of node visits to read) from a copy, in a thread.
 INLINE_INDEX_BYTES = 16 * 1024
+# Notes of a pass written by one `index_notes` call.
+INDEX_BATCH = 500
 
 IndexedListener = Callable[[str, Indexed], None]
 """Told `(room_id, what index_note did)` after each write of a row."""
@@ -148,26 +150,41 @@ class CatalogIndexer:
 
     async def _index_dirty(self) -> None:
         dirty, self._dirty = self._dirty, {}
+        read: list[tuple[str, _Dirty, NoteReading]] = []
         for room_id, entry in dirty.items():
             try:
-                await self._index_live(room_id, entry)
+                read.append((room_id, entry, await self._read(room_id, entry)))
+            except Exception:
+                # Our bug, for this note: the others are still indexed.
+                log.exception("catalog: reading %s failed", room_id)
+        # The notes of a pass go to the store together: those whose listed fields did not
+        # change (most: an edit of the body moves the excerpt, a cursor's edit nothing) in
+        # one statement, not a round trip each.
+        for start in range(0, len(read), INDEX_BATCH):
+            batch = read[start : start + INDEX_BATCH]
+            try:
+                written = await self._store.index_notes([reading for _, _, reading in batch])
             except StoreError as error:
                 # Kept dirty (unless changed again meanwhile) for the next pass.
-                self._dirty.setdefault(room_id, entry)
-                self.failures += 1
+                for room_id, entry, _ in batch:
+                    self._dirty.setdefault(room_id, entry)
+                self.failures += len(batch)
                 if not self._store_failing:
                     log.warning("catalog: indexing paused, the store failed: %s", error)
                 self._store_failing = True
                 continue
-            except Exception:
-                # Our bug, for this note: the others are still indexed.
-                log.exception("catalog: indexing %s failed", room_id)
-                continue
             if self._store_failing:
                 log.info("catalog: indexing resumed")
                 self._store_failing = False
+            for (room_id, _, _), indexed in zip(batch, written, strict=True):
+                self._indexed(room_id, indexed)
 
     async def _index_live(self, room_id: str, dirty: _Dirty) -> None:
+        reading = await self._read(room_id, dirty)
+        self._indexed(room_id, (await self._store.index_notes([reading]))[0])
+
+    async def _read(self, room_id: str, dirty: _Dirty) -> NoteReading:
+        """The note's fields and clock from its loaded room."""
         started = time.perf_counter()
         room = dirty.live.room
         state = room.encoded_state()
@@ -179,19 +196,13 @@ class CatalogIndexer:
             # the event loop pays for the encoding above only.
             self.index_seconds += time.perf_counter() - started
             fields, clock = await asyncio.to_thread(_read_stored, [state])
-        changed_at = format_timestamp(datetime.fromtimestamp(dirty.changed_at, UTC))
-        await self._write(room_id, fields, clock, dirty.actor, changed_at)
-
-    async def _write(
-        self, room_id: str, fields: NoteFields, clock: int, actor: str | None, at: str
-    ) -> Indexed:
         workspace_id, note_id = room_parts(room_id)
-        indexed = await self._store.index_note(
-            workspace_id, note_id, fields, clock=clock, actor=actor, at=at
-        )
+        changed_at = format_timestamp(datetime.fromtimestamp(dirty.changed_at, UTC))
+        return NoteReading(workspace_id, note_id, fields, clock, dirty.actor, changed_at)
+
+    def _indexed(self, room_id: str, indexed: Indexed) -> None:
         self.indexed_notes += 1
         self._on_indexed(room_id, indexed)
-        return indexed
 
     async def close(self) -> None:
         """Index every dirty note one last time (after the rooms closed), then stop."""
@@ -250,7 +261,12 @@ class CatalogIndexer:
             at = existing.updated_at
         else:
             at = await self._store.first_stored_at(room_id) or format_timestamp()
-        indexed = await self._write(room_id, fields, clock, None, at)
+        indexed = (
+            await self._store.index_notes(
+                [NoteReading(workspace_id, note_id, fields, clock, None, at)]
+            )
+        )[0]
+        self._indexed(room_id, indexed)
         return indexed.entry is not None
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol
@@ -219,6 +220,19 @@ class Indexed:
         return cls(entry, stored.status, changed=entry.fields.listed != stored.fields.listed)
 
 
+@dataclass(frozen=True, slots=True)
+class NoteReading:
+    """A note's fields as read from its document (`clock` is the document's), by the edit
+    of `actor` at `at`: what `CatalogStore.index_notes` writes."""
+
+    workspace_id: str
+    note_id: str
+    fields: NoteFields
+    clock: int
+    actor: str | None
+    at: str
+
+
 class CatalogStore(Protocol):
     """Every method raises `StoreError` (and nothing else) when the backend fails. Times are
     `format_timestamp` strings; `room_id` is `"{workspace_id}/{note_id}"` as for `Store`."""
@@ -241,6 +255,14 @@ class CatalogStore(Protocol):
         the row (`created_at`/`created_by` = `at`/`actor`). `updated_at` becomes `at`;
         `updated_by` becomes `actor` unless it is None (another instance's change). A
         trashed note stays trashed; a purged one gets nothing written."""
+
+    async def index_notes(self, readings: Sequence[NoteReading]) -> list[Indexed]:
+        """`index_note` of each reading, in order, for notes that differ from each other:
+        the indexer's pass over its dirty notes. The notes whose row already holds their
+        fields (most passes: an edit that moved the clock only) are written by one statement
+        for all of them, the others one transaction each. When it raises, the rows written
+        before the failure stay (each a row of its note's state), and indexing them all again
+        writes the same."""
 
     async def create_note(
         self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str

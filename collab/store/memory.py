@@ -16,6 +16,7 @@ from collab.store.catalog import (
     CatalogQuery,
     Indexed,
     NoteFields,
+    NoteReading,
     NoteStatus,
 )
 from collab.store.memory_catalog import MemoryCatalog
@@ -182,6 +183,15 @@ class MemoryStore:
         return self._catalog.index_note(
             workspace_id, note_id, fields, clock=clock, actor=actor, at=at
         )
+
+    async def index_notes(self, readings: Sequence[NoteReading]) -> list[Indexed]:
+        self._check_callable()
+        return [
+            self._catalog.index_note(
+                r.workspace_id, r.note_id, r.fields, clock=r.clock, actor=r.actor, at=r.at
+            )
+            for r in readings
+        ]
 
     async def create_note(
         self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str

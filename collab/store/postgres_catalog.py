@@ -15,6 +15,7 @@ documents while it deletes (`lock_out_writes`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,6 +26,7 @@ from collab.store.catalog import (
     CatalogQuery,
     Indexed,
     NoteFields,
+    NoteReading,
     NoteStatus,
     Priority,
     SearchRank,
@@ -147,35 +149,35 @@ async def index_note(
 
 
 async def index_unchanged(
-    conn: Any,
-    workspace_id: str,
-    note_id: str,
-    fields: NoteFields,
-    *,
-    clock: int,
-    actor: str | None,
-    at: str,
-) -> Indexed | None:
-    """`index_note` of a note whose row already holds `fields`, in one statement of its own
-    (no transaction, no purge lock: a purge deletes the row, so this finds nothing; one that
-    commits while this waits for the row makes it match nothing). None when the row is
-    missing, differs or is later: then `index_note` does the rest."""
-    row = await conn.fetchrow(
-        "UPDATE notes n SET clock = $3, updated_at = greatest(n.updated_at, $4::text), "
-        "updated_by = coalesce($5, n.updated_by) "
-        "WHERE n.workspace_id = $1 AND n.note_id = $2 AND n.content_hash = $6 "
-        f"AND n.clock <= $3 RETURNING {_ENTRY_COLUMNS}",
-        workspace_id,
-        note_id,
-        clock,
-        at,
-        actor,
-        content_digest(fields),
+    conn: Any, readings: Sequence[NoteReading]
+) -> dict[tuple[str, str], Indexed]:
+    """`index_note` of the readings whose row already holds their fields, in one statement
+    of its own (no transaction, no purge lock: a purge deletes the row, so this finds
+    nothing; one that commits while this waits for a row makes it match nothing), by
+    (workspace id, note id). Those left out (no row, other fields, or a later row) need
+    `index_note`."""
+    rows = await conn.fetch(
+        "UPDATE notes n SET clock = v.clock, updated_at = greatest(n.updated_at, v.at), "
+        "updated_by = coalesce(v.actor, n.updated_by) "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[]) "
+        "AS v(workspace_id, note_id, content_hash, clock, at, actor) "
+        "WHERE n.workspace_id = v.workspace_id AND n.note_id = v.note_id "
+        "AND n.content_hash = v.content_hash AND n.clock <= v.clock "
+        f"RETURNING {_ENTRY_COLUMNS}",
+        [r.workspace_id for r in readings],
+        [r.note_id for r in readings],
+        [content_digest(r.fields) for r in readings],
+        [r.clock for r in readings],
+        [r.at for r in readings],
+        [r.actor for r in readings],
     )
-    if row is None:
-        return None
-    entry = replace(_entry(row), fields=fields)
-    return Indexed(entry, entry.status)
+    fields_of = {(r.workspace_id, r.note_id): r.fields for r in readings}
+    found: dict[tuple[str, str], Indexed] = {}
+    for row in rows:
+        entry = _entry(row)
+        entry = replace(entry, fields=fields_of[(entry.workspace_id, entry.note_id)])
+        found[(entry.workspace_id, entry.note_id)] = Indexed(entry, entry.status)
+    return found
 
 
 async def create_note(

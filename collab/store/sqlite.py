@@ -23,6 +23,7 @@ from collab.store.catalog import (
     CatalogQuery,
     Indexed,
     NoteFields,
+    NoteReading,
     NoteStatus,
 )
 from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
@@ -295,18 +296,32 @@ class SqliteStore:
         actor: str | None,
         at: str,
     ) -> Indexed:
-        what = f"indexing note {workspace_id}/{note_id}"
-        # Most passes find the note's fields as the row has them: one statement then.
-        async with self._statement(what) as conn:
-            unchanged = await sqlite_catalog.index_unchanged(
-                conn, workspace_id, note_id, fields, clock=clock, actor=actor, at=at
-            )
-        if unchanged is not None:
-            return unchanged
-        async with self._transaction("IMMEDIATE", what) as conn:
-            return await sqlite_catalog.index_note(
-                conn, workspace_id, note_id, fields, clock=clock, actor=actor, at=at
-            )
+        reading = NoteReading(workspace_id, note_id, fields, clock, actor, at)
+        return (await self.index_notes([reading]))[0]
+
+    async def index_notes(self, readings: Sequence[NoteReading]) -> list[Indexed]:
+        if not readings:
+            return []
+        # Most passes find the notes' fields as their rows have them: one statement then.
+        async with self._statement(f"indexing {len(readings)} notes") as conn:
+            unchanged = await sqlite_catalog.index_unchanged(conn, readings)
+        written = []
+        for r in readings:
+            indexed = unchanged.get((r.workspace_id, r.note_id))
+            if indexed is None:
+                what = f"indexing note {r.workspace_id}/{r.note_id}"
+                async with self._transaction("IMMEDIATE", what) as conn:
+                    indexed = await sqlite_catalog.index_note(
+                        conn,
+                        r.workspace_id,
+                        r.note_id,
+                        r.fields,
+                        clock=r.clock,
+                        actor=r.actor,
+                        at=r.at,
+                    )
+            written.append(indexed)
+        return written
 
     async def create_note(
         self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str

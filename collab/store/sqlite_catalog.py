@@ -11,6 +11,7 @@ sort's `coalesce`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -24,6 +25,7 @@ from collab.store.catalog import (
     CatalogQuery,
     Indexed,
     NoteFields,
+    NoteReading,
     NoteStatus,
     Priority,
     SearchRank,
@@ -34,6 +36,8 @@ from collab.store.catalog import (
     search_words,
 )
 
+# Readings per statement of `index_unchanged`: 6 parameters each, under SQLite's 32,766.
+UNCHANGED_BATCH = 500
 _ENTRY_COLUMNS = (
     "n.workspace_id, n.note_id, n.title, n.tags, n.pinned, n.priority, n.due, n.due_at, "
     "n.assignees, n.excerpt, n.created_at, n.created_by, n.updated_at, n.updated_by, "
@@ -93,30 +97,35 @@ async def index_note(
 
 
 async def index_unchanged(
-    conn: aiosqlite.Connection,
-    workspace_id: str,
-    note_id: str,
-    fields: NoteFields,
-    *,
-    clock: int,
-    actor: str | None,
-    at: str,
-) -> Indexed | None:
-    """`index_note` of a note whose row already holds `fields`, in one statement (outside a
-    transaction: one round trip to the database thread, where a full write takes a dozen).
-    None when the row is missing, differs or is later: then `index_note` does the rest. A
-    purged note has no row, so its tombstone needs no check here."""
-    rows = await conn.execute_fetchall(
-        "UPDATE notes SET clock = ?, updated_at = max(updated_at, ?), "
-        "updated_by = coalesce(?, updated_by) "
-        "WHERE workspace_id = ? AND note_id = ? AND content_hash = ? AND clock <= ? "
-        f"RETURNING {_ENTRY_COLUMNS.replace('n.', '')}",
-        (clock, at, actor, workspace_id, note_id, content_digest(fields), clock),
-    )
-    for row in rows:
-        entry = replace(_entry(row), fields=fields)
-        return Indexed(entry, entry.status)
-    return None
+    conn: aiosqlite.Connection, readings: Sequence[NoteReading]
+) -> dict[tuple[str, str], Indexed]:
+    """`index_note` of the readings whose row already holds their fields, in one statement
+    per `UNCHANGED_BATCH` (outside a transaction: one round trip to the database thread,
+    where a full write takes a dozen), by (workspace id, note id). Those left out (no row,
+    other fields, or a later row) need `index_note`. A purged note has no row, so its
+    tombstone needs no check here."""
+    found: dict[tuple[str, str], Indexed] = {}
+    fields_of = {(r.workspace_id, r.note_id): r.fields for r in readings}
+    for start in range(0, len(readings), UNCHANGED_BATCH):
+        batch = readings[start : start + UNCHANGED_BATCH]
+        values = [
+            (r.workspace_id, r.note_id, content_digest(r.fields), r.clock, r.at, r.actor)
+            for r in batch
+        ]
+        rows = await conn.execute_fetchall(
+            "UPDATE notes SET clock = v.column4, updated_at = max(updated_at, v.column5), "
+            "updated_by = coalesce(v.column6, updated_by) "
+            f"FROM (VALUES {', '.join(['(?, ?, ?, ?, ?, ?)'] * len(batch))}) AS v "
+            "WHERE notes.workspace_id = v.column1 AND notes.note_id = v.column2 "
+            "AND notes.content_hash = v.column3 AND notes.clock <= v.column4 "
+            f"RETURNING {_ENTRY_COLUMNS.replace('n.', 'notes.')}",
+            [value for row in values for value in row],
+        )
+        for row in rows:
+            entry = _entry(row)
+            entry = replace(entry, fields=fields_of[(entry.workspace_id, entry.note_id)])
+            found[(entry.workspace_id, entry.note_id)] = Indexed(entry, entry.status)
+    return found
 
 
 async def create_note(

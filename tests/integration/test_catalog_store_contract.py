@@ -14,6 +14,7 @@ from collab.store.catalog import (
     CatalogEntry,
     CatalogQuery,
     NoteFields,
+    NoteReading,
     NoteStatus,
     Priority,
     SortKey,
@@ -162,6 +163,66 @@ async def test_an_unchanged_note_moves_only_its_clock_and_update(store: Database
     assert stored is not None
     assert (stored.updated_at, stored.updated_by) == (at(5), "u2")
     assert await ids(store, text="body", trashed=True) == ["n1"]
+
+
+async def test_a_pass_over_many_notes_writes_each_as_index_note_would(store: Database) -> None:
+    same = NoteFields(title="same", text="body")
+    await index(store, "unchanged", 1, clock=1, title="same", text="body")
+    await index(store, "edited", 2, clock=1, title="before")
+    await index(store, "later", 3, clock=9, title="later")
+    await index(store, "trashed", 4, clock=1, title="same", text="body")
+    await store.trash_note(WS, "trashed", at=at(5))
+    await index(store, "purged", 6)
+    assert await store.purge_note(WS, "purged", at=at(7))
+    readings = [
+        NoteReading(WS, "unchanged", same, 2, "u2", at(10)),
+        NoteReading(WS, "edited", NoteFields(title="after"), 2, "u2", at(11)),
+        NoteReading(WS, "later", NoteFields(title="earlier"), 8, "u2", at(12)),
+        NoteReading(WS, "trashed", same, 2, None, at(13)),
+        NoteReading(WS, "purged", same, 2, "u2", at(14)),
+        NoteReading(WS, "new", NoteFields(title="new"), 1, "u3", at(15)),
+        NoteReading("w2", "unchanged", same, 1, "u4", at(16)),
+    ]
+
+    written = await store.index_notes(readings)
+
+    assert [(w.created, w.changed, w.status) for w in written] == [
+        (False, False, NoteStatus.ACTIVE),
+        (False, True, NoteStatus.ACTIVE),
+        (False, False, NoteStatus.ACTIVE),
+        (False, False, NoteStatus.TRASHED),
+        (False, False, NoteStatus.PURGED),
+        (True, True, NoteStatus.ACTIVE),
+        (True, True, NoteStatus.ACTIVE),
+    ]
+    assert [w.entry is None for w in written] == [False, False, True, False, True, False, False]
+    assert [w.entry.note_id for w in written if w.entry is not None] == [
+        "unchanged",
+        "edited",
+        "trashed",
+        "new",
+        "unchanged",
+    ]
+    assert written[0].entry is not None
+    assert written[0].entry.fields == same
+    assert (written[0].entry.updated_at, written[0].entry.updated_by) == (at(10), "u2")
+    assert written[3].entry is not None
+    assert (written[3].entry.updated_at, written[3].entry.updated_by) == (at(13), "u1")
+    titles = {
+        note: entry.fields.title if entry is not None else None
+        for note in ("unchanged", "edited", "later", "trashed", "purged", "new")
+        for entry in [await store.get_note(WS, note)]
+    }
+    assert titles == {
+        "unchanged": "same",
+        "edited": "after",
+        "later": "later",
+        "trashed": "same",
+        "purged": None,
+        "new": "new",
+    }
+    assert await ids(store, text="after") == ["edited"]
+    assert await store.index_notes([]) == []
 
 
 async def test_an_earlier_state_never_overwrites_a_later_one(store: Database) -> None:

@@ -233,7 +233,7 @@ class _CollabCollector(Collector):
         )
         yield CounterMetricFamily(
             "collab_catalog_index_failures",
-            "Catalog writes that failed (store down) and are retried at the next interval.",
+            "Notes whose catalog write failed (store down), retried at the next interval.",
             indexer.failures,
         )
         yield GaugeMetricFamily(
