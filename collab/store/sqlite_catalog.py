@@ -211,15 +211,17 @@ async def list_notes(
         where.append(f"{unary}coalesce(n.due_at, '') >= ?")
         params.append(query.due_after)
     limit = max(1, min(query.limit, MAX_CATALOG_PAGE))
-    source = "notes n"
     if query.text is not None:
         terms = search_terms(query.text)
         if not terms:
             return CatalogPage()
         if query.sort is SortKey.RELEVANCE:
             return await _ranked_page(conn, terms, where, params, query.after, limit)
-        source = "notes_search s JOIN notes n ON n.seq = s.rowid"
-        where.append("notes_search MATCH ?")
+        # In another order, the sort's index is walked until the page is full, each row
+        # tested against the matches, gathered once ("+": not a lookup of each match, which
+        # would sort them all). Joined to the full-text table instead, SQLite tested the
+        # match once per row of the index: 1.3 s for a rare word at 100,000 notes.
+        where.append("+n.seq IN (SELECT rowid FROM notes_search WHERE notes_search MATCH ?)")
         params.append(_every_term(terms))
     key = _key_expressions(query)
     descending = query.descending or query.sort in (SortKey.DEFAULT, SortKey.RELEVANCE)
@@ -230,7 +232,7 @@ async def list_notes(
         params.extend(query.after)
     direction = " DESC" if descending else ""
     sql = (
-        f"SELECT {_ENTRY_COLUMNS}, {', '.join(key)} FROM {source} WHERE {' AND '.join(where)} "
+        f"SELECT {_ENTRY_COLUMNS}, {', '.join(key)} FROM notes n WHERE {' AND '.join(where)} "
         f"ORDER BY {', '.join(expr + direction for expr in key)} LIMIT ?"
     )
     rows = list(await conn.execute_fetchall(sql, (*params, limit + 1)))

@@ -97,6 +97,27 @@ def queries(generated: Generated) -> list[Query]:
             "search",
         ),
         Query(f"q: most frequent word ({words.frequent})", (("q", words.frequent),), "search"),
+        Query(
+            f"q: most frequent word, {PAGES} pages",
+            (("q", words.frequent),),
+            "search",
+            pages=PAGES,
+        ),
+        Query(
+            "q: most frequent word, sort=updated desc",
+            (("q", words.frequent), ("sort", "updated"), ("order", "desc")),
+            "search",
+        ),
+        Query(
+            "q: common word, sort=due asc",
+            (("q", words.common), ("sort", "due"), ("order", "asc")),
+            "search",
+        ),
+        Query(
+            "q: rare word, sort=title asc",
+            (("q", words.rare), ("sort", "title"), ("order", "asc")),
+            "search",
+        ),
     ]
     return listed + search
 
@@ -110,6 +131,9 @@ def matches_key(query: Query) -> str | None:
         "q: prefix ": "prefix",
         "q: common word + tag ": "common+tag",
         "q: most frequent word ": "frequent",
+        "q: most frequent word,": "frequent",
+        "q: common word,": "common",
+        "q: rare word,": "rare",
     }
     return next((key for prefix, key in names.items() if query.name.startswith(prefix)), None)
 
