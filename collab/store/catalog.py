@@ -232,6 +232,10 @@ class NoteReading:
     actor: str | None
     at: str
 
+    @property
+    def note_key(self) -> tuple[str, str]:
+        return (self.workspace_id, self.note_id)
+
 
 class CatalogStore(Protocol):
     """Every method raises `StoreError` (and nothing else) when the backend fails. Times are

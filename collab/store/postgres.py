@@ -370,25 +370,14 @@ class PostgresStore:
         async with self._connection(f"indexing {len(readings)} notes") as conn:
             # Most passes find the notes' fields as their rows have them: one statement then.
             unchanged = await postgres_catalog.index_unchanged(conn, readings)
-        written = []
-        for r in readings:
-            indexed = unchanged.get((r.workspace_id, r.note_id))
-            if indexed is None:
-                async with (
-                    self._connection(f"indexing note {r.workspace_id}/{r.note_id}") as conn,
-                    conn.transaction(isolation="read_committed"),
-                ):
-                    indexed = await postgres_catalog.index_note(
-                        conn,
-                        r.workspace_id,
-                        r.note_id,
-                        r.fields,
-                        clock=r.clock,
-                        actor=r.actor,
-                        at=r.at,
-                    )
-            written.append(indexed)
-        return written
+        return [unchanged.get(r.note_key) or await self._index_one(r) for r in readings]
+
+    async def _index_one(self, reading: NoteReading) -> Indexed:
+        async with (
+            self._connection(f"indexing note {reading.workspace_id}/{reading.note_id}") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_catalog.index_note(conn, reading)
 
     async def create_note(
         self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str

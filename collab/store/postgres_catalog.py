@@ -104,16 +104,9 @@ async def lock_out_writes(conn: Any) -> None:
     )
 
 
-async def index_note(
-    conn: Any,
-    workspace_id: str,
-    note_id: str,
-    fields: NoteFields,
-    *,
-    clock: int,
-    actor: str | None,
-    at: str,
-) -> Indexed:
+async def index_note(conn: Any, reading: NoteReading) -> Indexed:
+    workspace_id, note_id, fields = reading.workspace_id, reading.note_id, reading.fields
+    clock, actor, at = reading.clock, reading.actor, reading.at
     await lock_out_purges(conn)
     row = await _lock_row(conn, workspace_id, note_id)
     if row is None:
@@ -171,7 +164,7 @@ async def index_unchanged(
         [r.at for r in readings],
         [r.actor for r in readings],
     )
-    fields_of = {(r.workspace_id, r.note_id): r.fields for r in readings}
+    fields_of = {r.note_key: r.fields for r in readings}
     found: dict[tuple[str, str], Indexed] = {}
     for row in rows:
         entry = _entry(row)

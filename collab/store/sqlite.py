@@ -305,23 +305,12 @@ class SqliteStore:
         # Most passes find the notes' fields as their rows have them: one statement then.
         async with self._statement(f"indexing {len(readings)} notes") as conn:
             unchanged = await sqlite_catalog.index_unchanged(conn, readings)
-        written = []
-        for r in readings:
-            indexed = unchanged.get((r.workspace_id, r.note_id))
-            if indexed is None:
-                what = f"indexing note {r.workspace_id}/{r.note_id}"
-                async with self._transaction("IMMEDIATE", what) as conn:
-                    indexed = await sqlite_catalog.index_note(
-                        conn,
-                        r.workspace_id,
-                        r.note_id,
-                        r.fields,
-                        clock=r.clock,
-                        actor=r.actor,
-                        at=r.at,
-                    )
-            written.append(indexed)
-        return written
+        return [unchanged.get(r.note_key) or await self._index_one(r) for r in readings]
+
+    async def _index_one(self, reading: NoteReading) -> Indexed:
+        what = f"indexing note {reading.workspace_id}/{reading.note_id}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_catalog.index_note(conn, reading)
 
     async def create_note(
         self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str

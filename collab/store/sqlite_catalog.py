@@ -56,16 +56,9 @@ _SORT_COLUMNS: dict[SortKey, tuple[str, ...]] = {
 }
 
 
-async def index_note(
-    conn: aiosqlite.Connection,
-    workspace_id: str,
-    note_id: str,
-    fields: NoteFields,
-    *,
-    clock: int,
-    actor: str | None,
-    at: str,
-) -> Indexed:
+async def index_note(conn: aiosqlite.Connection, reading: NoteReading) -> Indexed:
+    workspace_id, note_id, fields = reading.workspace_id, reading.note_id, reading.fields
+    clock, actor, at = reading.clock, reading.actor, reading.at
     room_id = f"{workspace_id}/{note_id}"
     if await _is_purged(conn, room_id):
         return Indexed(None, NoteStatus.PURGED)
@@ -105,7 +98,7 @@ async def index_unchanged(
     other fields, or a later row) need `index_note`. A purged note has no row, so its
     tombstone needs no check here."""
     found: dict[tuple[str, str], Indexed] = {}
-    fields_of = {(r.workspace_id, r.note_id): r.fields for r in readings}
+    fields_of = {r.note_key: r.fields for r in readings}
     for start in range(0, len(readings), UNCHANGED_BATCH):
         batch = readings[start : start + UNCHANGED_BATCH]
         values = [

@@ -41,7 +41,7 @@ from pycrdt import Doc, get_state
 from collab.protocol.updates import read_state_vector
 from collab.rooms.note_fields import note_content, note_fields, parse_due
 from collab.store import SqliteStore, create_store, sqlite_catalog
-from collab.store.catalog import EXCERPT_CHARS, NoteFields, Priority
+from collab.store.catalog import EXCERPT_CHARS, NoteFields, NoteReading, Priority
 from collab.store.rows import format_timestamp
 
 WORKSPACE = "bench"
@@ -414,7 +414,8 @@ class SqliteWriter:
 
     async def index(self, note_id: str, fields: NoteFields, **kwargs: Any) -> None:
         await self._begin()
-        await sqlite_catalog.index_note(self.sync, WORKSPACE, note_id, fields, **kwargs)  # type: ignore[arg-type]
+        reading = NoteReading(WORKSPACE, note_id, fields, **kwargs)
+        await sqlite_catalog.index_note(self.sync, reading)  # type: ignore[arg-type]
         if self.pending >= SQLITE_BATCH:
             await self.flush()
 
