@@ -124,12 +124,12 @@ def queries(generated: Generated) -> list[Query]:
 
 def matches_key(query: Query) -> str | None:
     """The `SearchWords.matches` entry counting the notes a search query matches."""
-    names = {
+    names = {  # the longer of two prefixes first: the first that fits is taken
+        "q: common word + tag ": "common+tag",
         "q: common word ": "common",
         "q: rare word ": "rare",
         "q: 2 words ": "common+second",
         "q: prefix ": "prefix",
-        "q: common word + tag ": "common+tag",
         "q: most frequent word ": "frequent",
         "q: most frequent word,": "frequent",
         "q: common word,": "common",
