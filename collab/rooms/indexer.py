@@ -44,6 +44,9 @@ CATCH_UP_PAGE = 100
 # Documents up to this encoded size are read on the event loop; larger ones (whose bodies
 # take thousands of node visits to read) from a copy, in a thread.
 INLINE_INDEX_BYTES = 16 * 1024
+# A document whose state vector sums to this or less holds at most this many items, live or
+# deleted: read in place without encoding it first.
+INLINE_INDEX_CLOCK = 16 * 1024
 # Notes of a pass written by one `index_notes` call.
 INDEX_BATCH = 500
 
@@ -187,9 +190,13 @@ class CatalogIndexer:
         """The note's fields and clock from its loaded room."""
         started = time.perf_counter()
         room = dirty.live.room
-        state = room.encoded_state()
-        if len(state) <= INLINE_INDEX_BYTES:
-            fields, clock = note_fields(room.doc), room.content_clock
+        clock = room.content_clock
+        # A document that never held more than INLINE_INDEX_CLOCK items (characters, map
+        # values...) is read in place, unencoded: most notes. Encoding only to learn the
+        # size cost a pass more than reading the fields.
+        state = None if clock <= INLINE_INDEX_CLOCK else room.encoded_state()
+        if state is None or len(state) <= INLINE_INDEX_BYTES:
+            fields = note_fields(room.doc)
             self.index_seconds += time.perf_counter() - started
         else:
             # Reading a large body walks thousands of nodes: a copy is read in a thread, so

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -50,8 +50,10 @@ _SPACES = re.compile(r"\s+")
 
 def note_fields(doc: Doc[Any]) -> NoteFields:
     """The catalog fields of a note's document, sanitized (see the module docstring)."""
-    meta = _read("meta", _meta_values, doc) or {}
-    text = _read("body", body_text, doc) or ""
+    # Listing the root types opens a transaction: once for both readers.
+    roots: set[str] = _read("root types", _root_names, doc) or set()
+    meta = _read("meta", _meta_values, doc, roots) or {}
+    text = _read("body", body_text, doc, roots) or ""
     due = parse_due(meta.get("due"))
     return NoteFields(
         title=_clean(_string(meta.get("title")), MAX_TITLE_CHARS),
@@ -66,12 +68,13 @@ def note_fields(doc: Doc[Any]) -> NoteFields:
     )
 
 
-def body_text(doc: Doc[Any]) -> str:
-    """The text of the note's body, blocks separated by a newline, at most MAX_SEARCH_CHARS.
+def body_text(doc: Doc[Any], roots: Iterable[str] | None = None) -> str:
+    """The text of the note's body, blocks separated by a newline, at most MAX_SEARCH_CHARS
+    (`roots`: the document's root names, when already listed).
 
     Walks the XML tree (not its XML string, which would lose text that looks like markup)
     without recursion, so a deeply nested body cannot exhaust the stack."""
-    if "body" not in doc.keys():
+    if "body" not in (doc.keys() if roots is None else roots):
         return ""
     parts: list[str] = []
     size = 0
@@ -101,8 +104,8 @@ def _texts(fragment: XmlFragment) -> Iterator[str]:
             stack.extend(reversed(list(node.children)))
 
 
-def _meta_values(doc: Doc[Any]) -> dict[str, Any]:
-    if "meta" not in doc.keys():
+def _meta_values(doc: Doc[Any], roots: Iterable[str]) -> dict[str, Any]:
+    if "meta" not in roots:
         return {}
     meta = doc.get("meta", type=Map)
     return {
@@ -110,9 +113,13 @@ def _meta_values(doc: Doc[Any]) -> dict[str, Any]:
     }
 
 
-def _read(what: str, read: Any, doc: Doc[Any]) -> Any:
+def _root_names(doc: Doc[Any]) -> set[str]:
+    return set(doc.keys())
+
+
+def _read(what: str, read: Any, doc: Doc[Any], *args: Any) -> Any:
     try:
-        return read(doc)
+        return read(doc, *args)
     except Exception:
         # Content we fail to read is our bug (or the library's), not the client's fault: the
         # rest of the note is indexed all the same.
