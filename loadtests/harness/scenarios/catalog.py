@@ -30,16 +30,13 @@ from harness.catalog_queries import (
 )
 from harness.errors import RunError
 from harness.procs import GENERATOR_CPU, can_pin, cpu_ns, machine_busy_s
+from harness.scenarios.persistence import store_list
 from harness.stack import Stack
 from harness.tables import MIB, Column, fixed, heading, print_header, print_row, print_table
 
 CATALOG_STORES = ("sqlite", "postgres")
 READER_TTL_S = 6 * 3600
 SERVER_SETTINGS = {"COLLAB_USER_REQUESTS_PER_S": "0"}
-
-
-def store_list(text: str) -> list[str]:
-    return [store.strip() for store in text.split(",") if store.strip()]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
