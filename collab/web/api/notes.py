@@ -48,9 +48,7 @@ async def _caller(request: web.Request) -> tuple[Identity, str, Role]:
     other endpoint: `workspace_of`); the caller is recorded as a member."""
     identity = authenticate(request)
     workspace_id, role = workspace_of(request, identity)
-    await request.app[NOTIFIER].remember_identity(
-        identity.user_id, identity.name, identity.workspaces
-    )
+    await _remember(request, identity)
     return identity, workspace_id, role
 
 
@@ -59,11 +57,15 @@ async def _note_caller(request: web.Request) -> tuple[str, str, Role]:
     document endpoints decide it); the caller is recorded as a member."""
     identity = authenticate(request)
     room_id, role = room_of(request, identity)
+    await _remember(request, identity)
+    workspace_id, note_id = room_parts(room_id)
+    return workspace_id, note_id, role
+
+
+async def _remember(request: web.Request, identity: Identity) -> None:
     await request.app[NOTIFIER].remember_identity(
         identity.user_id, identity.name, identity.workspaces
     )
-    workspace_id, note_id = room_parts(room_id)
-    return workspace_id, note_id, role
 
 
 def _require(role: Role, *allowed: Role, to: str) -> None:
