@@ -58,6 +58,7 @@ from collab.rooms.effects import (
     ServerOrigin,
 )
 from collab.rooms.native_apply import updater
+from collab.rooms.note_watch import NoteWatch
 from collab.store.base import StoredDocument
 
 # The state vector of an empty document: no clients (var_uint 0).
@@ -116,6 +117,8 @@ class DocumentRoom:
         # updates) costs one encode per change, not one per client.
         self._full_state: tuple[int, bytes] | None = None
         self._full_state_step2: tuple[int, bytes] | None = None
+        # Whether a change may have reached the note's catalog fields (read by the indexer).
+        self.note_watch = NoteWatch(self.doc)
         self._subscription = self.doc.observe(self._capture_update)
         self._apply_update = updater(self.doc)
         # The document's state vector, kept beside it: every update is checked against it
@@ -402,7 +405,9 @@ class DocumentRoom:
         return change
 
     def _capture_update(self, event: TransactionEvent) -> None:
-        self._captured_updates.append(event.update)
+        update = event.update
+        self._captured_updates.append(update)
+        self.note_watch.saw_update(update)
 
     def _receive_awareness(self, message: AwarenessUpdate, origin: Origin) -> list[Effect]:
         if isinstance(origin, PeerOrigin):
@@ -492,3 +497,4 @@ class DocumentRoom:
     def close(self) -> None:
         """Stop observing the document; the room must not be used afterwards."""
         self.doc.unobserve(self._subscription)
+        self.note_watch.close()

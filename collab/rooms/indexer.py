@@ -62,6 +62,15 @@ class _Dirty:
     """Unix time of the last change (formatted only when the entry is written)."""
 
 
+@dataclass(slots=True)
+class _LastRead:
+    """The fields last read from a loaded room, at its `NoteWatch.generation`."""
+
+    live: LiveRoom
+    generation: int
+    fields: NoteFields
+
+
 class CatalogIndexer:
     def __init__(
         self,
@@ -78,6 +87,8 @@ class CatalogIndexer:
         self._dirty: dict[str, _Dirty] = {}
         # Rooms with a local change since they were loaded: this instance indexes them.
         self._ours: dict[str, LiveRoom] = {}
+        # Of loaded rooms: a note no change reached the fields of since is not read again.
+        self._last_read: dict[str, _LastRead] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._pass: asyncio.Task[None] | None = None
         self._unloading: set[asyncio.Task[None]] = set()
@@ -116,6 +127,9 @@ class CatalogIndexer:
         pass, and is no longer this instance's to index."""
         if self._ours.get(live.room_id) is live:
             del self._ours[live.room_id]
+        last = self._last_read.get(live.room_id)
+        if last is not None and last.live is live:
+            del self._last_read[live.room_id]
         dirty = self._dirty.get(live.room_id)
         if dirty is None or dirty.live is not live:
             return
@@ -141,7 +155,7 @@ class CatalogIndexer:
 
     def _due(self) -> None:
         self._timer = None
-        self._pass = asyncio.create_task(self._index_dirty(), name="catalog-index")
+        self._pass = asyncio.create_task(self.index_dirty(), name="catalog-index")
         self._pass.add_done_callback(self._pass_done)
 
     def _pass_done(self, task: asyncio.Task[None]) -> None:
@@ -151,7 +165,8 @@ class CatalogIndexer:
         if self._dirty:
             self._arm()
 
-    async def _index_dirty(self) -> None:
+    async def index_dirty(self) -> None:
+        """Index every dirty note now: what the timer runs each interval."""
         dirty, self._dirty = self._dirty, {}
         read: list[tuple[str, _Dirty, NoteReading]] = []
         for room_id, entry in dirty.items():
@@ -189,20 +204,31 @@ class CatalogIndexer:
     async def _read(self, room_id: str, dirty: _Dirty) -> NoteReading:
         """The note's fields and clock from its loaded room."""
         started = time.perf_counter()
-        room = dirty.live.room
+        live = dirty.live
+        room = live.room
         clock = room.content_clock
-        # A document that never held more than INLINE_INDEX_CLOCK items (characters, map
-        # values...) is read in place, unencoded: most notes. Encoding only to learn the
-        # size cost a pass more than reading the fields.
-        state = None if clock <= INLINE_INDEX_CLOCK else room.encoded_state()
-        if state is None or len(state) <= INLINE_INDEX_BYTES:
-            fields = note_fields(room.doc)
+        generation = room.note_watch.generation
+        last = self._last_read.get(room_id)
+        if last is not None and last.live is live and last.generation == generation:
+            # No change reached `meta` or `body` since: the fields are those read then
+            # (most edits of a busy room; the row still takes the new clock and time).
+            fields = last.fields
             self.index_seconds += time.perf_counter() - started
         else:
-            # Reading a large body walks thousands of nodes: a copy is read in a thread, so
-            # the event loop pays for the encoding above only.
-            self.index_seconds += time.perf_counter() - started
-            fields, clock = await asyncio.to_thread(_read_stored, [state])
+            # A document that never held more than INLINE_INDEX_CLOCK items (characters,
+            # map values...) is read in place, unencoded: most notes. Encoding only to learn
+            # the size cost a pass more than reading the fields.
+            state = None if clock <= INLINE_INDEX_CLOCK else room.encoded_state()
+            if state is None or len(state) <= INLINE_INDEX_BYTES:
+                fields = note_fields(room.doc)
+                self.index_seconds += time.perf_counter() - started
+            else:
+                # Reading a large body walks thousands of nodes: a copy is read in a thread,
+                # so the event loop pays for the encoding above only.
+                self.index_seconds += time.perf_counter() - started
+                fields, clock = await asyncio.to_thread(_read_stored, [state])
+            if not live.dropped:
+                self._last_read[room_id] = _LastRead(live, generation, fields)
         workspace_id, note_id = room_parts(room_id)
         changed_at = format_timestamp(datetime.fromtimestamp(dirty.changed_at, UTC))
         return NoteReading(workspace_id, note_id, fields, clock, dirty.actor, changed_at)
@@ -220,11 +246,12 @@ class CatalogIndexer:
         if pending:
             await asyncio.wait(pending)
         try:
-            await self._index_dirty()
+            await self.index_dirty()
         except StoreError as error:
             log.warning("catalog: %d notes not indexed on shutdown: %s", len(self._dirty), error)
         self._dirty.clear()
         self._ours.clear()
+        self._last_read.clear()
 
     async def index_now(self, room_id: str, live: LiveRoom | None) -> None:
         """Index a note at once: from its loaded room, else from the store."""

@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
+from functools import cached_property
 from typing import Any, Protocol
 
 import orjson
@@ -48,7 +49,7 @@ class Priority(IntEnum):
         return member if member is not Priority.NONE else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class NoteFields:
     """What the catalog knows of a note's content, already sanitized (see `note_fields`)."""
 
@@ -78,6 +79,27 @@ class NoteFields:
             self.assignees,
             self.excerpt,
         )
+
+    @cached_property
+    def content_digest(self) -> str:
+        """A digest of everything a row holds of a note's content: a row with the same
+        digest needs no rewrite (`index_note` then only moves its clock and `updated_*`).
+        Computed once per reading (the indexer reuses a note's fields while no change
+        reached them)."""
+        encoded = orjson.dumps(
+            [
+                self.title,
+                self.tags,
+                self.pinned,
+                int(self.priority),
+                self.due,
+                self.due_at,
+                self.assignees,
+                self.excerpt,
+                self.text,
+            ]
+        )
+        return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
 
 class NoteStatus(StrEnum):
@@ -315,25 +337,6 @@ class CatalogStore(Protocol):
     async def first_stored_at(self, room_id: str) -> str | None:
         """When the room's oldest stored content was written, as near as the store knows (a
         note indexed late gets it as `created_at`)."""
-
-
-def content_digest(fields: NoteFields) -> str:
-    """A digest of everything a row holds of a note's content: a row with the same digest
-    needs no rewrite (`index_note` then only moves its clock and `updated_*`)."""
-    encoded = orjson.dumps(
-        [
-            fields.title,
-            fields.tags,
-            fields.pinned,
-            int(fields.priority),
-            fields.due,
-            fields.due_at,
-            fields.assignees,
-            fields.excerpt,
-            fields.text,
-        ]
-    )
-    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
 
 
 def room_parts(room_id: str) -> tuple[str, str]:

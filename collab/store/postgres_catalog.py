@@ -31,7 +31,6 @@ from collab.store.catalog import (
     Priority,
     SearchRank,
     SortKey,
-    content_digest,
     room_parts,
     search_terms,
     search_words,
@@ -159,7 +158,7 @@ async def index_unchanged(
         f"RETURNING {_ENTRY_COLUMNS}",
         [r.workspace_id for r in readings],
         [r.note_id for r in readings],
-        [content_digest(r.fields) for r in readings],
+        [r.fields.content_digest for r in readings],
         [r.clock for r in readings],
         [r.at for r in readings],
         [r.actor for r in readings],
@@ -478,7 +477,7 @@ def _field_values(fields: NoteFields) -> tuple[Any, ...]:
         search_words(fields.title),
         search_words(" ".join(fields.tags)),
         search_words(fields.text),
-        content_digest(fields),
+        fields.content_digest,
     )
 
 

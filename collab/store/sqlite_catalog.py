@@ -30,7 +30,6 @@ from collab.store.catalog import (
     Priority,
     SearchRank,
     SortKey,
-    content_digest,
     room_parts,
     search_terms,
     search_words,
@@ -102,7 +101,7 @@ async def index_unchanged(
     for start in range(0, len(readings), UNCHANGED_BATCH):
         batch = readings[start : start + UNCHANGED_BATCH]
         values = [
-            (r.workspace_id, r.note_id, content_digest(r.fields), r.clock, r.at, r.actor)
+            (r.workspace_id, r.note_id, r.fields.content_digest, r.clock, r.at, r.actor)
             for r in batch
         ]
         rows = await conn.execute_fetchall(
@@ -418,7 +417,7 @@ def _field_values(fields: NoteFields) -> tuple[Any, ...]:
         fields.due_at,
         orjson.dumps(list(fields.assignees)).decode(),
         fields.excerpt,
-        content_digest(fields),
+        fields.content_digest,
         search_words(fields.title),
         search_words(" ".join(fields.tags)),
     )

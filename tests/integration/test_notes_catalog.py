@@ -130,6 +130,47 @@ async def test_a_rest_edit_counts_and_names_its_author(server: RunningServer) ->
     assert "collab_catalog_dirty_notes 0.0" in metrics
 
 
+async def test_edits_beside_the_fields_move_the_time_and_a_later_field_edit_still_shows(
+    server: RunningServer,
+) -> None:
+    """The indexer reuses a note's fields while no edit reaches `meta` or `body`: the row
+    still takes each edit's author, and the next edit of the fields is read again."""
+    async with YClient.connect(server.doc_url("w1/n1", sub="u2")) as writer:
+        await writer.wait_synced()
+        write_note(writer.doc, "Plan", "First draft")
+        await writer.flush()
+
+        async def titled(title: str) -> bool:
+            return (await listed(server)) == ["n1"] and (await entry_of(server, "n1"))[
+                "title"
+            ] == title
+
+        await eventually(lambda: titled("Plan"), what="the note indexed")
+        async with YClient.connect(server.doc_url("w1/n1", sub="u3")) as other:
+            await other.wait_synced()
+            cursor = other.doc.get("cursor", type=Map)
+            for index in range(3):
+                cursor["at"] = index
+                await other.flush()
+
+            async def moved_by_u3() -> bool:
+                return (await entry_of(server, "n1"))["updated_by"] == "u3"
+
+            await eventually(moved_by_u3, what="the edit beside the fields indexed")
+            entry = await entry_of(server, "n1")
+            assert (entry["title"], entry["excerpt"]) == ("Plan", "First draft")
+            with other.doc.transaction():
+                other.doc.get("meta", type=Map)["title"] = "Plan B"
+                paragraph = other.doc.get("body", type=XmlFragment).children[0]
+                assert isinstance(paragraph, XmlElement)
+                text = paragraph.children[0]
+                assert isinstance(text, XmlText)
+                text.insert(len(text), ", revised")
+            await other.flush()
+            await eventually(lambda: titled("Plan B"), what="the later title edit indexed")
+    assert (await entry_of(server, "n1"))["excerpt"] == "First draft, revised"
+
+
 async def test_values_of_the_wrong_type_or_size_are_indexed_sanitized(
     server: RunningServer,
 ) -> None:
