@@ -1,5 +1,5 @@
 """The load tests run end to end at a tiny size: the generator against a server process with
-real Yjs encodings, and the catalog benchmark's queries over REST."""
+real Yjs encodings, the catalog benchmark's queries over REST, and the indexer's cost loop."""
 
 from __future__ import annotations
 
@@ -124,3 +124,31 @@ def test_catalog_answers_every_query_on_postgres(tmp_path: Path) -> None:
     run = run_catalog(tmp_path, "postgres")
     check_catalog_run(run)
     assert set(run["plans"]) == {query["name"] for query in run["queries"]}
+
+
+@pytest.mark.parametrize("edit", ["cursor", "body"])
+def test_index_cost_runs_the_indexer_over_rooms(edit: str) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(LOADTESTS / "index_cost.py"),
+            "--store",
+            "sqlite",
+            "--rooms",
+            "3",
+            "--passes",
+            "2",
+            "--rounds",
+            "1",
+            "--body-chars",
+            "300",
+            "--edit",
+            edit,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert f"sqlite, {edit} edits: indexing a note costs" in completed.stdout
