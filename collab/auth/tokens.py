@@ -42,6 +42,18 @@ class Role(StrEnum):
     def can_write(self) -> bool:
         return self is not Role.VIEWER
 
+    @property
+    def rank(self) -> int:
+        """Strength: a viewer 1, an editor 2, an owner 3."""
+        return _RANKS[self]
+
+    def capped(self, limit: Role | None) -> Role:
+        """The lesser of this role and `limit` (this role when there is no limit)."""
+        return self if limit is None or self.rank <= limit.rank else limit
+
+
+_RANKS = {Role.VIEWER: 1, Role.EDITOR: 2, Role.OWNER: 3}
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:

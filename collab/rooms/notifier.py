@@ -8,14 +8,15 @@ fills any hole, so a client sees every notification exactly once.
 
 Notes notify people too: after a local change the note's mentions and assignees are read
 (at most once per `check_interval_s` per note) and each member newly mentioned or assigned
-is notified once; the store's dedup key makes that once across all instances.
+is notified once; the store's dedup key makes that once across all instances. Only active
+members of the workspace's directory are notified (seen or added by an owner, not removed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +27,7 @@ from collab.bus.base import Bus
 from collab.errors import StoreError
 from collab.rooms.live import DocumentChange, LiveRoom
 from collab.rooms.mentions import assigned_users, mentioned_users
+from collab.store.members import MemberStore
 from collab.store.notifications import NewNotification, Notification, NotificationStore
 from collab.tasks import cancel_and_wait
 
@@ -34,7 +36,6 @@ log = logging.getLogger(__name__)
 REPLAY_PAGE = 200
 # Beyond this many ids sent by push since the last replay, a replay moves `synced_id` up.
 MAX_SENT_IDS = 10_000
-MAX_WORKSPACES_RECORDED = 100
 MAX_CACHED_KEYS = 100_000
 
 
@@ -74,17 +75,18 @@ class Notifier:
     def __init__(
         self,
         store: NotificationStore,
+        members: MemberStore,
         bus: Bus,
         *,
         check_interval_s: float = 1.0,
     ) -> None:
         self._store = store
+        self._members = members
         self._bus = bus
         self._check_interval_s = check_interval_s
         self._deliveries: dict[str, dict[str, _Delivery]] = {}
         # Caches of what the store already holds, insertion-ordered so that the oldest entry
         # is dropped first when one is full (`_remember`).
-        self._known_members: dict[tuple[str, str], None] = {}
         self._claimed_keys: dict[str, None] = {}
         # Notes changed since the last check, with who changed them last; one timer checks
         # them all, so a thousand busy notes cost one wakeup per interval, not a thousand.
@@ -98,28 +100,6 @@ class Notifier:
             self._next_check = None
         self._changed.clear()
         await cancel_and_wait(self._tasks)
-
-    # -- members -----------------------------------------------------------------------------
-
-    async def remember_identity(
-        self, user_id: str, name: str | None, workspace_ids: Iterable[str]
-    ) -> None:
-        """Record the user as a member of every workspace their token grants a role in
-        (at most MAX_WORKSPACES_RECORDED per call)."""
-        for workspace_id in list(workspace_ids)[:MAX_WORKSPACES_RECORDED]:
-            await self.remember_member(workspace_id, user_id, name)
-
-    async def remember_member(self, workspace_id: str, user_id: str, name: str | None) -> None:
-        """Record a member on first sight (per instance); a store failure is logged only."""
-        key = (workspace_id, user_id)
-        if key in self._known_members:
-            return
-        try:
-            await self._store.record_member(workspace_id, user_id, name)
-        except StoreError as error:
-            log.warning("could not record %s as a member of %s: %s", user_id, workspace_id, error)
-            return
-        _remember(self._known_members, key)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -315,7 +295,7 @@ class Notifier:
         # be claimed (by us or another instance), skip the two store round trips for it.
         if dedup_key in self._claimed_keys:
             return
-        if await self._store.non_members(workspace_id, [user_id]):
+        if await self._members.non_members(workspace_id, [user_id]):
             return
         payload = {"note": note_id, "actor": actor, "title": title}
         created = await self._store.create_notification_once(

@@ -3,7 +3,8 @@
 A backend (memory, SQLite, Postgres) keeps all of it in one database, so one object serves
 every interface and one `open` opens them all. The composition root (`create_app`) holds the
 `Database` and hands each part of the server only the interface it uses: the rooms get
-`Store`, the notifier `NotificationStore`, the revocation service `RevocationStore`.
+`Store`, the notifier `NotificationStore`, the member directory `MemberStore`, the revocation
+service `RevocationStore`.
 
 Adding an interface (the catalog, access and versions are next): a `Protocol` in a module of
 its own under `collab/store/`, added to the bases of `Database`, implemented by every backend
@@ -17,15 +18,17 @@ from typing import Protocol, runtime_checkable
 
 from collab.store.base import Store
 from collab.store.catalog import CatalogStore
+from collab.store.members import MemberStore
 from collab.store.notifications import NotificationStore
 from collab.store.revocations import RevocationStore
 
 
 # Runtime-checkable so a test can check each backend has every method of every interface.
 @runtime_checkable
-class Database(Store, NotificationStore, RevocationStore, CatalogStore, Protocol):
-    """Documents (`Store`), notifications and workspace members (`NotificationStore`),
-    revocations (`RevocationStore`) and the notes catalog (`CatalogStore`) in one database.
+class Database(Store, NotificationStore, MemberStore, RevocationStore, CatalogStore, Protocol):
+    """Documents (`Store`), notifications (`NotificationStore`), the workspaces' member
+    directories (`MemberStore`), revocations (`RevocationStore`) and the notes catalog
+    (`CatalogStore`) in one database.
 
     `open`, `close` and `ping` (declared with `Store`) are the database's: they open, close and
     check every interface at once. Every method raises `StoreError` (and nothing else) when

@@ -19,7 +19,9 @@ from collab.store.catalog import (
     NoteReading,
     NoteStatus,
 )
+from collab.store.members import Member, SeenMember
 from collab.store.memory_catalog import MemoryCatalog
+from collab.store.memory_members import MemoryMembers
 from collab.store.notifications import NewNotification, Notification
 from collab.store.rows import (
     clamp_after_id,
@@ -50,7 +52,7 @@ class MemoryStore:
         self._is_open = False
         self._snapshots: dict[str, bytes] = {}
         self._updates: dict[str, list[bytes]] = {}
-        self._members: dict[tuple[str, str], _Member] = {}
+        self._members = MemoryMembers()
         # Per user, by id; dicts keep insertion order, which is id order.
         self._notifications: dict[str, dict[int, _StoredNotification]] = {}
         self._notification_keys: dict[str, int] = {}
@@ -103,18 +105,6 @@ class MemoryStore:
         self._check_callable()
 
     # --- NotificationStore ----------------------------------------------------------------
-
-    async def record_member(self, workspace_id: str, user_id: str, name: str | None) -> None:
-        self._check_callable()
-        member = self._members.setdefault(
-            (workspace_id, user_id), _Member(name=name, first_seen=format_timestamp())
-        )
-        if name is not None:
-            member.name = name
-
-    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
-        self._check_callable()
-        return [u for u in user_ids if (workspace_id, u) not in self._members]
 
     async def create_notifications(
         self, notifications: Sequence[NewNotification]
@@ -244,6 +234,47 @@ class MemoryStore:
         self._check_callable()
         return self._catalog.first_stored.get(room_id)
 
+    # --- MemberStore ----------------------------------------------------------------------
+
+    async def record_seen(self, seen: Sequence[SeenMember]) -> None:
+        self._check_callable()
+        self._members.record_seen(seen)
+
+    async def put_member(
+        self,
+        workspace_id: str,
+        user_id: str,
+        *,
+        role: str,
+        name: str | None,
+        email: str | None,
+        at: str,
+    ) -> tuple[Member, bool]:
+        self._check_callable()
+        return self._members.put_member(workspace_id, user_id, role=role, name=name, email=email)
+
+    async def remove_member(self, workspace_id: str, user_id: str, *, at: str) -> Member | None:
+        self._check_callable()
+        return self._members.remove_member(workspace_id, user_id, at=at)
+
+    async def get_member(self, workspace_id: str, user_id: str) -> Member | None:
+        self._check_callable()
+        return self._members.get_member(workspace_id, user_id)
+
+    async def list_members(
+        self, workspace_id: str, *, prefix: str = "", after: str = "", limit: int = 50
+    ) -> list[Member]:
+        self._check_callable()
+        return self._members.list_members(workspace_id, prefix=prefix, after=after, limit=limit)
+
+    async def managed_members(self) -> list[Member]:
+        self._check_callable()
+        return self._members.managed_members()
+
+    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
+        self._check_callable()
+        return self._members.non_members(workspace_id, user_ids)
+
     # --- RevocationStore ------------------------------------------------------------------
 
     async def put_revocation(self, user_id: str, until: datetime) -> None:
@@ -295,12 +326,6 @@ class MemoryStore:
             raise fault.with_traceback(None)
         if self.fail_with is not None:
             raise self.fail_with.with_traceback(None)
-
-
-@dataclass(slots=True)
-class _Member:
-    name: str | None
-    first_seen: str
 
 
 @dataclass(slots=True)

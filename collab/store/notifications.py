@@ -1,4 +1,4 @@
-"""The `NotificationStore` interface: durable, user-targeted notifications and workspace members.
+"""The `NotificationStore` interface: durable, user-targeted notifications.
 
 Part of `Database`: every backend (memory, SQLite, Postgres) keeps them beside the documents.
 Ids are assigned by the store, increase with creation order per store, and are what clients
@@ -49,14 +49,6 @@ class Notification:
 
 class NotificationStore(Protocol):
     """Every method raises `StoreError` (and nothing else) when the backend fails."""
-
-    async def record_member(self, workspace_id: str, user_id: str, name: str | None) -> None:
-        """Remember that `user_id` authenticated with a role in `workspace_id` (idempotent;
-        keeps the first-seen time, updates the display name when one is given)."""
-
-    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
-        """Those of `user_ids` never recorded as members of `workspace_id`, in their order
-        (an empty list: all of them are members), in one query however many there are."""
 
     async def create_notifications(
         self, notifications: Sequence[NewNotification]

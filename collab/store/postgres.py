@@ -13,7 +13,7 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pycrdt
 
 from collab.errors import StoreError
-from collab.store import postgres_catalog
+from collab.store import postgres_catalog, postgres_members
 from collab.store.base import StoredDocument
 from collab.store.catalog import (
     CatalogEntry,
@@ -24,6 +24,7 @@ from collab.store.catalog import (
     NoteReading,
     NoteStatus,
 )
+from collab.store.members import Member, SeenMember
 from collab.store.migrations import (
     POSTGRES_DRIVER_ERRORS,
     apply_postgres_migrations,
@@ -109,6 +110,7 @@ class PostgresStore:
             try:
                 async with pool.acquire(timeout=self.connect_timeout_s) as conn:
                     await apply_postgres_migrations(conn)
+                    await postgres_members.fill_name_keys(conn)
             except BaseException as exc:
                 await self._close_pool(pool, exc)
                 if isinstance(exc, StoreError):
@@ -224,34 +226,6 @@ class PostgresStore:
             raise self._error("answering a ping", exc) from exc
 
     # --- NotificationStore ----------------------------------------------------------------
-
-    async def record_member(self, workspace_id: str, user_id: str, name: str | None) -> None:
-        async with self._connection(
-            f"recording member {user_id!r} of workspace {workspace_id!r}"
-        ) as conn:
-            # Updates the row only when the name changes: nothing to write on a reconnect.
-            await conn.execute(
-                "INSERT INTO workspace_members (workspace_id, user_id, name) VALUES ($1, $2, $3) "
-                "ON CONFLICT (workspace_id, user_id) DO UPDATE SET name = excluded.name "
-                "WHERE excluded.name IS NOT NULL "
-                "AND excluded.name IS DISTINCT FROM workspace_members.name",
-                workspace_id,
-                user_id,
-                name,
-            )
-
-    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
-        async with self._connection(
-            f"checking {len(user_ids)} members of workspace {workspace_id!r}"
-        ) as conn:
-            rows = await conn.fetch(
-                "SELECT user_id FROM workspace_members "
-                "WHERE workspace_id = $1 AND user_id = ANY($2::text[])",
-                workspace_id,
-                list(user_ids),
-            )
-        members = {row["user_id"] for row in rows}
-        return [u for u in user_ids if u not in members]
 
     async def create_notifications(
         self, notifications: Sequence[NewNotification]
@@ -445,6 +419,65 @@ class PostgresStore:
     async def first_stored_at(self, room_id: str) -> str | None:
         async with self._connection(f"reading the age of {room_id!r}") as conn:
             return await postgres_catalog.first_stored_at(conn, room_id)
+
+    # --- MemberStore ----------------------------------------------------------------------
+    # Writes run in a READ COMMITTED transaction whatever the server's default: a write that
+    # waited for another instance's write of the same row then reads that row (an upsert
+    # updates it, `put_member` locks it), where a stricter level would fail the write.
+
+    async def record_seen(self, seen: Sequence[SeenMember]) -> None:
+        if not seen:
+            return
+        async with (
+            self._connection(f"recording {len(seen)} members seen") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            await postgres_members.record_seen(conn, seen)
+
+    async def put_member(
+        self,
+        workspace_id: str,
+        user_id: str,
+        *,
+        role: str,
+        name: str | None,
+        email: str | None,
+        at: str,
+    ) -> tuple[Member, bool]:
+        async with (
+            self._connection(f"putting member {user_id!r} of workspace {workspace_id!r}") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_members.put_member(
+                conn, workspace_id, user_id, role=role, name=name, email=email, at=at
+            )
+
+    async def remove_member(self, workspace_id: str, user_id: str, *, at: str) -> Member | None:
+        what = f"removing member {user_id!r} of workspace {workspace_id!r}"
+        async with self._connection(what) as conn, conn.transaction(isolation="read_committed"):
+            return await postgres_members.remove_member(conn, workspace_id, user_id, at=at)
+
+    async def get_member(self, workspace_id: str, user_id: str) -> Member | None:
+        what = f"reading member {user_id!r} of workspace {workspace_id!r}"
+        async with self._connection(what) as conn:
+            return await postgres_members.get_member(conn, workspace_id, user_id)
+
+    async def list_members(
+        self, workspace_id: str, *, prefix: str = "", after: str = "", limit: int = 50
+    ) -> list[Member]:
+        async with self._connection(f"listing the members of workspace {workspace_id!r}") as conn:
+            return await postgres_members.list_members(
+                conn, workspace_id, prefix=prefix, after=after, limit=limit
+            )
+
+    async def managed_members(self) -> list[Member]:
+        async with self._connection("listing the managed members") as conn:
+            return await postgres_members.managed_members(conn)
+
+    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
+        what = f"checking {len(user_ids)} members of workspace {workspace_id!r}"
+        async with self._connection(what) as conn:
+            return await postgres_members.non_members(conn, workspace_id, user_ids)
 
     # --- RevocationStore ------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import orjson
 import pycrdt
 
 from collab.errors import StoreError
-from collab.store import sqlite_catalog
+from collab.store import sqlite_catalog, sqlite_members
 from collab.store.base import StoredDocument
 from collab.store.catalog import (
     CatalogEntry,
@@ -26,6 +26,7 @@ from collab.store.catalog import (
     NoteReading,
     NoteStatus,
 )
+from collab.store.members import Member, SeenMember
 from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
 from collab.store.notifications import NewNotification, Notification
 from collab.store.rows import (
@@ -40,8 +41,6 @@ from collab.store.rows import (
 # Another process (a second server, a backup) may hold the write lock for a moment.
 BUSY_TIMEOUT_MS = 5_000
 THREAD_JOIN_TIMEOUT_S = 5.0
-MAX_IN_LIST = 500
-"""Ids per `IN (...)` list: SQLite caps the parameters of one statement (999 in older builds)."""
 _NOTIFICATION_COLUMNS = "id, user_id, workspace_id, kind, payload, created_at, read_at"
 
 
@@ -79,6 +78,7 @@ class SqliteStore:
             try:
                 await self._configure(conn)
                 await apply_sqlite_migrations(conn)
+                await sqlite_members.fill_name_keys(conn)
             except BaseException as exc:
                 await close_after(conn, exc)
                 if isinstance(exc, StoreError):
@@ -172,32 +172,6 @@ class SqliteStore:
             await conn.execute_fetchall("SELECT 1")
 
     # --- NotificationStore ----------------------------------------------------------------
-
-    async def record_member(self, workspace_id: str, user_id: str, name: str | None) -> None:
-        what = f"recording member {user_id!r} of workspace {workspace_id!r}"
-        async with self._transaction("IMMEDIATE", what) as conn:
-            # Updates the row only when the name changes: nothing to write on a reconnect.
-            await conn.execute(
-                "INSERT INTO workspace_members (workspace_id, user_id, name, first_seen) "
-                "VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (workspace_id, user_id) DO UPDATE SET name = excluded.name "
-                "WHERE excluded.name IS NOT NULL AND excluded.name IS NOT workspace_members.name",
-                (workspace_id, user_id, name, format_timestamp()),
-            )
-
-    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
-        what = f"checking {len(user_ids)} members of workspace {workspace_id!r}"
-        members: set[str] = set()
-        async with self._transaction("DEFERRED", what) as conn:
-            for start in range(0, len(user_ids), MAX_IN_LIST):
-                chunk = list(user_ids[start : start + MAX_IN_LIST])
-                rows = await conn.execute_fetchall(
-                    "SELECT user_id FROM workspace_members WHERE workspace_id = ? "
-                    f"AND user_id IN ({', '.join('?' * len(chunk))})",
-                    (workspace_id, *chunk),
-                )
-                members.update(row[0] for row in rows)
-        return [u for u in user_ids if u not in members]
 
     async def create_notifications(
         self, notifications: Sequence[NewNotification]
@@ -369,6 +343,58 @@ class SqliteStore:
     async def first_stored_at(self, room_id: str) -> str | None:
         async with self._transaction("DEFERRED", f"reading the age of {room_id!r}") as conn:
             return await sqlite_catalog.first_stored_at(conn, room_id)
+
+    # --- MemberStore ----------------------------------------------------------------------
+
+    async def record_seen(self, seen: Sequence[SeenMember]) -> None:
+        if not seen:
+            return
+        async with self._transaction("IMMEDIATE", f"recording {len(seen)} members seen") as conn:
+            await sqlite_members.record_seen(conn, seen)
+
+    async def put_member(
+        self,
+        workspace_id: str,
+        user_id: str,
+        *,
+        role: str,
+        name: str | None,
+        email: str | None,
+        at: str,
+    ) -> tuple[Member, bool]:
+        what = f"putting member {user_id!r} of workspace {workspace_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_members.put_member(
+                conn, workspace_id, user_id, role=role, name=name, email=email, at=at
+            )
+
+    async def remove_member(self, workspace_id: str, user_id: str, *, at: str) -> Member | None:
+        what = f"removing member {user_id!r} of workspace {workspace_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_members.remove_member(conn, workspace_id, user_id, at=at)
+
+    async def get_member(self, workspace_id: str, user_id: str) -> Member | None:
+        what = f"reading member {user_id!r} of workspace {workspace_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_members.get_member(conn, workspace_id, user_id)
+
+    async def list_members(
+        self, workspace_id: str, *, prefix: str = "", after: str = "", limit: int = 50
+    ) -> list[Member]:
+        what = f"listing the members of workspace {workspace_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_members.list_members(
+                conn, workspace_id, prefix=prefix, after=after, limit=limit
+            )
+
+    async def managed_members(self) -> list[Member]:
+        async with self._transaction("DEFERRED", "listing the managed members") as conn:
+            return await sqlite_members.managed_members(conn)
+
+    async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
+        what = f"checking {len(user_ids)} members of workspace {workspace_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_members.non_members(conn, workspace_id, user_ids)
 
     # --- RevocationStore ------------------------------------------------------------------
 

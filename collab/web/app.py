@@ -25,6 +25,7 @@ from collab.store import Database, create_store
 from collab.tasks import cancel_and_wait
 from collab.web import static
 from collab.web.api import dev, documents, health, notes, notifications, presence
+from collab.web.api.members import setup_members
 from collab.web.api.revocations import setup_revocations
 from collab.web.http.connections import ConnectionCounter, connection_slots
 from collab.web.http.errors import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES, json_errors
@@ -109,7 +110,7 @@ def create_app(
     app[STORE] = database
     app[NOTIFICATIONS] = database
     app[CATALOG_STORE] = database
-    notifier = Notifier(app[NOTIFICATIONS], app[BUS])
+    notifier = Notifier(app[NOTIFICATIONS], database, app[BUS])
     app[NOTIFIER] = notifier
     app[PRESENCE_STORE] = (
         presence_store if presence_store is not None else _create_presence_store(settings)
@@ -135,9 +136,11 @@ def create_app(
     )
     catalog.bind(app[ROOMS])
     app.cleanup_ctx.append(_services)
-    # Both run inside _services: the key fetcher and revocations need the store and bus.
+    # These run inside _services: the key fetcher, revocations and the member directory need
+    # the store and bus.
     setup_jwks(app)
     setup_revocations(app, database)
+    setup_members(app, database)
     app.on_shutdown.append(_close_connections)
     app.router.add_get("/ws/docs/{workspace_id}/{note_id}", ws_docs)
     app.router.add_get("/ws/live", ws_live)

@@ -14,6 +14,7 @@ from collab.auth.tokens import TokenVerifier
 from collab.bus.base import Bus
 from collab.presence.base import PresenceStore
 from collab.rooms.catalog import NotesCatalog
+from collab.rooms.directory import MemberDirectory
 from collab.rooms.manager import RoomManager
 from collab.rooms.notifier import Notifier
 from collab.rooms.workspaces import PresenceHub
@@ -43,6 +44,7 @@ NOTIFICATIONS = web.AppKey("notifications", NotificationStore)
 NOTIFIER = web.AppKey("notifier", Notifier)
 CATALOG_STORE = web.AppKey("catalog_store", CatalogStore)
 CATALOG = web.AppKey("catalog", NotesCatalog)
+DIRECTORY = web.AppKey("directory", MemberDirectory)
 PRESENCE = web.AppKey("presence", PresenceHub)
 PRESENCE_STORE = web.AppKey("presence_store", PresenceStore)
 REQUEST_LIMITS: web.AppKey[RequestLimits] = web.AppKey("request_limits")

@@ -51,66 +51,6 @@ async def store(backend: Backend) -> Database:
     return await backend.new_store()
 
 
-# --- members ------------------------------------------------------------------------------
-
-
-async def test_recorded_member_is_a_member_of_that_workspace_only(store: Database) -> None:
-    """Membership holds for the recorded workspace and user, and for no other pair."""
-    await store.record_member(WORKSPACE, USER, "Ann")
-
-    assert await store.non_members(WORKSPACE, [USER]) == []
-    assert await store.non_members(WORKSPACE, [OTHER_USER]) == [OTHER_USER]
-    assert await store.non_members("w2", [USER]) == [USER]
-
-
-async def test_non_members_are_listed_in_the_order_given(store: Database) -> None:
-    """`non_members` returns the ids never recorded in that workspace, in the caller's order,
-    for any number of them (SQLite takes them in chunks)."""
-    await store.record_member(WORKSPACE, USER, "Ann")
-    await store.record_member(WORKSPACE, "u9", None)
-    await store.record_member("w2", OTHER_USER, None)
-
-    assert await store.non_members(WORKSPACE, [OTHER_USER, USER, "u9", "nobody"]) == [
-        OTHER_USER,
-        "nobody",
-    ]
-    assert await store.non_members(WORKSPACE, [USER, "u9"]) == []
-    many = [f"x{i}" for i in range(1200)] + [USER]
-    assert await store.non_members(WORKSPACE, many) == many[:-1]
-
-
-async def test_recording_a_member_again_keeps_first_seen_and_updates_a_given_name(
-    backend: Backend,
-) -> None:
-    """Recording again keeps the first-seen time; a given name replaces the old, None keeps it."""
-    store = await backend.new_store()
-    await store.record_member(WORKSPACE, USER, "Ann")
-    first = await backend.member(store, WORKSPACE, USER)
-
-    await store.record_member(WORKSPACE, USER, None)
-    kept = await backend.member(store, WORKSPACE, USER)
-    await store.record_member(WORKSPACE, USER, "Ann B.")
-    renamed = await backend.member(store, WORKSPACE, USER)
-
-    assert first is not None
-    assert first[0] == "Ann"
-    assert kept == first
-    assert renamed == ("Ann B.", first[1])
-
-
-async def test_a_member_first_seen_without_a_name_gets_one_later(backend: Backend) -> None:
-    """A member recorded without a name takes the first name given afterwards."""
-    store = await backend.new_store()
-    await store.record_member(WORKSPACE, USER, None)
-    await store.record_member(WORKSPACE, USER, None)
-    unnamed = await backend.member(store, WORKSPACE, USER)
-    await store.record_member(WORKSPACE, USER, "Ann")
-
-    assert unnamed is not None
-    assert unnamed[0] is None
-    assert await backend.member(store, WORKSPACE, USER) == ("Ann", unnamed[1])
-
-
 # --- creating and listing -----------------------------------------------------------------
 
 
@@ -374,11 +314,8 @@ async def test_concurrent_mark_read_reports_each_id_once(backend: Backend) -> No
 # --- durability and failure ---------------------------------------------------------------
 
 
-async def test_closing_and_opening_the_store_keeps_notifications_and_members(
-    store: Database,
-) -> None:
-    """After `close` and `open` the same store lists the same notifications and members."""
-    await store.record_member(WORKSPACE, USER, "Ann")
+async def test_closing_and_opening_the_store_keeps_notifications(store: Database) -> None:
+    """After `close` and `open` the same store lists the same notifications and keys."""
     await store.create_notifications([new(), new()])
     await store.create_notification_once("key", new())
     before = await store.list_notifications(USER)
@@ -387,17 +324,15 @@ async def test_closing_and_opening_the_store_keeps_notifications_and_members(
     await store.open()
 
     assert await store.list_notifications(USER) == before
-    assert await store.non_members(WORKSPACE, [USER]) == []
     assert await store.create_notification_once("key", new()) is None
 
 
 async def test_a_new_instance_on_the_same_database_sees_everything(
     durable_backend: Backend,
 ) -> None:
-    """A new store on the same database keeps notifications, members and dedup keys, and its
-    ids continue after the old ones."""
+    """A new store on the same database keeps notifications and dedup keys, and its ids
+    continue after the old ones."""
     first = await durable_backend.new_store()
-    await first.record_member(WORKSPACE, USER, "Ann")
     created = await first.create_notifications([new(), new()])
     await first.mark_read(USER, [created[0].id])
     await first.create_notification_once("key", new())
@@ -407,7 +342,6 @@ async def test_a_new_instance_on_the_same_database_sees_everything(
     second = await durable_backend.another_store(first)
 
     assert await second.list_notifications(USER) == before
-    assert await second.non_members(WORKSPACE, [USER]) == []
     assert await second.create_notification_once("key", new()) is None
     [later] = await second.create_notifications([new()])
     assert later.id > before[-1].id
@@ -420,8 +354,6 @@ async def test_closed_store_raises_store_error_for_every_notification_call(
     await store.close()
 
     calls = [
-        store.record_member(WORKSPACE, USER, "Ann"),
-        store.non_members(WORKSPACE, [USER]),
         store.create_notifications([new()]),
         store.create_notification_once("key", new()),
         store.list_notifications(USER),

@@ -12,8 +12,10 @@ from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 from collab.bus.memory import MemoryBus
 from collab.rooms.manager import LiveRoom, RoomLimits, RoomManager
 from collab.rooms.notifier import Notifier, user_room
+from collab.store.members import SeenMember
 from collab.store.memory import MemoryStore
 from collab.store.notifications import NewNotification, Notification
+from collab.store.rows import format_timestamp
 from tests.support.waiting import eventually
 
 
@@ -35,7 +37,7 @@ async def _setup() -> tuple[MemoryStore, Notifier, FakeClient]:
     await store.open()
     bus = MemoryBus()
     await bus.start()
-    notifier = Notifier(store, bus)
+    notifier = Notifier(store, store, bus)
     client = FakeClient("u2")
     await notifier.attach(client, 0)
     return store, notifier, client
@@ -94,9 +96,13 @@ async def test_mentions_are_checked_for_changes_made_here_only() -> None:
     await store.open()
     bus = MemoryBus()
     await bus.start()
-    notifier = Notifier(store, bus, check_interval_s=0.01)
-    await store.record_member("w1", "u2", "U2")
-    await store.record_member("w1", "u3", "U3")
+    notifier = Notifier(store, store, bus, check_interval_s=0.01)
+    await store.record_seen(
+        [
+            SeenMember("w1", "u2", "U2", "editor", format_timestamp()),
+            SeenMember("w1", "u3", "U3", "editor", format_timestamp()),
+        ]
+    )
     client = FakeClient("u2")
     await notifier.attach(client, 0)
     other = FakeClient("u3")
@@ -130,13 +136,17 @@ async def _notes() -> tuple[MemoryStore, Notifier, RoomManager]:
     await store.open()
     bus = MemoryBus()
     await bus.start()
-    notifier = Notifier(store, bus, check_interval_s=0.01)
+    notifier = Notifier(store, store, bus, check_interval_s=0.01)
     rooms = RoomManager(
         store, bus, RoomLimits(flush_interval_s=0.01), listeners=[notifier.document_changed]
     )
     await rooms.start()
-    for user_id in ("u1", "u2", "u3"):
-        await store.record_member("w1", user_id, None)
+    await store.record_seen(
+        [
+            SeenMember("w1", user_id, None, "editor", format_timestamp())
+            for user_id in ("u1", "u2", "u3")
+        ]
+    )
     return store, notifier, rooms
 
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from pycrdt import Array, Doc, Map, Text
 
+from collab.errors import StoreError
 from collab.rooms.manager import LiveRoom
 from collab.store.base import StoredDocument
 from collab.store.memory import MemoryStore
@@ -194,19 +195,34 @@ async def test_a_failed_load_refuses_the_room_and_keeps_the_stored_document(
     start_server: StartServer,
 ) -> None:
     """When the store cannot load a document, clients get 503 and nothing is overwritten."""
-    from collab.errors import StoreError
 
-    store = MemoryStore()
+    store = FailingLoadStore()
     server = await start_server(store=store)
     seed = Doc()
     seed.get("t", type=Text).insert(0, "precious")
     await store.append_updates([("w1/n1", seed.get_update())])
-    store.fail_next = StoreError("disk on fire")
+    store.fail_next_load = StoreError("disk on fire")
     status, body = await connect_http_error(server.doc_url())
     assert status == 503
     assert b"room_unavailable" in body
     async with YClient.connect(server.doc_url()) as client:
         await client.wait_until(lambda: text_of(client) == "precious")
+
+
+class FailingLoadStore(MemoryStore):
+    """A MemoryStore whose next `load` raises `fail_next_load`: the room's load fails, and
+    nothing else the server asks of the store in the meantime (recording members, reloading
+    decisions after a bus resync) takes the fault instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_load: StoreError | None = None
+
+    async def load(self, room_id: str) -> StoredDocument:
+        if self.fail_next_load is not None:
+            fault, self.fail_next_load = self.fail_next_load, None
+            raise fault
+        return await super().load(room_id)
 
 
 class GatedStore(MemoryStore):
@@ -236,11 +252,9 @@ async def test_readiness_recovers_after_a_failed_load(start_server: StartServer)
     """A load that failed marks the store unhealthy only until the store answers again."""
     import aiohttp
 
-    from collab.errors import StoreError
-
-    store = MemoryStore()
+    store = FailingLoadStore()
     server = await start_server(store=store)
-    store.fail_next = StoreError("blip")
+    store.fail_next_load = StoreError("blip")
     status, _ = await connect_http_error(server.doc_url())
     assert status == 503
     async with YClient.connect(server.doc_url()) as client:

@@ -4,13 +4,11 @@ contract suites build on (`Backend`, `open_backend`)."""
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from collab.store import Database, MemoryStore, PostgresStore, SqliteStore
@@ -49,29 +47,6 @@ class Backend:
         if isinstance(store, PostgresStore):
             return await self._open(PostgresStore(location), location)
         return store
-
-    async def member(
-        self, store: Database, workspace_id: str, user_id: str
-    ) -> tuple[str | None, str] | None:
-        """The stored `(name, first_seen)` of a member, read behind the store's back."""
-        if isinstance(store, MemoryStore):
-            found = store._members.get((workspace_id, user_id))
-            return None if found is None else (found.name, found.first_seen)
-        query = (
-            "SELECT name, first_seen FROM workspace_members "
-            "WHERE workspace_id = {} AND user_id = {}"
-        )
-        if isinstance(store, SqliteStore):
-            with sqlite3.connect(self.locations[id(store)]) as conn:
-                rows = conn.execute(query.format("?", "?"), (workspace_id, user_id)).fetchall()
-            conn.close()
-            return None if not rows else (rows[0][0], rows[0][1])
-        conn = await asyncpg.connect(self.locations[id(store)])
-        try:
-            row = await conn.fetchrow(query.format("$1", "$2"), workspace_id, user_id)
-        finally:
-            await conn.close()
-        return None if row is None else (row["name"], row["first_seen"])
 
     async def close(self) -> None:
         for store in self.opened:

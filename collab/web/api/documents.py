@@ -12,7 +12,7 @@ from collab.errors import ForbiddenError
 from collab.rooms.snapshot import document_to_json
 from collab.web.api.responses import dumps
 from collab.web.http.requests import authenticate, room_of
-from collab.web.keys import CATALOG, NOTIFIER, ROOMS
+from collab.web.keys import CATALOG, ROOMS
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,8 @@ def _wants_binary(request: web.Request) -> bool:
 
 
 async def get_document(request: web.Request) -> web.StreamResponse:
-    identity = authenticate(request)
+    identity = await authenticate(request)
     room_id, _ = room_of(request, identity)
-    await request.app[NOTIFIER].remember_identity(
-        identity.user_id, identity.name, identity.workspaces
-    )
     await request.app[CATALOG].check_open(room_id)
     async with request.app[ROOMS].holding(room_id) as live:
         state = live.room.encode_state()
@@ -54,7 +51,7 @@ async def get_document(request: web.Request) -> web.StreamResponse:
 
 
 async def post_update(request: web.Request) -> web.StreamResponse:
-    identity = authenticate(request)
+    identity = await authenticate(request)
     room_id, role = room_of(request, identity)
     if not role.can_write:
         raise ForbiddenError(f"role {role.value!r} cannot change documents")

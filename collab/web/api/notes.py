@@ -34,7 +34,7 @@ from collab.web.http.requests import (
     valid_id,
     workspace_of,
 )
-from collab.web.keys import CATALOG, CATALOG_STORE, NOTIFIER
+from collab.web.keys import CATALOG, CATALOG_STORE
 
 MAX_NOTE_REQUEST_BYTES = 1024 * 1024
 MAX_TEXT_CHARS = 256 * 1024
@@ -45,27 +45,19 @@ _CREATE_FIELDS = frozenset(
 
 async def _caller(request: web.Request) -> tuple[Identity, str, Role]:
     """The caller, the workspace the URL names and their role in it (the rules of every
-    other endpoint: `workspace_of`); the caller is recorded as a member."""
-    identity = authenticate(request)
+    other endpoint: `workspace_of`)."""
+    identity = await authenticate(request)
     workspace_id, role = workspace_of(request, identity)
-    await _remember(request, identity)
     return identity, workspace_id, role
 
 
 async def _note_caller(request: web.Request) -> tuple[str, str, Role]:
     """The workspace and note the URL names and the caller's role there (`room_of`, as the
-    document endpoints decide it); the caller is recorded as a member."""
-    identity = authenticate(request)
+    document endpoints decide it)."""
+    identity = await authenticate(request)
     room_id, role = room_of(request, identity)
-    await _remember(request, identity)
     workspace_id, note_id = room_parts(room_id)
     return workspace_id, note_id, role
-
-
-async def _remember(request: web.Request, identity: Identity) -> None:
-    await request.app[NOTIFIER].remember_identity(
-        identity.user_id, identity.name, identity.workspaces
-    )
 
 
 def _require(role: Role, *allowed: Role, to: str) -> None:

@@ -7,8 +7,8 @@ from aiohttp import web
 from collab.errors import ForbiddenError
 from collab.store.notifications import MAX_PAGE, NewNotification
 from collab.web.api.responses import json_body
-from collab.web.http.requests import authenticate, read_json_object, valid_id
-from collab.web.keys import NOTIFICATIONS, NOTIFIER
+from collab.web.http.requests import authenticate, read_json_object, role_in, valid_id
+from collab.web.keys import DIRECTORY, NOTIFICATIONS, NOTIFIER
 
 MAX_RECIPIENTS = 100
 MAX_TITLE_CHARS = 200
@@ -22,7 +22,7 @@ def _unprocessable(message: str) -> web.HTTPException:
 
 
 async def post_notification(request: web.Request) -> web.StreamResponse:
-    identity = authenticate(request)
+    identity = await authenticate(request)
     body = await read_json_object(
         request,
         max_bytes=MAX_NOTIFICATION_REQUEST_BYTES,
@@ -32,7 +32,7 @@ async def post_notification(request: web.Request) -> web.StreamResponse:
     if not isinstance(workspace_id, str):
         raise _unprocessable("'workspace' must be a workspace id")
     valid_id("workspace", workspace_id)
-    identity.role_in(workspace_id)
+    role_in(request, identity, workspace_id)
     recipients = body.get("recipients")
     if (
         not isinstance(recipients, list)
@@ -51,14 +51,12 @@ async def post_notification(request: web.Request) -> web.StreamResponse:
     if link is not None and (not isinstance(link, str) or len(link) > MAX_LINK_CHARS):
         raise _unprocessable(f"'link' must be a string of at most {MAX_LINK_CHARS} characters")
     notifier = request.app[NOTIFIER]
-    store = request.app[NOTIFICATIONS]
-    await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
     unique = list(dict.fromkeys(recipients))
-    strangers = await store.non_members(workspace_id, unique)
+    strangers = await request.app[DIRECTORY].non_members(workspace_id, unique)
     if strangers:
         raise ForbiddenError(
             f"not members of workspace {workspace_id!r}: {', '.join(strangers[:10])} "
-            "(a member is a user who has opened the workspace)"
+            "(a member has opened the workspace or was added by an owner, and not removed)"
         )
     payload = {
         "title": title,
@@ -74,7 +72,7 @@ async def post_notification(request: web.Request) -> web.StreamResponse:
 
 
 async def list_notifications(request: web.Request) -> web.StreamResponse:
-    identity = authenticate(request)
+    identity = await authenticate(request)
     after = _int_query(request, "after", 0)
     limit = _int_query(request, "limit", 100)
     if not 1 <= limit <= MAX_PAGE:
@@ -97,7 +95,7 @@ async def list_notifications(request: web.Request) -> web.StreamResponse:
 
 
 async def read_notification(request: web.Request) -> web.StreamResponse:
-    identity = authenticate(request)
+    identity = await authenticate(request)
     raw_id = request.match_info["notification_id"]
     if not raw_id.isdigit() or len(raw_id) > 18:
         raise web.HTTPNotFound(text=f"no notification {raw_id[:32]!r}")
@@ -106,7 +104,7 @@ async def read_notification(request: web.Request) -> web.StreamResponse:
 
 
 async def read_all_notifications(request: web.Request) -> web.StreamResponse:
-    identity = authenticate(request)
+    identity = await authenticate(request)
     changed, unread = await request.app[NOTIFIER].mark_read(identity.user_id, None)
     return json_body({"read": changed, "unread": unread})
 

@@ -7,15 +7,12 @@ from aiohttp import web
 
 from collab.web.api.responses import json_body
 from collab.web.http.requests import authenticate, workspace_of
-from collab.web.keys import NOTIFIER, PRESENCE
+from collab.web.keys import PRESENCE
 
 
 async def get_presence(request: web.Request) -> web.StreamResponse:
-    identity = authenticate(request)
+    identity = await authenticate(request)
     workspace_id, _ = workspace_of(request, identity)
-    await request.app[NOTIFIER].remember_identity(
-        identity.user_id, identity.name, identity.workspaces
-    )
     users = await request.app[PRESENCE].snapshot(workspace_id)
     return json_body({"workspace": workspace_id, "users": users})
 

@@ -10,7 +10,7 @@ from aiohttp import hdrs, web
 
 from collab.auth.tokens import Identity, Role
 from collab.errors import AuthError, ForbiddenError
-from collab.web.keys import SETTINGS, VERIFIER
+from collab.web.keys import DIRECTORY, SETTINGS, VERIFIER
 
 JSON = "application/json"
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
@@ -38,13 +38,16 @@ def offered_token(request: web.Request, *, allow_query: bool) -> str:
         return ""
 
 
-def authenticate(request: web.Request, *, allow_query: bool = False) -> Identity:
+async def authenticate(request: web.Request, *, allow_query: bool = False) -> Identity:
     """Verify the request's token (`allow_query` for the WebSocket endpoints, which also take
-    `?token=`). Raises `AuthError`, saying where this endpoint takes the token when none came."""
+    `?token=`) and record its user as seen in the workspaces it names (the member directory).
+    Raises `AuthError`, saying where this endpoint takes the token when none came."""
     token = bearer_token(request, allow_query=allow_query)
     if not token:
         raise AuthError(_missing_token_message(request, allow_query=allow_query))
-    return request.app[VERIFIER].verify(token)
+    identity = request.app[VERIFIER].verify(token)
+    await request.app[DIRECTORY].seen(identity)
+    return identity
 
 
 def _missing_token_message(request: web.Request, *, allow_query: bool) -> str:
@@ -104,17 +107,23 @@ def valid_id(kind: str, value: str) -> str:
     return value
 
 
+def role_in(request: web.Request, identity: Identity, workspace_id: str) -> Role:
+    """The caller's role in a workspace: the token's, as the member directory caps it.
+    Raises `ForbiddenError` without one, or for a member an owner removed."""
+    return request.app[DIRECTORY].role(identity, workspace_id)
+
+
 def workspace_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
-    """The workspace id named by the URL and the caller's role in it.
+    """The workspace id named by the URL and the caller's role in it (`role_in`).
 
     Raises `HTTPNotFound` for a malformed id and `ForbiddenError` without a role.
     """
     workspace_id = valid_id("workspace", request.match_info["workspace_id"])
-    return workspace_id, identity.role_in(workspace_id)
+    return workspace_id, role_in(request, identity, workspace_id)
 
 
 def room_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
-    """The room id named by the URL and the caller's role in its workspace.
+    """The room id named by the URL and the caller's role in its workspace (`role_in`).
 
     Raises `HTTPNotFound` for malformed ids and `ForbiddenError` without a role.
     """
@@ -122,7 +131,7 @@ def room_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
     note_id = request.match_info["note_id"]
     valid_id("workspace", workspace_id)
     valid_id("note", note_id)
-    return f"{workspace_id}/{note_id}", identity.role_in(workspace_id)
+    return f"{workspace_id}/{note_id}", role_in(request, identity, workspace_id)
 
 
 def check_origin(request: web.Request) -> None:

@@ -18,6 +18,7 @@ from collab.errors import AuthError, ForbiddenError, ProtocolError, UnsupportedM
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import decode_token_refresh, encode_permission_denied
 from collab.protocol.websocket import OutgoingFrame
+from collab.rooms.directory import MemberDirectory
 from collab.rooms.peer import Peer
 
 log = logging.getLogger(__name__)
@@ -43,15 +44,23 @@ class RefreshRefused(AuthError):
 class TokenSession:
     """One connection's token: its identity, expiry timer and place in the registry."""
 
-    __slots__ = ("_sessions", "_timer", "identity", "kind", "peer")
+    __slots__ = ("_sessions", "_timer", "identity", "kind", "peer", "workspace_id")
 
     def __init__(
-        self, sessions: Sessions, peer: Peer, identity: Identity, *, kind: ConnectionKind
+        self,
+        sessions: Sessions,
+        peer: Peer,
+        identity: Identity,
+        *,
+        kind: ConnectionKind,
+        workspace_id: str | None,
     ) -> None:
         self.peer = peer
         self.identity = identity
         self._sessions = sessions
         self.kind = kind
+        # The workspace of a `/ws/docs` connection's note (a live connection spans several).
+        self.workspace_id = workspace_id
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -119,11 +128,19 @@ class Sessions:
         self._by_user: dict[str, set[TokenSession]] = {}
         self.opened_total: dict[ConnectionKind, int] = dict.fromkeys(CONNECTION_KINDS, 0)
 
-    def open(self, peer: Peer, identity: Identity, *, kind: ConnectionKind) -> TokenSession:
-        """Register a connection that just authenticated and start its expiry timer. A user
-        revoked while the upgrade was in progress (awaiting the room or the handshake, after
-        the token check) is closed at once."""
-        session = TokenSession(self, peer, identity, kind=kind)
+    def open(
+        self,
+        peer: Peer,
+        identity: Identity,
+        *,
+        kind: ConnectionKind,
+        workspace_id: str | None = None,
+    ) -> TokenSession:
+        """Register a connection that just authenticated (`workspace_id`: a document
+        connection's) and start its expiry timer. A user revoked while the upgrade was in
+        progress (awaiting the room or the handshake, after the token check) is closed at
+        once."""
+        session = TokenSession(self, peer, identity, kind=kind, workspace_id=workspace_id)
         self._by_user.setdefault(identity.user_id, set()).add(session)
         self.opened_total[kind] += 1
         if self.verifier.revocations.revoked_until(identity.user_id) is not None:
@@ -145,6 +162,16 @@ class Sessions:
             session.peer.request_close(code, reason)
         return len(sessions)
 
+    def in_workspace(self, user_id: str, workspace_id: str) -> list[TokenSession]:
+        """The user's connections that reach into a workspace: document connections to its
+        notes, and live connections whose token names it (they may be subscribed)."""
+        return [
+            session
+            for session in self._by_user.get(user_id, ())
+            if session.workspace_id == workspace_id
+            or (session.kind == "live" and workspace_id in session.identity.workspaces)
+        ]
+
     def peers(self, kind: ConnectionKind) -> list[Peer]:
         """The peers of the open connections of one kind (read at scrape time)."""
         return [s.peer for group in self._by_user.values() for s in group if s.kind == kind]
@@ -153,7 +180,9 @@ class Sessions:
         return sum(len(group) for group in self._by_user.values())
 
 
-async def refresh_docs_connection(session: TokenSession, frame: bytes, workspace_id: str) -> bool:
+async def refresh_docs_connection(
+    session: TokenSession, frame: bytes, workspace_id: str, directory: MemberDirectory
+) -> bool:
     """Handle a `/ws/docs` client's auth frame: a token refresh (`[2][1][token]`). On
     success the new role takes effect (a viewer stops writing) and the expiry moves; the
     client is sent nothing. Otherwise the client gets y-protocols' permission-denied message
@@ -163,12 +192,10 @@ async def refresh_docs_connection(session: TokenSession, frame: bytes, workspace
     try:
         refresh = decode_token_refresh(frame)
         identity = await session.verify_refresh(refresh.token)
-        role = identity.workspaces.get(workspace_id)
-        if role is None:
-            raise RefreshRefused(
-                CloseCode.FORBIDDEN,
-                f"refresh refused: the token grants no role in workspace {workspace_id!r}",
-            )
+        try:
+            role = directory.role(identity, workspace_id)
+        except ForbiddenError as error:
+            raise RefreshRefused(CloseCode.FORBIDDEN, f"refresh refused: {error}") from None
     except ProtocolError as error:
         code = (
             CloseCode.UNSUPPORTED_DATA

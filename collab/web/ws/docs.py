@@ -25,7 +25,15 @@ from collab.rooms.peer import Coalescing, OutboxLimits, Peer
 from collab.tasks import spawn
 from collab.web.http.connections import Slot
 from collab.web.http.requests import authenticate, check_origin, room_of
-from collab.web.keys import CATALOG, CONNECTIONS, NOTIFIER, PRESENCE, ROOMS, SESSIONS, SETTINGS
+from collab.web.keys import (
+    CATALOG,
+    CONNECTIONS,
+    DIRECTORY,
+    PRESENCE,
+    ROOMS,
+    SESSIONS,
+    SETTINGS,
+)
 from collab.web.sockets.rates import MessageRate
 from collab.web.sockets.sessions import TokenSession, refresh_docs_connection
 from collab.web.sockets.websocket import ServerWebSocket, accept_websocket, check_upgrade
@@ -50,10 +58,9 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     rooms = request.app[ROOMS]
     presence = request.app[PRESENCE]
-    notifier = request.app[NOTIFIER]
     connections = request.app[CONNECTIONS]
     check_origin(request)
-    identity = authenticate(request, allow_query=True)
+    identity = await authenticate(request, allow_query=True)
     room_id, role = room_of(request, identity)
     check_upgrade(request)
     if role.can_write:
@@ -64,7 +71,6 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     peer_id = uuid.uuid4().hex[:12]
     live = await rooms.acquire(room_id)
     try:
-        await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
         # Deleted while this request awaited: its close went to the peers already joined.
         catalog.check_known(room_id)
         socket, response = await accept_websocket(
@@ -99,7 +105,9 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         rooms.join(live, peer)
         workspace_id, _, note_id = room_id.partition("/")
         presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
-        connection.session = request.app[SESSIONS].open(peer, identity, kind="docs")
+        connection.session = request.app[SESSIONS].open(
+            peer, identity, kind="docs", workspace_id=workspace_id
+        )
     except Exception:
         # A bug of ours after the upgrade: the client gets 1011 like any connection that hits
         # one, and the connection's cleanup (on close) undoes whichever steps were done.
@@ -218,7 +226,9 @@ class DocsConnection:
     async def _refresh(self, frame: bytes) -> None:
         workspace_id = self._live.room_id.partition("/")[0]
         assert self.session is not None  # a closing peer's messages never get here
-        stays_open = await refresh_docs_connection(self.session, frame, workspace_id)
+        stays_open = await refresh_docs_connection(
+            self.session, frame, workspace_id, self._app[DIRECTORY]
+        )
         self._release_held(stays_open)
 
     def _release_held(self, stays_open: bool) -> None:

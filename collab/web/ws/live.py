@@ -29,7 +29,15 @@ from collab.rooms.peer import OutboxLimits, Peer
 from collab.tasks import spawn
 from collab.web.http.connections import Slot
 from collab.web.http.requests import authenticate, check_origin
-from collab.web.keys import CONNECTIONS, METRICS, NOTIFIER, PRESENCE, SESSIONS, SETTINGS
+from collab.web.keys import (
+    CONNECTIONS,
+    DIRECTORY,
+    METRICS,
+    NOTIFIER,
+    PRESENCE,
+    SESSIONS,
+    SETTINGS,
+)
 from collab.web.sockets.rates import MessageRate
 from collab.web.sockets.sessions import RefreshRefused, TokenSession
 from collab.web.sockets.websocket import ServerWebSocket, accept_websocket, check_upgrade
@@ -128,7 +136,7 @@ class LiveMessageError(ProtocolError):
 async def ws_live(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     check_origin(request)
-    identity = authenticate(request, allow_query=True)
+    identity = await authenticate(request, allow_query=True)
     after_raw = request.query.get("after", "0")
     if not after_raw.isdigit() or len(after_raw) > 18:
         raise web.HTTPBadRequest(text="?after must be a notification id (a non-negative integer)")
@@ -186,7 +194,6 @@ async def _serve(
     presence.connect(connection.connection_id, identity.user_id, identity.name)
     connection.session = app[SESSIONS].open(peer, identity, kind="live")
     try:
-        await notifier.remember_identity(identity.user_id, identity.name, identity.workspaces)
         try:
             await notifier.attach(connection, after_id)
         except StoreError as error:
@@ -281,14 +288,14 @@ def _error(code: str, message: str, ref: Any = None) -> dict[str, Any]:
     return event
 
 
-def _workspace_of(connection: LiveConnection, message: dict[str, Any]) -> str:
+def _workspace_of(app: web.Application, connection: LiveConnection, message: dict[str, Any]) -> str:
     workspace_id = message.get("workspace")
     if not isinstance(workspace_id, str) or not workspace_id or len(workspace_id) > 128:
         raise LiveMessageError("invalid_message", "'workspace' must be a workspace id")
     try:
-        connection.identity.role_in(workspace_id)
-    except AuthError:
-        raise LiveMessageError("forbidden", f"no role in workspace {workspace_id!r}") from None
+        app[DIRECTORY].role(connection.identity, workspace_id)
+    except AuthError as error:
+        raise LiveMessageError("forbidden", str(error)) from None
     return workspace_id
 
 
@@ -306,7 +313,7 @@ async def _handle(
     if kind == "ping":
         reply = {"type": "pong"}
     elif kind == "subscribe":
-        workspace_id = _workspace_of(connection, message)
+        workspace_id = _workspace_of(app, connection, message)
         if workspace_id not in connection.workspaces:
             if len(connection.workspaces) >= MAX_SUBSCRIPTIONS:
                 raise LiveMessageError(
@@ -317,14 +324,14 @@ async def _handle(
         users = await presence.subscribe(workspace_id, connection)
         reply = {"type": "presence.snapshot", "workspace": workspace_id, "users": users}
     elif kind == "unsubscribe":
-        workspace_id = _workspace_of(connection, message)
+        workspace_id = _workspace_of(app, connection, message)
         if workspace_id in connection.workspaces:
             connection.workspaces.discard(workspace_id)
             presence.leave_workspace(connection.connection_id, workspace_id)
             await presence.unsubscribe(workspace_id, connection)
         reply = {"type": "unsubscribed", "workspace": workspace_id}
     elif kind == "presence.status":
-        workspace_id = _workspace_of(connection, message)
+        workspace_id = _workspace_of(app, connection, message)
         status = message.get("status")
         if status is not None and (not isinstance(status, str) or len(status) > MAX_STATUS_CHARS):
             raise LiveMessageError(
