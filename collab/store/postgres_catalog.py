@@ -15,7 +15,7 @@ documents while it deletes (`lock_out_writes`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -393,6 +393,14 @@ async def first_stored_at(conn: Any, room_id: str) -> str | None:
         room_id,
     )
     return None if found is None else format_timestamp(found)
+
+
+async def purged_rooms(conn: Any, room_ids: Collection[str]) -> set[str]:
+    """Those of `room_ids` whose note was purged (a tombstone), in one query."""
+    rows = await conn.fetch(
+        "SELECT room_id FROM note_tombstones WHERE room_id = ANY($1::text[])", list(room_ids)
+    )
+    return {row[0] for row in rows}
 
 
 async def is_purged(conn: Any, room_id: str) -> bool:

@@ -11,7 +11,7 @@ sort's `coalesce`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -35,6 +35,8 @@ from collab.store.catalog import (
     search_words,
 )
 
+# Room ids per statement of `purged_rooms`: under SQLite's parameter cap.
+PURGED_CHECK_BATCH = 500
 # Readings per statement of `index_unchanged`: 6 parameters each, under SQLite's 32,766.
 UNCHANGED_BATCH = 500
 _ENTRY_COLUMNS = (
@@ -334,6 +336,21 @@ async def first_stored_at(conn: aiosqlite.Connection, room_id: str) -> str | Non
 
 async def is_purged(conn: aiosqlite.Connection, room_id: str) -> bool:
     return await _is_purged(conn, room_id)
+
+
+async def purged_rooms(conn: aiosqlite.Connection, room_ids: Collection[str]) -> set[str]:
+    """Those of `room_ids` whose note was purged (a tombstone), one query per
+    `PURGED_CHECK_BATCH` rooms."""
+    ids = list(room_ids)
+    purged: set[str] = set()
+    for start in range(0, len(ids), PURGED_CHECK_BATCH):
+        chunk = ids[start : start + PURGED_CHECK_BATCH]
+        rows = await conn.execute_fetchall(
+            f"SELECT room_id FROM note_tombstones WHERE room_id IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        )
+        purged.update(row[0] for row in rows)
+    return purged
 
 
 async def _ranked_page(
