@@ -34,6 +34,7 @@ SCENARIOS = [
     "concurrent-typing",
     "remote-cursor",
     "presence",
+    "mention-autocomplete",
     "meta-and-assignment",
     "notifications",
     "offline-edits-merge",

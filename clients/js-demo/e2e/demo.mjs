@@ -201,6 +201,30 @@ const scenarios = {
     }
   },
 
+  async 'mention-autocomplete' () {
+    const { alice, bob } = users
+    // Both are in the workspace's member directory since they signed in.
+    const unreadBefore = await unreadCount(bob.page)
+    await typeAtEnd(alice.page, ` Ping @${bob.sub.slice(0, 2)}`)
+    const suggestion = alice.page.locator(`[data-testid="mention-suggestion"][data-user="${bob.sub}"]`)
+    await suggestion.waitFor({ timeout: TIMEOUT_MS })
+    assert((await suggestion.textContent()).includes(bob.name), 'the suggestion lacks the member\'s name')
+    await screenshots('mention-suggestions')
+    await suggestion.click()
+    await testid(alice.page, 'mention-suggestions').waitFor({ state: 'hidden', timeout: TIMEOUT_MS })
+    await alice.page.keyboard.type('thanks.', { delay: 10 })
+    await converged('the chosen mention reached both editors', [`Ping @${bob.sub} thanks.`])
+    await eventually('bob is notified of the mention', async () =>
+      (await unreadCount(bob.page)) === unreadBefore + 1)
+    // Escape closes the menu, and typing on does not reopen it for the same @.
+    await typeAtEnd(alice.page, ' @')
+    await testid(alice.page, 'mention-suggestion').first().waitFor({ timeout: TIMEOUT_MS })
+    await alice.page.keyboard.press('Escape')
+    await testid(alice.page, 'mention-suggestions').waitFor({ state: 'hidden', timeout: TIMEOUT_MS })
+    await alice.page.keyboard.press('Backspace')
+    await alice.page.keyboard.press('Backspace')
+  },
+
   async 'meta-and-assignment' () {
     const { alice, bob } = users
     const unreadBefore = await unreadCount(bob.page)

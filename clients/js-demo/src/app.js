@@ -2,7 +2,7 @@
 // sidebar of notes from the server's catalog, the editor with its title, and the details panel.
 // Routes on the hash. A note shown is open in the editor, or, when it was trashed or purged,
 // a message saying so (with Restore for a trashed one).
-import { wsOrigin } from './api.js'
+import { api, wsOrigin } from './api.js'
 import { Bell } from './bell.js'
 import { NoteCatalog } from './catalog.js'
 import { colorFor } from './colors.js'
@@ -150,6 +150,16 @@ export class App {
     return this.role === 'owner' || this.role === 'editor'
   }
 
+  // The workspace's member directory, for assignee suggestions and names (members who never
+  // signed in included); best effort: presence still names whoever is online.
+  async loadMembers (workspace) {
+    try {
+      const page = await api(`/api/v1/workspaces/${encodeURIComponent(workspace)}/members?limit=200`,
+        { token: this.session.token })
+      if (this.workspace === workspace) this.presence.learnMembers(page.members)
+    } catch {}
+  }
+
   openWorkspace (workspace) {
     this.closeNote()
     this.closeWorkspace()
@@ -158,6 +168,7 @@ export class App {
     this.presence.setWorkspace(workspace)
     if (!this.role) return
     this.live.subscribe(workspace)
+    this.loadMembers(workspace)
     this.catalog = new NoteCatalog({
       workspace,
       token: this.session.token,

@@ -9,6 +9,7 @@ import StarterKit from '@tiptap/starter-kit'
 import Collaboration from '@tiptap/extension-collaboration'
 import CollaborationCursor from '@tiptap/extension-collaboration-cursor'
 import { wsOrigin } from './api.js'
+import { MentionSuggestions } from './mentions.js'
 import { h } from './dom.js'
 
 // How long after the last local edit the socket must be drained before we call it saved; the
@@ -37,7 +38,8 @@ export class NoteSession {
           provider: this.provider,
           user: { name: session.name, color },
           render: renderCaret
-        })
+        }),
+        MentionSuggestions({ workspace, token: session.token })
       ],
       editorProps: {
         attributes: { 'data-testid': 'editor', class: 'prose', spellcheck: 'false' }

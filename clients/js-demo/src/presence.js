@@ -1,5 +1,6 @@
 // Who is online in the workspace (presence.* events of the live channel) and which notes they
-// have open. Also the directory of names for assignees.
+// have open. Also the names of people for assignees: whoever is online, and the workspace's
+// member directory.
 import { avatar, h, replaceChildren } from './dom.js'
 import { colorFor } from './colors.js'
 
@@ -39,6 +40,11 @@ export class Presence {
     for (const user of this.users.values()) this.names.set(user.user, user.name || user.user)
     this.render()
     this.onChange()
+  }
+
+  /** Names from the member directory (`GET …/members`): assignable even when offline. */
+  learnMembers (members) {
+    for (const member of members) this.names.set(member.user, member.name || member.user)
   }
 
   nameOf (userId) {
