@@ -11,13 +11,17 @@ created, updated (by whom), trashed. The store never reads documents itself.
 Sort keys are compared as the store keeps them, and a page ends with the key of its last
 row (`CatalogPage.next_key`): the next page starts strictly after it (keyset pagination),
 so rows inserted or moved meanwhile neither repeat nor shift what follows.
+
+Each note is readable by the whole workspace or, when private, by its creator and the users
+its share list names (`NoteAccess`); a listing for a reader (`CatalogQuery.reader`) leaves
+out the private notes they cannot read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum, StrEnum
 from functools import cached_property
@@ -27,6 +31,7 @@ import orjson
 
 MAX_CATALOG_PAGE = 200
 EXCERPT_CHARS = 200
+MAX_SHARED_USERS = 100
 
 
 class Priority(IntEnum):
@@ -112,6 +117,40 @@ class NoteStatus(StrEnum):
     """Gone for good: only a tombstone is left, and the id can never be used again."""
 
 
+class Visibility(StrEnum):
+    WORKSPACE = "workspace"
+    """Every member of the workspace reads it, by their role (the default)."""
+    PRIVATE = "private"
+    """Only its creator and the users of its share list read it."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoteAccess:
+    """Who may read a note. `users` maps user ids to "editor" or "viewer" (at most
+    `MAX_SHARED_USERS`, checked by the web layer, not the store). A workspace note may keep a
+    list: it has no effect until the note is made private."""
+
+    visibility: Visibility
+    users: Mapping[str, str]
+    created_by: str | None
+
+    def can_read(self, user_id: str) -> bool:
+        """Whether the note lets `user_id` read it (their workspace role still applies)."""
+        return (
+            self.visibility is Visibility.WORKSPACE
+            or user_id == self.created_by
+            or user_id in self.users
+        )
+
+    def listed_role(self, user_id: str) -> str | None:
+        """The role the share list caps `user_id` at: "editor" or "viewer" for a listed user
+        of a private note; None (no cap from the note) for a workspace note, for the creator,
+        and for a user the note does not let read it at all (see `can_read`)."""
+        if self.visibility is Visibility.WORKSPACE or user_id == self.created_by:
+            return None
+        return self.users.get(user_id)
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     workspace_id: str
@@ -122,6 +161,7 @@ class CatalogEntry:
     updated_at: str
     updated_by: str | None
     trashed_at: str | None = None
+    visibility: Visibility = Visibility.WORKSPACE
 
     @property
     def room_id(self) -> str:
@@ -157,6 +197,7 @@ class CatalogEntry:
             "updated_at": self.updated_at,
             "updated_by": self.updated_by,
             "trashed_at": self.trashed_at,
+            "visibility": self.visibility.value,
         }
 
 
@@ -215,6 +256,9 @@ class CatalogQuery:
     limit: int = 50
     after: tuple[Any, ...] | None = None
     """The `next_key` of the previous page, as returned."""
+    reader: str | None = None
+    """The user listing: private notes they cannot read (`NoteAccess.can_read`) are left
+    out. None lists every note (internal callers)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +362,24 @@ class CatalogStore(Protocol):
         one transaction. From then on `append_updates` and `compact` drop what they are given
         for it, and `index_note` and `create_note` write nothing. Returns whether there was
         anything (a row or content) to purge; a purged note stays purged."""
+
+    async def get_access(self, workspace_id: str, note_id: str) -> NoteAccess | None:
+        """Who may read the note (trashed or not); None when it has no row (never created,
+        or purged: a purge deletes its share list too)."""
+
+    async def set_access(
+        self,
+        workspace_id: str,
+        note_id: str,
+        *,
+        visibility: Visibility,
+        users: Mapping[str, str],
+        at: str,
+    ) -> NoteAccess | None:
+        """Replace the note's visibility and its whole share list (trashed or not), and
+        nothing else (not `updated_at`); None (nothing written) when it has no row. The
+        inputs are trusted: the web layer checks ids, roles and `MAX_SHARED_USERS`. `at` is
+        when the change is made (no backend stores it yet)."""
 
     async def trashed_before(self, cutoff: str, *, limit: int = 100) -> list[str]:
         """Room ids of notes trashed before `cutoff`, oldest first (due for purging)."""

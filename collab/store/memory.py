@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,9 +15,11 @@ from collab.store.catalog import (
     CatalogPage,
     CatalogQuery,
     Indexed,
+    NoteAccess,
     NoteFields,
     NoteReading,
     NoteStatus,
+    Visibility,
 )
 from collab.store.members import Member, SeenMember
 from collab.store.memory_catalog import MemoryCatalog
@@ -200,6 +202,22 @@ class MemoryStore:
     async def list_notes(self, workspace_id: str, query: CatalogQuery) -> CatalogPage:
         self._check_callable()
         return self._catalog.list_notes(workspace_id, query)
+
+    async def get_access(self, workspace_id: str, note_id: str) -> NoteAccess | None:
+        self._check_callable()
+        return self._catalog.get_access(workspace_id, note_id)
+
+    async def set_access(
+        self,
+        workspace_id: str,
+        note_id: str,
+        *,
+        visibility: Visibility,
+        users: Mapping[str, str],
+        at: str,
+    ) -> NoteAccess | None:
+        self._check_callable()
+        return self._catalog.set_access(workspace_id, note_id, visibility=visibility, users=users)
 
     async def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
         self._check_callable()

@@ -6,6 +6,7 @@ are held to the same answers by the catalog contract suite.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,10 +16,12 @@ from collab.store.catalog import (
     CatalogPage,
     CatalogQuery,
     Indexed,
+    NoteAccess,
     NoteFields,
     NoteStatus,
     SearchRank,
     SortKey,
+    Visibility,
     due_sort_key,
     room_parts,
     search_terms,
@@ -42,6 +45,7 @@ class MemoryCatalog:
         self._updates = updates
         self._rows: dict[str, _Row] = {}
         self._tombstones: dict[str, str] = {}
+        self._shares: dict[str, dict[str, str]] = {}
         self._last_seq = 0
         self.first_stored: dict[str, str] = {}
 
@@ -109,6 +113,8 @@ class MemoryCatalog:
             entry = row.entry
             if entry.workspace_id != workspace_id or not _matches(entry, query):
                 continue
+            if query.reader is not None and not self._access(entry).can_read(query.reader):
+                continue
             rank = SearchRank.BODY
             if terms is not None:
                 found = relevance(entry.fields, terms)
@@ -125,6 +131,25 @@ class MemoryCatalog:
         page = keyed[:limit]
         more = len(keyed) > limit
         return CatalogPage([entry for _, entry in page], page[-1][0] if more else None)
+
+    def get_access(self, workspace_id: str, note_id: str) -> NoteAccess | None:
+        row = self._rows.get(f"{workspace_id}/{note_id}")
+        return None if row is None else self._access(row.entry)
+
+    def set_access(
+        self, workspace_id: str, note_id: str, *, visibility: Visibility, users: Mapping[str, str]
+    ) -> NoteAccess | None:
+        room_id = f"{workspace_id}/{note_id}"
+        row = self._rows.get(room_id)
+        if row is None:
+            return None
+        row.entry = replace(row.entry, visibility=visibility)
+        self._shares[room_id] = dict(users)
+        return self._access(row.entry)
+
+    def _access(self, entry: CatalogEntry) -> NoteAccess:
+        users = dict(self._shares.get(entry.room_id, {}))
+        return NoteAccess(entry.visibility, users, entry.created_by)
 
     def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
         row = self._rows.get(f"{workspace_id}/{note_id}")
@@ -146,6 +171,7 @@ class MemoryCatalog:
         if room_id in self._tombstones:
             return False
         existed = self._rows.pop(room_id, None) is not None or self._has_content(room_id)
+        self._shares.pop(room_id, None)
         self._snapshots.pop(room_id, None)
         self._updates.pop(room_id, None)
         self.first_stored.pop(room_id, None)

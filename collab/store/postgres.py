@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -13,16 +13,18 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pycrdt
 
 from collab.errors import StoreError
-from collab.store import postgres_catalog, postgres_members
+from collab.store import postgres_catalog, postgres_members, postgres_note_access
 from collab.store.base import StoredDocument
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
     CatalogQuery,
     Indexed,
+    NoteAccess,
     NoteFields,
     NoteReading,
     NoteStatus,
+    Visibility,
 )
 from collab.store.members import Member, SeenMember
 from collab.store.migrations import (
@@ -384,6 +386,27 @@ class PostgresStore:
             # plan reads 50 rows along notes_ranked (0.4 ms).
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             return await postgres_catalog.list_notes(conn, workspace_id, query)
+
+    async def get_access(self, workspace_id: str, note_id: str) -> NoteAccess | None:
+        async with self._connection(f"reading who may read note {workspace_id}/{note_id}") as conn:
+            return await postgres_note_access.get_access(conn, workspace_id, note_id)
+
+    async def set_access(
+        self,
+        workspace_id: str,
+        note_id: str,
+        *,
+        visibility: Visibility,
+        users: Mapping[str, str],
+        at: str,
+    ) -> NoteAccess | None:
+        async with (
+            self._connection(f"setting who may read note {workspace_id}/{note_id}") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_note_access.set_access(
+                conn, workspace_id, note_id, visibility=visibility, users=users
+            )
 
     async def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
         async with self._connection(f"trashing note {workspace_id}/{note_id}") as conn:

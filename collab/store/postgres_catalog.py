@@ -5,7 +5,9 @@ section) and begins with `lock_out_purges` (a purge: `lock_out_writes`); each re
 statement. Search is a GIN index over the notes' words (`search_words`, so every backend
 splits words alike); relevance is `SearchRank`, one condition on the words of the title and
 of the title and tags per rank (GIN-indexed too), each rank read in `seq` order (migration
-0005). Every filter and sort has an index (migrations 0004, 0005).
+0005). Every filter and sort has an index (migrations 0004, 0005). A listing for a reader
+tests each row it reads: a workspace note passes at once, a private one by its creator or
+its share list (migration 0007, `postgres_note_access`).
 
 Several instances share the database, so each write here is safe against the same write
 from another instance: rows are locked before they are compared (`index_note`), inserted
@@ -31,6 +33,7 @@ from collab.store.catalog import (
     Priority,
     SearchRank,
     SortKey,
+    Visibility,
     room_parts,
     search_terms,
     search_words,
@@ -51,7 +54,7 @@ _PURGE_LOCK_KEY = 0
 _ENTRY_COLUMNS = (
     "n.workspace_id, n.note_id, n.title, n.tags, n.pinned, n.priority, n.due, n.due_at, "
     "n.assignees, n.excerpt, n.created_at, n.created_by, n.updated_at, n.updated_by, "
-    "n.trashed_at"
+    "n.trashed_at, n.private"
 )
 # The columns `index_note` and `create_note` write from `NoteFields` (`_field_values`), with
 # the type each parameter is cast to.
@@ -260,6 +263,16 @@ def list_statements(workspace_id: str, query: CatalogQuery) -> list[ListStatemen
         where.append(f"n.tags @> {param(list(query.tags), 'text[]')}")
     if query.assignee is not None:
         where.append(f"n.assignees @> ARRAY[{param(query.assignee, 'text')}]")
+    if query.reader is not None:
+        # Most notes are workspace notes: the first test passes them without a lookup. The
+        # planner turns the EXISTS into a hash of the reader's shares in the workspace, read
+        # once along `note_shares_user` (hence `$1`, not `n.workspace_id`), or a primary key
+        # lookup per private note.
+        reader = param(query.reader, "text")
+        where.append(
+            f"(NOT n.private OR n.created_by = {reader} OR EXISTS (SELECT 1 FROM note_shares s "
+            f"WHERE s.workspace_id = $1 AND s.user_id = {reader} AND s.note_id = n.note_id))"
+        )
     if query.pinned is not None:
         where.append(f"n.pinned = {param(query.pinned, 'boolean')}")
     if query.priority is not None:
@@ -321,11 +334,13 @@ async def restore_note(conn: Any, workspace_id: str, note_id: str) -> CatalogEnt
 
 async def purge_note(conn: Any, workspace_id: str, note_id: str, *, at: str) -> bool:
     await lock_out_writes(conn)
-    # One statement: the row, the snapshot and the log go, and the tombstone is left if any
-    # of them was there (a note purged before has none of them: nothing to report).
+    # One statement: the row, its share list, the snapshot and the log go, and the tombstone
+    # is left if any of them was there (a note purged before has none of them: nothing to
+    # report).
     purged = await conn.fetchval(
         "WITH gone_row AS (DELETE FROM notes WHERE workspace_id = $1 AND note_id = $2 "
         "RETURNING 1), "
+        "gone_shares AS (DELETE FROM note_shares WHERE workspace_id = $1 AND note_id = $2), "
         "gone_snapshot AS (DELETE FROM document_snapshots WHERE room_id = $3 RETURNING 1), "
         "gone_log AS (DELETE FROM document_updates WHERE room_id = $3 RETURNING 1) "
         "INSERT INTO note_tombstones (room_id, purged_at) SELECT $3, $4 "
@@ -562,4 +577,5 @@ def _entry(row: Any) -> CatalogEntry:
         str(row["updated_at"]),
         row["updated_by"],
         row["trashed_at"],
+        Visibility.PRIVATE if row["private"] else Visibility.WORKSPACE,
     )

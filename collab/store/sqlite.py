@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,16 +15,18 @@ import orjson
 import pycrdt
 
 from collab.errors import StoreError
-from collab.store import sqlite_catalog, sqlite_members
+from collab.store import sqlite_catalog, sqlite_members, sqlite_note_access
 from collab.store.base import StoredDocument
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
     CatalogQuery,
     Indexed,
+    NoteAccess,
     NoteFields,
     NoteReading,
     NoteStatus,
+    Visibility,
 )
 from collab.store.members import Member, SeenMember
 from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
@@ -309,6 +311,26 @@ class SqliteStore:
         what = f"listing the notes of workspace {workspace_id!r}"
         async with self._transaction("DEFERRED", what) as conn:
             return await sqlite_catalog.list_notes(conn, workspace_id, query)
+
+    async def get_access(self, workspace_id: str, note_id: str) -> NoteAccess | None:
+        what = f"reading who may read note {workspace_id}/{note_id}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_note_access.get_access(conn, workspace_id, note_id)
+
+    async def set_access(
+        self,
+        workspace_id: str,
+        note_id: str,
+        *,
+        visibility: Visibility,
+        users: Mapping[str, str],
+        at: str,
+    ) -> NoteAccess | None:
+        what = f"setting who may read note {workspace_id}/{note_id}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_note_access.set_access(
+                conn, workspace_id, note_id, visibility=visibility, users=users
+            )
 
     async def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
         what = f"trashing note {workspace_id}/{note_id}"

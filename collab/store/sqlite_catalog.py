@@ -6,7 +6,9 @@ body columns, with no folding of its own (migration 0005): a term matches there 
 it begins a word, as in `memory_catalog`. Relevance is `SearchRank`: one column-filtered
 match expression per rank, each read in rowid order. Every filter and sort has an index
 (migrations 0004, 0005), whose expressions the statements here repeat exactly (the due
-sort's `coalesce`).
+sort's `coalesce`). A listing for a reader tests each row it reads: a workspace note passes
+at once, a private one by its creator or a lookup of its share list (migration 0007,
+`sqlite_note_access`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collab.store.catalog import (
     Priority,
     SearchRank,
     SortKey,
+    Visibility,
     room_parts,
     search_terms,
     search_words,
@@ -42,7 +45,7 @@ UNCHANGED_BATCH = 500
 _ENTRY_COLUMNS = (
     "n.workspace_id, n.note_id, n.title, n.tags, n.pinned, n.priority, n.due, n.due_at, "
     "n.assignees, n.excerpt, n.created_at, n.created_by, n.updated_at, n.updated_by, "
-    "n.trashed_at"
+    "n.trashed_at, n.private"
 )
 # What each sort orders by, after the trash flag the indexes lead with. {desc} is the order.
 _SORT_COLUMNS: dict[SortKey, tuple[str, ...]] = {
@@ -187,6 +190,14 @@ async def list_notes(
             "AND a.user_id = ? AND a.note_id = n.note_id)"
         )
         params.append(query.assignee)
+    if query.reader is not None:
+        # Most notes are workspace notes: the first test passes them without a lookup; the
+        # share list's primary key answers the rest.
+        where.append(
+            "(n.private = 0 OR n.created_by = ? OR EXISTS (SELECT 1 FROM note_shares s "
+            "WHERE s.workspace_id = n.workspace_id AND s.note_id = n.note_id AND s.user_id = ?))"
+        )
+        params += [query.reader, query.reader]
     if query.pinned is not None:
         where.append("n.pinned = ?")
         params.append(int(query.pinned))
@@ -273,6 +284,9 @@ async def purge_note(
         existed = True
         await conn.execute("DELETE FROM notes_search WHERE rowid = ?", (int(row[0]),))
     await _delete_sets(conn, workspace_id, note_id)
+    await conn.execute(
+        "DELETE FROM note_shares WHERE workspace_id = ? AND note_id = ?", (workspace_id, note_id)
+    )
     existed = await _has_content(conn, room_id) or existed
     await conn.execute("DELETE FROM document_snapshots WHERE room_id = ?", (room_id,))
     await conn.execute("DELETE FROM document_updates WHERE room_id = ?", (room_id,))
@@ -537,7 +551,8 @@ def _entry(row: Any) -> CatalogEntry:
         updated_at,
         updated_by,
         trashed_at,
-    ) = row[:15]
+        private,
+    ) = row[:16]
     fields = NoteFields(
         title=str(title),
         tags=tuple(orjson.loads(tags)),
@@ -557,4 +572,5 @@ def _entry(row: Any) -> CatalogEntry:
         str(updated_at),
         updated_by,
         trashed_at,
+        Visibility.PRIVATE if private else Visibility.WORKSPACE,
     )

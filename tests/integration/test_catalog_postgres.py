@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,7 @@ from collab.store.catalog import (
     NoteStatus,
     Priority,
     SortKey,
+    Visibility,
 )
 from tests.support.postgres_fixtures import gate_held, sessions_waiting
 from tests.support.postgres_server import PostgresServer, unique_database_name
@@ -46,6 +48,8 @@ CREATE TRIGGER hold_snapshots AFTER INSERT OR UPDATE ON document_snapshots FOR E
     WHEN (NEW.room_id = '{HELD_ROOM}') EXECUTE FUNCTION hold_writes();
 CREATE TRIGGER hold_tombstones AFTER INSERT ON note_tombstones FOR EACH ROW
     WHEN (NEW.room_id = '{HELD_ROOM}') EXECUTE FUNCTION hold_writes();
+CREATE TRIGGER hold_shares AFTER INSERT ON note_shares FOR EACH ROW
+    WHEN (NEW.note_id = '{HELD_NOTE}') EXECUTE FUNCTION hold_writes();
 """
 
 
@@ -209,24 +213,30 @@ async def write_held_room(store: PostgresStore, write: str) -> Any:
             return await store.create_note(
                 WS, HELD_NOTE, NoteFields(title="held"), actor="u1", at=at(5)
             )
+        case "access":
+            return await store.set_access(
+                WS, HELD_NOTE, visibility=Visibility.PRIVATE, users={"u2": "viewer"}, at=at(5)
+            )
     raise AssertionError(write)
 
 
-async def assert_purged(store: PostgresStore) -> None:
+async def assert_purged(store: PostgresStore, gate: asyncpg.Connection) -> None:
     assert (await store.load(HELD_ROOM)).is_empty
     assert await store.get_note(WS, HELD_NOTE) is None
+    assert await store.get_access(WS, HELD_NOTE) is None
+    assert await gate.fetchval("SELECT count(*) FROM note_shares") == 0
     assert await store.note_status(HELD_ROOM) is NoteStatus.PURGED
     assert await store.rooms_to_index(everything=True) == []
 
 
-@pytest.mark.parametrize("write", ["append", "compact", "index", "create"])
+@pytest.mark.parametrize("write", ["append", "compact", "index", "create", "access"])
 async def test_a_purge_waits_for_a_write_in_flight_then_deletes_what_it_wrote(
     gate: asyncpg.Connection, stores: list[PostgresStore], write: str
 ) -> None:
     """A purge that starts while a write of the note is uncommitted (on another instance)
     waits for it, then deletes what it wrote too: nothing of the note is left."""
     writer, purger = stores
-    if write == "compact":
+    if write in ("compact", "access"):
         await writer.index_note(WS, HELD_NOTE, NoteFields(), clock=1, actor="u1", at=at(1))
     written = asyncio.create_task(write_held_room(writer, write))
     await eventually(lambda: sessions_waiting(gate, 1), what=f"{write} held")
@@ -236,10 +246,10 @@ async def test_a_purge_waits_for_a_write_in_flight_then_deletes_what_it_wrote(
     _, purged = await asyncio.gather(written, purge)
 
     assert purged
-    await assert_purged(purger)
+    await assert_purged(purger, gate)
 
 
-@pytest.mark.parametrize("write", ["append", "compact", "index", "create"])
+@pytest.mark.parametrize("write", ["append", "compact", "index", "create", "access"])
 async def test_a_write_waiting_for_a_purge_finds_its_tombstone(
     gate: asyncpg.Connection, stores: list[PostgresStore], write: str
 ) -> None:
@@ -257,9 +267,9 @@ async def test_a_write_waiting_for_a_purge_finds_its_tombstone(
     assert purged
     if write == "index":
         assert result == Indexed(None, NoteStatus.PURGED)
-    if write == "create":
+    if write in ("create", "access"):
         assert result is None
-    await assert_purged(writer)
+    await assert_purged(writer, gate)
 
 
 async def test_writes_and_purges_from_two_instances_at_once_leave_purged_notes_empty(
@@ -296,6 +306,9 @@ async def test_writes_and_purges_from_two_instances_at_once_leave_purged_notes_e
 # --- plans --------------------------------------------------------------------------------
 
 NOTES = 3000
+# Listings for no one in particular, for the creator of every note, and for another user
+# (who may not read the private ones).
+READERS = pytest.mark.parametrize("reader", [None, "u1", "u2"], ids=["everyone", "u1", "u2"])
 _SORT_INDEXES = [
     (SortKey.DEFAULT, True, "notes_default"),
     (SortKey.UPDATED, True, "notes_updated"),
@@ -334,7 +347,15 @@ async def _fill(dsn: str) -> None:
         await store.close()
     conn = await asyncpg.connect(dsn)
     try:
+        # One note in ten private (to its creator, u1), half of them shared with u3.
+        await conn.execute("UPDATE notes SET private = true WHERE note_id LIKE '%0'")
+        await conn.execute(
+            "INSERT INTO note_shares (workspace_id, note_id, user_id, role) "
+            "SELECT workspace_id, note_id, 'u3', 'viewer' FROM notes "
+            "WHERE private AND note_id LIKE '%00'"
+        )
         await conn.execute("VACUUM ANALYZE notes")
+        await conn.execute("VACUUM ANALYZE note_shares")
     finally:
         await conn.close()
 
@@ -375,27 +396,40 @@ async def plan(dsn: str, query: CatalogQuery) -> str:
     return "\n".join(str(row[0]) for row in rows)
 
 
+def _reads_shares_by_index(found: str, reader: str | None) -> bool:
+    """Whether a reader's share list, if any, is read along an index of `note_shares`."""
+    if reader is None:
+        return "note_shares" not in found
+    return "Seq Scan on note_shares" not in found and (
+        "using note_shares_user " in found or "using note_shares_pkey " in found
+    )
+
+
+@READERS
 @pytest.mark.parametrize(("sort", "descending", "index"), _SORT_INDEXES)
 async def test_each_listing_reads_its_order_from_its_index(
-    filled_dsn: str, sort: SortKey, descending: bool, index: str
+    filled_dsn: str, sort: SortKey, descending: bool, index: str, reader: str | None
 ) -> None:
     """The first page and a page after a cursor are a range of the sort's index, read in its
     order: no sort of the workspace's notes, however many there are."""
     store = PostgresStore(filled_dsn)
     await store.open()
     try:
-        first = await store.list_notes(WS, CatalogQuery(sort=sort, descending=descending))
+        first = await store.list_notes(
+            WS, CatalogQuery(sort=sort, descending=descending, reader=reader)
+        )
     finally:
         await store.close()
     assert first.next_key is not None
 
     for query in (
-        CatalogQuery(sort=sort, descending=descending),
-        CatalogQuery(sort=sort, descending=descending, after=first.next_key),
+        CatalogQuery(sort=sort, descending=descending, reader=reader),
+        CatalogQuery(sort=sort, descending=descending, after=first.next_key, reader=reader),
     ):
         found = await plan(filled_dsn, query)
         assert f"Index Scan using {index} " in found or f"Backward using {index} " in found, found
         assert "Sort" not in found, found
+        assert _reads_shares_by_index(found, reader), found
 
 
 @pytest.mark.parametrize(
@@ -409,21 +443,27 @@ async def test_each_listing_reads_its_order_from_its_index(
     ],
     ids=["tag", "tags", "assignee", "text", "relevance"],
 )
+@READERS
 async def test_a_selective_filter_finds_its_notes_by_its_index(
-    filled_dsn: str, query: CatalogQuery, index: str
+    filled_dsn: str, query: CatalogQuery, index: str, reader: str | None
 ) -> None:
-    found = await plan(filled_dsn, query)
+    found = await plan(filled_dsn, replace(query, reader=reader))
 
     assert f"Bitmap Index Scan on {index}" in found, found
+    assert _reads_shares_by_index(found, reader), found
 
 
-async def test_a_word_in_every_note_reads_its_rank_in_index_order(filled_dsn: str) -> None:
+@READERS
+async def test_a_word_in_every_note_reads_its_rank_in_index_order(
+    filled_dsn: str, reader: str | None
+) -> None:
     """ "body" is in every note's body and no title or tags: the page is the newest notes
     along `notes_ranked`, not a sort of every match."""
-    found = await plan(filled_dsn, CatalogQuery(text="body", sort=SortKey.RELEVANCE))
+    found = await plan(filled_dsn, CatalogQuery(text="body", sort=SortKey.RELEVANCE, reader=reader))
 
     assert "Backward using notes_ranked " in found, found
     assert "Sort" not in found.split("Backward using notes_ranked ")[-1], found
+    assert _reads_shares_by_index(found, reader), found
 
 
 # --- words ----------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ async def test_the_first_index_creates_the_row_with_its_creator(store: Database)
         "updated_at": at(1),
         "updated_by": "u1",
         "trashed_at": None,
+        "visibility": "workspace",
     }
 
 
