@@ -10,7 +10,9 @@
 - **Live events.** `note.created`, `note.updated`, `note.trashed`, `note.restored` and
   `note.purged` reach the live connections subscribed to the workspace on every instance:
   each event is delivered here and published on the bus room `notes:catalog`, whose
-  messages the other instances deliver to theirs.
+  messages the other instances deliver to theirs. An event of a private note carries its
+  readers (its creator and share list) and reaches only their connections: nobody else learns
+  its id or title from the live channel.
 
 The rows themselves are kept by the `CatalogIndexer`, whose writes become `note.created` and
 `note.updated` here.
@@ -20,21 +22,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from pycrdt import Doc
 
+from collab.auth.tokens import Role
 from collab.bus.base import Bus
 from collab.errors import BusError, NotePurged, NoteTrashed, RoomUnavailable, StoreError
 from collab.protocol.close_codes import CloseCode
+from collab.rooms.access import note_role
 from collab.rooms.indexer import CatalogIndexer
 from collab.rooms.manager import RoomManager
 from collab.rooms.note_fields import note_fields
 from collab.store.base import Store
-from collab.store.catalog import CatalogEntry, CatalogStore, Indexed, NoteStatus, room_parts
+from collab.store.catalog import (
+    CatalogEntry,
+    CatalogStore,
+    Indexed,
+    NoteAccess,
+    NoteStatus,
+    Visibility,
+    room_parts,
+)
 from collab.store.rows import format_timestamp
 from collab.tasks import cancel_and_wait
 
@@ -47,8 +59,17 @@ PURGE_PAGE = 100
 # joins (a trash that lands between the upgrade's check and the join still closes it).
 MAX_KNOWN_GONE = 100_000
 
-EventSink = Callable[[str, dict[str, Any]], None]
-"""Delivers one live event to this instance's subscribers of a workspace."""
+Audience = Callable[[str], bool]
+"""Whether a user's live connections get an event."""
+
+EventSink = Callable[[str, dict[str, Any], Audience | None], None]
+"""Delivers one live event to this instance's subscribers of a workspace: all of them, or
+(for a private note's event) those of the users the audience admits."""
+
+
+AccessListener = Callable[[str, NoteAccess], None]
+"""Told `(room_id, access)` on every instance after a note's access changed: the web layer
+re-checks the note's open connections."""
 
 
 class NotesCatalog:
@@ -61,10 +82,12 @@ class NotesCatalog:
         interval_s: float,
         trash_retention_s: float,
         deliver: EventSink,
+        on_access: AccessListener = lambda room_id, access: None,
     ) -> None:
         self._store = store
         self._bus = bus
         self._deliver = deliver
+        self._on_access = on_access
         self._trash_retention_s = trash_retention_s
         self.indexer = CatalogIndexer(
             store, documents, interval_s=interval_s, on_indexed=self._indexed
@@ -72,6 +95,7 @@ class NotesCatalog:
         self._rooms: RoomManager | None = None
         self._gone: dict[str, NoteStatus] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._pending: set[asyncio.Task[None]] = set()
 
     def bind(self, rooms: RoomManager) -> None:
         """The room manager is built with the indexer as a listener, so it comes second."""
@@ -94,6 +118,8 @@ class NotesCatalog:
         """After the rooms closed: index what is dirty, stop the background tasks."""
         await cancel_and_wait(self._tasks)
         await self.indexer.close()
+        if self._pending:
+            await asyncio.wait(list(self._pending))
         try:
             await self._bus.unsubscribe(BUS_ROOM)
         except BusError as error:
@@ -120,6 +146,27 @@ class NotesCatalog:
             raise RoomUnavailable(f"room {room_id!r} cannot be opened: {error}") from error
         self.check_known(room_id, status)
         return status
+
+    async def role_on(
+        self, room_id: str, user_id: str, workspace_role: Role
+    ) -> tuple[Role | None, bool]:
+        """The user's role on the note (`rooms.access.note_role`: None when its access does
+        not let them read it), and whether the note is private. Raises `RoomUnavailable`
+        when the store fails."""
+        workspace_id, note_id = room_parts(room_id)
+        try:
+            access = await self._store.get_access(workspace_id, note_id)
+        except StoreError as error:
+            raise RoomUnavailable(f"room {room_id!r} cannot be opened: {error}") from error
+        private = access is not None and access.visibility is Visibility.PRIVATE
+        return note_role(workspace_role, access, user_id), private
+
+    async def can_read(self, room_id: str, user_id: str) -> bool:
+        """Whether the note's access lets the user read it (their workspace role aside).
+        Raises `StoreError`."""
+        workspace_id, note_id = room_parts(room_id)
+        access = await self._store.get_access(workspace_id, note_id)
+        return access is None or access.can_read(user_id)
 
     def check_known(self, room_id: str, status: NoteStatus | None = None) -> None:
         """Raise for a room this instance knows was deleted (no query)."""
@@ -164,7 +211,7 @@ class NotesCatalog:
             return None
         async with self.rooms.holding(room_id) as live:
             await self.rooms.apply_server_update(live, content, actor)
-        self._event("note.created", workspace_id, note=entry.to_json())
+        self._event("note.created", workspace_id, None, note=entry.to_json())
         return entry
 
     async def trash(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
@@ -173,22 +220,64 @@ class NotesCatalog:
         entry = await self._store.trash_note(workspace_id, note_id, at=format_timestamp())
         if entry is None:
             return None
-        self._event("note.trashed", workspace_id, note=entry.to_json())
+        readers = await self._readers(entry)
+        self._event("note.trashed", workspace_id, readers, note=entry.to_json())
         return entry
 
     async def restore(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
         entry = await self._store.restore_note(workspace_id, note_id)
         if entry is None:
             return None
-        self._event("note.restored", workspace_id, note=entry.to_json())
+        readers = await self._readers(entry)
+        self._event("note.restored", workspace_id, readers, note=entry.to_json())
         return entry
+
+    async def access(self, workspace_id: str, note_id: str) -> NoteAccess | None:
+        """The note's access; None for a note with no catalog entry. Raises `StoreError`."""
+        return await self._store.get_access(workspace_id, note_id)
+
+    async def set_access(
+        self,
+        workspace_id: str,
+        note_id: str,
+        *,
+        visibility: Visibility,
+        users: Mapping[str, str],
+    ) -> NoteAccess | None:
+        """Change who may read a note, then apply it on every instance: connections of those
+        who lost it close with 4403, the others write or not by their new role, and live
+        subscribers who lose (or gain) sight of the note are told (`note.hidden`,
+        `note.shown`). None for a note with no catalog entry. Raises `StoreError`."""
+        before = await self._store.get_access(workspace_id, note_id)
+        if before is None:
+            return None
+        after = await self._store.set_access(
+            workspace_id, note_id, visibility=visibility, users=users, at=format_timestamp()
+        )
+        if after is None:
+            return None
+        entry = await self._store.get_note(workspace_id, note_id)
+        self._event(
+            "note.access",
+            workspace_id,
+            None,
+            id=note_id,
+            before=_readers_of(before),
+            after=_readers_of(after),
+            access=_access_json(after),
+            note=None if entry is None else entry.to_json(),
+        )
+        return after
 
     async def purge(self, workspace_id: str, note_id: str) -> bool:
         """Delete a note for good; False when there was nothing to delete. Raises
         `StoreError`."""
+        # Read before the purge: afterwards the note's access is gone with it.
+        access = await self._store.get_access(workspace_id, note_id)
         if not await self._store.purge_note(workspace_id, note_id, at=format_timestamp()):
             return False
-        self._event("note.purged", workspace_id, id=note_id)
+        readers = _readers_of(access)
+        self._event("note.purged", workspace_id, readers, id=note_id)
         return True
 
     async def purge_expired(self, now: datetime | None = None) -> int:
@@ -227,11 +316,38 @@ class NotesCatalog:
         if indexed.entry is None:
             return
         kind = "note.created" if indexed.created else "note.updated"
-        self._event(kind, workspace_id, note=indexed.entry.to_json())
+        entry = indexed.entry
+        if entry.visibility is Visibility.WORKSPACE:
+            self._event(kind, workspace_id, None, note=entry.to_json())
+        else:
+            # Its readers are read first; events of one note may then pass each other, as
+            # events of two instances may: clients order entries by `updated_at`.
+            task = asyncio.create_task(self._private_event(kind, entry), name="catalog-event")
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
-    def _event(self, kind: str, workspace_id: str, **fields: Any) -> None:
-        """Apply an event here and publish it to the other instances."""
+    async def _private_event(self, kind: str, entry: CatalogEntry) -> None:
+        try:
+            readers = await self._readers(entry)
+        except StoreError as error:
+            log.warning("catalog: %s of a private note not sent: %s", kind, error)
+            return
+        self._event(kind, entry.workspace_id, readers, note=entry.to_json())
+
+    async def _readers(self, entry: CatalogEntry) -> list[str] | None:
+        """Who may see a private note's events (None: everyone). Raises `StoreError`."""
+        if entry.visibility is Visibility.WORKSPACE:
+            return None
+        return _readers_of(await self._store.get_access(entry.workspace_id, entry.note_id))
+
+    def _event(
+        self, kind: str, workspace_id: str, readers: list[str] | None, **fields: Any
+    ) -> None:
+        """Apply an event here and publish it to the other instances (`readers`: the only
+        users who may see it, for a private note's)."""
         event = {"type": kind, "workspace": workspace_id, **fields}
+        if readers is not None:
+            event["readers"] = readers
         self._apply(event)
         try:
             self._bus.publish(BUS_ROOM, orjson.dumps(event))
@@ -268,7 +384,50 @@ class NotesCatalog:
                 self._close_connections(room_id)
             elif kind == "note.restored":
                 self._gone.pop(room_id, None)
-        self._deliver(workspace_id, event)
+        if kind == "note.access":
+            self._access_changed(workspace_id, event)
+            return
+        # A copy without its readers: the event itself is published as it is.
+        event = dict(event)
+        readers = event.pop("readers", None)
+        if readers is not None and not (
+            isinstance(readers, list) and all(isinstance(r, str) for r in readers)
+        ):
+            log.warning("catalog: dropped an event with invalid readers from the bus")
+            return
+        if readers is None:
+            self._deliver(workspace_id, event, None)
+        else:
+            allowed = frozenset(readers)
+            self._deliver(workspace_id, event, allowed.__contains__)
+
+    def _access_changed(self, workspace_id: str, event: dict[str, Any]) -> None:
+        try:
+            note_id = event["id"]
+            access = _access_from_json(event["access"])
+            before, after = _readers_or_all(event["before"]), _readers_or_all(event["after"])
+            note = event.get("note")
+            if not isinstance(note_id, str) or not (note is None or isinstance(note, dict)):
+                raise TypeError("id or note")
+        except (KeyError, TypeError, ValueError) as error:
+            log.warning("catalog: dropped an invalid access event from the bus: %s", error)
+            return
+        try:
+            self._on_access(f"{workspace_id}/{note_id}", access)
+        except Exception:
+            log.exception("catalog: applying the access of %s/%s failed", workspace_id, note_id)
+
+        def lost(user_id: str) -> bool:
+            return (before is None or user_id in before) and not (after is None or user_id in after)
+
+        def gained(user_id: str) -> bool:
+            return (after is None or user_id in after) and not (before is None or user_id in before)
+
+        hidden = {"type": "note.hidden", "workspace": workspace_id, "id": note_id}
+        self._deliver(workspace_id, hidden, lost)
+        if note is not None:
+            shown = {"type": "note.shown", "workspace": workspace_id, "note": note}
+            self._deliver(workspace_id, shown, gained)
 
     def _remember_gone(self, room_id: str, status: NoteStatus) -> None:
         self._gone.pop(room_id, None)
@@ -281,6 +440,46 @@ class NotesCatalog:
             closed = self._rooms.close_peers(room_id, CloseCode.NOTE_DELETED, "note deleted")
             if closed:
                 log.info("room %s: closed %d connections: the note was deleted", room_id, closed)
+
+
+def _readers_or_all(value: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("readers")
+    return frozenset(value)
+
+
+def _access_json(access: NoteAccess) -> dict[str, Any]:
+    return {
+        "visibility": access.visibility.value,
+        "users": dict(access.users),
+        "created_by": access.created_by,
+    }
+
+
+def _access_from_json(value: Any) -> NoteAccess:
+    if not isinstance(value, dict):
+        raise TypeError("access")
+    users = value["users"]
+    created_by = value["created_by"]
+    if not isinstance(users, dict) or not all(
+        isinstance(k, str) and v in ("editor", "viewer") for k, v in users.items()
+    ):
+        raise TypeError("users")
+    if created_by is not None and not isinstance(created_by, str):
+        raise TypeError("created_by")
+    return NoteAccess(Visibility(value["visibility"]), users, created_by)
+
+
+def _readers_of(access: NoteAccess | None) -> list[str] | None:
+    """The users a private note's events may reach (None: a workspace note, everyone)."""
+    if access is None or access.visibility is Visibility.WORKSPACE:
+        return None
+    readers = set(access.users)
+    if access.created_by is not None:
+        readers.add(access.created_by)
+    return sorted(readers)
 
 
 def _doc_of(update: bytes) -> Doc[Any]:

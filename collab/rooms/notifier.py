@@ -9,14 +9,15 @@ fills any hole, so a client sees every notification exactly once.
 Notes notify people too: after a local change the note's mentions and assignees are read
 (at most once per `check_interval_s` per note) and each member newly mentioned or assigned
 is notified once; the store's dedup key makes that once across all instances. Only active
-members of the workspace's directory are notified (seen or added by an owner, not removed).
+members of the workspace's directory are notified (seen or added by an owner, not removed),
+and only those the note's access lets read it (`can_read`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,6 +68,14 @@ class _Delivery:
     held: dict[int, Notification] = field(default_factory=dict)
 
 
+ReadCheck = Callable[[str, str], Awaitable[bool]]
+"""Whether `(room_id, user_id)`: the note's access lets the user read it. Raises `StoreError`."""
+
+
+async def _everyone_reads(room_id: str, user_id: str) -> bool:
+    return True
+
+
 def user_room(user_id: str) -> str:
     return f"user:{user_id}"
 
@@ -78,10 +87,12 @@ class Notifier:
         members: MemberStore,
         bus: Bus,
         *,
+        can_read: ReadCheck = _everyone_reads,
         check_interval_s: float = 1.0,
     ) -> None:
         self._store = store
         self._members = members
+        self._can_read = can_read
         self._bus = bus
         self._check_interval_s = check_interval_s
         self._deliveries: dict[str, dict[str, _Delivery]] = {}
@@ -296,6 +307,16 @@ class Notifier:
         if dedup_key in self._claimed_keys:
             return
         if await self._members.non_members(workspace_id, [user_id]):
+            return
+        if not await self._can_read(f"{workspace_id}/{note_id}", user_id):
+            # Not cached as claimed: given access later, the next check notifies them.
+            log.info(
+                "note %s/%s: %s of %s not notified: the note's access does not let them read it",
+                workspace_id,
+                note_id,
+                kind,
+                user_id,
+            )
             return
         payload = {"note": note_id, "actor": actor, "title": title}
         created = await self._store.create_notification_once(

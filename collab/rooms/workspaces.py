@@ -8,7 +8,7 @@ connections subscribed to each workspace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from collab.presence.registry import LocalPresence
@@ -17,6 +17,8 @@ from collab.presence.snapshots import PresenceEvent
 
 
 class PresenceSubscriber(Protocol):
+    user_id: str
+
     def send_event(self, event: dict[str, Any]) -> None:
         """Queue one JSON event; never blocks."""
 
@@ -90,8 +92,16 @@ class PresenceHub:
     async def snapshot(self, workspace_id: str) -> list[dict[str, Any]]:
         return await self.service.snapshot(workspace_id)
 
-    def deliver(self, workspace_id: str, events: list[PresenceEvent]) -> None:
-        """The service's events for a workspace, to each local subscriber."""
+    def deliver(
+        self,
+        workspace_id: str,
+        events: list[PresenceEvent],
+        audience: Callable[[str], bool] | None = None,
+    ) -> None:
+        """Events for a workspace, to each local subscriber (`audience`: only to those of
+        the users it admits)."""
         for subscriber in list(self._subscribers.get(workspace_id, ())):
+            if audience is not None and not audience(subscriber.user_id):
+                continue
             for event in events:
                 subscriber.send_event(event)

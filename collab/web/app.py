@@ -24,8 +24,9 @@ from collab.settings import Settings
 from collab.store import Database, create_store
 from collab.tasks import cancel_and_wait
 from collab.web import static
-from collab.web.api import dev, documents, health, notes, notifications, presence
+from collab.web.api import dev, documents, health, note_access, notes, notifications, presence
 from collab.web.api.members import setup_members
+from collab.web.api.note_access import recheck_connections
 from collab.web.api.revocations import setup_revocations
 from collab.web.http.connections import ConnectionCounter, connection_slots
 from collab.web.http.errors import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES, json_errors
@@ -110,7 +111,13 @@ def create_app(
     app[STORE] = database
     app[NOTIFICATIONS] = database
     app[CATALOG_STORE] = database
-    notifier = Notifier(app[NOTIFICATIONS], database, app[BUS])
+    notifier = Notifier(
+        app[NOTIFICATIONS],
+        database,
+        app[BUS],
+        # The catalog is made below: looked up when a mention is checked.
+        can_read=lambda room_id, user_id: app[CATALOG].can_read(room_id, user_id),
+    )
     app[NOTIFIER] = notifier
     app[PRESENCE_STORE] = (
         presence_store if presence_store is not None else _create_presence_store(settings)
@@ -123,7 +130,9 @@ def create_app(
         app[BUS],
         interval_s=settings.catalog_interval_ms / 1000,
         trash_retention_s=settings.trash_retention_days * 86400,
-        deliver=lambda workspace_id, event: hub.deliver(workspace_id, [event]),
+        deliver=lambda workspace_id, event, audience: hub.deliver(workspace_id, [event], audience),
+        # On every instance, after a note's access changed: its connections re-decided.
+        on_access=lambda room_id, access: recheck_connections(app, [room_id]),
     )
     app[CATALOG] = catalog
     # The change listeners, in the order they are told of each change.
@@ -151,6 +160,7 @@ def create_app(
     presence.add_routes(app)
     notifications.add_routes(app)
     notes.add_routes(app)
+    note_access.add_routes(app)
     dev.add_routes(app)
     static.add_routes(app)
     return app

@@ -11,7 +11,7 @@ from aiohttp import web
 from collab.errors import ForbiddenError
 from collab.rooms.snapshot import document_to_json
 from collab.web.api.responses import dumps
-from collab.web.http.requests import authenticate, room_of
+from collab.web.http.requests import authenticate, note_of
 from collab.web.keys import CATALOG, ROOMS
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def _wants_binary(request: web.Request) -> bool:
 
 async def get_document(request: web.Request) -> web.StreamResponse:
     identity = await authenticate(request)
-    room_id, _ = room_of(request, identity)
+    room_id, _ = await note_of(request, identity)
     await request.app[CATALOG].check_open(room_id)
     async with request.app[ROOMS].holding(room_id) as live:
         state = live.room.encode_state()
@@ -52,7 +52,7 @@ async def get_document(request: web.Request) -> web.StreamResponse:
 
 async def post_update(request: web.Request) -> web.StreamResponse:
     identity = await authenticate(request)
-    room_id, role = room_of(request, identity)
+    room_id, role = await note_of(request, identity)
     if not role.can_write:
         raise ForbiddenError(f"role {role.value!r} cannot change documents")
     if request.content_type != BINARY:

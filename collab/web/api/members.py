@@ -36,10 +36,10 @@ from collab.store.members import (
     Member,
     MemberStore,
 )
+from collab.web.api.note_access import recheck_connections
 from collab.web.api.responses import json_body
 from collab.web.http.requests import authenticate, read_json_object, workspace_of
 from collab.web.keys import BUS, DIRECTORY, SESSIONS
-from collab.web.sockets.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -206,26 +206,25 @@ def _require_owner(role: Role, to: str) -> None:
         raise ForbiddenError(f"role {role.value!r} cannot {to}: it takes owner")
 
 
-def apply_to_connections(sessions: Sessions, change: MemberChange) -> None:
+def apply_to_connections(app: web.Application, change: MemberChange) -> None:
     """An owner's decision, on this instance's open connections: a removed member's close
-    with 4403; a capped or uncapped member's document connections write or stop writing."""
-    for session in sessions.in_workspace(change.user_id, change.workspace_id):
-        if change.removed:
-            reason = f"removed from workspace {change.workspace_id}"
-            log.info("%s: %s; closing with %d", session.peer.peer_id, reason, CloseCode.FORBIDDEN)
-            session.peer.request_close(CloseCode.FORBIDDEN, reason)
-            continue
-        token_role = session.identity.workspaces.get(change.workspace_id)
-        if session.kind == "docs" and token_role is not None:
-            session.peer.can_write = token_role.capped(change.role).can_write
+    with 4403; a capped or uncapped member's document connections are re-decided (by the
+    directory and each note's access: they write or stop writing)."""
+    sessions = app[SESSIONS].in_workspace(change.user_id, change.workspace_id)
+    if not change.removed:
+        recheck_connections(app, [s.room_id for s in sessions if s.room_id is not None])
+        return
+    reason = f"removed from workspace {change.workspace_id}"
+    for session in sessions:
+        log.info("%s: %s; closing with %d", session.peer.peer_id, reason, CloseCode.FORBIDDEN)
+        session.peer.request_close(CloseCode.FORBIDDEN, reason)
 
 
 def setup_members(app: web.Application, store: MemberStore) -> None:
     """Add the member directory, kept in `store`, and its endpoints. Call after the bus and
     sessions are set and after the cleanup context that opens the store and starts the bus."""
-    sessions = app[SESSIONS]
     app[DIRECTORY] = MemberDirectory(
-        store, app[BUS], on_change=lambda change: apply_to_connections(sessions, change)
+        store, app[BUS], on_change=lambda change: apply_to_connections(app, change)
     )
     base = "/api/v1/workspaces/{workspace_id}/members"
     app.router.add_get(base, list_members)

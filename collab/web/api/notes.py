@@ -9,6 +9,7 @@ existed, 409 for an id taken, 410 for a purged note, 415/422 for a bad body.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -29,8 +30,8 @@ from collab.web.api.note_queries import catalog_query, fingerprint, make_cursor
 from collab.web.api.responses import dumps
 from collab.web.http.requests import (
     authenticate,
+    note_of,
     read_json_object,
-    room_of,
     valid_id,
     workspace_of,
 )
@@ -52,10 +53,10 @@ async def _caller(request: web.Request) -> tuple[Identity, str, Role]:
 
 
 async def _note_caller(request: web.Request) -> tuple[str, str, Role]:
-    """The workspace and note the URL names and the caller's role there (`room_of`, as the
-    document endpoints decide it)."""
+    """The workspace and note the URL names and the caller's role on it (`note_of`, as the
+    document endpoints decide it: 404 for a note whose access does not let them read it)."""
     identity = await authenticate(request)
-    room_id, role = room_of(request, identity)
+    room_id, role = await note_of(request, identity)
     workspace_id, note_id = room_parts(room_id)
     return workspace_id, note_id, role
 
@@ -71,8 +72,9 @@ def _entry_response(entry: CatalogEntry, status: int = 200) -> web.Response:
 
 
 async def list_notes(request: web.Request) -> web.StreamResponse:
-    _, workspace_id, _ = await _caller(request)
-    query = catalog_query(workspace_id, request.query)
+    identity, workspace_id, _ = await _caller(request)
+    # Private notes are listed to those their access lets read them only.
+    query = replace(catalog_query(workspace_id, request.query), reader=identity.user_id)
     page = await request.app[CATALOG_STORE].list_notes(workspace_id, query)
     next_cursor = None
     if page.next_key is not None:

@@ -10,7 +10,7 @@ from aiohttp import hdrs, web
 
 from collab.auth.tokens import Identity, Role
 from collab.errors import AuthError, ForbiddenError
-from collab.web.keys import DIRECTORY, SETTINGS, VERIFIER
+from collab.web.keys import CATALOG, DIRECTORY, SETTINGS, VERIFIER
 
 JSON = "application/json"
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
@@ -132,6 +132,24 @@ def room_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
     valid_id("workspace", workspace_id)
     valid_id("note", note_id)
     return f"{workspace_id}/{note_id}", role_in(request, identity, workspace_id)
+
+
+async def note_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
+    """`room_of`, then the note's own access: the caller's role on the note (at most their
+    workspace role). Raises `HTTPNotFound` for a note whose access does not let them read it,
+    exactly as for a note that never existed (`RoomUnavailable` when the store fails)."""
+    room_id, role, _ = await private_note_of(request, identity)
+    return room_id, role
+
+
+async def private_note_of(request: web.Request, identity: Identity) -> tuple[str, Role, bool]:
+    """`note_of`, and whether the note is private."""
+    room_id, role = room_of(request, identity)
+    note_role, private = await request.app[CATALOG].role_on(room_id, identity.user_id, role)
+    if note_role is None:
+        workspace_id, _, note_id = room_id.partition("/")
+        raise web.HTTPNotFound(text=f"no note {note_id!r} in workspace {workspace_id!r}")
+    return room_id, note_role, private
 
 
 def check_origin(request: web.Request) -> None:

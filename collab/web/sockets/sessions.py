@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from typing import Literal
 
 from collab.auth.tokens import Identity, TokenVerifier
@@ -44,7 +45,7 @@ class RefreshRefused(AuthError):
 class TokenSession:
     """One connection's token: its identity, expiry timer and place in the registry."""
 
-    __slots__ = ("_sessions", "_timer", "identity", "kind", "peer", "workspace_id")
+    __slots__ = ("_sessions", "_timer", "identity", "kind", "peer", "room_id", "workspace_id")
 
     def __init__(
         self,
@@ -53,14 +54,16 @@ class TokenSession:
         identity: Identity,
         *,
         kind: ConnectionKind,
-        workspace_id: str | None,
+        room_id: str | None,
     ) -> None:
         self.peer = peer
         self.identity = identity
         self._sessions = sessions
         self.kind = kind
-        # The workspace of a `/ws/docs` connection's note (a live connection spans several).
-        self.workspace_id = workspace_id
+        # The note of a `/ws/docs` connection, and its workspace (a live connection spans
+        # several workspaces and no note).
+        self.room_id = room_id
+        self.workspace_id = None if room_id is None else room_id.partition("/")[0]
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -134,13 +137,13 @@ class Sessions:
         identity: Identity,
         *,
         kind: ConnectionKind,
-        workspace_id: str | None = None,
+        room_id: str | None = None,
     ) -> TokenSession:
-        """Register a connection that just authenticated (`workspace_id`: a document
-        connection's) and start its expiry timer. A user revoked while the upgrade was in
+        """Register a connection that just authenticated (`room_id`: a document connection's
+        note) and start its expiry timer. A user revoked while the upgrade was in
         progress (awaiting the room or the handshake, after the token check) is closed at
         once."""
-        session = TokenSession(self, peer, identity, kind=kind, workspace_id=workspace_id)
+        session = TokenSession(self, peer, identity, kind=kind, room_id=room_id)
         self._by_user.setdefault(identity.user_id, set()).add(session)
         self.opened_total[kind] += 1
         if self.verifier.revocations.revoked_until(identity.user_id) is not None:
@@ -170,6 +173,15 @@ class Sessions:
             for session in self._by_user.get(user_id, ())
             if session.workspace_id == workspace_id
             or (session.kind == "live" and workspace_id in session.identity.workspaces)
+        ]
+
+    def in_rooms(self, room_ids: Collection[str] | None = None) -> list[TokenSession]:
+        """The document connections to these notes (None: to any note)."""
+        return [
+            session
+            for group in self._by_user.values()
+            for session in group
+            if session.room_id is not None and (room_ids is None or session.room_id in room_ids)
         ]
 
     def peers(self, kind: ConnectionKind) -> list[Peer]:

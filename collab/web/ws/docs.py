@@ -24,7 +24,7 @@ from collab.rooms.manager import LiveRoom
 from collab.rooms.peer import Coalescing, OutboxLimits, Peer
 from collab.tasks import spawn
 from collab.web.http.connections import Slot
-from collab.web.http.requests import authenticate, check_origin, room_of
+from collab.web.http.requests import authenticate, check_origin, private_note_of
 from collab.web.keys import (
     CATALOG,
     CONNECTIONS,
@@ -61,7 +61,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     connections = request.app[CONNECTIONS]
     check_origin(request)
     identity = await authenticate(request, allow_query=True)
-    room_id, role = room_of(request, identity)
+    room_id, role, private = await private_note_of(request, identity)
     check_upgrade(request)
     if role.can_write:
         rooms.budget.check(identity.user_id)
@@ -104,9 +104,11 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
         rooms.join(live, peer)
         workspace_id, _, note_id = room_id.partition("/")
-        presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
+        # A private note is not announced: presence would tell its id to the whole workspace.
+        if not private:
+            presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
         connection.session = request.app[SESSIONS].open(
-            peer, identity, kind="docs", workspace_id=workspace_id
+            peer, identity, kind="docs", room_id=room_id
         )
     except Exception:
         # A bug of ours after the upgrade: the client gets 1011 like any connection that hits

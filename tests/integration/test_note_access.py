@@ -1,0 +1,357 @@
+"""Per-note access: its REST endpoint, and its enforcement on every surface that serves a note
+(the document WebSocket, REST snapshots and updates, the catalog's entry, listing and search,
+live catalog events, presence, mention notifications), changes applied at once on two
+instances. Each test runs on the embedded and the scaled backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+from pycrdt import Doc, Text, XmlElement, XmlFragment, XmlText
+
+from collab.protocol.close_codes import CloseCode
+from tests.conftest import RunningServer, StartServer, make_settings, token_for
+from tests.support.live import LiveClient
+from tests.support.waiting import eventually
+from tests.support.yclient import YClient, connect_http_error
+
+NOTES = "/api/v1/workspaces/w1/notes"
+# Every user's workspace role; `vi` is listed as a viewer, `ed` as an editor.
+ROLES = {"creator": "editor", "ed": "editor", "vi": "editor", "other": "editor", "boss": "owner"}
+READERS = {"creator", "ed", "vi"}
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> RunningServer:
+    return await start_server(make_settings(catalog_interval_ms=20))
+
+
+def token(server: RunningServer, user: str) -> str:
+    return token_for(server.settings, user, {"w1": ROLES[user]})
+
+
+async def call(
+    server: RunningServer,
+    user: str,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    data: bytes | None = None,
+    params: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token(server, user)}"}
+    if data is not None:
+        headers["Content-Type"] = "application/octet-stream"
+    async with aiohttp.ClientSession() as http:
+        response = await http.request(
+            method, f"{server.http}{path}", headers=headers, json=json, data=data, params=params
+        )
+        body = await response.json() if response.content_type == "application/json" else None
+        return response.status, body
+
+
+async def make_private(server: RunningServer, note_id: str, title: str) -> None:
+    status, body = await call(
+        server, "creator", "POST", NOTES, json={"id": note_id, "title": title, "text": "plans"}
+    )
+    assert status == 201, body
+    status, body = await call(
+        server,
+        "creator",
+        "PUT",
+        f"{NOTES}/{note_id}/access",
+        json={"visibility": "private", "users": {"ed": "editor", "vi": "viewer"}},
+    )
+    assert status == 200, body
+
+
+def an_update(text: str) -> bytes:
+    doc: Doc[Any] = Doc()
+    doc.get("scratch", type=Text).insert(0, text)
+    return doc.get_update()
+
+
+async def listed(server: RunningServer, user: str, **params: str) -> set[str]:
+    status, body = await call(server, user, "GET", NOTES, params=params)
+    assert status == 200, body
+    return {note["id"] for note in body["notes"]}
+
+
+async def test_a_private_note_is_served_to_its_readers_only(server: RunningServer) -> None:
+    await make_private(server, "secret", "Quarterly secret plan")
+    await call(server, "creator", "POST", NOTES, json={"id": "open", "title": "Quarterly open"})
+    for user in ROLES:
+        readable = user in READERS
+        path = "/api/v1/docs/w1/secret"
+        status, body = await call(server, user, "GET", path)
+        assert status == (200 if readable else 404), (user, body)
+        if not readable:
+            # The catalog answers as for an id never used.
+            assert body["error"]["code"] == "not_found"
+            _, never = await call(server, user, "GET", f"{NOTES}/never-used")
+            _, hidden = await call(server, user, "GET", f"{NOTES}/secret")
+            assert hidden["error"]["code"] == never["error"]["code"] == "not_found"
+        status, _ = await call(server, user, "GET", f"{NOTES}/secret")
+        assert status == (200 if readable else 404), user
+        status, _ = await call(server, user, "POST", f"{path}/updates", data=an_update(user))
+        expected = {"creator": 200, "ed": 200, "vi": 403}.get(user, 404)
+        assert status == expected, user
+        assert ("secret" in await listed(server, user)) is readable, user
+        assert ("secret" in await listed(server, user, q="quarterly")) is readable, user
+        assert ("secret" in await listed(server, user, sort="title")) is readable, user
+        assert "open" in await listed(server, user, q="quarterly"), user
+        # Trash, restore and purge of a note one cannot read: not found either.
+        if not readable:
+            assert (await call(server, user, "DELETE", f"{NOTES}/secret"))[0] == 404
+            assert (await call(server, user, "POST", f"{NOTES}/secret/restore"))[0] == 404
+
+
+async def test_the_document_socket_refuses_or_caps_by_the_notes_access(
+    server: RunningServer,
+) -> None:
+    await make_private(server, "secret", "Secret")
+    for user in ("other", "boss"):
+        status, body = await connect_http_error(
+            server.doc_url("w1/secret", token=token(server, user))
+        )
+        assert status == 404, user
+        assert b"no note 'secret'" in body
+    async with (
+        YClient.connect(server.doc_url("w1/secret", token=token(server, "vi"))) as viewer,
+        YClient.connect(server.doc_url("w1/secret", token=token(server, "ed"))) as editor,
+    ):
+        await viewer.wait_synced()
+        await editor.wait_synced()
+        viewer.doc.get("t", type=Text).insert(0, "ignored")
+        await viewer.flush()
+        editor.doc.get("m", type=Text).insert(0, "marker")
+        await viewer.wait_until(lambda: str(viewer.doc.get("m", type=Text)) == "marker")
+        async with YClient.connect(
+            server.doc_url("w1/secret", token=token(server, "creator"))
+        ) as late:
+            await late.wait_until(lambda: str(late.doc.get("m", type=Text)) == "marker")
+            assert str(late.doc.get("t", type=Text)) == ""
+
+
+async def test_a_mention_notifies_only_those_who_can_read_the_note(
+    server: RunningServer,
+) -> None:
+    for user in ROLES:  # every user a member of the directory
+        assert (await call(server, user, "GET", "/api/v1/notifications"))[0] == 200
+    await make_private(server, "secret", "Secret")
+    async with YClient.connect(
+        server.doc_url("w1/secret", token=token(server, "creator"))
+    ) as writer:
+        await writer.wait_synced()
+        body = writer.doc.get("body", type=XmlFragment)
+        body.children.append(XmlElement("paragraph", {}, [XmlText("ask @ed and @other")]))
+        await writer.flush()
+
+        async def ed_notified() -> bool:
+            _, listed_ = await call(server, "ed", "GET", "/api/v1/notifications")
+            return [n["payload"]["note"] for n in listed_["notifications"]] == ["secret"]
+
+        await eventually(ed_notified, what="the listed editor notified of the mention")
+    _, others = await call(server, "other", "GET", "/api/v1/notifications")
+    assert others["notifications"] == []
+
+
+async def test_live_catalog_events_of_a_private_note_reach_its_readers_only(
+    start_server: StartServer,
+) -> None:
+    """On every instance: the note's events go to its readers' live connections only, and a
+    workspace note's events (sent after) to everyone, as the marker that the rest was not."""
+    a = await start_server(make_settings(catalog_interval_ms=20))
+    b = await start_server(make_settings(catalog_interval_ms=20))
+    await make_private(a, "secret", "Secret")
+    async with (
+        LiveClient.connect(b.ws, token(b, "ed")) as reader,
+        LiveClient.connect(b.ws, token(b, "other")) as stranger,
+    ):
+        for client in (reader, stranger):
+            await client.send({"type": "subscribe", "workspace": "w1"})
+            await client.wait_event("presence.snapshot")
+        async with YClient.connect(a.doc_url("w1/secret", token=token(a, "creator"))) as writer:
+            await writer.wait_synced()
+            body = writer.doc.get("body", type=XmlFragment)
+            body.children.append(XmlElement("paragraph", {}, [XmlText("new words")]))
+            await writer.flush()
+            updated = await reader.wait_event("note.updated", lambda e: e["note"]["id"] == "secret")
+            assert "readers" not in updated
+            assert updated["note"]["visibility"] == "private"
+        assert (await call(a, "creator", "DELETE", f"{NOTES}/secret"))[0] == 200
+        await reader.wait_event("note.trashed", lambda e: e["note"]["id"] == "secret")
+        assert (await call(a, "creator", "POST", f"{NOTES}/secret/restore"))[0] == 200
+        await reader.wait_event("note.restored", lambda e: e["note"]["id"] == "secret")
+        assert (await call(a, "boss", "POST", NOTES, json={"id": "open", "title": "Open"}))[
+            0
+        ] == 201
+        for client in (reader, stranger):
+            await client.wait_event("note.created", lambda e: e["note"]["id"] == "open")
+        # Presence: the creator on both notes shows on the workspace note only.
+        async with (
+            YClient.connect(a.doc_url("w1/secret", token=token(a, "creator"))) as on_secret,
+            YClient.connect(a.doc_url("w1/open", token=token(a, "creator"))) as on_open,
+        ):
+            await on_secret.wait_synced()
+            await on_open.wait_synced()
+
+            def creator_on_open(event: dict[str, Any]) -> bool:
+                user = event.get("user")
+                return (
+                    isinstance(user, dict)
+                    and user.get("user") == "creator"
+                    and "open" in user.get("notes", [])
+                )
+
+            for client in (reader, stranger):
+                await client.wait_for(
+                    lambda c: any(creator_on_open(e) for e in c.events), what="presence"
+                )
+        for client in (reader, stranger):
+            for event in client.events:
+                if event["type"].startswith("presence."):
+                    assert "secret" not in str(event), event
+        status, _ = await call(a, "creator", "DELETE", f"{NOTES}/secret", params={"purge": "x"})
+        assert status == 400
+        # Purged by its creator? Only owners purge; the owner cannot read it: not found.
+        assert (await call(a, "boss", "DELETE", f"{NOTES}/secret", params={"purge": "true"}))[
+            0
+        ] == 404
+        secret_events = [
+            event
+            for event in stranger.events
+            if "secret" in (event.get("id"), (event.get("note") or {}).get("id"))
+        ]
+        assert secret_events == [], [
+            (e["type"], (e.get("note") or {}).get("visibility")) for e in secret_events
+        ]
+
+
+async def test_the_access_endpoint_reads_and_changes_with_every_rule(
+    server: RunningServer,
+) -> None:
+    await make_private(server, "secret", "Secret")
+    path = f"{NOTES}/secret/access"
+    expected = {
+        "visibility": "private",
+        "users": {"ed": "editor", "vi": "viewer"},
+        "created_by": "creator",
+    }
+    for user in ("creator", "ed", "vi", "boss"):  # readers, and the workspace's owner
+        assert await call(server, user, "GET", path) == (200, expected), user
+    assert (await call(server, "other", "GET", path))[0] == 404
+    body = {"visibility": "private", "users": {}}
+    assert (await call(server, "ed", "PUT", path, json=body))[0] == 403
+    assert (await call(server, "other", "PUT", path, json=body))[0] == 404
+    status, changed = await call(server, "boss", "PUT", path, json=body)
+    assert (status, changed["users"]) == (200, {})
+    for bad in (
+        {},
+        {"visibility": "secret"},
+        {"visibility": "private", "users": []},
+        {"visibility": "private", "users": {"u": "owner"}},
+        {"visibility": "private", "users": {"": "viewer"}},
+        {"visibility": "private", "users": {"a\nb": "viewer"}},
+        {"visibility": "private", "users": {f"u{i}": "viewer" for i in range(101)}},
+        {"visibility": "private", "extra": 1},
+    ):
+        status, error = await call(server, "creator", "PUT", path, json=bad)
+        assert status == 422, (bad, error)
+    assert (await call(server, "creator", "GET", f"{NOTES}/never/access"))[0] == 404
+    await call(server, "creator", "POST", NOTES, json={"id": "gone"})
+    assert (await call(server, "boss", "DELETE", f"{NOTES}/gone", params={"purge": "true"}))[
+        0
+    ] == 204
+    assert (await call(server, "creator", "GET", f"{NOTES}/gone/access"))[0] == 410
+
+
+async def test_an_access_change_applies_at_once_on_every_instance(
+    start_server: StartServer,
+) -> None:
+    a = await start_server(make_settings(catalog_interval_ms=20))
+    b = await start_server(make_settings(catalog_interval_ms=20))
+    status, _ = await call(a, "creator", "POST", NOTES, json={"id": "n", "title": "Plan"})
+    assert status == 201
+    path = f"{NOTES}/n/access"
+    async with (
+        LiveClient.connect(b.ws, token(b, "other")) as other_live,
+        LiveClient.connect(b.ws, token(b, "vi")) as vi_live,
+        YClient.connect(b.doc_url("w1/n", token=token(b, "other"))) as other_doc,
+        YClient.connect(b.doc_url("w1/n", token=token(b, "vi"))) as vi_doc,
+        YClient.connect(b.doc_url("w1/n", token=token(b, "creator"))) as creator_doc,
+    ):
+        for client in (other_live, vi_live):
+            await client.send({"type": "subscribe", "workspace": "w1"})
+            await client.wait_event("presence.snapshot")
+        for doc in (other_doc, vi_doc, creator_doc):
+            await doc.wait_synced()
+        body = {"visibility": "private", "users": {"vi": "viewer"}}
+        assert (await call(a, "creator", "PUT", path, json=body))[0] == 200
+        assert await other_doc.wait_closed() == CloseCode.FORBIDDEN
+        hidden = await other_live.wait_event("note.hidden")
+        assert hidden == {"type": "note.hidden", "workspace": "w1", "id": "n"}
+
+        async def notes_in_presence(server: RunningServer) -> set[str]:
+            _, body = await call(server, "other", "GET", "/api/v1/workspaces/w1/presence")
+            return {note for user in body["users"] for note in user["notes"]}
+
+        async def hidden_from_presence() -> bool:
+            return "n" not in await notes_in_presence(a)
+
+        await eventually(hidden_from_presence, what="the private note gone from presence")
+        assert "n" not in await listed(b, "other")
+
+        async def vi_cannot_write() -> bool:
+            status, _ = await call(b, "vi", "POST", "/api/v1/docs/w1/n/updates", data=b"")
+            return status == 403
+
+        await eventually(vi_cannot_write, what="the listed viewer capped")
+        vi_doc.doc.get("t", type=Text).insert(0, "ignored")
+        await vi_doc.flush()
+        creator_doc.doc.get("m", type=Text).insert(0, "marker")
+        await creator_doc.flush()
+        await vi_doc.wait_until(lambda: str(vi_doc.doc.get("m", type=Text)) == "marker")
+        async with YClient.connect(a.doc_url("w1/n", token=token(a, "creator"))) as reader:
+            await reader.wait_until(lambda: str(reader.doc.get("m", type=Text)) == "marker")
+            assert str(reader.doc.get("t", type=Text)) == ""
+        assert not vi_doc.closed
+        # Back to the workspace: the note shows again for those who lost it.
+        body = {"visibility": "workspace", "users": {}}
+        assert (await call(a, "boss", "PUT", path, json=body))[0] == 200
+        shown = await other_live.wait_event("note.shown")
+        assert (shown["note"]["id"], shown["note"]["visibility"]) == ("n", "workspace")
+
+        async def back_in_presence() -> bool:
+            return "n" in await notes_in_presence(a)
+
+        await eventually(back_in_presence, what="the note back in presence")
+        assert "n" in await listed(b, "other")
+        # The viewer never lost sight of it: no event either way.
+        assert vi_live.of_type("note.hidden") == vi_live.of_type("note.shown") == []
+
+
+async def test_the_purge_of_a_private_note_is_told_to_its_readers_only(
+    server: RunningServer,
+) -> None:
+    status, _ = await call(server, "boss", "POST", NOTES, json={"id": "mine", "title": "Mine"})
+    assert status == 201
+    body = {"visibility": "private", "users": {"ed": "viewer"}}
+    assert (await call(server, "boss", "PUT", f"{NOTES}/mine/access", json=body))[0] == 200
+    async with (
+        LiveClient.connect(server.ws, token(server, "ed")) as reader,
+        LiveClient.connect(server.ws, token(server, "other")) as stranger,
+    ):
+        for client in (reader, stranger):
+            await client.send({"type": "subscribe", "workspace": "w1"})
+            await client.wait_event("presence.snapshot")
+        purge = await call(server, "boss", "DELETE", f"{NOTES}/mine", params={"purge": "true"})
+        assert purge[0] == 204
+        assert (await reader.wait_event("note.purged"))["id"] == "mine"
+        marker = await call(server, "boss", "POST", NOTES, json={"id": "after", "title": "After"})
+        assert marker[0] == 201
+        await stranger.wait_event("note.created", lambda e: e["note"]["id"] == "after")
+        assert stranger.of_type("note.purged") == []
