@@ -40,6 +40,7 @@ SCENARIOS = [
     "offline-edits-merge",
     "reload-keeps-session",
     "new-note",
+    "share-private",
     "search-and-filter",
     "trash-and-restore",
     "load-more",

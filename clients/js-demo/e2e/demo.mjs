@@ -334,6 +334,44 @@ const scenarios = {
     assert(new URL(bob.page.url()).hash === `#/${WORKSPACE}/${noteId}`, 'the notification did not lead to its note')
   },
 
+  async 'share-private' () {
+    const { alice, bob } = users
+    const second = secondNote
+    const saveShare = async () => {
+      await testid(alice.page, 'share-save').click()
+      await testid(alice.page, 'share-dialog').waitFor({ state: 'detached', timeout: TIMEOUT_MS })
+    }
+    await testid(alice.page, 'share-note').click()
+    await testid(alice.page, 'share-dialog').waitFor({ timeout: TIMEOUT_MS })
+    await testid(alice.page, 'share-visibility').selectOption('private')
+    await screenshots('share-dialog')
+    await saveShare()
+    await eventually('bob loses the note at once: his editor closes and his list drops it', async () =>
+      (await bob.page.getByText('You no longer have access to this note.').isVisible()) &&
+      !(await noteItem(bob.page, second).isVisible()))
+    // Shared with bob as a viewer: listed again, and it opens read only.
+    await testid(alice.page, 'share-note').click()
+    await testid(alice.page, 'share-add-input').fill(bob.sub)
+    await testid(alice.page, 'share-add-role').selectOption('viewer')
+    await testid(alice.page, 'share-add').click()
+    await eventually('bob is listed in the dialog', () =>
+      alice.page.locator(`[data-testid="share-user"][data-user="${bob.sub}"]`).isVisible())
+    await saveShare()
+    await eventually('the note is back in bob\'s list', () => noteItem(bob.page, second).isVisible())
+    await bob.page.getByRole('button', { name: 'Open it again' }).click()
+    await eventually('bob reads it, read only', async () =>
+      (await editorText(bob.page)).includes('Hello @bob') &&
+      (await testid(bob.page, 'editor').getAttribute('contenteditable')) === 'false')
+    await screenshots('share-viewer')
+    // Back to the whole workspace for the scenarios that follow.
+    await testid(alice.page, 'share-note').click()
+    await testid(alice.page, 'share-visibility').selectOption('workspace')
+    await saveShare()
+    await bob.page.reload()
+    await eventually('bob edits it again', async () =>
+      (await testid(bob.page, 'editor').getAttribute('contenteditable')) === 'true')
+  },
+
   async 'search-and-filter' () {
     const { alice, bob } = users
     const second = secondNote

@@ -12,6 +12,7 @@ import { MetaPanel } from './meta-panel.js'
 import { NoteSession } from './note-session.js'
 import { Presence } from './presence.js'
 import { parseRoute, routeHash } from './route.js'
+import { ShareDialog } from './share-dialog.js'
 import { Sidebar } from './sidebar.js'
 import { logo } from './signin.js'
 import { toolbar } from './toolbar.js'
@@ -286,10 +287,21 @@ export class App {
     }
     if (this.shown !== shown) return
     if (entry?.trashed_at) return this.showGone(noteId, 'trashed', { entry })
-    this.startNote(noteId, { fresh })
+    // A private note may list us as a viewer: then it opens read only (the server would drop
+    // our edits anyway).
+    let canWrite = this.canWrite
+    if (canWrite && entry?.visibility === 'private' && entry.created_by !== this.session.user) {
+      try {
+        const path = `/api/v1/workspaces/${encodeURIComponent(this.workspace)}/notes/${encodeURIComponent(noteId)}/access`
+        const access = await api(path, { token: this.session.token })
+        canWrite = access.users[this.session.user] === 'editor'
+      } catch {}
+      if (this.shown !== shown) return
+    }
+    this.startNote(noteId, { fresh, canWrite })
   }
 
-  startNote (noteId, { fresh }) {
+  startNote (noteId, { fresh, canWrite = this.canWrite }) {
     this.shown = { workspace: this.workspace, note: noteId, state: 'open' }
     const title = h('input', { class: 'title-input', testid: 'meta-title', placeholder: 'Untitled', 'aria-label': 'Title', maxlength: 200 })
     const host = h('div', { class: 'editor-host' })
@@ -298,7 +310,7 @@ export class App {
       note: noteId,
       session: this.session,
       color: this.color,
-      canWrite: this.canWrite,
+      canWrite: canWrite,
       element: host,
       onState: (state) => {
         this.noteState = state
@@ -313,14 +325,17 @@ export class App {
     replaceChildren(this.main,
       h('div', { class: 'note-head' }, title,
         h('div', { class: 'note-id' },
-          h('span', { title: 'Note id' }, `${this.workspace} / ${noteId}`, this.canWrite ? '' : ' · read only', hint),
-          this.canWrite && h('button', { class: 'link-button danger', type: 'button', testid: 'trash-note',
-            onClick: () => this.trashNote(noteId) }, 'Move to trash'))),
-      this.canWrite && toolbar(session.editor),
+          h('span', { title: 'Note id' }, `${this.workspace} / ${noteId}`, canWrite ? '' : ' · read only', hint),
+          h('span', { class: 'note-actions' },
+            canWrite && h('button', { class: 'link-button', type: 'button', testid: 'share-note',
+              onClick: () => this.shareNote(noteId) }, 'Share'),
+            canWrite && h('button', { class: 'link-button danger', type: 'button', testid: 'trash-note',
+              onClick: () => this.trashNote(noteId) }, 'Move to trash')))),
+      canWrite && toolbar(session.editor),
       host)
     this.meta = new MetaPanel({
       meta: session.meta,
-      canWrite: this.canWrite,
+      canWrite: canWrite,
       titleInput: title,
       container: this.details,
       people: this.presence
@@ -438,6 +453,18 @@ export class App {
     replaceChildren(this.main, h('div', { class: 'empty-state', testid: 'note-gone', 'data-state': kind, 'data-note': noteId }, body))
     this.sidebar?.render()
     this.renderStatus()
+  }
+
+  shareNote (noteId) {
+    if (this.shareDialog) return
+    this.shareDialog = new ShareDialog({
+      workspace: this.workspace,
+      note: noteId,
+      token: this.session.token,
+      nameOf: (user) => this.presence.nameOf(user),
+      onClose: () => { this.shareDialog = null }
+    })
+    this.shareDialog.open()
   }
 
   async trashNote (noteId) {

@@ -157,7 +157,11 @@ export class NoteCatalog {
         this._apply(message.type, message.note)
         break
       case 'note.purged':
+      case 'note.hidden': // made private without us
         this._forget(message.id)
+        break
+      case 'note.shown': // shared with us
+        this._apply('note.created', message.note)
         break
     }
   }
