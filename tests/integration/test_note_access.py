@@ -355,3 +355,89 @@ async def test_the_purge_of_a_private_note_is_told_to_its_readers_only(
         assert marker[0] == 201
         await stranger.wait_event("note.created", lambda e: e["note"]["id"] == "after")
         assert stranger.of_type("note.purged") == []
+
+
+# --- the matrix: workspace role, the note's visibility, the user's place on it, surface ---
+
+MATRIX_ROLES = ("owner", "editor", "viewer")
+# Where the user stands with the note: its creator is always "maker" (an editor).
+PLACES = ("listed-editor", "listed-viewer", "unlisted")
+
+
+def expected_role(visibility: str, workspace_role: str, place: str) -> str | None:
+    """The README's table, written out: None when the note is not found for the user."""
+    rank = {"viewer": 1, "editor": 2, "owner": 3}
+    if visibility == "workspace":
+        return workspace_role
+    if place == "unlisted":
+        return None
+    listed = "editor" if place == "listed-editor" else "viewer"
+    return min(workspace_role, listed, key=rank.__getitem__)
+
+
+@pytest.mark.parametrize("visibility", ["workspace", "private"])
+async def test_every_role_and_place_on_every_document_and_catalog_surface(
+    server: RunningServer, visibility: str
+) -> None:
+    users = {f"{role}-{place}": (role, place) for role in MATRIX_ROLES for place in PLACES}
+    shares = {
+        user: ("editor" if place == "listed-editor" else "viewer")
+        for user, (_, place) in users.items()
+        if place != "unlisted"
+    }
+
+    def grant(user: str) -> str:
+        role = "editor" if user == "maker" else users[user][0]
+        return token_for(server.settings, user, {"w1": role})
+
+    async def as_user(user: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {grant(user)}"}
+        if "data" in kw:
+            headers["Content-Type"] = "application/octet-stream"
+        async with aiohttp.ClientSession() as http:
+            response = await http.request(method, f"{server.http}{path}", headers=headers, **kw)
+            body = await response.json() if response.content_type == "application/json" else None
+            return response.status, body
+
+    created = await as_user(
+        "maker", "POST", NOTES, json={"id": "m", "title": "Matrix zebra", "text": "body"}
+    )
+    assert created[0] == 201
+    put = await as_user(
+        "maker", "PUT", f"{NOTES}/m/access", json={"visibility": visibility, "users": shares}
+    )
+    assert put[0] == 200
+    for user, (role, place) in users.items():
+        expected = expected_role(visibility, role, place)
+        case = (visibility, role, place)
+        readable = expected is not None
+        status, _ = await as_user(user, "GET", "/api/v1/docs/w1/m")
+        assert status == (200 if readable else 404), case
+        status, _ = await as_user(user, "GET", f"{NOTES}/m")
+        assert status == (200 if readable else 404), case
+        update = await as_user(user, "POST", "/api/v1/docs/w1/m/updates", data=an_update(user))
+        write_status = 200 if expected in ("owner", "editor") else 403
+        assert update[0] == (write_status if readable else 404), case
+        for params in ({}, {"q": "zebra"}, {"sort": "title", "order": "asc"}):
+            status, body = await as_user(user, "GET", NOTES, params=params)
+            assert status == 200
+            assert ("m" in {n["id"] for n in body["notes"]}) is readable, (case, params)
+        if not readable:
+            status, _ = await connect_http_error(server.doc_url("w1/m", token=grant(user)))
+            assert status == 404, case
+            continue
+        async with YClient.connect(server.doc_url("w1/m", token=grant(user))) as client:
+            await client.wait_synced()
+            client.doc.get("w", type=Text).insert(0, user)
+            await client.flush()
+            # The maker's marker comes back after the user's edit was handled.
+            async with YClient.connect(server.doc_url("w1/m", token=grant("maker"))) as maker:
+                await maker.wait_synced()
+                maker.doc.get("mark", type=Text).insert(0, user)
+                await maker.flush()
+                await client.wait_until(
+                    lambda user=user: user in str(client.doc.get("mark", type=Text))
+                )
+            status, body = await as_user("maker", "GET", "/api/v1/docs/w1/m")
+            wrote = user in body["roots"].get("w", "")
+            assert wrote is (expected in ("owner", "editor")), case
