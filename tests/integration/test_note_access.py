@@ -5,6 +5,7 @@ instances. Each test runs on the embedded and the scaled backend."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -441,3 +442,73 @@ async def test_every_role_and_place_on_every_document_and_catalog_surface(
             status, body = await as_user("maker", "GET", "/api/v1/docs/w1/m")
             wrote = user in body["roots"].get("w", "")
             assert wrote is (expected in ("owner", "editor")), case
+
+
+@pytest.mark.parametrize("visibility", ["workspace", "private"])
+async def test_every_role_and_place_on_live_events_presence_and_notifications(
+    server: RunningServer, visibility: str
+) -> None:
+    users = {f"{role}-{place}": (role, place) for role in MATRIX_ROLES for place in PLACES}
+    # Mentioned last (ids are checked in order): once it is notified, every user was decided.
+    sentinel = "zz-sentinel"
+    shares = {
+        user: ("editor" if place == "listed-editor" else "viewer")
+        for user, (_, place) in users.items()
+        if place != "unlisted"
+    } | {sentinel: "viewer"}
+
+    def grant(user: str) -> str:
+        role = "editor" if user in ("maker", sentinel) else users[user][0]
+        return token_for(server.settings, user, {"w1": role})
+
+    async def as_user(user: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http:
+            response = await http.request(
+                method,
+                f"{server.http}{path}",
+                headers={"Authorization": f"Bearer {grant(user)}"},
+                **kw,
+            )
+            body = await response.json() if response.content_type == "application/json" else None
+            return response.status, body
+
+    assert (await as_user("maker", "POST", NOTES, json={"id": "m", "title": "M"}))[0] == 201
+    body = {"visibility": visibility, "users": shares}
+    assert (await as_user("maker", "PUT", f"{NOTES}/m/access", json=body))[0] == 200
+    everyone = [*users, sentinel]
+    async with contextlib.AsyncExitStack() as stack:
+        lives = {
+            user: await stack.enter_async_context(LiveClient.connect(server.ws, grant(user)))
+            for user in everyone
+        }
+        for live in lives.values():
+            await live.send({"type": "subscribe", "workspace": "w1"})
+            await live.wait_event("presence.snapshot")
+        async with YClient.connect(server.doc_url("w1/m", token=grant("maker"))) as maker:
+            await maker.wait_synced()
+            text = " ".join(f"@{user}" for user in everyone)
+            fragment = maker.doc.get("body", type=XmlFragment)
+            fragment.children.append(XmlElement("paragraph", {}, [XmlText(text)]))
+            await maker.flush()
+            await lives[sentinel].wait_event("note.updated", lambda e: e["note"]["id"] == "m")
+
+            async def sentinel_notified() -> bool:
+                _, listed_ = await as_user(sentinel, "GET", "/api/v1/notifications")
+                return len(listed_["notifications"]) == 1
+
+            await eventually(sentinel_notified, what="the last mentioned user decided")
+            _, presence = await as_user("maker", "GET", "/api/v1/workspaces/w1/presence")
+        for user, (role, place) in users.items():
+            case = (visibility, role, place)
+            readable = expected_role(visibility, role, place) is not None
+            events = [
+                e
+                for e in lives[user].events
+                if e["type"].startswith("note.") and (e.get("note") or {}).get("id") == "m"
+            ]
+            assert bool(events) is readable, case
+            _, notified = await as_user(user, "GET", "/api/v1/notifications")
+            kinds = [n["kind"] for n in notified["notifications"]]
+            assert kinds == (["mention"] if readable else []), case
+        shown_notes = {note for entry in presence["users"] for note in entry["notes"]}
+        assert ("m" in shown_notes) is (visibility == "workspace")
