@@ -26,7 +26,6 @@ from collab.tasks import cancel_and_wait
 from collab.web import static
 from collab.web.api import dev, documents, health, note_access, notes, notifications, presence
 from collab.web.api.members import setup_members
-from collab.web.api.note_access import recheck_connections
 from collab.web.api.revocations import setup_revocations
 from collab.web.http.connections import ConnectionCounter, connection_slots
 from collab.web.http.errors import MAX_HEADER_FIELD_BYTES, MAX_REQUEST_LINE_BYTES, json_errors
@@ -53,6 +52,7 @@ from collab.web.keys import (
     VERIFIER,
 )
 from collab.web.sockets.liveness import Liveness
+from collab.web.sockets.recheck import recheck_connections
 from collab.web.sockets.sessions import Sessions
 from collab.web.ws.docs import ws_docs
 from collab.web.ws.live import ws_live

@@ -13,6 +13,7 @@ import pytest
 from pycrdt import Doc, Text, XmlElement, XmlFragment, XmlText
 
 from collab.protocol.close_codes import CloseCode
+from collab.protocol.messages import encode_token_refresh
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
 from tests.support.live import LiveClient
 from tests.support.waiting import eventually
@@ -512,3 +513,26 @@ async def test_every_role_and_place_on_live_events_presence_and_notifications(
             assert kinds == (["mention"] if readable else []), case
         shown_notes = {note for entry in presence["users"] for note in entry["notes"]}
         assert ("m" in shown_notes) is (visibility == "workspace")
+
+
+async def test_a_token_refresh_keeps_the_notes_cap(server: RunningServer) -> None:
+    """An in-band refresh decides the role anew from the token and the directory: the note's
+    access still caps it, and a refresh by a user the note no longer lets read it closes."""
+    await make_private(server, "secret", "Secret")
+    async with (
+        YClient.connect(server.doc_url("w1/secret", token=token(server, "vi"))) as viewer,
+        YClient.connect(server.doc_url("w1/secret", token=token(server, "ed"))) as editor,
+    ):
+        await viewer.wait_synced()
+        await editor.wait_synced()
+        await viewer.send_raw(encode_token_refresh(token(server, "vi")))
+        viewer.doc.get("t", type=Text).insert(0, "ignored")
+        await viewer.flush()
+        editor.doc.get("m", type=Text).insert(0, "marker")
+        await viewer.wait_until(lambda: str(viewer.doc.get("m", type=Text)) == "marker")
+        async with YClient.connect(
+            server.doc_url("w1/secret", token=token(server, "creator"))
+        ) as late:
+            await late.wait_until(lambda: str(late.doc.get("m", type=Text)) == "marker")
+            assert str(late.doc.get("t", type=Text)) == ""
+        assert not viewer.closed

@@ -36,10 +36,10 @@ from collab.store.members import (
     Member,
     MemberStore,
 )
-from collab.web.api.note_access import recheck_connections
 from collab.web.api.responses import json_body
 from collab.web.http.requests import authenticate, read_json_object, workspace_of
 from collab.web.keys import BUS, DIRECTORY, SESSIONS
+from collab.web.sockets.recheck import recheck_connections
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ access changes applied to open document connections.
 `GET` (whoever may read the note, and the workspace's owners) and `PUT` (the workspace's
 owners and the note's creator) with `{"visibility": "workspace" | "private", "users": {user:
 "editor" | "viewer"}}`. A change applies at once on every instance (`NotesCatalog.set_access`
-publishes it; `recheck_connections` runs on each): a user the note no longer lets read it is
+publishes it; `web/sockets/recheck.py` runs on each): a user the note no longer lets read it is
 closed with 4403, the others write or not by their new role. Errors are JSON like everywhere:
 404 for a note the caller cannot read (as if it did not exist) or that never existed, 410 for
 a purged one, 403 for a reader who may not change it, 415/422 for a bad body.
@@ -18,21 +18,17 @@ from typing import Any
 from aiohttp import web
 
 from collab.auth.tokens import Role
-from collab.errors import ForbiddenError, StoreError
-from collab.protocol.close_codes import CloseCode
+from collab.errors import ForbiddenError
 from collab.rooms.access import note_role
 from collab.rooms.directory import MAX_USER_ID_CHARS, has_control_characters
 from collab.store.catalog import MAX_SHARED_USERS, NoteAccess, Visibility, room_parts
-from collab.tasks import spawn
 from collab.web.api.responses import json_body
 from collab.web.http.requests import authenticate, read_json_object, room_of
-from collab.web.keys import CATALOG, DIRECTORY, PRESENCE, SESSIONS
-from collab.web.sockets.sessions import TokenSession
+from collab.web.keys import CATALOG
 
 log = logging.getLogger(__name__)
 
 MAX_ACCESS_REQUEST_BYTES = 64 * 1024
-ACCESS_WITHDRAWN_REASON = "access to this note was withdrawn"
 
 
 def access_json(access: NoteAccess) -> dict[str, Any]:
@@ -113,63 +109,6 @@ def _users(raw: object) -> dict[str, str]:
         ):
             raise web.HTTPUnprocessableEntity(text=problem)
     return dict(raw)
-
-
-def recheck_connections(app: web.Application, room_ids: list[str] | None = None) -> None:
-    """Re-decide every document connection to these notes (None: to any) by the member
-    directory and the notes' access, off the caller's path: a connection whose user may no
-    longer read its note closes with 4403, the others write or not by their role now."""
-    sessions = app[SESSIONS].in_rooms(None if room_ids is None else set(room_ids))
-    if sessions:
-        spawn(_recheck(app, sessions), name="recheck-connections")
-
-
-async def _recheck(app: web.Application, sessions: list[TokenSession]) -> None:
-    catalog, directory = app[CATALOG], app[DIRECTORY]
-    accesses: dict[str, NoteAccess | None] = {}
-    for session in sessions:
-        room_id = session.room_id
-        if room_id is None or session.peer.closing:
-            continue
-        try:
-            role = directory.role(session.identity, room_id.partition("/")[0])
-        except ForbiddenError:
-            continue  # removed from the workspace: the directory closes it
-        if room_id not in accesses:
-            try:
-                accesses[room_id] = await catalog.access(*room_parts(room_id))
-            except StoreError as error:
-                log.warning("access of %s not re-checked: %s", room_id, error)
-                accesses[room_id] = None
-                continue
-        on_note = note_role(role, accesses[room_id], session.user_id)
-        if on_note is None:
-            log.info(
-                "conn %s: %s; closing with %d",
-                session.peer.peer_id,
-                ACCESS_WITHDRAWN_REASON,
-                CloseCode.FORBIDDEN,
-            )
-            session.peer.request_close(CloseCode.FORBIDDEN, ACCESS_WITHDRAWN_REASON)
-        else:
-            session.peer.can_write = on_note.can_write
-            _show_in_presence(app, session, accesses[room_id])
-
-
-def _show_in_presence(
-    app: web.Application, session: TokenSession, access: NoteAccess | None
-) -> None:
-    """A private note leaves its readers' presence (which the whole workspace sees); a note
-    back in the workspace comes back."""
-    presence, peer_id = app[PRESENCE], session.peer.peer_id
-    if access is not None and access.visibility is Visibility.PRIVATE:
-        presence.close_note(peer_id)
-        return
-    workspace_id, note_id = room_parts(session.room_id or "")
-    try:
-        presence.open_note(peer_id, session.user_id, session.identity.name, workspace_id, note_id)
-    except ValueError:
-        pass  # shown already
 
 
 def add_routes(app: web.Application) -> None:

@@ -35,6 +35,7 @@ from collab.web.keys import (
     SETTINGS,
 )
 from collab.web.sockets.rates import MessageRate
+from collab.web.sockets.recheck import recheck_session
 from collab.web.sockets.sessions import TokenSession, refresh_docs_connection
 from collab.web.sockets.websocket import ServerWebSocket, accept_websocket, check_upgrade
 
@@ -231,6 +232,11 @@ class DocsConnection:
         stays_open = await refresh_docs_connection(
             self.session, frame, workspace_id, self._app[DIRECTORY]
         )
+        if stays_open:
+            # The note's own access still caps the new role (the frames held meanwhile are
+            # applied after, with the role decided).
+            await recheck_session(self._app, self.session)
+            stays_open = not self._peer.closing
         self._release_held(stays_open)
 
     def _release_held(self, stays_open: bool) -> None:

@@ -1,0 +1,88 @@
+"""Open document connections re-decided after their user's role or their note's access
+changed (`recheck_connections`): a connection whose user may no longer read its note closes
+with 4403, the others write or not by their role now, and a private note leaves presence.
+
+Run on every instance: after an owner's directory decision (`web/api/members.py`), after a
+note's access changed (`NotesCatalog`'s access listener), and after an in-band token refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from collab.errors import ForbiddenError, StoreError
+from collab.protocol.close_codes import CloseCode
+from collab.rooms.access import note_role
+from collab.store.catalog import NoteAccess, Visibility, room_parts
+from collab.tasks import spawn
+from collab.web.keys import CATALOG, DIRECTORY, PRESENCE, SESSIONS
+from collab.web.sockets.sessions import TokenSession
+
+log = logging.getLogger(__name__)
+
+ACCESS_WITHDRAWN_REASON = "access to this note was withdrawn"
+
+
+def recheck_connections(app: web.Application, room_ids: list[str] | None = None) -> None:
+    """Re-decide every document connection to these notes (None: to any) by the member
+    directory and the notes' access, off the caller's path: a connection whose user may no
+    longer read its note closes with 4403, the others write or not by their role now."""
+    sessions = app[SESSIONS].in_rooms(None if room_ids is None else set(room_ids))
+    if sessions:
+        spawn(_recheck(app, sessions), name="recheck-connections")
+
+
+async def recheck_session(app: web.Application, session: TokenSession) -> None:
+    """`recheck_connections` of one connection, awaited (after an in-band token refresh set
+    its role from the token and the directory alone)."""
+    await _recheck(app, [session])
+
+
+async def _recheck(app: web.Application, sessions: list[TokenSession]) -> None:
+    catalog, directory = app[CATALOG], app[DIRECTORY]
+    accesses: dict[str, NoteAccess | None] = {}
+    for session in sessions:
+        room_id = session.room_id
+        if room_id is None or session.peer.closing:
+            continue
+        try:
+            role = directory.role(session.identity, room_id.partition("/")[0])
+        except ForbiddenError:
+            continue  # removed from the workspace: the directory closes it
+        if room_id not in accesses:
+            try:
+                accesses[room_id] = await catalog.access(*room_parts(room_id))
+            except StoreError as error:
+                log.warning("access of %s not re-checked: %s", room_id, error)
+                accesses[room_id] = None
+                continue
+        on_note = note_role(role, accesses[room_id], session.user_id)
+        if on_note is None:
+            log.info(
+                "conn %s: %s; closing with %d",
+                session.peer.peer_id,
+                ACCESS_WITHDRAWN_REASON,
+                CloseCode.FORBIDDEN,
+            )
+            session.peer.request_close(CloseCode.FORBIDDEN, ACCESS_WITHDRAWN_REASON)
+        else:
+            session.peer.can_write = on_note.can_write
+            _show_in_presence(app, session, accesses[room_id])
+
+
+def _show_in_presence(
+    app: web.Application, session: TokenSession, access: NoteAccess | None
+) -> None:
+    """A private note leaves its readers' presence (which the whole workspace sees); a note
+    back in the workspace comes back."""
+    presence, peer_id = app[PRESENCE], session.peer.peer_id
+    if access is not None and access.visibility is Visibility.PRIVATE:
+        presence.close_note(peer_id)
+        return
+    workspace_id, note_id = room_parts(session.room_id or "")
+    try:
+        presence.open_note(peer_id, session.user_id, session.identity.name, workspace_id, note_id)
+    except ValueError:
+        pass  # shown already
