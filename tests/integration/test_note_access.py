@@ -377,38 +377,55 @@ def expected_role(visibility: str, workspace_role: str, place: str) -> str | Non
     return min(workspace_role, listed, key=rank.__getitem__)
 
 
+# The matrix's users, named by their workspace role and place ("editor-listed-viewer"), and
+# its note's share list; "maker" creates the note (an editor), SENTINEL is listed as a viewer.
+MATRIX_USERS = {f"{role}-{place}": (role, place) for role in MATRIX_ROLES for place in PLACES}
+SENTINEL = "zz-sentinel"
+MATRIX_SHARES = {
+    user: ("editor" if place == "listed-editor" else "viewer")
+    for user, (_, place) in MATRIX_USERS.items()
+    if place != "unlisted"
+} | {SENTINEL: "viewer"}
+
+
+def matrix_token(server: RunningServer, user: str) -> str:
+    role = "editor" if user in ("maker", SENTINEL) else MATRIX_USERS[user][0]
+    return token_for(server.settings, user, {"w1": role})
+
+
+async def matrix_call(
+    server: RunningServer, user: str, method: str, path: str, **kw: Any
+) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {matrix_token(server, user)}"}
+    if "data" in kw:
+        headers["Content-Type"] = "application/octet-stream"
+    async with aiohttp.ClientSession() as http:
+        response = await http.request(method, f"{server.http}{path}", headers=headers, **kw)
+        body = await response.json() if response.content_type == "application/json" else None
+        return response.status, body
+
+
+async def matrix_note(server: RunningServer, visibility: str, **content: Any) -> None:
+    """The note `m`, by the maker, with the matrix's share list and `visibility`."""
+    created = await matrix_call(server, "maker", "POST", NOTES, json={"id": "m", **content})
+    assert created[0] == 201
+    body = {"visibility": visibility, "users": MATRIX_SHARES}
+    assert (await matrix_call(server, "maker", "PUT", f"{NOTES}/m/access", json=body))[0] == 200
+
+
 @pytest.mark.parametrize("visibility", ["workspace", "private"])
 async def test_every_role_and_place_on_every_document_and_catalog_surface(
     server: RunningServer, visibility: str
 ) -> None:
-    users = {f"{role}-{place}": (role, place) for role in MATRIX_ROLES for place in PLACES}
-    shares = {
-        user: ("editor" if place == "listed-editor" else "viewer")
-        for user, (_, place) in users.items()
-        if place != "unlisted"
-    }
+    users = MATRIX_USERS
 
     def grant(user: str) -> str:
-        role = "editor" if user == "maker" else users[user][0]
-        return token_for(server.settings, user, {"w1": role})
+        return matrix_token(server, user)
 
     async def as_user(user: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {grant(user)}"}
-        if "data" in kw:
-            headers["Content-Type"] = "application/octet-stream"
-        async with aiohttp.ClientSession() as http:
-            response = await http.request(method, f"{server.http}{path}", headers=headers, **kw)
-            body = await response.json() if response.content_type == "application/json" else None
-            return response.status, body
+        return await matrix_call(server, user, method, path, **kw)
 
-    created = await as_user(
-        "maker", "POST", NOTES, json={"id": "m", "title": "Matrix zebra", "text": "body"}
-    )
-    assert created[0] == 201
-    put = await as_user(
-        "maker", "PUT", f"{NOTES}/m/access", json={"visibility": visibility, "users": shares}
-    )
-    assert put[0] == 200
+    await matrix_note(server, visibility, title="Matrix zebra", text="body")
     for user, (role, place) in users.items():
         expected = expected_role(visibility, role, place)
         case = (visibility, role, place)
@@ -449,33 +466,17 @@ async def test_every_role_and_place_on_every_document_and_catalog_surface(
 async def test_every_role_and_place_on_live_events_presence_and_notifications(
     server: RunningServer, visibility: str
 ) -> None:
-    users = {f"{role}-{place}": (role, place) for role in MATRIX_ROLES for place in PLACES}
+    users = MATRIX_USERS
     # Mentioned last (ids are checked in order): once it is notified, every user was decided.
-    sentinel = "zz-sentinel"
-    shares = {
-        user: ("editor" if place == "listed-editor" else "viewer")
-        for user, (_, place) in users.items()
-        if place != "unlisted"
-    } | {sentinel: "viewer"}
+    sentinel = SENTINEL
 
     def grant(user: str) -> str:
-        role = "editor" if user in ("maker", sentinel) else users[user][0]
-        return token_for(server.settings, user, {"w1": role})
+        return matrix_token(server, user)
 
     async def as_user(user: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as http:
-            response = await http.request(
-                method,
-                f"{server.http}{path}",
-                headers={"Authorization": f"Bearer {grant(user)}"},
-                **kw,
-            )
-            body = await response.json() if response.content_type == "application/json" else None
-            return response.status, body
+        return await matrix_call(server, user, method, path, **kw)
 
-    assert (await as_user("maker", "POST", NOTES, json={"id": "m", "title": "M"}))[0] == 201
-    body = {"visibility": visibility, "users": shares}
-    assert (await as_user("maker", "PUT", f"{NOTES}/m/access", json=body))[0] == 200
+    await matrix_note(server, visibility, title="M")
     everyone = [*users, sentinel]
     async with contextlib.AsyncExitStack() as stack:
         lives = {
