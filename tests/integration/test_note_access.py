@@ -76,6 +76,18 @@ def an_update(text: str) -> bytes:
     return doc.get_update()
 
 
+async def assert_edit_not_applied(server: RunningServer, writer: YClient, other: YClient) -> None:
+    """An edit `writer` makes now never reaches the note `w1/secret`: `other`'s marker, sent
+    after it, comes back to the writer, and a fresh reader sees the marker without the edit."""
+    writer.doc.get("t", type=Text).insert(0, "ignored")
+    await writer.flush()
+    other.doc.get("m", type=Text).insert(0, "marker")
+    await writer.wait_until(lambda: str(writer.doc.get("m", type=Text)) == "marker")
+    async with YClient.connect(server.doc_url("w1/secret", token=token(server, "creator"))) as late:
+        await late.wait_until(lambda: str(late.doc.get("m", type=Text)) == "marker")
+        assert str(late.doc.get("t", type=Text)) == ""
+
+
 async def listed(server: RunningServer, user: str, **params: str) -> set[str]:
     status, body = await call(server, user, "GET", NOTES, params=params)
     assert status == 200, body
@@ -127,15 +139,7 @@ async def test_the_document_socket_refuses_or_caps_by_the_notes_access(
     ):
         await viewer.wait_synced()
         await editor.wait_synced()
-        viewer.doc.get("t", type=Text).insert(0, "ignored")
-        await viewer.flush()
-        editor.doc.get("m", type=Text).insert(0, "marker")
-        await viewer.wait_until(lambda: str(viewer.doc.get("m", type=Text)) == "marker")
-        async with YClient.connect(
-            server.doc_url("w1/secret", token=token(server, "creator"))
-        ) as late:
-            await late.wait_until(lambda: str(late.doc.get("m", type=Text)) == "marker")
-            assert str(late.doc.get("t", type=Text)) == ""
+        await assert_edit_not_applied(server, viewer, editor)
 
 
 async def test_a_mention_notifies_only_those_who_can_read_the_note(
@@ -527,13 +531,5 @@ async def test_a_token_refresh_keeps_the_notes_cap(server: RunningServer) -> Non
         await viewer.wait_synced()
         await editor.wait_synced()
         await viewer.send_raw(encode_token_refresh(token(server, "vi")))
-        viewer.doc.get("t", type=Text).insert(0, "ignored")
-        await viewer.flush()
-        editor.doc.get("m", type=Text).insert(0, "marker")
-        await viewer.wait_until(lambda: str(viewer.doc.get("m", type=Text)) == "marker")
-        async with YClient.connect(
-            server.doc_url("w1/secret", token=token(server, "creator"))
-        ) as late:
-            await late.wait_until(lambda: str(late.doc.get("m", type=Text)) == "marker")
-            assert str(late.doc.get("t", type=Text)) == ""
+        await assert_edit_not_applied(server, viewer, editor)
         assert not viewer.closed
