@@ -12,7 +12,7 @@ import pytest
 from collab.errors import StoreError
 from collab.store import Database, MemoryStore, PostgresStore
 from collab.store.members import MAX_MEMBER_PAGE, Member, SeenMember
-from tests.support.postgres_fixtures import gate_held, sessions_waiting
+from tests.support.postgres_fixtures import gate_held, hold_trigger, open_stores, sessions_waiting
 from tests.support.store_backends import Backend, open_backend
 from tests.support.waiting import eventually
 
@@ -532,17 +532,9 @@ async def test_memory_store_fault_injection_covers_member_calls() -> None:
 GATE_LOCK_KEY = 4344
 # Holds every update of a member row to the token name "held" (its row locked meanwhile)
 # until the test releases the gate lock.
-HOLD_HELD_MEMBERS = f"""
-CREATE FUNCTION hold_members() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.token_name = 'held' THEN
-        PERFORM pg_advisory_xact_lock({GATE_LOCK_KEY});
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER hold_members BEFORE UPDATE ON workspace_members
-    FOR EACH ROW EXECUTE FUNCTION hold_members();
-"""
+HOLD_HELD_MEMBERS = hold_trigger(
+    "hold_members", "workspace_members", "UPDATE", "NEW.token_name = 'held'", GATE_LOCK_KEY
+)
 
 
 @pytest.fixture
@@ -555,12 +547,8 @@ async def gate(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture
 async def postgres_stores(postgres_dsn: str) -> AsyncIterator[list[PostgresStore]]:
     """Two open instances (two pools) on one database."""
-    stores = [PostgresStore(postgres_dsn) for _ in range(2)]
-    for store in stores:
-        await store.open()
-    yield stores
-    for store in stores:
-        await store.close()
+    async with open_stores(postgres_dsn, 2) as stores:
+        yield stores
 
 
 async def test_batches_naming_members_in_opposite_orders_wait_instead_of_deadlocking(

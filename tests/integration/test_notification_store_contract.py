@@ -14,7 +14,7 @@ import pytest
 from collab.errors import StoreError
 from collab.store import Database, MemoryStore, PostgresStore
 from collab.store.notifications import MAX_PAGE, NewNotification, Notification
-from tests.support.postgres_fixtures import gate_held, sessions_waiting
+from tests.support.postgres_fixtures import gate_held, hold_trigger, open_stores, sessions_waiting
 from tests.support.store_backends import Backend, open_backend
 from tests.support.waiting import eventually, scaled
 
@@ -383,17 +383,9 @@ async def test_memory_store_fault_injection_covers_notification_calls() -> None:
 GATE_LOCK_KEY = 4343
 # Holds every insert of a notification of kind "held" until the test releases the gate lock:
 # its transaction has drawn its id and stays uncommitted meanwhile.
-HOLD_HELD_NOTIFICATIONS = f"""
-CREATE FUNCTION hold_notifications() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.kind = 'held' THEN
-        PERFORM pg_advisory_xact_lock({GATE_LOCK_KEY});
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER hold_notifications BEFORE INSERT ON notifications
-    FOR EACH ROW EXECUTE FUNCTION hold_notifications();
-"""
+HOLD_HELD_NOTIFICATIONS = hold_trigger(
+    "hold_notifications", "notifications", "INSERT", "NEW.kind = 'held'", GATE_LOCK_KEY
+)
 
 
 @pytest.fixture
@@ -406,12 +398,8 @@ async def gate(postgres_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture
 async def postgres_stores(postgres_dsn: str) -> AsyncIterator[list[PostgresStore]]:
     """Three open instances (three pools) on one database."""
-    stores = [PostgresStore(postgres_dsn) for _ in range(3)]
-    for store in stores:
-        await store.open()
-    yield stores
-    for store in stores:
-        await store.close()
+    async with open_stores(postgres_dsn, 3) as stores:
+        yield stores
 
 
 async def test_replay_after_the_last_seen_id_misses_no_notification_committed_later(

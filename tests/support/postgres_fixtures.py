@@ -83,3 +83,32 @@ async def sessions_waiting(conn: asyncpg.Connection, count: int) -> bool:
         "WHERE NOT l.granted AND a.datname = current_database()"
     )
     return int(waiting) >= count
+
+
+def hold_trigger(name: str, table: str, event: str, condition: str, lock_key: int) -> str:
+    """The SQL of a trigger `name` that, before each `event` (INSERT or UPDATE) on `table`
+    of a row where `condition` holds (over NEW), waits for advisory lock `lock_key`: the
+    statements `gate_held` stops midway."""
+    return f"""
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF {condition} THEN
+        PERFORM pg_advisory_xact_lock({lock_key});
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}();
+"""
+
+
+@asynccontextmanager
+async def open_stores(dsn: str, count: int) -> AsyncIterator[list[PostgresStore]]:
+    """`count` open stores (one pool each) on one database: instances of one deployment."""
+    stores = [PostgresStore(dsn) for _ in range(count)]
+    try:
+        for store in stores:
+            await store.open()
+        yield stores
+    finally:
+        for store in stores:
+            await store.close()
