@@ -149,17 +149,17 @@ class NotesCatalog:
 
     async def role_on(
         self, room_id: str, user_id: str, workspace_role: Role
-    ) -> tuple[Role | None, bool]:
+    ) -> tuple[Role | None, NoteAccess | None]:
         """The user's role on the note (`rooms.access.note_role`: None when its access does
-        not let them read it), and whether the note is private. Raises `RoomUnavailable`
-        when the store fails."""
+        not let them read it), with the access it was decided by (None: the note has no
+        entry). The one place a role on a note is decided. Raises `RoomUnavailable` when the
+        store fails."""
         workspace_id, note_id = room_parts(room_id)
         try:
             access = await self._store.get_access(workspace_id, note_id)
         except StoreError as error:
             raise RoomUnavailable(f"room {room_id!r} cannot be opened: {error}") from error
-        private = access is not None and access.visibility is Visibility.PRIVATE
-        return note_role(workspace_role, access, user_id), private
+        return note_role(workspace_role, access, user_id), access
 
     async def can_read(self, room_id: str, user_id: str) -> bool:
         """Whether the note's access lets the user read it (their workspace role aside).
@@ -231,10 +231,6 @@ class NotesCatalog:
         readers = await self._readers(entry)
         self._event("note.restored", workspace_id, readers, note=entry.to_json())
         return entry
-
-    async def access(self, workspace_id: str, note_id: str) -> NoteAccess | None:
-        """The note's access; None for a note with no catalog entry. Raises `StoreError`."""
-        return await self._store.get_access(workspace_id, note_id)
 
     async def set_access(
         self,
@@ -473,13 +469,9 @@ def _access_from_json(value: Any) -> NoteAccess:
 
 
 def _readers_of(access: NoteAccess | None) -> list[str] | None:
-    """The users a private note's events may reach (None: a workspace note, everyone)."""
-    if access is None or access.visibility is Visibility.WORKSPACE:
-        return None
-    readers = set(access.users)
-    if access.created_by is not None:
-        readers.add(access.created_by)
-    return sorted(readers)
+    """A note's readers as an event carries them (None: everyone)."""
+    readers = None if access is None else access.readers()
+    return None if readers is None else sorted(readers)
 
 
 def _doc_of(update: bytes) -> Doc[Any]:

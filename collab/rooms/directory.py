@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import orjson
 from collab.auth.tokens import Identity, Role
 from collab.bus.base import Bus
 from collab.errors import ForbiddenError, StoreError
+from collab.rooms.note_fields import CONTROL_CHARACTERS
 from collab.store.members import MAX_MEMBER_NAME_CHARS, Member, MemberStore, SeenMember
 from collab.store.rows import format_timestamp
 from collab.tasks import cancel_and_wait
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 DIRECTORY_ROOM = "admin:members"
 MAX_USER_ID_CHARS = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""The longest user id the server keeps (members, revocations)."""
 # Workspaces recorded per authentication: a token naming thousands costs no more.
 MAX_WORKSPACES_RECORDED = 32
 # Members whose last recording this instance remembers (oldest forgotten first).
@@ -272,7 +272,7 @@ class MemberDirectory:
 
 def has_control_characters(text: str) -> bool:
     """Whether `text` holds characters no user id, name or email of the directory may."""
-    return _CONTROL.search(text) is not None
+    return CONTROL_CHARACTERS.search(text) is not None
 
 
 def _listed_name(name: str | None) -> str | None:
@@ -280,7 +280,7 @@ def _listed_name(name: str | None) -> str | None:
     most MAX_MEMBER_NAME_CHARS, None when nothing is left."""
     if name is None:
         return None
-    cleaned = " ".join(_CONTROL.sub(" ", name[: MAX_MEMBER_NAME_CHARS * 2]).split())
+    cleaned = " ".join(CONTROL_CHARACTERS.sub(" ", name[: MAX_MEMBER_NAME_CHARS * 2]).split())
     return cleaned[:MAX_MEMBER_NAME_CHARS] or None
 
 

@@ -44,7 +44,8 @@ MAX_SEARCH_CHARS = 64 * 1024
 # costs no more than this to read.
 MAX_BODY_NODES = 20_000
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""What the catalog and the member directory never keep in a text: replaced or refused."""
 _SPACES = re.compile(r"\s+")
 
 
@@ -97,7 +98,7 @@ def _texts(fragment: XmlFragment) -> Iterator[str]:
         elif isinstance(node, XmlText):
             for insert, _attributes in node.diff():
                 if isinstance(insert, str):
-                    yield _CONTROL.sub(" ", insert)
+                    yield CONTROL_CHARACTERS.sub(" ", insert)
         elif isinstance(node, XmlElement):
             # A block ends with a line break; its children come first (the stack is LIFO).
             stack.append("\n")
@@ -136,7 +137,7 @@ def _string(value: Any) -> str:
 
 
 def _clean(value: str, limit: int) -> str:
-    return _SPACES.sub(" ", _CONTROL.sub(" ", value[: limit * 2])).strip()[:limit]
+    return _SPACES.sub(" ", CONTROL_CHARACTERS.sub(" ", value[: limit * 2])).strip()[:limit]
 
 
 def _strings(value: Any, count: int, limit: int) -> tuple[str, ...]:

@@ -134,13 +134,18 @@ class NoteAccess:
     users: Mapping[str, str]
     created_by: str | None
 
+    def readers(self) -> frozenset[str] | None:
+        """Who the note lets read it: None for every member (a workspace note), else its
+        creator and the users of its list."""
+        if self.visibility is Visibility.WORKSPACE:
+            return None
+        creator = () if self.created_by is None else (self.created_by,)
+        return frozenset((*self.users, *creator))
+
     def can_read(self, user_id: str) -> bool:
         """Whether the note lets `user_id` read it (their workspace role still applies)."""
-        return (
-            self.visibility is Visibility.WORKSPACE
-            or user_id == self.created_by
-            or user_id in self.users
-        )
+        readers = self.readers()
+        return readers is None or user_id in readers
 
     def listed_role(self, user_id: str) -> str | None:
         """The role the share list caps `user_id` at: "editor" or "viewer" for a listed user

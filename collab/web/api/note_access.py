@@ -19,7 +19,6 @@ from aiohttp import web
 
 from collab.auth.tokens import Role
 from collab.errors import ForbiddenError
-from collab.rooms.access import note_role
 from collab.rooms.directory import MAX_USER_ID_CHARS, has_control_characters
 from collab.store.catalog import MAX_SHARED_USERS, NoteAccess, Visibility, room_parts
 from collab.web.api.responses import json_body
@@ -50,10 +49,10 @@ async def _access_of(request: web.Request) -> tuple[str, str, str, Role, NoteAcc
     # Indexes a note edited but not indexed yet; raises NotePurged.
     if await catalog.entry(workspace_id, note_id) is None:
         raise missing
-    access = await catalog.access(workspace_id, note_id)
-    if access is None:
-        raise missing
-    if role is not Role.OWNER and note_role(role, access, identity.user_id) is None:
+    # The role on the note is decided where every surface has it decided; owners manage
+    # access even to a private note they cannot read.
+    on_note, access = await catalog.role_on(room_id, identity.user_id, role)
+    if access is None or (on_note is None and role is not Role.OWNER):
         raise missing
     return identity.user_id, workspace_id, note_id, role, access
 

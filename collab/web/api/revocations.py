@@ -25,6 +25,7 @@ from collab.auth.revocations import RevocationList
 from collab.bus.base import Bus
 from collab.errors import AuthError, ForbiddenError, StoreError
 from collab.protocol.close_codes import CloseCode
+from collab.rooms.directory import MAX_USER_ID_CHARS
 from collab.store.revocations import RevocationStore
 from collab.tasks import cancel_and_wait
 from collab.web.http.requests import offered_token, require_json
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 REVOCATIONS_ROOM = "admin:revocations"
 MAX_REVOCATION_S = 10 * 366 * 86_400
-MAX_USER_ID_CHARS = 256
 _NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 

@@ -145,7 +145,8 @@ async def note_of(request: web.Request, identity: Identity) -> tuple[str, Role]:
 async def private_note_of(request: web.Request, identity: Identity) -> tuple[str, Role, bool]:
     """`note_of`, and whether the note is private."""
     room_id, role = room_of(request, identity)
-    note_role, private = await request.app[CATALOG].role_on(room_id, identity.user_id, role)
+    note_role, access = await request.app[CATALOG].role_on(room_id, identity.user_id, role)
+    private = access is not None and access.readers() is not None
     if note_role is None:
         workspace_id, _, note_id = room_id.partition("/")
         raise web.HTTPNotFound(text=f"no note {note_id!r} in workspace {workspace_id!r}")

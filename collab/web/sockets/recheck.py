@@ -12,10 +12,9 @@ import logging
 
 from aiohttp import web
 
-from collab.errors import ForbiddenError, StoreError
+from collab.errors import ForbiddenError, RoomUnavailable
 from collab.protocol.close_codes import CloseCode
-from collab.rooms.access import note_role
-from collab.store.catalog import NoteAccess, Visibility, room_parts
+from collab.store.catalog import NoteAccess, room_parts
 from collab.tasks import spawn
 from collab.web.keys import CATALOG, DIRECTORY, PRESENCE, SESSIONS
 from collab.web.sockets.sessions import TokenSession
@@ -25,11 +24,11 @@ log = logging.getLogger(__name__)
 ACCESS_WITHDRAWN_REASON = "access to this note was withdrawn"
 
 
-def recheck_connections(app: web.Application, room_ids: list[str] | None = None) -> None:
-    """Re-decide every document connection to these notes (None: to any) by the member
+def recheck_connections(app: web.Application, room_ids: list[str]) -> None:
+    """Re-decide every document connection to these notes by the member
     directory and the notes' access, off the caller's path: a connection whose user may no
     longer read its note closes with 4403, the others write or not by their role now."""
-    sessions = app[SESSIONS].in_rooms(None if room_ids is None else set(room_ids))
+    sessions = app[SESSIONS].in_rooms(set(room_ids))
     if sessions:
         spawn(_recheck(app, sessions), name="recheck-connections")
 
@@ -42,7 +41,6 @@ async def recheck_session(app: web.Application, session: TokenSession) -> None:
 
 async def _recheck(app: web.Application, sessions: list[TokenSession]) -> None:
     catalog, directory = app[CATALOG], app[DIRECTORY]
-    accesses: dict[str, NoteAccess | None] = {}
     for session in sessions:
         room_id = session.room_id
         if room_id is None or session.peer.closing:
@@ -51,14 +49,12 @@ async def _recheck(app: web.Application, sessions: list[TokenSession]) -> None:
             role = directory.role(session.identity, room_id.partition("/")[0])
         except ForbiddenError:
             continue  # removed from the workspace: the directory closes it
-        if room_id not in accesses:
-            try:
-                accesses[room_id] = await catalog.access(*room_parts(room_id))
-            except StoreError as error:
-                log.warning("access of %s not re-checked: %s", room_id, error)
-                accesses[room_id] = None
-                continue
-        on_note = note_role(role, accesses[room_id], session.user_id)
+        try:
+            on_note, access = await catalog.role_on(room_id, session.user_id, role)
+        except RoomUnavailable as error:
+            # Left as it was (a store outage is no reason to widen or close access).
+            log.warning("conn %s not re-checked: %s", session.peer.peer_id, error)
+            continue
         if on_note is None:
             log.info(
                 "conn %s: %s; closing with %d",
@@ -69,7 +65,7 @@ async def _recheck(app: web.Application, sessions: list[TokenSession]) -> None:
             session.peer.request_close(CloseCode.FORBIDDEN, ACCESS_WITHDRAWN_REASON)
         else:
             session.peer.can_write = on_note.can_write
-            _show_in_presence(app, session, accesses[room_id])
+            _show_in_presence(app, session, access)
 
 
 def _show_in_presence(
@@ -78,7 +74,7 @@ def _show_in_presence(
     """A private note leaves its readers' presence (which the whole workspace sees); a note
     back in the workspace comes back."""
     presence, peer_id = app[PRESENCE], session.peer.peer_id
-    if access is not None and access.visibility is Visibility.PRIVATE:
+    if access is not None and access.readers() is not None:
         presence.close_note(peer_id)
         return
     workspace_id, note_id = room_parts(session.room_id or "")

@@ -175,13 +175,13 @@ class Sessions:
             or (session.kind == "live" and workspace_id in session.identity.workspaces)
         ]
 
-    def in_rooms(self, room_ids: Collection[str] | None = None) -> list[TokenSession]:
-        """The document connections to these notes (None: to any note)."""
+    def in_rooms(self, room_ids: Collection[str]) -> list[TokenSession]:
+        """The document connections to these notes."""
         return [
             session
             for group in self._by_user.values()
             for session in group
-            if session.room_id is not None and (room_ids is None or session.room_id in room_ids)
+            if session.room_id is not None and session.room_id in room_ids
         ]
 
     def peers(self, kind: ConnectionKind) -> list[Peer]:
