@@ -305,8 +305,12 @@ class NotesCatalog:
     def _indexed(self, room_id: str, indexed: Indexed) -> None:
         workspace_id, _ = room_parts(room_id)
         if indexed.status in (NoteStatus.TRASHED, NoteStatus.PURGED):
-            # Edited after its deletion: a connection the deletion's message missed.
-            self._remember_gone(room_id, indexed.status)
+            # Edited after its deletion: a connection the deletion's message missed. Only a
+            # purge is remembered here: this reading may predate a restore made meanwhile
+            # (a room indexed as it unloads), and remembering it would refuse the restored
+            # note; opening a note asks the store anyway.
+            if indexed.status is NoteStatus.PURGED:
+                self._remember_gone(room_id, indexed.status)
             self._close_connections(room_id)
             return
         if indexed.entry is None:
