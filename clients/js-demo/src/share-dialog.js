@@ -19,17 +19,22 @@ export class ShareDialog {
     this.addRole = roleSelect('viewer', 'share-add-role')
     this.error = h('p', { class: 'share-error', testid: 'share-error', hidden: true })
     this.save = h('button', { class: 'primary', type: 'button', testid: 'share-save', onClick: () => this.submit() }, 'Save')
+    // Disabled until the note's current access has loaded: a choice made before that would be
+    // overwritten by the loaded value, and saved as something the user did not pick.
+    this.form = h('fieldset', { class: 'share-form', testid: 'share-form', disabled: true },
+      h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Who can open it'), this.visibility),
+      this.list,
+      h('div', { class: 'share-add' }, this.addInput, this.addRole, this.options,
+        h('button', { type: 'button', testid: 'share-add', onClick: () => this.add() }, 'Add')))
     this.el = h('div', { class: 'modal-backdrop', testid: 'share-dialog', role: 'dialog', 'aria-modal': 'true', 'aria-label': 'Share' },
       h('div', { class: 'modal' },
         h('h2', {}, 'Share'),
-        h('label', { class: 'field' }, h('span', { class: 'field-label' }, 'Who can open it'), this.visibility),
-        this.list,
-        h('div', { class: 'share-add' }, this.addInput, this.addRole, this.options,
-          h('button', { type: 'button', testid: 'share-add', onClick: () => this.add() }, 'Add')),
+        this.form,
         this.error,
         h('div', { class: 'modal-actions' },
           h('button', { type: 'button', testid: 'share-cancel', onClick: () => this.close() }, 'Cancel'),
           this.save)))
+    this.save.disabled = true
     this.el.addEventListener('keydown', (event) => { if (event.key === 'Escape') this.close() })
   }
 
@@ -44,6 +49,8 @@ export class ShareDialog {
       this.visibility.value = access.visibility
       this.users = new Map(Object.entries(access.users))
       this.render()
+      this.form.disabled = false
+      this.save.disabled = false
       this.visibility.focus()
     } catch (error) {
       this.fail(error.message)
@@ -82,17 +89,19 @@ export class ShareDialog {
 
   async submit () {
     this.save.disabled = true
+    let saved = false
     try {
       await api(this.path, {
         token: this.token,
         method: 'PUT',
         body: { visibility: this.visibility.value, users: Object.fromEntries(this.users) }
       })
+      saved = true
       this.close()
     } catch (error) {
       this.fail(error.message)
     } finally {
-      this.save.disabled = false
+      if (!saved) this.save.disabled = false
     }
   }
 
