@@ -12,6 +12,7 @@ by the documents, not by the outage.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from collab.store.base import Store
 from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
+
+LoggedUpdate = tuple[str, bytes, str | None]
+"""`(room_id, update, author)` as the store logs it."""
 
 STORE_RETRY_MAX_S = 5.0
 
@@ -82,9 +86,12 @@ class GroupCommit:
             self._timer.cancel()
             self._timer = None
 
-    def note(self, live: LiveRoom, update: bytes) -> None:
-        """Queue an update applied to `live` (on the path of every edit)."""
+    def note(self, live: LiveRoom, update: bytes, author: str | None = None) -> None:
+        """Queue an update applied to `live` by `author` (on the path of every edit)."""
         self._dirty[live.room_id] = live
+        if author is not None and author not in live.authors_recorded:
+            # Recorded with the next batch (a set: once per version period, not per edit).
+            live.authors_new.add(author)
         if self._timer is None:
             self._flush_in(self._limits.flush_interval_s)
         if len(live.pending) >= self._limits.max_pending_per_room:
@@ -92,12 +99,14 @@ class GroupCommit:
             # backlog collapses into "write a snapshot" and memory stays bounded by documents.
             self._pending_count -= len(live.pending)
             live.pending.clear()
+            live.pending_authors.clear()
             live.unsaved_state = True
             log.warning(
                 "room %s: store backlog over its bound; a snapshot will be written", live.room_id
             )
             return
         live.pending.append(update)
+        live.pending_authors.append(author)
         self._pending_count += 1
         if self._pending_count >= self._limits.flush_max_batch:
             self._wakeup.set()
@@ -148,19 +157,35 @@ class GroupCommit:
         nothing is dropped on failure."""
         async with self._lock:
             while self._dirty:
-                batch: list[tuple[str, bytes]] = []
+                batch: list[LoggedUpdate] = []
+                authors: list[tuple[LiveRoom, set[str]]] = []
                 taken: list[tuple[LiveRoom, int]] = []
                 for live in list(self._dirty.values()):
                     room_budget = self._limits.flush_max_batch - len(batch)
                     if room_budget <= 0:
                         break
-                    updates = live.pending[:room_budget]
-                    batch.extend((live.room_id, update) for update in updates)
-                    taken.append((live, len(updates)))
-                if batch:
-                    await self._append(batch)
+                    count = min(room_budget, len(live.pending))
+                    room_id = live.room_id
+                    batch.extend(
+                        zip(
+                            itertools.repeat(room_id, count),
+                            live.pending[:count],
+                            live.pending_authors[:count],
+                            strict=True,
+                        )
+                    )
+                    taken.append((live, count))
+                    if live.authors_new:
+                        authors.append((live, set(live.authors_new)))
+                if batch or authors:
+                    pairs = [(live.room_id, user) for live, users in authors for user in users]
+                    await self._append(batch, pairs)
+                for live, users in authors:
+                    live.authors_recorded |= users
+                    live.authors_new -= users
                 for live, count in taken:
                     del live.pending[:count]
+                    del live.pending_authors[:count]
                     live.logged_updates += count
                     self._pending_count -= count
                 for live, _ in taken:
@@ -176,10 +201,10 @@ class GroupCommit:
                     if not live.pending:
                         self._dirty.pop(live.room_id, None)
 
-    async def _append(self, batch: list[tuple[str, bytes]]) -> None:
+    async def _append(self, batch: list[LoggedUpdate], authors: list[tuple[str, str]]) -> None:
         started = time.perf_counter()
         try:
-            await self._store.append_updates(batch)
+            await self._store.append_updates(batch, authors)
         except StoreError:
             self.store_healthy = False
             self.store_failures += 1

@@ -36,6 +36,12 @@ class LiveRoom:
     peers: dict[str, Peer] = field(default_factory=dict)
     holders: int = 0
     pending: list[bytes] = field(default_factory=list)
+    # The users whose edits the room's logged updates carry: `pending_authors` parallel to
+    # `pending`; `authors_new`, not yet among the note's authors since its last version in
+    # the store; `authors_recorded`, already there (until a version takes them).
+    pending_authors: list[str | None] = field(default_factory=list)
+    authors_new: set[str] = field(default_factory=set)
+    authors_recorded: set[str] = field(default_factory=set)
     logged_updates: int = 0
     # The document holds changes neither the log nor `pending` has (updates from other
     # instances, or a backlog collapsed while the store was down): compaction writes them.

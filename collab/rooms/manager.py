@@ -170,6 +170,10 @@ class RoomManager:
         """How the store has fared for the group commit (read by `/metrics`)."""
         return self._commit.stats()
 
+    async def flush(self) -> None:
+        """Write every applied update to the store now. Raises `StoreError`."""
+        await self._commit.flush()
+
     def get(self, room_id: str) -> LiveRoom | None:
         return self._rooms.get(room_id)
 
@@ -485,7 +489,7 @@ class RoomManager:
         """Relay, publish and store a change made on this instance (by `actor`)."""
         self._broadcast(live, edit.frame, edit.exclude)
         self._bus.publish(live.room_id, edit.frame)
-        self._commit.note(live, edit.update)
+        self._commit.note(live, edit.update, actor)
         self._changed(live, actor, local=True)
 
     def _changed(self, live: LiveRoom, actor: str | None, *, local: bool) -> None:

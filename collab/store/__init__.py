@@ -1,5 +1,5 @@
-"""Storage: the `Database` interface (documents, notifications, revocations), its backends,
-and `create_store` to pick one."""
+"""Storage: the `Database` interface (documents, notifications, members, revocations, the
+notes catalog, version history), its backends, and `create_store` to pick one."""
 
 from __future__ import annotations
 

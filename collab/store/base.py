@@ -7,7 +7,7 @@ commutative, so loading = snapshot merged with every logged update, in any order
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,8 +39,15 @@ class Store(Protocol):
     async def load(self, room_id: str) -> StoredDocument:
         """Return the snapshot and the logged updates of a document (empty if unknown)."""
 
-    async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> None:
-        """Append `(room_id, update)` pairs to the log in one transaction (group commit)."""
+    async def append_updates(
+        self,
+        batch: Sequence[tuple[str, bytes, str | None]],
+        authors: Collection[tuple[str, str]] = (),
+    ) -> None:
+        """Append `(room_id, update, author)` entries to the log (`author`: the user id that
+        wrote the update, None for the server's own changes), and add the `(room_id, user_id)`
+        pairs of `authors` to their rooms' authors since the last version (`VersionStore`), in
+        one transaction (group commit). What names a purged note is dropped."""
 
     async def compact(self, room_id: str, state: bytes) -> None:
         """Replace the document's log by one snapshot, in one transaction.

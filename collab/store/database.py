@@ -4,12 +4,12 @@ A backend (memory, SQLite, Postgres) keeps all of it in one database, so one obj
 every interface and one `open` opens them all. The composition root (`create_app`) holds the
 `Database` and hands each part of the server only the interface it uses: the rooms get
 `Store`, the notifier `NotificationStore`, the member directory `MemberStore`, the revocation
-service `RevocationStore`.
+service `RevocationStore`, the version history `VersionStore`.
 
-Adding an interface (the catalog, access and versions are next): a `Protocol` in a module of
-its own under `collab/store/`, added to the bases of `Database`, implemented by every backend
-(mypy refuses a backend that lacks it where `create_store` returns one, and the unit test of
-this module fails), with a contract suite of its own run over every backend.
+Adding an interface: a `Protocol` in a module of its own under `collab/store/`, added to the
+bases of `Database`, implemented by every backend (mypy refuses a backend that lacks it where
+`create_store` returns one, and the unit test of this module fails), with a contract suite of
+its own run over every backend.
 """
 
 from __future__ import annotations
@@ -21,14 +21,23 @@ from collab.store.catalog import CatalogStore
 from collab.store.members import MemberStore
 from collab.store.notifications import NotificationStore
 from collab.store.revocations import RevocationStore
+from collab.store.versions import VersionStore
 
 
 # Runtime-checkable so a test can check each backend has every method of every interface.
 @runtime_checkable
-class Database(Store, NotificationStore, MemberStore, RevocationStore, CatalogStore, Protocol):
+class Database(
+    Store,
+    NotificationStore,
+    MemberStore,
+    RevocationStore,
+    CatalogStore,
+    VersionStore,
+    Protocol,
+):
     """Documents (`Store`), notifications (`NotificationStore`), the workspaces' member
-    directories (`MemberStore`), revocations (`RevocationStore`) and the notes catalog
-    (`CatalogStore`) in one database.
+    directories (`MemberStore`), revocations (`RevocationStore`), the notes catalog
+    (`CatalogStore`) and the notes' version history (`VersionStore`) in one database.
 
     `open`, `close` and `ping` (declared with `Store`) are the database's: they open, close and
     check every interface at once. Every method raises `StoreError` (and nothing else) when

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +24,7 @@ from collab.store.catalog import (
 from collab.store.members import Member, SeenMember
 from collab.store.memory_catalog import MemoryCatalog
 from collab.store.memory_members import MemoryMembers
+from collab.store.memory_versions import MemoryVersions
 from collab.store.notifications import NewNotification, Notification
 from collab.store.rows import (
     clamp_after_id,
@@ -33,6 +34,7 @@ from collab.store.rows import (
     page_size,
     requested_ids,
 )
+from collab.store.versions import Version, check_kind, pack_state, unpack_state
 
 
 class MemoryStore:
@@ -60,7 +62,8 @@ class MemoryStore:
         self._notification_keys: dict[str, int] = {}
         self._last_notification_id = 0
         self._revocations: dict[str, datetime] = {}
-        self._catalog = MemoryCatalog(self._snapshots, self._updates)
+        self._versions = MemoryVersions()
+        self._catalog = MemoryCatalog(self._snapshots, self._updates, self._versions)
 
     async def open(self) -> None:
         self._raise_injected_fault()
@@ -77,14 +80,24 @@ class MemoryStore:
             updates=list(self._updates.get(room_id, ())),
         )
 
-    async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> None:
+    async def append_updates(
+        self,
+        batch: Sequence[tuple[str, bytes, str | None]],
+        authors: Collection[tuple[str, str]] = (),
+    ) -> None:
         self._check_callable()
         stored_at = format_timestamp()
-        for room_id, update in batch:
+        # The log keeps the updates only: nothing reads an update's author back.
+        for room_id, update, _ in batch:
             if self._catalog.is_purged(room_id):
                 continue  # a client still holding a purged note cannot bring it back
             self._catalog.first_stored.setdefault(room_id, stored_at)
             self._updates.setdefault(room_id, []).append(bytes(update))
+        self._versions.record_authors(
+            (room_id, user_id)
+            for room_id, user_id in authors
+            if not self._catalog.is_purged(room_id)
+        )
 
     async def compact(self, room_id: str, state: bytes) -> None:
         self._check_callable()
@@ -292,6 +305,66 @@ class MemoryStore:
     async def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
         self._check_callable()
         return self._members.non_members(workspace_id, user_ids)
+
+    # --- VersionStore ---------------------------------------------------------------------
+
+    async def add_version(
+        self,
+        room_id: str,
+        state: bytes,
+        *,
+        kind: str,
+        name: str | None,
+        created_by: str | None,
+        at: str,
+        min_gap_s: float | None = None,
+    ) -> Version | None:
+        check_kind(kind)
+        packed = await pack_state(state)
+        # Checked after the await: nothing else runs between the check and the change.
+        self._check_callable()
+        if self._catalog.is_purged(room_id):
+            return None
+        return self._versions.add_version(
+            room_id,
+            packed,
+            kind=kind,
+            name=name,
+            created_by=created_by,
+            at=at,
+            min_gap_s=min_gap_s,
+        )
+
+    async def list_versions(
+        self, room_id: str, *, limit: int, before: str | None = None
+    ) -> list[Version]:
+        self._check_callable()
+        return self._versions.list_versions(room_id, limit=limit, before=before)
+
+    async def get_version(self, room_id: str, version_id: str) -> Version | None:
+        self._check_callable()
+        return self._versions.get_version(room_id, version_id)
+
+    async def version_state(self, room_id: str, version_id: str) -> bytes | None:
+        self._check_callable()
+        data = self._versions.state_data(room_id, version_id)
+        return None if data is None else await unpack_state(data)
+
+    async def delete_versions(self, room_id: str, version_ids: Collection[str]) -> int:
+        self._check_callable()
+        return self._versions.delete_versions(room_id, version_ids)
+
+    async def rooms_with_versions(
+        self, *, created_before: str, after: str | None, limit: int
+    ) -> list[str]:
+        self._check_callable()
+        return self._versions.rooms_with_versions(
+            created_before=created_before, after=after, limit=limit
+        )
+
+    async def version_bytes(self) -> int:
+        self._check_callable()
+        return self._versions.version_bytes()
 
     # --- RevocationStore ------------------------------------------------------------------
 

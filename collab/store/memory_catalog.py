@@ -27,6 +27,7 @@ from collab.store.catalog import (
     search_terms,
     search_words,
 )
+from collab.store.memory_versions import MemoryVersions
 
 
 @dataclass(slots=True)
@@ -38,11 +39,18 @@ class _Row:
 
 
 class MemoryCatalog:
-    """The catalog rows and tombstones; `content` tells which rooms have stored content."""
+    """The catalog rows and tombstones; `snapshots` and `updates` tell which rooms have
+    stored content, and are deleted with `versions` by a purge."""
 
-    def __init__(self, snapshots: dict[str, bytes], updates: dict[str, list[bytes]]) -> None:
+    def __init__(
+        self,
+        snapshots: dict[str, bytes],
+        updates: dict[str, list[bytes]],
+        versions: MemoryVersions,
+    ) -> None:
         self._snapshots = snapshots
         self._updates = updates
+        self._versions = versions
         self._rows: dict[str, _Row] = {}
         self._tombstones: dict[str, str] = {}
         self._shares: dict[str, dict[str, str]] = {}
@@ -174,6 +182,7 @@ class MemoryCatalog:
         self._shares.pop(room_id, None)
         self._snapshots.pop(room_id, None)
         self._updates.pop(room_id, None)
+        self._versions.forget(room_id)
         self.first_stored.pop(room_id, None)
         if existed:
             self._tombstones[room_id] = at

@@ -13,7 +13,12 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pycrdt
 
 from collab.errors import StoreError
-from collab.store import postgres_catalog, postgres_members, postgres_note_access
+from collab.store import (
+    postgres_catalog,
+    postgres_members,
+    postgres_note_access,
+    postgres_versions,
+)
 from collab.store.base import StoredDocument
 from collab.store.catalog import (
     CatalogEntry,
@@ -41,6 +46,7 @@ from collab.store.rows import (
     page_size,
     requested_ids,
 )
+from collab.store.versions import Version, check_kind, pack_state, unpack_state
 
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 10.0
@@ -61,8 +67,9 @@ class PostgresStore:
     """A `Database` in the PostgreSQL database at `dsn`, through an asyncpg pool.
 
     Several instances may share the database: compactions of one room serialize on an
-    advisory lock, creations of one user's notifications on another (so that user's ids
-    commit in id order), purges and the writes of documents and notes they must not miss
+    advisory lock, the writes of one room's version history on another
+    (`postgres_versions`), creations of one user's notifications on a third (so that user's
+    ids commit in id order), purges and the writes of documents and notes they must not miss
     exclude each other on a third (`postgres_catalog.PURGE_LOCK_NAMESPACE`), and `open`
     migrates under a fourth. A connection lost while the server is down fails the calls using
     it with `StoreError`; the pool reconnects once it is back. Messages name the host and
@@ -155,10 +162,14 @@ class PostgresStore:
             updates=[bytes(row["data"]) for row in rows],
         )
 
-    async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> None:
-        if not batch:
+    async def append_updates(
+        self,
+        batch: Sequence[tuple[str, bytes, str | None]],
+        authors: Collection[tuple[str, str]] = (),
+    ) -> None:
+        if not batch and not authors:
             return
-        rows = [(room_id, bytes(update)) for room_id, update in batch]
+        rows = [(room_id, bytes(update), author) for room_id, update, author in batch]
         async with (
             self._connection(f"appending {len(rows)} updates") as conn,
             conn.transaction(isolation="read_committed"),
@@ -167,11 +178,17 @@ class PostgresStore:
             # A client still holding a purged note cannot bring it back: its tombstone stops it
             # (a purge committed while this waited for the lock included; none commits while
             # it is held). Checked once per room of the batch, not per row.
-            purged = await postgres_catalog.purged_rooms(conn, {room_id for room_id, _ in batch})
+            rooms = {row[0] for row in rows}
+            rooms.update(room_id for room_id, _ in authors)
+            purged = await postgres_catalog.purged_rooms(conn, rooms)
             await conn.executemany(
-                "INSERT INTO document_updates (room_id, data) VALUES ($1, $2)",
+                "INSERT INTO document_updates (room_id, data, author) VALUES ($1, $2, $3)",
                 [row for row in rows if row[0] not in purged] if purged else rows,
             )
+            if authors:
+                await postgres_versions.record_authors(
+                    conn, [pair for pair in authors if pair[0] not in purged]
+                )
 
     async def compact(self, room_id: str, state: bytes) -> None:
         async with (
@@ -502,6 +519,77 @@ class PostgresStore:
         what = f"checking {len(user_ids)} members of workspace {workspace_id!r}"
         async with self._connection(what) as conn:
             return await postgres_members.non_members(conn, workspace_id, user_ids)
+
+    # --- VersionStore ---------------------------------------------------------------------
+
+    async def add_version(
+        self,
+        room_id: str,
+        state: bytes,
+        *,
+        kind: str,
+        name: str | None,
+        created_by: str | None,
+        at: str,
+        min_gap_s: float | None = None,
+    ) -> Version | None:
+        check_kind(kind)
+        # Before the transaction, off the event loop: no lock is held meanwhile.
+        packed = await pack_state(state)
+        async with (
+            self._connection(f"adding a version of room {room_id!r}") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_versions.add_version(
+                conn,
+                room_id,
+                packed,
+                kind=kind,
+                name=name,
+                created_by=created_by,
+                at=at,
+                min_gap_s=min_gap_s,
+            )
+
+    async def list_versions(
+        self, room_id: str, *, limit: int, before: str | None = None
+    ) -> list[Version]:
+        async with self._connection(f"listing the versions of {room_id!r}") as conn:
+            return await postgres_versions.list_versions(conn, room_id, limit=limit, before=before)
+
+    async def get_version(self, room_id: str, version_id: str) -> Version | None:
+        async with self._connection(f"reading version {version_id!r} of {room_id!r}") as conn:
+            return await postgres_versions.get_version(conn, room_id, version_id)
+
+    async def version_state(self, room_id: str, version_id: str) -> bytes | None:
+        what = f"reading the state of version {version_id!r} of {room_id!r}"
+        async with self._connection(what) as conn:
+            data = await postgres_versions.state_data(conn, room_id, version_id)
+        if data is None:
+            return None
+        try:
+            return await unpack_state(data)
+        except StoreError as exc:
+            raise StoreError(f"Postgres store {self.where}: {what} failed: {exc}") from exc
+
+    async def delete_versions(self, room_id: str, version_ids: Collection[str]) -> int:
+        async with (
+            self._connection(f"deleting {len(version_ids)} versions of {room_id!r}") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_versions.delete_versions(conn, room_id, version_ids)
+
+    async def rooms_with_versions(
+        self, *, created_before: str, after: str | None, limit: int
+    ) -> list[str]:
+        async with self._connection("listing rooms with old versions") as conn:
+            return await postgres_versions.rooms_with_versions(
+                conn, created_before=created_before, after=after, limit=limit
+            )
+
+    async def version_bytes(self) -> int:
+        async with self._connection("summing the versions' bytes") as conn:
+            return await postgres_versions.version_bytes(conn)
 
     # --- RevocationStore ------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ import orjson
 import pycrdt
 
 from collab.errors import StoreError
-from collab.store import sqlite_catalog, sqlite_members, sqlite_note_access
+from collab.store import sqlite_catalog, sqlite_members, sqlite_note_access, sqlite_versions
 from collab.store.base import StoredDocument
 from collab.store.catalog import (
     CatalogEntry,
@@ -39,6 +39,7 @@ from collab.store.rows import (
     page_size,
     requested_ids,
 )
+from collab.store.versions import Version, check_kind, pack_state, unpack_state
 
 # Another process (a second server, a backup) may hold the write lock for a moment.
 BUSY_TIMEOUT_MS = 5_000
@@ -122,20 +123,31 @@ class SqliteStore:
         snapshot = next((bytes(row[0]) for row in snapshot_rows), None)
         return StoredDocument(snapshot=snapshot, updates=[bytes(row[0]) for row in update_rows])
 
-    async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> None:
-        if not batch:
+    async def append_updates(
+        self,
+        batch: Sequence[tuple[str, bytes, str | None]],
+        authors: Collection[tuple[str, str]] = (),
+    ) -> None:
+        if not batch and not authors:
             return
         created_at = _now()
-        rows = [(room_id, update, created_at) for room_id, update in batch]
+        rows = [(room_id, update, author, created_at) for room_id, update, author in batch]
         async with self._transaction("IMMEDIATE", f"appending {len(rows)} updates") as conn:
             # A client still holding a purged note cannot bring it back: its tombstone stops it.
             # Checked once per room of the batch, not per row (a subquery per row cost 1-2 µs
             # each): the write lock is held, so no purge commits between check and insert.
-            purged = await sqlite_catalog.purged_rooms(conn, {room_id for room_id, _ in batch})
+            rooms = {row[0] for row in rows}
+            rooms.update(room_id for room_id, _ in authors)
+            purged = await sqlite_catalog.purged_rooms(conn, rooms)
             await conn.executemany(
-                "INSERT INTO document_updates (room_id, data, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO document_updates (room_id, data, author, created_at) "
+                "VALUES (?, ?, ?, ?)",
                 [row for row in rows if row[0] not in purged] if purged else rows,
             )
+            if authors:
+                await sqlite_versions.record_authors(
+                    conn, [pair for pair in authors if pair[0] not in purged]
+                )
 
     async def compact(self, room_id: str, state: bytes) -> None:
         # IMMEDIATE takes the write lock before reading: no append can commit between the
@@ -419,6 +431,73 @@ class SqliteStore:
         what = f"checking {len(user_ids)} members of workspace {workspace_id!r}"
         async with self._transaction("DEFERRED", what) as conn:
             return await sqlite_members.non_members(conn, workspace_id, user_ids)
+
+    # --- VersionStore ---------------------------------------------------------------------
+
+    async def add_version(
+        self,
+        room_id: str,
+        state: bytes,
+        *,
+        kind: str,
+        name: str | None,
+        created_by: str | None,
+        at: str,
+        min_gap_s: float | None = None,
+    ) -> Version | None:
+        check_kind(kind)
+        # Before the transaction, off the event loop: no other call waits for it.
+        packed = await pack_state(state)
+        async with self._transaction("IMMEDIATE", f"adding a version of room {room_id!r}") as conn:
+            return await sqlite_versions.add_version(
+                conn,
+                room_id,
+                packed,
+                kind=kind,
+                name=name,
+                created_by=created_by,
+                at=at,
+                min_gap_s=min_gap_s,
+            )
+
+    async def list_versions(
+        self, room_id: str, *, limit: int, before: str | None = None
+    ) -> list[Version]:
+        async with self._transaction("DEFERRED", f"listing the versions of {room_id!r}") as conn:
+            return await sqlite_versions.list_versions(conn, room_id, limit=limit, before=before)
+
+    async def get_version(self, room_id: str, version_id: str) -> Version | None:
+        what = f"reading version {version_id!r} of {room_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_versions.get_version(conn, room_id, version_id)
+
+    async def version_state(self, room_id: str, version_id: str) -> bytes | None:
+        what = f"reading the state of version {version_id!r} of {room_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            data = await sqlite_versions.state_data(conn, room_id, version_id)
+        if data is None:
+            return None
+        try:
+            return await unpack_state(data)
+        except StoreError as exc:
+            raise StoreError(f"SQLite store {self.path!r}: {what} failed: {exc}") from exc
+
+    async def delete_versions(self, room_id: str, version_ids: Collection[str]) -> int:
+        what = f"deleting {len(version_ids)} versions of {room_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_versions.delete_versions(conn, room_id, version_ids)
+
+    async def rooms_with_versions(
+        self, *, created_before: str, after: str | None, limit: int
+    ) -> list[str]:
+        async with self._transaction("DEFERRED", "listing rooms with old versions") as conn:
+            return await sqlite_versions.rooms_with_versions(
+                conn, created_before=created_before, after=after, limit=limit
+            )
+
+    async def version_bytes(self) -> int:
+        async with self._transaction("DEFERRED", "summing the versions' bytes") as conn:
+            return await sqlite_versions.version_bytes(conn)
 
     # --- RevocationStore ------------------------------------------------------------------
 

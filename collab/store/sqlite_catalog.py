@@ -290,6 +290,9 @@ async def purge_note(
     existed = await _has_content(conn, room_id) or existed
     await conn.execute("DELETE FROM document_snapshots WHERE room_id = ?", (room_id,))
     await conn.execute("DELETE FROM document_updates WHERE room_id = ?", (room_id,))
+    # Its history too (migration 0008): no version of a purged note can be read or restored.
+    for table in ("versions", "version_states", "version_authors"):
+        await conn.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
     if existed:
         await conn.execute(
             "INSERT INTO note_tombstones (room_id, purged_at) VALUES (?, ?)", (room_id, at)

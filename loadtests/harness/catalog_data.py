@@ -364,7 +364,7 @@ class StoreWriter:
         await self.store.trash_note(WORKSPACE, note_id, at=at)
 
     async def append(self, room_id: str, update: bytes) -> None:
-        await self.store.append_updates([(room_id, update)])
+        await self.store.append_updates([(room_id, update, None)])
 
     async def flush(self) -> None:
         pass

@@ -202,7 +202,7 @@ async def write_held_room(store: PostgresStore, write: str) -> Any:
     indexer would make it; what it returns."""
     match write:
         case "append":
-            return await store.append_updates([(HELD_ROOM, an_update("late"))])
+            return await store.append_updates([(HELD_ROOM, an_update("late"), None)])
         case "compact":
             return await store.compact(HELD_ROOM, an_update("late"))
         case "index":
@@ -284,7 +284,10 @@ async def test_writes_and_purges_from_two_instances_at_once_leave_purged_notes_e
         note_id = room_id.partition("/")[2]
         match step % 4:
             case 0:
-                batch = [(room_id, an_update(str(step))), (other_room_id, an_update(str(step)))]
+                batch = [
+                    (room_id, an_update(str(step)), None),
+                    (other_room_id, an_update(str(step)), None),
+                ]
                 await store.append_updates(batch)
             case 1:
                 await store.compact(room_id, an_update(str(step)))

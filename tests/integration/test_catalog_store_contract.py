@@ -256,7 +256,7 @@ async def test_indexing_keeps_a_trashed_note_in_the_trash(store: Database) -> No
 async def test_status_follows_the_lifecycle(store: Database) -> None:
     room = f"{WS}/n1"
     assert await store.note_status(room) is NoteStatus.ABSENT
-    await store.append_updates([(room, an_update())])
+    await store.append_updates([(room, an_update(), None)])
     assert await store.note_status(room) is NoteStatus.ACTIVE  # content, not indexed yet
     await index(store, "n1")
     assert await store.note_status(room) is NoteStatus.ACTIVE
@@ -274,7 +274,7 @@ async def test_create_refuses_an_id_that_exists_or_existed(store: Database) -> N
     assert created.created_by == "u1"
     assert await store.create_note(WS, "n1", NoteFields(), actor="u2", at=at(2)) is None
 
-    await store.append_updates([(f"{WS}/edited", an_update())])
+    await store.append_updates([(f"{WS}/edited", an_update(), None)])
     assert await store.create_note(WS, "edited", NoteFields(), actor="u1", at=at(3)) is None
 
     await store.purge_note(WS, "n1", at=at(4))
@@ -304,9 +304,9 @@ async def test_trash_and_restore_move_a_note_between_the_lists(store: Database) 
 
 async def test_purge_removes_content_and_row_and_keeps_them_out(store: Database) -> None:
     room = f"{WS}/n1"
-    await store.append_updates([(room, an_update("a"))])
+    await store.append_updates([(room, an_update("a"), None)])
     await store.compact(room, an_update("b"))
-    await store.append_updates([(room, an_update("c"))])
+    await store.append_updates([(room, an_update("c"), None)])
     await index(store, "n1", 1, title="secret", tags=("t",), text="body words")
 
     assert await store.purge_note(WS, "n1", at=at(2))
@@ -317,7 +317,9 @@ async def test_purge_removes_content_and_row_and_keeps_them_out(store: Database)
     assert await ids(store, text="body") == []
     assert await ids(store, tags=("t",)) == []
     # A client still holding the note sends it again: nothing comes back.
-    await store.append_updates([(room, an_update("offline edit")), (f"{WS}/n2", an_update())])
+    await store.append_updates(
+        [(room, an_update("offline edit"), None), (f"{WS}/n2", an_update(), None)]
+    )
     await store.compact(room, an_update("offline state"))
     assert (await store.load(room)).is_empty
     assert not (await store.load(f"{WS}/n2")).is_empty
@@ -345,7 +347,7 @@ async def test_trashed_before_lists_the_oldest_trash_first(store: Database) -> N
 
 async def test_rooms_to_index_lists_stored_notes_without_rows(store: Database) -> None:
     for room in (f"{WS}/a", f"{WS}/b", f"{WS}/c", "w2/a"):
-        await store.append_updates([(room, an_update())])
+        await store.append_updates([(room, an_update(), None)])
     await store.compact(f"{WS}/b", an_update())
     await index(store, "a")
     await store.purge_note(WS, "c", at=at(1))

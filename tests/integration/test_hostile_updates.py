@@ -466,7 +466,7 @@ async def test_the_oracle_catches_a_stored_update_left_pending(
     back) fails the oracle: pycrdt and yjs both report the stored structs pending."""
     sequence = out_of_order_inserts()
     base, u2, _, _ = sequence.delivery
-    await server.app[STORE].append_updates([(ROOM, base), (ROOM, u2)])
+    await server.app[STORE].append_updates([(ROOM, base, None), (ROOM, u2, None)])
     with pytest.raises(Divergence) as caught:
         await check_server(server, ROOM, {sequence.root: "text"}, agent=agent)
     assert "pycrdt keeps structs of parts [1] of 2 pending" in str(caught.value)

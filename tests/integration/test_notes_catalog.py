@@ -546,11 +546,11 @@ async def test_notes_stored_before_the_catalog_are_indexed_at_start(
     first = await start_server(make_settings(catalog_interval_ms=20))
     doc: Doc[Any] = Doc()
     write_note(doc, "Old note", "from before")
-    await first.app[STORE].append_updates([("w1/legacy", doc.get_update())])
+    await first.app[STORE].append_updates([("w1/legacy", doc.get_update(), None)])
     assert (await call(first, "GET", f"{NOTES}/legacy"))[0] == 200  # indexed on demand
     second_doc: Doc[Any] = Doc()
     write_note(second_doc, "Another")
-    await first.app[STORE].append_updates([("w1/legacy2", second_doc.get_update())])
+    await first.app[STORE].append_updates([("w1/legacy2", second_doc.get_update(), None)])
 
     second = await start_server(make_settings(catalog_interval_ms=20))
 

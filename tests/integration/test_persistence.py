@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,13 @@ class CountingStore(MemoryStore):
         self.batches: list[int] = []
         self.compactions = 0
 
-    async def append_updates(self, batch: Sequence[tuple[str, bytes]]) -> None:
+    async def append_updates(
+        self,
+        batch: Sequence[tuple[str, bytes, str | None]],
+        authors: Collection[tuple[str, str]] = (),
+    ) -> None:
         self.batches.append(len(batch))
-        await super().append_updates(batch)
+        await super().append_updates(batch, authors)
 
     async def compact(self, room_id: str, state: bytes) -> None:
         self.compactions += 1

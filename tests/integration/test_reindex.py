@@ -39,7 +39,7 @@ async def test_reindex_rebuilds_rows_from_stored_documents(tmp_path: Path) -> No
     path = tmp_path / "collab.db"
     store = SqliteStore(str(path))
     await store.open()
-    await store.append_updates([("w1/a", titled("Alpha")), ("w2/b", titled("Beta"))])
+    await store.append_updates([("w1/a", titled("Alpha"), None), ("w2/b", titled("Beta"), None)])
     # A row gone stale (written by an older version, say), with the document's clock.
     await store.index_note(
         "w1", "a", NoteFields(title="stale"), clock=0, actor="u1", at="2026-01-01T00:00:00+00:00"

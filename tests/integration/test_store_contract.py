@@ -129,8 +129,8 @@ async def test_appended_updates_load_back_in_order(store: Store) -> None:
     editor = Editor()
     first = editor.insert(0, "hello")
     second = editor.insert(5, " world")
-    await store.append_updates([(ROOM, first)])
-    await store.append_updates([(ROOM, second)])
+    await store.append_updates([(ROOM, first, None)])
+    await store.append_updates([(ROOM, second, None)])
 
     stored = await store.load(ROOM)
 
@@ -141,11 +141,11 @@ async def test_appended_updates_load_back_in_order(store: Store) -> None:
 async def test_one_batch_lands_in_each_of_its_rooms(store: Store) -> None:
     """A batch spanning several rooms appends each update to its own room, in order."""
     one, two = Editor(), Editor()
-    batch = [
-        (ROOM, one.insert(0, "a")),
-        (OTHER_ROOM, two.insert(0, "x")),
-        (ROOM, one.insert(1, "b")),
-        ("w2/n1", two.insert(1, "y")),
+    batch: list[tuple[str, bytes, str | None]] = [
+        (ROOM, one.insert(0, "a"), None),
+        (OTHER_ROOM, two.insert(0, "x"), "u1"),
+        (ROOM, one.insert(1, "b"), "u2"),
+        ("w2/n1", two.insert(1, "y"), None),
     ]
     await store.append_updates(batch)
 
@@ -166,7 +166,7 @@ async def test_compacted_document_loads_the_same_text(store: Store) -> None:
     editor.insert(0, "hello")
     editor.insert(5, " world")
     editor.insert(0, ">> ")
-    await store.append_updates([(ROOM, update) for update in editor.take_outbox()])
+    await store.append_updates([(ROOM, update, None) for update in editor.take_outbox()])
 
     await store.compact(ROOM, editor.state())
     stored = await store.load(ROOM)
@@ -181,11 +181,11 @@ async def test_compaction_keeps_an_update_appended_after_the_state_was_taken(
 ) -> None:
     """An update logged by someone else after `state` was taken survives compaction."""
     server = Editor()
-    await store.append_updates([(ROOM, server.insert(0, "hello"))])
+    await store.append_updates([(ROOM, server.insert(0, "hello"), None)])
     state = server.state()
     other = Editor()
     other.doc.apply_update(state)
-    await store.append_updates([(ROOM, other.insert(5, " world"))])
+    await store.append_updates([(ROOM, other.insert(5, " world"), None)])
 
     await store.compact(ROOM, state)
 
@@ -207,11 +207,11 @@ async def test_compaction_keeps_snapshot_content_that_state_lacks(store: Store) 
 async def test_updates_after_compaction_load_with_the_snapshot(store: Store) -> None:
     """Updates appended after a compaction load alongside the snapshot."""
     editor = Editor()
-    await store.append_updates([(ROOM, editor.insert(0, "one"))])
+    await store.append_updates([(ROOM, editor.insert(0, "one"), None)])
     await store.compact(ROOM, editor.state())
     later = editor.insert(3, " two")
 
-    await store.append_updates([(ROOM, later)])
+    await store.append_updates([(ROOM, later, None)])
     stored = await store.load(ROOM)
 
     assert stored.updates == [later]
@@ -222,8 +222,8 @@ async def test_rooms_are_isolated(store: Store) -> None:
     """Appending to or compacting one room leaves every other room untouched."""
     one, two = Editor(), Editor()
     kept = one.insert(0, "room one")
-    await store.append_updates([(ROOM, kept)])
-    await store.append_updates([("w1/n10", two.insert(0, "prefix twin"))])
+    await store.append_updates([(ROOM, kept, None)])
+    await store.append_updates([("w1/n10", two.insert(0, "prefix twin"), None)])
     await store.compact("w1/n10", two.state())
     await store.compact(OTHER_ROOM, Editor().state())
 
@@ -235,9 +235,9 @@ async def test_rooms_are_isolated(store: Store) -> None:
 async def test_reopening_the_same_store_keeps_everything(store: Store) -> None:
     """Closing and opening a store again keeps its snapshots and its log."""
     editor = Editor()
-    await store.append_updates([(ROOM, editor.insert(0, "snap"))])
+    await store.append_updates([(ROOM, editor.insert(0, "snap"), None)])
     await store.compact(ROOM, editor.state())
-    await store.append_updates([(ROOM, editor.insert(4, "shot"))])
+    await store.append_updates([(ROOM, editor.insert(4, "shot"), None)])
     before = await store.load(ROOM)
 
     await store.close()
@@ -259,7 +259,7 @@ async def test_closed_store_raises_store_error(store: Store) -> None:
     with pytest.raises(StoreError):
         await store.load(ROOM)
     with pytest.raises(StoreError):
-        await store.append_updates([(ROOM, Editor().insert(0, "x"))])
+        await store.append_updates([(ROOM, Editor().insert(0, "x"), None)])
     with pytest.raises(StoreError):
         await store.compact(ROOM, Editor().state())
     with pytest.raises(StoreError):
@@ -269,7 +269,7 @@ async def test_closed_store_raises_store_error(store: Store) -> None:
 async def test_compaction_with_a_corrupt_state_raises_store_error(store: Store) -> None:
     """A state that is not a Yjs update fails compaction with `StoreError`, changing nothing."""
     update = Editor().insert(0, "safe")
-    await store.append_updates([(ROOM, update)])
+    await store.append_updates([(ROOM, update, None)])
 
     with pytest.raises(StoreError, match="does not merge"):
         await store.compact(ROOM, b"\xff\xff\xff not an update")
@@ -283,7 +283,7 @@ async def test_concurrent_appends_and_compactions_lose_nothing(store: Store) -> 
     updates = [editor.insert(0, f"<{number}>") for number, editor in enumerate(editors)]
 
     await asyncio.gather(
-        *(store.append_updates([(ROOM, update)]) for update in updates),
+        *(store.append_updates([(ROOM, update, None)]) for update in updates),
         *(store.compact(ROOM, editor.state()) for editor in editors[:2]),
         *(store.load(ROOM) for _ in range(4)),
     )
@@ -297,7 +297,7 @@ async def test_cancelled_append_is_all_or_nothing_and_store_stays_usable(
 ) -> None:
     """An append cancelled at any point stores its whole batch or none of it."""
     editor = Editor()
-    batch = [(ROOM, editor.insert(0, "a")), (OTHER_ROOM, editor.insert(0, "b"))]
+    batch = [(ROOM, editor.insert(0, "a"), None), (OTHER_ROOM, editor.insert(0, "b"), None)]
     append = asyncio.create_task(store.append_updates(batch))
     for _ in range(loop_turns):
         await asyncio.sleep(0)
@@ -307,7 +307,7 @@ async def test_cancelled_append_is_all_or_nothing_and_store_stays_usable(
     stored = [await store.load(ROOM), await store.load(OTHER_ROOM)]
     assert [document.updates for document in stored] in ([[], []], [[batch[0][1]], [batch[1][1]]])
     later = editor.insert(0, "c")
-    await store.append_updates([(ROOM, later)])
+    await store.append_updates([(ROOM, later, None)])
     assert (await store.load(ROOM)).updates[-1] == later
 
 
@@ -380,7 +380,7 @@ async def test_any_interleaving_of_appends_and_compactions_loses_nothing(
                 model.editors[editor].insert(index, chunk)
             case Flush(editor):
                 updates = model.editors[editor].take_outbox()
-                await store.append_updates([(ROOM, update) for update in updates])
+                await store.append_updates([(ROOM, update, None) for update in updates])
                 model.written += updates
             case Compact(editor):
                 # The state may hold edits not yet flushed: those are written by compaction.
@@ -461,9 +461,11 @@ async def test_reopened_sqlite_file_keeps_everything(tmp_path: Path) -> None:
     editor = Editor()
     first = SqliteStore(path)
     await first.open()
-    await first.append_updates([(ROOM, editor.insert(0, "durable"))])
+    await first.append_updates([(ROOM, editor.insert(0, "durable"), None)])
     await first.compact(ROOM, editor.state())
-    await first.append_updates([(ROOM, editor.insert(7, "!")), (OTHER_ROOM, Editor().state())])
+    await first.append_updates(
+        [(ROOM, editor.insert(7, "!"), None), (OTHER_ROOM, Editor().state(), None)]
+    )
     before = {room_id: await first.load(room_id) for room_id in (ROOM, OTHER_ROOM)}
     await first.close()
 
@@ -610,7 +612,7 @@ async def test_compaction_keeps_a_lower_id_committed_after_it_read_the_log(
             ROOM,
             Editor().insert(0, "early"),
         )
-        await store.append_updates([(ROOM, Editor().insert(0, "late"))])
+        await store.append_updates([(ROOM, Editor().insert(0, "late"), None)])
         compaction = asyncio.create_task(store.compact(ROOM, Editor().state()))
         await eventually(lambda: sessions_wait_for_locks(gate, 1), what="compaction held")
         await transaction.commit()
@@ -666,7 +668,7 @@ async def test_two_instances_compacting_while_a_third_appends_lose_nothing(
             # Many small transactions at once over the writer's pool, so identity values are
             # committed out of order while the compactions read the log.
             await asyncio.gather(
-                *(writer.append_updates([(room_id, Editor().insert(0, t))]) for t in tokens)
+                *(writer.append_updates([(room_id, Editor().insert(0, t), None)]) for t in tokens)
             )
         finally:
             appended.set()
@@ -801,13 +803,13 @@ async def test_store_fails_promptly_while_postgres_is_down_and_recovers_after(
     editor = Editor()
     await store.open()
     try:
-        await store.append_updates([(ROOM, editor.insert(0, "before"))])
+        await store.append_updates([(ROOM, editor.insert(0, "before"), None)])
 
         await (server.stop() if outage == "stop" else server.kill())
         calls: list[Callable[[], Awaitable[object]]] = [
             store.ping,
             lambda: store.load(ROOM),
-            lambda: store.append_updates([(ROOM, editor.insert(0, "offline "))]),
+            lambda: store.append_updates([(ROOM, editor.insert(0, "offline "), None)]),
             lambda: store.compact(ROOM, editor.state()),
         ]
         for call in calls:
@@ -819,7 +821,7 @@ async def test_store_fails_promptly_while_postgres_is_down_and_recovers_after(
 
         await server.start()
         await store.ping()
-        await store.append_updates([(ROOM, editor.insert(0, "after "))])
+        await store.append_updates([(ROOM, editor.insert(0, "after "), None)])
         await store.compact(ROOM, editor.state())
         assert loaded_text(await store.load(ROOM)) == "after offline before"
     finally:
@@ -858,7 +860,7 @@ async def test_memory_store_fail_next_fails_one_call_only() -> None:
     store.fail_next = fault
 
     with pytest.raises(StoreError) as raised:
-        await store.append_updates([(ROOM, Editor().insert(0, "lost"))])
+        await store.append_updates([(ROOM, Editor().insert(0, "lost"), None)])
 
     assert raised.value is fault
     assert (await store.load(ROOM)).is_empty

@@ -174,7 +174,7 @@ async def test_clients_joining_an_unloaded_document_share_one_load(
     await store.open()
     seed = Doc()
     seed.get("t", type=Text).insert(0, "stored text")
-    await store.append_updates([("w1/n1", seed.get_update())])
+    await store.append_updates([("w1/n1", seed.get_update(), None)])
     store.gate.clear()
     clients = [YClient.connect(server.doc_url()) for _ in range(5)]
     entered = [asyncio.create_task(client.__aenter__()) for client in clients]
@@ -200,7 +200,7 @@ async def test_a_failed_load_refuses_the_room_and_keeps_the_stored_document(
     server = await start_server(store=store)
     seed = Doc()
     seed.get("t", type=Text).insert(0, "precious")
-    await store.append_updates([("w1/n1", seed.get_update())])
+    await store.append_updates([("w1/n1", seed.get_update(), None)])
     store.fail_next_load = StoreError("disk on fire")
     status, body = await connect_http_error(server.doc_url())
     assert status == 503
