@@ -67,6 +67,10 @@ EventSink = Callable[[str, dict[str, Any], Audience | None], None]
 (for a private note's event) those of the users the audience admits."""
 
 
+EventListener = Callable[[dict[str, Any]], None]
+"""Told of every catalog event on this instance, its own and other instances' alike, before
+it is delivered (the version history keeps up with versions taken elsewhere this way)."""
+
 AccessListener = Callable[[str, NoteAccess], None]
 """Told `(room_id, access)` on every instance after a note's access changed: the web layer
 re-checks the note's open connections."""
@@ -96,6 +100,10 @@ class NotesCatalog:
         self._gone: dict[str, NoteStatus] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pending: set[asyncio.Task[None]] = set()
+        self._event_listeners: list[EventListener] = []
+
+    def add_event_listener(self, listener: EventListener) -> None:
+        self._event_listeners.append(listener)
 
     def bind(self, rooms: RoomManager) -> None:
         """The room manager is built with the indexer as a listener, so it comes second."""
@@ -302,6 +310,12 @@ class NotesCatalog:
 
     # -- events ------------------------------------------------------------------------------
 
+    async def note_event(self, kind: str, workspace_id: str, note_id: str, **fields: Any) -> None:
+        """Tell those who may read a note of an event about it (`version.created`, say), on
+        every instance. Raises `StoreError`."""
+        access = await self._store.get_access(workspace_id, note_id)
+        self._event(kind, workspace_id, _readers_of(access), id=note_id, **fields)
+
     def _indexed(self, room_id: str, indexed: Indexed) -> None:
         workspace_id, _ = room_parts(room_id)
         if indexed.status in (NoteStatus.TRASHED, NoteStatus.PURGED):
@@ -384,6 +398,11 @@ class NotesCatalog:
                 self._close_connections(room_id)
             elif kind == "note.restored":
                 self._gone.pop(room_id, None)
+        for listener in self._event_listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("catalog: an event listener failed on %s", kind)
         if kind == "note.access":
             self._access_changed(workspace_id, event)
             return

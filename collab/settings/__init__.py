@@ -89,6 +89,10 @@ class Settings:
     room_grace_s: float = 10.0
     catalog_interval_ms: int = 2000
     trash_retention_days: int = 30
+    version_interval_s: float = 300.0
+    version_keep_all_hours: int = 24
+    version_hourly_days: int = 7
+    version_daily_days: int = 90
     store_backlog_per_room: int = 10_000
     awareness_timeout_s: float = 30.0
     presence_heartbeat_s: float = 5.0
@@ -178,6 +182,14 @@ def _cross_check(settings: Settings) -> list[str]:
                 + ",".join(settings.jwt_algorithms)
             )
     problems += _check_jwt_keys(settings)
+    keep_all_days = settings.version_keep_all_hours / 24
+    if not keep_all_days <= settings.version_hourly_days <= settings.version_daily_days:
+        problems.append(
+            "COLLAB_VERSION_HOURLY_DAYS: version retention windows must grow: "
+            f"COLLAB_VERSION_KEEP_ALL_HOURS ({settings.version_keep_all_hours} h) <= "
+            f"COLLAB_VERSION_HOURLY_DAYS ({settings.version_hourly_days} d) <= "
+            f"COLLAB_VERSION_DAILY_DAYS ({settings.version_daily_days} d)"
+        )
     return problems
 
 

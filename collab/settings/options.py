@@ -317,6 +317,32 @@ OPTIONS: tuple[Option, ...] = (
         "days a note stays in the trash before it is purged",
     ),
     Option(
+        "version_interval_s",
+        "COLLAB_VERSION_INTERVAL_S",
+        values.positive_seconds,
+        "a note edited this long since its last version gets an automatic one (at the next "
+        "pause in its editing, at most 10 s later)",
+    ),
+    Option(
+        "version_keep_all_hours",
+        "COLLAB_VERSION_KEEP_ALL_HOURS",
+        values.int_in(0, 24 * 36_500),
+        "every automatic version of a note younger than this is kept",
+    ),
+    Option(
+        "version_hourly_days",
+        "COLLAB_VERSION_HOURLY_DAYS",
+        values.int_in(0, 36_500),
+        "then the newest automatic version of each hour, up to this age",
+    ),
+    Option(
+        "version_daily_days",
+        "COLLAB_VERSION_DAILY_DAYS",
+        values.int_in(0, 36_500),
+        "then the newest of each day, up to this age; older automatic versions are deleted "
+        "(named and restore versions stay until the note is purged)",
+    ),
+    Option(
         "store_backlog_per_room",
         "COLLAB_STORE_BACKLOG_PER_ROOM",
         values.int_in(1, 10**7),

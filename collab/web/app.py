@@ -19,12 +19,23 @@ from collab.protocol.close_codes import CloseCode
 from collab.rooms.catalog import NotesCatalog
 from collab.rooms.manager import RoomLimits, RoomManager
 from collab.rooms.notifier import Notifier
+from collab.rooms.version_retention import RetentionPolicy
+from collab.rooms.versions import NoteHistory
 from collab.rooms.workspaces import PresenceHub
 from collab.settings import Settings
 from collab.store import Database, create_store
 from collab.tasks import cancel_and_wait
 from collab.web import static
-from collab.web.api import dev, documents, health, note_access, notes, notifications, presence
+from collab.web.api import (
+    dev,
+    documents,
+    health,
+    note_access,
+    notes,
+    notifications,
+    presence,
+    versions,
+)
 from collab.web.api.members import setup_members
 from collab.web.api.revocations import setup_revocations
 from collab.web.http.connections import ConnectionCounter, connection_slots
@@ -39,6 +50,7 @@ from collab.web.keys import (
     CATALOG_STORE,
     CONNECTIONS,
     DATABASE,
+    HISTORY,
     LIVENESS,
     NOTIFICATIONS,
     NOTIFIER,
@@ -135,15 +147,31 @@ def create_app(
         on_access=lambda room_id, access: recheck_connections(app, [room_id]),
     )
     app[CATALOG] = catalog
+    history = NoteHistory(
+        database,
+        catalog,
+        interval_s=settings.version_interval_s,
+        policy=RetentionPolicy(
+            keep_all_s=settings.version_keep_all_hours * 3600,
+            hourly_s=settings.version_hourly_days * 86400,
+            daily_s=settings.version_daily_days * 86400,
+        ),
+    )
+    app[HISTORY] = history
     # The change listeners, in the order they are told of each change.
     app[ROOMS] = RoomManager(
         app[STORE],
         app[BUS],
         room_limits(settings),
-        listeners=[notifier.document_changed, catalog.indexer.document_changed],
-        unload_listeners=[catalog.indexer.room_unloaded],
+        listeners=[
+            notifier.document_changed,
+            catalog.indexer.document_changed,
+            history.document_changed,
+        ],
+        unload_listeners=[catalog.indexer.room_unloaded, history.room_unloaded],
     )
     catalog.bind(app[ROOMS])
+    history.bind(app[ROOMS])
     app.cleanup_ctx.append(_services)
     # These run inside _services: the key fetcher, revocations and the member directory need
     # the store and bus.
@@ -161,6 +189,7 @@ def create_app(
     notifications.add_routes(app)
     notes.add_routes(app)
     note_access.add_routes(app)
+    versions.add_routes(app)
     dev.add_routes(app)
     static.add_routes(app)
     return app
@@ -217,11 +246,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             app[PRESENCE].bind(presence)
             await rooms.start()
             await app[CATALOG].start()
+            await app[HISTORY].start()
             await presence.start()
             sweeper = asyncio.create_task(app[LIVENESS].run(), name="liveness")
             yield
             await cancel_and_wait([sweeper])
             await rooms.close()
+            await app[HISTORY].close()
             await app[CATALOG].close()
             await presence.close()
             await app[NOTIFIER].close()

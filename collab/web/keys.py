@@ -17,6 +17,7 @@ from collab.rooms.catalog import NotesCatalog
 from collab.rooms.directory import MemberDirectory
 from collab.rooms.manager import RoomManager
 from collab.rooms.notifier import Notifier
+from collab.rooms.versions import NoteHistory
 from collab.rooms.workspaces import PresenceHub
 from collab.settings import Settings
 from collab.store.base import Store
@@ -44,6 +45,7 @@ NOTIFICATIONS = web.AppKey("notifications", NotificationStore)
 NOTIFIER = web.AppKey("notifier", Notifier)
 CATALOG_STORE = web.AppKey("catalog_store", CatalogStore)
 CATALOG = web.AppKey("catalog", NotesCatalog)
+HISTORY = web.AppKey("history", NoteHistory)
 DIRECTORY = web.AppKey("directory", MemberDirectory)
 PRESENCE = web.AppKey("presence", PresenceHub)
 PRESENCE_STORE = web.AppKey("presence_store", PresenceStore)

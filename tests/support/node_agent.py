@@ -389,6 +389,19 @@ class NodeAgent:
     async def xml_append_paragraph(self, client: str, root: str, text: str) -> None:
         await self.call("xml_append_paragraph", client=client, root=root, text=text)
 
+    async def xml_paragraph_insert(
+        self, client: str, root: str, paragraph: int, index: int, text: str
+    ) -> None:
+        """Type `text` at `index` into the text of the `paragraph`-th child of `root`."""
+        await self.call(
+            "xml_paragraph_insert",
+            client=client,
+            root=root,
+            paragraph=paragraph,
+            index=index,
+            text=text,
+        )
+
     async def transact(self, client: str, ops: Sequence[Mapping[str, Any]]) -> None:
         """Apply edit ops (`{"op": "text_insert", "root": ..., ...}`) in one Y transaction."""
         await self.call("transact", client=client, ops=[dict(op) for op in ops])

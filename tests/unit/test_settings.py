@@ -133,6 +133,10 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_ROOM_GRACE_S", "2.5", "room_grace_s", 2.5),
     ("COLLAB_CATALOG_INTERVAL_MS", "500", "catalog_interval_ms", 500),
     ("COLLAB_TRASH_RETENTION_DAYS", "7", "trash_retention_days", 7),
+    ("COLLAB_VERSION_INTERVAL_S", "60", "version_interval_s", 60.0),
+    ("COLLAB_VERSION_KEEP_ALL_HOURS", "48", "version_keep_all_hours", 48),
+    ("COLLAB_VERSION_HOURLY_DAYS", "14", "version_hourly_days", 14),
+    ("COLLAB_VERSION_DAILY_DAYS", "365", "version_daily_days", 365),
     ("COLLAB_HEARTBEAT_S", "0", "heartbeat_s", 0.0),
     ("COLLAB_SHUTDOWN_TIMEOUT_S", "30", "shutdown_timeout_s", 30.0),
     ("COLLAB_LOG_LEVEL", "debug", "log_level", "DEBUG"),
@@ -208,6 +212,9 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("COLLAB_ROOM_GRACE_S", "-1", "between 0 and 86400"),
     ("COLLAB_CATALOG_INTERVAL_MS", "5", "between 10 and 600000"),
     ("COLLAB_TRASH_RETENTION_DAYS", "0", "between 1 and 36500"),
+    ("COLLAB_VERSION_INTERVAL_S", "0", "must be more than 0 seconds"),
+    ("COLLAB_VERSION_KEEP_ALL_HOURS", "-1", "between 0"),
+    ("COLLAB_VERSION_DAILY_DAYS", "many", "expected an integer"),
     ("COLLAB_HEARTBEAT_S", "soon", "expected a number of seconds"),
     ("COLLAB_SHUTDOWN_TIMEOUT_S", "nan", "between 0 and 86400"),
     ("COLLAB_LOG_LEVEL", "loud", "expected one of DEBUG"),
@@ -522,3 +529,9 @@ def test_jwt_keys_file_paths_are_read(public_pem: str, tmp_path: Path) -> None:
         {"COLLAB_JWT_KEYS": json.dumps({"k1": str(key_file)}), "COLLAB_JWT_ALGORITHMS": "ES256"}
     )
     assert settings.jwt_keys == (("k1", Secret(public_pem)),)
+
+
+def test_version_retention_windows_must_grow() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"COLLAB_VERSION_HOURLY_DAYS": "30", "COLLAB_VERSION_DAILY_DAYS": "10"})
+    assert any("windows must grow" in problem for problem in raised.value.problems)

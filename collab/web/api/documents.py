@@ -28,7 +28,8 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-def _wants_binary(request: web.Request) -> bool:
+def wants_binary(request: web.Request) -> bool:
+    """Whether the client asked for the Yjs update itself rather than JSON."""
     accept = request.headers.get("Accept", "")
     return BINARY in accept and "application/json" not in accept
 
@@ -39,7 +40,7 @@ async def get_document(request: web.Request) -> web.StreamResponse:
     await request.app[CATALOG].check_open(room_id)
     async with request.app[ROOMS].holding(room_id) as live:
         state = live.room.encode_state()
-    binary = _wants_binary(request)
+    binary = wants_binary(request)
     etag = _etag("bin" if binary else "json", state)
     headers = {"ETag": etag, "Cache-Control": "private, no-cache", "Vary": "Accept"}
     if _matches(request.headers.get("If-None-Match", ""), etag):

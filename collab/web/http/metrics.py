@@ -31,6 +31,7 @@ from collab.observability.counters import (
 )
 from collab.rooms.indexer import CatalogIndexer
 from collab.rooms.manager import RoomManager
+from collab.rooms.versions import NoteHistory
 from collab.web.sockets.sessions import CONNECTION_KINDS, Sessions
 
 # Auth failure reasons: a fixed set, so a series never carries anything from a token.
@@ -77,7 +78,12 @@ class Metrics:
     """Everything `/metrics` reports for one application."""
 
     def __init__(
-        self, rooms: RoomManager, bus: Bus, sessions: Sessions, indexer: CatalogIndexer
+        self,
+        rooms: RoomManager,
+        bus: Bus,
+        sessions: Sessions,
+        indexer: CatalogIndexer,
+        history: NoteHistory,
     ) -> None:
         self.auth_failures: dict[str, int] = dict.fromkeys(AUTH_FAILURE_REASONS, 0)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -95,7 +101,7 @@ class Metrics:
         )
         # Counted by the live channel as it goes; read at scrape time like the rest.
         self.live_traffic = LiveTraffic()
-        self.registry.register(_CollabCollector(self, rooms, bus, sessions, indexer))
+        self.registry.register(_CollabCollector(self, rooms, bus, sessions, indexer, history))
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
 
@@ -120,9 +126,11 @@ class _CollabCollector(Collector):
         bus: Bus,
         sessions: Sessions,
         indexer: CatalogIndexer,
+        history: NoteHistory,
     ) -> None:
         self._metrics = metrics
         self._indexer = indexer
+        self._history = history
         self._rooms = rooms
         self._bus = bus
         self._sessions = sessions
@@ -133,6 +141,7 @@ class _CollabCollector(Collector):
         yield from _live_families(self._metrics.live_traffic)
         yield from self._rooms_and_store()
         yield from self._catalog()
+        yield from self._versions()
         yield from self._bus_metrics()
         failures = CounterMetricFamily(
             "collab_auth_failures",
@@ -240,6 +249,32 @@ class _CollabCollector(Collector):
             "collab_catalog_dirty_notes",
             "Notes edited since their catalog entry was last written.",
             indexer.dirty_notes,
+        )
+
+    def _versions(self) -> Iterator[Metric]:
+        history = self._history
+        created = CounterMetricFamily(
+            "collab_versions_created",
+            "Note versions stored by this instance, by kind (auto, named, restore).",
+            labels=["kind"],
+        )
+        for kind, count in sorted(history.created.items()):
+            created.add_metric([kind], count)
+        yield created
+        yield CounterMetricFamily(
+            "collab_version_loop_seconds",
+            "Event-loop time spent encoding the states of versions taken here.",
+            history.loop_seconds,
+        )
+        yield CounterMetricFamily(
+            "collab_version_failures",
+            "Automatic versions not taken because the store failed.",
+            history.failures,
+        )
+        yield GaugeMetricFamily(
+            "collab_version_stored_bytes",
+            "Bytes the stored versions of every note take (compressed; refreshed each minute).",
+            history.stored_bytes,
         )
 
     def _bus_metrics(self) -> Iterator[Metric]:

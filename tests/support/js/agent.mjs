@@ -225,6 +225,21 @@ const EDITS = {
       paragraph.insert(0, [new Y.XmlText(a.text)])
       doc.getXmlFragment(a.root).push([paragraph])
     }
+  },
+  xml_paragraph_insert: {
+    // typing into the text of an existing paragraph (the `paragraph`-th child of the root)
+    spec: { root: 'string', paragraph: 'integer', index: 'integer', text: 'string' },
+    apply: (doc, a) => {
+      const fragment = doc.getXmlFragment(a.root)
+      checkRange(a.paragraph, 1, fragment.length, 'xml_paragraph_insert')
+      const element = fragment.get(a.paragraph)
+      const ytext = element instanceof Y.XmlElement ? element.get(0) : null
+      if (!(ytext instanceof Y.XmlText)) {
+        throw new CommandError(`xml_paragraph_insert: child ${a.paragraph} is not a paragraph holding text`)
+      }
+      checkRange(a.index, 0, ytext.length, 'xml_paragraph_insert')
+      ytext.insert(a.index, a.text)
+    }
   }
 }
 
