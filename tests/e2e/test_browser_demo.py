@@ -41,6 +41,7 @@ SCENARIOS = [
     "reload-keeps-session",
     "new-note",
     "share-private",
+    "version-history",
     "search-and-filter",
     "trash-and-restore",
     "load-more",

@@ -372,6 +372,84 @@ const scenarios = {
       (await testid(bob.page, 'editor').getAttribute('contenteditable')) === 'true')
   },
 
+  async 'version-history' () {
+    const { alice, bob } = users
+    const second = secondNote
+    const original = 'Hello @bob, see the budget.'
+    const extra = ' Scribble to drop later.'
+    const panel = (page) => testid(page, 'history-panel')
+    const version = (page, kind, hasText) =>
+      page.locator(`[data-testid="history-version"][data-kind="${kind}"]`, hasText ? { hasText } : {})
+    const bothShow = (what, text) => eventually(what, async () =>
+      (await editorText(alice.page)) === text && (await editorText(bob.page)) === text)
+    assert(new URL(bob.page.url()).hash === `#/${WORKSPACE}/${second}`, 'bob is not on the second note')
+    await bothShow('both editors show the second note', original)
+    // A restore reaches the editors as an ordinary update: neither page may reload.
+    await markPage(alice.page)
+    await markPage(bob.page)
+
+    // Bob keeps his panel open: it follows the note's versions live.
+    await testid(bob.page, 'history-note').click()
+    await panel(bob.page).waitFor({ timeout: TIMEOUT_MS })
+    await testid(alice.page, 'history-note').click()
+    await testid(alice.page, 'history-name-input').fill('before cleanup')
+    await testid(alice.page, 'history-name-save').click()
+    const named = version(alice.page, 'named', 'before cleanup')
+    await named.waitFor({ timeout: TIMEOUT_MS })
+    assert((await named.textContent()).includes(alice.name), 'the named version does not name alice')
+    await version(bob.page, 'named', 'before cleanup').waitFor({ timeout: TIMEOUT_MS })
+    await alice.page.keyboard.press('Escape')
+    await panel(alice.page).waitFor({ state: 'detached', timeout: TIMEOUT_MS })
+
+    await typeAtEnd(alice.page, extra)
+    await bothShow('both editors show the extra text', original + extra)
+    await eventually('alice\'s edit is saved', async () =>
+      (await testid(alice.page, 'save-status').getAttribute('data-state')) === 'saved')
+    await testid(alice.page, 'history-note').click()
+    await named.click()
+    const preview = testid(alice.page, 'history-preview')
+    await eventually('the preview shows the named version', async () => {
+      const text = await preview.textContent()
+      return text.includes('Second note') && text.includes(original) && !text.includes('Scribble')
+    })
+    const diff = testid(alice.page, 'history-diff')
+    await eventually('the diff shows the extra text as what a restore removes', async () => {
+      const removed = (await diff.locator('del').allTextContents()).join(' ')
+      const added = (await diff.locator('ins').allTextContents()).join(' ')
+      return extra.trim().split(' ').every((word) => removed.includes(word)) && !added.includes('Scribble')
+    })
+    await screenshots('version-history-diff')
+
+    const asked = []
+    const accept = (dialog) => {
+      asked.push(dialog.type())
+      return dialog.accept()
+    }
+    alice.page.on('dialog', accept)
+    try {
+      await testid(alice.page, 'history-restore').click()
+      await bothShow('both editors show the named version\'s text again', original)
+    } finally {
+      alice.page.off('dialog', accept)
+    }
+    assert(asked.join() === 'confirm', `restoring asked ${JSON.stringify(asked)}, not one confirm()`)
+    // The content it replaced was kept first; both lists show that version live.
+    await version(alice.page, 'restore').first().waitFor({ timeout: TIMEOUT_MS })
+    await version(bob.page, 'restore').first().waitFor({ timeout: TIMEOUT_MS })
+    await eventually('the diff against the restored note is empty', async () =>
+      (await diff.locator('del, ins').count()) === 0 && (await diff.textContent()).includes('Nothing'))
+    assert(await pageMarked(alice.page) && await pageMarked(bob.page), 'a page was reloaded')
+    await screenshots('version-history-restored')
+
+    await testid(alice.page, 'history-close').click()
+    await testid(bob.page, 'history-close').click()
+    await panel(alice.page).waitFor({ state: 'detached', timeout: TIMEOUT_MS })
+    await panel(bob.page).waitFor({ state: 'detached', timeout: TIMEOUT_MS })
+    await eventually('the panels left the editors as they were', async () =>
+      (await testid(bob.page, 'editor').getAttribute('contenteditable')) === 'true' &&
+      (await testid(alice.page, 'meta-title').inputValue()) === 'Second note')
+  },
+
   async 'search-and-filter' () {
     const { alice, bob } = users
     const second = secondNote

@@ -7,6 +7,7 @@ import { Bell } from './bell.js'
 import { NoteCatalog } from './catalog.js'
 import { colorFor } from './colors.js'
 import { avatar, h, replaceChildren } from './dom.js'
+import { HistoryPanel } from './history-panel.js'
 import { LiveChannel } from './live.js'
 import { MetaPanel } from './meta-panel.js'
 import { NoteSession } from './note-session.js'
@@ -65,6 +66,7 @@ export class App {
         this.bell.handle(message)
         this.presence.handle(message)
         this.catalogEvent(message)
+        this.history?.handle(message)
       },
       onState: () => this.renderStatus()
     })
@@ -327,6 +329,8 @@ export class App {
         h('div', { class: 'note-id' },
           h('span', { title: 'Note id' }, `${this.workspace} / ${noteId}`, canWrite ? '' : ' · read only', hint),
           h('span', { class: 'note-actions' },
+            h('button', { class: 'link-button', type: 'button', testid: 'history-note',
+              onClick: () => this.showHistory(noteId, canWrite) }, 'History'),
             canWrite && h('button', { class: 'link-button', type: 'button', testid: 'share-note',
               onClick: () => this.shareNote(noteId) }, 'Share'),
             canWrite && h('button', { class: 'link-button danger', type: 'button', testid: 'trash-note',
@@ -362,6 +366,8 @@ export class App {
 
   closeNote () {
     this.shown = null
+    // The history panel belongs to the note shown: it goes with it.
+    this.history?.close()
     if (!this.note) return
     this.note.meta.unobserve(this._titleSync)
     this.meta.destroy()
@@ -465,6 +471,19 @@ export class App {
       onClose: () => { this.shareDialog = null }
     })
     this.shareDialog.open()
+  }
+
+  showHistory (noteId, canWrite) {
+    if (this.history) return
+    this.history = new HistoryPanel({
+      workspace: this.workspace,
+      note: noteId,
+      token: this.session.token,
+      canWrite,
+      nameOf: (user) => this.presence.nameOf(user),
+      onClose: () => { this.history = null }
+    })
+    this.history.open()
   }
 
   async trashNote (noteId) {
