@@ -19,12 +19,9 @@ ROOTS: dict[str, Any] = {"meta": "map", "body": "xml"}
 VERSIONS = "/api/v1/docs/w1/plan/versions"
 
 
-@pytest.fixture(params=["embedded", "scaled"])
-async def deployment(request: pytest.FixtureRequest, server_processes: ProcessFactory) -> Pair:
-    """Two instances sharing Postgres and Redis, or the embedded default's one instance in
-    both roles."""
-    if request.param == "scaled":
-        return request.getfixturevalue("pair")  # type: ignore[no-any-return]
+@pytest.fixture
+async def embedded(server_processes: ProcessFactory) -> Pair:
+    """The embedded default (SQLite, in-process bus): one instance in both roles."""
     one = await server_processes.start(COLLAB_FLUSH_INTERVAL_MS="50")
     return Pair(one, one, dsn="")
 
@@ -57,10 +54,31 @@ async def restore(pair: Pair, instance: ServerProcess, user: str, version_id: st
     return body
 
 
-async def test_a_restore_on_one_instance_reaches_stock_clients_on_both_and_can_be_undone(
-    agent: NodeAgent, deployment: Pair
+async def test_a_restore_reaches_stock_clients_and_can_be_undone_embedded(
+    agent: NodeAgent, embedded: Pair
 ) -> None:
-    pair = deployment
+    await restore_reaches_stock_clients_and_can_be_undone(agent, embedded)
+
+
+async def test_a_restore_on_one_instance_reaches_stock_clients_on_both_and_can_be_undone(
+    agent: NodeAgent, pair: Pair
+) -> None:
+    await restore_reaches_stock_clients_and_can_be_undone(agent, pair)
+
+
+async def test_a_client_offline_during_a_restore_merges_its_edits_on_top_embedded(
+    agent: NodeAgent, embedded: Pair
+) -> None:
+    await offline_client_merges_its_edits_on_top(agent, embedded)
+
+
+async def test_a_client_offline_during_a_restore_merges_its_edits_on_top_scaled(
+    agent: NodeAgent, pair: Pair
+) -> None:
+    await offline_client_merges_its_edits_on_top(agent, pair)
+
+
+async def restore_reaches_stock_clients_and_can_be_undone(agent: NodeAgent, pair: Pair) -> None:
     await connect(agent, pair.a, "alice")
     await connect(agent, pair.b, "bob")
     await agent.map_set("alice", "meta", "title", "Plan")
@@ -102,10 +120,7 @@ async def test_a_restore_on_one_instance_reaches_stock_clients_on_both_and_can_b
     assert snapshot["roots"]["meta"]["title"] == "Plan B"
 
 
-async def test_a_client_offline_during_a_restore_merges_its_edits_on_top(
-    agent: NodeAgent, deployment: Pair
-) -> None:
-    pair = deployment
+async def offline_client_merges_its_edits_on_top(agent: NodeAgent, pair: Pair) -> None:
     await connect(agent, pair.a, "alice")
     await agent.map_set("alice", "meta", "title", "Notes")
     await agent.xml_append_paragraph("alice", "body", "alpha one")
