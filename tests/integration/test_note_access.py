@@ -16,6 +16,7 @@ from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import encode_token_refresh
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
 from tests.support.live import LiveClient
+from tests.support.rest import rest_call
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient, connect_http_error
 
@@ -35,24 +36,10 @@ def token(server: RunningServer, user: str) -> str:
 
 
 async def call(
-    server: RunningServer,
-    user: str,
-    method: str,
-    path: str,
-    *,
-    json: Any = None,
-    data: bytes | None = None,
-    params: dict[str, str] | None = None,
+    server: RunningServer, user: str, method: str, path: str, **kw: Any
 ) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token(server, user)}"}
-    if data is not None:
-        headers["Content-Type"] = "application/octet-stream"
-    async with aiohttp.ClientSession() as http:
-        response = await http.request(
-            method, f"{server.http}{path}", headers=headers, json=json, data=data, params=params
-        )
-        body = await response.json() if response.content_type == "application/json" else None
-        return response.status, body
+    status, body = await rest_call(server.http, token(server, user), method, path, **kw)
+    return status, body if not isinstance(body, bytes) else None
 
 
 async def make_private(server: RunningServer, note_id: str, title: str) -> None:

@@ -16,6 +16,7 @@ from collab.store.rows import format_timestamp
 from collab.web.keys import DATABASE, HISTORY
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
 from tests.support.live import LiveClient
+from tests.support.rest import rest_call
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient
 
@@ -34,26 +35,9 @@ def token(server: RunningServer, user: str) -> str:
 
 
 async def call(
-    server: RunningServer,
-    user: str,
-    method: str,
-    path: str,
-    *,
-    json: Any = None,
-    data: bytes | None = None,
-    params: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
+    server: RunningServer, user: str, method: str, path: str, **kw: Any
 ) -> tuple[int, Any]:
-    sent = {"Authorization": f"Bearer {token(server, user)}", **(headers or {})}
-    if data is not None:
-        sent.setdefault("Content-Type", "application/octet-stream")
-    async with aiohttp.ClientSession() as http:
-        response = await http.request(
-            method, f"{server.http}{path}", headers=sent, json=json, data=data, params=params
-        )
-        if response.content_type == "application/json":
-            return response.status, await response.json()
-        return response.status, await response.read()
+    return await rest_call(server.http, token(server, user), method, path, **kw)
 
 
 def paragraph_update(state: bytes | None, text: str) -> bytes:
