@@ -36,6 +36,8 @@ raises them, are named with their module (`collab.` left out).
     ├── BusError             the message bus failed
     │   └── _SessionEnded        a Redis pub/sub session is over; never leaves collab.bus
     │                            (bus.redis_session)
+    ├── SmtpError            the SMTP server was unreachable, refused the login or a
+    │                        message, or was too slow (rooms.smtp)
     ├── RoomUnavailable      a room could not be loaded, so it is refused
     ├── NoteGone             a note in the trash (HTTP 404 `note_trashed`) or purged (HTTP
     │   │                    410 `note_purged`): its document is refused
@@ -45,8 +47,11 @@ raises them, are named with their module (`collab.` left out).
     │                        (web.http.connections)
     ├── TooManyRequests      a user or client IP is over a request rate (HTTP 429)
     │                        (web.http.request_limits)
-    └── BodyTimeout          a request body that did not arrive in time (HTTP 408); also a
-                             TimeoutError (web.http.request_limits)
+    ├── BodyTimeout          a request body that did not arrive in time (HTTP 408); also a
+    │                        TimeoutError (web.http.request_limits)
+    └── UnsafeUrl            a webhook URL, or an address its host resolves to, that the
+                             server does not call (HTTP 422 at registration)
+                             (delivery.addresses)
 
 Foreign exceptions are converted into these at the adapter boundary; nothing else is raised
 across module boundaries on purpose.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,11 @@ async def start_server(backend_urls: tuple[str, str | None]) -> AsyncIterator[St
     database_url, redis_url = backend_urls
 
     async def start(
-        settings: Settings | None = None, *, store: Database | None = None, bus: Bus | None = None
+        settings: Settings | None = None,
+        *,
+        store: Database | None = None,
+        bus: Bus | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> RunningServer:
         settings = settings or make_settings()
         # Tests that name a database or a bus keep it; the rest get the backend's.
@@ -129,7 +134,7 @@ async def start_server(backend_urls: tuple[str, str | None]) -> AsyncIterator[St
                 )
             else:
                 settings = settings.replace(redis_url=redis_url)
-        app = create_app(settings, store=store, bus=bus, presence_store=presence_store)
+        app = create_app(settings, store=store, bus=bus, presence_store=presence_store, clock=clock)
         server = TestServer(app, host="127.0.0.1", port=0)
         await server.start_server()
         instance = RunningServer(settings, app, server)

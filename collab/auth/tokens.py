@@ -3,7 +3,9 @@
 Algorithms are pinned by configuration, never taken from the token; `exp` is required, and
 `exp`, `nbf` and `iat` must be JSON numbers (PyJWT alone also takes numeric strings); `aud`
 and `iss` are checked when configured. Claims: `sub` (user id), `name` (optional display
-name) and `workspaces` (workspace id -> role).
+name), `workspaces` (workspace id -> role) and `email` (optional address for email digests;
+ignored when `email_verified` is false, as OpenID Connect providers mark an address they did
+not verify).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collab.auth.keys import KeyRing, UnknownKeyId, static_keys
 from collab.auth.revocations import RevocationList
 from collab.errors import AuthError, ConfigError, ForbiddenError
 from collab.settings import HMAC_ALGORITHMS, Settings
+from collab.settings.email import MAX_ADDRESS_CHARS, is_address
 
 MAX_TOKEN_BYTES = 8 * 1024
 MAX_WORKSPACES_PER_TOKEN = 1000
@@ -62,6 +65,8 @@ class Identity:
     workspaces: Mapping[str, Role]
     expires_at: float | None = field(default=None, compare=False)
     """The token's `exp` (Unix seconds); open sockets are closed once it passes."""
+    email: str | None = None
+    """The token's `email`, unless `email_verified` is false."""
 
     def role_in(self, workspace_id: str) -> Role:
         """The role in a workspace. Raises `ForbiddenError` when there is none."""
@@ -202,7 +207,27 @@ def _identity_from_claims(claims: Mapping[str, object]) -> Identity:
     expires_at = _numeric_date(claims, "exp")
     _numeric_date(claims, "nbf")
     _numeric_date(claims, "iat")
-    return Identity(user_id=sub, name=name, workspaces=workspaces, expires_at=expires_at)
+    return Identity(
+        user_id=sub,
+        name=name,
+        workspaces=workspaces,
+        expires_at=expires_at,
+        email=_email(claims),
+    )
+
+
+def _email(claims: Mapping[str, object]) -> str | None:
+    """The `email` claim (None when absent, null, or not verified by the provider). Raises
+    `AuthError` for one that is not an address."""
+    email = claims.get("email")
+    if email is None:
+        return None
+    if not isinstance(email, str) or not is_address(email):
+        raise AuthError(
+            f"token claim 'email' must be an address like ann@example.com of at most "
+            f"{MAX_ADDRESS_CHARS} characters"
+        )
+    return None if claims.get("email_verified") is False else email
 
 
 def mint_token(
@@ -214,6 +239,7 @@ def mint_token(
     ttl_s: int = 3600,
     private_key: str | None = None,
     kid: str | None = None,
+    email: str | None = None,
 ) -> str:
     """Sign a token the server configured by `settings` accepts.
 
@@ -246,6 +272,8 @@ def mint_token(
     }
     if name is not None:
         claims["name"] = name
+    if email is not None:
+        claims["email"] = email
     if settings.jwt_audience is not None:
         claims["aud"] = settings.jwt_audience
     if settings.jwt_issuer is not None:

@@ -25,6 +25,7 @@ from collab.errors import CollabError, ConfigError, StoreError
 from collab.observability.logging import configure_logging
 from collab.rooms.indexer import CatalogIndexer
 from collab.settings import HMAC_ALGORITHMS, OPTIONS, Secret, Settings, load_settings
+from collab.settings.email import is_address
 from collab.store import create_store
 from collab.web.app import create_app
 from collab.web.http.access_log import AccessLogger
@@ -71,6 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a JWT signed with the configured key")
     token.add_argument("--sub", required=True, help="user id")
     token.add_argument("--name", help="display name")
+    token.add_argument("--email", help="address for email digests (the `email` claim)")
     token.add_argument(
         "--workspace",
         action="append",
@@ -159,6 +161,8 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
             problems.append(f"--workspace {grant!r}: role must be owner, editor or viewer")
     if args.ttl <= 0:
         problems.append("--ttl: must be a positive number of seconds")
+    if args.email is not None and not is_address(args.email):
+        problems.append(f"--email {args.email!r}: expected an address like ann@example.com")
     if problems:
         raise ConfigError(problems)
     private_key_path = args.private_key or os.environ.get("COLLAB_JWT_PRIVATE_KEY")
@@ -172,6 +176,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
             ttl_s=args.ttl,
             private_key=private_key,
             kid=args.kid,
+            email=args.email,
         )
     )
     return 0

@@ -142,6 +142,10 @@ class LocalPresence:
         """The workspaces where some user is present through this instance."""
         return frozenset(self._members)
 
+    def is_connected(self, user_id: str) -> bool:
+        """Whether the user has a connection of either kind here, in a workspace or not."""
+        return user_id in self._users
+
     # -- internals -------------------------------------------------------------------------
 
     def _add_connection(

@@ -4,7 +4,7 @@ A token says which workspaces a user has a role in; the directory is what the wo
 owners decided on top of it, and who has been seen:
 
 - **Seen.** Every authenticated request and connection records its user as a member of each
-  workspace the token grants a role in, with the token's display name and role (`seen`):
+  workspace the token grants a role in, with the token's display name, email and role (`seen`):
   written on first sight on each instance, then at most once per `seen_interval_s` per member
   while nothing changes, so `last_seen_at` is exact to that interval.
 - **Managed.** An owner provisions or changes a member (`put`: a role, a name, an email) or
@@ -59,6 +59,8 @@ class MemberChange:
 
 
 ChangeListener = Callable[[MemberChange], None]
+_Listed = tuple[str | None, str | None]
+"""A member's name and email as a token gave them."""
 
 
 class MemberDirectory:
@@ -78,8 +80,8 @@ class MemberDirectory:
         self._clock = clock
         # (workspace, user) -> the decision in force: assigned role (None) and removal.
         self._managed: dict[tuple[str, str], MemberChange] = {}
-        # (workspace, user) -> (name, role, when written): what was last recorded.
-        self._recorded: dict[tuple[str, str], tuple[str | None, Role, float]] = {}
+        # (workspace, user) -> ((name, email), role, when written): what was last recorded.
+        self._recorded: dict[tuple[str, str], tuple[_Listed, Role, float]] = {}
         self._reload_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -116,11 +118,12 @@ class MemberDirectory:
     async def seen(self, identity: Identity) -> None:
         """Record the user as a member of each workspace their token grants a role in (at
         most MAX_WORKSPACES_RECORDED): written on first sight on this instance, and again
-        when their name or role changed or `seen_interval_s` passed. A store failure is
+        when their name, email or role changed or `seen_interval_s` passed. A store failure is
         logged, never raised: the request goes on, and the next one records it."""
         if len(identity.user_id) > MAX_USER_ID_CHARS or has_control_characters(identity.user_id):
             return  # an id no member can have (the directory's API refuses it too)
         name = _listed_name(identity.name)
+        listed = (name, identity.email)
         now = self._clock()
         at: str | None = None
         batch: list[SeenMember] = []
@@ -131,13 +134,15 @@ class MemberDirectory:
             last = self._recorded.get(key)
             if (
                 last is not None
-                and last[0] == name
+                and last[0] == listed
                 and last[1] is role
                 and now - last[2] < self._seen_interval_s
             ):
                 continue
             at = at or format_timestamp()
-            batch.append(SeenMember(workspace_id, identity.user_id, name, role.value, at))
+            batch.append(
+                SeenMember(workspace_id, identity.user_id, name, role.value, at, identity.email)
+            )
         if not batch:
             return
         try:
@@ -146,9 +151,9 @@ class MemberDirectory:
             log.warning("could not record %s as a member: %s", identity.user_id, error)
             return
         for seen in batch:
-            self._remember((seen.workspace_id, seen.user_id), (seen.name, Role(seen.role), now))
+            self._remember((seen.workspace_id, seen.user_id), (listed, Role(seen.role), now))
 
-    def _remember(self, key: tuple[str, str], value: tuple[str | None, Role, float]) -> None:
+    def _remember(self, key: tuple[str, str], value: tuple[_Listed, Role, float]) -> None:
         self._recorded.pop(key, None)
         self._recorded[key] = value
         if len(self._recorded) > MAX_REMEMBERED:

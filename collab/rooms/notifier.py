@@ -104,6 +104,8 @@ class Notifier:
         self._changed: dict[str, tuple[LiveRoom, str | None]] = {}
         self._next_check: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_created: list[Callable[[Notification], None]] = []
+        """Told of each notification created on this instance, once it is stored."""
 
     async def close(self) -> None:
         if self._next_check is not None:
@@ -187,10 +189,26 @@ class Notifier:
             self._deliver(notification)
         return created
 
+    async def notify_once(
+        self, dedup_key: str, notification: NewNotification
+    ) -> Notification | None:
+        """Store and deliver `notification` unless one with `dedup_key` was ever stored (by
+        any instance); None then. Raises `StoreError` when it cannot be stored."""
+        created = await self._store.create_notification_once(dedup_key, notification)
+        if created is not None:
+            self._deliver(created)
+        return created
+
     def _deliver(self, notification: Notification) -> None:
         self._deliver_locally(notification)
         event = {"type": "notification", "notification": notification.to_json()}
         self._bus.publish(user_room(notification.user_id), orjson.dumps(event))
+        for listener in self.on_created:
+            try:
+                listener(notification)
+            except Exception:
+                # A listener's bug must not stop the delivery to the others.
+                log.exception("notification %s: a listener failed", notification.id)
 
     def _deliver_locally(self, notification: Notification) -> None:
         for delivery in self._deliveries.get(notification.user_id, {}).values():

@@ -74,15 +74,7 @@ class _Editing:
 
 def version_json(version: Version) -> dict[str, Any]:
     """A version as the REST API and live events show it."""
-    return {
-        "id": version.id,
-        "created_at": version.created_at,
-        "kind": version.kind,
-        "name": version.name,
-        "created_by": version.created_by,
-        "authors": list(version.authors),
-        "size": version.size,
-    }
+    return version.to_json()
 
 
 class NoteHistory:

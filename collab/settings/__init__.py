@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from collab.errors import ConfigError
+from collab.settings.email import SmtpServer, check_email
 from collab.settings.options import OPTIONS, Option
 from collab.settings.values import (
     HMAC_ALGORITHMS,
@@ -31,6 +32,7 @@ __all__ = [
     "Option",
     "Secret",
     "Settings",
+    "SmtpServer",
     "load_settings",
 ]
 
@@ -93,15 +95,28 @@ class Settings:
     version_keep_all_hours: int = 24
     version_hourly_days: int = 7
     version_daily_days: int = 90
+    due_soon_s: int = 86400
     store_backlog_per_room: int = 10_000
     awareness_timeout_s: float = 30.0
     presence_heartbeat_s: float = 5.0
     heartbeat_s: float = 30.0
     shutdown_timeout_s: float = 10.0
+    smtp_url: SmtpServer | None = None
+    smtp_username: str | None = None
+    smtp_password: Secret | None = None
+    email_from: str | None = None
+    public_url: str | None = None
+    email_digest_s: float = 600.0
     log_level: str = "INFO"
     log_format: str = "text"
     metrics_token: Secret | None = None
     dev_mode: bool = False
+    webhook_retry_s: int = 86_400
+    webhook_allow_private: bool = False
+    # Not options: tests shorten them. The whole of one delivery attempt, and the first retry's
+    # delay (later ones grow from it).
+    webhook_timeout_s: float = 10.0
+    webhook_first_retry_s: float = 2.0
     instance_id: str | None = None
 
     @property
@@ -182,6 +197,7 @@ def _cross_check(settings: Settings) -> list[str]:
                 + ",".join(settings.jwt_algorithms)
             )
     problems += _check_jwt_keys(settings)
+    problems += check_email(settings)
     keep_all_days = settings.version_keep_all_hours / 24
     if not keep_all_days <= settings.version_hourly_days <= settings.version_daily_days:
         problems.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from collab.settings import values
+from collab.settings import email, values
 from collab.settings.values import Parser
 
 
@@ -343,6 +343,13 @@ OPTIONS: tuple[Option, ...] = (
         "(named and restore versions stay until the note is purged)",
     ),
     Option(
+        "due_soon_s",
+        "COLLAB_DUE_SOON_S",
+        values.int_in(0, 366 * 86_400),
+        "seconds before a note's due time its assignees get a `due_soon` reminder (0: none; "
+        "`overdue` comes at the due time)",
+    ),
+    Option(
         "store_backlog_per_room",
         "COLLAB_STORE_BACKLOG_PER_ROOM",
         values.int_in(1, 10**7),
@@ -373,6 +380,57 @@ OPTIONS: tuple[Option, ...] = (
         "COLLAB_SHUTDOWN_TIMEOUT_S",
         values.seconds,
         "bound on graceful shutdown (SIGTERM)",
+    ),
+    Option(
+        "smtp_url",
+        "COLLAB_SMTP_URL",
+        email.smtp_url,
+        "`smtp://host[:port]` (STARTTLS when offered; 587) or `smtps://host[:port]` (implicit "
+        "TLS; 465), user and password optional; unset: no email digests",
+    ),
+    Option(
+        "smtp_username",
+        "COLLAB_SMTP_USERNAME",
+        values.optional_text,
+        "user to log in to the SMTP server with, when not in COLLAB_SMTP_URL",
+    ),
+    Option(
+        "smtp_password",
+        "COLLAB_SMTP_PASSWORD",
+        values.secret,
+        "password to log in to the SMTP server with, when not in COLLAB_SMTP_URL",
+    ),
+    Option(
+        "email_from",
+        "COLLAB_EMAIL_FROM",
+        email.email_from,
+        "sender of the digests, `notes@example.com` or `Notes <notes@example.com>`",
+    ),
+    Option(
+        "public_url",
+        "COLLAB_PUBLIC_URL",
+        email.public_url,
+        "the URL users open (`https://notes.example.com`): digests link to notes under it",
+    ),
+    Option(
+        "email_digest_s",
+        "COLLAB_EMAIL_DIGEST_S",
+        values.positive_seconds,
+        "at most one email digest per user per this many seconds",
+    ),
+    Option(
+        "webhook_retry_s",
+        "COLLAB_WEBHOOK_RETRY_S",
+        values.int_in(1, 30 * 86_400),
+        "a webhook delivery that fails is retried (backoff with jitter) for this long, then "
+        "failed; an endpoint whose every attempt failed for this long is disabled",
+    ),
+    Option(
+        "webhook_allow_private",
+        "COLLAB_WEBHOOK_ALLOW_PRIVATE",
+        values.boolean,
+        "let webhooks reach private, loopback (over https), link-local and other non-public "
+        "addresses (refused by default, at registration and at each delivery)",
     ),
     Option("log_level", "COLLAB_LOG_LEVEL", values.log_level, "DEBUG, INFO, WARNING or ERROR"),
     Option(

@@ -1,5 +1,6 @@
 """Storage: the `Database` interface (documents, notifications, members, revocations, the
-notes catalog, version history), its backends, and `create_store` to pick one."""
+notes catalog, version history, deadline reminders, email digests, webhooks), its backends,
+and `create_store` to pick one."""
 
 from __future__ import annotations
 

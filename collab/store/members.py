@@ -35,6 +35,8 @@ class SeenMember:
     name: str | None
     role: str
     at: str
+    email: str | None = None
+    """The address the token carried (`token_email`, kept when a later token has none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ class MemberStore(Protocol):
 
     async def record_seen(self, seen: Sequence[SeenMember]) -> None:
         """Record users seen with a role (a new member row each, or the row's token role,
-        name when given, and `last_seen_at` moved forward), in one transaction. A removed
+        name and email when given, and `last_seen_at` moved forward), in one transaction. A removed
         member's row is left as it is. A user listed twice for a workspace: the last wins."""
 
     async def put_member(

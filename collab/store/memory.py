@@ -21,11 +21,16 @@ from collab.store.catalog import (
     NoteStatus,
     Visibility,
 )
+from collab.store.email import DigestClaim, Recipient, digest_page
 from collab.store.members import Member, SeenMember
 from collab.store.memory_catalog import MemoryCatalog
+from collab.store.memory_email import MemoryEmail
 from collab.store.memory_members import MemoryMembers
+from collab.store.memory_reminders import MemoryReminders
 from collab.store.memory_versions import MemoryVersions
+from collab.store.memory_webhooks import MemoryWebhooks
 from collab.store.notifications import NewNotification, Notification
+from collab.store.reminders import DueNote, Reminder, check_reminders
 from collab.store.rows import (
     clamp_after_id,
     decode_payload,
@@ -35,6 +40,13 @@ from collab.store.rows import (
     requested_ids,
 )
 from collab.store.versions import Version, check_kind, pack_state, unpack_state
+from collab.store.webhooks import (
+    AttemptRecord,
+    ClaimedDelivery,
+    Delivery,
+    Endpoint,
+    OutboxListener,
+)
 
 
 class MemoryStore:
@@ -64,6 +76,9 @@ class MemoryStore:
         self._revocations: dict[str, datetime] = {}
         self._versions = MemoryVersions()
         self._catalog = MemoryCatalog(self._snapshots, self._updates, self._versions)
+        self._webhooks = MemoryWebhooks()
+        self._reminders = MemoryReminders()
+        self._email = MemoryEmail(self._members)
 
     async def open(self) -> None:
         self._raise_injected_fault()
@@ -127,10 +142,12 @@ class MemoryStore:
         payloads = [encode_payload(notification.payload) for notification in notifications]
         self._check_callable()
         created_at = format_timestamp()
-        return [
+        created = [
             self._insert(notification, payload_json, created_at)
             for notification, payload_json in zip(notifications, payloads, strict=True)
         ]
+        await self._webhooks.notifications(None, created)
+        return created
 
     async def create_notification_once(
         self, dedup_key: str, notification: NewNotification
@@ -141,6 +158,7 @@ class MemoryStore:
             return None
         created = self._insert(notification, payload_json, format_timestamp())
         self._notification_keys[dedup_key] = created.id
+        await self._webhooks.notifications(None, [created])
         return created
 
     async def list_notifications(
@@ -184,25 +202,28 @@ class MemoryStore:
         actor: str | None,
         at: str,
     ) -> Indexed:
-        self._check_callable()
-        return self._catalog.index_note(
-            workspace_id, note_id, fields, clock=clock, actor=actor, at=at
-        )
+        reading = NoteReading(workspace_id, note_id, fields, clock, actor, at)
+        return (await self.index_notes([reading]))[0]
 
     async def index_notes(self, readings: Sequence[NoteReading]) -> list[Indexed]:
         self._check_callable()
-        return [
+        written = [
             self._catalog.index_note(
                 r.workspace_id, r.note_id, r.fields, clock=r.clock, actor=r.actor, at=r.at
             )
             for r in readings
         ]
+        await self._webhooks.indexed(None, zip(readings, written, strict=True))
+        return written
 
     async def create_note(
         self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str
     ) -> CatalogEntry | None:
         self._check_callable()
-        return self._catalog.create_note(workspace_id, note_id, fields, actor=actor, at=at)
+        entry = self._catalog.create_note(workspace_id, note_id, fields, actor=actor, at=at)
+        if entry is not None:
+            await self._webhooks.note(None, "note.created", entry, at)
+        return entry
 
     async def get_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
         self._check_callable()
@@ -234,15 +255,26 @@ class MemoryStore:
 
     async def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
         self._check_callable()
-        return self._catalog.trash_note(workspace_id, note_id, at=at)
+        entry = self._catalog.trash_note(workspace_id, note_id, at=at)
+        if entry is not None and entry.trashed_at == at:
+            await self._webhooks.note(None, "note.trashed", entry, at)
+        return entry
 
     async def restore_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
         self._check_callable()
-        return self._catalog.restore_note(workspace_id, note_id)
+        before = self._catalog.get_note(workspace_id, note_id)
+        entry = self._catalog.restore_note(workspace_id, note_id)
+        if entry is not None and before is not None and before.trashed_at is not None:
+            await self._webhooks.note(None, "note.restored", entry, format_timestamp())
+        return entry
 
     async def purge_note(self, workspace_id: str, note_id: str, *, at: str) -> bool:
         self._check_callable()
-        return self._catalog.purge_note(workspace_id, note_id, at=at)
+        self._reminders.forget(f"{workspace_id}/{note_id}")
+        purged = self._catalog.purge_note(workspace_id, note_id, at=at)
+        if purged:
+            await self._webhooks.purged(None, workspace_id, note_id, at)
+        return purged
 
     async def trashed_before(self, cutoff: str, *, limit: int = 100) -> list[str]:
         self._check_callable()
@@ -282,11 +314,18 @@ class MemoryStore:
         at: str,
     ) -> tuple[Member, bool]:
         self._check_callable()
-        return self._members.put_member(workspace_id, user_id, role=role, name=name, email=email)
+        member, added = self._members.put_member(
+            workspace_id, user_id, role=role, name=name, email=email
+        )
+        if added:
+            await self._webhooks.member(None, "member.added", member, at)
+        return member, added
 
     async def remove_member(self, workspace_id: str, user_id: str, *, at: str) -> Member | None:
         self._check_callable()
-        return self._members.remove_member(workspace_id, user_id, at=at)
+        removed = self._members.remove_member(workspace_id, user_id, at=at)
+        await self._webhooks.member(None, "member.removed", removed, at)
+        return removed
 
     async def get_member(self, workspace_id: str, user_id: str) -> Member | None:
         self._check_callable()
@@ -325,7 +364,7 @@ class MemoryStore:
         self._check_callable()
         if self._catalog.is_purged(room_id):
             return None
-        return self._versions.add_version(
+        version = self._versions.add_version(
             room_id,
             packed,
             kind=kind,
@@ -334,6 +373,8 @@ class MemoryStore:
             at=at,
             min_gap_s=min_gap_s,
         )
+        await self._webhooks.version(None, version)
+        return version
 
     async def list_versions(
         self, room_id: str, *, limit: int, before: str | None = None
@@ -365,6 +406,144 @@ class MemoryStore:
     async def version_bytes(self) -> int:
         self._check_callable()
         return self._versions.version_bytes()
+
+    # --- EmailStore -----------------------------------------------------------------------
+
+    async def email_recipient(self, user_id: str) -> Recipient:
+        self._check_callable()
+        return self._email.email_recipient(user_id)
+
+    async def claim_digest(
+        self, user_id: str, *, claim_id: str, now: float, hold_s: float
+    ) -> DigestClaim | None:
+        self._check_callable()
+        return self._email.claim_digest(user_id, claim_id=claim_id, now=now, hold_s=hold_s)
+
+    async def digest_due_at(self, user_id: str) -> float | None:
+        self._check_callable()
+        return self._email.digest_due_at(user_id)
+
+    async def unemailed_notifications(
+        self, user_id: str, *, after_id: int, limit: int
+    ) -> tuple[list[Notification], int]:
+        self._check_callable()
+        pending = [
+            stored
+            for stored in reversed(self._notifications.get(user_id, {}).values())
+            if stored.id > after_id and stored.read_at is None
+        ]
+        shown = pending[: digest_page(limit)]
+        return [stored.to_notification() for stored in shown], len(pending)
+
+    async def finish_digest(
+        self, claim: DigestClaim, *, emailed_up_to: int, next_allowed_at: float, at: str
+    ) -> bool:
+        self._check_callable()
+        return self._email.finish_digest(
+            claim, emailed_up_to=emailed_up_to, next_allowed_at=next_allowed_at, at=at
+        )
+
+    async def release_digest(self, claim: DigestClaim, *, next_allowed_at: float) -> bool:
+        self._check_callable()
+        return self._email.release_digest(claim, next_allowed_at=next_allowed_at)
+
+    async def set_email_opt_out(self, user_id: str, *, opted_out: bool, at: str) -> None:
+        self._check_callable()
+        self._email.set_email_opt_out(user_id, opted_out=opted_out, at=at)
+
+    # --- ReminderStore --------------------------------------------------------------------
+
+    async def arm_reminders(
+        self, room_id: str, due: str | None, reminders: Sequence[tuple[str, str]]
+    ) -> bool:
+        check_reminders(reminders)
+        self._check_callable()
+        if due is not None and self._catalog.is_purged(room_id):
+            return False
+        return self._reminders.arm(room_id, due, reminders)
+
+    async def armed_due(self, room_id: str) -> str | None:
+        self._check_callable()
+        return self._reminders.armed_due(room_id)
+
+    async def pending_reminders(self, room_id: str) -> list[Reminder]:
+        self._check_callable()
+        return self._reminders.pending(room_id)
+
+    async def claim_reminders(self, *, now: str, lease_until: str, limit: int) -> list[Reminder]:
+        self._check_callable()
+        return self._reminders.claim(now=now, lease_until=lease_until, limit=limit)
+
+    async def finish_reminder(self, reminder: Reminder) -> bool:
+        self._check_callable()
+        return self._reminders.finish(reminder)
+
+    async def next_fire_at(self) -> str | None:
+        self._check_callable()
+        return self._reminders.next_fire_at()
+
+    async def unarmed_notes(self, *, after: DueNote, limit: int) -> list[DueNote]:
+        self._check_callable()
+        return self._reminders.unarmed(self._catalog.entries(), after=after, limit=limit)
+
+    # --- WebhookStore ---------------------------------------------------------------------
+
+    async def add_endpoint(self, endpoint: Endpoint) -> None:
+        self._check_callable()
+        self._webhooks.add_endpoint(endpoint)
+
+    async def list_endpoints(self) -> list[Endpoint]:
+        self._check_callable()
+        return self._webhooks.list_endpoints()
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        self._check_callable()
+        return self._webhooks.get_endpoint(endpoint_id)
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        self._check_callable()
+        return self._webhooks.delete_endpoint(endpoint_id)
+
+    def watch_outbox(self, listener: OutboxListener) -> None:
+        self._webhooks.watch(listener)
+
+    async def claim_deliveries(
+        self, *, now: str, lease_until: str, lease: str, limit: int
+    ) -> list[ClaimedDelivery]:
+        self._check_callable()
+        return self._webhooks.claim_deliveries(
+            now=now, lease_until=lease_until, lease=lease, limit=limit
+        )
+
+    async def record_attempt(
+        self, delivery_id: str, lease: str, record: AttemptRecord, *, disable_after_s: float
+    ) -> bool:
+        self._check_callable()
+        return self._webhooks.record_attempt(
+            delivery_id, lease, record, disable_after_s=disable_after_s
+        )
+
+    async def list_deliveries(
+        self, endpoint_id: str, *, limit: int, before: str | None = None
+    ) -> list[Delivery]:
+        self._check_callable()
+        return self._webhooks.list_deliveries(endpoint_id, limit=limit, before=before)
+
+    async def get_delivery(self, endpoint_id: str, delivery_id: str) -> Delivery | None:
+        self._check_callable()
+        return self._webhooks.get_delivery(endpoint_id, delivery_id)
+
+    async def retry_delivery(
+        self, endpoint_id: str, delivery_id: str, *, now: str
+    ) -> Delivery | None:
+        self._check_callable()
+        return self._webhooks.retry_delivery(endpoint_id, delivery_id, now=now)
+
+    async def delete_finished_deliveries(self, *, finished_before: str, limit: int) -> int:
+        self._check_callable()
+        return self._webhooks.delete_finished_deliveries(
+            finished_before=finished_before, limit=limit
+        )
 
     # --- RevocationStore ------------------------------------------------------------------
 

@@ -64,6 +64,10 @@ class MemoryCatalog:
     def is_purged(self, room_id: str) -> bool:
         return room_id in self._tombstones
 
+    def entries(self) -> list[CatalogEntry]:
+        """Every note's entry, trashed or not."""
+        return [row.entry for row in self._rows.values()]
+
     def _has_content(self, room_id: str) -> bool:
         return room_id in self._snapshots or bool(self._updates.get(room_id))
 

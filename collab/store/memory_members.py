@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from collab.store.email import MAX_RECIPIENT_WORKSPACES, MembershipRow
 from collab.store.members import MAX_MEMBER_PAGE, Member, SeenMember, latest_seen, name_key
 
 
@@ -14,11 +15,15 @@ class MemoryMembers:
 
     def __init__(self) -> None:
         self._rows: dict[tuple[str, str], Member] = {}
+        # The `token_email` column of the SQL backends, which `Member` does not show.
+        self._token_emails: dict[tuple[str, str], str] = {}
 
     def record_seen(self, seen: Sequence[SeenMember]) -> None:
         for entry in latest_seen(seen):
             key = (entry.workspace_id, entry.user_id)
             row = self._rows.get(key)
+            if entry.email is not None and (row is None or row.removed_at is None):
+                self._token_emails[key] = entry.email
             if row is None:
                 self._rows[key] = Member(
                     workspace_id=entry.workspace_id,
@@ -96,6 +101,25 @@ class MemoryMembers:
 
     def managed_members(self) -> list[Member]:
         return [row for _, row in sorted(self._rows.items()) if row.managed]
+
+    def memberships(self, user_id: str) -> list[MembershipRow]:
+        """The user's active memberships by workspace id, as `email_recipient` reads them."""
+        rows = sorted(
+            (row for (_, row_user_id), row in self._rows.items() if row_user_id == user_id),
+            key=lambda row: row.workspace_id,
+        )
+        return [
+            MembershipRow(
+                workspace_id=row.workspace_id,
+                assigned_name=row.assigned_name,
+                token_name=row.token_name,
+                email=row.email,
+                token_email=self._token_emails.get((row.workspace_id, user_id)),
+                last_seen_at=row.last_seen_at,
+            )
+            for row in rows
+            if row.removed_at is None
+        ][:MAX_RECIPIENT_WORKSPACES]
 
     def non_members(self, workspace_id: str, user_ids: Sequence[str]) -> list[str]:
         return [u for u in user_ids if self._is_stranger(workspace_id, u)]

@@ -15,9 +15,12 @@ import pycrdt
 from collab.errors import StoreError
 from collab.store import (
     postgres_catalog,
+    postgres_email,
     postgres_members,
     postgres_note_access,
+    postgres_reminders,
     postgres_versions,
+    postgres_webhooks,
 )
 from collab.store.base import StoredDocument
 from collab.store.catalog import (
@@ -31,6 +34,7 @@ from collab.store.catalog import (
     NoteStatus,
     Visibility,
 )
+from collab.store.email import DigestClaim, Recipient
 from collab.store.members import Member, SeenMember
 from collab.store.migrations import (
     POSTGRES_DRIVER_ERRORS,
@@ -38,6 +42,7 @@ from collab.store.migrations import (
     describe_driver_error,
 )
 from collab.store.notifications import NewNotification, Notification
+from collab.store.reminders import DueNote, Reminder, check_reminders
 from collab.store.rows import (
     clamp_after_id,
     decode_payload,
@@ -47,6 +52,15 @@ from collab.store.rows import (
     requested_ids,
 )
 from collab.store.versions import Version, check_kind, pack_state, unpack_state
+from collab.store.webhooks import (
+    INDEX_EVENTS,
+    ROUTES_TTL_S,
+    AttemptRecord,
+    ClaimedDelivery,
+    Delivery,
+    Endpoint,
+    OutboxListener,
+)
 
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 10.0
@@ -97,6 +111,7 @@ class PostgresStore:
         self.ping_timeout_s = ping_timeout_s
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
+        self._webhooks = postgres_webhooks.PostgresOutbox()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r})"
@@ -259,6 +274,7 @@ class PostgresStore:
         ):
             await _lock_users(conn, {notification.user_id for notification in notifications})
             created = await _insert_notifications(conn, encoded)
+            await self._webhooks.notifications(conn, created)
         return created
 
     async def create_notification_once(
@@ -286,6 +302,7 @@ class PostgresStore:
                 created.id,
                 dedup_key,
             )
+            await self._webhooks.notifications(conn, [created])
         return created
 
     async def list_notifications(
@@ -362,8 +379,17 @@ class PostgresStore:
         if not readings:
             return []
         async with self._connection(f"indexing {len(readings)} notes") as conn:
-            # Most passes find the notes' fields as their rows have them: one statement then.
-            unchanged = await postgres_catalog.index_unchanged(conn, readings)
+            # Most passes find the notes' fields as their rows have them: one statement then
+            # (in a transaction with the deliveries it reports, when an endpoint may want them).
+            if self._webhooks.may_want(*INDEX_EVENTS):
+                async with conn.transaction(isolation="read_committed"):
+                    unchanged = await postgres_catalog.index_unchanged(conn, readings)
+                    await self._webhooks.indexed(
+                        conn,
+                        ((r, unchanged[r.note_key]) for r in readings if r.note_key in unchanged),
+                    )
+            else:
+                unchanged = await postgres_catalog.index_unchanged(conn, readings)
         return [unchanged.get(r.note_key) or await self._index_one(r) for r in readings]
 
     async def _index_one(self, reading: NoteReading) -> Indexed:
@@ -371,7 +397,9 @@ class PostgresStore:
             self._connection(f"indexing note {reading.workspace_id}/{reading.note_id}") as conn,
             conn.transaction(isolation="read_committed"),
         ):
-            return await postgres_catalog.index_note(conn, reading)
+            indexed = await postgres_catalog.index_note(conn, reading)
+            await self._webhooks.indexed(conn, [(reading, indexed)])
+            return indexed
 
     async def create_note(
         self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str
@@ -380,9 +408,12 @@ class PostgresStore:
             self._connection(f"creating note {workspace_id}/{note_id}") as conn,
             conn.transaction(isolation="read_committed"),
         ):
-            return await postgres_catalog.create_note(
+            entry = await postgres_catalog.create_note(
                 conn, workspace_id, note_id, fields, actor=actor, at=at
             )
+            if entry is not None:
+                await self._webhooks.note(conn, "note.created", entry, at)
+            return entry
 
     async def get_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
         async with self._connection(f"reading note {workspace_id}/{note_id}") as conn:
@@ -427,18 +458,37 @@ class PostgresStore:
 
     async def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
         async with self._connection(f"trashing note {workspace_id}/{note_id}") as conn:
-            return await postgres_catalog.trash_note(conn, workspace_id, note_id, at=at)
+            if not self._webhooks.may_want("note.trashed"):
+                return await postgres_catalog.trash_note(conn, workspace_id, note_id, at=at)
+            async with conn.transaction(isolation="read_committed"):
+                entry = await postgres_catalog.trash_note(conn, workspace_id, note_id, at=at)
+                # Trashed now, not before (a trash keeps the first time).
+                if entry is not None and entry.trashed_at == at:
+                    await self._webhooks.note(conn, "note.trashed", entry, at)
+                return entry
 
     async def restore_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
         async with self._connection(f"restoring note {workspace_id}/{note_id}") as conn:
-            return await postgres_catalog.restore_note(conn, workspace_id, note_id)
+            if not self._webhooks.may_want("note.restored"):
+                return await postgres_catalog.restore_note(conn, workspace_id, note_id)
+            async with conn.transaction(isolation="read_committed"):
+                trashed = await self._webhooks.wants(
+                    conn, "note.restored", workspace_id
+                ) and await postgres_webhooks.lock_trashed(conn, workspace_id, note_id)
+                entry = await postgres_catalog.restore_note(conn, workspace_id, note_id)
+                if entry is not None and trashed:
+                    await self._webhooks.note(conn, "note.restored", entry, format_timestamp())
+                return entry
 
     async def purge_note(self, workspace_id: str, note_id: str, *, at: str) -> bool:
         async with (
             self._connection(f"purging note {workspace_id}/{note_id}") as conn,
             conn.transaction(isolation="read_committed"),
         ):
-            return await postgres_catalog.purge_note(conn, workspace_id, note_id, at=at)
+            purged = await postgres_catalog.purge_note(conn, workspace_id, note_id, at=at)
+            if purged:
+                await self._webhooks.purged(conn, workspace_id, note_id, at)
+            return purged
 
     async def trashed_before(self, cutoff: str, *, limit: int = 100) -> list[str]:
         async with self._connection("listing notes due for purging") as conn:
@@ -489,14 +539,19 @@ class PostgresStore:
             self._connection(f"putting member {user_id!r} of workspace {workspace_id!r}") as conn,
             conn.transaction(isolation="read_committed"),
         ):
-            return await postgres_members.put_member(
+            member, added = await postgres_members.put_member(
                 conn, workspace_id, user_id, role=role, name=name, email=email, at=at
             )
+            if added:
+                await self._webhooks.member(conn, "member.added", member, at)
+            return member, added
 
     async def remove_member(self, workspace_id: str, user_id: str, *, at: str) -> Member | None:
         what = f"removing member {user_id!r} of workspace {workspace_id!r}"
         async with self._connection(what) as conn, conn.transaction(isolation="read_committed"):
-            return await postgres_members.remove_member(conn, workspace_id, user_id, at=at)
+            removed = await postgres_members.remove_member(conn, workspace_id, user_id, at=at)
+            await self._webhooks.member(conn, "member.removed", removed, at)
+            return removed
 
     async def get_member(self, workspace_id: str, user_id: str) -> Member | None:
         what = f"reading member {user_id!r} of workspace {workspace_id!r}"
@@ -540,7 +595,7 @@ class PostgresStore:
             self._connection(f"adding a version of room {room_id!r}") as conn,
             conn.transaction(isolation="read_committed"),
         ):
-            return await postgres_versions.add_version(
+            version = await postgres_versions.add_version(
                 conn,
                 room_id,
                 packed,
@@ -550,6 +605,8 @@ class PostgresStore:
                 at=at,
                 min_gap_s=min_gap_s,
             )
+            await self._webhooks.version(conn, version)
+            return version
 
     async def list_versions(
         self, room_id: str, *, limit: int, before: str | None = None
@@ -591,6 +648,168 @@ class PostgresStore:
         async with self._connection("summing the versions' bytes") as conn:
             return await postgres_versions.version_bytes(conn)
 
+    # --- EmailStore -----------------------------------------------------------------------
+
+    async def email_recipient(self, user_id: str) -> Recipient:
+        async with self._connection(f"reading the recipient {user_id!r}") as conn:
+            return await postgres_email.email_recipient(conn, user_id)
+
+    async def claim_digest(
+        self, user_id: str, *, claim_id: str, now: float, hold_s: float
+    ) -> DigestClaim | None:
+        async with self._connection(f"claiming the digest of {user_id!r}") as conn:
+            return await postgres_email.claim_digest(
+                conn, user_id, claim_id=claim_id, now=now, hold_s=hold_s
+            )
+
+    async def digest_due_at(self, user_id: str) -> float | None:
+        async with self._connection(f"reading when the digest of {user_id!r} is due") as conn:
+            return await postgres_email.digest_due_at(conn, user_id)
+
+    async def unemailed_notifications(
+        self, user_id: str, *, after_id: int, limit: int
+    ) -> tuple[list[Notification], int]:
+        what = f"listing the notifications to email {user_id!r}"
+        async with self._connection(what) as conn, conn.transaction(isolation="repeatable_read"):
+            # One snapshot: the count agrees with the page.
+            return await postgres_email.unemailed_notifications(
+                conn, user_id, after_id=clamp_after_id(after_id), limit=limit
+            )
+
+    async def finish_digest(
+        self, claim: DigestClaim, *, emailed_up_to: int, next_allowed_at: float, at: str
+    ) -> bool:
+        async with self._connection(f"recording the digest of {claim.user_id!r}") as conn:
+            return await postgres_email.finish_digest(
+                conn, claim, emailed_up_to=emailed_up_to, next_allowed_at=next_allowed_at, at=at
+            )
+
+    async def release_digest(self, claim: DigestClaim, *, next_allowed_at: float) -> bool:
+        async with self._connection(f"releasing the digest of {claim.user_id!r}") as conn:
+            return await postgres_email.release_digest(conn, claim, next_allowed_at=next_allowed_at)
+
+    async def set_email_opt_out(self, user_id: str, *, opted_out: bool, at: str) -> None:
+        async with self._connection(f"recording the email opt-out of {user_id!r}") as conn:
+            await postgres_email.set_email_opt_out(conn, user_id, opted_out=opted_out, at=at)
+
+    # --- ReminderStore --------------------------------------------------------------------
+
+    async def arm_reminders(
+        self, room_id: str, due: str | None, reminders: Sequence[tuple[str, str]]
+    ) -> bool:
+        check_reminders(reminders)
+        async with (
+            self._connection(f"arming the reminders of {room_id!r}") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_reminders.arm_reminders(conn, room_id, due, reminders)
+
+    async def armed_due(self, room_id: str) -> str | None:
+        async with self._connection(f"reading the armed due of {room_id!r}") as conn:
+            return await postgres_reminders.armed_due(conn, room_id)
+
+    async def pending_reminders(self, room_id: str) -> list[Reminder]:
+        async with self._connection(f"listing the reminders of {room_id!r}") as conn:
+            return await postgres_reminders.pending_reminders(conn, room_id)
+
+    async def claim_reminders(self, *, now: str, lease_until: str, limit: int) -> list[Reminder]:
+        async with (
+            self._connection("claiming the reminders due") as conn,
+            conn.transaction(isolation="read_committed"),
+        ):
+            return await postgres_reminders.claim_reminders(
+                conn, now=now, lease_until=lease_until, limit=limit
+            )
+
+    async def finish_reminder(self, reminder: Reminder) -> bool:
+        what = f"finishing the {reminder.kind} reminder of {reminder.room_id!r}"
+        async with self._connection(what) as conn:
+            return await postgres_reminders.finish_reminder(conn, reminder)
+
+    async def next_fire_at(self) -> str | None:
+        async with self._connection("reading the next reminder's time") as conn:
+            return await postgres_reminders.next_fire_at(conn)
+
+    async def unarmed_notes(self, *, after: DueNote, limit: int) -> list[DueNote]:
+        async with self._connection("listing notes without reminders") as conn:
+            return await postgres_reminders.unarmed_notes(conn, after=after, limit=limit)
+
+    # --- WebhookStore ---------------------------------------------------------------------
+
+    async def add_endpoint(self, endpoint: Endpoint) -> None:
+        async with self._connection(f"adding webhook {endpoint.id!r}") as conn:
+            await postgres_webhooks.add_endpoint(conn, endpoint)
+        self._webhooks.routes.forget()
+        # Every other instance reads its routes again within this time.
+        await asyncio.sleep(ROUTES_TTL_S)
+
+    async def list_endpoints(self) -> list[Endpoint]:
+        async with self._connection("listing the webhooks") as conn:
+            return await postgres_webhooks.list_endpoints(conn)
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        async with self._connection(f"reading webhook {endpoint_id!r}") as conn:
+            return await postgres_webhooks.get_endpoint(conn, endpoint_id)
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        async with self._connection(f"deleting webhook {endpoint_id!r}") as conn:
+            deleted = await postgres_webhooks.delete_endpoint(conn, endpoint_id)
+        self._webhooks.routes.forget()
+        return deleted
+
+    def watch_outbox(self, listener: OutboxListener) -> None:
+        self._webhooks.watch(listener)
+
+    async def claim_deliveries(
+        self, *, now: str, lease_until: str, lease: str, limit: int
+    ) -> list[ClaimedDelivery]:
+        async with self._connection("claiming webhook deliveries") as conn:
+            # Without an enabled endpoint nothing is due.
+            if not await self._webhooks.any_enabled(conn):
+                return []
+            return await postgres_webhooks.claim_deliveries(
+                conn, now=now, lease_until=lease_until, lease=lease, limit=limit
+            )
+
+    async def record_attempt(
+        self, delivery_id: str, lease: str, record: AttemptRecord, *, disable_after_s: float
+    ) -> bool:
+        what = f"recording an attempt of webhook delivery {delivery_id!r}"
+        async with self._connection(what) as conn, conn.transaction(isolation="read_committed"):
+            return await postgres_webhooks.record_attempt(
+                conn, delivery_id, lease, record, disable_after_s=disable_after_s
+            )
+
+    async def list_deliveries(
+        self, endpoint_id: str, *, limit: int, before: str | None = None
+    ) -> list[Delivery]:
+        what = f"listing the deliveries of webhook {endpoint_id!r}"
+        async with self._connection(what) as conn, conn.transaction(isolation="repeatable_read"):
+            # One snapshot: the attempts are those of the deliveries read.
+            return await postgres_webhooks.list_deliveries(
+                conn, endpoint_id, limit=limit, before=before
+            )
+
+    async def get_delivery(self, endpoint_id: str, delivery_id: str) -> Delivery | None:
+        what = f"reading webhook delivery {delivery_id!r}"
+        async with self._connection(what) as conn, conn.transaction(isolation="repeatable_read"):
+            return await postgres_webhooks.get_delivery(conn, endpoint_id, delivery_id)
+
+    async def retry_delivery(
+        self, endpoint_id: str, delivery_id: str, *, now: str
+    ) -> Delivery | None:
+        what = f"retrying webhook delivery {delivery_id!r}"
+        async with self._connection(what) as conn, conn.transaction(isolation="read_committed"):
+            return await postgres_webhooks.retry_delivery(
+                conn, self._webhooks, endpoint_id, delivery_id, now
+            )
+
+    async def delete_finished_deliveries(self, *, finished_before: str, limit: int) -> int:
+        async with self._connection("deleting old webhook deliveries") as conn:
+            return await postgres_webhooks.delete_finished_deliveries(
+                conn, finished_before=finished_before, limit=limit
+            )
+
     # --- RevocationStore ------------------------------------------------------------------
 
     async def put_revocation(self, user_id: str, until: datetime) -> None:
@@ -616,12 +835,19 @@ class PostgresStore:
     async def _connection(self, what: str) -> AsyncIterator[Any]:
         """Hold a pooled connection; driver errors raised inside become `StoreError`."""
         pool = self._open_pool(what)
+        queued = False
         try:
             # Waiting for a free connection is waiting for other commands: bounded like them.
             async with pool.acquire(timeout=self.command_timeout_s) as conn:
-                yield conn
+                try:
+                    yield conn
+                finally:
+                    queued = self._webhooks.take(conn)
         except POSTGRES_DRIVER_ERRORS as exc:
             raise self._error(what, exc) from exc
+        # Deliveries written through `conn` are committed (its transaction ended first).
+        if queued:
+            self._webhooks.notify()
 
     def _open_pool(self, what: str) -> Any:
         pool = self._pool

@@ -334,10 +334,10 @@ async def restore_note(conn: Any, workspace_id: str, note_id: str) -> CatalogEnt
 
 async def purge_note(conn: Any, workspace_id: str, note_id: str, *, at: str) -> bool:
     await lock_out_writes(conn)
-    # One statement: the row, its share list, the snapshot, the log and the history (no
-    # version of a purged note can be read or restored) go, and the tombstone is left if the
-    # row, the snapshot or the log was there (a note purged before has none of them: nothing
-    # to report).
+    # One statement: the row, its share list, the snapshot, the log, the history (no
+    # version of a purged note can be read or restored) and the reminders go, and the
+    # tombstone is left if the row, the snapshot or the log was there (a note purged before
+    # has none of them: nothing to report).
     purged = await conn.fetchval(
         "WITH gone_row AS (DELETE FROM notes WHERE workspace_id = $1 AND note_id = $2 "
         "RETURNING 1), "
@@ -346,7 +346,9 @@ async def purge_note(conn: Any, workspace_id: str, note_id: str, *, at: str) -> 
         "gone_log AS (DELETE FROM document_updates WHERE room_id = $3 RETURNING 1), "
         "gone_versions AS (DELETE FROM versions WHERE room_id = $3), "
         "gone_states AS (DELETE FROM version_states WHERE room_id = $3), "
-        "gone_authors AS (DELETE FROM version_authors WHERE room_id = $3) "
+        "gone_authors AS (DELETE FROM version_authors WHERE room_id = $3), "
+        "gone_reminders AS (DELETE FROM reminders WHERE room_id = $3), "
+        "gone_dues AS (DELETE FROM reminder_dues WHERE room_id = $3) "
         "INSERT INTO note_tombstones (room_id, purged_at) SELECT $3, $4 "
         "WHERE EXISTS (SELECT 1 FROM gone_row) OR EXISTS (SELECT 1 FROM gone_snapshot) "
         "OR EXISTS (SELECT 1 FROM gone_log) "

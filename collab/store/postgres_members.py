@@ -41,14 +41,17 @@ async def record_seen(conn: Any, seen: Sequence[SeenMember]) -> None:
     # a removed member's row is left as it is.
     await conn.execute(
         "INSERT INTO workspace_members AS m (workspace_id, user_id, token_name, token_role, "
-        "name_key, first_seen, last_seen_at) "
-        "SELECT s.workspace_id, s.user_id, s.name, s.role, s.name_key, s.at::timestamptz, s.at "
-        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) "
-        "WITH ORDINALITY AS s (workspace_id, user_id, name, role, name_key, at, n) "
+        "name_key, first_seen, last_seen_at, token_email) "
+        "SELECT s.workspace_id, s.user_id, s.name, s.role, s.name_key, s.at::timestamptz, s.at, "
+        "s.email "
+        "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+        "$7::text[]) "
+        "WITH ORDINALITY AS s (workspace_id, user_id, name, role, name_key, at, email, n) "
         "ORDER BY s.n "
         "ON CONFLICT (workspace_id, user_id) DO UPDATE SET "
         "token_role = excluded.token_role, "
         "token_name = coalesce(excluded.token_name, m.token_name), "
+        "token_email = coalesce(excluded.token_email, m.token_email), "
         "name_key = CASE WHEN coalesce(m.assigned_name, '') = '' "
         "AND excluded.token_name IS NOT NULL THEN excluded.name_key ELSE m.name_key END, "
         "last_seen_at = greatest(m.last_seen_at, excluded.last_seen_at) "
@@ -59,6 +62,7 @@ async def record_seen(conn: Any, seen: Sequence[SeenMember]) -> None:
         [s.role for s in latest],
         [name_key(None, s.name) for s in latest],
         [s.at for s in latest],
+        [s.email for s in latest],
     )
 
 

@@ -15,7 +15,15 @@ import orjson
 import pycrdt
 
 from collab.errors import StoreError
-from collab.store import sqlite_catalog, sqlite_members, sqlite_note_access, sqlite_versions
+from collab.store import (
+    sqlite_catalog,
+    sqlite_email,
+    sqlite_members,
+    sqlite_note_access,
+    sqlite_reminders,
+    sqlite_versions,
+    sqlite_webhooks,
+)
 from collab.store.base import StoredDocument
 from collab.store.catalog import (
     CatalogEntry,
@@ -28,9 +36,11 @@ from collab.store.catalog import (
     NoteStatus,
     Visibility,
 )
+from collab.store.email import DigestClaim, Recipient
 from collab.store.members import Member, SeenMember
 from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
 from collab.store.notifications import NewNotification, Notification
+from collab.store.reminders import DueNote, Reminder, check_reminders
 from collab.store.rows import (
     clamp_after_id,
     decode_payload,
@@ -40,6 +50,15 @@ from collab.store.rows import (
     requested_ids,
 )
 from collab.store.versions import Version, check_kind, pack_state, unpack_state
+from collab.store.webhooks import (
+    INDEX_EVENTS,
+    ROUTES_TTL_S,
+    AttemptRecord,
+    ClaimedDelivery,
+    Delivery,
+    Endpoint,
+    OutboxListener,
+)
 
 # Another process (a second server, a backup) may hold the write lock for a moment.
 BUSY_TIMEOUT_MS = 5_000
@@ -61,6 +80,7 @@ class SqliteStore:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._webhooks = sqlite_webhooks.SqliteOutbox()
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -203,6 +223,7 @@ class SqliteStore:
                 await _insert_notification(conn, notification, payload_json, created_at)
                 for notification, payload_json in zip(notifications, payloads, strict=True)
             ]
+            await self._webhooks.notifications(conn, created)
         return created
 
     async def create_notification_once(
@@ -225,6 +246,7 @@ class SqliteStore:
                 "UPDATE notification_keys SET notification_id = ? WHERE dedup_key = ?",
                 (created.id, dedup_key),
             )
+            await self._webhooks.notifications(conn, [created])
         return created
 
     async def list_notifications(
@@ -292,24 +314,38 @@ class SqliteStore:
     async def index_notes(self, readings: Sequence[NoteReading]) -> list[Indexed]:
         if not readings:
             return []
-        # Most passes find the notes' fields as their rows have them: one statement then.
-        async with self._statement(f"indexing {len(readings)} notes") as conn:
-            unchanged = await sqlite_catalog.index_unchanged(conn, readings)
+        # Most passes find the notes' fields as their rows have them: one statement then (in a
+        # transaction with the deliveries it reports, when an endpoint may want them).
+        what = f"indexing {len(readings)} notes"
+        if self._webhooks.may_want(*INDEX_EVENTS):
+            async with self._transaction("IMMEDIATE", what) as conn:
+                unchanged = await sqlite_catalog.index_unchanged(conn, readings)
+                await self._webhooks.indexed(
+                    conn, ((r, unchanged[r.note_key]) for r in readings if r.note_key in unchanged)
+                )
+        else:
+            async with self._statement(what) as conn:
+                unchanged = await sqlite_catalog.index_unchanged(conn, readings)
         return [unchanged.get(r.note_key) or await self._index_one(r) for r in readings]
 
     async def _index_one(self, reading: NoteReading) -> Indexed:
         what = f"indexing note {reading.workspace_id}/{reading.note_id}"
         async with self._transaction("IMMEDIATE", what) as conn:
-            return await sqlite_catalog.index_note(conn, reading)
+            indexed = await sqlite_catalog.index_note(conn, reading)
+            await self._webhooks.indexed(conn, [(reading, indexed)])
+            return indexed
 
     async def create_note(
         self, workspace_id: str, note_id: str, fields: NoteFields, *, actor: str, at: str
     ) -> CatalogEntry | None:
         what = f"creating note {workspace_id}/{note_id}"
         async with self._transaction("IMMEDIATE", what) as conn:
-            return await sqlite_catalog.create_note(
+            entry = await sqlite_catalog.create_note(
                 conn, workspace_id, note_id, fields, actor=actor, at=at
             )
+            if entry is not None:
+                await self._webhooks.note(conn, "note.created", entry, at)
+            return entry
 
     async def get_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
         async with self._transaction("DEFERRED", f"reading note {workspace_id}/{note_id}") as conn:
@@ -347,17 +383,30 @@ class SqliteStore:
     async def trash_note(self, workspace_id: str, note_id: str, *, at: str) -> CatalogEntry | None:
         what = f"trashing note {workspace_id}/{note_id}"
         async with self._transaction("IMMEDIATE", what) as conn:
-            return await sqlite_catalog.trash_note(conn, workspace_id, note_id, at=at)
+            entry = await sqlite_catalog.trash_note(conn, workspace_id, note_id, at=at)
+            if entry is not None and entry.trashed_at == at:
+                await self._webhooks.note(conn, "note.trashed", entry, at)
+            return entry
 
     async def restore_note(self, workspace_id: str, note_id: str) -> CatalogEntry | None:
         what = f"restoring note {workspace_id}/{note_id}"
         async with self._transaction("IMMEDIATE", what) as conn:
-            return await sqlite_catalog.restore_note(conn, workspace_id, note_id)
+            # Read first only when an endpoint wants it: was it in the trash?
+            before = None
+            if await self._webhooks.wants(conn, "note.restored", workspace_id):
+                before = await sqlite_catalog.get_note(conn, workspace_id, note_id)
+            entry = await sqlite_catalog.restore_note(conn, workspace_id, note_id)
+            if entry is not None and before is not None and before.trashed_at is not None:
+                await self._webhooks.note(conn, "note.restored", entry, format_timestamp())
+            return entry
 
     async def purge_note(self, workspace_id: str, note_id: str, *, at: str) -> bool:
         what = f"purging note {workspace_id}/{note_id}"
         async with self._transaction("IMMEDIATE", what) as conn:
-            return await sqlite_catalog.purge_note(conn, workspace_id, note_id, at=at)
+            purged = await sqlite_catalog.purge_note(conn, workspace_id, note_id, at=at)
+            if purged:
+                await self._webhooks.purged(conn, workspace_id, note_id, at)
+            return purged
 
     async def trashed_before(self, cutoff: str, *, limit: int = 100) -> list[str]:
         async with self._transaction("DEFERRED", "listing notes due for purging") as conn:
@@ -400,14 +449,19 @@ class SqliteStore:
     ) -> tuple[Member, bool]:
         what = f"putting member {user_id!r} of workspace {workspace_id!r}"
         async with self._transaction("IMMEDIATE", what) as conn:
-            return await sqlite_members.put_member(
+            member, added = await sqlite_members.put_member(
                 conn, workspace_id, user_id, role=role, name=name, email=email, at=at
             )
+            if added:
+                await self._webhooks.member(conn, "member.added", member, at)
+            return member, added
 
     async def remove_member(self, workspace_id: str, user_id: str, *, at: str) -> Member | None:
         what = f"removing member {user_id!r} of workspace {workspace_id!r}"
         async with self._transaction("IMMEDIATE", what) as conn:
-            return await sqlite_members.remove_member(conn, workspace_id, user_id, at=at)
+            removed = await sqlite_members.remove_member(conn, workspace_id, user_id, at=at)
+            await self._webhooks.member(conn, "member.removed", removed, at)
+            return removed
 
     async def get_member(self, workspace_id: str, user_id: str) -> Member | None:
         what = f"reading member {user_id!r} of workspace {workspace_id!r}"
@@ -449,7 +503,7 @@ class SqliteStore:
         # Before the transaction, off the event loop: no other call waits for it.
         packed = await pack_state(state)
         async with self._transaction("IMMEDIATE", f"adding a version of room {room_id!r}") as conn:
-            return await sqlite_versions.add_version(
+            version = await sqlite_versions.add_version(
                 conn,
                 room_id,
                 packed,
@@ -459,6 +513,8 @@ class SqliteStore:
                 at=at,
                 min_gap_s=min_gap_s,
             )
+            await self._webhooks.version(conn, version)
+            return version
 
     async def list_versions(
         self, room_id: str, *, limit: int, before: str | None = None
@@ -498,6 +554,170 @@ class SqliteStore:
     async def version_bytes(self) -> int:
         async with self._transaction("DEFERRED", "summing the versions' bytes") as conn:
             return await sqlite_versions.version_bytes(conn)
+
+    # --- EmailStore -----------------------------------------------------------------------
+
+    async def email_recipient(self, user_id: str) -> Recipient:
+        async with self._transaction("DEFERRED", f"reading the recipient {user_id!r}") as conn:
+            return await sqlite_email.email_recipient(conn, user_id)
+
+    async def claim_digest(
+        self, user_id: str, *, claim_id: str, now: float, hold_s: float
+    ) -> DigestClaim | None:
+        what = f"claiming the digest of {user_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_email.claim_digest(
+                conn, user_id, claim_id=claim_id, now=now, hold_s=hold_s
+            )
+
+    async def digest_due_at(self, user_id: str) -> float | None:
+        what = f"reading when the digest of {user_id!r} is due"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_email.digest_due_at(conn, user_id)
+
+    async def unemailed_notifications(
+        self, user_id: str, *, after_id: int, limit: int
+    ) -> tuple[list[Notification], int]:
+        what = f"listing the notifications to email {user_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_email.unemailed_notifications(
+                conn, user_id, after_id=clamp_after_id(after_id), limit=limit
+            )
+
+    async def finish_digest(
+        self, claim: DigestClaim, *, emailed_up_to: int, next_allowed_at: float, at: str
+    ) -> bool:
+        what = f"recording the digest of {claim.user_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_email.finish_digest(
+                conn, claim, emailed_up_to=emailed_up_to, next_allowed_at=next_allowed_at, at=at
+            )
+
+    async def release_digest(self, claim: DigestClaim, *, next_allowed_at: float) -> bool:
+        what = f"releasing the digest of {claim.user_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_email.release_digest(conn, claim, next_allowed_at=next_allowed_at)
+
+    async def set_email_opt_out(self, user_id: str, *, opted_out: bool, at: str) -> None:
+        what = f"recording the email opt-out of {user_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            await sqlite_email.set_email_opt_out(conn, user_id, opted_out=opted_out, at=at)
+
+    # --- ReminderStore --------------------------------------------------------------------
+
+    async def arm_reminders(
+        self, room_id: str, due: str | None, reminders: Sequence[tuple[str, str]]
+    ) -> bool:
+        check_reminders(reminders)
+        async with self._transaction("IMMEDIATE", f"arming the reminders of {room_id!r}") as conn:
+            return await sqlite_reminders.arm_reminders(conn, room_id, due, reminders)
+
+    async def armed_due(self, room_id: str) -> str | None:
+        what = f"reading the armed due of {room_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_reminders.armed_due(conn, room_id)
+
+    async def pending_reminders(self, room_id: str) -> list[Reminder]:
+        what = f"listing the reminders of {room_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_reminders.pending_reminders(conn, room_id)
+
+    async def claim_reminders(self, *, now: str, lease_until: str, limit: int) -> list[Reminder]:
+        async with self._transaction("IMMEDIATE", "claiming the reminders due") as conn:
+            return await sqlite_reminders.claim_reminders(
+                conn, now=now, lease_until=lease_until, limit=limit
+            )
+
+    async def finish_reminder(self, reminder: Reminder) -> bool:
+        what = f"finishing the {reminder.kind} reminder of {reminder.room_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_reminders.finish_reminder(conn, reminder)
+
+    async def next_fire_at(self) -> str | None:
+        async with self._transaction("DEFERRED", "reading the next reminder's time") as conn:
+            return await sqlite_reminders.next_fire_at(conn)
+
+    async def unarmed_notes(self, *, after: DueNote, limit: int) -> list[DueNote]:
+        async with self._transaction("DEFERRED", "listing notes without reminders") as conn:
+            return await sqlite_reminders.unarmed_notes(conn, after=after, limit=limit)
+
+    # --- WebhookStore ---------------------------------------------------------------------
+
+    async def add_endpoint(self, endpoint: Endpoint) -> None:
+        async with self._transaction("IMMEDIATE", f"adding webhook {endpoint.id!r}") as conn:
+            await sqlite_webhooks.add_endpoint(conn, endpoint)
+        self._webhooks.routes.forget()
+        # Another process on this file reads its routes again within this time.
+        await asyncio.sleep(ROUTES_TTL_S)
+
+    async def list_endpoints(self) -> list[Endpoint]:
+        async with self._transaction("DEFERRED", "listing the webhooks") as conn:
+            return await sqlite_webhooks.list_endpoints(conn)
+
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        async with self._transaction("DEFERRED", f"reading webhook {endpoint_id!r}") as conn:
+            return await sqlite_webhooks.get_endpoint(conn, endpoint_id)
+
+    async def delete_endpoint(self, endpoint_id: str) -> bool:
+        async with self._transaction("IMMEDIATE", f"deleting webhook {endpoint_id!r}") as conn:
+            deleted = await sqlite_webhooks.delete_endpoint(conn, endpoint_id)
+        self._webhooks.routes.forget()
+        return deleted
+
+    def watch_outbox(self, listener: OutboxListener) -> None:
+        self._webhooks.watch(listener)
+
+    async def claim_deliveries(
+        self, *, now: str, lease_until: str, lease: str, limit: int
+    ) -> list[ClaimedDelivery]:
+        # Without an enabled endpoint nothing is due: no write lock taken for nothing.
+        if not self._webhooks.routes.fresh:
+            async with self._transaction("DEFERRED", "reading the webhooks") as conn:
+                await self._webhooks.refresh(conn)
+        if self._webhooks.routes.empty:
+            return []
+        async with self._transaction("IMMEDIATE", "claiming webhook deliveries") as conn:
+            return await sqlite_webhooks.claim_deliveries(
+                conn, now=now, lease_until=lease_until, lease=lease, limit=limit
+            )
+
+    async def record_attempt(
+        self, delivery_id: str, lease: str, record: AttemptRecord, *, disable_after_s: float
+    ) -> bool:
+        what = f"recording an attempt of webhook delivery {delivery_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_webhooks.record_attempt(
+                conn, delivery_id, lease, record, disable_after_s=disable_after_s
+            )
+
+    async def list_deliveries(
+        self, endpoint_id: str, *, limit: int, before: str | None = None
+    ) -> list[Delivery]:
+        what = f"listing the deliveries of webhook {endpoint_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_webhooks.list_deliveries(
+                conn, endpoint_id, limit=limit, before=before
+            )
+
+    async def get_delivery(self, endpoint_id: str, delivery_id: str) -> Delivery | None:
+        what = f"reading webhook delivery {delivery_id!r}"
+        async with self._transaction("DEFERRED", what) as conn:
+            return await sqlite_webhooks.get_delivery(conn, endpoint_id, delivery_id)
+
+    async def retry_delivery(
+        self, endpoint_id: str, delivery_id: str, *, now: str
+    ) -> Delivery | None:
+        what = f"retrying webhook delivery {delivery_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_webhooks.retry_delivery(
+                conn, self._webhooks, endpoint_id, delivery_id, now
+            )
+
+    async def delete_finished_deliveries(self, *, finished_before: str, limit: int) -> int:
+        async with self._transaction("IMMEDIATE", "deleting old webhook deliveries") as conn:
+            return await sqlite_webhooks.delete_finished_deliveries(
+                conn, finished_before=finished_before, limit=limit
+            )
 
     # --- RevocationStore ------------------------------------------------------------------
 
@@ -542,8 +762,11 @@ class SqliteStore:
                     yield conn
                     await conn.execute("COMMIT")
                 except BaseException as exc:
+                    self._webhooks.written = False
                     await rollback_after(conn, exc)
                     raise
+                # Deliveries written by this transaction are committed: the senders may go.
+                self._webhooks.committed()
             except (sqlite3.Error, ValueError) as exc:
                 raise self._error(what, exc) from exc
 

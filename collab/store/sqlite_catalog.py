@@ -290,8 +290,15 @@ async def purge_note(
     existed = await _has_content(conn, room_id) or existed
     await conn.execute("DELETE FROM document_snapshots WHERE room_id = ?", (room_id,))
     await conn.execute("DELETE FROM document_updates WHERE room_id = ?", (room_id,))
-    # Its history too (migration 0008): no version of a purged note can be read or restored.
-    for table in ("versions", "version_states", "version_authors"):
+    # Its history too (migration 0008): no version of a purged note can be read or restored;
+    # and its reminders (0009).
+    for table in (
+        "versions",
+        "version_states",
+        "version_authors",
+        "reminders",
+        "reminder_dues",
+    ):
         await conn.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
     if existed:
         await conn.execute(

@@ -35,17 +35,19 @@ _MEMBER_COLUMNS = (
 
 async def record_seen(conn: aiosqlite.Connection, seen: Sequence[SeenMember]) -> None:
     rows = [
-        (s.workspace_id, s.user_id, s.name, s.role, name_key(None, s.name), s.at)
+        (s.workspace_id, s.user_id, s.name, s.role, name_key(None, s.name), s.at, s.email)
         for s in latest_seen(seen)
     ]
     # The name key follows the token's name only while no assigned name is listed instead;
     # a removed member's row is left as it is.
     await conn.executemany(
         "INSERT INTO workspace_members (workspace_id, user_id, token_name, token_role, "
-        "name_key, first_seen, last_seen_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
+        "name_key, first_seen, last_seen_at, token_email) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) "
         "ON CONFLICT (workspace_id, user_id) DO UPDATE SET "
         "token_role = excluded.token_role, "
         "token_name = coalesce(excluded.token_name, token_name), "
+        "token_email = coalesce(excluded.token_email, token_email), "
         "name_key = CASE WHEN coalesce(assigned_name, '') = '' "
         "AND excluded.token_name IS NOT NULL THEN excluded.name_key ELSE name_key END, "
         "last_seen_at = max(coalesce(last_seen_at, ''), excluded.last_seen_at) "

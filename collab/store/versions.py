@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from collab.errors import StoreError
 
@@ -55,6 +55,18 @@ class Version:
     """The user ids who edited the room since its previous version, sorted."""
     size: int
     """Bytes of the uncompressed state."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The version as the REST API, live events and webhooks show it."""
+        return {
+            "id": self.id,
+            "created_at": self.created_at,
+            "kind": self.kind,
+            "name": self.name,
+            "created_by": self.created_by,
+            "authors": list(self.authors),
+            "size": self.size,
+        }
 
 
 class VersionStore(Protocol):

@@ -11,6 +11,9 @@ from collab.auth.revocations import RevocationList
 from collab.auth.tokens import TokenVerifier
 from collab.bus.base import Bus
 from collab.bus.memory import MemoryBus
+from collab.delivery.client import WebhookClient
+from collab.delivery.retries import RetryPolicy
+from collab.delivery.service import WebhookService
 from collab.presence.base import PresenceStore
 from collab.presence.memory import MemoryPresenceStore
 from collab.presence.registry import LocalPresence
@@ -19,6 +22,7 @@ from collab.protocol.close_codes import CloseCode
 from collab.rooms.catalog import NotesCatalog
 from collab.rooms.manager import RoomLimits, RoomManager
 from collab.rooms.notifier import Notifier
+from collab.rooms.reminders import Clock, DueReminders
 from collab.rooms.version_retention import RetentionPolicy
 from collab.rooms.versions import NoteHistory
 from collab.rooms.workspaces import PresenceHub
@@ -35,7 +39,9 @@ from collab.web.api import (
     notifications,
     presence,
     versions,
+    webhooks,
 )
+from collab.web.api.email import setup_email
 from collab.web.api.members import setup_members
 from collab.web.api.revocations import setup_revocations
 from collab.web.http.connections import ConnectionCounter, connection_slots
@@ -56,12 +62,14 @@ from collab.web.keys import (
     NOTIFIER,
     PRESENCE,
     PRESENCE_STORE,
+    REMINDERS,
     REQUEST_LIMITS,
     ROOMS,
     SESSIONS,
     SETTINGS,
     STORE,
     VERIFIER,
+    WEBHOOKS,
 )
 from collab.web.sockets.liveness import Liveness
 from collab.web.sockets.recheck import recheck_connections
@@ -79,10 +87,12 @@ def create_app(
     store: Database | None = None,
     bus: Bus | None = None,
     presence_store: PresenceStore | None = None,
+    clock: Clock | None = None,
 ) -> web.Application:
     """Build the application. `store` (the `Database`), `bus` and `presence_store` default
-    to what `settings` name; tests inject their own. Raises `ConfigError` for settings that
-    cannot be served."""
+    to what `settings` name; tests inject their own, and a `clock` for the deadline
+    reminders (default: the system's). Raises `ConfigError` for settings that cannot be
+    served."""
     app = web.Application(
         # cors_and_gzip outside json_errors sees (and can compress) error bodies too;
         # connection_slots innermost turns a refused upgrade into 429 and frees slots.
@@ -158,6 +168,22 @@ def create_app(
         ),
     )
     app[HISTORY] = history
+    app[WEBHOOKS] = WebhookService(
+        database,
+        WebhookClient(
+            allow_private=settings.webhook_allow_private, timeout_s=settings.webhook_timeout_s
+        ),
+        RetryPolicy(retry_s=settings.webhook_retry_s, first_delay_s=settings.webhook_first_retry_s),
+    )
+    app[REMINDERS] = DueReminders(
+        database,
+        app[CATALOG_STORE],
+        database,
+        catalog,
+        notifier,
+        due_soon_s=settings.due_soon_s,
+        clock=clock,
+    )
     # The change listeners, in the order they are told of each change.
     app[ROOMS] = RoomManager(
         app[STORE],
@@ -173,11 +199,12 @@ def create_app(
     catalog.bind(app[ROOMS])
     history.bind(app[ROOMS])
     app.cleanup_ctx.append(_services)
-    # These run inside _services: the key fetcher, revocations and the member directory need
-    # the store and bus.
+    # These run inside _services: the key fetcher, revocations, the member directory and the
+    # email digests need the store and bus.
     setup_jwks(app)
     setup_revocations(app, database)
     setup_members(app, database)
+    setup_email(app, database)
     app.on_shutdown.append(_close_connections)
     app.router.add_get("/ws/docs/{workspace_id}/{note_id}", ws_docs)
     app.router.add_get("/ws/live", ws_live)
@@ -190,6 +217,7 @@ def create_app(
     notes.add_routes(app)
     note_access.add_routes(app)
     versions.add_routes(app)
+    webhooks.add_routes(app)
     dev.add_routes(app)
     static.add_routes(app)
     return app
@@ -247,16 +275,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             await rooms.start()
             await app[CATALOG].start()
             await app[HISTORY].start()
+            await app[REMINDERS].start()
+            await app[WEBHOOKS].start()
             await presence.start()
             sweeper = asyncio.create_task(app[LIVENESS].run(), name="liveness")
             yield
             await cancel_and_wait([sweeper])
             await rooms.close()
             await app[HISTORY].close()
+            await app[REMINDERS].close()
             await app[CATALOG].close()
             await presence.close()
             await app[NOTIFIER].close()
             await app[PRESENCE_STORE].close()
+            await app[WEBHOOKS].close()
         finally:
             await bus.close()
     finally:

@@ -12,11 +12,14 @@ from aiohttp import web
 from collab.auth.jwks import JwksFetcher
 from collab.auth.tokens import TokenVerifier
 from collab.bus.base import Bus
+from collab.delivery.service import WebhookService
 from collab.presence.base import PresenceStore
 from collab.rooms.catalog import NotesCatalog
 from collab.rooms.directory import MemberDirectory
+from collab.rooms.email_digests import EmailDigests
 from collab.rooms.manager import RoomManager
 from collab.rooms.notifier import Notifier
+from collab.rooms.reminders import DueReminders
 from collab.rooms.versions import NoteHistory
 from collab.rooms.workspaces import PresenceHub
 from collab.settings import Settings
@@ -46,7 +49,10 @@ NOTIFIER = web.AppKey("notifier", Notifier)
 CATALOG_STORE = web.AppKey("catalog_store", CatalogStore)
 CATALOG = web.AppKey("catalog", NotesCatalog)
 HISTORY = web.AppKey("history", NoteHistory)
+REMINDERS = web.AppKey("reminders", DueReminders)
 DIRECTORY = web.AppKey("directory", MemberDirectory)
+# Set only when email digests are configured (COLLAB_SMTP_URL).
+EMAIL_DIGESTS = web.AppKey("email_digests", EmailDigests)
 PRESENCE = web.AppKey("presence", PresenceHub)
 PRESENCE_STORE = web.AppKey("presence_store", PresenceStore)
 REQUEST_LIMITS: web.AppKey[RequestLimits] = web.AppKey("request_limits")
@@ -56,3 +62,4 @@ JWKS: web.AppKey[JwksFetcher] = web.AppKey("jwks")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 REVOCATION_SERVICE: web.AppKey[RevocationService] = web.AppKey("revocation_service")
 LIVENESS: web.AppKey[Liveness] = web.AppKey("liveness")
+WEBHOOKS = web.AppKey("webhooks", WebhookService)

@@ -525,3 +525,51 @@ def test_jwks_that_is_not_a_key_set_is_refused(document: object) -> None:
     """A document without a `keys` array raises ValueError."""
     with pytest.raises(ValueError, match="not a JWKS"):
         parse_jwks(document, ["RS256"])
+
+
+# --- the email claim ----------------------------------------------------------------------
+
+
+def test_the_email_claim_is_the_identitys_address() -> None:
+    """An `email` claim gives the identity its address; without one it has none."""
+    verifier = TokenVerifier(hs_settings())
+    assert verifier.verify(hs_token(email="ada@example.com")).email == "ada@example.com"
+    assert verifier.verify(hs_token()).email is None
+    assert verifier.verify(hs_token(email="ada@example.com", email_verified=True)).email == (
+        "ada@example.com"
+    )
+
+
+def test_an_address_the_provider_did_not_verify_is_ignored() -> None:
+    """`email_verified: false` (OpenID Connect) leaves the identity without an address."""
+    token = hs_token(email="ada@example.com", email_verified=False)
+    assert TokenVerifier(hs_settings()).verify(token).email is None
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        7,
+        True,
+        ["a@example.com"],
+        "",
+        "ada",
+        "ada@",
+        "a b@example.com",
+        "a@exa mple.com",
+        "Ada <ada@example.com>",
+        "ada@example.com\r\nBcc: x@example.com",
+        "a" * 250 + "@example.com",
+    ],
+)
+def test_an_email_claim_that_is_not_an_address_is_refused(email: object) -> None:
+    """An `email` claim must be a plain address of at most 254 characters (AuthError)."""
+    with pytest.raises(AuthError, match="token claim 'email' must be an address"):
+        TokenVerifier(hs_settings()).verify(hs_token(email=email))
+
+
+def test_minted_tokens_carry_an_email_when_given() -> None:
+    """`mint_token(email=…)` puts the claim in the token."""
+    settings = hs_settings()
+    token = mint_token(settings, sub="u1", workspaces={}, email="ada@example.com")
+    assert TokenVerifier(settings).verify(token).email == "ada@example.com"

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from collab.errors import ConfigError
-from collab.settings import OPTIONS, Secret, Settings, load_settings
+from collab.settings import OPTIONS, Secret, Settings, SmtpServer, load_settings
 
 SECRET = "a-settings-test-secret-of-enough-length-0123"
 
@@ -137,11 +137,16 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_VERSION_KEEP_ALL_HOURS", "48", "version_keep_all_hours", 48),
     ("COLLAB_VERSION_HOURLY_DAYS", "14", "version_hourly_days", 14),
     ("COLLAB_VERSION_DAILY_DAYS", "365", "version_daily_days", 365),
+    ("COLLAB_DUE_SOON_S", "3600", "due_soon_s", 3600),
+    ("COLLAB_DUE_SOON_S", "0", "due_soon_s", 0),
     ("COLLAB_HEARTBEAT_S", "0", "heartbeat_s", 0.0),
     ("COLLAB_SHUTDOWN_TIMEOUT_S", "30", "shutdown_timeout_s", 30.0),
     ("COLLAB_LOG_LEVEL", "debug", "log_level", "DEBUG"),
     ("COLLAB_LOG_FORMAT", " JSON ", "log_format", "json"),
     ("COLLAB_LOG_FORMAT", "text", "log_format", "text"),
+    ("COLLAB_WEBHOOK_RETRY_S", "3600", "webhook_retry_s", 3600),
+    ("COLLAB_WEBHOOK_ALLOW_PRIVATE", "1", "webhook_allow_private", True),
+    ("COLLAB_WEBHOOK_ALLOW_PRIVATE", "off", "webhook_allow_private", False),
     ("COLLAB_METRICS_TOKEN", " scrape-me ", "metrics_token", Secret("scrape-me")),
     ("COLLAB_METRICS_TOKEN", " ", "metrics_token", None),
     ("COLLAB_JWT_KEYS", json.dumps({"k1": SECRET}), "jwt_keys", (("k1", Secret(SECRET)),)),
@@ -152,6 +157,14 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_JWT_LEEWAY_S", "0", "jwt_leeway_s", 0.0),
     ("COLLAB_ADMIN_TOKEN", "a" * 32, "admin_token", Secret("a" * 32)),
     ("COLLAB_ADMIN_TOKEN", "", "admin_token", None),
+    ("COLLAB_SMTP_URL", " ", "smtp_url", None),
+    ("COLLAB_SMTP_USERNAME", " ", "smtp_username", None),
+    ("COLLAB_SMTP_PASSWORD", "", "smtp_password", None),
+    ("COLLAB_EMAIL_FROM", " ", "email_from", None),
+    ("COLLAB_PUBLIC_URL", "https://notes.example.com/", "public_url", "https://notes.example.com"),
+    ("COLLAB_PUBLIC_URL", "http://10.0.0.5:8000/notes", "public_url", "http://10.0.0.5:8000/notes"),
+    ("COLLAB_PUBLIC_URL", "", "public_url", None),
+    ("COLLAB_EMAIL_DIGEST_S", "60", "email_digest_s", 60.0),
 ]
 
 
@@ -215,6 +228,11 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("COLLAB_VERSION_INTERVAL_S", "0", "must be more than 0 seconds"),
     ("COLLAB_VERSION_KEEP_ALL_HOURS", "-1", "between 0"),
     ("COLLAB_VERSION_DAILY_DAYS", "many", "expected an integer"),
+    ("COLLAB_DUE_SOON_S", "-1", "between 0 and 31622400"),
+    ("COLLAB_DUE_SOON_S", "1.5", "expected an integer"),
+    ("COLLAB_WEBHOOK_RETRY_S", "0", "between 1 and 2592000"),
+    ("COLLAB_WEBHOOK_RETRY_S", "1d", "expected an integer"),
+    ("COLLAB_WEBHOOK_ALLOW_PRIVATE", "maybe", "expected one of 1/0"),
     ("COLLAB_HEARTBEAT_S", "soon", "expected a number of seconds"),
     ("COLLAB_SHUTDOWN_TIMEOUT_S", "nan", "between 0 and 86400"),
     ("COLLAB_LOG_LEVEL", "loud", "expected one of DEBUG"),
@@ -241,6 +259,17 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("COLLAB_USER_MESSAGES_PER_S", "-5", "between 0"),
     ("COLLAB_USER_BYTES_BURST", "100", "between 1024"),
     ("COLLAB_MAX_CONNECTIONS_PER_IP", "-1", "between 0"),
+    ("COLLAB_SMTP_URL", "http://mail.example.com", "scheme 'http': use smtp://host[:port]"),
+    ("COLLAB_SMTP_URL", "mail.example.com:587", "smtp://host[:port]"),
+    ("COLLAB_SMTP_URL", "smtp://", "no host: use smtp://host[:port]"),
+    ("COLLAB_SMTP_URL", "smtps://mail.example.com:99999", "its port is invalid"),
+    ("COLLAB_SMTP_URL", "smtp://mail.example.com/inbox", "a host and a port only"),
+    ("COLLAB_EMAIL_FROM", "notes", "expected an address like notes@example.com"),
+    ("COLLAB_EMAIL_FROM", "Notes <notes@example.com>\nBcc: x@y.z", "no control characters"),
+    ("COLLAB_PUBLIC_URL", "notes.example.com", "expected the URL users open"),
+    ("COLLAB_PUBLIC_URL", "ftp://notes.example.com", "expected the URL users open"),
+    ("COLLAB_PUBLIC_URL", "https://notes.example.com/?a=1", "expected the URL users open"),
+    ("COLLAB_EMAIL_DIGEST_S", "0", "more than 0 seconds"),
 ]
 
 
@@ -535,3 +564,150 @@ def test_version_retention_windows_must_grow() -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings({"COLLAB_VERSION_HOURLY_DAYS": "30", "COLLAB_VERSION_DAILY_DAYS": "10"})
     assert any("windows must grow" in problem for problem in raised.value.problems)
+
+
+EMAIL = {
+    "COLLAB_SMTP_URL": "smtp://mail.example.com",
+    "COLLAB_EMAIL_FROM": "notes@example.com",
+    "COLLAB_PUBLIC_URL": "https://notes.example.com",
+}
+
+EMAIL_PARSED: list[tuple[str, str, str, Any]] = [
+    (
+        "COLLAB_SMTP_URL",
+        "smtp://mail.example.com",
+        "smtp_url",
+        SmtpServer("mail.example.com", 587, implicit_tls=False),
+    ),
+    (
+        "COLLAB_SMTP_URL",
+        "SMTPS://ann%40corp:p%3Ass@mail.example.com:2465",
+        "smtp_url",
+        SmtpServer("mail.example.com", 2465, True, "ann@corp", Secret("p:ss")),
+    ),
+    ("COLLAB_SMTP_USERNAME", " ann ", "smtp_username", "ann"),
+    ("COLLAB_EMAIL_FROM", " notes@example.com ", "email_from", "notes@example.com"),
+    (
+        "COLLAB_EMAIL_FROM",
+        "Notes of Ann <notes@example.com>",
+        "email_from",
+        "Notes of Ann <notes@example.com>",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "raw", "field", "expected"), EMAIL_PARSED)
+def test_each_email_variable_is_parsed_into_its_field(
+    env: str, raw: str, field: str, expected: Any
+) -> None:
+    """With the other email settings it needs, an email variable lands parsed in its field."""
+    settings = load_settings({**EMAIL, "COLLAB_JWT_SECRET": SECRET, env: raw})
+    assert getattr(settings, field) == expected
+
+
+def test_every_email_option_is_covered() -> None:
+    """The email variables are parsed by the tables above too."""
+    email_options = {option.env for option in OPTIONS if "SMTP" in option.env} | {
+        "COLLAB_EMAIL_FROM",
+        "COLLAB_PUBLIC_URL",
+        "COLLAB_EMAIL_DIGEST_S",
+    }
+    assert email_options <= {env for env, *_ in PARSED}
+    assert {"COLLAB_SMTP_URL", "COLLAB_SMTP_USERNAME", "COLLAB_EMAIL_FROM"} <= {
+        env for env, *_ in EMAIL_PARSED
+    }
+
+
+def test_email_is_off_by_default() -> None:
+    """No SMTP URL: no email settings, digests every 600 s once configured."""
+    settings = load_settings({})
+    assert (settings.smtp_url, settings.email_from, settings.public_url) == (None, None, None)
+    assert settings.email_digest_s == 600.0
+
+
+def test_an_smtp_url_needs_a_sender_and_the_public_url() -> None:
+    """COLLAB_SMTP_URL alone names the two settings it needs, each on its own line."""
+    problems = problems_of({"COLLAB_SMTP_URL": "smtp://mail.example.com"})
+    assert [problem.split(":")[0] for problem in problems] == [
+        "COLLAB_EMAIL_FROM",
+        "COLLAB_PUBLIC_URL",
+    ]
+    assert "required when COLLAB_SMTP_URL is set" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "variable", "reason"),
+    [
+        ({"COLLAB_SMTP_USERNAME": "ann"}, "COLLAB_SMTP_USERNAME", "no email is sent"),
+        ({"COLLAB_SMTP_PASSWORD": "pw"}, "COLLAB_SMTP_PASSWORD", "no email is sent"),
+        ({"COLLAB_EMAIL_FROM": "n@example.com"}, "COLLAB_EMAIL_FROM", "no email is sent"),
+    ],
+)
+def test_email_settings_without_an_smtp_url_are_refused(
+    extra: dict[str, str], variable: str, reason: str
+) -> None:
+    """What only matters with COLLAB_SMTP_URL is refused without it, not silently ignored."""
+    (problem,) = problems_of(extra)
+    assert problem.startswith(f"{variable}: set, but COLLAB_SMTP_URL is not")
+    assert reason in problem
+
+
+@pytest.mark.parametrize(
+    ("extra", "variable", "reason"),
+    [
+        (
+            {"COLLAB_SMTP_URL": "smtp://ann@mail.example.com", "COLLAB_SMTP_USERNAME": "ann"},
+            "COLLAB_SMTP_USERNAME",
+            "names a user too",
+        ),
+        (
+            {"COLLAB_SMTP_URL": "smtp://ann:pw@mail.example.com", "COLLAB_SMTP_PASSWORD": "pw"},
+            "COLLAB_SMTP_PASSWORD",
+            "holds a password too",
+        ),
+        ({"COLLAB_SMTP_PASSWORD": "pw"}, "COLLAB_SMTP_PASSWORD", "no user"),
+    ],
+)
+def test_smtp_credentials_are_given_once_and_whole(
+    extra: dict[str, str], variable: str, reason: str
+) -> None:
+    """A user or password given twice, or a password without a user, is named."""
+    (problem,) = problems_of({**EMAIL, "COLLAB_JWT_SECRET": SECRET, **extra})
+    assert problem.startswith(f"{variable}: ")
+    assert reason in problem
+
+
+def test_a_public_key_deployment_needs_a_secret_for_unsubscribe_links(public_pem: str) -> None:
+    """Unsubscribe links are signed with a key derived from COLLAB_JWT_SECRET: a deployment
+    verifying tokens with a public key must set one for email."""
+    keys = {"COLLAB_JWT_PUBLIC_KEY": public_pem, "COLLAB_JWT_ALGORITHMS": "ES256"}
+    (problem,) = problems_of({**EMAIL, **keys})
+    assert problem.startswith("COLLAB_SMTP_URL: ")
+    assert "COLLAB_JWT_SECRET" in problem
+    (short,) = problems_of({**EMAIL, **keys, "COLLAB_JWT_SECRET": "short"})
+    assert short.startswith("COLLAB_JWT_SECRET: use at least 32 bytes")
+    settings = load_settings({**EMAIL, **keys, "COLLAB_JWT_SECRET": SECRET})
+    assert settings.smtp_url is not None
+
+
+def test_the_embedded_default_may_send_email_with_its_generated_secret() -> None:
+    """SQLite without a secret is fine: `collab serve` generates one beside the file."""
+    assert load_settings(EMAIL).smtp_url is not None
+
+
+def test_smtp_passwords_never_show(public_pem: str) -> None:
+    """Neither the URL's password nor COLLAB_SMTP_PASSWORD shows in the settings' repr, and a
+    bad URL is never echoed."""
+    settings = load_settings(
+        {
+            **EMAIL,
+            "COLLAB_SMTP_URL": "smtps://ann:hunter2-url@mail.example.com",
+        }
+    )
+    assert "hunter2-url" not in repr(settings)
+    other = load_settings(
+        {**EMAIL, "COLLAB_SMTP_USERNAME": "ann", "COLLAB_SMTP_PASSWORD": "hunter2-var"}
+    )
+    assert "hunter2-var" not in repr(other)
+    problems = problems_of({**EMAIL, "COLLAB_SMTP_URL": "smtpx://ann:hunter2-bad@mail"})
+    assert not any("hunter2-bad" in problem for problem in problems)

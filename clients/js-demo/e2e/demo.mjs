@@ -494,6 +494,14 @@ const scenarios = {
     await testid(page, 'filter-due').selectOption('overdue')
     await eventually('overdue lists the note due yesterday', async () => sameIds(await listedNotes(page), [second]))
     await testid(page, 'filter-due').selectOption('')
+    await eventually('the list marks the note due yesterday overdue, and only it', async () =>
+      sameIds(await listedNotes(page), [NOTE, second]) &&
+      (await noteRow(page, second).getAttribute('class')).includes('note-overdue') &&
+      (await testid(page, 'note-list').locator('[data-testid="note-overdue"]').count()) === 1)
+    // Alice created it and nobody is assigned: her bell has the reminder, sent at once.
+    await eventually('alice\'s bell says the note is overdue', async () =>
+      (await alice.page.locator('[data-testid="notification-item"][data-kind="overdue"]')
+        .filter({ hasText: 'Overdue: Second note' }).count()) === 1)
     await testid(page, 'sort').selectOption('created')
     await eventually('sorted by creation, the newest comes first', async () =>
       (await listedNotes(page)).join() === [second, NOTE].join())

@@ -115,6 +115,7 @@ export class Bell {
           class: `notification${notification.read_at ? '' : ' unread'}`,
           testid: 'notification-item',
           'data-id': notification.id,
+          'data-kind': notification.kind,
           'data-read': String(Boolean(notification.read_at)),
           onClick: () => this._open(notification)
         },
@@ -143,7 +144,17 @@ function describe ({ kind, payload = {} }, nameOf) {
   const note = payload.title || payload.note || 'a note'
   if (kind === 'mention') return { title: `${actor} mentioned you`, detail: `in “${note}”` }
   if (kind === 'assignment') return { title: `${actor} assigned you`, detail: `to “${note}”` }
+  if (kind === 'due_soon') return { title: `Due soon: ${note}`, detail: dueText(payload.due) }
+  if (kind === 'overdue') return { title: `Overdue: ${note}`, detail: dueText(payload.due) }
   return { title: payload.title || 'Message', detail: [payload.body, `— ${actor}`].filter(Boolean).join(' ') }
+}
+
+// A reminder's due as written: a date alone is that day (00:00 UTC), a date-time in local time.
+function dueText (due) {
+  if (typeof due !== 'string') return ''
+  if (due.length === 10) return `Due ${due}`
+  const at = new Date(due)
+  return Number.isNaN(at.getTime()) ? `Due ${due}` : `Due ${at.toLocaleString()}`
 }
 
 // Only links inside this app: a deep link "#/w/n", or a note of the notification's workspace.

@@ -3,7 +3,7 @@
 // (for owners) Delete forever. The note shown in the editor is highlighted, with who else has
 // each note open.
 import { colorFor } from './colors.js'
-import { avatar, h, localDate, replaceChildren, timeAgo } from './dom.js'
+import { avatar, h, replaceChildren, timeAgo } from './dom.js'
 import { routeHash } from './route.js'
 
 const SEARCH_DELAY_MS = 250
@@ -17,6 +17,7 @@ const SORTS = [
   ['title', 'Title']
 ]
 const DUES = [['', 'Any due date'], ['overdue', 'Overdue'], ['week', 'Due this week']]
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 export class Sidebar {
   constructor ({ catalog, presence, canWrite, canPurge, current, onNew, onRestore, onPurge }) {
@@ -63,6 +64,7 @@ export class Sidebar {
 
   destroy () {
     clearTimeout(this._searchTimer)
+    clearTimeout(this._overdueTimer)
   }
 
   addTag (tag) {
@@ -116,6 +118,17 @@ export class Sidebar {
     const current = this.current()
     replaceChildren(this.list, entries.map((entry) =>
       view.trashed ? this._trashedItem(entry, current) : this._item(entry, current)))
+    if (!view.trashed) this._renderWhenDue(entries)
+  }
+
+  // Rendered again when the next listed note falls due, so it is marked overdue then.
+  _renderWhenDue (entries) {
+    clearTimeout(this._overdueTimer)
+    const now = Date.now()
+    const next = Math.min(...entries.map((entry) => dueAt(entry.due)).filter((at) => at > now))
+    if (Number.isFinite(next)) {
+      this._overdueTimer = setTimeout(() => this.render(), Math.min(next - now + 50, MAX_TIMER_MS))
+    }
   }
 
   _emptyText () {
@@ -144,15 +157,20 @@ export class Sidebar {
 
   _item (entry, current) {
     const searching = Boolean(this.catalog.view.q.trim())
+    const overdue = isOverdue(entry)
     const details = [
       entry.priority && h('span', { class: 'badge-priority', 'data-priority': entry.priority }, entry.priority),
-      entry.due && h('span', { class: `note-item-due${isOverdue(entry.due) ? ' overdue' : ''}`, title: 'Due' }, `Due ${entry.due.slice(0, 10)}`),
+      entry.due && h('span', {
+        class: `note-item-due${overdue ? ' overdue' : ''}`,
+        testid: overdue ? 'note-overdue' : 'note-due',
+        title: overdue ? 'Overdue' : 'Due'
+      }, `${overdue ? 'Overdue' : 'Due'} ${entry.due.slice(0, 10)}`),
       entry.tags.map((tag) => h('button', {
         class: 'note-tag', type: 'button', testid: 'note-tag', 'data-value': tag, title: `Show notes tagged ${tag}`,
         onClick: () => this.addTag(tag)
       }, `#${tag}`))
     ].flat().filter(Boolean)
-    return h('li', { class: 'note-row' },
+    return h('li', { class: `note-row${overdue ? ' note-overdue' : ''}`, 'data-overdue': String(overdue) },
       this._link(entry, current),
       details.length > 0 && h('div', { class: 'note-item-meta' }, details),
       searching && entry.excerpt && h('p', { class: 'note-item-excerpt', testid: 'note-excerpt' }, entry.excerpt))
@@ -193,9 +211,13 @@ function select (options, props) {
   return h('select', props, options.map(([value, label]) => h('option', { value }, label)))
 }
 
-// As the "Overdue" filter has it: a date before today, or a date-time past.
-function isOverdue (due) {
-  if (due.length === 10) return due < localDate()
-  const at = Date.parse(due)
-  return !Number.isNaN(at) && at < Date.now()
+// As the server's reminders have it: due before now (a date alone at 00:00 UTC), not trashed.
+function isOverdue (entry) {
+  return !entry.trashed_at && dueAt(entry.due) < Date.now()
+}
+
+// A due as a moment (ms): a date alone is that day at 00:00 UTC; NaN without a valid due.
+function dueAt (due) {
+  if (typeof due !== 'string') return NaN
+  return Date.parse(due.length === 10 ? `${due}T00:00:00Z` : due)
 }

@@ -11,7 +11,6 @@ revocation holds on instances that start or reconnect later.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import math
 import re
@@ -23,13 +22,14 @@ from aiohttp import web
 
 from collab.auth.revocations import RevocationList
 from collab.bus.base import Bus
-from collab.errors import AuthError, ForbiddenError, StoreError
+from collab.errors import StoreError
 from collab.protocol.close_codes import CloseCode
 from collab.rooms.directory import MAX_USER_ID_CHARS
 from collab.store.revocations import RevocationStore
 from collab.tasks import cancel_and_wait
-from collab.web.http.requests import offered_token, require_json
-from collab.web.keys import BUS, REVOCATION_SERVICE, SESSIONS, SETTINGS, VERIFIER
+from collab.web.http.admin import check_admin
+from collab.web.http.requests import require_json
+from collab.web.keys import BUS, REVOCATION_SERVICE, SESSIONS, VERIFIER
 from collab.web.sockets.sessions import REVOKED_REASON, Sessions
 
 log = logging.getLogger(__name__)
@@ -135,21 +135,8 @@ def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
 
 
-def _check_admin(request: web.Request) -> None:
-    expected = request.app[SETTINGS].admin_token
-    if expected is None:
-        raise web.HTTPNotFound(
-            text="the admin API is disabled; set COLLAB_ADMIN_TOKEN on every instance to enable it"
-        )
-    offered = offered_token(request, allow_query=False)
-    if not offered:
-        raise AuthError("the admin API needs Authorization: Bearer <COLLAB_ADMIN_TOKEN>")
-    if not hmac.compare_digest(offered.encode(), expected.reveal().encode()):
-        raise ForbiddenError("wrong admin token")
-
-
 async def post_revocation(request: web.Request) -> web.Response:
-    _check_admin(request)
+    check_admin(request)
     require_json(request)
     try:
         body = orjson.loads(await request.read())

@@ -23,6 +23,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from collab.bus.base import Bus
+from collab.delivery.service import OUTCOMES, WebhookService
 from collab.observability.counters import (
     FRAME_KINDS,
     FrameCounts,
@@ -84,6 +85,7 @@ class Metrics:
         sessions: Sessions,
         indexer: CatalogIndexer,
         history: NoteHistory,
+        webhooks: WebhookService | None = None,
     ) -> None:
         self.auth_failures: dict[str, int] = dict.fromkeys(AUTH_FAILURE_REASONS, 0)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -101,7 +103,9 @@ class Metrics:
         )
         # Counted by the live channel as it goes; read at scrape time like the rest.
         self.live_traffic = LiveTraffic()
-        self.registry.register(_CollabCollector(self, rooms, bus, sessions, indexer, history))
+        self.registry.register(
+            _CollabCollector(self, rooms, bus, sessions, indexer, history, webhooks)
+        )
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
 
@@ -127,8 +131,10 @@ class _CollabCollector(Collector):
         sessions: Sessions,
         indexer: CatalogIndexer,
         history: NoteHistory,
+        webhooks: WebhookService | None,
     ) -> None:
         self._metrics = metrics
+        self._webhooks = webhooks
         self._indexer = indexer
         self._history = history
         self._rooms = rooms
@@ -142,6 +148,7 @@ class _CollabCollector(Collector):
         yield from self._rooms_and_store()
         yield from self._catalog()
         yield from self._versions()
+        yield from self._webhook_deliveries()
         yield from self._bus_metrics()
         failures = CounterMetricFamily(
             "collab_auth_failures",
@@ -276,6 +283,19 @@ class _CollabCollector(Collector):
             "Bytes the stored versions of every note take (compressed; refreshed each minute).",
             history.stored_bytes,
         )
+
+    def _webhook_deliveries(self) -> Iterator[Metric]:
+        if self._webhooks is None:
+            return
+        attempts = CounterMetricFamily(
+            "collab_webhook_deliveries",
+            "Webhook delivery attempts made here, by outcome: delivered, retried (failed, tried "
+            "again later), failed (for good), lost_lease (recorded too late).",
+            labels=["outcome"],
+        )
+        for outcome in OUTCOMES:
+            attempts.add_metric([outcome], self._webhooks.outcomes[outcome])
+        yield attempts
 
     def _bus_metrics(self) -> Iterator[Metric]:
         stats = self._bus.stats()

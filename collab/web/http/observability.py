@@ -22,7 +22,7 @@ from collab.observability.logging import conn_id_var, request_id_var
 from collab.web.http.errors import Handler
 from collab.web.http.metrics import Metrics
 from collab.web.http.requests import offered_token
-from collab.web.keys import BUS, CATALOG, HISTORY, METRICS, ROOMS, SESSIONS, SETTINGS
+from collab.web.keys import BUS, CATALOG, HISTORY, METRICS, ROOMS, SESSIONS, SETTINGS, WEBHOOKS
 
 REQUEST_ID = web.RequestKey("request_id", str)
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -107,7 +107,14 @@ def setup_observability(app: web.Application) -> None:
     """Add the metrics registry, `/metrics`, request ids and request metrics to `app` (after
     its rooms and bus are set). `observe_requests` goes first among the middlewares, so it sees
     the final status of every request."""
-    app[METRICS] = Metrics(app[ROOMS], app[BUS], app[SESSIONS], app[CATALOG].indexer, app[HISTORY])
+    app[METRICS] = Metrics(
+        app[ROOMS],
+        app[BUS],
+        app[SESSIONS],
+        app[CATALOG].indexer,
+        app[HISTORY],
+        app.get(WEBHOOKS),
+    )
     app.middlewares.insert(0, observe_requests)
     app.on_response_prepare.append(_echo_request_id)
     app.router.add_get("/metrics", metrics_endpoint)

@@ -133,6 +133,19 @@ async def test_seen_is_written_once_per_interval_unless_name_or_role_change(
     assert set(await store.non_members("w2", ["u1", "u9"])) == {"u9"}
 
 
+async def test_a_tokens_email_is_recorded_at_once_when_it_changes(
+    pair: tuple[Instance, Instance], store: MemoryStore, clock: Clock
+) -> None:
+    """The token's address is recorded with the member, and a new one within the interval is
+    written at once, as a new name is."""
+    a, _ = pair
+    await a.directory.seen(Identity("u1", "Ann", {"w1": Role.EDITOR}, email="a@example.com"))
+    assert (await store.email_recipient("u1")).email == "a@example.com"
+    clock.now += 1
+    await a.directory.seen(Identity("u1", "Ann", {"w1": Role.EDITOR}, email="b@example.com"))
+    assert (await store.email_recipient("u1")).email == "b@example.com"
+
+
 async def test_a_removed_member_seen_again_stays_removed(
     pair: tuple[Instance, Instance], store: MemoryStore, clock: Clock
 ) -> None:

@@ -1,0 +1,254 @@
+"""`WebhookService`: sends the outbox's deliveries, on every instance.
+
+One loop claims due deliveries (`WebhookStore.claim_deliveries`, under a lease) as long as
+fewer than `max_in_flight` attempts run, and each claimed delivery is attempted by a task of
+its own: a slow receiver holds one slot, not the others. The loop wakes when this instance
+commits deliveries (`watch_outbox`), when an attempt ends, when a retry it scheduled is due,
+and every `poll_s` (deliveries other instances wrote, or leases that expired).
+
+Each attempt is signed afresh (its own `webhook-timestamp`), sent (`WebhookClient`) and
+recorded under its lease: delivered, scheduled again (`RetryPolicy`), or failed for good. A
+store failure while recording leaves the lease to expire: the delivery is attempted again
+(at least once, never lost). Delivered and failed deliveries are deleted after `keep_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from collab.delivery.client import AttemptResult, WebhookClient
+from collab.delivery.retries import RetryPolicy
+from collab.delivery.signing import signed_headers
+from collab.errors import StoreError
+from collab.store.rows import format_timestamp
+from collab.store.webhooks import AttemptRecord, ClaimedDelivery, WebhookStore
+from collab.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 16
+POLL_S = 1.0
+LEASE_S = 60.0
+"""Longer than any attempt (`client.TIMEOUT_S`) and its recording."""
+KEEP_S = 7 * 86400.0
+PRUNE_EVERY_S = 3600.0
+PRUNE_BATCH = 1000
+OUTCOMES = ("delivered", "retried", "failed", "lost_lease")
+"""Attempts by what came of them: delivered; failed and scheduled again; failed for good;
+recorded too late (its lease had passed to another attempt)."""
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class WebhookService:
+    def __init__(
+        self,
+        store: WebhookStore,
+        client: WebhookClient,
+        policy: RetryPolicy,
+        *,
+        clock: Clock = utc_now,
+        rng: random.Random | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
+        poll_s: float = POLL_S,
+        lease_s: float = LEASE_S,
+        keep_s: float = KEEP_S,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.policy = policy
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._max_in_flight = max_in_flight
+        self._poll_s = poll_s
+        self._lease_s = lease_s
+        self._keep_s = keep_s
+        self.outcomes: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._store_failing = False
+
+    async def start(self) -> None:
+        await self.client.start()
+        self.store.watch_outbox(self.wake)
+        self._tasks = [
+            asyncio.create_task(self._run(), name="webhooks"),
+            asyncio.create_task(self._prune_loop(), name="webhooks-prune"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(_report_end)
+
+    async def close(self) -> None:
+        """Stop claiming, let the attempts in flight end (each bounded by the client's
+        timeout), close the client."""
+        await cancel_and_wait(self._tasks)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight))
+        await self.client.close()
+
+    def wake(self) -> None:
+        """Look for due deliveries now."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            free = self._max_in_flight - len(self._in_flight)
+            claimed = await self._claim(free) if free > 0 else []
+            for delivery in claimed:
+                task = asyncio.create_task(self._attempt(delivery), name="webhook-attempt")
+                self._in_flight.add(task)
+                task.add_done_callback(self._attempt_done)
+            if claimed and len(claimed) == free:
+                continue  # more may be due: claim again once a slot frees or now
+            try:
+                async with asyncio.timeout(self._poll_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _claim(self, limit: int) -> list[ClaimedDelivery]:
+        now = self._clock()
+        try:
+            claimed = await self.store.claim_deliveries(
+                now=format_timestamp(now),
+                lease_until=format_timestamp(now + timedelta(seconds=self._lease_s)),
+                lease=uuid.uuid4().hex,
+                limit=limit,
+            )
+        except StoreError as error:
+            if not self._store_failing:
+                log.warning("webhooks: claiming deliveries failed, retrying: %s", error)
+            self._store_failing = True
+            return []
+        if self._store_failing:
+            log.info("webhooks: claiming deliveries works again")
+            self._store_failing = False
+        return claimed
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhooks: an attempt failed", exc_info=task.exception())
+        self.wake()
+
+    async def _attempt(self, claimed: ClaimedDelivery) -> None:
+        delivery = claimed.delivery
+        timestamp = int(self._clock().timestamp())
+        headers = signed_headers(claimed.secret, delivery.message_id, timestamp, delivery.body)
+        result = await self.client.post(claimed.url, headers, delivery.body)
+        now = self._clock()
+        next_at = None if result.ok else self._next_attempt(claimed, now)
+        record = AttemptRecord(
+            at=format_timestamp(now),
+            status=result.status,
+            error=result.error,
+            delivered=result.ok,
+            next_attempt_at=None if next_at is None else format_timestamp(next_at),
+            failing_from=delivery.retried_at or delivery.created_at,
+        )
+        try:
+            recorded = await self.store.record_attempt(
+                delivery.id, claimed.lease, record, disable_after_s=self.policy.retry_s
+            )
+        except StoreError as error:
+            # Its lease expires and it is attempted again: delivered at least once.
+            log.warning(
+                "webhooks: delivery %s to %s: attempt not recorded: %s",
+                delivery.id,
+                delivery.endpoint_id,
+                error,
+            )
+            return
+        self._count(claimed, result, recorded, next_at, now)
+
+    def _next_attempt(self, claimed: ClaimedDelivery, now: datetime) -> datetime | None:
+        delivery = claimed.delivery
+        if delivery.retried_at is not None:
+            return None  # an operator's one more attempt
+        created_at = datetime.fromisoformat(delivery.created_at)
+        return self.policy.next_attempt(created_at, delivery.attempt_count + 1, now, self._rng)
+
+    def _count(
+        self,
+        claimed: ClaimedDelivery,
+        result: AttemptResult,
+        recorded: bool,
+        next_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        delivery = claimed.delivery
+        if not recorded:
+            self.outcomes["lost_lease"] += 1
+            log.info(
+                "webhooks: delivery %s: its lease passed on before it was recorded", delivery.id
+            )
+        elif result.ok:
+            self.outcomes["delivered"] += 1
+        elif next_at is not None:
+            self.outcomes["retried"] += 1
+            log.info(
+                "webhooks: delivery %s (%s) to %s failed, retried at %s: %s",
+                delivery.id,
+                delivery.event_type,
+                delivery.endpoint_id,
+                format_timestamp(next_at),
+                result.error,
+            )
+            self._wake_at(next_at, now)
+        else:
+            self.outcomes["failed"] += 1
+            log.warning(
+                "webhooks: delivery %s (%s) to %s failed for good: %s",
+                delivery.id,
+                delivery.event_type,
+                delivery.endpoint_id,
+                result.error,
+            )
+
+    def _wake_at(self, moment: datetime, now: datetime) -> None:
+        delay_s = max(0.0, (moment - now).total_seconds())
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay_s
+        if self._timer is not None and self._timer.when() <= when and not self._timer.cancelled():
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self.wake()
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY_S)
+            cutoff = format_timestamp(self._clock() - timedelta(seconds=self._keep_s))
+            try:
+                while (
+                    await self.store.delete_finished_deliveries(
+                        finished_before=cutoff, limit=PRUNE_BATCH
+                    )
+                    == PRUNE_BATCH
+                ):
+                    pass
+            except StoreError as error:
+                log.warning("webhooks: deleting old deliveries failed: %s", error)
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("webhooks: %s stopped", task.get_name(), exc_info=task.exception())

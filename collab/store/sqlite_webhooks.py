@@ -1,0 +1,344 @@
+"""The webhook endpoints and outbox of `SqliteStore`, as statements over a connection inside
+its transaction (`SqliteStore._transaction`).
+
+SQLite has one writer at a time: a delivery's id is drawn in commit order, and a claim
+(`BEGIN IMMEDIATE`) excludes every other claim, of this process or another, until it commits.
+`SqliteOutbox` remembers that a transaction wrote deliveries; the store tells the watchers once
+it committed (`SqliteStore._transaction`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from collab.store.rows import format_timestamp
+from collab.store.webhook_outbox import Routes, WebhookOutbox
+from collab.store.webhooks import (
+    ENDPOINT_DISABLED,
+    MAX_ATTEMPTS_SHOWN,
+    Attempt,
+    AttemptRecord,
+    ClaimedDelivery,
+    Delivery,
+    DeliveryState,
+    Endpoint,
+    WebhookEvent,
+    clip_error,
+    delivery_number,
+    disabled_reason,
+    page_limit,
+    should_disable,
+)
+
+# In the order of `Endpoint`'s and `Delivery`'s fields.
+_ENDPOINT_COLUMNS = (
+    "id, url, events, workspace_id, secret, created_at, last_success_at, failing_since, "
+    "disabled_at, disabled_reason"
+)
+_DELIVERY_COLUMNS = (
+    "d.id, d.endpoint_id, d.message_id, d.event_type, d.subject, d.body, d.created_at, "
+    "d.state, d.attempt_count, d.next_attempt_at, d.lease_until, d.last_status, d.last_error, "
+    "d.finished_at, d.retried_at"
+)
+
+
+class SqliteOutbox(WebhookOutbox[aiosqlite.Connection]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = False
+        """Whether the transaction in progress wrote deliveries (one at a time: the lock)."""
+
+    def committed(self) -> None:
+        if self.written:
+            self.written = False
+            self.notify()
+
+    async def _read_routes(self, conn: aiosqlite.Connection) -> Routes:
+        rows = await conn.execute_fetchall(
+            "SELECT workspace_id, events FROM webhook_endpoints WHERE disabled_at IS NULL"
+        )
+        return [(row[0], orjson.loads(row[1])) for row in rows]
+
+    async def _insert(self, conn: aiosqlite.Connection, events: Sequence[WebhookEvent]) -> None:
+        now = format_timestamp()
+        await conn.executemany(
+            "INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, subject, body, "
+            "created_at, state, next_attempt_at) "
+            "SELECT e.id, ?1, ?2, ?3, ?4, ?5, 'pending', ?5 FROM webhook_endpoints e "
+            "WHERE e.disabled_at IS NULL AND (e.workspace_id IS NULL OR e.workspace_id = ?6) "
+            "AND EXISTS (SELECT 1 FROM json_each(e.events) WHERE json_each.value = ?2) "
+            "ORDER BY e.id",
+            [(e.message_id, e.type, e.subject, e.body, now, e.workspace_id) for e in events],
+        )
+        self.written = True
+
+
+async def add_endpoint(conn: aiosqlite.Connection, endpoint: Endpoint) -> None:
+    await conn.execute(
+        f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            endpoint.id,
+            endpoint.url,
+            orjson.dumps(list(endpoint.events)).decode(),
+            endpoint.workspace_id,
+            endpoint.secret,
+            endpoint.created_at,
+            endpoint.last_success_at,
+            endpoint.failing_since,
+            endpoint.disabled_at,
+            endpoint.disabled_reason,
+        ),
+    )
+
+
+async def list_endpoints(conn: aiosqlite.Connection) -> list[Endpoint]:
+    rows = await conn.execute_fetchall(
+        f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY id"
+    )
+    return [_endpoint(row) for row in rows]
+
+
+async def get_endpoint(conn: aiosqlite.Connection, endpoint_id: str) -> Endpoint | None:
+    rows = await conn.execute_fetchall(
+        f"SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?", (endpoint_id,)
+    )
+    return next((_endpoint(row) for row in rows), None)
+
+
+async def delete_endpoint(conn: aiosqlite.Connection, endpoint_id: str) -> bool:
+    rows = await conn.execute_fetchall(
+        "DELETE FROM webhook_endpoints WHERE id = ? RETURNING id", (endpoint_id,)
+    )
+    await conn.execute(
+        "DELETE FROM webhook_attempts WHERE delivery_id IN "
+        "(SELECT id FROM webhook_deliveries WHERE endpoint_id = ?)",
+        (endpoint_id,),
+    )
+    await conn.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,))
+    return bool(rows)
+
+
+async def claim_deliveries(
+    conn: aiosqlite.Connection, *, now: str, lease_until: str, lease: str, limit: int
+) -> list[ClaimedDelivery]:
+    await conn.execute(
+        "UPDATE webhook_deliveries SET lease = ?1, lease_until = ?2 WHERE id IN ("
+        "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+        "WHERE d.state = 'pending' AND d.next_attempt_at <= ?3 "
+        "AND (d.lease_until IS NULL OR d.lease_until <= ?3) AND e.disabled_at IS NULL "
+        "AND (d.subject IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_deliveries p "
+        "WHERE p.state = 'pending' AND p.endpoint_id = d.endpoint_id "
+        "AND p.subject = d.subject AND p.id < d.id)) "
+        "ORDER BY d.next_attempt_at, d.id LIMIT ?4)",
+        (lease, lease_until, now, max(0, limit)),
+    )
+    rows = await conn.execute_fetchall(
+        f"SELECT {_DELIVERY_COLUMNS}, e.url, e.secret FROM webhook_deliveries d "
+        "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+        "WHERE d.lease = ? AND d.state = 'pending' ORDER BY d.next_attempt_at, d.id",
+        (lease,),
+    )
+    return [ClaimedDelivery(_delivery(row[:15]), str(row[15]), str(row[16]), lease) for row in rows]
+
+
+async def record_attempt(
+    conn: aiosqlite.Connection,
+    delivery_id: str,
+    lease: str,
+    record: AttemptRecord,
+    *,
+    disable_after_s: float,
+) -> bool:
+    number = delivery_number(delivery_id)
+    if number is None:
+        return False
+    if record.delivered:
+        state, next_at, finished = DeliveryState.DELIVERED, None, record.at
+    elif record.next_attempt_at is None:
+        state, next_at, finished = DeliveryState.FAILED, None, record.at
+    else:
+        state, next_at, finished = DeliveryState.PENDING, record.next_attempt_at, None
+    error = clip_error(record.error)
+    rows = await conn.execute_fetchall(
+        "UPDATE webhook_deliveries SET state = ?, attempt_count = attempt_count + 1, "
+        "next_attempt_at = ?, lease = NULL, lease_until = NULL, last_status = ?, "
+        "last_error = ?, finished_at = ? WHERE id = ? AND lease = ? AND state = 'pending' "
+        "RETURNING endpoint_id, attempt_count",
+        (state.value, next_at, record.status, error, finished, number, lease),
+    )
+    found = next(iter(rows), None)
+    if found is None:
+        return False
+    endpoint_id, attempt = str(found[0]), int(found[1])
+    await conn.execute(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, at, status, error) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (number, attempt, record.at, record.status, error),
+    )
+    if record.delivered:
+        await conn.execute(
+            "UPDATE webhook_endpoints SET failing_since = NULL, last_success_at = ? WHERE id = ?",
+            (record.at, endpoint_id),
+        )
+        return True
+    # SQLite's two-argument max() is NULL when either is: hence the coalesce.
+    rows = await conn.execute_fetchall(
+        "UPDATE webhook_endpoints SET failing_since = "
+        "coalesce(failing_since, max(?, coalesce(last_success_at, ''))) WHERE id = ? "
+        "RETURNING failing_since, disabled_at",
+        (record.failing_from, endpoint_id),
+    )
+    endpoint = next(iter(rows), None)
+    if endpoint is None or endpoint[1] is not None:
+        return True
+    since = str(endpoint[0])
+    if should_disable(since, record.at, disable_after_s):
+        await conn.execute(
+            "UPDATE webhook_endpoints SET disabled_at = ?, disabled_reason = ? WHERE id = ?",
+            (record.at, disabled_reason(since, disable_after_s, record), endpoint_id),
+        )
+        await conn.execute(
+            "UPDATE webhook_deliveries SET state = 'failed', next_attempt_at = NULL, "
+            "lease = NULL, lease_until = NULL, finished_at = ?, last_error = ? "
+            "WHERE endpoint_id = ? AND state = 'pending'",
+            (record.at, ENDPOINT_DISABLED, endpoint_id),
+        )
+    return True
+
+
+async def list_deliveries(
+    conn: aiosqlite.Connection, endpoint_id: str, *, limit: int, before: str | None
+) -> list[Delivery]:
+    where = "d.endpoint_id = ?"
+    params: list[Any] = [endpoint_id]
+    if before is not None:
+        bound = delivery_number(before)
+        if bound is None:
+            return []
+        where += " AND d.id < ?"
+        params.append(bound)
+    rows = await conn.execute_fetchall(
+        f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE {where} "
+        "ORDER BY d.id DESC LIMIT ?",
+        (*params, page_limit(limit)),
+    )
+    return await _with_attempts(conn, [_delivery(row) for row in rows])
+
+
+async def get_delivery(
+    conn: aiosqlite.Connection, endpoint_id: str, delivery_id: str
+) -> Delivery | None:
+    number = delivery_number(delivery_id)
+    if number is None:
+        return None
+    rows = await conn.execute_fetchall(
+        f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries d "
+        "WHERE d.id = ? AND d.endpoint_id = ?",
+        (number, endpoint_id),
+    )
+    found = await _with_attempts(conn, [_delivery(row) for row in rows])
+    return next(iter(found), None)
+
+
+async def retry_delivery(
+    conn: aiosqlite.Connection, outbox: SqliteOutbox, endpoint_id: str, delivery_id: str, now: str
+) -> Delivery | None:
+    number = delivery_number(delivery_id)
+    if number is None:
+        return None
+    rows = await conn.execute_fetchall(
+        "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ?1, lease = NULL, "
+        "lease_until = NULL, finished_at = NULL, retried_at = ?1 "
+        "WHERE id = ?2 AND endpoint_id = ?3 AND (lease_until IS NULL OR lease_until <= ?1) "
+        "RETURNING id",
+        (now, number, endpoint_id),
+    )
+    if rows:
+        await conn.execute(
+            "UPDATE webhook_endpoints SET failing_since = NULL, disabled_at = NULL, "
+            "disabled_reason = NULL WHERE id = ?",
+            (endpoint_id,),
+        )
+        outbox.routes.forget()
+        outbox.written = True
+    return await get_delivery(conn, endpoint_id, delivery_id)
+
+
+async def delete_finished_deliveries(
+    conn: aiosqlite.Connection, *, finished_before: str, limit: int
+) -> int:
+    rows = await conn.execute_fetchall(
+        "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries "
+        "WHERE finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?) "
+        "RETURNING id",
+        (finished_before, max(0, limit)),
+    )
+    gone = [int(row[0]) for row in rows]
+    if gone:
+        await conn.execute(
+            "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(gone).decode(),),
+        )
+    return len(gone)
+
+
+async def _with_attempts(conn: aiosqlite.Connection, deliveries: list[Delivery]) -> list[Delivery]:
+    if not deliveries:
+        return []
+    rows = await conn.execute_fetchall(
+        "SELECT a.delivery_id, a.at, a.status, a.error FROM webhook_attempts a "
+        "JOIN webhook_deliveries d ON d.id = a.delivery_id "
+        "WHERE a.delivery_id IN (SELECT value FROM json_each(?)) "
+        "AND a.attempt > d.attempt_count - ? ORDER BY a.delivery_id, a.attempt",
+        (orjson.dumps([int(d.id) for d in deliveries]).decode(), MAX_ATTEMPTS_SHOWN),
+    )
+    attempts: dict[str, list[Attempt]] = {}
+    for row in rows:
+        attempts.setdefault(str(row[0]), []).append(Attempt(str(row[1]), row[2], row[3]))
+    return [_attached(d, attempts.get(d.id, [])) for d in deliveries]
+
+
+def _attached(delivery: Delivery, attempts: list[Attempt]) -> Delivery:
+    return replace(delivery, attempts=tuple(attempts))
+
+
+def _endpoint(row: Any) -> Endpoint:
+    endpoint_id, url, events, workspace_id, secret, created_at, success, failing, *disabled = row
+    return Endpoint(
+        id=str(endpoint_id),
+        url=str(url),
+        events=tuple(orjson.loads(events)),
+        workspace_id=workspace_id,
+        secret=str(secret),
+        created_at=str(created_at),
+        last_success_at=success,
+        failing_since=failing,
+        disabled_at=disabled[0],
+        disabled_reason=disabled[1],
+    )
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=str(row[0]),
+        endpoint_id=str(row[1]),
+        message_id=str(row[2]),
+        event_type=str(row[3]),
+        subject=row[4],
+        body=bytes(row[5]),
+        created_at=str(row[6]),
+        state=DeliveryState(row[7]),
+        attempt_count=int(row[8]),
+        next_attempt_at=row[9],
+        lease_until=row[10],
+        last_status=row[11],
+        last_error=row[12],
+        finished_at=row[13],
+        retried_at=row[14],
+    )

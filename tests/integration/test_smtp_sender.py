@@ -1,0 +1,151 @@
+"""`SmtpSender` against a real SMTP server (aiosmtpd on this event loop, a port of its own):
+STARTTLS when offered and a login over it, implicit TLS, and refusals and unreachable servers
+as `SmtpError`."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from collab.rooms.smtp import SmtpError, SmtpSender
+from collab.settings import Secret, SmtpServer
+
+
+class Handler:
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.received: list[tuple[bool, bool | None, list[str]]] = []
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.refuse:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.received.append((session.ssl is not None, session.authenticated, envelope.rcpt_tos))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a self-signed certificate for 127.0.0.1, and a client context
+    that trusts it."""
+    directory: Path = tmp_path_factory.mktemp("tls")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    return server, ssl.create_default_context(cafile=str(cert_path))
+
+
+@asynccontextmanager
+async def serving(factory: Callable[[], SMTP], **kwargs: Any) -> AsyncIterator[int]:
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0, **kwargs)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def a_message() -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "notes@example.com"
+    message["To"] = "Bob <bob@example.com>"
+    message["Subject"] = "1 unread notification in collab"
+    message.set_content("hello")
+    return message
+
+
+def accept_ann(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
+    return AuthResult(success=data == LoginPassword(b"ann", b"secret-pw"))
+
+
+async def test_starttls_is_used_when_offered_and_the_login_goes_over_it(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """smtp:// upgrades with STARTTLS when the server offers it, then logs in."""
+    server_tls, client_tls = tls
+    handler = Handler()
+
+    def factory() -> SMTP:
+        return SMTP(handler, hostname="localhost", tls_context=server_tls, authenticator=accept_ann)
+
+    async with serving(factory) as port:
+        sender = SmtpSender(
+            SmtpServer("127.0.0.1", port, implicit_tls=False),
+            username="ann",
+            password=Secret("secret-pw"),
+            tls_context=client_tls,
+        )
+        await sender.send(a_message())
+    assert handler.received == [(True, True, ["bob@example.com"])]
+
+
+async def test_smtps_speaks_tls_from_the_first_byte(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    """smtps:// connects with TLS at once (a server that only speaks TLS accepts it)."""
+    server_tls, client_tls = tls
+    handler = Handler()
+    async with serving(lambda: SMTP(handler, hostname="localhost"), ssl=server_tls) as port:
+        sender = SmtpSender(
+            SmtpServer("127.0.0.1", port, implicit_tls=True), tls_context=client_tls
+        )
+        await sender.send(a_message())
+    assert [rcpt for *_, rcpt in handler.received] == [["bob@example.com"]]
+
+
+async def test_a_refused_message_or_an_unreachable_server_raises_smtp_error() -> None:
+    """A refused recipient and a port nobody listens on are `SmtpError`s naming the server."""
+    handler = Handler(refuse=True)
+    async with serving(lambda: SMTP(handler, hostname="localhost")) as port:
+        sender = SmtpSender(SmtpServer("127.0.0.1", port, implicit_tls=False))
+        with pytest.raises(SmtpError, match=f"127.0.0.1:{port}: sending failed"):
+            await sender.send(a_message())
+    assert handler.received == []
+    with pytest.raises(SmtpError, match=f"127.0.0.1:{port}: connecting failed"):
+        await SmtpSender(SmtpServer("127.0.0.1", port, implicit_tls=False)).send(a_message())

@@ -1,0 +1,730 @@
+"""Webhooks end to end, on the embedded and the scaled backend: a real receiver on 127.0.0.1
+(plain http to loopback is the development case) that fails, stalls, redirects and sends
+endless bodies; every signature checked by a verifier written here from the Standard
+Webhooks specification (not our signer); the nine events with their data; retries, order per
+note, disabling; SSRF refusals at registration and at delivery; the admin API's auth and
+bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+from pycrdt import Doc, XmlElement, XmlFragment, XmlText
+
+from collab.settings import Secret, Settings
+from collab.store.webhooks import EVENT_TYPES
+from collab.web.keys import WEBHOOKS
+from tests.conftest import RunningServer, StartServer, make_settings, token_for
+from tests.support.rest import rest_call
+from tests.support.waiting import eventually
+
+ADMIN = "admin-token-for-the-webhook-tests-0123456789"
+HOOKS = "/api/v1/admin/webhooks"
+NOTES = "/api/v1/workspaces/w1/notes"
+ROLES = {"ann": "editor", "olga": "owner", "ben": "viewer"}
+TOLERANCE_S = 300
+PUBLIC = "93.184.216.34"
+
+
+def hook_settings(**overrides: Any) -> Settings:
+    """Short delivery timeout and first retry (internal settings), a fast catalog."""
+    base: dict[str, Any] = {
+        "admin_token": Secret(ADMIN),
+        "catalog_interval_ms": 20,
+        "webhook_timeout_s": 0.5,
+        "webhook_first_retry_s": 0.02,
+    }
+    return make_settings(**{**base, **overrides})
+
+
+# -- the receiver ----------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        value = orjson.loads(self.body)
+        assert isinstance(value, dict)
+        return value
+
+    @property
+    def note(self) -> str | None:
+        data = self.payload["data"]
+        if self.payload["type"] == "version.created":
+            return str(data["note"])
+        return str(data["id"]) if self.payload["type"].startswith("note.") else None
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver: records each request, then answers as its script for the note
+    says ("fail", "stall", "redirect", "big-fail", "endless"), else 204."""
+
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    scripts: dict[str, list[str]] = field(default_factory=dict)
+    fail_everything: bool = False
+    cut_off: int = 0
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def url(self, host: str = "127.0.0.1", path: str = "/hook") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def of_type(self, event_type: str) -> list[Received]:
+        return [r for r in self.received if r.payload["type"] == event_type]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        got = Received(request.path, dict(request.headers), await request.read())
+        self.received.append(got)
+        script = self.scripts.get(got.note or "", [])
+        behaviour = script.pop(0) if script else ("fail" if self.fail_everything else "ok")
+        if behaviour == "fail":
+            return web.Response(status=500, text="boom")
+        if behaviour == "stall":
+            await self.release.wait()
+            return web.Response(status=204)
+        if behaviour == "redirect":
+            raise web.HTTPFound("/elsewhere")
+        if behaviour == "big-fail":
+            return web.Response(status=500, text="x" * 100_000)
+        if behaviour == "endless":
+            return await self._endless(request)
+        return web.Response(status=204)
+
+    async def _endless(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        chunk = b"y" * 65536
+        try:
+            for _ in range(100_000):
+                await response.write(chunk)
+        except ConnectionError:
+            self.cut_off += 1
+        except asyncio.CancelledError:
+            # The client hung up: aiohttp cancels the handler (handler_cancellation).
+            self.cut_off += 1
+            raise
+        return response
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A receiver on 127.0.0.1, a free port."""
+    got = Receiver()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", got.handle)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    got.port = runner.addresses[0][1]
+    yield got
+    got.release.set()
+    await runner.cleanup()
+
+
+class FakeResolver(AbstractResolver):
+    """Names resolved as the test says (a DNS the test controls)."""
+
+    def __init__(self, names: dict[str, list[str]]) -> None:
+        self.names = names
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host not in self.names:
+            raise OSError(f"unknown host {host}")
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in self.names[host]
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+# -- an independent verifier, from the specification's text ----------------------------------
+
+
+def verify(secret: str, got: Received) -> dict[str, Any]:
+    """Check a request as a Standard Webhooks receiver does; return its payload.
+
+    The key is the base64 after `whsec_`; the signed content is `id.timestamp.body`; the
+    header holds space-separated `v1,<base64 HMAC-SHA256>`, one of which must match
+    (compared in constant time); the timestamp must be within the tolerance of now.
+    """
+    message_id = got.headers["webhook-id"]
+    timestamp = got.headers["webhook-timestamp"]
+    assert abs(time.time() - int(timestamp)) <= TOLERANCE_S
+    key = base64.b64decode(secret.split("_", 1)[1])
+    content = message_id.encode() + b"." + timestamp.encode() + b"." + got.body
+    expected = base64.b64encode(hmac.new(key, content, hashlib.sha256).digest())
+    offered = [
+        part.split(",", 1)[1].encode()
+        for part in got.headers["webhook-signature"].split(" ")
+        if part.startswith("v1,")
+    ]
+    assert any(hmac.compare_digest(expected, signature) for signature in offered)
+    assert got.headers["Content-Type"] == "application/json"
+    return got.payload
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def admin(
+    server: RunningServer, method: str, path: str, token: str = ADMIN, **kw: Any
+) -> tuple[int, Any]:
+    return await rest_call(server.http, token, method, path, **kw)
+
+
+async def register(
+    server: RunningServer,
+    url: str,
+    events: list[str] | None = None,
+    workspace: str | None = "w1",
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"url": url, "events": events or list(EVENT_TYPES)}
+    if workspace is not None:
+        body["workspace"] = workspace
+    status, answer = await admin(server, "POST", HOOKS, json=body)
+    assert status == 201, answer
+    return answer  # type: ignore[no-any-return]
+
+
+async def call(
+    server: RunningServer, user: str, method: str, path: str, **kw: Any
+) -> tuple[int, Any]:
+    token = token_for(server.settings, user, {"w1": ROLES[user]})
+    return await rest_call(server.http, token, method, path, **kw)
+
+
+async def create_note(server: RunningServer, note: str) -> None:
+    status, body = await call(server, "ann", "POST", NOTES, json={"id": note, "title": note})
+    assert status == 201, body
+
+
+async def edit_note(server: RunningServer, note: str, text: str) -> None:
+    status, state = await call(
+        server,
+        "ann",
+        "GET",
+        f"/api/v1/docs/w1/{note}",
+        headers={"Accept": "application/octet-stream"},
+    )
+    assert status == 200
+    doc: Doc[Any] = Doc()
+    doc.apply_update(state)
+    before = doc.get_state()
+    doc.get("body", type=XmlFragment).children.append(XmlElement("paragraph", {}, [XmlText(text)]))
+    status, body = await call(
+        server, "ann", "POST", f"/api/v1/docs/w1/{note}/updates", data=doc.get_update(before)
+    )
+    assert status == 200, body
+
+
+async def deliveries(server: RunningServer, hook_id: str, **params: str) -> list[dict[str, Any]]:
+    status, body = await admin(server, "GET", f"{HOOKS}/{hook_id}/deliveries", params=params)
+    assert status == 200, body
+    return body["deliveries"]  # type: ignore[no-any-return]
+
+
+async def delivered(server: RunningServer, hook_id: str, count: int) -> bool:
+    shown = await deliveries(server, hook_id, limit="100")
+    return len(shown) >= count and all(d["state"] == "delivered" for d in shown)
+
+
+def use_dns(server: RunningServer, names: dict[str, list[str]]) -> None:
+    server.app[WEBHOOKS].client.resolver = FakeResolver(names)
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+async def test_every_event_is_delivered_signed_with_its_data_in_order(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """Each of the nine events reaches the endpoint with its data, signed (an independent
+    verifier accepts every request), a note's events in the order they happened."""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url())
+    assert hook["secret"].startswith("whsec_")
+
+    await create_note(server, "n1")
+    await edit_note(server, "n1", "hello")
+    await eventually(lambda: bool(receiver.of_type("note.updated")), what="note.updated")
+    status, version = await call(
+        server, "ann", "POST", "/api/v1/docs/w1/n1/versions", json={"name": "v1"}
+    )
+    assert status == 201, version
+    status, _ = await call(
+        server,
+        "ann",
+        "POST",
+        "/api/v1/notifications",
+        json={"workspace": "w1", "recipients": ["ann"], "title": "Hi"},
+    )
+    assert status == 201
+    status, _ = await call(
+        server, "olga", "PUT", "/api/v1/workspaces/w1/members/u9", json={"role": "editor"}
+    )
+    assert status == 201
+    status, _ = await call(server, "olga", "DELETE", "/api/v1/workspaces/w1/members/u9")
+    assert status == 200
+    assert (await call(server, "ann", "DELETE", f"{NOTES}/n1"))[0] == 200
+    assert (await call(server, "ann", "POST", f"{NOTES}/n1/restore"))[0] == 200
+    assert (await call(server, "olga", "DELETE", f"{NOTES}/n1", params={"purge": "true"}))[0] == 204
+
+    await eventually(
+        lambda: {r.payload["type"] for r in receiver.received} == set(EVENT_TYPES),
+        what="all nine events",
+    )
+    payloads = {p["type"]: p for p in (verify(hook["secret"], r) for r in receiver.received)}
+    assert payloads["note.created"]["data"]["title"] == "n1"
+    assert payloads["note.updated"]["data"]["excerpt"] == "hello"
+    assert payloads["note.updated"]["data"]["updated_by"] == "ann"
+    assert payloads["version.created"]["data"] == {
+        "workspace": "w1",
+        "note": "n1",
+        "version": version,
+    }
+    assert payloads["notification.created"]["data"]["user"] == "ann"
+    assert payloads["notification.created"]["data"]["payload"]["title"] == "Hi"
+    assert payloads["member.added"]["data"]["user"] == "u9"
+    assert payloads["member.added"]["data"]["role"] == "editor"
+    assert payloads["member.removed"]["data"]["removed_at"] is not None
+    assert payloads["note.trashed"]["data"]["trashed_at"] is not None
+    assert payloads["note.restored"]["data"]["trashed_at"] is None
+    assert payloads["note.purged"]["data"]["id"] == "n1"
+    assert all(p["timestamp"] for p in payloads.values())
+    of_n1 = [r.payload["type"] for r in receiver.received if r.note == "n1"]
+    firsts = [of_n1.index(t) for t in ("note.created", "note.updated", "version.created")]
+    lasts = [of_n1.index(t) for t in ("note.trashed", "note.restored", "note.purged")]
+    assert firsts == sorted(firsts)
+    assert lasts == sorted(lasts)
+    assert max(firsts) < min(lasts)
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == len(receiver.received)
+
+
+async def test_an_endpoint_gets_only_its_events_of_its_workspace(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """An endpoint for one workspace and some event types gets those and nothing else."""
+    server = await start_server(hook_settings())
+    await register(server, receiver.url(), ["note.trashed"], workspace="w1")
+    await register(server, receiver.url(path="/other"), ["note.created"], workspace="w2")
+
+    await create_note(server, "n1")
+    assert (await call(server, "ann", "DELETE", f"{NOTES}/n1"))[0] == 200
+
+    await eventually(lambda: bool(receiver.received), what="a delivery")
+    [got] = receiver.received
+    assert (got.path, got.payload["type"]) == ("/hook", "note.trashed")
+
+
+async def test_two_instances_deliver_each_event_once(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """With two instances on one database, an endpoint registered on one gets the events of
+    changes made on either, each once, from whichever instance claimed it."""
+    first = await start_server(hook_settings())
+    second = await start_server(hook_settings())
+    hook = await register(first, receiver.url(), ["note.created"])
+
+    for number in range(10):
+        await create_note(first if number % 2 else second, f"n{number}")
+
+    await eventually(lambda: delivered(second, hook["id"], 10), what="ten delivered")
+    notes = sorted(r.payload["data"]["id"] for r in receiver.received)
+    assert notes == [f"n{number}" for number in range(10)]
+    for got in receiver.received:
+        verify(hook["secret"], got)
+
+
+# -- retries, order, failures ---------------------------------------------------------------------
+
+
+async def test_failed_attempts_are_retried_and_a_notes_events_keep_their_order(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """A receiver answering 500 twice gets the same message a third time (same webhook-id),
+    and the note's later events only after it; the attempts and their statuses are listed;
+    the metrics count them."""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url(), ["note.created", "note.trashed", "note.restored"])
+    receiver.scripts["n1"] = ["fail", "fail"]
+
+    await create_note(server, "n1")
+    assert (await call(server, "ann", "DELETE", f"{NOTES}/n1"))[0] == 200
+    assert (await call(server, "ann", "POST", f"{NOTES}/n1/restore"))[0] == 200
+    await create_note(server, "n2")
+
+    await eventually(lambda: delivered(server, hook["id"], 4), what="four delivered")
+    of_n1 = [r for r in receiver.received if r.note == "n1"]
+    assert [r.payload["type"] for r in of_n1] == [
+        "note.created",
+        "note.created",
+        "note.created",
+        "note.trashed",
+        "note.restored",
+    ]
+    assert len({r.headers["webhook-id"] for r in of_n1[:3]}) == 1
+    for got in receiver.received:
+        verify(hook["secret"], got)
+    created = next(
+        d
+        for d in await deliveries(server, hook["id"])
+        if d["type"] == "note.created" and d["payload"]["data"]["id"] == "n1"
+    )
+    assert created["attempt_count"] == 3
+    assert [a["status"] for a in created["attempts"]] == [500, 500, 204]
+    assert created["attempts"][0]["error"] == "HTTP 500: boom"
+    assert created["message_id"] == of_n1[0].headers["webhook-id"]
+    async with aiohttp.ClientSession() as http, http.get(f"{server.http}/metrics") as answer:
+        metrics = await answer.text()
+    assert 'collab_webhook_deliveries_total{outcome="retried"} 2.0' in metrics
+    assert 'collab_webhook_deliveries_total{outcome="delivered"} 4.0' in metrics
+
+
+async def test_timeouts_redirects_and_big_bodies_fail_safely(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """A receiver that does not answer in time, one that redirects (not followed) and one that
+    sends a huge error body (read only in part) fail their attempts; an endless 200 body is
+    a success, read no further than its start."""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url(), ["note.created"])
+    receiver.scripts["n1"] = ["stall", "redirect", "big-fail", "endless"]
+
+    await create_note(server, "n1")
+
+    await eventually(lambda: delivered(server, hook["id"], 1), what="delivered at last")
+    [shown] = await deliveries(server, hook["id"])
+    errors = [a["error"] for a in shown["attempts"]]
+    assert errors[0] == "no answer within 0.5 s"
+    assert errors[1] == "HTTP 302: redirects are not followed (/elsewhere)"
+    assert errors[2].startswith("HTTP 500: xxx")
+    assert len(errors[2]) < 250
+    assert errors[3] is None
+    assert [r.path for r in receiver.received] == ["/hook"] * 4
+    await eventually(lambda: receiver.cut_off == 1, what="the endless body cut off")
+
+
+async def test_an_endpoint_failing_for_the_retry_window_is_disabled_until_a_retry(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """An endpoint that fails every attempt for COLLAB_WEBHOOK_RETRY_S is disabled, says
+    why, and gets nothing more; retrying a delivery by hand sends it again and enables it."""
+    server = await start_server(hook_settings(webhook_retry_s=1))
+    hook = await register(server, receiver.url(), ["note.created"])
+    receiver.fail_everything = True
+
+    await create_note(server, "n1")
+
+    async def disabled() -> bool:
+        status, body = await admin(server, "GET", f"{HOOKS}/{hook['id']}")
+        assert status == 200
+        return body["disabled_at"] is not None
+
+    await eventually(disabled, what="the endpoint disabled")
+    _, shown = await admin(server, "GET", HOOKS)
+    [listed] = shown["webhooks"]
+    assert "secret" not in listed
+    assert "HTTP 500: boom" in listed["disabled_reason"]
+    [failed] = await deliveries(server, hook["id"])
+    assert failed["state"] == "failed"
+    assert failed["attempt_count"] >= 2
+    await create_note(server, "n2")
+    assert len(await deliveries(server, hook["id"])) == 1
+
+    receiver.fail_everything = False
+    status, retried = await admin(
+        server, "POST", f"{HOOKS}/{hook['id']}/deliveries/{failed['id']}/retry"
+    )
+    assert status == 202, retried
+    assert retried["state"] == "pending"
+    await eventually(lambda: delivered(server, hook["id"], 1), what="delivered by hand")
+    _, enabled = await admin(server, "GET", f"{HOOKS}/{hook['id']}")
+    assert (enabled["disabled_at"], enabled["failing_since"]) == (None, None)
+    assert enabled["last_success_at"] is not None
+
+
+# -- safety -----------------------------------------------------------------------------------
+
+
+REFUSED_URLS = [
+    (f"http://{PUBLIC}/hook", "use https://"),
+    ("https://127.0.0.1/hook", "loopback"),
+    ("https://10.0.0.1/hook", "private"),
+    ("https://169.254.169.254/latest/meta-data", "link-local"),
+    ("https://[::1]/hook", "loopback"),
+    ("https://[fe80::1]/hook", "link-local"),
+    ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+    ("https://internal.test/hook", "'internal.test' resolves to 10.1.2.3 is a private"),
+    ("https://metadata.test/hook", "169.254.169.254 is a link-local"),
+    ("https://loop6.test/hook", "::1 is a loopback"),
+    ("https://linklocal6.test/hook", "fe80::5 is a link-local"),
+    ("https://mapped.test/hook", "::ffff:127.0.0.1 is a loopback"),
+    ("https://mixed.test/hook", "10.0.0.9 is a private"),
+    ("https://nowhere.test/hook", "does not resolve"),
+]
+TEST_DNS = {
+    "internal.test": ["10.1.2.3"],
+    "metadata.test": ["169.254.169.254"],
+    "loop6.test": ["::1"],
+    "linklocal6.test": ["fe80::5"],
+    "mapped.test": ["::ffff:127.0.0.1"],
+    "mixed.test": [PUBLIC, "10.0.0.9"],
+    "public.test": [PUBLIC],
+}
+
+
+async def test_registration_refuses_non_public_addresses_unless_allowed(
+    start_server: StartServer,
+) -> None:
+    """URLs whose host is, or resolves to, a loopback (over https), private, link-local or
+    IPv4-mapped loopback address, or that use http to a public one, are refused with 422
+    naming the address; COLLAB_WEBHOOK_ALLOW_PRIVATE=1 lets the https ones through."""
+    server = await start_server(hook_settings())
+    use_dns(server, TEST_DNS)
+    for url, reason in REFUSED_URLS:
+        status, body = await admin(
+            server, "POST", HOOKS, json={"url": url, "events": ["note.created"]}
+        )
+        assert status == 422, (url, body)
+        assert body["error"]["message"].startswith("url: "), url
+        assert reason in body["error"]["message"], (url, body)
+    assert (await admin(server, "GET", HOOKS))[1] == {"webhooks": []}
+
+    relaxed = await start_server(hook_settings(webhook_allow_private=True))
+    use_dns(relaxed, TEST_DNS)
+    for url in ("https://10.0.0.1/hook", "https://internal.test/hook", "https://[::1]/h"):
+        status, body = await admin(
+            relaxed, "POST", HOOKS, json={"url": url, "events": ["note.created"]}
+        )
+        assert status == 201, (url, body)
+    status, body = await admin(
+        relaxed, "POST", HOOKS, json={"url": f"http://{PUBLIC}/", "events": ["note.created"]}
+    )
+    assert status == 422, body
+
+
+async def test_delivery_checks_the_address_each_time_and_connects_to_it(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """A name that resolved to a public address at registration and resolves to a loopback,
+    private, link-local or IPv4-mapped address at delivery is refused then (nothing reaches
+    the receiver); a name resolving to loopback over http is connected to where it was
+    resolved."""
+    server = await start_server(hook_settings())
+    use_dns(server, {"rebind.test": [PUBLIC], "dev.test": ["127.0.0.1"]})
+    rebound = await register(server, f"https://rebind.test:{receiver.port}/hook", ["note.created"])
+    dev = await register(server, receiver.url(host="dev.test"), ["note.trashed"])
+    await create_note(server, "n1")
+    for address in [
+        "127.0.0.1",
+        "10.0.0.1",
+        "169.254.169.254",
+        "::1",
+        "fe80::1",
+        "::ffff:127.0.0.1",
+    ]:
+        use_dns(server, {"rebind.test": [address], "dev.test": ["127.0.0.1"]})
+
+        async def attempted(address: str = address) -> bool:
+            [shown] = await deliveries(server, rebound["id"])
+            errors = [a["error"] for a in shown["attempts"]]
+            if errors and f"resolves to {address} is" in errors[-1]:
+                return True
+            # Due now (or 409 while an attempt is under way: asked again at the next poll).
+            await admin(server, "POST", f"{HOOKS}/{rebound['id']}/deliveries/{shown['id']}/retry")
+            return False
+
+        await eventually(attempted, what=f"an attempt refused for {address}")
+        [shown] = await deliveries(server, rebound["id"])
+        assert shown["attempts"][-1]["error"].startswith("refused: 'rebind.test' resolves to ")
+    assert receiver.received == []
+
+    assert (await call(server, "ann", "DELETE", f"{NOTES}/n1"))[0] == 200
+    await eventually(lambda: delivered(server, dev["id"], 1), what="dev.test delivered")
+    [got] = receiver.received
+    assert got.headers["Host"] == f"dev.test:{receiver.port}"
+    verify(dev["secret"], got)
+
+
+# -- the admin API ------------------------------------------------------------------------------
+
+
+async def test_the_admin_api_needs_the_admin_token(start_server: StartServer) -> None:
+    """Without COLLAB_ADMIN_TOKEN the API is absent (404); with it, no token is 401, another
+    token (a user's included) 403."""
+    closed = await start_server(make_settings())
+    assert (await admin(closed, "GET", HOOKS))[0] == 404
+    server = await start_server(hook_settings())
+    user = token_for(server.settings, "olga", {"w1": "owner"})
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.http}{HOOKS}") as answer:
+            assert answer.status == 401
+        async with http.get(
+            f"{server.http}{HOOKS}", headers={"Authorization": "Basic YWRtaW4="}
+        ) as answer:
+            assert answer.status == 401
+    for token in ("wrong-token", user, ADMIN + "x"):
+        for method, path in (
+            ("GET", HOOKS),
+            ("POST", HOOKS),
+            ("DELETE", f"{HOOKS}/ep_abc"),
+            ("GET", f"{HOOKS}/ep_abc/deliveries"),
+            ("POST", f"{HOOKS}/ep_abc/deliveries/1/retry"),
+        ):
+            status, body = await admin(server, method, path, token=token, json={})
+            assert status == 403, (method, path, body)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ([], 422, "the body must be a JSON object"),
+        (
+            {"url": "https://x.example/", "events": ["note.created"], "secret": "s"},
+            422,
+            "unknown field(s): secret",
+        ),
+        ({"events": ["note.created"]}, 422, "url: required"),
+        ({"url": "https://x.example/"}, 422, "events: required"),
+        ({"url": "https://x.example/", "events": []}, 422, "events: required"),
+        ({"url": "https://x.example/", "events": "note.created"}, 422, "events: required"),
+        (
+            {"url": "https://x.example/", "events": ["note.deleted"]},
+            422,
+            "unknown event type 'note.deleted'",
+        ),
+        ({"url": "https://x.example/", "events": [7]}, 422, "unknown event type 7"),
+        (
+            {"url": "https://x.example/", "events": ["note.created", "note.created"]},
+            422,
+            "listed twice",
+        ),
+        (
+            {"url": "https://x.example/", "events": ["note.created"], "workspace": "bad id"},
+            422,
+            "workspace:",
+        ),
+        (
+            {"url": "https://x.example/", "events": ["note.created"], "workspace": 3},
+            422,
+            "workspace:",
+        ),
+        (
+            {"url": "ftp://x.example/", "events": ["note.created"]},
+            422,
+            "url: the url must be https://",
+        ),
+        (
+            {"url": "https://u:p@x.example/", "events": ["note.created"]},
+            422,
+            "user name or password",
+        ),
+        ({"url": "https://x.example/#f", "events": ["note.created"]}, 422, "#fragment"),
+        (
+            {"url": "https://x.example/" + "a" * 2100, "events": ["note.created"]},
+            422,
+            "longer than 2048",
+        ),
+        ({"url": 5, "events": ["note.created"]}, 422, "non-empty string"),
+    ],
+)
+async def test_bad_registrations_get_a_precise_error(
+    start_server: StartServer, body: Any, status: int, message: str
+) -> None:
+    """Each bad registration is refused with its status and a message naming the field."""
+    server = await start_server(hook_settings())
+    use_dns(server, {"x.example": [PUBLIC]})
+
+    got, answer = await admin(server, "POST", HOOKS, json=body)
+
+    assert got == status, answer
+    assert message in answer["error"]["message"]
+
+
+async def test_a_body_that_is_not_json_is_refused(start_server: StartServer) -> None:
+    """A body not declared JSON is 415, one that does not parse 400, one too large 413."""
+    server = await start_server(hook_settings())
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(f"{server.http}{HOOKS}", data=b"url=x") as answer:
+            assert answer.status == 415
+        async with http.post(
+            f"{server.http}{HOOKS}", data=b"{nope", headers={"Content-Type": "application/json"}
+        ) as answer:
+            assert answer.status == 400
+            assert "not valid JSON" in (await answer.json())["error"]["message"]
+        async with http.post(
+            f"{server.http}{HOOKS}",
+            data=b'{"url": "' + b"a" * 20000 + b'"}',
+            headers={"Content-Type": "application/json"},
+        ) as answer:
+            assert answer.status == 413
+
+
+async def test_listing_paging_deleting_and_unknown_ids(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """Deliveries page newest first with a cursor; bad parameters are 400; unknown endpoints
+    and deliveries 404; a deleted endpoint is gone with its deliveries."""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url(), ["note.created"])
+    for note in ("n1", "n2", "n3"):
+        await create_note(server, note)
+    await eventually(lambda: delivered(server, hook["id"], 3), what="three delivered")
+
+    status, page = await admin(
+        server, "GET", f"{HOOKS}/{hook['id']}/deliveries", params={"limit": "2"}
+    )
+    assert status == 200
+    assert [d["payload"]["data"]["id"] for d in page["deliveries"]] == ["n3", "n2"]
+    status, rest = await admin(
+        server, "GET", f"{HOOKS}/{hook['id']}/deliveries", params={"cursor": page["next"]}
+    )
+    assert [d["payload"]["data"]["id"] for d in rest["deliveries"]] == ["n1"]
+    assert rest["next"] is None
+    for params in ({"limit": "0"}, {"limit": "101"}, {"limit": "x"}, {"cursor": "abc"}, {"q": "1"}):
+        status, body = await admin(server, "GET", f"{HOOKS}/{hook['id']}/deliveries", params=params)
+        assert status == 400, (params, body)
+        assert next(iter(params)) in body["error"]["message"]
+    assert (await admin(server, "GET", f"{HOOKS}/ep_nope"))[0] == 404
+    assert (await admin(server, "GET", f"{HOOKS}/Bad!Id/deliveries"))[0] == 404
+    retry = f"{HOOKS}/{hook['id']}/deliveries"
+    assert (await admin(server, "POST", f"{retry}/99999/retry"))[0] == 404
+    assert (await admin(server, "POST", f"{retry}/0x1/retry"))[0] == 404
+
+    assert (await admin(server, "DELETE", f"{HOOKS}/{hook['id']}"))[0] == 204
+    assert (await admin(server, "DELETE", f"{HOOKS}/{hook['id']}"))[0] == 404
+    assert (await admin(server, "GET", f"{HOOKS}/{hook['id']}/deliveries"))[0] == 404
+    assert (await admin(server, "GET", HOOKS))[1] == {"webhooks": []}
