@@ -11,13 +11,7 @@ import asyncpg
 
 from collab.store import PostgresStore, SqliteStore
 from collab.store.members import SeenMember
-from collab.store.migrations import (
-    Dialect,
-    Migration,
-    apply_postgres_migrations,
-    apply_sqlite_migrations,
-    list_migrations,
-)
+from tests.support.migrated import postgres_store_from, sqlite_store_from
 from tests.support.postgres_server import PostgresServer
 
 AT = "2026-12-06T10:00:00.000000+00:00"
@@ -27,10 +21,6 @@ MEMBERS = [
     ("w1", "u1", "Ann", None),
     ("w1", "u2", "Bob", "bob@example.com"),
 ]
-
-
-def _before_email(dialect: Dialect) -> list[Migration]:
-    return [migration for migration in list_migrations(dialect) if migration.version < 11]
 
 
 async def _check_members_and_notifications(store: SqliteStore | PostgresStore) -> None:
@@ -49,8 +39,8 @@ async def test_sqlite_members_and_notifications_from_before_email_are_kept(
 ) -> None:
     """A SQLite database at 0010 opens at 0011 with its members and notifications usable."""
     path = tmp_path / "before.db"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        await apply_sqlite_migrations(conn, _before_email("sqlite"))
+
+    async def seed(conn: aiosqlite.Connection) -> None:
         await conn.executemany(
             "INSERT INTO workspace_members (workspace_id, user_id, token_name, token_role, "
             "email, name_key, first_seen, last_seen_at) VALUES (?, ?, ?, 'editor', ?, '', ?, ?)",
@@ -61,12 +51,9 @@ async def test_sqlite_members_and_notifications_from_before_email_are_kept(
             "VALUES ('u1', 'w1', 'message', '{}', ?)",
             [(AT,), (AT,)],
         )
-    store = SqliteStore(str(path))
-    await store.open()
-    try:
+
+    async with sqlite_store_from(path, 11, seed) as store:
         await _check_members_and_notifications(store)
-    finally:
-        await store.close()
 
 
 async def test_postgres_members_and_notifications_from_before_email_are_kept(
@@ -74,9 +61,8 @@ async def test_postgres_members_and_notifications_from_before_email_are_kept(
 ) -> None:
     """A Postgres database at 0010 opens at 0011 with its members and notifications usable."""
     dsn = await postgres_server.create_database()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await apply_postgres_migrations(conn, _before_email("postgres"))
+
+    async def seed(conn: asyncpg.Connection) -> None:
         await conn.executemany(
             "INSERT INTO workspace_members (workspace_id, user_id, token_name, token_role, "
             "email, name_key, last_seen_at) VALUES ($1, $2, $3, 'editor', $4, '', $5)",
@@ -87,11 +73,6 @@ async def test_postgres_members_and_notifications_from_before_email_are_kept(
             "VALUES ('u1', 'w1', 'message', '{}')",
             [(), ()],
         )
-    finally:
-        await conn.close()
-    store = PostgresStore(dsn)
-    await store.open()
-    try:
+
+    async with postgres_store_from(dsn, 11, seed) as store:
         await _check_members_and_notifications(store)
-    finally:
-        await store.close()

@@ -10,15 +10,9 @@ import aiosqlite
 import asyncpg
 
 from collab.store import PostgresStore, SqliteStore
-from collab.store.migrations import (
-    Dialect,
-    Migration,
-    apply_postgres_migrations,
-    apply_sqlite_migrations,
-    list_migrations,
-)
 from collab.store.reminders import DueNote
 from collab.store.rows import format_timestamp
+from tests.support.migrated import postgres_store_from, sqlite_store_from
 from tests.support.postgres_server import PostgresServer
 
 AT = "2026-12-06T10:00:00.000000+00:00"
@@ -31,10 +25,6 @@ NOTES = [
     ("binned", *FUTURE, AT),
     ("undated", None, None, None),
 ]
-
-
-def _before_reminders(dialect: Dialect) -> list[Migration]:
-    return [migration for migration in list_migrations(dialect) if migration.version < 9]
 
 
 async def _check_only_future_notes_are_left_to_arm(store: SqliteStore | PostgresStore) -> None:
@@ -52,8 +42,8 @@ async def test_sqlite_notes_due_before_reminders_send_nothing(tmp_path: Path) ->
     """A SQLite catalog written at 0008: after 0009 its past due counts as armed, its future
     due is listed to be armed."""
     path = tmp_path / "catalog.db"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        await apply_sqlite_migrations(conn, _before_reminders("sqlite"))
+
+    async def seed(conn: aiosqlite.Connection) -> None:
         for seq, (note_id, due, due_at, trashed_at) in enumerate(NOTES, start=1):
             await conn.execute(
                 "INSERT INTO notes (seq, workspace_id, note_id, title, title_key, tags, pinned, "
@@ -66,12 +56,9 @@ async def test_sqlite_notes_due_before_reminders_send_nothing(tmp_path: Path) ->
                 "INSERT INTO notes_search (rowid, title, tags, body) VALUES (?, ?, '', '')",
                 (seq, note_id),
             )
-    store = SqliteStore(str(path))
-    await store.open()
-    try:
+
+    async with sqlite_store_from(path, 9, seed) as store:
         await _check_only_future_notes_are_left_to_arm(store)
-    finally:
-        await store.close()
 
 
 async def test_postgres_notes_due_before_reminders_send_nothing(
@@ -80,9 +67,8 @@ async def test_postgres_notes_due_before_reminders_send_nothing(
     """A Postgres catalog written at 0008: after 0009 its past due counts as armed, its
     future due is listed to be armed."""
     dsn = await postgres_server.create_database()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await apply_postgres_migrations(conn, _before_reminders("postgres"))
+
+    async def seed(conn: asyncpg.Connection) -> None:
         for note_id, due, due_at, trashed_at in NOTES:
             await conn.execute(
                 "INSERT INTO notes (workspace_id, note_id, title, title_key, tags, pinned, "
@@ -96,11 +82,6 @@ async def test_postgres_notes_due_before_reminders_send_nothing(
                 AT,
                 trashed_at,
             )
-    finally:
-        await conn.close()
-    store = PostgresStore(dsn)
-    await store.open()
-    try:
+
+    async with postgres_store_from(dsn, 9, seed) as store:
         await _check_only_future_notes_are_left_to_arm(store)
-    finally:
-        await store.close()

@@ -10,21 +10,11 @@ import asyncpg
 from pycrdt import Doc, Text
 
 from collab.store import PostgresStore, SqliteStore
-from collab.store.migrations import (
-    Dialect,
-    Migration,
-    apply_postgres_migrations,
-    apply_sqlite_migrations,
-    list_migrations,
-)
+from tests.support.migrated import postgres_store_from, sqlite_store_from
 from tests.support.postgres_server import PostgresServer
 
 ROOM = "w1/n1"
 AT = "2026-12-06T10:00:00.000000+00:00"
-
-
-def _before_versions(dialect: Dialect) -> list[Migration]:
-    return [migration for migration in list_migrations(dialect) if migration.version < 8]
 
 
 def _updates() -> list[bytes]:
@@ -54,18 +44,15 @@ async def test_sqlite_updates_logged_before_versions_are_kept_by_no_author(
     """A SQLite log written at 0007 loads the same after 0008, every row's author NULL."""
     path = tmp_path / "log.db"
     updates = _updates()
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        await apply_sqlite_migrations(conn, _before_versions("sqlite"))
+
+    async def seed(conn: aiosqlite.Connection) -> None:
         await conn.executemany(
             "INSERT INTO document_updates (room_id, data, created_at) VALUES (?, ?, ?)",
             [(ROOM, update, AT) for update in updates],
         )
-    store = SqliteStore(str(path))
-    await store.open()
-    try:
+
+    async with sqlite_store_from(path, 8, seed) as store:
         await _check_the_log_is_kept(store, updates)
-    finally:
-        await store.close()
     async with aiosqlite.connect(path) as conn:
         rows = await conn.execute_fetchall("SELECT author FROM document_updates")
     assert [row[0] for row in rows] == [None] * len(updates)
@@ -77,21 +64,15 @@ async def test_postgres_updates_logged_before_versions_are_kept_by_no_author(
     """A Postgres log written at 0007 loads the same after 0008, every row's author NULL."""
     dsn = await postgres_server.create_database()
     updates = _updates()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await apply_postgres_migrations(conn, _before_versions("postgres"))
+
+    async def seed(conn: asyncpg.Connection) -> None:
         await conn.executemany(
             "INSERT INTO document_updates (room_id, data) VALUES ($1, $2)",
             [(ROOM, update) for update in updates],
         )
-    finally:
-        await conn.close()
-    store = PostgresStore(dsn)
-    await store.open()
-    try:
+
+    async with postgres_store_from(dsn, 8, seed) as store:
         await _check_the_log_is_kept(store, updates)
-    finally:
-        await store.close()
     conn = await asyncpg.connect(dsn)
     try:
         authors = await conn.fetch("SELECT author FROM document_updates")

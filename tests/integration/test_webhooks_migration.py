@@ -10,15 +10,9 @@ import aiosqlite
 import asyncpg
 
 from collab.store import PostgresStore, SqliteStore
-from collab.store.migrations import (
-    Dialect,
-    Migration,
-    apply_postgres_migrations,
-    apply_sqlite_migrations,
-    list_migrations,
-)
 from collab.store.rows import format_timestamp
 from collab.store.webhooks import EVENT_TYPES, Endpoint
+from tests.support.migrated import postgres_store_from, sqlite_store_from
 from tests.support.postgres_server import PostgresServer
 
 AT = "2026-12-06T10:00:00.000000+00:00"
@@ -27,10 +21,6 @@ INSERT_NOTE = (
     "assignees, excerpt, content_hash, search_title, search_tags, clock, created_at, "
     "created_by, updated_at, updated_by) "
 )
-
-
-def _before_webhooks(dialect: Dialect) -> list[Migration]:
-    return [migration for migration in list_migrations(dialect) if migration.version < 10]
 
 
 async def _check_the_note_is_kept_and_reported(store: SqliteStore | PostgresStore) -> None:
@@ -59,19 +49,16 @@ async def test_sqlite_notes_written_before_webhooks_are_kept_and_reported(
 ) -> None:
     """A SQLite catalog written at 0009 reads the same after 0010, which adds no endpoint."""
     path = tmp_path / "notes.db"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        await apply_sqlite_migrations(conn, _before_webhooks("sqlite"))
+
+    async def seed(conn: aiosqlite.Connection) -> None:
         await conn.execute(
             INSERT_NOTE + "VALUES ('w1', 'n1', 'Before', 'before', '[]', 0, 0, '[]', '', 'h', "
             "'before', '', 1, ?, 'u1', ?, 'u1')",
             (AT, AT),
         )
-    store = SqliteStore(str(path))
-    await store.open()
-    try:
+
+    async with sqlite_store_from(path, 10, seed) as store:
         await _check_the_note_is_kept_and_reported(store)
-    finally:
-        await store.close()
 
 
 async def test_postgres_notes_written_before_webhooks_are_kept_and_reported(
@@ -79,20 +66,14 @@ async def test_postgres_notes_written_before_webhooks_are_kept_and_reported(
 ) -> None:
     """A Postgres catalog written at 0009 reads the same after 0010, which adds no endpoint."""
     dsn = await postgres_server.create_database()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await apply_postgres_migrations(conn, _before_webhooks("postgres"))
+
+    async def seed(conn: asyncpg.Connection) -> None:
         await conn.execute(
             INSERT_NOTE.replace("search_tags,", "search_tags, search_body,")
             + "VALUES ('w1', 'n1', 'Before', 'before', '{}', false, 0, '{}', '', 'h', "
             "'before', '', '', 1, $1, 'u1', $1, 'u1')",
             AT,
         )
-    finally:
-        await conn.close()
-    store = PostgresStore(dsn)
-    await store.open()
-    try:
+
+    async with postgres_store_from(dsn, 10, seed) as store:
         await _check_the_note_is_kept_and_reported(store)
-    finally:
-        await store.close()
