@@ -218,9 +218,13 @@ class DueReminders:
         return changed
 
     async def catch_up(self) -> int:
-        """Arm the reminders of the notes due from now on that were never armed for their
-        due; how many were armed. Raises `StoreError`."""
-        after = DueNote.start(format_timestamp(self._clock()))
+        """Arm the reminders of the notes never armed for their due; how many were armed.
+        Raises `StoreError`.
+
+        Past dues too: a note indexed with its due just before its instance died was never
+        armed, and its reminder goes out now (overdue at once). Notes already due when
+        reminders came (migration 0009) count as armed, so this never floods."""
+        after = DueNote.start("")
         armed = 0
         while page := await self._store.unarmed_notes(after=after, limit=CATCH_UP_PAGE):
             for note in page:

@@ -324,6 +324,26 @@ async def test_a_reminder_due_while_no_server_ran_is_sent_at_start(
     await armed(second, "offline")
 
 
+async def test_a_due_indexed_but_never_armed_is_reminded_at_the_next_start(
+    start: StartServer, clock: FakeClock
+) -> None:
+    """The instance that indexed a note's due died before arming it (the arming follows the
+    entry's write): the next start arms it, and its reminder, already due, goes out."""
+    first = await start()
+    assert (await call(first, "ann", "GET", "/api/v1/notifications"))[0] == 200
+    await create(first, "ann", "lost", due=DUE)
+    await armed(first, "lost", "due_soon", "overdue")
+    # What such a death leaves: the entry with its due, and nothing armed for it.
+    await first.app[DATABASE].arm_reminders("w1/lost", None, [])
+    await first.close()
+    clock.servers.remove(first)
+
+    clock.now = DUE_AT + timedelta(hours=1)
+    second = await start()
+
+    await received(second, "ann", ("overdue", "lost", DUE))
+
+
 async def test_a_reminder_whose_instance_died_sending_it_is_not_sent_twice(
     server: RunningServer, clock: FakeClock
 ) -> None:
