@@ -5,41 +5,19 @@ instances on one database), the next fire time, the notes never armed, and purge
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from collab.store import Database
 from collab.store.catalog import NoteFields
 from collab.store.reminders import DueNote, Reminder
-from tests.support.store_backends import Backend, open_backend
+from tests.support.store_backends import Backend
 
 WS = "w1"
 ROOM = f"{WS}/n1"
 OTHER_ROOM = f"{WS}/n2"
 DUE = "2026-12-24"
 LATER_DUE = "2026-12-31"
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Every backend."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """The backends whose data outlives the store instance."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def store(backend: Backend) -> Database:
-    """One open store of the backend under test."""
-    return await backend.new_store()
 
 
 def at(minute: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -13,30 +12,10 @@ from collab.errors import StoreError
 from collab.store import Database, MemoryStore, PostgresStore
 from collab.store.members import MAX_MEMBER_PAGE, Member, SeenMember
 from tests.support.postgres_fixtures import gate_held, hold_trigger, open_stores, sessions_waiting
-from tests.support.store_backends import Backend, open_backend
+from tests.support.store_backends import Backend
 from tests.support.waiting import eventually
 
 WS = "w1"
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Every backend."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """The backends whose data outlives the store instance."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def store(backend: Backend) -> Database:
-    """One open store of the backend under test."""
-    return await backend.new_store()
 
 
 def at(second: int) -> str:

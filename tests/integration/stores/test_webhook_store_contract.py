@@ -5,9 +5,7 @@ deliveries."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -30,30 +28,11 @@ from collab.store.webhooks import (
     DeliveryState,
     Endpoint,
 )
-from tests.support.store_backends import Backend, open_backend
+from tests.support.store_backends import Backend
 
 WS = "w1"
 OTHER_WS = "w2"
 DAY_S = 86400.0
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Every backend."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """The backends with transactions and data shared by store instances."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def store(backend: Backend) -> Database:
-    return await backend.new_store()
 
 
 def moment(offset_s: float = 0.0) -> str:

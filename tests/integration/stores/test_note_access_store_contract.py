@@ -4,8 +4,6 @@ purge, and listings for a reader that leave out the private notes they cannot re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -23,22 +21,11 @@ from collab.store.catalog import (
     SortKey,
     Visibility,
 )
-from tests.support.store_backends import Backend, open_backend
+from tests.support.store_backends import Backend
 
 WS = "w1"
 PRIVATE = Visibility.PRIVATE
 WORKSPACE = Visibility.WORKSPACE
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def store(backend: Backend) -> Database:
-    return await backend.new_store()
 
 
 def at(second: int) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,7 +14,7 @@ from collab.errors import StoreError
 from collab.store import Database, MemoryStore, PostgresStore
 from collab.store.notifications import MAX_PAGE, NewNotification, Notification
 from tests.support.postgres_fixtures import gate_held, hold_trigger, open_stores, sessions_waiting
-from tests.support.store_backends import Backend, open_backend
+from tests.support.store_backends import Backend
 from tests.support.waiting import eventually, scaled
 
 WORKSPACE = "w1"
@@ -29,26 +28,6 @@ def new(user_id: str = USER, kind: str = "message", **payload: Any) -> NewNotifi
 
 def ids_of(notifications: list[Notification]) -> list[int]:
     return [notification.id for notification in notifications]
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Every backend."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """The backends whose data outlives the store instance."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def store(backend: Backend) -> Database:
-    """One open store of the backend under test."""
-    return await backend.new_store()
 
 
 # --- creating and listing -----------------------------------------------------------------

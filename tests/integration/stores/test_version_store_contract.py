@@ -4,7 +4,7 @@ attribution `append_updates` records for it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from pycrdt import Doc, Text
 from collab.errors import StoreError
 from collab.store import Database, MemoryStore, SqliteStore, sqlite_versions
 from collab.store.versions import MAX_VERSION_PAGE, Version
-from tests.support.store_backends import Backend, open_backend
+from tests.support.store_backends import Backend
 
 WS = "w1"
 ROOM = f"{WS}/n1"
@@ -35,26 +35,6 @@ MALFORMED_IDS = [
     str(2**63),
     "9" * 30,
 ]
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Every backend."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """The backends whose data outlives the store instance."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def store(backend: Backend) -> Database:
-    """One open store of the backend under test."""
-    return await backend.new_store()
 
 
 def at(second: int) -> str:

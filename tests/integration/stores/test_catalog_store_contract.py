@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pycrdt
@@ -19,20 +17,8 @@ from collab.store.catalog import (
     Priority,
     SortKey,
 )
-from tests.support.store_backends import Backend, open_backend
 
 WS = "w1"
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def store(backend: Backend) -> Database:
-    return await backend.new_store()
 
 
 def at(second: int) -> str:

@@ -5,8 +5,6 @@ marker and opt-outs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -14,24 +12,11 @@ from collab.store import Database
 from collab.store.email import MAX_DIGEST_NOTIFICATIONS, MAX_RECIPIENT_WORKSPACES
 from collab.store.members import SeenMember
 from collab.store.notifications import NewNotification
-from tests.support.store_backends import Backend, open_backend
+from tests.support.store_backends import Backend
 
 NOW = 1_000_000.0
 HOLD_S = 300.0
 AT = "2026-12-06T10:00:00.000000+00:00"
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Every backend."""
-    async with open_backend(request, tmp_path) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def store(backend: Backend) -> Database:
-    """One open store of the backend under test."""
-    return await backend.new_store()
 
 
 def seen(
