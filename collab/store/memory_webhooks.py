@@ -136,12 +136,7 @@ class MemoryWebhooks(WebhookOutbox[None]):
         if row is None or row.lease != lease or row.delivery.state is not DeliveryState.PENDING:
             return False
         error = clip_error(record.error)
-        if record.delivered:
-            state, next_at, finished = DeliveryState.DELIVERED, None, record.at
-        elif record.next_attempt_at is None:
-            state, next_at, finished = DeliveryState.FAILED, None, record.at
-        else:
-            state, next_at, finished = DeliveryState.PENDING, record.next_attempt_at, None
+        state, next_at, finished = record.outcome()
         row.delivery = replace(
             row.delivery,
             state=state,

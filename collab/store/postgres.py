@@ -41,6 +41,7 @@ from collab.store.migrations import (
     apply_postgres_migrations,
     describe_driver_error,
 )
+from collab.store.notification_rows import from_postgres_record
 from collab.store.notifications import NewNotification, Notification
 from collab.store.reminders import DueNote, Reminder, check_reminders
 from collab.store.rows import (
@@ -320,7 +321,7 @@ class PostgresStore:
                 clamp_after_id(after_id),
                 page,
             )
-        return [_notification(row) for row in rows]
+        return [from_postgres_record(row) for row in rows]
 
     async def mark_read(self, user_id: str, ids: Sequence[int]) -> list[int]:
         wanted = requested_ids(ids)
@@ -935,19 +936,6 @@ async def _insert_notifications(
         )
         for notification_id, (notification, payload_json) in zip(ids, encoded, strict=True)
     ]
-
-
-def _notification(row: Any) -> Notification:
-    read_at = row["read_at"]
-    return Notification(
-        id=int(row["id"]),
-        user_id=str(row["user_id"]),
-        workspace_id=str(row["workspace_id"]),
-        kind=str(row["kind"]),
-        payload=decode_payload(row["payload"]),
-        created_at=format_timestamp(row["created_at"]),
-        read_at=None if read_at is None else format_timestamp(read_at),
-    )
 
 
 def _dsn_secrets(dsn: str) -> list[str]:

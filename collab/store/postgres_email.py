@@ -19,8 +19,8 @@ from collab.store.email import (
     digest_page,
     pick_recipient,
 )
+from collab.store.notification_rows import from_postgres_record
 from collab.store.notifications import Notification
-from collab.store.rows import decode_payload, format_timestamp
 
 _NOTIFICATION_COLUMNS = "id, user_id, workspace_id, kind, payload, created_at, read_at"
 
@@ -79,7 +79,7 @@ async def unemailed_notifications(
         digest_page(limit),
     )
     total = await conn.fetchval(f"SELECT count(*) FROM notifications {where}", user_id, after_id)
-    return [_notification(row) for row in rows], int(total)
+    return [from_postgres_record(row) for row in rows], int(total)
 
 
 async def finish_digest(
@@ -115,17 +115,4 @@ async def set_email_opt_out(conn: Any, user_id: str, *, opted_out: bool, at: str
         "ON CONFLICT (user_id) DO UPDATE SET opted_out_at = excluded.opted_out_at",
         user_id,
         at if opted_out else None,
-    )
-
-
-def _notification(row: Any) -> Notification:
-    read_at = row["read_at"]
-    return Notification(
-        id=int(row["id"]),
-        user_id=str(row["user_id"]),
-        workspace_id=str(row["workspace_id"]),
-        kind=str(row["kind"]),
-        payload=decode_payload(row["payload"]),
-        created_at=format_timestamp(row["created_at"]),
-        read_at=None if read_at is None else format_timestamp(read_at),
     )

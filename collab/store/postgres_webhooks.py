@@ -184,12 +184,7 @@ async def record_attempt(
     number = delivery_number(delivery_id)
     if number is None:
         return False
-    if record.delivered:
-        state, next_at, finished = DeliveryState.DELIVERED, None, record.at
-    elif record.next_attempt_at is None:
-        state, next_at, finished = DeliveryState.FAILED, None, record.at
-    else:
-        state, next_at, finished = DeliveryState.PENDING, record.next_attempt_at, None
+    state, next_at, finished = record.outcome()
     error = clip_error(record.error)
     found = await conn.fetchrow(
         "UPDATE webhook_deliveries SET state = $1, attempt_count = attempt_count + 1, "

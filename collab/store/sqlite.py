@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import aiosqlite
 import orjson
@@ -39,6 +39,7 @@ from collab.store.catalog import (
 from collab.store.email import DigestClaim, Recipient
 from collab.store.members import Member, SeenMember
 from collab.store.migrations import apply_sqlite_migrations, close_after, rollback_after
+from collab.store.notification_rows import from_sqlite_row
 from collab.store.notifications import NewNotification, Notification
 from collab.store.reminders import DueNote, Reminder, check_reminders
 from collab.store.rows import (
@@ -260,7 +261,7 @@ class SqliteStore:
                 f"WHERE user_id = ? AND id > ?{unread} ORDER BY id LIMIT ?",
                 (user_id, clamp_after_id(after_id), page),
             )
-        return [_notification(row) for row in rows]
+        return [from_sqlite_row(row) for row in rows]
 
     async def mark_read(self, user_id: str, ids: Sequence[int]) -> list[int]:
         wanted = requested_ids(ids)
@@ -824,19 +825,6 @@ async def _insert_notification(
         payload=decode_payload(payload_json),
         created_at=created_at,
         read_at=None,
-    )
-
-
-def _notification(row: Any) -> Notification:
-    notification_id, user_id, workspace_id, kind, payload_json, created_at, read_at = row
-    return Notification(
-        id=int(notification_id),
-        user_id=str(user_id),
-        workspace_id=str(workspace_id),
-        kind=str(kind),
-        payload=decode_payload(payload_json),
-        created_at=str(created_at),
-        read_at=None if read_at is None else str(read_at),
     )
 
 

@@ -19,8 +19,8 @@ from collab.store.email import (
     digest_page,
     pick_recipient,
 )
+from collab.store.notification_rows import from_sqlite_row
 from collab.store.notifications import Notification
-from collab.store.rows import decode_payload
 
 _NOTIFICATION_COLUMNS = "id, user_id, workspace_id, kind, payload, created_at, read_at"
 
@@ -75,7 +75,7 @@ async def unemailed_notifications(
     counted = await conn.execute_fetchall(
         f"SELECT count(*) FROM notifications {where}", (user_id, after_id)
     )
-    return [_notification(row) for row in rows], int(next(iter(counted))[0])
+    return [from_sqlite_row(row) for row in rows], int(next(iter(counted))[0])
 
 
 async def finish_digest(
@@ -125,17 +125,4 @@ def _membership(row: Any) -> MembershipRow:
         email=email,
         token_email=token_email,
         last_seen_at=last_seen_at,
-    )
-
-
-def _notification(row: Any) -> Notification:
-    notification_id, user_id, workspace_id, kind, payload_json, created_at, read_at = row
-    return Notification(
-        id=int(notification_id),
-        user_id=str(user_id),
-        workspace_id=str(workspace_id),
-        kind=str(kind),
-        payload=decode_payload(payload_json),
-        created_at=str(created_at),
-        read_at=None if read_at is None else str(read_at),
     )

@@ -155,6 +155,15 @@ class AttemptRecord:
     failing_from: str
     """When the delivery began to wait: when it was written, or re-queued by an operator."""
 
+    def outcome(self) -> tuple[DeliveryState, str | None, str | None]:
+        """The delivery's state after this attempt, its next attempt time and its finish
+        time, as every backend writes them."""
+        if self.delivered:
+            return DeliveryState.DELIVERED, None, self.at
+        if self.next_attempt_at is None:
+            return DeliveryState.FAILED, None, self.at
+        return DeliveryState.PENDING, self.next_attempt_at, None
+
 
 OutboxListener = Callable[[], None]
 
