@@ -189,6 +189,31 @@ class Notifier:
             self._deliver(notification)
         return created
 
+    async def readers_among(
+        self, workspace_id: str, note_id: str, user_ids: Sequence[str], kind: str
+    ) -> list[str]:
+        """Those of `user_ids` who may be notified about a note: members of the workspace's
+        directory (never a removed one) whom the note's access lets read it. The one place
+        that decides it, for mentions, assignments and reminders; a refusal by access is
+        logged at INFO. Raises `StoreError`."""
+        outside = set(await self._members.non_members(workspace_id, list(user_ids)))
+        readers = []
+        for user_id in user_ids:
+            if user_id in outside:
+                continue
+            if not await self._can_read(f"{workspace_id}/{note_id}", user_id):
+                log.info(
+                    "note %s/%s: %s of %s not notified: the note's access does not let them "
+                    "read it",
+                    workspace_id,
+                    note_id,
+                    kind,
+                    user_id,
+                )
+                continue
+            readers.append(user_id)
+        return readers
+
     async def notify_once(
         self, dedup_key: str, notification: NewNotification
     ) -> Notification | None:
@@ -324,17 +349,8 @@ class Notifier:
         # be claimed (by us or another instance), skip the two store round trips for it.
         if dedup_key in self._claimed_keys:
             return
-        if await self._members.non_members(workspace_id, [user_id]):
-            return
-        if not await self._can_read(f"{workspace_id}/{note_id}", user_id):
-            # Not cached as claimed: given access later, the next check notifies them.
-            log.info(
-                "note %s/%s: %s of %s not notified: the note's access does not let them read it",
-                workspace_id,
-                note_id,
-                kind,
-                user_id,
-            )
+        # Not cached as claimed when refused: given access later, the next check notifies them.
+        if not await self.readers_among(workspace_id, note_id, [user_id], kind):
             return
         payload = {"note": note_id, "actor": actor, "title": title}
         created = await self._store.create_notification_once(

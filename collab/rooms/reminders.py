@@ -41,7 +41,6 @@ from collab.rooms.catalog import NotesCatalog
 from collab.rooms.note_fields import parse_due
 from collab.rooms.notifier import Notifier
 from collab.store.catalog import CatalogEntry, CatalogStore, room_parts
-from collab.store.members import MemberStore
 from collab.store.notifications import NewNotification
 from collab.store.reminders import DueNote, Reminder, ReminderStore
 from collab.store.rows import format_timestamp
@@ -95,7 +94,6 @@ class DueReminders:
         self,
         store: ReminderStore,
         notes: CatalogStore,
-        members: MemberStore,
         catalog: NotesCatalog,
         notifier: Notifier,
         *,
@@ -107,7 +105,6 @@ class DueReminders:
     ) -> None:
         self._store = store
         self._notes = notes
-        self._members = members
         self._catalog = catalog
         self._notifier = notifier
         self._due_soon_s = due_soon_s
@@ -305,21 +302,11 @@ class DueReminders:
         created = 0
         users = recipients(entry)
         if users:
-            outside = set(await self._members.non_members(workspace_id, users))
-            access = await self._notes.get_access(workspace_id, note_id)
+            readers = await self._notifier.readers_among(
+                workspace_id, note_id, users, reminder.kind
+            )
             payload = {"note": note_id, "title": entry.fields.title, "due": reminder.due}
-            for user_id in users:
-                if user_id in outside:
-                    continue
-                if access is not None and not access.can_read(user_id):
-                    log.info(
-                        "reminders: %s of %s not sent to %s: the note's access does not let "
-                        "them read it",
-                        reminder.kind,
-                        reminder.room_id,
-                        user_id,
-                    )
-                    continue
+            for user_id in readers:
                 notification = NewNotification(user_id, workspace_id, reminder.kind, payload)
                 sent = await self._notifier.notify_once(dedup_key(reminder, user_id), notification)
                 created += sent is not None

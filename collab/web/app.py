@@ -178,7 +178,6 @@ def create_app(
     app[REMINDERS] = DueReminders(
         database,
         app[CATALOG_STORE],
-        database,
         catalog,
         notifier,
         due_soon_s=settings.due_soon_s,
