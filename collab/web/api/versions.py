@@ -29,7 +29,7 @@ from collab.errors import ForbiddenError
 from collab.rooms.directory import has_control_characters
 from collab.rooms.snapshot import document_to_json
 from collab.rooms.versions import CURRENT, version_json
-from collab.store.versions import MAX_VERSION_PAGE, Version
+from collab.store.versions import MAX_VERSION_PAGE, Version, version_number
 from collab.web.api.documents import BINARY, wants_binary
 from collab.web.api.note_queries import bad_parameter
 from collab.web.api.responses import json_body
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 DEFAULT_VERSION_PAGE = 50
 MAX_VERSION_NAME_CHARS = 200
 MAX_NAME_REQUEST_BYTES = 4096
-# A version id is a positive integer in the store (int64).
-MAX_VERSION_ID_DIGITS = 19
 
 
 async def _note(request: web.Request, *, write: bool = False) -> tuple[str, str, Role]:
@@ -65,7 +63,7 @@ def _version_id(request: web.Request) -> str:
 
 
 def _is_id(raw: str) -> bool:
-    return raw.isascii() and raw.isdigit() and len(raw) <= MAX_VERSION_ID_DIGITS and int(raw) > 0
+    return version_number(raw) is not None
 
 
 def _no_version(request: web.Request, version_id: str) -> web.HTTPNotFound:
