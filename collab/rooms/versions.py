@@ -72,11 +72,6 @@ class _Editing:
     last: float
 
 
-def version_json(version: Version) -> dict[str, Any]:
-    """A version as the REST API and live events show it."""
-    return version.to_json()
-
-
 class NoteHistory:
     def __init__(
         self,
@@ -240,9 +235,7 @@ class NoteHistory:
             "versions: %s version %s of %s (%d bytes)", kind, version.id, room_id, version.size
         )
         workspace_id, note_id = room_parts(room_id)
-        await self._announce(
-            "version.created", workspace_id, note_id, version=version_json(version)
-        )
+        await self._announce("version.created", workspace_id, note_id, version=version.to_json())
         return version
 
     async def _announce(self, kind: str, workspace_id: str, note_id: str, **fields: Any) -> None:
@@ -315,8 +308,8 @@ class NoteHistory:
             "note.restored_version",
             workspace_id,
             note_id,
-            version=version_json(target),
-            backup=version_json(backup),
+            version=target.to_json(),
+            backup=backup.to_json(),
             by=user_id,
         )
         return target, backup, changed

@@ -28,7 +28,7 @@ from collab.auth.tokens import Role
 from collab.errors import ForbiddenError
 from collab.rooms.directory import has_control_characters
 from collab.rooms.snapshot import document_to_json
-from collab.rooms.versions import CURRENT, version_json
+from collab.rooms.versions import CURRENT
 from collab.store.versions import MAX_VERSION_PAGE, Version, version_number
 from collab.web.api.documents import BINARY, wants_binary
 from collab.web.api.note_queries import bad_parameter
@@ -79,7 +79,7 @@ async def list_versions(request: web.Request) -> web.StreamResponse:
         raise bad_parameter("cursor", "use the 'next' value of the previous page")
     versions = await request.app[HISTORY].page(room_id, limit=limit, before=before)
     next_cursor = versions[-1].id if len(versions) == limit else None
-    return json_body({"versions": [version_json(v) for v in versions], "next": next_cursor})
+    return json_body({"versions": [v.to_json() for v in versions], "next": next_cursor})
 
 
 def _limit(request: web.Request) -> int:
@@ -107,7 +107,7 @@ async def create_version(request: web.Request) -> web.StreamResponse:
     if has_control_characters(name):
         raise web.HTTPUnprocessableEntity(text="'name' must not contain control characters")
     version = await request.app[HISTORY].name(room_id, name, user_id)
-    return json_body(version_json(version), status=201)
+    return json_body(version.to_json(), status=201)
 
 
 async def get_version(request: web.Request) -> web.StreamResponse:
@@ -123,7 +123,7 @@ async def get_version(request: web.Request) -> web.StreamResponse:
     if wants_binary(request):
         return web.Response(body=state, content_type=BINARY, headers=headers)
     body = orjson.dumps(
-        {"room": room_id, "version": version_json(version), "roots": document_to_json(state)}
+        {"room": room_id, "version": version.to_json(), "roots": document_to_json(state)}
     )
     return web.Response(body=body, content_type="application/json", headers=headers)
 
@@ -151,9 +151,7 @@ async def restore_version(request: web.Request) -> web.StreamResponse:
     if restored is None:
         raise _no_version(request, version_id)
     version, backup, changed = restored
-    return json_body(
-        {"version": version_json(version), "backup": version_json(backup), "changed": changed}
-    )
+    return json_body({"version": version.to_json(), "backup": backup.to_json(), "changed": changed})
 
 
 async def delete_version(request: web.Request) -> web.StreamResponse:
