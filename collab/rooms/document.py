@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pycrdt import Doc, TransactionEvent, merge_updates
@@ -17,14 +16,12 @@ from pycrdt import Doc, TransactionEvent, merge_updates
 from collab.errors import DocumentTooLarge, MissingDependencies, PolicyViolation, ProtocolError
 from collab.protocol.messages import (
     EMPTY_UPDATE,
-    AwarenessEntry,
     AwarenessUpdate,
     Message,
     QueryAwareness,
     SyncStep1,
     SyncStep2,
     Update,
-    encode_awareness,
     encode_sync_step1,
     encode_sync_step2,
     encode_update,
@@ -41,6 +38,7 @@ from collab.protocol.updates import (
     read_state_vector,
     read_update,
 )
+from collab.rooms.awareness import RoomAwareness
 from collab.rooms.crdt_errors import (
     INVALID_UPDATE,
     PartlyApplied,
@@ -66,20 +64,10 @@ EMPTY_STATE_VECTOR = b"\x00"
 # An update's struct section with no clients: put before a delete set, an update of deletes only.
 EMPTY_STRUCTS = b"\x00"
 
-# A stock client introduces one awareness id per connection; a few more allow for
-# reconnections within one socket's life, far fewer than an abuser would need.
-MAX_AWARENESS_IDS_PER_PEER = 16
-
 # A stock client sends its updates in order and answers our sync step 1 with what we miss,
 # so it leaves a gap at most once per reconnection; a connection that keeps leaving gaps
 # is not a stock client.
 MAX_GAPS_PER_PEER = 16
-
-
-@dataclass(slots=True)
-class _AwarenessState:
-    clock: int
-    state_json: str | None
 
 
 class DocumentRoom:
@@ -92,6 +80,8 @@ class DocumentRoom:
         *,
         clock: Callable[[], float] = time.monotonic,
         max_document_bytes: int = 0,
+        awareness_batch_s: float = 0.0,
+        awareness_max_per_s: float = 0.0,
     ) -> None:
         self.room_id = room_id
         # The size cap (0: none), checked without encoding the document on every update:
@@ -101,16 +91,13 @@ class DocumentRoom:
         self.max_document_bytes = max_document_bytes
         self._measured_bytes = 0
         self._unmeasured_bytes = 0
-        self._clock = clock
-        # When each state from another instance was last renewed (stock clients renew every
-        # 15 s); a state not renewed for long belongs to a client of a dead instance.
-        self._remote_renewed_at: dict[int, float] = {}
+        self.awareness = RoomAwareness(
+            clock=clock, batch_s=awareness_batch_s, max_per_s=awareness_max_per_s
+        )
         self.doc: Doc[Any] = doc if doc is not None else Doc()
         # Bumped on every change of the document; REST caches and ETags key on it.
         self.version = 0
         self._peers: set[str] = set()
-        self._awareness: dict[int, _AwarenessState] = {}
-        self._awareness_owner: dict[int, str] = {}
         self._captured_updates: list[bytes] = []
         # The whole state and sync step 2 for a client with an empty document, with the
         # version they encode: a join storm on a big document (or a run of trials of large
@@ -138,10 +125,18 @@ class DocumentRoom:
         *,
         clock: Callable[[], float] = time.monotonic,
         max_document_bytes: int = 0,
+        awareness_batch_s: float = 0.0,
+        awareness_max_per_s: float = 0.0,
     ) -> DocumentRoom:
         """Build a room from what the store holds. Raises `ProtocolError` on corrupt data.
         A stored document above `max_document_bytes` loads; it only refuses growth."""
-        room = cls(room_id, clock=clock, max_document_bytes=max_document_bytes)
+        room = cls(
+            room_id,
+            clock=clock,
+            max_document_bytes=max_document_bytes,
+            awareness_batch_s=awareness_batch_s,
+            awareness_max_per_s=awareness_max_per_s,
+        )
         parts = ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates
         for part in parts:
             room._apply(part)
@@ -184,27 +179,13 @@ class DocumentRoom:
         """Register a peer; it gets our sync step 1 and the current awareness states."""
         self._peers.add(peer_id)
         effects: list[Effect] = [Reply(peer_id, encode_sync_step1(self.doc.get_state()))]
-        states = self._present_states()
-        if states:
-            effects.append(Reply(peer_id, encode_awareness(states)))
-        return effects
+        return effects + self.awareness.greeting(peer_id)
 
     def leave(self, peer_id: str) -> list[Effect]:
         """Unregister a peer and remove, for everyone, the awareness states it introduced."""
         self._peers.discard(peer_id)
         self._gaps.pop(peer_id, None)
-        removed = []
-        for client_id in [c for c, owner in self._awareness_owner.items() if owner == peer_id]:
-            del self._awareness_owner[client_id]
-            state = self._awareness.get(client_id)
-            if state is not None and state.state_json is not None:
-                state.clock += 1
-                state.state_json = None
-                removed.append(AwarenessEntry(client_id, state.clock, None))
-        if not removed:
-            return []
-        frame = encode_awareness(removed)
-        return [Broadcast(frame), Publish(frame)]
+        return self.awareness.leave(peer_id)
 
     def receive(self, message: Message, origin: Origin) -> list[Effect]:
         """Apply one decoded message. Raises `ProtocolError` when its content is invalid."""
@@ -216,11 +197,10 @@ class DocumentRoom:
         if isinstance(message, SyncStep2):
             return self._receive_update(message.update, origin)
         if isinstance(message, AwarenessUpdate):
-            return self._receive_awareness(message, origin)
+            return self.awareness.receive(message, origin)
         if isinstance(message, QueryAwareness):
-            states = self._present_states()
-            if states and isinstance(origin, PeerOrigin):
-                return [Reply(origin.peer_id, encode_awareness(states))]
+            if isinstance(origin, PeerOrigin):
+                return self.awareness.greeting(origin.peer_id)
             return []
         raise ProtocolError(f"unexpected message {type(message).__name__}")
 
@@ -409,90 +389,9 @@ class DocumentRoom:
         self._captured_updates.append(update)
         self.note_watch.saw_update(update)
 
-    def _receive_awareness(self, message: AwarenessUpdate, origin: Origin) -> list[Effect]:
-        if isinstance(origin, PeerOrigin):
-            self._check_awareness_quota(origin.peer_id, message)
-        accepted: list[AwarenessEntry] = []
-        for entry in message.entries:
-            owner = self._awareness_owner.get(entry.client_id)
-            if isinstance(origin, PeerOrigin):
-                if owner is not None and owner != origin.peer_id:
-                    # Stock clients echo the states they received; those are not theirs.
-                    continue
-                if owner is None and entry.state_json is None:
-                    continue
-            elif owner is not None:
-                continue  # another instance never overrides a local connection's state
-            if self._set_awareness(entry):
-                if owner is None and isinstance(origin, PeerOrigin):
-                    self._awareness_owner[entry.client_id] = origin.peer_id
-                    self._remote_renewed_at.pop(entry.client_id, None)
-                elif isinstance(origin, BusOrigin):
-                    self._remote_renewed_at[entry.client_id] = self._clock()
-                accepted.append(entry)
-        if not accepted:
-            return []
-        frame = encode_awareness(accepted)
-        if isinstance(origin, BusOrigin):
-            return [Broadcast(frame)]
-        exclude = origin.peer_id if isinstance(origin, PeerOrigin) else None
-        return [Broadcast(frame, exclude), Publish(frame)]
-
-    def _check_awareness_quota(self, peer_id: str, message: AwarenessUpdate) -> None:
-        """Refuse, before applying any of it, a message that would give the peer too many ids."""
-        owned = {c for c, owner in self._awareness_owner.items() if owner == peer_id}
-        introduced = {
-            e.client_id
-            for e in message.entries
-            if e.state_json is not None and e.client_id not in self._awareness_owner
-        }
-        if len(owned | introduced) > MAX_AWARENESS_IDS_PER_PEER:
-            raise PolicyViolation(
-                f"a connection may introduce at most {MAX_AWARENESS_IDS_PER_PEER} awareness ids"
-            )
-
-    def _set_awareness(self, entry: AwarenessEntry) -> bool:
-        """Apply one entry with y-protocols' clock rule; return whether it changed anything."""
-        current = self._awareness.get(entry.client_id)
-        current_clock = current.clock if current is not None else 0
-        is_present = current is not None and current.state_json is not None
-        newer = current_clock < entry.clock
-        same_clock_removal = (
-            current_clock == entry.clock and entry.state_json is None and is_present
-        )
-        if not (newer or same_clock_removal):
-            return False
-        if current is None:
-            self._awareness[entry.client_id] = _AwarenessState(entry.clock, entry.state_json)
-        else:
-            current.clock = entry.clock
-            current.state_json = entry.state_json
-        return True
-
     def expire_remote_awareness(self, timeout_s: float) -> list[Effect]:
-        """Remove states from other instances not renewed within `timeout_s` (their instance
-        died without saying goodbye); local peers learn of it, other instances expire them
-        the same way."""
-        deadline = self._clock() - timeout_s
-        expired = []
-        for client_id, renewed_at in list(self._remote_renewed_at.items()):
-            if renewed_at > deadline:
-                continue
-            del self._remote_renewed_at[client_id]
-            state = self._awareness.get(client_id)
-            if client_id in self._awareness_owner or state is None or state.state_json is None:
-                continue
-            state.clock += 1
-            state.state_json = None
-            expired.append(AwarenessEntry(client_id, state.clock, None))
-        return [Broadcast(encode_awareness(expired))] if expired else []
-
-    def _present_states(self) -> list[AwarenessEntry]:
-        return [
-            AwarenessEntry(client_id, state.clock, state.state_json)
-            for client_id, state in self._awareness.items()
-            if state.state_json is not None
-        ]
+        """Remove awareness states of clients on instances that died (see `RoomAwareness`)."""
+        return self.awareness.expire_remote(timeout_s)
 
     def close(self) -> None:
         """Stop observing the document; the room must not be used afterwards."""

@@ -22,6 +22,9 @@ class RoomLimits:
     max_document_bytes: int = 0
     max_pending_per_room: int = 10_000
     awareness_timeout_s: float = 30.0
+    # 0: every awareness message is relayed as it comes; see `collab.rooms.awareness`.
+    awareness_batch_s: float = 0.0
+    awareness_max_per_s: float = 0.0
     max_apply_s: float = 0.1
     apply_s_per_s: float = 0.25
     apply_burst_s: float = 1.0
@@ -47,6 +50,8 @@ class LiveRoom:
     # instances, or a backlog collapsed while the store was down): compaction writes them.
     unsaved_state: bool = False
     unload_timer: asyncio.TimerHandle | None = None
+    # Armed while the room's awareness batch waits for its tick.
+    awareness_timer: asyncio.TimerHandle | None = None
     unloading: asyncio.Task[None] | None = None
     # Set once the room is unloaded: its document is no longer the note's.
     dropped: bool = False

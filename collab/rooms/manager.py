@@ -221,6 +221,8 @@ class RoomManager:
         room.index_values(shape)
 
     async def _on_dropped(self, live: LiveRoom) -> None:
+        # What the room's last peers changed (their removals, above all) still goes out.
+        self._send_awareness_batch(live)
         for listener in self._unload_listeners:
             try:
                 listener(live)
@@ -484,6 +486,23 @@ class RoomManager:
                 self._broadcast(live, effect.frame, effect.exclude)
             elif isinstance(effect, Publish):
                 self._bus.publish(live.room_id, effect.frame)
+        if live.awareness_timer is None and live.room.awareness.due:
+            live.awareness_timer = asyncio.get_running_loop().call_later(
+                self._limits.awareness_batch_s, self._send_awareness_batch, live
+            )
+
+    def _send_awareness_batch(self, live: LiveRoom) -> None:
+        """The room's awareness tick (see `collab.rooms.awareness`)."""
+        if live.awareness_timer is not None:
+            live.awareness_timer.cancel()
+            live.awareness_timer = None
+        if live.dropped:
+            # Unloaded: nobody here to tell; the other instances still learn of it.
+            for effect in live.room.awareness.take_batch():
+                if isinstance(effect, Publish):
+                    self._bus.publish(live.room_id, effect.frame)
+            return
+        self._execute(live, live.room.awareness.take_batch())
 
     def _carry_out_edit(self, live: LiveRoom, edit: Edit, actor: str | None) -> None:
         """Relay, publish and store a change made on this instance (by `actor`)."""

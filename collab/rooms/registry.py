@@ -112,7 +112,11 @@ class RoomRegistry:
             self._commit.note_store_result(ok=True)
             try:
                 room = DocumentRoom.from_stored(
-                    room_id, stored, max_document_bytes=self._limits.max_document_bytes
+                    room_id,
+                    stored,
+                    max_document_bytes=self._limits.max_document_bytes,
+                    awareness_batch_s=self._limits.awareness_batch_s,
+                    awareness_max_per_s=self._limits.awareness_max_per_s,
                 )
             except ProtocolError as error:
                 log.error("room %s: stored document does not decode: %s", room_id, error)

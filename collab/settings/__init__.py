@@ -98,6 +98,8 @@ class Settings:
     due_soon_s: int = 86400
     store_backlog_per_room: int = 10_000
     awareness_timeout_s: float = 30.0
+    awareness_batch_ms: int = 50
+    awareness_max_per_s: int = 20
     presence_heartbeat_s: float = 5.0
     heartbeat_s: float = 30.0
     shutdown_timeout_s: float = 10.0

@@ -363,6 +363,20 @@ OPTIONS: tuple[Option, ...] = (
         "awareness states from another instance not renewed for this long are removed",
     ),
     Option(
+        "awareness_batch_ms",
+        "COLLAB_AWARENESS_BATCH_MS",
+        values.int_in(0, 1000),
+        "awareness changes of a room go out once per this many ms, the latest per client, "
+        "in one message for all peers (0: each as it comes)",
+    ),
+    Option(
+        "awareness_max_per_s",
+        "COLLAB_AWARENESS_MAX_PER_S",
+        values.int_in(1, 1000),
+        "awareness messages a connection may send per second; more are held (the latest "
+        "per client) until a later tick, never refused (needs COLLAB_AWARENESS_BATCH_MS > 0)",
+    ),
+    Option(
         "presence_heartbeat_s",
         "COLLAB_PRESENCE_HEARTBEAT_S",
         values.positive_seconds,

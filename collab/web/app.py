@@ -232,6 +232,8 @@ def room_limits(settings: Settings) -> RoomLimits:
         max_document_bytes=settings.max_document_bytes,
         max_pending_per_room=settings.store_backlog_per_room,
         awareness_timeout_s=settings.awareness_timeout_s,
+        awareness_batch_s=settings.awareness_batch_ms / 1000,
+        awareness_max_per_s=settings.awareness_max_per_s,
         max_apply_s=settings.max_apply_ms / 1000,
         apply_s_per_s=settings.apply_ms_per_s / 1000,
         apply_burst_s=settings.apply_burst_ms / 1000,

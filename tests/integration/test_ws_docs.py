@@ -84,7 +84,8 @@ async def test_new_client_receives_current_awareness_on_connect(server: RunningS
         first_id = first.doc.client_id
         await eventually(
             lambda: (
-                (live := _room(server, "w1/n1")) is not None and bool(live.room._present_states())
+                (live := _room(server, "w1/n1")) is not None
+                and bool(live.room.awareness.present_states())
             ),
             what="server holds the awareness state",
         )

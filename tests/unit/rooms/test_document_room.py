@@ -31,7 +31,8 @@ from collab.protocol.messages import (
     encode_sync_step1,
     encode_update,
 )
-from collab.rooms.document import MAX_AWARENESS_IDS_PER_PEER, DocumentRoom
+from collab.rooms.awareness import MAX_AWARENESS_IDS_PER_PEER
+from collab.rooms.document import DocumentRoom
 from collab.rooms.effects import (
     Broadcast,
     BusOrigin,
@@ -851,11 +852,11 @@ def test_awareness_from_a_dead_instance_expires_and_local_states_do_not() -> Non
     assert isinstance(effect, Broadcast)
     removal = decode_message(effect.frame)
     assert removal == AwarenessUpdate((AwarenessEntry(2, 2, None),))
-    present = {entry.client_id for entry in room._present_states()}
+    present = {entry.client_id for entry in room.awareness.present_states()}
     assert present == {1, 3}
     clock.now += 100
     room.expire_remote_awareness(30)
-    assert {entry.client_id for entry in room._present_states()} == {1}
+    assert {entry.client_id for entry in room.awareness.present_states()} == {1}
 
 
 def test_fresh_joiners_share_one_encoded_state_until_the_document_changes() -> None:
