@@ -69,7 +69,8 @@ def test_a_tick_sends_the_latest_state_per_client_once_to_every_peer() -> None:
     assert broadcast.exclude is None
     assert entries_of(broadcast.frame) == [(1, 3, '{"x":3}'), (2, 1, '{"y":1}')]
     (publish,) = only(effects, Publish)
-    assert isinstance(publish, Publish) and publish.frame is broadcast.frame
+    assert isinstance(publish, Publish)
+    assert publish.frame is broadcast.frame
     assert not awareness.due
     assert awareness.take_batch() == []
 
@@ -90,7 +91,8 @@ def test_a_leave_in_a_tick_removes_the_state_set_earlier_in_it() -> None:
     awareness.receive(message((1, 1, '{"x":1}')), ALICE)
     awareness.leave("alice")
     (broadcast, publish) = awareness.take_batch()
-    assert isinstance(broadcast, Broadcast) and isinstance(publish, Publish)
+    assert isinstance(broadcast, Broadcast)
+    assert isinstance(publish, Publish)
     assert entries_of(broadcast.frame) == [(1, 2, None)]
     assert awareness.present_states() == []
 
@@ -119,7 +121,8 @@ def test_states_from_the_bus_are_relayed_but_not_published_again() -> None:
     effects = awareness.take_batch()
     (broadcast,) = only(effects, Broadcast)
     (publish,) = only(effects, Publish)
-    assert isinstance(broadcast, Broadcast) and isinstance(publish, Publish)
+    assert isinstance(broadcast, Broadcast)
+    assert isinstance(publish, Publish)
     assert entries_of(broadcast.frame) == [(7, 2, '{"remote":2}'), (1, 1, '{"local":1}')]
     assert entries_of(publish.frame) == [(1, 1, '{"local":1}')]
 
