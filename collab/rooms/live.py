@@ -25,6 +25,8 @@ class RoomLimits:
     # 0: every awareness message is relayed as it comes; see `collab.rooms.awareness`.
     awareness_batch_s: float = 0.0
     awareness_max_per_s: float = 0.0
+    # Large initial syncs written at a time (see `collab.rooms.sync_gate`).
+    max_initial_syncs: int = 8
     max_apply_s: float = 0.1
     apply_s_per_s: float = 0.25
     apply_burst_s: float = 1.0

@@ -66,6 +66,7 @@ from collab.rooms.live import (
 from collab.rooms.peer import Peer
 from collab.rooms.reading import INLINE_MAX_STRUCTS, INLINE_MAX_UPDATE_BYTES, digest_of, read_here
 from collab.rooms.registry import RoomRegistry
+from collab.rooms.sync_gate import LARGE_SYNC_BYTES, SyncGate
 from collab.rooms.trial import TrialWorker, UpdateTooCostly
 from collab.store.base import Store
 from collab.tasks import cancel_and_wait, spawn
@@ -111,6 +112,7 @@ class RoomManager:
             throttle_s=limits.throttle_s,
         )
         self._trials = TrialWorker()
+        self.initial_syncs = SyncGate(limits.max_initial_syncs, self._close_slow)
         self.tried_updates = 0
         self.costly_updates = 0
 
@@ -152,6 +154,7 @@ class RoomManager:
             log.exception("final flush failed; %d updates not stored", self._commit.pending_updates)
         await self._rooms.drop_all()
         await self._trials.close()
+        await self.initial_syncs.close()
 
     @property
     def loaded_rooms(self) -> int:
@@ -243,6 +246,7 @@ class RoomManager:
         self._execute(live, live.room.join(peer.peer_id))
 
     def leave(self, live: LiveRoom, peer: Peer) -> None:
+        self.initial_syncs.forget(peer)
         if live.peers.pop(peer.peer_id, None) is not None:
             self._execute(live, live.room.leave(peer.peer_id))
 
@@ -478,7 +482,9 @@ class RoomManager:
                 peer = live.peers.get(effect.peer_id)
                 if peer is not None:
                     self.traffic.count_sent(effect.frame, 1)
-                    if not peer.enqueue(OutgoingFrame(effect.frame)):
+                    if len(effect.frame) >= LARGE_SYNC_BYTES:
+                        self.initial_syncs.send(peer, effect.frame)
+                    elif not peer.enqueue(OutgoingFrame(effect.frame)):
                         self._close_slow(peer)
             elif isinstance(effect, Edit):
                 self._carry_out_edit(live, effect, None)

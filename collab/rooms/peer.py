@@ -173,6 +173,14 @@ class Peer:
         tasks = [task for task in (self._writer, self._closer) if task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def wait_sent(self) -> None:
+        """Wait until everything queued so far was handed to the socket and its buffer drained
+        (or the connection is closing or gone: raises `ConnectionError` then, maybe)."""
+        while self._writer is not None and self._close_request is None:
+            await asyncio.shield(self._writer)
+        if self._close_request is None:
+            await self._transport.drain()
+
     async def stop(self) -> None:
         """Stop the writer without closing the socket (the socket is already gone)."""
         if self._writer is not None and not self._writer.done():

@@ -100,6 +100,7 @@ class Settings:
     awareness_timeout_s: float = 30.0
     awareness_batch_ms: int = 50
     awareness_max_per_s: int = 20
+    max_initial_syncs: int = 8
     presence_heartbeat_s: float = 5.0
     heartbeat_s: float = 30.0
     shutdown_timeout_s: float = 10.0

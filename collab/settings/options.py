@@ -377,6 +377,12 @@ OPTIONS: tuple[Option, ...] = (
         "per client) until a later tick, never refused (needs COLLAB_AWARENESS_BATCH_MS > 0)",
     ),
     Option(
+        "max_initial_syncs",
+        "COLLAB_MAX_INITIAL_SYNCS",
+        values.int_in(1, 10_000),
+        "initial syncs of over 1 MiB written at a time; more joiners wait their turn, in order",
+    ),
+    Option(
         "presence_heartbeat_s",
         "COLLAB_PRESENCE_HEARTBEAT_S",
         values.positive_seconds,

@@ -234,6 +234,7 @@ def room_limits(settings: Settings) -> RoomLimits:
         awareness_timeout_s=settings.awareness_timeout_s,
         awareness_batch_s=settings.awareness_batch_ms / 1000,
         awareness_max_per_s=settings.awareness_max_per_s,
+        max_initial_syncs=settings.max_initial_syncs,
         max_apply_s=settings.max_apply_ms / 1000,
         apply_s_per_s=settings.apply_ms_per_s / 1000,
         apply_burst_s=settings.apply_burst_ms / 1000,

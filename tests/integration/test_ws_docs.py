@@ -12,7 +12,7 @@ from collab.rooms.manager import LiveRoom
 from collab.store.base import StoredDocument
 from collab.store.memory import MemoryStore
 from collab.web.keys import ROOMS, STORE
-from tests.conftest import RunningServer, StartServer
+from tests.conftest import RunningServer, StartServer, make_settings
 from tests.support.waiting import eventually, scaled
 from tests.support.yclient import YClient, connect_http_error
 
@@ -266,3 +266,31 @@ async def test_readiness_recovers_after_a_failed_load(start_server: StartServer)
             return (await http.get(f"{server.http}/readyz")).status == 200
 
         await eventually(ready, what="ready again")
+
+
+async def test_a_join_storm_on_a_big_note_is_served_one_sync_at_a_time(
+    start_server: StartServer,
+) -> None:
+    """With one large initial sync at a time, six clients opening a 1.5 MB note at once all
+    get all of it, and the gate is empty afterwards."""
+    server = await start_server(make_settings(max_initial_syncs=1))
+    big = "".join(f"paragraph {i:06d} " + "lorem ipsum " * 10 for i in range(11_000))
+    async with YClient.connect(server.doc_url()) as writer:
+        await writer.wait_synced()
+        writer.doc.get("t", type=Text).insert(0, big)
+        await writer.flush()
+        live = _room(server, "w1/n1")
+        assert live is not None
+        await eventually(lambda: str(live.room.doc.get("t", type=Text)) == big, what="loaded")
+        assert len(live.room.encoded_state()) > 1024 * 1024
+        joiners = [YClient.connect(server.doc_url(sub=f"j{i}")) for i in range(6)]
+        clients = await asyncio.gather(*(j.__aenter__() for j in joiners))
+        try:
+            await asyncio.gather(
+                *(c.wait_until(lambda c=c: text_of(c) == big, timeout=60) for c in clients)
+            )
+        finally:
+            for j in joiners:
+                await j.__aexit__(None, None, None)
+    gate = server.app[ROOMS].initial_syncs
+    assert (gate.in_flight, gate.waiting) == (0, 0)
