@@ -7,6 +7,10 @@ transaction every `flush_interval_s` after the first change, or as soon as
 failure keeps everything queued and retries with a growing delay; a room whose backlog
 passes `max_pending_per_room` collapses it into "write a snapshot", so memory stays bounded
 by the documents, not by the outage.
+
+Updates a connection asked to have echoed (`note_saved`) are handed to `on_saved` once the
+store holds them: after the append that wrote them, or the compaction that stored them when
+their backlog collapsed (see `collab.rooms.saved`).
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from collab.errors import StoreError
 from collab.observability.counters import LatencyHistogram
 from collab.rooms.live import LiveRoom, RoomLimits
+from collab.rooms.saved import SavedEcho
 from collab.store.base import Store
 from collab.tasks import cancel_and_wait
 
@@ -29,6 +35,9 @@ LoggedUpdate = tuple[str, bytes, str | None]
 """`(room_id, update, author)` as the store logs it."""
 
 STORE_RETRY_MAX_S = 5.0
+
+SavedListener = Callable[[LiveRoom, list[SavedEcho]], None]
+"""Told of the echoes the store now holds, oldest first, on the event loop; must not block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +56,12 @@ class GroupCommit:
     `store_healthy`, `store_failures` and `flush_time` are read by the metrics collector and
     `/readyz`; loading a room reports its store result here too (`note_store_result`)."""
 
-    def __init__(self, store: Store, limits: RoomLimits) -> None:
+    def __init__(
+        self, store: Store, limits: RoomLimits, *, on_saved: SavedListener | None = None
+    ) -> None:
         self._store = store
         self._limits = limits
+        self._on_saved = on_saved
         self._dirty: dict[str, LiveRoom] = {}
         self._pending_count = 0
         self._wakeup = asyncio.Event()
@@ -101,6 +113,7 @@ class GroupCommit:
             live.pending.clear()
             live.pending_authors.clear()
             live.unsaved_state = True
+            live.saved_echoes.need_snapshot()
             log.warning(
                 "room %s: store backlog over its bound; a snapshot will be written", live.room_id
             )
@@ -110,6 +123,30 @@ class GroupCommit:
         self._pending_count += 1
         if self._pending_count >= self._limits.flush_max_batch:
             self._wakeup.set()
+
+    def note_saved(self, live: LiveRoom, peer_id: str, update: bytes, *, queued: bool) -> None:
+        """Hand `update` (from `peer_id`) to `on_saved` once the store holds it. Called right
+        after `note` when that queued all `update` brought (`queued`), else for an update that
+        brought nothing new, or part of it: it is in the room's document already."""
+        if queued:
+            # `note` queued it last, or collapsed the backlog instead.
+            needs_snapshot = not live.pending
+        else:
+            # Already in the log (before what is queued now), unless the room holds changes
+            # no log has.
+            needs_snapshot = live.unsaved_state
+        position = live.written_updates + len(live.pending)
+        echoes = live.saved_echoes
+        echoes.add(peer_id, update, None if needs_snapshot else position)
+        if len(echoes) > self._limits.max_pending_per_room:
+            echoes.fold()
+        self._dirty[live.room_id] = live
+        if self._timer is None:
+            self._flush_in(self._limits.flush_interval_s)
+
+    def _saved(self, live: LiveRoom, echoes: list[SavedEcho]) -> None:
+        if echoes and self._on_saved is not None:
+            self._on_saved(live, echoes)
 
     def forget(self, live: LiveRoom) -> None:
         """Stop tracking a room that is being dropped (after its final flush)."""
@@ -187,7 +224,10 @@ class GroupCommit:
                     del live.pending[:count]
                     del live.pending_authors[:count]
                     live.logged_updates += count
+                    live.written_updates += count
                     self._pending_count -= count
+                    if live.saved_echoes:
+                        self._saved(live, live.saved_echoes.take_written(live.written_updates))
                 for live, _ in taken:
                     if (
                         live.unsaved_state
@@ -220,6 +260,8 @@ class GroupCommit:
             return
         # Cleared before the await: a change arriving meanwhile sets it again.
         live.unsaved_state = False
+        # The state encoded below holds every update echoes were added for so far.
+        saved_below = live.saved_echoes.next_serial
         try:
             await self._store.compact(live.room_id, live.room.encode_state())
         except StoreError:
@@ -229,3 +271,5 @@ class GroupCommit:
             raise
         self.store_healthy = True
         live.logged_updates = 0
+        if live.saved_echoes:
+            self._saved(live, live.saved_echoes.take_snapshotted(saved_below))

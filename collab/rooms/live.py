@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from collab.rooms.document import DocumentRoom
 from collab.rooms.peer import Peer
+from collab.rooms.saved import SavedEchoes
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,12 @@ class LiveRoom:
     authors_new: set[str] = field(default_factory=set)
     authors_recorded: set[str] = field(default_factory=set)
     logged_updates: int = 0
+    # Updates of `pending` written to the store since the room was loaded.
+    written_updates: int = 0
+    # The durable "saved" echo (`collab.rooms.saved`): the local peers that asked for it, and
+    # their updates waiting for the store.
+    saved_peers: set[str] = field(default_factory=set)
+    saved_echoes: SavedEchoes = field(default_factory=SavedEchoes)
     # The document holds changes neither the log nor `pending` has (updates from other
     # instances, or a backlog collapsed while the store was down): compaction writes them.
     unsaved_state: bool = False

@@ -32,6 +32,7 @@ from collab.errors import BusError, ProtocolError, StoreError
 from collab.observability.counters import DocTraffic, LatencyHistogram
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import (
+    EMPTY_UPDATE,
     Message,
     SyncStep2,
     Update,
@@ -66,6 +67,7 @@ from collab.rooms.live import (
 from collab.rooms.peer import Peer
 from collab.rooms.reading import INLINE_MAX_STRUCTS, INLINE_MAX_UPDATE_BYTES, digest_of, read_here
 from collab.rooms.registry import RoomRegistry
+from collab.rooms.saved import SavedEcho, by_peer, echo_frames
 from collab.rooms.sync_gate import LARGE_SYNC_BYTES, SyncGate
 from collab.rooms.trial import TrialWorker, UpdateTooCostly
 from collab.store.base import Store
@@ -95,7 +97,7 @@ class RoomManager:
         self._store = store
         self._bus = bus
         self._limits = limits
-        self._commit = GroupCommit(store, limits)
+        self._commit = GroupCommit(store, limits, on_saved=self._send_saved)
         self._rooms = RoomRegistry(
             store, self._commit, limits, on_loaded=self._on_loaded, on_dropped=self._on_dropped
         )
@@ -103,6 +105,7 @@ class RoomManager:
         self._closed = False
         self.slow_consumer_disconnects = 0
         self.bus_resyncs = 0
+        self.saved_echoes = 0
         # Read by the metrics collector at scrape time; the per-message paths only add to them.
         self.traffic = DocTraffic()
         self.apply_time = LatencyHistogram()
@@ -243,10 +246,13 @@ class RoomManager:
     def join(self, live: LiveRoom, peer: Peer) -> None:
         """Attach a connected peer: it gets our sync step 1 and the awareness states."""
         live.peers[peer.peer_id] = peer
+        if peer.saved_echo:
+            live.saved_peers.add(peer.peer_id)
         self._execute(live, live.room.join(peer.peer_id))
 
     def leave(self, live: LiveRoom, peer: Peer) -> None:
         self.initial_syncs.forget(peer)
+        live.saved_peers.discard(peer.peer_id)
         if live.peers.pop(peer.peer_id, None) is not None:
             self._execute(live, live.room.leave(peer.peer_id))
 
@@ -377,11 +383,41 @@ class RoomManager:
         if isinstance(edit, Edit):
             self.apply_time.observe(elapsed_s)
             self._carry_out_edit(live, edit, actor)
+            if live.saved_peers:  # the one check every edit pays for the saved echo
+                self._note_saved(live, origin, update, queued=edit.update == update)
         elif edit is not None:
             self._execute(live, [edit])  # the update left a gap: ask the peer for it
+        elif live.saved_peers:
+            self._note_saved(live, origin, update, queued=False)  # nothing new in it
         if over is not None:
             raise over
         return isinstance(edit, Edit)
+
+    def _note_saved(
+        self, live: LiveRoom, origin: PeerOrigin | ServerOrigin, update: bytes, *, queued: bool
+    ) -> None:
+        """Echo `update` to the peer that sent it once the store holds it, if it asked for
+        that (see `collab.rooms.saved`)."""
+        if (
+            isinstance(origin, PeerOrigin)
+            and origin.peer_id in live.saved_peers
+            and update != EMPTY_UPDATE
+        ):
+            self._commit.note_saved(live, origin.peer_id, update, queued=queued)
+
+    def _send_saved(self, live: LiveRoom, echoes: list[SavedEcho]) -> None:
+        """Send each peer its updates the store now holds, merged; a peer that left meanwhile
+        gets nothing."""
+        for peer_id, updates in by_peer(echoes).items():
+            peer = live.peers.get(peer_id)
+            if peer is None:
+                continue
+            for frame in echo_frames(updates):
+                self.saved_echoes += 1
+                self.traffic.count_sent(frame, 1)
+                if not peer.enqueue(OutgoingFrame(frame)):
+                    self._close_slow(peer)
+                    break
 
     def _receive_timed(self, live: LiveRoom, message: Message, origin: Origin) -> list[Effect]:
         """`live.room.receive`, timed into `apply_time` when it changed the document."""

@@ -79,6 +79,7 @@ class Peer:
         "coalesced_frames",
         "origin",
         "peer_id",
+        "saved_echo",
         "user_id",
     )
 
@@ -91,9 +92,12 @@ class Peer:
         transport: PeerTransport,
         limits: OutboxLimits,
         coalescing: Coalescing | None = None,
+        saved_echo: bool = False,
     ) -> None:
         self.peer_id = peer_id
         self.user_id = user_id
+        # Asked for each of its updates back once stored (`collab.rooms.saved`).
+        self.saved_echo = saved_echo
         # What the room is told of each message's sender; built once, not per message.
         self.origin = PeerOrigin(peer_id, can_write)
         self._transport = transport

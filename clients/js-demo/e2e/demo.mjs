@@ -173,6 +173,15 @@ const scenarios = {
     assert(letters(text) === letters(before + typed.alice + typed.bob),
       `characters lost or duplicated: ${JSON.stringify(text)}`)
     summary.texts['concurrent-typing'] = text
+    // "Saved" is the server's echo of every local edit, after its store took them (?saved=1).
+    for (const [who, { page, sockets }] of Object.entries(users)) {
+      assert(sockets.some((url) => url.includes(`/ws/docs/${WORKSPACE}/${NOTE}?`) && new URL(url).searchParams.get('saved') === '1'),
+        `${who}'s document connection does not ask for the saved echo: ${sockets.join(' ')}`)
+      await eventually(`${who} shows Saved`, async () => {
+        const status = testid(page, 'save-status')
+        return (await status.getAttribute('data-state')) === 'saved' && (await status.textContent()) === 'Saved'
+      })
+    }
     await eventually(`both note lists show ${NOTE} once the catalog indexed it`, async () =>
       (await noteItem(alice.page, NOTE).isVisible()) && (await noteItem(bob.page, NOTE).isVisible()))
   },
@@ -619,7 +628,8 @@ async function main () {
       page.setDefaultTimeout(TIMEOUT_MS)
       page.on('pageerror', (error) => summary.page_errors.push(`${who}: ${error.message}`))
       const { sub, name } = claims(TOKENS[who])
-      users[who] = { context, page, sub, name: name || sub }
+      users[who] = { context, page, sub, name: name || sub, sockets: [] }
+      page.on('websocket', (socket) => users[who].sockets.push(socket.url()))
     }
     let failed = false
     for (const [name, run] of Object.entries(scenarios)) {

@@ -1,5 +1,6 @@
 // One open note: its Y.Doc on the stock y-websocket provider, the Tiptap editor bound to the
-// `body` XML fragment, remote carets from awareness, and the connection/saved state. A close
+// `body` XML fragment, remote carets from awareness, and the connection/saved state (saved:
+// collab echoed every local edit back once stored, see saved-echo.js). A close
 // code in 4400-4499 (4404: the note was trashed or purged) ends the session: the provider stops
 // reconnecting and `onClosed` is told; other server closes are reported to `onDropped`.
 import * as Y from 'yjs'
@@ -11,23 +12,21 @@ import CollaborationCursor from '@tiptap/extension-collaboration-cursor'
 import { wsOrigin } from './api.js'
 import { MentionSuggestions } from './mentions.js'
 import { h } from './dom.js'
-
-// How long after the last local edit the socket must be drained before we call it saved; the
-// server writes what it received within COLLAB_FLUSH_INTERVAL_MS (100 ms by default).
-const SAVED_SETTLE_MS = 250
+import { SavedEcho } from './saved-echo.js'
 
 export class NoteSession {
   constructor ({ workspace, note, session, color, canWrite, element, onState, onClosed, onDropped }) {
     this.workspace = workspace
     this.note = note
     this.onState = onState
-    this.dirty = false
     this.destroyed = false
     this.doc = new Y.Doc()
     this.meta = this.doc.getMap('meta')
-    this.provider = new WebsocketProvider(`${wsOrigin}/ws/docs`, `${workspace}/${note}`, this.doc, {
-      params: { token: session.token }
-    })
+    // A viewer's edits are never stored: it does not ask for their echo.
+    const params = canWrite ? { token: session.token, saved: '1' } : { token: session.token }
+    this.provider = new WebsocketProvider(`${wsOrigin}/ws/docs`, `${workspace}/${note}`, this.doc, { params })
+    this._emit = () => this.onState(this.state())
+    this.savedEcho = canWrite ? new SavedEcho(this.provider, this._emit) : null
     this.editor = new Editor({
       element,
       editable: canWrite,
@@ -46,17 +45,7 @@ export class NoteSession {
       }
     })
 
-    this._emit = () => this.onState(this.state())
-    this._onUpdate = (update, origin) => {
-      if (origin === this.provider) return
-      this.dirty = true
-      this._settle()
-      this._emit()
-    }
-    this._onSync = (synced) => {
-      if (synced) this._settle()
-      this._emit()
-    }
+    this._onSync = () => this._emit()
     // A dropped network often leaves the socket half-open until a timeout; reconnect at once.
     this._onOffline = () => {
       this.provider.disconnect()
@@ -77,7 +66,6 @@ export class NoteSession {
     this._onConnectionClose = (event) => {
       if (event && !(event.code >= 4400 && event.code < 4500)) onDropped(event)
     }
-    this.doc.on('update', this._onUpdate)
     this.provider.on('status', this._emit)
     this.provider.on('sync', this._onSync)
     this.provider.on('closed', this._onClosed)
@@ -94,37 +82,20 @@ export class NoteSession {
     if (provider.wsconnected) connection = 'connected'
     else if (!navigator.onLine || !provider.shouldConnect || provider.wsUnsuccessfulReconnects > 0) connection = 'offline'
     let saved = 'saved'
-    if (this.dirty) saved = connection === 'connected' ? 'saving' : 'unsaved'
+    if (this.savedEcho && !this.savedEcho.saved) saved = connection === 'connected' ? 'saving' : 'unsaved'
     return { connection, saved, synced: provider.synced }
   }
 
   destroy () {
     this.destroyed = true
-    clearTimeout(this._settleTimer)
     window.removeEventListener('offline', this._onOffline)
     window.removeEventListener('online', this._onOnline)
-    this.doc.off('update', this._onUpdate)
+    this.savedEcho?.destroy()
     this.provider.off('closed', this._onClosed)
     this.provider.off('connection-close', this._onConnectionClose)
     this.editor.destroy()
     this.provider.destroy()
     this.doc.destroy()
-  }
-
-  // Saved: connected, synced (the server has answered our state vector, so it also got our
-  // offline edits in reply to its own), and nothing left in the socket's send buffer.
-  _settle () {
-    clearTimeout(this._settleTimer)
-    this._settleTimer = setTimeout(() => {
-      const ws = this.provider.ws
-      if (!this.dirty) return
-      if (this.provider.wsconnected && this.provider.synced && ws && ws.bufferedAmount === 0) {
-        this.dirty = false
-        this._emit()
-      } else if (this.provider.wsconnected) {
-        this._settle()
-      }
-    }, SAVED_SETTLE_MS)
   }
 }
 

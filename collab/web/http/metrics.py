@@ -205,6 +205,11 @@ class _CollabCollector(Collector):
             rooms.slow_consumer_disconnects,
         )
         yield CounterMetricFamily(
+            "collab_saved_echoes",
+            "Update messages giving `?saved=1` connections their updates back once stored.",
+            rooms.saved_echoes,
+        )
+        yield CounterMetricFamily(
             "collab_update_trials",
             "Updates read and tried on a replica in the trial worker before being applied.",
             rooms.tried_updates,

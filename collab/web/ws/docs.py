@@ -1,9 +1,10 @@
 """`/ws/docs/{workspace_id}/{note_id}`: the y-websocket endpoint.
 
 Auth, role, the note's lifecycle and room load all happen before the upgrade, so a refused
-client gets an HTTP status (401, 403, 404 `note_trashed`, 410 `note_purged`, 503) and no
-socket. After the upgrade, each frame goes to the room manager;
-bad input closes only this connection, with a close code and a reason, logged once.
+client gets an HTTP status (400 for a bad `?saved`, 401, 403, 404 `note_trashed`, 410
+`note_purged`, 503) and no socket. `?saved=1` asks for each of the connection's updates back
+once the store holds it (`collab.rooms.saved`). After the upgrade, each frame goes to the room
+manager; bad input closes only this connection, with a close code and a reason, logged once.
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ def _close_code_for(error: ProtocolError) -> CloseCode:
     return CloseCode.INVALID_PAYLOAD
 
 
+def _asks_saved_echo(request: web.Request) -> bool:
+    """Whether the upgrade asks for the saved echo (`?saved=1`); 400 for any other value."""
+    values = request.query.getall("saved", [])
+    if any(value != "1" for value in values):
+        raise web.HTTPBadRequest(
+            text="parameter 'saved': use 1 (each update comes back once stored) or leave it out"
+        )
+    return bool(values)
+
+
 async def ws_docs(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     rooms = request.app[ROOMS]
@@ -63,6 +74,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     check_origin(request)
     identity = await authenticate(request, allow_query=True)
     room_id, role, private = await private_note_of(request, identity)
+    saved_echo = _asks_saved_echo(request)
     check_upgrade(request)
     if role.can_write:
         rooms.budget.check(identity.user_id)
@@ -92,6 +104,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         transport=socket,
         limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
         coalescing=UPDATE_COALESCING,
+        saved_echo=saved_echo,
     )
     connection = DocsConnection(
         request.app,
