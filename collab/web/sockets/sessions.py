@@ -1,15 +1,20 @@
 """The token lifecycle of open WebSocket connections: expiry, in-band refresh, revocation.
 
-Each connection of `/ws/docs` and `/ws/live` has one `TokenSession`: one `loop.call_at`
-timer set to its token's `exp` (plus the leeway), moved by a refresh and cancelled on close,
-so nothing runs per message. When the timer fires the connection is closed with 4401. The
-`Sessions` registry finds every connection of a user, so a revocation closes them (4403).
+Each connection of `/ws/docs` and `/ws/live` has one `TokenSession`, due to expire at its
+token's `exp` (plus the leeway): moved by a refresh, forgotten on close, so nothing runs per
+message. When it is due the connection is closed with 4401. The `Sessions` registry finds
+every connection of a user, so a revocation closes them (4403).
+
+Expiries are kept in buckets of `EXPIRY_GRANULARITY_S` with one loop timer for the earliest,
+not one timer per connection: a timer handle costs about half a kilobyte, which thousands of
+idle connections would pay for a close that comes at most a quarter of a second late.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Collection
 from typing import Literal
@@ -31,6 +36,7 @@ _LOG_PREFIX: dict[ConnectionKind, str] = {"docs": "conn", "live": "live"}
 
 EXPIRED_REASON = "token expired; reconnect with a fresh token"
 REVOKED_REASON = "access revoked"
+EXPIRY_GRANULARITY_S = 0.25
 
 
 class RefreshRefused(AuthError):
@@ -45,7 +51,7 @@ class RefreshRefused(AuthError):
 class TokenSession:
     """One connection's token: its identity, expiry timer and place in the registry."""
 
-    __slots__ = ("_sessions", "_timer", "identity", "kind", "peer", "room_id", "workspace_id")
+    __slots__ = ("_due_at", "_sessions", "identity", "kind", "peer", "room_id", "workspace_id")
 
     def __init__(
         self,
@@ -64,26 +70,21 @@ class TokenSession:
         # several workspaces and no note).
         self.room_id = room_id
         self.workspace_id = None if room_id is None else room_id.partition("/")[0]
-        self._timer: asyncio.TimerHandle | None = None
+        # The expiry bucket it is in (see `Sessions`), if any.
+        self._due_at: float | None = None
 
     @property
     def user_id(self) -> str:
         return self.identity.user_id
 
     def _schedule(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._sessions.unschedule(self)
         expires_at = self.identity.expires_at
-        if expires_at is None:
-            return
-        loop = asyncio.get_running_loop()
-        # `exp` is wall-clock time; the loop's clock is monotonic.
-        delay_s = expires_at + self._sessions.leeway_s - time.time()
-        self._timer = loop.call_at(loop.time() + max(delay_s, 0.0), self._expire)
+        if expires_at is not None:
+            # `exp` is wall-clock time; the loop's clock is monotonic.
+            self._sessions.schedule(self, expires_at + self._sessions.leeway_s - time.time())
 
     def _expire(self) -> None:
-        self._timer = None
         log.info(
             "%s %s: token expired; closing with %d",
             _LOG_PREFIX[self.kind],
@@ -114,10 +115,8 @@ class TokenSession:
         self._schedule()
 
     def close(self) -> None:
-        """Cancel the timer and leave the registry (on disconnect). Idempotent."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """Leave the expiry buckets and the registry (on disconnect). Idempotent."""
+        self._sessions.unschedule(self)
         self._sessions.discard(self)
 
 
@@ -130,6 +129,47 @@ class Sessions:
         self.leeway_s = leeway_s
         self._by_user: dict[str, set[TokenSession]] = {}
         self.opened_total: dict[ConnectionKind, int] = dict.fromkeys(CONNECTION_KINDS, 0)
+        # Sessions by the loop time their bucket is due, and the timer of the earliest.
+        self._due: dict[float, set[TokenSession]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def schedule(self, session: TokenSession, delay_s: float) -> None:
+        """Expire `session` (close it with 4401) in `delay_s`, rounded up to the bucket."""
+        loop = asyncio.get_running_loop()
+        granularity = EXPIRY_GRANULARITY_S
+        due_at = math.ceil((loop.time() + max(delay_s, 0.0)) / granularity) * granularity
+        self._due.setdefault(due_at, set()).add(session)
+        session._due_at = due_at
+        if self._timer is None or due_at < self._timer_at:
+            self._arm(loop, due_at)
+
+    def unschedule(self, session: TokenSession) -> None:
+        due_at, session._due_at = session._due_at, None
+        if due_at is None:
+            return
+        bucket = self._due.get(due_at)
+        if bucket is not None:
+            bucket.discard(session)
+            if not bucket:
+                del self._due[due_at]
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, due_at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = loop.call_at(due_at, self._expire_due), due_at
+
+    def _expire_due(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        # uvloop's clock counts milliseconds: a timer may fire a fraction of one early.
+        now = loop.time() + 0.001
+        for due_at in sorted(at for at in self._due if at <= now):
+            for session in self._due.pop(due_at):
+                session._due_at = None
+                session._expire()
+        if self._due:
+            self._arm(loop, min(self._due))
 
     def open(
         self,
