@@ -6,8 +6,11 @@
     python loadtests/run.py bigdoc [--probes 5 --patches-per-txn 1000] [--store sqlite --restart]
     python loadtests/run.py crossinstance [--rooms 100 --clients 10 --rates 5,10,20]
     python loadtests/run.py persistence [--rates 20 --stores memory,sqlite,postgres]
+    python loadtests/run.py awareness [--clients 300 --hz 1 --step-s 20]
+    python loadtests/run.py joinstorm [--doc-mb 20 --joiners 150 --window-s 1]
 
-fanout, hotroom, idle and bigdoc take `--server collab|node|pycrdt|relay` (default collab) or
+fanout, hotroom, idle, bigdoc, awareness and joinstorm take
+`--server collab|node|pycrdt|relay` (default collab) or
 `--servers a,b,...` (each in turn, then a comparison), and `--store memory|sqlite|postgres`
 for collab. The server (and PostgreSQL or Redis, when used) runs pinned to CPU 0 and the Node
 generator (`loadtests/gen.mjs`) to CPU 1. CPU time and RSS are read from /proc before and

@@ -12,7 +12,16 @@ from typing import Any
 from harness.compare import print_comparison
 from harness.errors import RunError
 from harness.machine import describe_wakeup, machine_facts
-from harness.scenarios import bigdoc, catalog, crossinstance, fanout, idle, persistence
+from harness.scenarios import (
+    awareness,
+    bigdoc,
+    catalog,
+    crossinstance,
+    fanout,
+    idle,
+    joinstorm,
+    persistence,
+)
 from harness.services import STORES
 from harness.stack import exit_on_sigterm
 from harness.tables import heading
@@ -23,6 +32,8 @@ PER_TARGET: dict[str, Callable[[argparse.Namespace, str], dict[str, Any]]] = {
     "hotroom": fanout.run,
     "idle": idle.run,
     "bigdoc": bigdoc.run,
+    "awareness": awareness.run,
+    "joinstorm": joinstorm.run,
 }
 COLLAB_ONLY: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "catalog": catalog.run,
@@ -99,6 +110,15 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         help="wait at most this long, once all are synced, for every peer to see every state",
     )
 
+    aware = sub.add_parser(
+        "awareness", parents=both, help="1 room x N clients moving their cursors at hz"
+    )
+    awareness.add_arguments(aware)
+    storm = sub.add_parser(
+        "joinstorm", parents=both, help="a note of N MB, then J fresh clients open it at once"
+    )
+    joinstorm.add_arguments(storm)
+
     cross = sub.add_parser(
         "crossinstance",
         parents=[common],
@@ -166,6 +186,12 @@ def usage_problem(args: argparse.Namespace) -> str | None:
             return "catalog needs --notes >= 1, --requests >= 1, --warmup >= 0, --max-query-s > 0"
     if args.scenario == "idle" and (args.connections < 1 or args.rooms < 1):
         return "idle needs --connections >= 1 and --rooms >= 1"
+    if args.scenario == "awareness" and (problem := awareness.usage_problem(args)):
+        return problem
+    if args.scenario == "joinstorm" and (
+        problem := joinstorm.usage_problem(args, target_list(args))
+    ):
+        return problem
     if args.scenario in PER_TARGET:
         servers = target_list(args)
         unknown = sorted(set(servers) - set(TARGETS))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from harness.scenarios import awareness, joinstorm
 from harness.scenarios.fanout import loss_pct
 from harness.tables import MIB, Column, fixed, heading, print_table, ratio
 
@@ -26,6 +27,10 @@ def print_comparison(scenario: str, results: dict[str, dict[str, Any]]) -> None:
         _compare_idle(results, reference)
     elif scenario == "bigdoc":
         _compare_bigdoc(results, reference)
+    elif scenario == "awareness":
+        awareness.print_compare(results, reference)
+    elif scenario == "joinstorm":
+        joinstorm.print_compare(results, reference)
 
 
 def _compare_steps(results: dict[str, dict[str, Any]], reference: str) -> None:

@@ -17,12 +17,21 @@ QUIT_TIMEOUT_S = 10.0
 
 
 class Generator:
-    """`node loadtests/gen.mjs CONFIG`, pinned to GENERATOR_CPU; JSON events on stdout, one
-    command per line on stdin ("go", "hold", "quit"). It exits when its stdin closes."""
+    """`node loadtests/gen.mjs CONFIG` (or another `script` there, e.g. gen_storm.mjs), pinned
+    to GENERATOR_CPU; JSON events on stdout, one command per line on stdin ("go", "hold",
+    "quit"). It exits when its stdin closes."""
 
     label = "the generator"
 
-    def __init__(self, workdir: Path, config: dict[str, Any], *, name: str = "generator") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        *,
+        name: str = "generator",
+        script: str = "gen.mjs",
+        node_options: tuple[str, ...] = (),
+    ) -> None:
         if not NODE_MODULES.is_dir():
             raise RunError(f"loadtests/node_modules is missing: {SETUP_HINT}")
         config_path = workdir / f"{name}.json"
@@ -30,7 +39,10 @@ class Generator:
         self.log_path = workdir / f"{name}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                pinned(GENERATOR_CPU, ["node", str(LOADTESTS_DIR / "gen.mjs"), str(config_path)]),
+                pinned(
+                    GENERATOR_CPU,
+                    ["node", *node_options, str(LOADTESTS_DIR / script), str(config_path)],
+                ),
                 cwd=LOADTESTS_DIR,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,

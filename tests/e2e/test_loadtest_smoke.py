@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,6 +53,54 @@ def test_fanout_delivers_every_update_at_a_tiny_size(tmp_path: Path) -> None:
     assert wakeup is not None, "the wake-up probe did not run"
     assert wakeup["warm_us"] > 0
     assert wakeup["after_5ms_idle_us"] > 0
+
+
+def run_scenario(tmp_path: Path, scenario: str, *options: str) -> dict[str, Any]:
+    if not (LOADTESTS / "node_modules").is_dir():
+        pytest.fail("loadtests/node_modules is missing: run `npm ci --prefix loadtests`")
+    results_path = tmp_path / f"{scenario}.json"
+    completed = subprocess.run(
+        [sys.executable, str(LOADTESTS / "run.py"), scenario, *options, f"--json={results_path}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    results: dict[str, Any] = json.loads(results_path.read_text())
+    return results
+
+
+@pytest.mark.node
+def test_awareness_delivers_every_final_cursor_at_a_tiny_size(tmp_path: Path) -> None:
+    """5 clients move their cursors for 2 s: every client's final state reaches every
+    sampled receiver, and the moves were timed."""
+    results = run_scenario(
+        tmp_path,
+        "awareness",
+        "--clients=5",
+        "--sample-receivers=5",
+        "--step-s=2",
+        f"--drain-s={scaled(10)}",
+    )
+    step = results["step"]
+    assert step["sent"] == 5 * 2
+    assert step["lost_pairs"] == 0
+    assert step["latency_ms"]["count"] > 0
+    assert step["closed"] == {}
+
+
+@pytest.mark.node
+def test_joinstorm_syncs_every_joiner_at_a_tiny_size(tmp_path: Path) -> None:
+    """A 0.2 MiB note opened by 5 fresh clients: each gets the whole note, and the unrelated
+    room's edits all arrive."""
+    results = run_scenario(tmp_path, "joinstorm", "--doc-mb=0.2", "--joiners=5", "--quiet-s=0.5")
+    assert results["failed"] == 0
+    assert all(joiner["ok"] for joiner in results["joiner_details"])
+    storm = results["storm"]
+    assert storm["closed"] == {}
+    assert storm["probe_storm"]["received"] == storm["probe_storm"]["expected"]
 
 
 CATALOG_QUERY_COUNT = 30  # every query harness/catalog_queries.py measures
