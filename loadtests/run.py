@@ -6,6 +6,7 @@
     python loadtests/run.py bigdoc [--probes 5 --patches-per-txn 1000] [--store sqlite --restart]
     python loadtests/run.py crossinstance [--rooms 100 --clients 10 --rates 5,10,20]
     python loadtests/run.py persistence [--rates 20 --stores memory,sqlite,postgres]
+    python loadtests/run.py drain [--clients 2000 --rooms 200 --drain-s 0,2,5,8 --rounds 1]
     python loadtests/run.py awareness [--clients 300 --hz 1 --step-s 20]
     python loadtests/run.py joinstorm [--doc-mb 20 --joiners 150 --window-s 1]
 

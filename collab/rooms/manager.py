@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from collab.bus.base import Bus
@@ -46,6 +46,7 @@ from collab.rooms.budget import ApplyBudget
 from collab.rooms.commit import GroupCommit, StoreStats
 from collab.rooms.crdt_errors import PartlyApplied
 from collab.rooms.document import DocumentRoom
+from collab.rooms.drain import drain_peers
 from collab.rooms.effects import (
     Broadcast,
     BusOrigin,
@@ -103,6 +104,7 @@ class RoomManager:
         )
         self._sweeper: asyncio.Task[None] | None = None
         self._closed = False
+        self._drain_jobs: dict[str, asyncio.Task[None]] = {}
         self.slow_consumer_disconnects = 0
         self.bus_resyncs = 0
         self.saved_echoes = 0
@@ -135,18 +137,22 @@ class RoomManager:
                     live, live.room.expire_remote_awareness(self._limits.awareness_timeout_s)
                 )
 
-    async def close(self, *, close_code: CloseCode = CloseCode.SERVICE_RESTART) -> None:
-        """Close every peer with `close_code`, flush every room, then stop. Never loses a
-        flushed update; updates the store refused stay logged as errors. Idempotent."""
+    async def close(
+        self, *, close_code: CloseCode = CloseCode.SERVICE_RESTART, drain_s: float = 0.0
+    ) -> None:
+        """Close every peer with `close_code`, in waves over `drain_s` (0: all at once; see
+        `collab.rooms.drain`), flush every room, then stop. Never loses a flushed update;
+        updates the store refused stay logged as errors. Idempotent."""
         if self._closed:
             return
         self._closed = True
         # The registry refuses new holds and schedules no unloads from here on.
         self._rooms.close()
-        peers = [peer for live in self._rooms.loaded() for peer in live.peers.values()]
-        for peer in peers:
-            peer.request_close(close_code, "server shutting down; reconnect")
+        peers = await drain_peers(
+            self._rooms.loaded, drain_s, self._between_waves, close_code=close_code
+        )
         await asyncio.gather(*(peer.wait_closed() for peer in peers), return_exceptions=True)
+        await asyncio.gather(*self._drain_jobs.values())
         await cancel_and_wait([self._sweeper])
         await self._commit.stop()
         try:
@@ -158,6 +164,30 @@ class RoomManager:
         await self._rooms.drop_all()
         await self._trials.close()
         await self.initial_syncs.close()
+
+    async def _between_waves(self, until_next_s: float) -> None:
+        """While draining: store what the clients closed so far sent, and unload the rooms
+        they left, waiting for both until the next wave at most. A flush writes until
+        nothing is pending, which lasts as long as the remaining clients keep editing, and a
+        store may be slow: a job still running goes on beside the next waves, which do not
+        start it again."""
+        jobs = {"drain-flush": self._commit.flush, "drain-unload": self._rooms.unload_unheld}
+        for name, job in jobs.items():
+            running = self._drain_jobs.get(name)
+            if running is None or running.done():
+                self._drain_jobs[name] = asyncio.create_task(self._drain_job(job), name=name)
+        await asyncio.wait(self._drain_jobs.values(), timeout=max(0.0, until_next_s))
+
+    async def _drain_job(self, job: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await job()
+        except StoreError as error:
+            log.warning("drain: store write failed; retried at the end: %s", error)
+
+    @property
+    def shutting_down(self) -> bool:
+        """Whether `close` has begun: the instance is draining its connections."""
+        return self._closed
 
     @property
     def loaded_rooms(self) -> int:

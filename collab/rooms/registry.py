@@ -69,6 +69,8 @@ class RoomRegistry:
                     loading = asyncio.ensure_future(self._load(room_id))
                     self._loading[room_id] = loading
                 live = await asyncio.shield(loading)
+            if live.dropped:
+                continue  # dropped by a draining server before this hold was counted
             if live.unloading is not None:
                 await asyncio.shield(live.unloading)
                 continue
@@ -97,6 +99,29 @@ class RoomRegistry:
         for live in self._rooms.values():
             if live.unload_timer is not None:
                 live.unload_timer.cancel()
+
+    async def unload_unheld(self) -> None:
+        """Once closed: compact and drop every room nobody holds any more whose updates
+        the group commit has written (the rooms a draining server's clients left; the others
+        wait for the commit). Raises `StoreError`; the rooms not dropped yet stay loaded."""
+        if not self._closed:
+            return
+        for live in list(self._rooms.values()):
+            if self._unheld_and_written(live):
+                await self._commit.compact(live)
+                if self._unheld_and_written(live):
+                    await self._drop(live)
+
+    @staticmethod
+    def _unheld_and_written(live: LiveRoom) -> bool:
+        return (
+            live.holders == 0
+            and live.unloading is None
+            and not live.dropped
+            and not live.peers
+            and not live.pending
+            and not live.authors_new
+        )
 
     async def drop_all(self) -> None:
         for live in list(self._rooms.values()):

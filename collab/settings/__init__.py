@@ -36,6 +36,11 @@ __all__ = [
     "load_settings",
 ]
 
+# Chosen from the drain benchmark (loadtests/RESULTS.md, "Paced drain"). Unset, the drain
+# takes at most half of COLLAB_SHUTDOWN_TIMEOUT_S, so a shorter timeout set before this
+# setting existed still starts.
+DRAIN_S = 5.0
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -104,6 +109,7 @@ class Settings:
     presence_heartbeat_s: float = 5.0
     heartbeat_s: float = 30.0
     shutdown_timeout_s: float = 10.0
+    drain_s: float = DRAIN_S
     smtp_url: SmtpServer | None = None
     smtp_username: str | None = None
     smtp_password: Secret | None = None
@@ -162,6 +168,8 @@ def load_settings(
     # about a variable already reported (its value is the default stand-in here).
     failed = [source for field_name, (source, _) in raw.items() if field_name not in values]
     settings = Settings(**values)
+    if "drain_s" not in raw and settings.drain_s >= settings.shutdown_timeout_s:
+        settings = settings.replace(drain_s=settings.shutdown_timeout_s / 2)
     problems += [p for p in _cross_check(settings) if not any(f in p for f in failed)]
     if problems:
         raise ConfigError(problems)
@@ -201,6 +209,12 @@ def _cross_check(settings: Settings) -> list[str]:
             )
     problems += _check_jwt_keys(settings)
     problems += check_email(settings)
+    if settings.drain_s > 0 and settings.drain_s >= settings.shutdown_timeout_s:
+        problems.append(
+            f"COLLAB_DRAIN_S: must be less than COLLAB_SHUTDOWN_TIMEOUT_S "
+            f"({settings.shutdown_timeout_s:g} s), which bounds the drain and the final flush "
+            f"after it; got {settings.drain_s:g} s"
+        )
     keep_all_days = settings.version_keep_all_hours / 24
     if not keep_all_days <= settings.version_hourly_days <= settings.version_daily_days:
         problems.append(

@@ -402,6 +402,13 @@ OPTIONS: tuple[Option, ...] = (
         "bound on graceful shutdown (SIGTERM)",
     ),
     Option(
+        "drain_s",
+        "COLLAB_DRAIN_S",
+        values.seconds,
+        "on SIGTERM, close the clients in waves over at most this long (0: all at once), so "
+        "they reconnect to the other instances as a ramp; less than COLLAB_SHUTDOWN_TIMEOUT_S",
+    ),
+    Option(
         "smtp_url",
         "COLLAB_SMTP_URL",
         email.smtp_url,

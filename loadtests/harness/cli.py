@@ -17,6 +17,7 @@ from harness.scenarios import (
     bigdoc,
     catalog,
     crossinstance,
+    drain,
     fanout,
     idle,
     joinstorm,
@@ -39,6 +40,7 @@ COLLAB_ONLY: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "catalog": catalog.run,
     "crossinstance": crossinstance.run,
     "persistence": persistence.run,
+    "drain": drain.run,
 }
 
 
@@ -119,6 +121,14 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     )
     joinstorm.add_arguments(storm)
 
+    drain.add_arguments(
+        sub.add_parser(
+            "drain",
+            parents=[common],
+            help="2 collab instances, one SIGTERMed: its clients move to the other",
+        )
+    )
+
     cross = sub.add_parser(
         "crossinstance",
         parents=[common],
@@ -184,6 +194,8 @@ def usage_problem(args: argparse.Namespace) -> str | None:
             return f"--stores takes distinct names among {', '.join(catalog.CATALOG_STORES)}"
         if args.notes < 1 or args.requests < 1 or args.warmup < 0 or args.max_query_s <= 0:
             return "catalog needs --notes >= 1, --requests >= 1, --warmup >= 0, --max-query-s > 0"
+    if args.scenario == "drain" and (problem := drain.usage_problem(args)):
+        return problem
     if args.scenario == "idle" and (args.connections < 1 or args.rooms < 1):
         return "idle needs --connections >= 1 and --rooms >= 1"
     if args.scenario == "awareness" and (problem := awareness.usage_problem(args)):

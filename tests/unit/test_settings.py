@@ -144,6 +144,8 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_DUE_SOON_S", "0", "due_soon_s", 0),
     ("COLLAB_HEARTBEAT_S", "0", "heartbeat_s", 0.0),
     ("COLLAB_SHUTDOWN_TIMEOUT_S", "30", "shutdown_timeout_s", 30.0),
+    ("COLLAB_DRAIN_S", "2.5", "drain_s", 2.5),
+    ("COLLAB_DRAIN_S", "0", "drain_s", 0.0),
     ("COLLAB_LOG_LEVEL", "debug", "log_level", "DEBUG"),
     ("COLLAB_LOG_FORMAT", " JSON ", "log_format", "json"),
     ("COLLAB_LOG_FORMAT", "text", "log_format", "text"),
@@ -241,6 +243,8 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("COLLAB_WEBHOOK_ALLOW_PRIVATE", "maybe", "expected one of 1/0"),
     ("COLLAB_HEARTBEAT_S", "soon", "expected a number of seconds"),
     ("COLLAB_SHUTDOWN_TIMEOUT_S", "nan", "between 0 and 86400"),
+    ("COLLAB_DRAIN_S", "-1", "between 0 and 86400"),
+    ("COLLAB_DRAIN_S", "10", "must be less than COLLAB_SHUTDOWN_TIMEOUT_S (10 s)"),
     ("COLLAB_LOG_LEVEL", "loud", "expected one of DEBUG"),
     ("COLLAB_LOG_FORMAT", "xml", "expected one of text, json"),
     ("COLLAB_JWT_KEYS", "k1=secret", "expected a JSON object"),
@@ -564,6 +568,20 @@ def test_jwt_keys_file_paths_are_read(public_pem: str, tmp_path: Path) -> None:
         {"COLLAB_JWT_KEYS": json.dumps({"k1": str(key_file)}), "COLLAB_JWT_ALGORITHMS": "ES256"}
     )
     assert settings.jwt_keys == (("k1", Secret(public_pem)),)
+
+
+def test_drain_must_end_before_the_shutdown_timeout() -> None:
+    """A drain as long as the shutdown timeout is refused, naming both variables."""
+    (problem,) = problems_of({"COLLAB_DRAIN_S": "8", "COLLAB_SHUTDOWN_TIMEOUT_S": "5"})
+    assert problem.startswith("COLLAB_DRAIN_S: must be less than COLLAB_SHUTDOWN_TIMEOUT_S (5 s)")
+    assert load_settings({"COLLAB_DRAIN_S": "0", "COLLAB_SHUTDOWN_TIMEOUT_S": "0"}).drain_s == 0
+
+
+def test_default_drain_fits_a_short_shutdown_timeout() -> None:
+    """Unset, the drain takes half of a shutdown timeout shorter than its default."""
+    assert load_settings({}).drain_s == Settings().drain_s
+    assert load_settings({"COLLAB_SHUTDOWN_TIMEOUT_S": "3"}).drain_s == 1.5
+    assert load_settings({"COLLAB_SHUTDOWN_TIMEOUT_S": "0"}).drain_s == 0
 
 
 def test_version_retention_windows_must_grow() -> None:

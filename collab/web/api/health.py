@@ -1,5 +1,5 @@
 """Liveness and readiness for load balancers: `GET /healthz`, `GET /readyz` (503 when the store
-or the bus fails)."""
+or the bus fails, and while the instance drains its connections on shutdown)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ async def readyz(request: web.Request) -> web.StreamResponse:
             checks[name] = "ok"
         except (StoreError, BusError) as error:
             checks[name] = f"failed: {error}"
-    if not request.app[ROOMS].store_healthy and checks["store"] == "ok":
+    rooms = request.app[ROOMS]
+    if not rooms.store_healthy and checks["store"] == "ok":
         checks["store"] = "failed: recent writes failed; retrying"
+    if rooms.shutting_down:
+        checks["instance"] = "failed: shutting down, draining connections"
     ready = all(value == "ok" for value in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "unavailable", "checks": checks},
