@@ -31,71 +31,31 @@
 //     checked against the loaded note: not during the storm, where applying 150 copies of a
 //     20 MB note would take this one process a minute and delay every other joiner's receipt.
 
-import { readFileSync } from 'node:fs'
-import { createInterface } from 'node:readline'
 import { performance, PerformanceObserver } from 'node:perf_hooks'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import * as syncProtocol from 'y-protocols/sync'
+import {
+  EMPTY_DOC,
+  MESSAGE_AWARENESS,
+  MESSAGE_SYNC,
+  TICK_MS,
+  command,
+  config,
+  emit,
+  sleep,
+  syncStep1,
+  syncStep2,
+  updateMessage,
+  withDeadline
+} from './gen_shared.mjs'
 import { RawWebSocket } from './rawws.mjs'
 
-const MESSAGE_SYNC = 0
-const MESSAGE_AWARENESS = 1
-const TICK_MS = 5
 const MAX_PAYLOAD = 2 ** 30
 
-const config = JSON.parse(readFileSync(process.argv[2], 'utf8'))
-
-function emit (event) {
-  process.stdout.write(JSON.stringify(event) + '\n')
-}
-
-const stdinLines = createInterface({ input: process.stdin })
-const waiting = []
-stdinLines.on('line', (line) => {
-  const next = waiting.shift()
-  if (next) next(line.trim())
-})
-stdinLines.on('close', () => process.exit(3)) // the driver went away: never outlive it
-function command () {
-  return new Promise((resolve) => waiting.push(resolve))
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-function withDeadline (promise, ms, what) {
-  let timer
-  const timeout = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
 const closeCodes = {}
-const EMPTY_DOC = new Y.Doc()
-
-function syncStep1 (doc) {
-  const encoder = encoding.createEncoder()
-  encoding.writeVarUint(encoder, MESSAGE_SYNC)
-  syncProtocol.writeSyncStep1(encoder, doc)
-  return encoding.toUint8Array(encoder)
-}
-
-function syncStep2 (doc, stateVector) {
-  const encoder = encoding.createEncoder()
-  encoding.writeVarUint(encoder, MESSAGE_SYNC)
-  syncProtocol.writeSyncStep2(encoder, doc, stateVector)
-  return encoding.toUint8Array(encoder)
-}
-
-function updateMessage (update) {
-  const encoder = encoding.createEncoder()
-  encoding.writeVarUint(encoder, MESSAGE_SYNC)
-  syncProtocol.writeUpdate(encoder, update)
-  return encoding.toUint8Array(encoder)
-}
 
 // y-protocols' encodeAwarenessUpdate for one client, without an Awareness instance.
 function awarenessMessage (clientId, clock, stateJson) {
