@@ -19,8 +19,10 @@ SETTINGS = Settings(jwt_secret=Secret(SECRET), jwt_audience="collab", jwt_issuer
 
 
 def _token(secret: str = SECRET, **claims: object) -> str:
+    # Minted when the module is collected: valid for longer than any run of the suite, so a
+    # slow machine reaching these tests late still sees only the refusal each one is about.
     now = int(time.time())
-    base: dict[str, object] = {"sub": "u1", "exp": now + 600, "aud": "collab", "iss": "idp"}
+    base: dict[str, object] = {"sub": "u1", "exp": now + 7 * 86400, "aud": "collab", "iss": "idp"}
     base.update(claims)
     return jwt.encode({k: v for k, v in base.items() if v is not None}, secret, "HS256")
 
