@@ -207,12 +207,16 @@ class RoomAwareness:
 
     def _check_quota(self, peer_id: str, message: AwarenessUpdate) -> None:
         """Refuse, before applying any of it, a message that would give the peer too many ids."""
-        owned = {c for c, owner in self._owner.items() if owner == peer_id}
         introduced = {
             e.client_id
             for e in message.entries
             if e.state_json is not None and e.client_id not in self._owner
         }
+        if not introduced:
+            # The common message, a client moving its own cursor: nothing new to count, and
+            # counting what the peer owns walks every state of the room.
+            return
+        owned = {c for c, owner in self._owner.items() if owner == peer_id}
         bucket = self._buckets.get(peer_id)
         if bucket is not None:
             introduced |= {c for c, e in bucket.held.items() if e.state_json is not None}
