@@ -25,6 +25,13 @@ def cursor_of(client: YClient, client_id: int) -> object:
     return client.awareness_states().get(client_id, {}).get("cursor")
 
 
+async def move_cursor(mover: YClient, times: int = MOVES) -> None:
+    """Set the mover's cursor `times` times back to back and hand every message to the socket."""
+    for position in range(times):
+        mover.set_awareness({"cursor": position})
+    await mover.flush()
+
+
 async def test_a_burst_of_cursor_moves_reaches_a_peer_as_fewer_messages_ending_on_the_last(
     start_server: StartServer,
 ) -> None:
@@ -37,9 +44,7 @@ async def test_a_burst_of_cursor_moves_reaches_a_peer_as_fewer_messages_ending_o
     ):
         await mover.wait_synced()
         await watcher.wait_synced()
-        for position in range(MOVES):
-            mover.set_awareness({"cursor": position})
-        await mover.flush()
+        await move_cursor(mover)
         mover_id = mover.client_id
         await watcher.wait_until(lambda: cursor_of(watcher, mover_id) == MOVES - 1)
         assert len(awareness_messages_about(watcher, mover_id)) < MOVES
@@ -87,9 +92,7 @@ async def test_a_connection_over_its_awareness_rate_is_held_not_closed(
     ):
         await mover.wait_synced()
         await watcher.wait_synced()
-        for position in range(MOVES):
-            mover.set_awareness({"cursor": position})
-        await mover.flush()
+        await move_cursor(mover)
         mover_id = mover.client_id
         await watcher.wait_until(lambda: cursor_of(watcher, mover_id) == MOVES - 1)
         assert not mover.closed
@@ -106,9 +109,7 @@ async def test_what_goes_on_the_bus_is_batched_too(start_server: StartServer) ->
         await on_b.wait_synced()
         async with YClient.connect(a.doc_url()) as mover:
             await mover.wait_synced()
-            for position in range(MOVES):
-                mover.set_awareness({"cursor": position})
-            await mover.flush()
+            await move_cursor(mover)
             mover_id = mover.client_id
             await on_b.wait_until(lambda: cursor_of(on_b, mover_id) == MOVES - 1)
             assert len(awareness_messages_about(on_b, mover_id)) < MOVES
