@@ -126,8 +126,8 @@ class SqliteStore:
         # its dirty pages into the WAL and each checkpoint copies them again into the file.
         # A larger cache keeps those pages, and a checkpoint every 10,000 pages (40 MiB of
         # WAL, not the default 1,000) copies each hot page once per many commits: together
-        # about a third less CPU per logged update with 100 busy notes (loadtests/RESULTS.md,
-        # "Rooms under pressure").
+        # about a tenth less CPU per logged update with 100 busy notes
+        # (`loadtests/sqlite_log_cost.py`; loadtests/RESULTS.md, "Rooms under pressure").
         await conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         await conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
 
