@@ -54,7 +54,9 @@ class Publish:
     frame: bytes
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, unlike the others: one is made on every edit, and a frozen dataclass's
+# `__init__` (an `object.__setattr__` per field) costs three times a plain one's.
+@dataclass(slots=True)
 class Edit:
     """A change made on this instance: send `frame` (`update` as an Update message) to every
     local peer but `exclude` and to the other instances, and append `update` (a Yjs v1

@@ -71,12 +71,16 @@ class LiveRoom:
     # Digests of large updates the room took whole, most recent last (see `_edit_tried`).
     known_updates: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
 
-    @property
-    def room_id(self) -> str:
-        return self.room.room_id
+    # The room's id, read several times on every edit: an attribute, not a property.
+    room_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.room_id = self.room.room_id
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made on every change, and a frozen dataclass's `__init__` costs three
+# times a plain one's. Listeners read it and keep nothing of it.
+@dataclass(slots=True)
 class DocumentChange:
     """A change applied to a room's document, as listeners get it.
 
