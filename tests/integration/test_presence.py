@@ -27,7 +27,7 @@ from collab.presence.base import PresenceEntry, PresenceStore
 from collab.presence.memory import MemoryPresenceBroker, MemoryPresenceStore
 from collab.presence.redis import RedisPresenceStore
 from collab.presence.registry import LocalPresence
-from collab.presence.service import PresenceService
+from collab.presence.service import MIN_FLUSH_INTERVAL_S, PresenceService
 from collab.presence.snapshots import PresenceEvent
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually, scaled
@@ -192,7 +192,10 @@ async def start_instance(request: pytest.FixtureRequest) -> AsyncIterator[StartI
     started: list[Instance] = []
 
     async def start(
-        *, heartbeat_s: float = SLOW_HEARTBEAT_S, ttl_s: float | None = None
+        *,
+        heartbeat_s: float = SLOW_HEARTBEAT_S,
+        ttl_s: float | None = None,
+        min_flush_interval_s: float = MIN_FLUSH_INTERVAL_S,
     ) -> Instance:
         instance_id = f"i{len(started)}-{uuid.uuid4().hex[:8]}"
         ttl_s = ttl_s or 3 * heartbeat_s
@@ -212,6 +215,7 @@ async def start_instance(request: pytest.FixtureRequest) -> AsyncIterator[StartI
             instance_id=instance_id,
             heartbeat_s=heartbeat_s,
             on_events=instance.on_events,
+            min_flush_interval_s=min_flush_interval_s,
         )
         started.append(instance)
         await bus.start()
@@ -467,6 +471,37 @@ async def test_heartbeats_renew_an_unchanged_workspace_without_rebuilding_it(
     assert await _present(a, "u1")
     a.set_status("c1", "w1", "away")
     await eventually(lambda: rebuilt == ["w1"], what="the changed workspace rebuilt")
+
+
+async def test_changes_between_two_flushes_are_written_together(
+    start_instance: StartInstance,
+) -> None:
+    """Joins that come while the worker waits out the interval since its last flush are
+    all written by the next one (the test below shows that it does wait)."""
+    a = await start_instance(min_flush_interval_s=0.3)
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: a.store.writes == 1, what="the first change written at once")
+    for index in range(2, 6):
+        a.connect(f"c{index}", f"u{index}", "w1")
+    await eventually(lambda: _present(a, "u5"), what="the later joins written")
+    assert a.store.writes == 2
+    for index in range(1, 6):
+        assert await _present(a, f"u{index}")
+
+
+async def test_no_flush_runs_before_the_interval_since_the_last_one(
+    start_instance: StartInstance,
+) -> None:
+    """A change right after a flush waits for the interval to pass (here, longer than the
+    test): the worker is asleep, not writing."""
+    a = await start_instance(min_flush_interval_s=3600)
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: a.store.writes == 1, what="the first change written at once")
+    a.connect("c2", "u2", "w1")
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert a.store.writes == 1
+    assert not await _present(a, "u2")
 
 
 async def test_a_heartbeat_renews_and_rereads_every_workspace_in_one_store_call_each(
