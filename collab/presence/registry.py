@@ -18,24 +18,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 
+from collab import few
 from collab.presence.base import MAX_STATUS_CHARS, PresenceEntry
+
+# The entries of every user with one note open (most of them) share their `notes`; the entries
+# live on as long as the users stay, in what this instance last wrote to the store.
+_ONE_NOTE_SETS = 4096
 
 
 @dataclass(slots=True)
 class _Connection:
     user_id: str
-    workspace_ids: set[str]
-    note: tuple[str, str] | None = None
-    """(workspace_id, note_id) of a document connection."""
+    workspace_ids: few.Few[str]
+    note_id: str | None = None
+    """The note of a document connection (in its one workspace)."""
 
 
 @dataclass(slots=True)
 class _User:
     name: str | None
     name_changed_at: float = 0.0
-    connection_ids: set[str] = field(default_factory=set)
+    # Only whether any is left matters; connection ids are unique (see `_add_connection`).
+    connections: int = 0
 
 
 @dataclass(slots=True)
@@ -43,7 +50,7 @@ class _Member:
     """A user present in a workspace."""
 
     since: float
-    connection_ids: set[str] = field(default_factory=set)
+    connection_ids: few.Few[str] = None
     status: str | None = None
     status_changed_at: float = 0.0
 
@@ -62,40 +69,40 @@ class LocalPresence:
     def connect(self, conn_id: str, user_id: str, name: str | None) -> frozenset[str]:
         """Register a live connection (present nowhere until it joins a workspace). Raises
         ValueError if `conn_id` is taken."""
-        return self._add_connection(conn_id, user_id, name, set())
+        return self._add_connection(conn_id, user_id, name, None)
 
     def disconnect(self, conn_id: str) -> frozenset[str]:
         """Forget a connection of either kind. Unknown ids are ignored."""
         connection = self._connections.pop(conn_id, None)
         if connection is None:
             return frozenset()
-        changed = set(connection.workspace_ids)
-        for workspace_id in connection.workspace_ids:
+        changed = frozenset(few.members(connection.workspace_ids))
+        for workspace_id in changed:
             self._remove_from(workspace_id, conn_id, connection.user_id)
         user = self._users[connection.user_id]
-        user.connection_ids.discard(conn_id)
-        if not user.connection_ids:
+        user.connections -= 1
+        if not user.connections:
             del self._users[connection.user_id]
-        return frozenset(changed)
+        return changed
 
     def join_workspace(self, conn_id: str, workspace_id: str) -> frozenset[str]:
         """Make the live connection's user present in the workspace. Raises KeyError for an
         unknown connection."""
         connection = self._connections[conn_id]
-        if workspace_id in connection.workspace_ids:
+        if workspace_id in few.members(connection.workspace_ids):
             return frozenset()
-        connection.workspace_ids.add(workspace_id)
+        connection.workspace_ids = few.with_member(connection.workspace_ids, workspace_id)
         self._add_to(workspace_id, conn_id, connection.user_id)
         return frozenset({workspace_id})
 
     def leave_workspace(self, conn_id: str, workspace_id: str) -> frozenset[str]:
         """Undo `join_workspace`. Unknown connections and workspaces are ignored."""
         connection = self._connections.get(conn_id)
-        if connection is None or connection.note is not None:
+        if connection is None or connection.note_id is not None:
             return frozenset()
-        if workspace_id not in connection.workspace_ids:
+        if workspace_id not in few.members(connection.workspace_ids):
             return frozenset()
-        connection.workspace_ids.discard(workspace_id)
+        connection.workspace_ids = few.without_member(connection.workspace_ids, workspace_id)
         self._remove_from(workspace_id, conn_id, connection.user_id)
         return frozenset({workspace_id})
 
@@ -125,7 +132,7 @@ class LocalPresence:
     ) -> frozenset[str]:
         """Register a document connection to a note: its user is present in the workspace
         with the note open. Raises ValueError if `conn_id` is taken."""
-        return self._add_connection(conn_id, user_id, name, {workspace_id}, (workspace_id, note_id))
+        return self._add_connection(conn_id, user_id, name, workspace_id, note_id)
 
     def close_note(self, conn_id: str) -> frozenset[str]:
         """Forget a document connection (the same as `disconnect`)."""
@@ -153,8 +160,8 @@ class LocalPresence:
         conn_id: str,
         user_id: str,
         name: str | None,
-        workspace_ids: set[str],
-        note: tuple[str, str] | None = None,
+        workspace_ids: few.Few[str],
+        note_id: str | None = None,
     ) -> frozenset[str]:
         if conn_id in self._connections:
             raise ValueError(f"connection {conn_id!r} is already registered")
@@ -167,24 +174,25 @@ class LocalPresence:
             user.name = name
             user.name_changed_at = self._clock()
             changed.update(w for w, members in self._members.items() if user_id in members)
-        user.connection_ids.add(conn_id)
-        self._connections[conn_id] = _Connection(user_id, workspace_ids, note)
-        for workspace_id in workspace_ids:
+        user.connections += 1
+        self._connections[conn_id] = _Connection(user_id, workspace_ids, note_id)
+        for workspace_id in few.members(workspace_ids):
             self._add_to(workspace_id, conn_id, user_id)
-        return frozenset(changed | workspace_ids)
+        changed.update(few.members(workspace_ids))
+        return frozenset(changed)
 
     def _add_to(self, workspace_id: str, conn_id: str, user_id: str) -> None:
         members = self._members.setdefault(workspace_id, {})
         member = members.get(user_id)
         if member is None:
             member = members[user_id] = _Member(since=self._clock())
-        member.connection_ids.add(conn_id)
+        member.connection_ids = few.with_member(member.connection_ids, conn_id)
 
     def _remove_from(self, workspace_id: str, conn_id: str, user_id: str) -> None:
         members = self._members[workspace_id]
         member = members[user_id]
-        member.connection_ids.discard(conn_id)
-        if member.connection_ids:
+        member.connection_ids = few.without_member(member.connection_ids, conn_id)
+        if member.connection_ids is not None:
             return
         del members[user_id]
         if not members:
@@ -192,16 +200,30 @@ class LocalPresence:
 
     def _entry(self, user_id: str, member: _Member) -> PresenceEntry:
         user = self._users[user_id]
-        notes = frozenset(
-            note[1]
-            for conn_id in member.connection_ids
-            if (note := self._connections[conn_id].note) is not None
-        )
+        note_ids = [
+            note_id
+            for conn_id in few.members(member.connection_ids)
+            if (note_id := self._connections[conn_id].note_id) is not None
+        ]
         return PresenceEntry(
             user_id=user_id,
             name=user.name,
             status=member.status,
-            notes=notes,
+            notes=_notes(note_ids),
             since=member.since,
             updated=max(member.status_changed_at, user.name_changed_at),
         )
+
+
+_NO_NOTES: frozenset[str] = frozenset()
+
+
+def _notes(note_ids: list[str]) -> frozenset[str]:
+    if not note_ids:
+        return _NO_NOTES
+    return _one_note(note_ids[0]) if len(note_ids) == 1 else frozenset(note_ids)
+
+
+@lru_cache(maxsize=_ONE_NOTE_SETS)
+def _one_note(note_id: str) -> frozenset[str]:
+    return frozenset((note_id,))

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 import time
 from collections.abc import Collection
 from typing import Literal
 
+from collab import few
 from collab.auth.tokens import Identity, TokenVerifier
 from collab.errors import AuthError, ForbiddenError, ProtocolError, UnsupportedMessage
 from collab.protocol.close_codes import CloseCode
@@ -69,7 +71,8 @@ class TokenSession:
         # The note of a `/ws/docs` connection, and its workspace (a live connection spans
         # several workspaces and no note).
         self.room_id = room_id
-        self.workspace_id = None if room_id is None else room_id.partition("/")[0]
+        # Interned: the connections to a workspace's notes share it.
+        self.workspace_id = None if room_id is None else sys.intern(room_id.partition("/")[0])
         # The expiry bucket it is in (see `Sessions`), if any.
         self._due_at: float | None = None
 
@@ -127,7 +130,8 @@ class Sessions:
     def __init__(self, verifier: TokenVerifier, *, leeway_s: float) -> None:
         self.verifier = verifier
         self.leeway_s = leeway_s
-        self._by_user: dict[str, set[TokenSession]] = {}
+        # Most users have one connection here: no set for them (`Few`).
+        self._by_user: dict[str, few.Few[TokenSession]] = {}
         self.opened_total: dict[ConnectionKind, int] = dict.fromkeys(CONNECTION_KINDS, 0)
         # Sessions by the loop time their bucket is due, and the timer of the earliest.
         self._due: dict[float, set[TokenSession]] = {}
@@ -184,7 +188,8 @@ class Sessions:
         progress (awaiting the room or the handshake, after the token check) is closed at
         once."""
         session = TokenSession(self, peer, identity, kind=kind, room_id=room_id)
-        self._by_user.setdefault(identity.user_id, set()).add(session)
+        user_id = identity.user_id
+        self._by_user[user_id] = few.with_member(self._by_user.get(user_id), session)
         self.opened_total[kind] += 1
         if self.verifier.revocations.revoked_until(identity.user_id) is not None:
             peer.request_close(CloseCode.FORBIDDEN, REVOKED_REASON)
@@ -192,15 +197,18 @@ class Sessions:
         return session
 
     def discard(self, session: TokenSession) -> None:
-        sessions = self._by_user.get(session.user_id)
-        if sessions is not None:
-            sessions.discard(session)
-            if not sessions:
-                del self._by_user[session.user_id]
+        user_id = session.user_id
+        if user_id not in self._by_user:
+            return
+        sessions = few.without_member(self._by_user[user_id], session)
+        if sessions is None:
+            del self._by_user[user_id]
+        else:
+            self._by_user[user_id] = sessions
 
     def close_user(self, user_id: str, code: CloseCode, reason: str) -> int:
         """Close every connection of the user; return how many."""
-        sessions = list(self._by_user.get(user_id, ()))
+        sessions = list(few.members(self._by_user.get(user_id)))
         for session in sessions:
             session.peer.request_close(code, reason)
         return len(sessions)
@@ -210,7 +218,7 @@ class Sessions:
         notes, and live connections whose token names it (they may be subscribed)."""
         return [
             session
-            for session in self._by_user.get(user_id, ())
+            for session in few.members(self._by_user.get(user_id))
             if session.workspace_id == workspace_id
             or (session.kind == "live" and workspace_id in session.identity.workspaces)
         ]
@@ -220,16 +228,18 @@ class Sessions:
         return [
             session
             for group in self._by_user.values()
-            for session in group
+            for session in few.members(group)
             if session.room_id is not None and session.room_id in room_ids
         ]
 
     def peers(self, kind: ConnectionKind) -> list[Peer]:
         """The peers of the open connections of one kind (read at scrape time)."""
-        return [s.peer for group in self._by_user.values() for s in group if s.kind == kind]
+        return [
+            s.peer for group in self._by_user.values() for s in few.members(group) if s.kind == kind
+        ]
 
     def __len__(self) -> int:
-        return sum(len(group) for group in self._by_user.values())
+        return sum(len(few.members(group)) for group in self._by_user.values())
 
 
 async def refresh_docs_connection(

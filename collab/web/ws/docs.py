@@ -10,6 +10,7 @@ manager; bad input closes only this connection, with a close code and a reason, 
 from __future__ import annotations
 
 import logging
+import sys
 import uuid
 from collections.abc import Coroutine
 from typing import Any
@@ -117,12 +118,15 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     try:
         log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
         rooms.join(live, peer)
-        workspace_id, _, note_id = room_id.partition("/")
+        workspace_id, _, note_id = live.room_id.partition("/")
         # A private note is not announced: presence would tell its id to the whole workspace.
         if not private:
+            # Interned (and below, the room's own id rather than this request's copy): the
+            # connections to a note share one of each.
+            workspace_id, note_id = sys.intern(workspace_id), sys.intern(note_id)
             presence.open_note(peer_id, identity.user_id, identity.name, workspace_id, note_id)
         connection.session = request.app[SESSIONS].open(
-            peer, identity, kind="docs", room_id=room_id
+            peer, identity, kind="docs", room_id=live.room_id
         )
     except Exception:
         # A bug of ours after the upgrade: the client gets 1011 like any connection that hits
