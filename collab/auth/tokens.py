@@ -11,6 +11,7 @@ not verify).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ from collab.settings.email import MAX_ADDRESS_CHARS, is_address
 
 MAX_TOKEN_BYTES = 8 * 1024
 MAX_WORKSPACES_PER_TOKEN = 1000
+# Grants of at most this many workspaces are shared between the tokens that grant the same,
+# up to this many distinct grants (see `SharedGrants`).
+MAX_SHARED_GRANT_WORKSPACES = 8
+MAX_SHARED_GRANTS = 1024
 _JSON_KINDS: dict[type, str] = {
     str: "a string",
     bool: "a boolean",
@@ -76,6 +81,32 @@ class Identity:
         return role
 
 
+class SharedGrants:
+    """One `workspaces` mapping for all the tokens that grant the same small set of roles.
+
+    Every open connection keeps its token's identity, and most tokens repeat a few grants
+    (one workspace, one role): shared, they cost one dict instead of one per connection. The
+    mappings are never changed (`Identity.workspaces` is read-only); the oldest grant is
+    forgotten first, so this holds at most `MAX_SHARED_GRANTS` small dicts.
+    """
+
+    def __init__(self) -> None:
+        self._grants: dict[tuple[tuple[str, Role], ...], Mapping[str, Role]] = {}
+
+    def share(self, workspaces: dict[str, Role]) -> Mapping[str, Role]:
+        """The mapping equal to `workspaces` that earlier tokens got, or `workspaces`."""
+        if len(workspaces) > MAX_SHARED_GRANT_WORKSPACES:
+            return workspaces
+        grant = tuple(workspaces.items())
+        shared = self._grants.get(grant)
+        if shared is not None:
+            return shared
+        if len(self._grants) >= MAX_SHARED_GRANTS:
+            del self._grants[next(iter(self._grants))]
+        self._grants[grant] = workspaces
+        return workspaces
+
+
 KeyFetcher = Callable[[str], Awaitable[bool]]
 """Called with an unknown `kid`: fetches the key set again (rate-limited); returns whether
 the set changed."""
@@ -102,6 +133,7 @@ class TokenVerifier:
         self._audience = settings.jwt_audience
         self._issuer = settings.jwt_issuer
         self._leeway_s = settings.jwt_leeway_s
+        self._grants = SharedGrants()
 
     async def verify_fresh(self, token: str) -> Identity:
         """`verify`, but a token naming a `kid` not known yet first makes the key set be
@@ -161,7 +193,7 @@ class TokenVerifier:
             raise AuthError("token signature is invalid") from None
         except jwt.PyJWTError as error:
             raise AuthError(f"token is invalid: {error}") from None
-        return _identity_from_claims(claims)
+        return _identity_from_claims(claims, self._grants)
 
 
 def _numeric_date(claims: Mapping[str, object], claim: str) -> float | None:
@@ -185,7 +217,7 @@ def _numeric_date(claims: Mapping[str, object], claim: str) -> float | None:
     )
 
 
-def _identity_from_claims(claims: Mapping[str, object]) -> Identity:
+def _identity_from_claims(claims: Mapping[str, object], grants: SharedGrants) -> Identity:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 256:
         raise AuthError("token claim 'sub' must be a non-empty string of at most 256 characters")
@@ -198,7 +230,9 @@ def _identity_from_claims(claims: Mapping[str, object]) -> Identity:
     workspaces: dict[str, Role] = {}
     for workspace_id, role in raw_workspaces.items():
         try:
-            workspaces[str(workspace_id)] = Role(role)
+            # Interned: every open connection keeps its token's workspaces, and thousands of
+            # tokens name the same few.
+            workspaces[sys.intern(str(workspace_id))] = Role(role)
         except ValueError:
             raise AuthError(
                 f"token grants unknown role {role!r} in workspace {workspace_id!r}; "
@@ -210,7 +244,7 @@ def _identity_from_claims(claims: Mapping[str, object]) -> Identity:
     return Identity(
         user_id=sub,
         name=name,
-        workspaces=workspaces,
+        workspaces=grants.share(workspaces),
         expires_at=expires_at,
         email=_email(claims),
     )
