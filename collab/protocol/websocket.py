@@ -124,8 +124,9 @@ class FrameParser:
         self._inflater = inflater
         # Bytes of an incomplete frame, and how many it takes to complete it (while its header
         # is incomplete: just enough to read the header again). A large message arriving in
-        # many reads is appended, not copied again on every read.
-        self._buffer = bytearray()
+        # many reads is appended, not copied again on every read. None while there are none:
+        # most connections are idle between whole frames.
+        self._buffer: bytearray | None = None
         self._buffer_needed = 0
         self._fragments: list[bytes] | None = None
         self._fragments_opcode = 0
@@ -138,7 +139,7 @@ class FrameParser:
             if len(self._buffer) < self._buffer_needed:
                 return []
             data = bytes(self._buffer)
-            self._buffer.clear()
+            self._buffer = None
         messages: list[tuple[int, bytes]] = []
         position = 0
         end = len(data)
@@ -176,7 +177,7 @@ class FrameParser:
             if message is not None:
                 messages.append(message)
         if position < end:
-            self._buffer += data[position:]
+            self._buffer = bytearray(data[position:])
             self._buffer_needed = needed
         return messages
 

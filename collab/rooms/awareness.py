@@ -44,11 +44,10 @@ class _State:
 
 @dataclass(slots=True)
 class _Bucket:
-    """A connection's awareness rate: tokens left, when last refilled, entries held."""
+    """A connection's awareness rate: tokens left, when last refilled."""
 
     tokens: float
     at: float
-    held: dict[int, AwarenessEntry]
 
 
 class RoomAwareness:
@@ -74,13 +73,14 @@ class RoomAwareness:
         # peer made it (those go on the bus too).
         self._batch: dict[int, tuple[AwarenessEntry, bool]] = {}
         self._buckets: dict[str, _Bucket] = {}
-        # Connections holding entries over their rate (a subset of `_buckets`' keys).
-        self._holding: set[str] = set()
+        # The entries held over their rate, newest per client, of the connections holding
+        # any (a subset of `_buckets`' keys): most never do, and hold no dict.
+        self._held: dict[str, dict[int, AwarenessEntry]] = {}
 
     @property
     def due(self) -> bool:
         """Whether `take_batch` has something to send or release."""
-        return bool(self._batch or self._holding)
+        return bool(self._batch or self._held)
 
     def present_states(self) -> list[AwarenessEntry]:
         return [
@@ -106,7 +106,7 @@ class RoomAwareness:
     def leave(self, peer_id: str) -> list[Effect]:
         """Remove, for everyone, the states `peer_id` introduced; forget what it held."""
         self._buckets.pop(peer_id, None)
-        self._holding.discard(peer_id)
+        self._held.pop(peer_id, None)
         removed = []
         for client_id in [c for c, owner in self._owner.items() if owner == peer_id]:
             del self._owner[client_id]
@@ -139,15 +139,13 @@ class RoomAwareness:
         """The tick: apply what connections held that their rate now allows, then send
         everything accepted since the last tick, one message for all local peers and one
         with the local peers' entries for the other instances."""
-        for peer_id in list(self._holding):
+        for peer_id in list(self._held):
             bucket = self._buckets[peer_id]
             self._refill(bucket)
             if bucket.tokens < 1:
                 continue
             bucket.tokens -= 1
-            held = list(bucket.held.values())
-            bucket.held.clear()
-            self._holding.discard(peer_id)
+            held = list(self._held.pop(peer_id).values())
             origin = PeerOrigin(peer_id, can_write=False)
             for entry in self._accept(held, origin):
                 self._batch[entry.client_id] = (entry, True)
@@ -217,9 +215,9 @@ class RoomAwareness:
             # counting what the peer owns walks every state of the room.
             return
         owned = {c for c, owner in self._owner.items() if owner == peer_id}
-        bucket = self._buckets.get(peer_id)
-        if bucket is not None:
-            introduced |= {c for c, e in bucket.held.items() if e.state_json is not None}
+        held = self._held.get(peer_id)
+        if held is not None:
+            introduced |= {c for c, e in held.items() if e.state_json is not None}
         if len(owned | introduced) > MAX_AWARENESS_IDS_PER_PEER:
             raise PolicyViolation(
                 f"a connection may introduce at most {MAX_AWARENESS_IDS_PER_PEER} awareness ids"
@@ -230,19 +228,20 @@ class RoomAwareness:
         newest per client) for a later tick."""
         bucket = self._buckets.get(peer_id)
         if bucket is None:
-            bucket = self._buckets[peer_id] = _Bucket(self._max_per_s, self._clock(), {})
-        elif peer_id not in self._holding:
+            bucket = self._buckets[peer_id] = _Bucket(self._max_per_s, self._clock())
+        elif peer_id not in self._held:
             self._refill(bucket)
-        if peer_id not in self._holding and bucket.tokens >= 1:
+        if peer_id not in self._held and bucket.tokens >= 1:
             bucket.tokens -= 1
             return True
         # Held behind earlier held entries too, so a peer's changes keep their order.
+        held = self._held.get(peer_id, {})
         for entry in message.entries:
-            previous = bucket.held.get(entry.client_id)
+            previous = held.get(entry.client_id)
             if previous is None or _replaces(entry, previous):
-                bucket.held[entry.client_id] = entry
-        if bucket.held:
-            self._holding.add(peer_id)
+                held[entry.client_id] = entry
+        if held:
+            self._held[peer_id] = held
         return False
 
     def _refill(self, bucket: _Bucket) -> None:

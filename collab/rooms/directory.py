@@ -59,8 +59,8 @@ class MemberChange:
 
 
 ChangeListener = Callable[[MemberChange], None]
-_Listed = tuple[str | None, str | None]
-"""A member's name and email as a token gave them."""
+_Recorded = tuple[str | None, str | None, Role, float]
+"""A member's name and email as a token gave them, their role, and when they were recorded."""
 
 
 class MemberDirectory:
@@ -80,8 +80,9 @@ class MemberDirectory:
         self._clock = clock
         # (workspace, user) -> the decision in force: assigned role (None) and removal.
         self._managed: dict[tuple[str, str], MemberChange] = {}
-        # (workspace, user) -> ((name, email), role, when written): what was last recorded.
-        self._recorded: dict[tuple[str, str], tuple[_Listed, Role, float]] = {}
+        # (workspace, user) -> (name, email, role, when written): what was last recorded (one
+        # flat tuple: one is kept for every member seen).
+        self._recorded: dict[tuple[str, str], _Recorded] = {}
         self._reload_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -123,7 +124,6 @@ class MemberDirectory:
         if len(identity.user_id) > MAX_USER_ID_CHARS or has_control_characters(identity.user_id):
             return  # an id no member can have (the directory's API refuses it too)
         name = _listed_name(identity.name)
-        listed = (name, identity.email)
         now = self._clock()
         at: str | None = None
         batch: list[SeenMember] = []
@@ -134,9 +134,10 @@ class MemberDirectory:
             last = self._recorded.get(key)
             if (
                 last is not None
-                and last[0] == listed
-                and last[1] is role
-                and now - last[2] < self._seen_interval_s
+                and last[0] == name
+                and last[1] == identity.email
+                and last[2] is role
+                and now - last[3] < self._seen_interval_s
             ):
                 continue
             at = at or format_timestamp()
@@ -151,9 +152,10 @@ class MemberDirectory:
             log.warning("could not record %s as a member: %s", identity.user_id, error)
             return
         for seen in batch:
-            self._remember((seen.workspace_id, seen.user_id), (listed, Role(seen.role), now))
+            recorded = (name, identity.email, Role(seen.role), now)
+            self._remember((seen.workspace_id, seen.user_id), recorded)
 
-    def _remember(self, key: tuple[str, str], value: tuple[_Listed, Role, float]) -> None:
+    def _remember(self, key: tuple[str, str], value: _Recorded) -> None:
         self._recorded.pop(key, None)
         self._recorded[key] = value
         if len(self._recorded) > MAX_REMEMBERED:
