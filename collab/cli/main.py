@@ -251,7 +251,7 @@ async def _run_until_signal(app: web.Application, settings: Settings, *, demo_li
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=settings.listen_backlog)
         await site.start()
         _print_banner(settings, runner, demo_links=demo_links)
         await stop.wait()

@@ -46,6 +46,9 @@ DRAIN_S = 5.0
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
+    # aiohttp's default is 128: the clients of an instance that restarts reconnect within a
+    # second, overflow it, and wait 1-3 s for their SYN to be retried (loadtests/RESULTS.md).
+    listen_backlog: int = 1024
     database_url: str = "sqlite:///collab.db"
     redis_url: str | None = None
     jwt_secret: Secret | None = None

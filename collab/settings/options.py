@@ -27,6 +27,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", "COLLAB_HOST", lambda raw: raw.strip() or "127.0.0.1", "bind address"),
     Option("port", "COLLAB_PORT", values.int_in(0, 65535), "bind port (`PORT` is honoured too)"),
     Option(
+        "listen_backlog",
+        "COLLAB_LISTEN_BACKLOG",
+        values.int_in(1, 65535),
+        "connections the kernel holds until they are accepted (at most net.core.somaxconn)",
+    ),
+    Option(
         "database_url",
         "COLLAB_DATABASE_URL",
         values.database_url,

@@ -59,6 +59,27 @@ async def test_sigterm_flushes_closes_clients_with_1012_and_exits_0(
         )
 
 
+async def test_the_listening_socket_queues_what_collab_listen_backlog_says(
+    server_processes: ProcessFactory,
+) -> None:
+    """The backlog reaches listen(2): `ss` reports it as the listening socket's Send-Q.
+    aiohttp's own default (128) overflows when a restarted instance's clients reconnect."""
+    default = await server_processes.start()
+    configured = await server_processes.start(COLLAB_LISTEN_BACKLOG="77")
+    assert await _listen_backlog(default.port) == 1024
+    assert await _listen_backlog(configured.port) == 77
+
+
+async def _listen_backlog(port: int) -> int:
+    process = await asyncio.create_subprocess_exec(
+        "ss", "-ltnH", f"sport = :{port}", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), scaled(30))
+    [line] = out.decode().splitlines()
+    # State, Recv-Q, Send-Q (for a listening socket: its backlog), local, peer.
+    return int(line.split()[2])
+
+
 async def test_invalid_configuration_exits_2_with_one_message_per_value(tmp_path: Path) -> None:
     """Every bad variable is named in its own line, and nothing starts."""
     code, _, err = await _run_cli(

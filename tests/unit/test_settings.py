@@ -59,6 +59,7 @@ PARSED: list[tuple[str, str, str, Any]] = [
     ("COLLAB_HOST", "  ", "host", "127.0.0.1"),
     ("COLLAB_PORT", "9000", "port", 9000),
     ("COLLAB_PORT", "0", "port", 0),
+    ("COLLAB_LISTEN_BACKLOG", "4096", "listen_backlog", 4096),
     ("COLLAB_DATABASE_URL", "sqlite:///data/notes.db", "database_url", "sqlite:///data/notes.db"),
     ("COLLAB_DATABASE_URL", "sqlite:////var/lib/c.db", "database_url", "sqlite:////var/lib/c.db"),
     ("COLLAB_DATABASE_URL", "memory://", "database_url", "memory://"),
@@ -219,6 +220,7 @@ def test_every_option_is_covered_by_these_tests() -> None:
 BAD_VALUES: list[tuple[str, str, str]] = [
     ("COLLAB_PORT", "eighty", "expected an integer"),
     ("COLLAB_PORT", "70000", "between 0 and 65535"),
+    ("COLLAB_LISTEN_BACKLOG", "0", "between 1 and 65535"),
     ("COLLAB_DATABASE_URL", "mysql://db/notes", "unsupported database URL"),
     ("COLLAB_DATABASE_URL", "sqlite:///", "unsupported database URL"),
     ("COLLAB_REDIS_URL", "http://redis:6379", "expected a redis://"),
