@@ -17,6 +17,8 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
+from collab.rooms.xml_string import xml_string
+
 KNOWN_ROOT_TYPES: dict[str, type[Map[Any] | XmlFragment]] = {"meta": Map, "body": XmlFragment}
 
 JsonValue = Any
@@ -24,7 +26,8 @@ JsonValue = Any
 
 def document_to_json(state: bytes) -> dict[str, JsonValue]:
     """Return `{root name: value}`: text as a string, maps as objects, arrays as lists and
-    XML fragments as their XML string. Empty roots of unknown type are omitted."""
+    XML fragments as their XML string (`collab.rooms.xml_string`: well-formed, whatever
+    clients wrote). Empty roots of unknown type are omitted."""
     doc = _fresh(state)
     result: dict[str, JsonValue] = {}
     for name in sorted(doc.keys()):
@@ -49,7 +52,7 @@ def _read_root(doc: Doc[Any], state: bytes, name: str) -> JsonValue:
     if known is Map:
         return _shared_to_json(doc.get(name, type=Map))
     if known is XmlFragment:
-        return str(doc.get(name, type=XmlFragment))
+        return xml_string(doc.get(name, type=XmlFragment))
     as_map = doc.get(name, type=Map)
     if len(as_map) > 0:
         return _shared_to_json(as_map)
@@ -61,7 +64,7 @@ def _read_root(doc: Doc[Any], state: bytes, name: str) -> JsonValue:
         items = as_array.to_py()
     except ValueError:
         # XML nodes have no Python equivalent as array items: this root is an XML fragment.
-        return str(_fresh(state).get(name, type=XmlFragment))
+        return xml_string(_fresh(state).get(name, type=XmlFragment))
     if items:
         return _plain(items)
     return None
@@ -75,7 +78,9 @@ def _shared_to_json(value: Any) -> JsonValue:
         return {key: _shared_to_json(item) for key, item in value.items()}
     if isinstance(value, Array):
         return [_shared_to_json(item) for item in value]
-    if isinstance(value, Text | XmlFragment | XmlElement | XmlText):
+    if isinstance(value, XmlFragment | XmlElement | XmlText):
+        return xml_string(value)
+    if isinstance(value, Text):
         return str(value)
     return _plain(value)
 

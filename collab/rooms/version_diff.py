@@ -42,6 +42,7 @@ from typing import Any
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from collab.rooms.note_fields import MAX_BODY_NODES, MAX_SEARCH_CHARS, body_text
+from collab.rooms.xml_string import xml_string
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,9 @@ def _shape(value: Any) -> tuple[str, Any, Any]:
         return "object", sorted(value.keys(), key=str), value.__getitem__
     if isinstance(value, Doc):
         return "object", ["guid"], lambda _: value.guid
-    if isinstance(value, Text | XmlText | XmlElement | XmlFragment):
+    if isinstance(value, XmlText | XmlElement | XmlFragment):
+        return "scalar", xml_string(value), None
+    if isinstance(value, Text):
         return "scalar", str(value), None
     if isinstance(value, float):
         if not math.isfinite(value):
