@@ -133,8 +133,10 @@ class GroupCommit:
             needs_snapshot = not live.pending
         else:
             # Already in the log (before what is queued now), unless the room holds changes
-            # no log has.
-            needs_snapshot = live.unsaved_state
+            # no log here has: then the next flush stores them, and the echo with them.
+            needs_snapshot = live.unsaved_state or live.remote_changes_at is not None
+            if needs_snapshot:
+                live.unsaved_state = True
         position = live.written_updates + len(live.pending)
         echoes = live.saved_echoes
         echoes.add(peer_id, update, None if needs_snapshot else position)
@@ -232,6 +234,7 @@ class GroupCommit:
                     if (
                         live.unsaved_state
                         or live.logged_updates >= self._limits.compact_after_updates
+                        or self._remote_backup_due(live)
                     ):
                         await self.compact(live)
                         # A compaction merges up to `compact_after_updates` updates on the
@@ -254,18 +257,27 @@ class GroupCommit:
         self.flush_time.observe(elapsed_s)
         log.debug("flushed %d updates in %.1f ms", len(batch), elapsed_s * 1e3)
 
+    def _remote_backup_due(self, live: LiveRoom) -> bool:
+        changed_at = live.remote_changes_at
+        return (
+            changed_at is not None and time.monotonic() - changed_at >= self._limits.remote_backup_s
+        )
+
     async def compact(self, live: LiveRoom) -> None:
         """Merge the room's whole state into the stored snapshot and drop its log."""
-        if live.logged_updates == 0 and not live.unsaved_state:
+        if live.logged_updates == 0 and not live.unsaved_state and live.remote_changes_at is None:
             return
-        # Cleared before the await: a change arriving meanwhile sets it again.
+        # Cleared before the await: a change arriving meanwhile sets them again.
         live.unsaved_state = False
+        remote_changes_at, live.remote_changes_at = live.remote_changes_at, None
         # The state encoded below holds every update echoes were added for so far.
         saved_below = live.saved_echoes.next_serial
         try:
             await self._store.compact(live.room_id, live.room.encode_state())
         except StoreError:
             live.unsaved_state = True
+            if live.remote_changes_at is None:
+                live.remote_changes_at = remote_changes_at
             self.store_healthy = False
             self.store_failures += 1
             raise

@@ -18,6 +18,9 @@ class RoomLimits:
     flush_interval_s: float = 0.1
     flush_max_batch: int = 512
     compact_after_updates: int = 1000
+    # How soon a room's changes made on other instances are stored here too (see
+    # `LiveRoom.remote_changes_at`).
+    remote_backup_s: float = 2.0
     grace_s: float = 10.0
     max_awareness_state_bytes: int = 64 * 1024
     max_document_bytes: int = 0
@@ -55,8 +58,14 @@ class LiveRoom:
     # their updates waiting for the store.
     saved_peers: set[str] = field(default_factory=set)
     saved_echoes: SavedEchoes = field(default_factory=SavedEchoes)
-    # The document holds changes neither the log nor `pending` has (updates from other
-    # instances, or a backlog collapsed while the store was down): compaction writes them.
+    # When a change made on another instance first reached the document since this instance
+    # last stored the room. That instance logs it; this one stores it as well, by a compaction
+    # at a flush at least `remote_backup_s` later or at unload, in case that instance died
+    # before its flush. Not at every flush: a room edited on two instances would rewrite its
+    # whole state every `flush_interval_s` on both.
+    remote_changes_at: float | None = None
+    # The document holds changes neither the log nor `pending` has (a backlog collapsed while
+    # the store was down, part of a refused bus update): the next flush compacts.
     unsaved_state: bool = False
     unload_timer: asyncio.TimerHandle | None = None
     # Armed while the room's awareness batch waits for its tick.

@@ -528,8 +528,8 @@ class RoomManager:
         self, live: LiveRoom, effects: list[Effect], version_before: int
     ) -> None:
         changed = live.room.version != version_before
-        if changed:
-            live.unsaved_state = True  # another instance's change: compaction stores it
+        if changed and live.remote_changes_at is None:
+            live.remote_changes_at = time.monotonic()  # see `LiveRoom.remote_changes_at`
         self._execute(live, effects)
         if changed:
             self._changed(live, None, local=False)

@@ -126,3 +126,104 @@ async def test_a_large_update_sent_again_is_known_without_a_read(
         assert not await first.apply_server_update(live, update, actor="u1")
     assert first.tried_updates == 1
     assert live.room.version == version
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts compactions (each rewrites a room's whole state)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.compactions = 0
+
+    async def compact(self, room_id: str, state: bytes) -> None:
+        self.compactions += 1
+        await super().compact(room_id, state)
+
+
+async def two_instances(
+    remote_backup_s: float,
+) -> tuple[tuple[RoomManager, CountingStore], tuple[RoomManager, CountingStore]]:
+    """Two managers on one bus, each with a store of its own: what the second stores of the
+    first one's changes, only its own compactions put there."""
+    broker = MemoryBroker()
+    made = []
+    for _ in range(2):
+        store = CountingStore()
+        await store.open()
+        bus = MemoryBus(broker)
+        await bus.start()
+        limits = RoomLimits(flush_interval_s=0.01, grace_s=0.01, remote_backup_s=remote_backup_s)
+        manager = RoomManager(store, bus, limits)
+        await manager.start()
+        made.append((manager, store))
+    return made[0], made[1]
+
+
+async def edit_on_both(first: RoomManager, second: RoomManager, rounds: int) -> Text:
+    """Each round, an edit on the first instance reaches the second, then the second makes one
+    of its own and writes it to its log. Returns the text as the edits left it."""
+    live_first, live_second = await first.acquire(ROOM_ID), await second.acquire(ROOM_ID)
+    author: Doc[Any] = Doc(client_id=90)
+    text = author.get("t", type=Text)
+    for index in range(rounds):
+        before = author.get_state()
+        text.insert(len(text), f"a{index}")
+        assert await first.apply_server_update(live_first, author.get_update(before))
+        await eventually(lambda: text_of(second) == str(text), what="the first's edit on B")
+        before = author.get_state()
+        text.insert(len(text), f"b{index}")
+        assert await second.apply_server_update(live_second, author.get_update(before))
+        await eventually(lambda: not live_second.pending, what="B's edit written")
+    return text
+
+
+def stored_text(stored: Any) -> str:
+    doc: Doc[Any] = Doc()
+    for update in ([stored.snapshot] if stored.snapshot else []) + stored.updates:
+        doc.apply_update(update)
+    return str(doc.get("t", type=Text))
+
+
+async def test_another_instances_changes_are_not_stored_again_at_every_flush() -> None:
+    """A room edited on two instances: each one's flushes append its own edits, and neither
+    rewrites the room's whole state for the other's changes before `remote_backup_s`."""
+    (first, first_store), (second, second_store) = await two_instances(remote_backup_s=3600)
+    try:
+        text = await edit_on_both(first, second, rounds=5)
+        live_second = second.get(ROOM_ID)
+        assert live_second is not None
+        assert live_second.remote_changes_at is not None
+        assert second_store.compactions == 0
+        assert first_store.compactions == 0
+        assert stored_text(await second_store.load(ROOM_ID)) != str(text)  # B's edits only
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_another_instances_changes_are_stored_at_a_flush_once_the_backup_is_due() -> None:
+    (first, _), (second, second_store) = await two_instances(remote_backup_s=0)
+    try:
+        text = await edit_on_both(first, second, rounds=1)
+        await eventually(lambda: second_store.compactions > 0, what="B's backup compaction")
+        assert stored_text(await second_store.load(ROOM_ID)) == str(text)
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_another_instances_changes_are_stored_when_the_room_unloads() -> None:
+    """Should the instance that logged them have died before its flush, the room's other
+    instances still store them when they let go of it."""
+    (first, _), (second, second_store) = await two_instances(remote_backup_s=3600)
+    try:
+        text = await edit_on_both(first, second, rounds=2)
+        live_second = second.get(ROOM_ID)
+        assert live_second is not None
+        second.release(live_second)
+        await eventually(lambda: second.get(ROOM_ID) is None, what="B unloaded the room")
+        assert second_store.compactions == 1
+        assert stored_text(await second_store.load(ROOM_ID)) == str(text)
+    finally:
+        await first.close()
+        await second.close()
