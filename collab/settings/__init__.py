@@ -50,6 +50,7 @@ class Settings:
     # second, overflow it, and wait 1-3 s for their SYN to be retried (loadtests/RESULTS.md).
     listen_backlog: int = 1024
     database_url: str = "sqlite:///collab.db"
+    database_pool_size: int = 20
     redis_url: str | None = None
     jwt_secret: Secret | None = None
     jwt_public_key: Secret | None = None

@@ -38,6 +38,13 @@ OPTIONS: tuple[Option, ...] = (
         values.database_url,
         "`sqlite:///path` (embedded), `postgresql://…` or `memory://` (nothing kept)",
     ),
+    Option(
+        "database_pool_size",
+        "COLLAB_DATABASE_POOL_SIZE",
+        values.int_in(1, 1000),
+        "PostgreSQL connections an instance may open; instances x this must stay under the "
+        "server's max_connections",
+    ),
     Option("redis_url", "COLLAB_REDIS_URL", values.redis_url, "unset: in-process bus; `redis://…`"),
     Option(
         "jwt_secret",

@@ -10,10 +10,11 @@ from collab.errors import ConfigError
 from collab.store.base import Store, StoredDocument
 from collab.store.database import Database
 from collab.store.memory import MemoryStore
-from collab.store.postgres import PostgresStore
+from collab.store.postgres import DEFAULT_POOL_SIZE, PostgresStore
 from collab.store.sqlite import SqliteStore
 
 __all__ = [
+    "DEFAULT_POOL_SIZE",
     "Database",
     "MemoryStore",
     "PostgresStore",
@@ -30,8 +31,9 @@ ACCEPTED_URL_FORMS = (
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 
 
-def create_store(database_url: str) -> Database:
+def create_store(database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> Database:
     """Return an unopened backend for `database_url`; raise `ConfigError` for any other URL.
+    `pool_size`: the connections a PostgreSQL store may open.
 
     The URL is never echoed in messages: a database URL may carry a password.
     """
@@ -54,7 +56,7 @@ def create_store(database_url: str) -> Database:
         # Passed to the driver untouched: it parses hosts, ports and options itself.
         # No idle connections to keep alive: while the database is down asyncpg would
         # otherwise reconnect them in the background and log a traceback each time.
-        return PostgresStore(database_url, min_pool=0)
+        return PostgresStore(database_url, min_pool=0, max_pool=pool_size)
     if _SCHEME.fullmatch(scheme):
         raise _bad_url(f"unknown scheme {scheme!r}")
     raise _bad_url("it does not start with a scheme")

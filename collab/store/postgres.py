@@ -78,6 +78,13 @@ _CONNECT_ERRORS: tuple[type[Exception], ...] = (*POSTGRES_DRIVER_ERRORS, ValueEr
 _CLOSE_ERRORS: tuple[type[Exception], ...] = (*POSTGRES_DRIVER_ERRORS, TimeoutError)
 
 
+DEFAULT_POOL_SIZE = 20
+"""Connections an instance may open (COLLAB_DATABASE_POOL_SIZE). Every joining client waits
+for a few queries (its access, the note's status, its member record): with asyncpg's 10, the
+joins of a drained instance's 1,000 clients queued for seconds on the pool (loadtests/RESULTS.md,
+"Rooms under pressure, second pass")."""
+
+
 class PostgresStore:
     """A `Database` in the PostgreSQL database at `dsn`, through an asyncpg pool.
 
@@ -97,7 +104,7 @@ class PostgresStore:
         dsn: str,
         *,
         min_pool: int = 1,
-        max_pool: int = 10,
+        max_pool: int = DEFAULT_POOL_SIZE,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         command_timeout_s: float = COMMAND_TIMEOUT_S,
         ping_timeout_s: float = PING_TIMEOUT_S,

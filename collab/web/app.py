@@ -126,7 +126,11 @@ def create_app(
     app[VERIFIER] = TokenVerifier(settings, revocations=RevocationList())
     app[SESSIONS] = Sessions(app[VERIFIER], leeway_s=settings.jwt_leeway_s)
     app[LIVENESS] = Liveness(settings.heartbeat_s)
-    database = store if store is not None else create_store(settings.database_url)
+    database = (
+        store
+        if store is not None
+        else create_store(settings.database_url, pool_size=settings.database_pool_size)
+    )
     app[DATABASE] = database
     app[BUS] = bus if bus is not None else _create_bus(settings)
     # Each part gets the one interface of the database it uses.

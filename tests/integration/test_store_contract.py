@@ -20,6 +20,7 @@ from pycrdt import Doc, Text
 
 from collab.errors import ConfigError, StoreError
 from collab.store import (
+    DEFAULT_POOL_SIZE,
     Database,
     MemoryStore,
     PostgresStore,
@@ -911,6 +912,21 @@ def test_postgres_urls_choose_postgres_store(database_url: str, expected_where: 
     assert isinstance(store, PostgresStore)
     assert store.where == expected_where
     assert "secret" not in repr(store)
+    assert store.max_pool == DEFAULT_POOL_SIZE
+
+
+async def test_the_pool_size_bounds_the_connections_the_store_opens(
+    postgres_dsn: str,
+) -> None:
+    """COLLAB_DATABASE_POOL_SIZE reaches asyncpg: the store's pool opens at most that many."""
+    store = create_store(postgres_dsn, pool_size=3)
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    try:
+        assert store._pool is not None
+        assert store._pool.get_max_size() == 3
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize(
