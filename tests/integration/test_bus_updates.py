@@ -21,20 +21,41 @@ from tests.support.waiting import eventually
 ROOM_ID = "w1/n1"
 
 
-@pytest.fixture
-async def instances() -> AsyncIterator[tuple[RoomManager, RoomManager]]:
+class CountingStore(MemoryStore):
+    """A memory store that counts compactions (each rewrites a room's whole state)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.compactions = 0
+
+    async def compact(self, room_id: str, state: bytes) -> None:
+        self.compactions += 1
+        await super().compact(room_id, state)
+
+
+async def two_instances(
+    limits: RoomLimits,
+) -> tuple[tuple[RoomManager, CountingStore], tuple[RoomManager, CountingStore]]:
+    """Two started managers on one bus, each with a store of its own: what the second stores
+    of the first one's changes, only its own compactions put there."""
     broker = MemoryBroker()
-    managers = []
+    made = []
     for _ in range(2):
-        store = MemoryStore()
+        store = CountingStore()
         await store.open()
         bus = MemoryBus(broker)
         await bus.start()
-        manager = RoomManager(store, bus, RoomLimits(flush_interval_s=0.01))
+        manager = RoomManager(store, bus, limits)
         await manager.start()
-        managers.append(manager)
-    yield managers[0], managers[1]
-    for manager in managers:
+        made.append((manager, store))
+    return made[0], made[1]
+
+
+@pytest.fixture
+async def instances() -> AsyncIterator[tuple[RoomManager, RoomManager]]:
+    (first, _), (second, _) = await two_instances(RoomLimits(flush_interval_s=0.01))
+    yield first, second
+    for manager in (first, second):
         await manager.close()
 
 
@@ -128,35 +149,8 @@ async def test_a_large_update_sent_again_is_known_without_a_read(
     assert live.room.version == version
 
 
-class CountingStore(MemoryStore):
-    """A memory store that counts compactions (each rewrites a room's whole state)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.compactions = 0
-
-    async def compact(self, room_id: str, state: bytes) -> None:
-        self.compactions += 1
-        await super().compact(room_id, state)
-
-
-async def two_instances(
-    remote_backup_s: float,
-) -> tuple[tuple[RoomManager, CountingStore], tuple[RoomManager, CountingStore]]:
-    """Two managers on one bus, each with a store of its own: what the second stores of the
-    first one's changes, only its own compactions put there."""
-    broker = MemoryBroker()
-    made = []
-    for _ in range(2):
-        store = CountingStore()
-        await store.open()
-        bus = MemoryBus(broker)
-        await bus.start()
-        limits = RoomLimits(flush_interval_s=0.01, grace_s=0.01, remote_backup_s=remote_backup_s)
-        manager = RoomManager(store, bus, limits)
-        await manager.start()
-        made.append((manager, store))
-    return made[0], made[1]
+def backing_up_after(remote_backup_s: float) -> RoomLimits:
+    return RoomLimits(flush_interval_s=0.01, grace_s=0.01, remote_backup_s=remote_backup_s)
 
 
 async def edit_on_both(first: RoomManager, second: RoomManager, rounds: int) -> Text:
@@ -187,7 +181,7 @@ def stored_text(stored: Any) -> str:
 async def test_another_instances_changes_are_not_stored_again_at_every_flush() -> None:
     """A room edited on two instances: each one's flushes append its own edits, and neither
     rewrites the room's whole state for the other's changes before `remote_backup_s`."""
-    (first, first_store), (second, second_store) = await two_instances(remote_backup_s=3600)
+    (first, first_store), (second, second_store) = await two_instances(backing_up_after(3600))
     try:
         text = await edit_on_both(first, second, rounds=5)
         live_second = second.get(ROOM_ID)
@@ -202,7 +196,7 @@ async def test_another_instances_changes_are_not_stored_again_at_every_flush() -
 
 
 async def test_another_instances_changes_are_stored_at_a_flush_once_the_backup_is_due() -> None:
-    (first, _), (second, second_store) = await two_instances(remote_backup_s=0)
+    (first, _), (second, second_store) = await two_instances(backing_up_after(0))
     try:
         text = await edit_on_both(first, second, rounds=1)
         await eventually(lambda: second_store.compactions > 0, what="B's backup compaction")
@@ -215,7 +209,7 @@ async def test_another_instances_changes_are_stored_at_a_flush_once_the_backup_i
 async def test_another_instances_changes_are_stored_when_the_room_unloads() -> None:
     """Should the instance that logged them have died before its flush, the room's other
     instances still store them when they let go of it."""
-    (first, _), (second, second_store) = await two_instances(remote_backup_s=3600)
+    (first, _), (second, second_store) = await two_instances(backing_up_after(3600))
     try:
         text = await edit_on_both(first, second, rounds=2)
         live_second = second.get(ROOM_ID)
