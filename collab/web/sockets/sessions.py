@@ -28,6 +28,7 @@ from collab.protocol.messages import decode_token_refresh, encode_permission_den
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.directory import MemberDirectory
 from collab.rooms.peer import Peer
+from collab.store.catalog import room_parts
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class TokenSession:
         # several workspaces and no note).
         self.room_id = room_id
         # Interned: the connections to a workspace's notes share it.
-        self.workspace_id = None if room_id is None else sys.intern(room_id.partition("/")[0])
+        self.workspace_id = None if room_id is None else sys.intern(room_parts(room_id)[0])
         # The expiry bucket it is in (see `Sessions`), if any.
         self._due_at: float | None = None
 

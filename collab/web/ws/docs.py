@@ -24,6 +24,7 @@ from collab.protocol.messages import AUTH_FRAME_PREFIX, is_update_frame, merge_u
 from collab.protocol.websocket import OPCODE_BINARY
 from collab.rooms.manager import LiveRoom
 from collab.rooms.peer import Coalescing, OutboxLimits, Peer
+from collab.store.catalog import room_parts
 from collab.tasks import spawn
 from collab.web.http.connections import Slot
 from collab.web.http.requests import authenticate, check_origin, private_note_of
@@ -118,7 +119,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     try:
         log.info("conn %s: user %s joined %s as %s", peer_id, identity.user_id, room_id, role.value)
         rooms.join(live, peer)
-        workspace_id, _, note_id = live.room_id.partition("/")
+        workspace_id, note_id = room_parts(live.room_id)
         # A private note is not announced: presence would tell its id to the whole workspace.
         if not private:
             # Interned (and below, the room's own id rather than this request's copy): the
@@ -244,7 +245,7 @@ class DocsConnection:
         self._release_held(stays_open)
 
     async def _refresh(self, frame: bytes) -> None:
-        workspace_id = self._live.room_id.partition("/")[0]
+        workspace_id, _ = room_parts(self._live.room_id)
         assert self.session is not None  # a closing peer's messages never get here
         stays_open = await refresh_docs_connection(
             self.session, frame, workspace_id, self._app[DIRECTORY]
