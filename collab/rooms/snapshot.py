@@ -17,11 +17,10 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
+from collab.rooms.json_values import JsonValue, plain
 from collab.rooms.xml_string import xml_string
 
 KNOWN_ROOT_TYPES: dict[str, type[Map[Any] | XmlFragment]] = {"meta": Map, "body": XmlFragment}
-
-JsonValue = Any
 
 
 def document_to_json(state: bytes) -> dict[str, JsonValue]:
@@ -66,14 +65,14 @@ def _read_root(doc: Doc[Any], state: bytes, name: str) -> JsonValue:
         # XML nodes have no Python equivalent as array items: this root is an XML fragment.
         return xml_string(_fresh(state).get(name, type=XmlFragment))
     if items:
-        return _plain(items)
+        return plain(items)
     return None
 
 
 def _shared_to_json(value: Any) -> JsonValue:
     """A map or array value as JSON: nested maps and arrays as objects and lists, text and
     XML as their string (pycrdt's `to_py` raises on XML inside a map, which yjs clients can
-    write), everything else as `_plain` shows it."""
+    write), everything else as `plain` shows it."""
     if isinstance(value, Map):
         return {key: _shared_to_json(item) for key, item in value.items()}
     if isinstance(value, Array):
@@ -82,19 +81,4 @@ def _shared_to_json(value: Any) -> JsonValue:
         return xml_string(value)
     if isinstance(value, Text):
         return str(value)
-    return _plain(value)
-
-
-def _plain(value: JsonValue) -> JsonValue:
-    """Yjs numbers arrive as floats; show whole numbers as integers, as JavaScript does. A
-    subdocument (yjs `map.set(key, new Y.Doc())`) is shown by its guid: its content is a
-    document of its own, not part of this one."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, Doc):
-        return {"subdocument": value.guid}
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
+    return plain(value)

@@ -26,6 +26,8 @@ from xml.sax.saxutils import escape
 import orjson
 from pycrdt import Array, Map, Text, XmlElement, XmlFragment, XmlText
 
+from collab.rooms.json_values import plain
+
 XmlNode = XmlFragment | XmlElement | XmlText
 
 INVALID_ELEMENT = "invalid-element"
@@ -106,12 +108,8 @@ def _value(value: Any) -> str:
 
 
 def _as_json(value: Any) -> str:
-    """A non-string value as JSON text: whole numbers as integers, as JavaScript shows them;
-    shared types by their content."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
+    """A non-string value as JSON text, by the snapshot's rule (`plain`: whole numbers as
+    integers, as JavaScript shows them); shared types by their content."""
     if isinstance(value, XmlFragment | XmlElement | XmlText):
         return xml_string(value)
     if isinstance(value, Text):
@@ -119,7 +117,7 @@ def _as_json(value: Any) -> str:
     try:
         if isinstance(value, Map | Array):
             value = value.to_py()
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(plain(value), option=orjson.OPT_NON_STR_KEYS).decode()
     except (TypeError, ValueError):
         # pycrdt's `to_py` refuses XML inside a map or array; orjson, what JSON cannot hold.
         return f"<{type(value).__name__}>"
