@@ -8,7 +8,6 @@ import logging
 import pytest
 
 from collab.protocol.close_codes import CloseCode
-from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.document import DocumentRoom
 from collab.rooms.drain import (
     MIN_WAVE_PEERS,
@@ -20,6 +19,7 @@ from collab.rooms.drain import (
 )
 from collab.rooms.live import LiveRoom
 from collab.rooms.peer import OutboxLimits, Peer
+from tests.support.transports import ClosingPeerTransport
 
 
 def rooms_of(*sizes: int) -> list[list[str]]:
@@ -152,25 +152,8 @@ async def test_a_late_wave_does_not_sleep_and_gone_peers_are_not_counted() -> No
     assert time.sleeps == []
 
 
-class SocketStandIn:
-    def __init__(self) -> None:
-        self.closed: tuple[CloseCode, str] | None = None
-
-    def write_now(self, frame: OutgoingFrame) -> bool:
-        return True
-
-    async def drain(self) -> None:
-        return None
-
-    async def send_frame(self, frame: bytes) -> None:
-        return None
-
-    async def close(self, code: CloseCode, reason: str) -> None:
-        self.closed = (code, reason)
-
-
-def add_peer(live: LiveRoom, peer_id: str) -> tuple[Peer, SocketStandIn]:
-    socket = SocketStandIn()
+def add_peer(live: LiveRoom, peer_id: str) -> tuple[Peer, ClosingPeerTransport]:
+    socket = ClosingPeerTransport()
     peer = Peer(
         peer_id,
         user_id="u",
