@@ -1,5 +1,6 @@
 """The load tests run end to end at a tiny size: the generator against a server process with
-real Yjs encodings, the catalog benchmark's queries over REST, and the indexer's cost loop."""
+real Yjs encodings, the catalog benchmark's queries over REST, the indexer's cost loop, the
+catalog's paired on/off blocks, and the summing up of several runs (`paired.py`)."""
 
 from __future__ import annotations
 
@@ -201,3 +202,66 @@ def test_index_cost_runs_the_indexer_over_rooms(edit: str) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert f"sqlite, {edit} edits: indexing a note costs" in completed.stdout
+
+
+def test_catalog_edit_cost_switches_the_catalog_off_and_on_in_pairs() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(LOADTESTS / "catalog_edit_cost.py"),
+            "--rooms=3",
+            "--rate=5",
+            "--block-s=0.5",
+            "--pairs=2",
+            "--calibrate-us=10",
+            "--s1-us-per-edit=100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = completed.stdout.splitlines()
+    assert "10 µs spun per edit on the on side" in lines[1]
+    assert [line.split(":")[0].strip() for line in lines[2:4]] == ["pair  1", "pair  2"]
+    assert lines[4].startswith("catalog: ")
+    assert lines[4].endswith("2 pairs) of CPU per edit")
+    assert lines[5].startswith("of the fan-out's 100 µs per edit: ")
+
+
+def write_fanout(path: Path, **per_delivery: list[float]) -> None:
+    results = {
+        server: {"steps": [{"server_cpu_us_per_delivered": us} for us in steps]}
+        for server, steps in per_delivery.items()
+    }
+    path.write_text(json.dumps({"results": results}))
+
+
+def test_paired_compares_sides_by_round_and_servers_by_run(tmp_path: Path) -> None:
+    # Two rounds: "on" costs collab 10 % more than "off" in each; the relay moved 5 % in the
+    # second round's "on" run, which the relay-relative figure takes out.
+    write_fanout(tmp_path / "on-1.json", collab=[11.0], relay=[10.0])
+    write_fanout(tmp_path / "off-1.json", collab=[10.0], relay=[10.0])
+    write_fanout(tmp_path / "on-2.json", collab=[23.1], relay=[21.0])
+    write_fanout(tmp_path / "off-2.json", collab=[20.0], relay=[20.0])
+    paired = str(LOADTESTS / "paired.py")
+    on = [str(tmp_path / f"on-{n}.json") for n in (1, 2)]
+    off = [str(tmp_path / f"off-{n}.json") for n in (1, 2)]
+    sides = subprocess.run(
+        [sys.executable, paired, "sides", *on, "--", *off],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sides.returncode == 0, sides.stderr
+    assert "absolute          +12.75 %" in sides.stdout
+    assert "against the relay +10.00 % (SE 0.00" in sides.stdout
+    servers = subprocess.run(
+        [sys.executable, paired, "servers", *on],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert servers.returncode == 0, servers.stderr
+    assert "collab / relay: geometric mean 1.100x" in servers.stdout
