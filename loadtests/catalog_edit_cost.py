@@ -57,12 +57,12 @@ LOADTESTS_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(LOADTESTS_DIR), str(LOADTESTS_DIR.parent)]
 
 from aiohttp import web  # noqa: E402
-from edit_cost import AcceptingSocket, writer_edits  # noqa: E402
+from edit_cost import rooms_with_peers, writer_edits  # noqa: E402
 from harness.stats import estimate  # noqa: E402
 
 from collab.rooms.live import LiveRoom  # noqa: E402
 from collab.rooms.note_watch import NoteWatch  # noqa: E402
-from collab.rooms.peer import OutboxLimits, Peer  # noqa: E402
+from collab.rooms.peer import Peer  # noqa: E402
 from collab.store import sqlite_catalog  # noqa: E402
 from collab.store.sqlite import SqliteStore  # noqa: E402
 from collab.web.app import create_app  # noqa: E402
@@ -189,23 +189,9 @@ async def measure(args: argparse.Namespace) -> None:
 async def run_blocks(app: web.Application, args: argparse.Namespace) -> None:
     rooms = app[ROOMS]
     per_s = args.rooms * args.rate
-    lives, writers = [], []
-    for index in range(args.rooms):
-        live = await rooms.acquire(f"load0/fanout{index}")
-        peers = [
-            Peer(
-                f"p{index}-{i}",
-                user_id=f"user{index}-{i}",
-                can_write=True,
-                transport=AcceptingSocket(),
-                limits=OutboxLimits(1 << 20, 1000),
-            )
-            for i in range(RECIPIENTS + 1)
-        ]
-        for peer in peers:
-            rooms.join(live, peer)
-        lives.append(live)
-        writers.append(peers[0])
+    lives, writers = await rooms_with_peers(
+        rooms, [f"load0/fanout{index}" for index in range(args.rooms)], RECIPIENTS
+    )
     await wal_pragma(app, "wal_autocheckpoint = 0")
     blocks = 1 + 2 * args.pairs
     edits_each = math.ceil(args.rate * args.block_s * blocks) + args.rate

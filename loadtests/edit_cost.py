@@ -34,6 +34,7 @@ from collab.bus.memory import MemoryBroker, MemoryBus
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.messages import encode_update
 from collab.protocol.websocket import OutgoingFrame
+from collab.rooms.live import LiveRoom
 from collab.rooms.manager import RoomLimits, RoomManager
 from collab.rooms.peer import OutboxLimits, Peer
 from collab.store.memory import MemoryStore
@@ -69,20 +70,17 @@ def writer_edits(count: int) -> list[bytes]:
     return frames
 
 
-async def measure(edits: int, recipients: int, rooms: int, gap_s: float, profile: bool) -> None:
-    store = MemoryStore()
-    await store.open()
-    bus = MemoryBus(MemoryBroker())
-    await bus.start()
-    manager = RoomManager(store, bus, RoomLimits())
-    await manager.start()
-    lives = []
-    writers = []
-    for room in range(rooms):
-        live = await manager.acquire(f"w/n{room}")
+async def rooms_with_peers(
+    manager: RoomManager, room_ids: list[str], recipients: int
+) -> tuple[list[LiveRoom], list[Peer]]:
+    """Each room held, with a writer and `recipients` peers whose sockets keep up; returns
+    the rooms and their writers."""
+    lives, writers = [], []
+    for room_id in room_ids:
+        live = await manager.acquire(room_id)
         peers = [
             Peer(
-                f"p{room}-{i}",
+                f"p{room_id}-{i}",
                 user_id=f"u{i}",
                 can_write=True,
                 transport=AcceptingSocket(),
@@ -94,6 +92,19 @@ async def measure(edits: int, recipients: int, rooms: int, gap_s: float, profile
             manager.join(live, peer)
         lives.append(live)
         writers.append(peers[0])
+    return lives, writers
+
+
+async def measure(edits: int, recipients: int, rooms: int, gap_s: float, profile: bool) -> None:
+    store = MemoryStore()
+    await store.open()
+    bus = MemoryBus(MemoryBroker())
+    await bus.start()
+    manager = RoomManager(store, bus, RoomLimits())
+    await manager.start()
+    lives, writers = await rooms_with_peers(
+        manager, [f"w/n{room}" for room in range(rooms)], recipients
+    )
     # Each room has its own writer, as in the fan-out scenario; edits go to the rooms in turn.
     frames = [writer_edits(-(-edits // rooms)) for _ in range(rooms)]
     profiler = cProfile.Profile() if profile else None
