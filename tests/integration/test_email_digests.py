@@ -24,6 +24,7 @@ from collab.settings import SmtpServer
 from collab.web.keys import DATABASE, EMAIL_DIGESTS
 from tests.conftest import RunningServer, StartServer, make_settings
 from tests.support.live import LiveClient
+from tests.support.metrics import scrape
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient
 
@@ -372,6 +373,9 @@ async def test_an_smtp_server_that_hangs_then_is_back_is_retried_and_blocks_noth
         "stuck",
     ]
     assert digests.sent == 1
+    metrics = await scrape(server)
+    assert "collab_email_digests_sent_total 1.0" in metrics
+    assert "collab_email_digest_failures_total 1.0" in metrics
 
 
 async def test_the_unsubscribe_link_stops_digests_and_a_tampered_one_is_refused(

@@ -19,6 +19,7 @@ from collab.store.rows import format_timestamp
 from collab.web.keys import DATABASE, NOTIFIER, REMINDERS
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
 from tests.support.live import LiveClient
+from tests.support.metrics import scrape
 from tests.support.rest import rest_call
 from tests.support.waiting import eventually
 
@@ -168,6 +169,9 @@ async def test_due_soon_then_overdue_reach_the_assignees_live(
         await armed(server, "plan")
         assert not olga.of_type("notification")
     assert await reminders_of(server, "olga") == []
+    metrics = await scrape(server)
+    assert "collab_reminders_sent_total 4.0" in metrics
+    assert "collab_reminder_failures_total 0.0" in metrics
 
 
 async def test_a_note_without_assignees_reminds_its_creator(

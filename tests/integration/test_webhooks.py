@@ -28,6 +28,7 @@ from collab.settings import Secret, Settings
 from collab.store.webhooks import EVENT_TYPES
 from collab.web.keys import WEBHOOKS
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
+from tests.support.metrics import scrape
 from tests.support.rest import rest_call
 from tests.support.waiting import eventually
 
@@ -405,8 +406,7 @@ async def test_failed_attempts_are_retried_and_a_notes_events_keep_their_order(
     assert [a["status"] for a in created["attempts"]] == [500, 500, 204]
     assert created["attempts"][0]["error"] == "HTTP 500: boom"
     assert created["message_id"] == of_n1[0].headers["webhook-id"]
-    async with aiohttp.ClientSession() as http, http.get(f"{server.http}/metrics") as answer:
-        metrics = await answer.text()
+    metrics = await scrape(server)
     assert 'collab_webhook_deliveries_total{outcome="retried"} 2.0' in metrics
     assert 'collab_webhook_deliveries_total{outcome="delivered"} 4.0' in metrics
 

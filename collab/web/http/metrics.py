@@ -30,8 +30,10 @@ from collab.observability.counters import (
     LatencyHistogram,
     LiveTraffic,
 )
+from collab.rooms.email_digests import EmailDigests
 from collab.rooms.indexer import CatalogIndexer
 from collab.rooms.manager import RoomManager
+from collab.rooms.reminders import DueReminders
 from collab.rooms.versions import NoteHistory
 from collab.web.sockets.sessions import CONNECTION_KINDS, Sessions
 
@@ -86,6 +88,9 @@ class Metrics:
         indexer: CatalogIndexer,
         history: NoteHistory,
         webhooks: WebhookService | None = None,
+        *,
+        reminders: DueReminders | None = None,
+        digests: EmailDigests | None = None,
     ) -> None:
         self.auth_failures: dict[str, int] = dict.fromkeys(AUTH_FAILURE_REASONS, 0)
         self.registry = CollectorRegistry(auto_describe=True)
@@ -104,7 +109,9 @@ class Metrics:
         # Counted by the live channel as it goes; read at scrape time like the rest.
         self.live_traffic = LiveTraffic()
         self.registry.register(
-            _CollabCollector(self, rooms, bus, sessions, indexer, history, webhooks)
+            _CollabCollector(
+                self, rooms, bus, sessions, indexer, history, webhooks, reminders, digests
+            )
         )
         ProcessCollector(registry=self.registry)
         GCCollector(registry=self.registry)
@@ -132,9 +139,13 @@ class _CollabCollector(Collector):
         indexer: CatalogIndexer,
         history: NoteHistory,
         webhooks: WebhookService | None,
+        reminders: DueReminders | None,
+        digests: EmailDigests | None,
     ) -> None:
         self._metrics = metrics
         self._webhooks = webhooks
+        self._reminders = reminders
+        self._digests = digests
         self._indexer = indexer
         self._history = history
         self._rooms = rooms
@@ -149,6 +160,7 @@ class _CollabCollector(Collector):
         yield from self._catalog()
         yield from self._versions()
         yield from self._webhook_deliveries()
+        yield from self._reminder_and_email_metrics()
         yield from self._bus_metrics()
         failures = CounterMetricFamily(
             "collab_auth_failures",
@@ -301,6 +313,33 @@ class _CollabCollector(Collector):
         for outcome in OUTCOMES:
             attempts.add_metric([outcome], self._webhooks.outcomes[outcome])
         yield attempts
+
+    def _reminder_and_email_metrics(self) -> Iterator[Metric]:
+        if self._reminders is not None:
+            yield CounterMetricFamily(
+                "collab_reminders_sent",
+                "Notifications this instance created from deadline reminders (due_soon, "
+                "overdue): one per recipient.",
+                self._reminders.sent,
+            )
+            yield CounterMetricFamily(
+                "collab_reminder_failures",
+                "Reminders this instance failed to arm or send (store down); sent after "
+                "their lease.",
+                self._reminders.failures,
+            )
+        if self._digests is not None:
+            yield CounterMetricFamily(
+                "collab_email_digests_sent",
+                "Email digests this instance sent.",
+                self._digests.sent,
+            )
+            yield CounterMetricFamily(
+                "collab_email_digest_failures",
+                "Email digest attempts of this instance that failed (SMTP, store or presence), "
+                "retried later.",
+                self._digests.failures,
+            )
 
     def _bus_metrics(self) -> Iterator[Metric]:
         stats = self._bus.stats()

@@ -22,7 +22,18 @@ from collab.observability.logging import conn_id_var, request_id_var
 from collab.web.http.errors import Handler
 from collab.web.http.metrics import Metrics
 from collab.web.http.requests import offered_token
-from collab.web.keys import BUS, CATALOG, HISTORY, METRICS, ROOMS, SESSIONS, SETTINGS, WEBHOOKS
+from collab.web.keys import (
+    BUS,
+    CATALOG,
+    EMAIL_DIGESTS,
+    HISTORY,
+    METRICS,
+    REMINDERS,
+    ROOMS,
+    SESSIONS,
+    SETTINGS,
+    WEBHOOKS,
+)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -114,6 +125,8 @@ def setup_observability(app: web.Application) -> None:
         app[CATALOG].indexer,
         app[HISTORY],
         app.get(WEBHOOKS),
+        reminders=app[REMINDERS],
+        digests=app.get(EMAIL_DIGESTS),
     )
     app.middlewares.insert(0, observe_requests)
     app.on_response_prepare.append(_echo_request_id)
