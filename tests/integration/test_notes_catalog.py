@@ -15,6 +15,7 @@ from collab.protocol.close_codes import CloseCode
 from collab.web.keys import CATALOG, STORE
 from tests.conftest import RunningServer, StartServer, make_settings
 from tests.support.live import LiveClient
+from tests.support.metrics import scrape
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient, connect_http_error
 
@@ -119,8 +120,7 @@ async def test_a_rest_edit_counts_and_names_its_author(server: RunningServer) ->
     await eventually(indexed, what="the REST edit indexed")
     entry = await entry_of(server, "rest")
     assert (entry["priority"], entry["updated_by"]) == ("urgent", "u3")
-    async with aiohttp.ClientSession() as http:
-        metrics = await (await http.get(f"{server.http}/metrics")).text()
+    metrics = await scrape(server)
     indexed = next(
         line
         for line in metrics.splitlines()

@@ -8,7 +8,6 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,6 +19,7 @@ from collab.store.base import StoredDocument
 from collab.store.memory import MemoryStore
 from collab.web.keys import ROOMS, STORE
 from tests.conftest import RunningServer, StartServer, make_settings
+from tests.support.metrics import scrape
 from tests.support.rest import rest_call
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient, connect_http_error
@@ -74,12 +74,7 @@ async def round_trip(client: YClient) -> None:
 
 
 async def saved_echoes_metric(server: RunningServer) -> float:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{server.http}/metrics") as response,
-    ):
-        assert response.status == 200
-        text = await response.text()
+    text = await scrape(server)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "collab_saved_echoes_total":

@@ -16,6 +16,7 @@ from collab.store.rows import format_timestamp
 from collab.web.keys import DATABASE, HISTORY
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
 from tests.support.live import LiveClient
+from tests.support.metrics import scrape
 from tests.support.rest import rest_call
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient
@@ -448,9 +449,7 @@ async def test_retention_thins_automatic_versions_by_age(server: RunningServer) 
 async def test_metrics_report_versions(server: RunningServer) -> None:
     await create_note(server, "n", "Measured", "some text")
     await name(server, "n", "one")
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{server.http}/metrics") as response:
-            text = await response.text()
+    text = await scrape(server)
     assert 'collab_versions_created_total{kind="named"} 1.0' in text
     assert "collab_version_stored_bytes " in text
     assert "collab_version_loop_seconds_total " in text
