@@ -239,6 +239,11 @@ async def test_create_without_an_id_generates_one(server: RunningServer) -> None
     assert status == 201
     assert first["id"] != second["id"]
     assert len(first["id"]) >= 16
+    # The generated id addresses the note like any other: over REST and over WebSocket.
+    assert (await call(server, "GET", f"{NOTES}/{second['id']}"))[1]["title"] == "t"
+    async with YClient.connect(server.doc_url(f"w1/{second['id']}")) as client:
+        await client.wait_synced()
+        assert str(client.doc.get("meta", type=Map).get("title")) == "t"
 
 
 async def test_create_refuses_an_id_that_exists_or_existed(server: RunningServer) -> None:

@@ -8,7 +8,6 @@ existed, 409 for an id taken, 410 for a purged note, 415/422 for a bad body.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +29,7 @@ from collab.web.api.note_queries import catalog_query, fingerprint, make_cursor
 from collab.web.api.responses import dumps
 from collab.web.http.requests import (
     authenticate,
+    new_note_id,
     note_of,
     read_json_object,
     valid_id,
@@ -96,7 +96,7 @@ async def create_note(request: web.Request) -> web.StreamResponse:
     )
     note_id = body.get("id")
     if note_id is None:
-        note_id = secrets.token_urlsafe(12)
+        note_id = new_note_id()
     elif not isinstance(note_id, str):
         raise _unprocessable("'id' must be a note id: 1-128 of A-Z a-z 0-9 . _ ~ -")
     else:
