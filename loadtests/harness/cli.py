@@ -74,6 +74,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     fan.add_argument("--rooms", type=int, default=100)
     fan.add_argument("--clients", type=int, default=10, help="clients per room, writer included")
     steps(fan, "5,10,20,30,50")
+    awareness.add_server_env(fan)
 
     hot = sub.add_parser("hotroom", parents=both, help="1 room x C clients, W writers")
     hot.add_argument("--rooms", type=int, default=1, help=argparse.SUPPRESS)
@@ -82,6 +83,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     )
     hot.add_argument("--writers", type=int, default=5)
     steps(hot, "10")
+    awareness.add_server_env(hot)
 
     big = sub.add_parser("bigdoc", parents=both, help="replay a real trace, time fresh joins")
     big.add_argument("--probes", type=int, default=15, help="fresh clients, one after another")

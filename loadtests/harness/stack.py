@@ -80,11 +80,14 @@ class Stack:
     def redis(self) -> RedisService:
         return self.add(RedisService())
 
-    def target(self, name: str, store: Store | None = None) -> Target:
-        """Start `name`: collab on `store` (memory if None), or a baseline (which has none)."""
+    def target(
+        self, name: str, store: Store | None = None, settings: dict[str, str] | None = None
+    ) -> Target:
+        """Start `name`: collab on `store` (memory if None) with more `COLLAB_*` `settings`,
+        or a baseline (which has neither)."""
         if name == "collab":
             url = store.database_url if store is not None else "memory://"
-            return self.add(CollabServer(self.workdir, url))
+            return self.add(CollabServer(self.workdir, url, settings=settings))
         return self.add(start_baseline(name, self.workdir))
 
     def collab(self, database_url: str, **options: Any) -> CollabServer:

@@ -1,7 +1,9 @@
 """The servers a scenario can run against, each a pinned child process on a free port.
 
-`collab` is the server under test; `node` (@y/websocket-server), `pycrdt` (pycrdt-websocket)
-and `relay` (aiohttp forwarding frames, no CRDT) are baselines driven by the same generator.
+`collab` is the server under test; `node` (@y/websocket-server, documents in memory: its
+default), `node-leveldb` (the same with its y-leveldb persistence, its durable setup),
+`pycrdt` (pycrdt-websocket) and `relay` (aiohttp forwarding frames, no CRDT) are baselines
+driven by the same generator.
 Each target builds the full URL of every client: collab's carry a token, the baselines take
 none and use the URL path as the room.
 """
@@ -29,7 +31,7 @@ from harness.paths import (
 )
 from harness.procs import ChildProcess, Usage
 
-TARGETS = ("collab", "node", "pycrdt", "relay")
+TARGETS = ("collab", "node", "node-leveldb", "pycrdt", "relay")
 COLLAB_BANNER = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 BASELINE_BANNER = re.compile(r"^listening on (\d+)$")
 TOKEN_TTL_S = 3600
@@ -120,9 +122,11 @@ class BaselineServer(ChildProcess):
 
 def check_baseline(name: str) -> None:
     """Raises `RunError` naming loadtests/setup.sh when a baseline's dependencies are missing."""
-    if name == "node":
+    if name in ("node", "node-leveldb"):
         if not (NODE_MODULES / "@y/websocket-server").is_dir():
-            raise RunError(f"the node baseline needs @y/websocket-server: {SETUP_HINT}")
+            raise RunError(f"the {name} baseline needs @y/websocket-server: {SETUP_HINT}")
+        if name == "node-leveldb" and not (NODE_MODULES / "y-leveldb").is_dir():
+            raise RunError(f"the node-leveldb baseline needs y-leveldb: {SETUP_HINT}")
     elif name == "pycrdt":
         if not BASELINES_VENV_PYTHON.is_file():
             raise RunError(
@@ -153,6 +157,13 @@ def start_baseline(name: str, workdir: Path) -> BaselineServer:
     check_baseline(name)
     argv = {
         "node": ["node", str(BASELINES_DIR / "node-server.mjs"), "0"],
+        "node-leveldb": [
+            "node",
+            str(BASELINES_DIR / "node-server.mjs"),
+            "0",
+            "--persist",
+            str(workdir / "node-leveldb"),
+        ],
         "pycrdt": [str(BASELINES_VENV_PYTHON), str(BASELINES_DIR / "pycrdt_server.py"), "0"],
         "relay": [sys.executable, str(BASELINES_DIR / "relay.py"), "0"],
     }[name]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.waiting import scaled
+from tests.support.waiting import eventually, scaled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOADTESTS = REPO_ROOT / "loadtests"
@@ -265,3 +265,107 @@ def test_paired_compares_sides_by_round_and_servers_by_run(tmp_path: Path) -> No
     )
     assert servers.returncode == 0, servers.stderr
     assert "collab / relay: geometric mean 1.100x" in servers.stdout
+
+
+@pytest.mark.node
+def test_fanout_runs_collab_with_settings_beside_the_durable_reference_server(
+    tmp_path: Path,
+) -> None:
+    """`--servers collab,node-leveldb` with `--server-env`: every update reaches every peer on
+    both, and collab's settings are recorded with its results."""
+    results = run_scenario(
+        tmp_path,
+        "fanout",
+        "--servers=collab,node-leveldb",
+        "--store=sqlite",
+        "--server-env=COLLAB_FLUSH_INTERVAL_MS=250",
+        "--rooms=2",
+        "--clients=3",
+        "--rates=5",
+        "--step-s=2",
+        f"--drain-s={scaled(10)}",
+    )
+    assert results["errors"] == {}
+    for name in ("collab", "node-leveldb"):
+        [step] = results["results"][name]["steps"]
+        assert step["sent"] == 2 * 5 * 2
+        assert step["received"] == step["expected"] == step["sent"] * 2, name
+    assert results["results"]["collab"]["server_env"] == {"COLLAB_FLUSH_INTERVAL_MS": "250"}
+    assert results["results"]["node-leveldb"]["server_env"] == {}
+
+
+@pytest.mark.node
+async def test_the_durable_reference_server_keeps_a_note_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    """`node-server.mjs --persist DIR` (the `node-leveldb` baseline) stores what a client sent:
+    a client of a second server process on the same directory syncs the note's text."""
+    import asyncio
+
+    import pycrdt
+    import websockets
+
+    from collab.protocol.messages import (
+        SyncStep2,
+        Update,
+        decode_message,
+        encode_sync_step1,
+        encode_update,
+    )
+
+    if not (LOADTESTS / "node_modules" / "y-leveldb").is_dir():
+        pytest.fail("loadtests/node_modules/y-leveldb is missing: run `npm ci --prefix loadtests`")
+    database = tmp_path / "leveldb"
+
+    async def start() -> tuple[asyncio.subprocess.Process, int]:
+        server = await asyncio.create_subprocess_exec(
+            "node",
+            str(LOADTESTS / "baselines" / "node-server.mjs"),
+            "0",
+            "--persist",
+            str(database),
+            cwd=LOADTESTS,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert server.stdout is not None
+        while True:
+            line = (await asyncio.wait_for(server.stdout.readline(), scaled(30))).decode()
+            assert line, "node-server.mjs exited before listening"
+            if line.startswith("listening on "):
+                return server, int(line.split()[-1])
+
+    async def stop(server: asyncio.subprocess.Process) -> None:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), scaled(30))
+
+    doc = pycrdt.Doc()
+    text = doc.get("body", type=pycrdt.Text)
+    text += "kept in LevelDB"
+    server, port = await start()
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/w1/n1") as client:
+            await client.send(encode_update(doc.get_update()))
+            # y-leveldb writes in the background: wait until its log holds something.
+            await eventually(
+                lambda: any(
+                    path.suffix == ".log" and path.stat().st_size > 0 for path in database.glob("*")
+                ),
+                timeout=30,
+                what="LevelDB's log written",
+            )
+    finally:
+        await stop(server)
+
+    server, port = await start()
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{port}/w1/n1") as client:
+            await client.send(encode_sync_step1(b"\x00"))
+            fresh = pycrdt.Doc()
+            body = fresh.get("body", type=pycrdt.Text)
+            async with asyncio.timeout(scaled(30)):
+                while str(body) != "kept in LevelDB":
+                    message = decode_message(await client.recv())
+                    if isinstance(message, SyncStep2 | Update):
+                        fresh.apply_update(message.update)
+    finally:
+        await stop(server)

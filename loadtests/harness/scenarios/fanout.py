@@ -116,7 +116,7 @@ def run(args: argparse.Namespace, target: str) -> dict[str, Any]:
     prefix = "hot" if args.scenario == "hotroom" else "load"
     with Stack() as stack:
         store = stack.store(args.store) if target == "collab" else None
-        server = stack.target(target, store)
+        server = stack.target(target, store, dict(args.server_env))
         room_urls = [
             [
                 server.client_url(f"{prefix}{r}", "fanout", f"user{r}-{c}")
@@ -138,5 +138,6 @@ def run(args: argparse.Namespace, target: str) -> dict[str, Any]:
         "rooms": args.rooms,
         "clients": args.clients,
         "writers_per_room": writers,
+        "server_env": dict(args.server_env) if target == "collab" else {},
         "steps": steps,
     }
