@@ -87,6 +87,26 @@ async def test_lines_of_a_connection_carry_its_request_and_connection_ids(
     assert closing["request_id"] == "req-conn-7"
 
 
+async def test_a_line_a_message_causes_carries_the_connection_ids(
+    server: RunningServer, json_log: LogLines
+) -> None:
+    """A line logged while the server handles a client's message (here, a text frame it
+    refuses) names the upgrade's request id and the connection's id, as the join line does."""
+    url = server.doc_url()
+    async with ws_connect(url, additional_headers={"X-Request-Id": "req-msg-9"}) as socket:
+        await socket.send("not the y-websocket protocol")
+        await eventually(
+            lambda: any("closing with" in line["message"] for line in json_log()),
+            what="the refusal logged",
+        )
+    lines = json_log()
+    joined = next(line for line in lines if "joined w1/n1" in line["message"])
+    refused = next(line for line in lines if "closing with" in line["message"])
+    assert refused["message"].startswith(f"conn {joined['conn_id']}: closing with ")
+    assert refused["conn_id"] == joined["conn_id"]
+    assert refused["request_id"] == "req-msg-9"
+
+
 async def test_each_refused_connection_is_logged_once_with_its_reason(
     start_server: StartServer, json_log: LogLines
 ) -> None:
