@@ -1,18 +1,25 @@
 """Where an idle synced connection's server memory goes: tracemalloc over N connections.
 
-    python loadtests/idle_memory.py [--connections 1000] [--top 30]
+    python loadtests/idle_memory.py [--connections 1000] [--top 30] [--by-type]
 
 Starts the app in this process (memory store, uvloop) and, in a child process, N raw
 y-websocket clients of distinct users, ten to a note, each sending sync step 1 and one
 awareness state, then idling. Prints the Python memory the connections added per connection,
 by source line and by file (tracemalloc: the objects' requested sizes, not RSS; the
 `idle` scenario of run.py measures RSS).
+
+`--by-type` also lists the objects alive while the clients idle, per connection, by type and
+by the innermost line of collab (or else of any file) that allocated them: the view that
+says which object to remove, where the per-line view says which line to look at. Sizes there
+are `sys.getsizeof` (no allocator overhead), and only objects allocated after the warm-up
+that at least a third of the connections hold are listed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
 import json
 import os
@@ -63,7 +70,41 @@ async def clients(base: str, tokens: list[str]) -> None:
     await asyncio.sleep(3600)
 
 
-async def server(count: int, top: int) -> None:
+def objects_by_type(added: int, top: int) -> list[str]:
+    """Rows of the `--by-type` view: the objects tracemalloc saw allocated, per connection,
+    grouped by type and allocation site (the GC's objects, and the untracked ones they hold)."""
+    counts: collections.Counter[tuple[str, str]] = collections.Counter()
+    sizes: collections.Counter[tuple[str, str]] = collections.Counter()
+    seen: set[int] = set()
+
+    def visit(obj: object) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        traceback = tracemalloc.get_object_traceback(obj)
+        if traceback is None:
+            return  # allocated before the warm-up ended
+        # Oldest frame first: the innermost of collab's, else the innermost of all.
+        frames = list(traceback)[::-1]
+        frame = next((f for f in frames if "/collab/" in f.filename), frames[0])
+        key = (type(obj).__name__, f"{Path(frame.filename).name}:{frame.lineno}")
+        counts[key] += 1
+        sizes[key] += sys.getsizeof(obj)
+
+    for obj in gc.get_objects():
+        visit(obj)
+        for referent in gc.get_referents(obj):
+            if not gc.is_tracked(referent):
+                visit(referent)
+    rows = [key for key in counts if counts[key] >= added / 3]
+    rows.sort(key=lambda key: -sizes[key])
+    return [
+        f"{sizes[key] / added:8.0f} B {counts[key] / added:6.2f} objects  {key[0]} at {key[1]}"
+        for key in rows[:top]
+    ]
+
+
+async def server(count: int, top: int, by_type: bool) -> None:
     settings = make_settings(max_connections_per_user=count + 10)
     app = create_app(settings)
     test_server = TestServer(app, host="127.0.0.1", port=0)
@@ -91,6 +132,8 @@ async def server(count: int, top: int) -> None:
         await asyncio.sleep(2)
         gc.collect()
         after = tracemalloc.take_snapshot()
+        # While the clients still idle: afterwards their connections are being torn down.
+        types = objects_by_type(count - WARM_CONNECTIONS, top) if by_type else []
     finally:
         child.kill()
         await child.wait()
@@ -106,6 +149,9 @@ async def server(count: int, top: int) -> None:
                 f"{stat.size_diff / added:8.0f} B {stat.count_diff / added:6.2f} objects  "
                 f"{stat.traceback[0]}"
             )
+    if by_type:
+        print("--- by type (sys.getsizeof), where allocated")
+        print("\n".join(types))
     await test_server.close()
 
 
@@ -118,8 +164,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=1000)
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--by-type", action="store_true", help="also list the objects kept, by type and site"
+    )
     args = parser.parse_args()
-    uvloop.run(server(args.connections, args.top))
+    uvloop.run(server(args.connections, args.top, args.by_type))
 
 
 if __name__ == "__main__":

@@ -369,3 +369,28 @@ async def test_the_durable_reference_server_keeps_a_note_across_a_restart(
                         fresh.apply_update(message.update)
     finally:
         await stop(server)
+
+
+def test_idle_memory_lists_what_each_connection_keeps() -> None:
+    """`idle_memory.py --by-type` at a tiny size: the Python memory per connection by line,
+    and the objects each connection keeps by type, collab's socket object among them."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(LOADTESTS / "idle_memory.py"),
+            "--connections=40",
+            "--top=60",
+            "--by-type",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=scaled(120),
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    lines = completed.stdout.splitlines()
+    assert lines[0].startswith("30 connections: ")
+    assert int(lines[0].split()[2]) > 0  # bytes of Python objects each
+    by_type = lines[lines.index("--- by type (sys.getsizeof), where allocated") + 1 :]
+    assert any(" 1.00 objects  ServerWebSocket at websocket.py:" in line for line in by_type)
