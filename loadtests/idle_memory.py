@@ -83,8 +83,8 @@ def objects_by_type(added: int, top: int) -> list[str]:
         seen.add(id(obj))
         traceback = tracemalloc.get_object_traceback(obj)
         if traceback is None:
-            return  # allocated before the warm-up ended
-        # Oldest frame first: the innermost of collab's, else the innermost of all.
+            return  # allocated before tracemalloc started (the warm-up)
+        # tracemalloc lists the oldest frame first: take the innermost of collab's, else of all.
         frames = list(traceback)[::-1]
         frame = next((f for f in frames if "/collab/" in f.filename), frames[0])
         key = (type(obj).__name__, f"{Path(frame.filename).name}:{frame.lineno}")
