@@ -18,31 +18,38 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOADTESTS = REPO_ROOT / "loadtests"
 
 
+def run_tool(script: str, *options: str, timeout_s: float = 120) -> str:
+    """`python loadtests/SCRIPT OPTIONS` from the repository's root; its output, once it
+    exited 0."""
+    completed = subprocess.run(
+        [sys.executable, str(LOADTESTS / script), *options],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=scaled(timeout_s),
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
 @pytest.mark.node
 def test_fanout_delivers_every_update_at_a_tiny_size(tmp_path: Path) -> None:
     """A 2 rooms x 3 clients fan-out step exits 0 and every sent update reaches every peer."""
     if not (LOADTESTS / "node_modules").is_dir():
         pytest.fail("loadtests/node_modules is missing: run `npm ci --prefix loadtests`")
     results_path = tmp_path / "fanout.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(LOADTESTS / "run.py"),
-            "fanout",
-            "--rooms=2",
-            "--clients=3",
-            "--rates=5",
-            "--step-s=2",
-            f"--drain-s={scaled(10)}",
-            f"--json={results_path}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=scaled(90),
-        check=False,
+    run_tool(
+        "run.py",
+        "fanout",
+        "--rooms=2",
+        "--clients=3",
+        "--rates=5",
+        "--step-s=2",
+        f"--drain-s={scaled(10)}",
+        f"--json={results_path}",
+        timeout_s=90,
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
     results = json.loads(results_path.read_text())
     [step] = results["steps"]
     assert step["sent"] == 2 * 5 * 2
@@ -60,15 +67,7 @@ def run_scenario(tmp_path: Path, scenario: str, *options: str) -> dict[str, Any]
     if not (LOADTESTS / "node_modules").is_dir():
         pytest.fail("loadtests/node_modules is missing: run `npm ci --prefix loadtests`")
     results_path = tmp_path / f"{scenario}.json"
-    completed = subprocess.run(
-        [sys.executable, str(LOADTESTS / "run.py"), scenario, *options, f"--json={results_path}"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=scaled(120),
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run_tool("run.py", scenario, *options, f"--json={results_path}")
     results: dict[str, Any] = json.loads(results_path.read_text())
     return results
 
@@ -109,24 +108,15 @@ CATALOG_QUERY_COUNT = 30  # every query harness/catalog_queries.py measures
 
 def run_catalog(tmp_path: Path, store: str) -> dict[str, object]:
     results_path = tmp_path / f"catalog-{store}.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(LOADTESTS / "run.py"),
-            "catalog",
-            f"--stores={store}",
-            "--notes=300",
-            "--requests=3",
-            "--warmup=1",
-            f"--json={results_path}",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=scaled(120),
-        check=False,
+    run_tool(
+        "run.py",
+        "catalog",
+        f"--stores={store}",
+        "--notes=300",
+        "--requests=3",
+        "--warmup=1",
+        f"--json={results_path}",
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
     results = json.loads(results_path.read_text())
     assert results["errors"] == {}
     run = results["runs"][store]
@@ -178,51 +168,25 @@ def test_catalog_answers_every_query_on_postgres(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("edit", ["cursor", "body"])
 def test_index_cost_runs_the_indexer_over_rooms(edit: str) -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(LOADTESTS / "index_cost.py"),
-            "--store",
-            "sqlite",
-            "--rooms",
-            "3",
-            "--passes",
-            "2",
-            "--rounds",
-            "1",
-            "--body-chars",
-            "300",
-            "--edit",
-            edit,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    output = run_tool(
+        "index_cost.py",
+        *("--store", "sqlite", "--rooms", "3", "--passes", "2", "--rounds", "1"),
+        *("--body-chars", "300", "--edit", edit),
     )
-    assert completed.returncode == 0, completed.stderr
-    assert f"sqlite, {edit} edits: indexing a note costs" in completed.stdout
+    assert f"sqlite, {edit} edits: indexing a note costs" in output
 
 
 def test_catalog_edit_cost_switches_the_catalog_off_and_on_in_pairs() -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(LOADTESTS / "catalog_edit_cost.py"),
-            "--rooms=3",
-            "--rate=5",
-            "--block-s=0.5",
-            "--pairs=2",
-            "--calibrate-us=10",
-            "--s1-us-per-edit=100",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    output = run_tool(
+        "catalog_edit_cost.py",
+        "--rooms=3",
+        "--rate=5",
+        "--block-s=0.5",
+        "--pairs=2",
+        "--calibrate-us=10",
+        "--s1-us-per-edit=100",
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    lines = completed.stdout.splitlines()
+    lines = output.splitlines()
     assert "10 µs spun per edit on the on side" in lines[1]
     assert [line.split(":")[0].strip() for line in lines[2:4]] == ["pair  1", "pair  2"]
     assert lines[4].startswith("catalog: ")
@@ -245,26 +209,13 @@ def test_paired_compares_sides_by_round_and_servers_by_run(tmp_path: Path) -> No
     write_fanout(tmp_path / "off-1.json", collab=[10.0], relay=[10.0])
     write_fanout(tmp_path / "on-2.json", collab=[23.1], relay=[21.0])
     write_fanout(tmp_path / "off-2.json", collab=[20.0], relay=[20.0])
-    paired = str(LOADTESTS / "paired.py")
     on = [str(tmp_path / f"on-{n}.json") for n in (1, 2)]
     off = [str(tmp_path / f"off-{n}.json") for n in (1, 2)]
-    sides = subprocess.run(
-        [sys.executable, paired, "sides", *on, "--", *off],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert sides.returncode == 0, sides.stderr
-    assert "absolute          +12.75 %" in sides.stdout
-    assert "against the relay +10.00 % (SE 0.00" in sides.stdout
-    servers = subprocess.run(
-        [sys.executable, paired, "servers", *on],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert servers.returncode == 0, servers.stderr
-    assert "collab / relay: geometric mean 1.100x" in servers.stdout
+    sides = run_tool("paired.py", "sides", *on, "--", *off)
+    assert "absolute          +12.75 %" in sides
+    assert "against the relay +10.00 % (SE 0.00" in sides
+    servers = run_tool("paired.py", "servers", *on)
+    assert "collab / relay: geometric mean 1.100x" in servers
 
 
 @pytest.mark.node
@@ -374,22 +325,8 @@ async def test_the_durable_reference_server_keeps_a_note_across_a_restart(
 def test_idle_memory_lists_what_each_connection_keeps() -> None:
     """`idle_memory.py --by-type` at a tiny size: the Python memory per connection by line,
     and the objects each connection keeps by type, collab's socket object among them."""
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(LOADTESTS / "idle_memory.py"),
-            "--connections=40",
-            "--top=60",
-            "--by-type",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=scaled(120),
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    lines = completed.stdout.splitlines()
+    output = run_tool("idle_memory.py", "--connections=40", "--top=60", "--by-type")
+    lines = output.splitlines()
     assert lines[0].startswith("30 connections: ")
     assert int(lines[0].split()[2]) > 0  # bytes of Python objects each
     by_type = lines[lines.index("--- by type (sys.getsizeof), where allocated") + 1 :]
