@@ -53,13 +53,14 @@ def by_round(paths: list[str]) -> dict[int, str]:
 
 def sides(first: list[str], second: list[str]) -> None:
     a, b = by_round(first), by_round(second)
-    rounds = sorted(a.keys() & b.keys())
-    steps = len(results_of(a[rounds[0]])["collab"]["steps"])
+    pairs = [
+        (results_of(a[number]), results_of(b[number])) for number in sorted(a.keys() & b.keys())
+    ]
+    steps = len(pairs[0][0]["collab"]["steps"])
     for step in range(steps):
         collab: list[tuple[float, float]] = []
         relay: list[tuple[float, float]] = []
-        for number in rounds:
-            ra, rb = results_of(a[number]), results_of(b[number])
+        for ra, rb in pairs:
             ca, cb = per_delivery(ra, "collab", step), per_delivery(rb, "collab", step)
             la, lb = per_delivery(ra, "relay", step), per_delivery(rb, "relay", step)
             if ca is None or cb is None:
@@ -108,7 +109,7 @@ def servers(paths: list[str]) -> None:
 
 def main() -> None:
     argv = sys.argv[1:]
-    if not argv or argv[0] not in ("sides", "servers") or argv[0] in ("-h", "--help"):
+    if not argv or argv[0] not in ("sides", "servers"):
         raise SystemExit(__doc__)
     mode, files = argv[0], argv[1:]
     if mode == "servers":
