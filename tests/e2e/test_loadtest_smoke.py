@@ -4,14 +4,26 @@ catalog's paired on/off blocks, and the summing up of several runs (`paired.py`)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pycrdt
 import pytest
+import websockets
 
+from collab.protocol.messages import (
+    SyncStep2,
+    Update,
+    decode_message,
+    encode_sync_step1,
+    encode_update,
+)
 from tests.support.waiting import eventually, scaled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -245,81 +257,69 @@ def test_fanout_runs_collab_with_settings_beside_the_durable_reference_server(
     assert results["results"]["node-leveldb"]["server_env"] == {}
 
 
+@asynccontextmanager
+async def persisting_reference_server(database: Path) -> AsyncIterator[int]:
+    """`node-server.mjs 0 --persist DATABASE` (the `node-leveldb` baseline), stopped on exit;
+    yields its port."""
+    server = await asyncio.create_subprocess_exec(
+        "node",
+        str(LOADTESTS / "baselines" / "node-server.mjs"),
+        "0",
+        "--persist",
+        str(database),
+        cwd=LOADTESTS,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        line = ""
+        while not line.startswith("listening on "):
+            line = (await asyncio.wait_for(server.stdout.readline(), scaled(30))).decode()
+            assert line, "node-server.mjs exited before listening"
+        yield int(line.split()[-1])
+    finally:
+        server.terminate()
+        await asyncio.wait_for(server.wait(), scaled(30))
+
+
 @pytest.mark.node
 async def test_the_durable_reference_server_keeps_a_note_across_a_restart(
     tmp_path: Path,
 ) -> None:
     """`node-server.mjs --persist DIR` (the `node-leveldb` baseline) stores what a client sent:
     a client of a second server process on the same directory syncs the note's text."""
-    import asyncio
-
-    import pycrdt
-    import websockets
-
-    from collab.protocol.messages import (
-        SyncStep2,
-        Update,
-        decode_message,
-        encode_sync_step1,
-        encode_update,
-    )
-
     if not (LOADTESTS / "node_modules" / "y-leveldb").is_dir():
         pytest.fail("loadtests/node_modules/y-leveldb is missing: run `npm ci --prefix loadtests`")
     database = tmp_path / "leveldb"
-
-    async def start() -> tuple[asyncio.subprocess.Process, int]:
-        server = await asyncio.create_subprocess_exec(
-            "node",
-            str(LOADTESTS / "baselines" / "node-server.mjs"),
-            "0",
-            "--persist",
-            str(database),
-            cwd=LOADTESTS,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert server.stdout is not None
-        while True:
-            line = (await asyncio.wait_for(server.stdout.readline(), scaled(30))).decode()
-            assert line, "node-server.mjs exited before listening"
-            if line.startswith("listening on "):
-                return server, int(line.split()[-1])
-
-    async def stop(server: asyncio.subprocess.Process) -> None:
-        server.terminate()
-        await asyncio.wait_for(server.wait(), scaled(30))
-
     doc = pycrdt.Doc()
-    text = doc.get("body", type=pycrdt.Text)
-    text += "kept in LevelDB"
-    server, port = await start()
-    try:
-        async with websockets.connect(f"ws://127.0.0.1:{port}/w1/n1") as client:
-            await client.send(encode_update(doc.get_update()))
-            # y-leveldb writes in the background: wait until its log holds something.
-            await eventually(
-                lambda: any(
-                    path.suffix == ".log" and path.stat().st_size > 0 for path in database.glob("*")
-                ),
-                timeout=30,
-                what="LevelDB's log written",
-            )
-    finally:
-        await stop(server)
+    doc.get("body", type=pycrdt.Text).insert(0, "kept in LevelDB")
 
-    server, port = await start()
-    try:
-        async with websockets.connect(f"ws://127.0.0.1:{port}/w1/n1") as client:
-            await client.send(encode_sync_step1(b"\x00"))
-            fresh = pycrdt.Doc()
-            body = fresh.get("body", type=pycrdt.Text)
-            async with asyncio.timeout(scaled(30)):
-                while str(body) != "kept in LevelDB":
-                    message = decode_message(await client.recv())
-                    if isinstance(message, SyncStep2 | Update):
-                        fresh.apply_update(message.update)
-    finally:
-        await stop(server)
+    async with (
+        persisting_reference_server(database) as port,
+        websockets.connect(f"ws://127.0.0.1:{port}/w1/n1") as client,
+    ):
+        await client.send(encode_update(doc.get_update()))
+        # y-leveldb writes in the background: wait until its log holds something.
+        await eventually(
+            lambda: any(
+                path.suffix == ".log" and path.stat().st_size > 0 for path in database.glob("*")
+            ),
+            timeout=30,
+            what="LevelDB's log written",
+        )
+
+    async with (
+        persisting_reference_server(database) as port,
+        websockets.connect(f"ws://127.0.0.1:{port}/w1/n1") as client,
+    ):
+        await client.send(encode_sync_step1(b"\x00"))
+        fresh = pycrdt.Doc()
+        body = fresh.get("body", type=pycrdt.Text)
+        async with asyncio.timeout(scaled(30)):
+            while str(body) != "kept in LevelDB":
+                message = decode_message(await client.recv())
+                if isinstance(message, SyncStep2 | Update):
+                    fresh.apply_update(message.update)
 
 
 def test_idle_memory_lists_what_each_connection_keeps() -> None:
