@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -65,6 +66,11 @@ from collab.store.webhooks import (
 BUSY_TIMEOUT_MS = 5_000
 CACHE_KIB = 32 * 1024
 WAL_CHECKPOINT_PAGES = 10_000
+# The update log's tail (migration 0012) is settled into the room index once it holds this
+# many rows or has waited this long: each settle writes one index page per note it reaches,
+# and every read of a room's log scans the tail, so it stays a few seconds of edits long.
+SETTLE_ROWS = 10_000
+SETTLE_INTERVAL_S = 5.0
 THREAD_JOIN_TIMEOUT_S = 5.0
 _NOTIFICATION_COLUMNS = "id, user_id, workspace_id, kind, payload, created_at, read_at"
 
@@ -84,6 +90,10 @@ class SqliteStore:
         self._conn: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._webhooks = sqlite_webhooks.SqliteOutbox()
+        # This process's appends since its last settle (another process's appends are
+        # settled by whichever process settles next: the settle takes the whole tail).
+        self._unsettled_rows = 0
+        self._settled_at = 0.0
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -105,6 +115,12 @@ class SqliteStore:
                 await self._configure(conn)
                 await apply_sqlite_migrations(conn)
                 await sqlite_members.fill_name_keys(conn)
+                # A tail left by a stop or a crash: settled now, not by the first appends.
+                await conn.execute("BEGIN IMMEDIATE")
+                await _settle_log(conn)
+                await conn.execute("COMMIT")
+                self._unsettled_rows = 0
+                self._settled_at = time.monotonic()
             except BaseException as exc:
                 await close_after(conn, exc)
                 if isinstance(exc, StoreError):
@@ -149,10 +165,10 @@ class SqliteStore:
                 "SELECT state FROM document_snapshots WHERE room_id = ?", (room_id,)
             )
             update_rows = await conn.execute_fetchall(
-                "SELECT data FROM document_updates WHERE room_id = ? ORDER BY id", (room_id,)
+                "SELECT id, data FROM room_updates WHERE room_id = ? ORDER BY id", (room_id,)
             )
         snapshot = next((bytes(row[0]) for row in snapshot_rows), None)
-        return StoredDocument(snapshot=snapshot, updates=[bytes(row[0]) for row in update_rows])
+        return StoredDocument(snapshot=snapshot, updates=[bytes(row[1]) for row in update_rows])
 
     async def append_updates(
         self,
@@ -170,15 +186,25 @@ class SqliteStore:
             rooms = {row[0] for row in rows}
             rooms.update(room_id for room_id, _ in authors)
             purged = await sqlite_catalog.purged_rooms(conn, rooms)
+            kept = [row for row in rows if row[0] not in purged] if purged else rows
+            # Into the log's tail: no index page is written until the settle (migration 0012).
             await conn.executemany(
-                "INSERT INTO document_updates (room_id, data, author, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                [row for row in rows if row[0] not in purged] if purged else rows,
+                "INSERT INTO document_updates (room_id, data, author, created_at, settled) "
+                "VALUES (?, ?, ?, ?, 0)",
+                kept,
             )
             if authors:
                 await sqlite_versions.record_authors(
                     conn, [pair for pair in authors if pair[0] not in purged]
                 )
+            self._unsettled_rows += len(kept)
+            now = time.monotonic()
+            if self._unsettled_rows >= SETTLE_ROWS or (
+                self._unsettled_rows and now - self._settled_at >= SETTLE_INTERVAL_S
+            ):
+                await _settle_log(conn)
+                self._unsettled_rows = 0
+                self._settled_at = now
 
     async def compact(self, room_id: str, state: bytes) -> None:
         # IMMEDIATE takes the write lock before reading: no append can commit between the
@@ -190,7 +216,7 @@ class SqliteStore:
                 "SELECT state FROM document_snapshots WHERE room_id = ?", (room_id,)
             )
             update_rows = await conn.execute_fetchall(
-                "SELECT id, data FROM document_updates WHERE room_id = ? ORDER BY id",
+                "SELECT id, data FROM room_updates WHERE room_id = ? ORDER BY id",
                 (room_id,),
             )
             parts = [bytes(row[0]) for row in snapshot_rows]
@@ -210,7 +236,8 @@ class SqliteStore:
             )
             if update_rows:
                 await conn.execute(
-                    "DELETE FROM document_updates WHERE room_id = ? AND id <= ?",
+                    "DELETE FROM document_updates WHERE id IN "
+                    "(SELECT id FROM room_updates WHERE room_id = ? AND id <= ?)",
                     (room_id, max(int(row[0]) for row in update_rows)),
                 )
 
@@ -835,6 +862,21 @@ async def _insert_notification(
         payload=decode_payload(payload_json),
         created_at=created_at,
         read_at=None,
+    )
+
+
+async def _settle_log(conn: aiosqlite.Connection) -> None:
+    """Settle the update log's tail (migration 0012): add its rows to the room index and
+    move the mark above them, in the caller's transaction. The mark never moves down, even
+    when compaction has deleted the newest rows: ids only grow, so none can appear below it.
+    """
+    await conn.execute(
+        "UPDATE document_updates SET settled = 1 "
+        "WHERE id > (SELECT through FROM document_updates_settled) AND NOT settled"
+    )
+    await conn.execute(
+        "UPDATE document_updates_settled "
+        "SET through = max(through, (SELECT coalesce(max(id), 0) FROM document_updates))"
     )
 
 

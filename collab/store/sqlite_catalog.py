@@ -139,7 +139,7 @@ async def create_note(
         "SELECT 1 FROM notes WHERE workspace_id = ? AND note_id = ? "
         "UNION ALL SELECT 1 FROM note_tombstones WHERE room_id = ? "
         "UNION ALL SELECT 1 FROM document_snapshots WHERE room_id = ? "
-        "UNION ALL SELECT 1 FROM (SELECT 1 FROM document_updates WHERE room_id = ? LIMIT 1)",
+        "UNION ALL SELECT 1 FROM (SELECT 1 FROM room_updates WHERE room_id = ? LIMIT 1)",
         (workspace_id, note_id, room_id, room_id, room_id),
     )
     if taken:
@@ -289,7 +289,10 @@ async def purge_note(
     )
     existed = await _has_content(conn, room_id) or existed
     await conn.execute("DELETE FROM document_snapshots WHERE room_id = ?", (room_id,))
-    await conn.execute("DELETE FROM document_updates WHERE room_id = ?", (room_id,))
+    await conn.execute(
+        "DELETE FROM document_updates WHERE id IN (SELECT id FROM room_updates WHERE room_id = ?)",
+        (room_id,),
+    )
     # Its history too (migration 0008): no version of a purged note can be read or restored;
     # and its reminders (0009).
     for table in (
@@ -341,7 +344,7 @@ async def rooms_to_index(
         )
     rows = await conn.execute_fetchall(
         "SELECT r.room_id FROM (SELECT room_id FROM document_snapshots "
-        "UNION SELECT room_id FROM document_updates) r "
+        "UNION SELECT room_id FROM room_updates) r "
         f"WHERE {' AND '.join(where)} ORDER BY r.room_id LIMIT ?",
         (*params, limit),
     )
@@ -351,7 +354,7 @@ async def rooms_to_index(
 async def first_stored_at(conn: aiosqlite.Connection, room_id: str) -> str | None:
     rows = await conn.execute_fetchall(
         "SELECT min(at) FROM (SELECT updated_at AS at FROM document_snapshots WHERE room_id = ? "
-        "UNION ALL SELECT min(created_at) FROM document_updates WHERE room_id = ?)",
+        "UNION ALL SELECT min(created_at) FROM room_updates WHERE room_id = ?)",
         (room_id, room_id),
     )
     found = next(iter(rows))[0]
@@ -538,7 +541,7 @@ async def _is_purged(conn: aiosqlite.Connection, room_id: str) -> bool:
 async def _has_content(conn: aiosqlite.Connection, room_id: str) -> bool:
     rows = await conn.execute_fetchall(
         "SELECT 1 FROM document_snapshots WHERE room_id = ? "
-        "UNION ALL SELECT 1 FROM (SELECT 1 FROM document_updates WHERE room_id = ? LIMIT 1)",
+        "UNION ALL SELECT 1 FROM (SELECT 1 FROM room_updates WHERE room_id = ? LIMIT 1)",
         (room_id, room_id),
     )
     return bool(rows)
