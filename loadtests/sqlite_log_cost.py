@@ -2,12 +2,16 @@
 
     python loadtests/sqlite_log_cost.py [--commits 300] [--rows 200] [--rooms 100]
                                         [--cache-kib 2000] [--checkpoint-pages 1000]
+                                        [--settle-every 50 | --index-every-commit]
 
-Creates `document_updates` as the migrations do (the `(room_id, id)` index included) in a
-temporary WAL database with `synchronous = NORMAL`, then makes `--commits` transactions the
-way `SqliteStore.append_updates` does (the tombstone check, one `executemany` of `--rows`
-40-byte updates spread over `--rooms` notes) and prints the process's CPU per row. The S1
-fan-out's shape is the default: 2,000 updates a second of 100 notes, a commit every 100 ms.
+Creates `document_updates` as the migrations do (with migration 0012's partial room index)
+in a temporary WAL database with `synchronous = NORMAL`, fills it with 40,000 rows, then
+makes `--commits` transactions the way `SqliteStore.append_updates` does (the tombstone
+check, one `executemany` of `--rows` 40-byte updates spread over `--rooms` notes into the
+log's tail, and every `--settle-every` commits the settle that indexes the tail) and prints
+the process's CPU per row. The S1 fan-out's shape is the default: 2,000 updates a second of
+100 notes, a commit every 100 ms, a settle every 5 s (10,000 rows). `--index-every-commit`
+is the log before 0012: a full `(room_id, id)` index, written by every commit.
 `--cache-kib` and `--checkpoint-pages` set `cache_size` and `wal_autocheckpoint`; the
 store's own values are 32768 and 10000 (SQLite's defaults: 2000 and 1000).
 """
@@ -27,6 +31,18 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def settle(conn: sqlite3.Connection) -> None:
+    """What `SqliteStore` does to settle the log's tail, in the caller's transaction."""
+    conn.execute(
+        "UPDATE document_updates SET settled = 1 "
+        "WHERE id > (SELECT through FROM document_updates_settled) AND NOT settled"
+    )
+    conn.execute(
+        "UPDATE document_updates_settled "
+        "SET through = max(through, (SELECT coalesce(max(id), 0) FROM document_updates))"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commits", type=int, default=300)
@@ -34,7 +50,11 @@ def main() -> None:
     parser.add_argument("--rooms", type=int, default=100)
     parser.add_argument("--cache-kib", type=int, default=2000)
     parser.add_argument("--checkpoint-pages", type=int, default=1000)
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--settle-every", type=int, default=50, metavar="COMMITS")
+    shape.add_argument("--index-every-commit", action="store_true")
     args = parser.parse_args()
+    tail = not args.index_every_commit
     with tempfile.TemporaryDirectory(prefix="collab-sqlite-cost-") as tmp:
         conn = sqlite3.connect(Path(tmp) / "log.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
@@ -43,9 +63,15 @@ def main() -> None:
         conn.execute(f"PRAGMA wal_autocheckpoint = {args.checkpoint_pages}")
         conn.execute(
             "CREATE TABLE document_updates (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "room_id TEXT NOT NULL, data BLOB NOT NULL, created_at TEXT NOT NULL, author TEXT)"
+            "room_id TEXT NOT NULL, data BLOB NOT NULL, created_at TEXT NOT NULL, author TEXT, "
+            "settled INTEGER NOT NULL DEFAULT 1)"
         )
-        conn.execute("CREATE INDEX document_updates_room_id_id ON document_updates (room_id, id)")
+        conn.execute(
+            "CREATE INDEX document_updates_room_id_id_settled ON document_updates (room_id, id)"
+            + (" WHERE settled" if tail else "")
+        )
+        conn.execute("CREATE TABLE document_updates_settled (through INTEGER NOT NULL)")
+        conn.execute("INSERT INTO document_updates_settled VALUES (0)")
         conn.execute("CREATE TABLE note_tombstones (room_id TEXT PRIMARY KEY)")
         update = os.urandom(40)
         rooms = [f"ws{r}/note" for r in range(args.rooms)]
@@ -56,23 +82,33 @@ def main() -> None:
         check = (
             f"SELECT room_id FROM note_tombstones WHERE room_id IN ({','.join('?' * len(rooms))})"
         )
+        insert = (
+            "INSERT INTO document_updates (room_id, data, author, created_at, settled) "
+            f"VALUES (?, ?, ?, ?, {0 if tail else 1})"
+        )
+        # A log of some depth first, settled: the index a busy store's commits write into.
+        conn.execute("BEGIN")
+        for _ in range(200):
+            conn.executemany(insert, rows)
+        if tail:
+            settle(conn)
+        conn.execute("COMMIT")
         started = cpu_s()
-        for _ in range(args.commits):
+        for number in range(1, args.commits + 1):
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(check, rooms).fetchall()
-            conn.executemany(
-                "INSERT INTO document_updates (room_id, data, author, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                rows,
-            )
+            conn.executemany(insert, rows)
+            if tail and number % args.settle_every == 0:
+                settle(conn)
             conn.execute("COMMIT")
         spent = cpu_s() - started
         conn.close()
     per_row_us = spent * 1e6 / (args.commits * args.rows)
+    index = f"a settle every {args.settle_every} commits" if tail else "indexed every commit"
     print(
         f"{per_row_us:.2f} µs of CPU per logged update ({args.commits} commits of {args.rows} "
-        f"rows over {args.rooms} notes, cache {args.cache_kib} KiB, checkpoint every "
-        f"{args.checkpoint_pages} pages)"
+        f"rows over {args.rooms} notes, {index}, cache {args.cache_kib} KiB, checkpoint "
+        f"every {args.checkpoint_pages} pages)"
     )
 
 

@@ -188,6 +188,19 @@ def test_index_cost_runs_the_indexer_over_rooms(edit: str) -> None:
     assert f"sqlite, {edit} edits: indexing a note costs" in output
 
 
+@pytest.mark.parametrize(
+    ("shape", "says"),
+    [
+        (["--settle-every=2"], "a settle every 2 commits"),
+        (["--index-every-commit"], "indexed every commit"),
+    ],
+    ids=["with the tail", "indexed every commit"],
+)
+def test_sqlite_log_cost_measures_both_shapes_of_the_log(shape: list[str], says: str) -> None:
+    output = run_tool("sqlite_log_cost.py", "--commits=4", "--rows=10", "--rooms=3", *shape)
+    assert "µs of CPU per logged update (4 commits of 10 rows over 3 notes, " + says in output
+
+
 def test_catalog_edit_cost_switches_the_catalog_off_and_on_in_pairs() -> None:
     output = run_tool(
         "catalog_edit_cost.py",
