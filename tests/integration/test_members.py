@@ -4,6 +4,7 @@ embedded and the scaled backend)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,9 +13,10 @@ import pytest
 from pycrdt import Text, XmlElement, XmlFragment, XmlText
 
 from collab.protocol.close_codes import CloseCode
+from collab.web.keys import CATALOG
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
 from tests.support.live import LiveClient
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, scaled
 from tests.support.yclient import YClient, connect_http_error
 
 MEMBERS = "/api/v1/workspaces/w1/members"
@@ -261,6 +263,45 @@ async def test_removal_closes_sockets_on_every_instance_and_refuses_until_put_ba
     await eventually(back_on_a, what="the member put back on B admitted on A")
     async with YClient.connect(a.doc_url("w1/n1", token=removed)) as again:
         await again.wait_synced()
+
+
+async def test_a_cap_stops_a_sockets_writes_before_its_notes_access_is_read(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The note's access is read from the store after a role change; while that read is
+    held, the capped socket's edits are already refused (as B's REST refuses them), and
+    nothing of them reaches the document."""
+    a = await start_server(make_settings())
+    b = await start_server(make_settings())
+    async with (
+        YClient.connect(b.doc_url("w1/n1", sub="u2")) as capped,
+        YClient.connect(b.doc_url("w1/n1", sub="u3")) as other,
+    ):
+        await capped.wait_synced()
+        await other.wait_synced()
+        catalog = b.app[CATALOG]
+        read_started, read_held = asyncio.Event(), asyncio.Event()
+        read_access = catalog.role_on
+
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            read_started.set()
+            await read_held.wait()
+            return await read_access(*args, **kwargs)
+
+        monkeypatch.setattr(catalog, "role_on", held)
+        assert (await call(a, "PUT", f"{MEMBERS}/u2", json={"role": "viewer"}))[0] == 200
+        # B's directory has the cap and its re-check reads the note's access: held there.
+        await asyncio.wait_for(read_started.wait(), scaled(10))
+        capped.doc.get("t", type=Text).insert(0, "ignored")
+        await capped.flush()
+        other.doc.get("m", type=Text).insert(0, "marker")
+        await capped.wait_until(lambda: str(capped.doc.get("m", type=Text)) == "marker")
+        assert not read_held.is_set()
+        read_held.set()
+        async with YClient.connect(a.doc_url("w1/n1", sub="u4")) as late:
+            await late.wait_until(lambda: str(late.doc.get("m", type=Text)) == "marker")
+            assert str(late.doc.get("t", type=Text)) == ""
+        assert not capped.closed
 
 
 async def test_an_assigned_role_caps_the_token_at_once_on_open_sockets(

@@ -27,10 +27,26 @@ ACCESS_WITHDRAWN_REASON = "access to this note was withdrawn"
 def recheck_connections(app: web.Application, room_ids: list[str]) -> None:
     """Re-decide every document connection to these notes by the member
     directory and the notes' access, off the caller's path: a connection whose user may no
-    longer read its note closes with 4403, the others write or not by their role now."""
+    longer read its note closes with 4403, the others write or not by their role now.
+
+    A role that no longer writes stops the connection's writes before this returns: the
+    note's access, read from the catalog afterwards, can only narrow the role further, and
+    a frame arriving meanwhile must not pass where a request to the same instance is
+    already refused. Writes come back only after that read."""
     sessions = app[SESSIONS].in_rooms(set(room_ids))
-    if sessions:
-        spawn(_recheck(app, sessions), name="recheck-connections")
+    if not sessions:
+        return
+    directory = app[DIRECTORY]
+    for session in sessions:
+        if session.room_id is None or not session.peer.can_write:
+            continue
+        try:
+            role = directory.role(session.identity, session.room_id.partition("/")[0])
+        except ForbiddenError:
+            continue  # removed from the workspace: the directory closes it
+        if not role.can_write:
+            session.peer.can_write = False
+    spawn(_recheck(app, sessions), name="recheck-connections")
 
 
 async def recheck_session(app: web.Application, session: TokenSession) -> None:
