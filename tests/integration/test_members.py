@@ -5,7 +5,8 @@ embedded and the scaled backend)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -265,20 +266,41 @@ async def test_removal_closes_sockets_on_every_instance_and_refuses_until_put_ba
         await again.wait_synced()
 
 
-async def test_a_cap_stops_a_sockets_writes_before_its_notes_access_is_read(
-    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The note's access is read from the store after a role change; while that read is
-    held, the capped socket's edits are already refused (as B's REST refuses them), and
-    nothing of them reaches the document."""
-    a = await start_server(make_settings())
-    b = await start_server(make_settings())
+@asynccontextmanager
+async def _two_editors_on(server: RunningServer) -> AsyncIterator[tuple[YClient, YClient]]:
+    """u2 (whom the tests cap) and u3, synced in w1/n1 on `server`."""
     async with (
-        YClient.connect(b.doc_url("w1/n1", sub="u2")) as capped,
-        YClient.connect(b.doc_url("w1/n1", sub="u3")) as other,
+        YClient.connect(server.doc_url("w1/n1", sub="u2")) as capped,
+        YClient.connect(server.doc_url("w1/n1", sub="u3")) as other,
     ):
         await capped.wait_synced()
         await other.wait_synced()
+        yield capped, other
+
+
+async def _check_an_edit_of_the_capped_is_dropped(
+    reader_on: RunningServer, capped: YClient, other: YClient
+) -> None:
+    """`capped` edits, then `other`; a client joining on `reader_on` once `capped` has seen
+    `other`'s edit gets that edit and nothing of `capped`'s; `capped` stays open."""
+    capped.doc.get("t", type=Text).insert(0, "ignored")
+    await capped.flush()
+    other.doc.get("m", type=Text).insert(0, "marker")
+    await capped.wait_until(lambda: str(capped.doc.get("m", type=Text)) == "marker")
+    async with YClient.connect(reader_on.doc_url("w1/n1", sub="u4")) as late:
+        await late.wait_until(lambda: str(late.doc.get("m", type=Text)) == "marker")
+        assert str(late.doc.get("t", type=Text)) == ""
+    assert not capped.closed
+
+
+async def test_a_cap_stops_a_sockets_writes_before_its_notes_access_is_read(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a role change an instance reads the note's access from the store; while that
+    read is held, the capped socket's edits are already dropped."""
+    a = await start_server(make_settings())
+    b = await start_server(make_settings())
+    async with _two_editors_on(b) as (capped, other):
         catalog = b.app[CATALOG]
         read_started, read_held = asyncio.Event(), asyncio.Event()
         read_access = catalog.role_on
@@ -292,16 +314,8 @@ async def test_a_cap_stops_a_sockets_writes_before_its_notes_access_is_read(
         assert (await call(a, "PUT", f"{MEMBERS}/u2", json={"role": "viewer"}))[0] == 200
         # B's directory has the cap and its re-check reads the note's access: held there.
         await asyncio.wait_for(read_started.wait(), scaled(10))
-        capped.doc.get("t", type=Text).insert(0, "ignored")
-        await capped.flush()
-        other.doc.get("m", type=Text).insert(0, "marker")
-        await capped.wait_until(lambda: str(capped.doc.get("m", type=Text)) == "marker")
-        assert not read_held.is_set()
+        await _check_an_edit_of_the_capped_is_dropped(a, capped, other)
         read_held.set()
-        async with YClient.connect(a.doc_url("w1/n1", sub="u4")) as late:
-            await late.wait_until(lambda: str(late.doc.get("m", type=Text)) == "marker")
-            assert str(late.doc.get("t", type=Text)) == ""
-        assert not capped.closed
 
 
 async def test_an_assigned_role_caps_the_token_at_once_on_open_sockets(
@@ -309,12 +323,7 @@ async def test_an_assigned_role_caps_the_token_at_once_on_open_sockets(
 ) -> None:
     a = await start_server(make_settings())
     b = await start_server(make_settings())
-    async with (
-        YClient.connect(b.doc_url("w1/n1", sub="u2")) as capped,
-        YClient.connect(b.doc_url("w1/n1", sub="u3")) as other,
-    ):
-        await capped.wait_synced()
-        await other.wait_synced()
+    async with _two_editors_on(b) as (capped, other):
         status, body = await call(a, "PUT", f"{MEMBERS}/u2", json={"role": "viewer"})
         assert (status, body["role"]) == (200, "viewer")  # seen when it connected
 
@@ -323,14 +332,7 @@ async def test_an_assigned_role_caps_the_token_at_once_on_open_sockets(
             return status == 403
 
         await eventually(capped_on_b, what="the cap applied on B")
-        capped.doc.get("t", type=Text).insert(0, "ignored")
-        await capped.flush()
-        other.doc.get("m", type=Text).insert(0, "marker")
-        await capped.wait_until(lambda: str(capped.doc.get("m", type=Text)) == "marker")
-        async with YClient.connect(a.doc_url("w1/n1", sub="u4")) as late:
-            await late.wait_until(lambda: str(late.doc.get("m", type=Text)) == "marker")
-            assert str(late.doc.get("t", type=Text)) == ""
-        assert not capped.closed
+        await _check_an_edit_of_the_capped_is_dropped(a, capped, other)
         # Lifted: writes count again.
         assert (await call(a, "PUT", f"{MEMBERS}/u2", json={"role": "owner"}))[0] == 200
 

@@ -5,6 +5,7 @@ rows once, in order, whichever side of the mark it is on."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
@@ -62,87 +63,90 @@ def settle_every_3_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite, "SETTLE_INTERVAL_S", 3600.0)
 
 
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "log.db"
+
+
+@pytest.fixture
+async def store(path: Path) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(str(path))
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
 async def _append_one_by_one(store: SqliteStore, room_id: str, updates: list[bytes]) -> None:
     for update in updates:
         await store.append_updates([(room_id, update, "u1")])
 
 
 @pytest.mark.usefixtures("settle_every_3_rows")
-async def test_a_room_reads_its_settled_rows_and_its_tail_in_order_once(tmp_path: Path) -> None:
+async def test_a_room_reads_its_settled_rows_and_its_tail_in_order_once(
+    store: SqliteStore, path: Path
+) -> None:
     """Rows of two rooms, interleaved, some settled and some in the tail: each room loads
     its own, in the order they were logged, none twice."""
-    path = tmp_path / "log.db"
     # Two rows an append, settled every second append: the seventh's pair is the tail.
     mine, my_text = _edits(7, "a")
     theirs, their_text = _edits(7, "b")
-    store = SqliteStore(str(path))
-    await store.open()
-    try:
-        for my_update, their_update in zip(mine, theirs, strict=True):
-            await store.append_updates([(ROOM, my_update, "u1"), (OTHER, their_update, "u2")])
-        rows = await _log_rows(path)
-        assert {settled for _, _, settled in rows} == {0, 1}, "both sides of the mark"
-        mark = await _mark(path)
-        assert all(settled == (row_id <= mark) for row_id, _, settled in rows)
-        assert (await store.load(ROOM)).updates == mine
-        assert (await store.load(OTHER)).updates == theirs
-        assert _text_of(None, (await store.load(ROOM)).updates) == my_text
-        assert _text_of(None, (await store.load(OTHER)).updates) == their_text
-    finally:
-        await store.close()
+    for my_update, their_update in zip(mine, theirs, strict=True):
+        await store.append_updates([(ROOM, my_update, "u1"), (OTHER, their_update, "u2")])
+    rows = await _log_rows(path)
+    assert {settled for _, _, settled in rows} == {0, 1}, "both sides of the mark"
+    mark = await _mark(path)
+    assert all(settled == (row_id <= mark) for row_id, _, settled in rows)
+    assert (await store.load(ROOM)).updates == mine
+    assert (await store.load(OTHER)).updates == theirs
+    assert _text_of(None, (await store.load(ROOM)).updates) == my_text
+    assert _text_of(None, (await store.load(OTHER)).updates) == their_text
 
 
 @pytest.mark.usefixtures("settle_every_3_rows")
 async def test_compaction_folds_settled_and_tail_rows_and_keeps_the_other_rooms(
-    tmp_path: Path,
+    store: SqliteStore, path: Path
 ) -> None:
     """A compaction with rows on both sides of the mark deletes all of the room's rows it
     read, and only those: the other room's rows, settled or not, stay."""
-    path = tmp_path / "log.db"
     mine, my_text = _edits(4, "a")
     theirs, _ = _edits(4, "b")
-    store = SqliteStore(str(path))
-    await store.open()
-    try:
-        # Three rows each, settled; then one of each, in the tail.
-        await _append_one_by_one(store, OTHER, theirs[:3])
-        await _append_one_by_one(store, ROOM, mine[:3])
-        await store.append_updates([(ROOM, mine[3], "u1"), (OTHER, theirs[3], "u2")])
-        assert [(room, settled) for _, room, settled in await _log_rows(path)][-2:] == [
-            (ROOM, 0),
-            (OTHER, 0),
-        ]
-        await store.compact(ROOM, b"\x00\x00")
-        assert [(room, settled) for _, room, settled in await _log_rows(path)] == [
-            (OTHER, 1),
-            (OTHER, 1),
-            (OTHER, 1),
-            (OTHER, 0),
-        ]
-        stored = await store.load(ROOM)
-        assert stored.updates == []
-        assert _text_of(stored.snapshot, stored.updates) == my_text
-        assert (await store.load(OTHER)).updates == theirs
-    finally:
-        await store.close()
+    # Three rows each, settled; then one of each, in the tail.
+    await _append_one_by_one(store, OTHER, theirs[:3])
+    await _append_one_by_one(store, ROOM, mine[:3])
+    await store.append_updates([(ROOM, mine[3], "u1"), (OTHER, theirs[3], "u2")])
+    assert [(room, settled) for _, room, settled in await _log_rows(path)][-2:] == [
+        (ROOM, 0),
+        (OTHER, 0),
+    ]
+    await store.compact(ROOM, b"\x00\x00")
+    assert [(room, settled) for _, room, settled in await _log_rows(path)] == [
+        (OTHER, 1),
+        (OTHER, 1),
+        (OTHER, 1),
+        (OTHER, 0),
+    ]
+    stored = await store.load(ROOM)
+    assert stored.updates == []
+    assert _text_of(stored.snapshot, stored.updates) == my_text
+    assert (await store.load(OTHER)).updates == theirs
 
 
 @pytest.mark.usefixtures("settle_every_3_rows")
-async def test_a_purge_deletes_the_notes_rows_in_the_tail_too(tmp_path: Path) -> None:
+async def test_a_purge_deletes_the_notes_rows_in_the_tail_too(
+    store: SqliteStore, path: Path
+) -> None:
     """A purged note's rows go, settled or not; its tombstone refuses new ones."""
-    path = tmp_path / "log.db"
     mine, _ = _edits(5)
-    store = SqliteStore(str(path))
-    await store.open()
-    try:
-        await store.create_note("w1", "n1", NoteFields(title="gone"), actor="u1", at=AT)
-        await _append_one_by_one(store, ROOM, mine)
-        assert {settled for _, _, settled in await _log_rows(path)} == {0, 1}
-        assert await store.purge_note("w1", "n1", at=AT)
-        assert await _log_rows(path) == []
-        assert (await store.load(ROOM)).updates == []
-    finally:
-        await store.close()
+    await store.create_note("w1", "n1", NoteFields(title="gone"), actor="u1", at=AT)
+    await _append_one_by_one(store, ROOM, mine)
+    assert {settled for _, _, settled in await _log_rows(path)} == {0, 1}
+    assert await store.purge_note("w1", "n1", at=AT)
+    assert await _log_rows(path) == []
+    assert (await store.load(ROOM)).updates == []
+    await store.append_updates([(ROOM, mine[0], "u1")])
+    assert await _log_rows(path) == []
 
 
 async def test_the_tail_settles_after_the_interval_and_on_the_next_open(
