@@ -12,8 +12,10 @@ import logging
 
 from aiohttp import web
 
+from collab.auth.tokens import Role
 from collab.errors import ForbiddenError, RoomUnavailable
 from collab.protocol.close_codes import CloseCode
+from collab.rooms.directory import MemberDirectory
 from collab.store.catalog import NoteAccess, room_parts
 from collab.tasks import spawn
 from collab.web.keys import CATALOG, DIRECTORY, PRESENCE, SESSIONS
@@ -38,14 +40,10 @@ def recheck_connections(app: web.Application, room_ids: list[str]) -> None:
         return
     directory = app[DIRECTORY]
     for session in sessions:
-        if session.room_id is None or not session.peer.can_write:
-            continue
-        try:
-            role = directory.role(session.identity, session.room_id.partition("/")[0])
-        except ForbiddenError:
-            continue  # removed from the workspace: the directory closes it
-        if not role.can_write:
-            session.peer.can_write = False
+        if session.peer.can_write:
+            role = _role_by_directory(directory, session)
+            if role is not None and not role.can_write:
+                session.peer.can_write = False
     spawn(_recheck(app, sessions), name="recheck-connections")
 
 
@@ -61,10 +59,9 @@ async def _recheck(app: web.Application, sessions: list[TokenSession]) -> None:
         room_id = session.room_id
         if room_id is None or session.peer.closing:
             continue
-        try:
-            role = directory.role(session.identity, room_id.partition("/")[0])
-        except ForbiddenError:
-            continue  # removed from the workspace: the directory closes it
+        role = _role_by_directory(directory, session)
+        if role is None:
+            continue
         try:
             on_note, access = await catalog.role_on(room_id, session.user_id, role)
         except RoomUnavailable as error:
@@ -82,6 +79,17 @@ async def _recheck(app: web.Application, sessions: list[TokenSession]) -> None:
         else:
             session.peer.can_write = on_note.can_write
             _show_in_presence(app, session, access)
+
+
+def _role_by_directory(directory: MemberDirectory, session: TokenSession) -> Role | None:
+    """The session's role in its note's workspace by the member directory; None for a
+    member removed from it (the directory closes those) or a session without a note."""
+    if session.room_id is None:
+        return None
+    try:
+        return directory.role(session.identity, room_parts(session.room_id)[0])
+    except ForbiddenError:
+        return None
 
 
 def _show_in_presence(
