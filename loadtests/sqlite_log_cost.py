@@ -4,7 +4,7 @@
                                         [--cache-kib 2000] [--checkpoint-pages 1000]
                                         [--settle-every 50 | --index-every-commit]
 
-Creates `document_updates` as the migrations do (with migration 0012's partial room index)
+Creates the store's schema by its migrations (so migration 0012's partial room index)
 in a temporary WAL database with `synchronous = NORMAL`, fills it with 40,000 rows, then
 makes `--commits` transactions the way `SqliteStore.append_updates` does (the tombstone
 check, one `executemany` of `--rows` 40-byte updates spread over `--rooms` notes into the
@@ -22,8 +22,23 @@ import argparse
 import os
 import resource
 import sqlite3
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collab.store.migrations import list_migrations
+from collab.store.sqlite import APPEND_TO_LOG_TAIL, SETTLE_LOG_TAIL
+
+# The log before migration 0012: a full room index, which every insert writes.
+INDEX_EVERY_COMMIT = """
+DROP INDEX document_updates_room_id_id_settled;
+CREATE INDEX document_updates_room_id_id ON document_updates (room_id, id);
+"""
+APPEND_BEFORE_0012 = (
+    "INSERT INTO document_updates (room_id, data, author, created_at) VALUES (?, ?, ?, ?)"
+)
 
 
 def cpu_s() -> float:
@@ -33,14 +48,8 @@ def cpu_s() -> float:
 
 def settle(conn: sqlite3.Connection) -> None:
     """What `SqliteStore` does to settle the log's tail, in the caller's transaction."""
-    conn.execute(
-        "UPDATE document_updates SET settled = 1 "
-        "WHERE id > (SELECT through FROM document_updates_settled) AND NOT settled"
-    )
-    conn.execute(
-        "UPDATE document_updates_settled "
-        "SET through = max(through, (SELECT coalesce(max(id), 0) FROM document_updates))"
-    )
+    for statement in SETTLE_LOG_TAIL:
+        conn.execute(statement)
 
 
 def main() -> None:
@@ -61,18 +70,10 @@ def main() -> None:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA cache_size = -{args.cache_kib}")
         conn.execute(f"PRAGMA wal_autocheckpoint = {args.checkpoint_pages}")
-        conn.execute(
-            "CREATE TABLE document_updates (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-            "room_id TEXT NOT NULL, data BLOB NOT NULL, created_at TEXT NOT NULL, author TEXT, "
-            "settled INTEGER NOT NULL DEFAULT 1)"
-        )
-        conn.execute(
-            "CREATE INDEX document_updates_room_id_id_settled ON document_updates (room_id, id)"
-            + (" WHERE settled" if tail else "")
-        )
-        conn.execute("CREATE TABLE document_updates_settled (through INTEGER NOT NULL)")
-        conn.execute("INSERT INTO document_updates_settled VALUES (0)")
-        conn.execute("CREATE TABLE note_tombstones (room_id TEXT PRIMARY KEY)")
+        for migration in list_migrations("sqlite"):
+            conn.executescript(migration.sql)
+        if not tail:
+            conn.executescript(INDEX_EVERY_COMMIT)
         update = os.urandom(40)
         rooms = [f"ws{r}/note" for r in range(args.rooms)]
         rows = [
@@ -82,10 +83,7 @@ def main() -> None:
         check = (
             f"SELECT room_id FROM note_tombstones WHERE room_id IN ({','.join('?' * len(rooms))})"
         )
-        insert = (
-            "INSERT INTO document_updates (room_id, data, author, created_at, settled) "
-            f"VALUES (?, ?, ?, ?, {0 if tail else 1})"
-        )
+        insert = APPEND_TO_LOG_TAIL if tail else APPEND_BEFORE_0012
         # A log of some depth first, settled: the index a busy store's commits write into.
         conn.execute("BEGIN")
         for _ in range(200):

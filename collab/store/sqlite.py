@@ -71,6 +71,20 @@ WAL_CHECKPOINT_PAGES = 10_000
 # and every read of a room's log scans the tail, so it stays a few seconds of edits long.
 SETTLE_ROWS = 10_000
 SETTLE_INTERVAL_S = 5.0
+# A group commit's rows go to the tail; a settle indexes the tail and moves the mark above it
+# (`loadtests/sqlite_log_cost.py` runs these same statements).
+APPEND_TO_LOG_TAIL = (
+    "INSERT INTO document_updates (room_id, data, author, created_at, settled) "
+    "VALUES (?, ?, ?, ?, 0)"
+)
+SETTLE_LOG_TAIL = (
+    "UPDATE document_updates SET settled = 1 "
+    "WHERE id > (SELECT through FROM document_updates_settled) AND NOT settled",
+    # The mark never moves down, even when compaction has deleted the newest rows: ids only
+    # grow, so none can appear below it.
+    "UPDATE document_updates_settled "
+    "SET through = max(through, (SELECT coalesce(max(id), 0) FROM document_updates))",
+)
 THREAD_JOIN_TIMEOUT_S = 5.0
 _NOTIFICATION_COLUMNS = "id, user_id, workspace_id, kind, payload, created_at, read_at"
 
@@ -188,11 +202,7 @@ class SqliteStore:
             purged = await sqlite_catalog.purged_rooms(conn, rooms)
             kept = [row for row in rows if row[0] not in purged] if purged else rows
             # Into the log's tail: no index page is written until the settle (migration 0012).
-            await conn.executemany(
-                "INSERT INTO document_updates (room_id, data, author, created_at, settled) "
-                "VALUES (?, ?, ?, ?, 0)",
-                kept,
-            )
+            await conn.executemany(APPEND_TO_LOG_TAIL, kept)
             if authors:
                 await sqlite_versions.record_authors(
                     conn, [pair for pair in authors if pair[0] not in purged]
@@ -867,17 +877,9 @@ async def _insert_notification(
 
 async def _settle_log(conn: aiosqlite.Connection) -> None:
     """Settle the update log's tail (migration 0012): add its rows to the room index and
-    move the mark above them, in the caller's transaction. The mark never moves down, even
-    when compaction has deleted the newest rows: ids only grow, so none can appear below it.
-    """
-    await conn.execute(
-        "UPDATE document_updates SET settled = 1 "
-        "WHERE id > (SELECT through FROM document_updates_settled) AND NOT settled"
-    )
-    await conn.execute(
-        "UPDATE document_updates_settled "
-        "SET through = max(through, (SELECT coalesce(max(id), 0) FROM document_updates))"
-    )
+    move the mark above them, in the caller's transaction."""
+    for statement in SETTLE_LOG_TAIL:
+        await conn.execute(statement)
 
 
 def _now() -> str:
