@@ -178,6 +178,8 @@ class SqliteStore:
             snapshot_rows = await conn.execute_fetchall(
                 "SELECT state FROM document_snapshots WHERE room_id = ?", (room_id,)
             )
+            # With the id selected, SQLite merges the view's two arms in id order instead of
+            # sorting the rows in a temporary b-tree.
             update_rows = await conn.execute_fetchall(
                 "SELECT id, data FROM room_updates WHERE room_id = ? ORDER BY id", (room_id,)
             )
