@@ -76,8 +76,10 @@ def main() -> None:
             conn.executescript(INDEX_EVERY_COMMIT)
         update = os.urandom(40)
         rooms = [f"ws{r}/note" for r in range(args.rooms)]
+        # Each row with its note's writer (migration 0013), as the group commit appends it.
         rows = [
             (rooms[r % args.rooms], update, f"user{r % args.rooms}", "2026-12-07T00:00:00+00:00")
+            + ((r % args.rooms + 1,) if tail else ())
             for r in range(args.rows)
         ]
         check = (

@@ -7,9 +7,13 @@ commutative, so loading = snapshot merged with every logged update, in any order
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import pycrdt
+
+from collab.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +47,40 @@ class Store(Protocol):
         self,
         batch: Sequence[tuple[str, bytes, str | None]],
         authors: Collection[tuple[str, str]] = (),
+        writers: Mapping[str, int] | None = None,
     ) -> None:
         """Append `(room_id, update, author)` entries to the log (`author`: the user id that
         wrote the update, None for the server's own changes), and add the `(room_id, user_id)`
         pairs of `authors` to their rooms' authors since the last version (`VersionStore`), in
-        one transaction (group commit). What names a purged note is dropped."""
+        one transaction (group commit). What names a purged note is dropped.
 
-    async def compact(self, room_id: str, state: bytes) -> None:
+        `writers`: for a room, the number of the live document that holds the batch's updates
+        of that room already (see `compact`); its rows carry it."""
+
+    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
         """Replace the document's log by one snapshot, in one transaction.
 
         The new snapshot is `state` merged with the stored snapshot and every logged update,
         so an update logged by someone else since `state` was taken is never lost.
+
+        `writer`: the number of the live document `state` was encoded from. Its rows (appended
+        with it in `writers`) and a snapshot it wrote as its exact state are held by `state`:
+        they are neither read nor merged, and when nothing else is stored the snapshot is
+        `state` itself, marked as its own. The caller vouches for that: no row carrying
+        `writer` may be appended after `state` was encoded and before this returns.
         """
 
     async def ping(self) -> None:
         """Raise `StoreError` unless the store answers (used by `/readyz`)."""
+
+
+def compacted_state(state: bytes, stored: Sequence[bytes], where: str) -> bytes:
+    """The snapshot a compaction writes: `state`, merged with the stored parts (snapshot and
+    logged updates) the live document may lack, if any. Raises `StoreError` naming the room
+    (`where`) for a stored part that does not merge."""
+    if not stored:
+        return state
+    try:
+        return pycrdt.merge_updates(*stored, state)
+    except ValueError as exc:
+        raise StoreError(f"{where} holds an update that does not merge: {exc}") from exc

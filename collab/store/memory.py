@@ -6,10 +6,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import pycrdt
-
 from collab.errors import StoreError
-from collab.store.base import StoredDocument
+from collab.store.base import StoredDocument, compacted_state
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
@@ -66,8 +64,9 @@ class MemoryStore:
         self.fail_with: StoreError | None = None
         self.fail_next: StoreError | None = None
         self._is_open = False
-        self._snapshots: dict[str, bytes] = {}
-        self._updates: dict[str, list[bytes]] = {}
+        # Each with the number of the live document that holds it (`Store.compact`), if any.
+        self._snapshots: dict[str, tuple[bytes, int | None]] = {}
+        self._updates: dict[str, list[tuple[bytes, int | None]]] = {}
         self._members = MemoryMembers()
         # Per user, by id; dicts keep insertion order, which is id order.
         self._notifications: dict[str, dict[int, _StoredNotification]] = {}
@@ -90,31 +89,34 @@ class MemoryStore:
 
     async def load(self, room_id: str) -> StoredDocument:
         self._check_callable()
+        snapshot = self._snapshots.get(room_id)
         return StoredDocument(
-            snapshot=self._snapshots.get(room_id),
-            updates=list(self._updates.get(room_id, ())),
+            snapshot=None if snapshot is None else snapshot[0],
+            updates=[update for update, _ in self._updates.get(room_id, ())],
         )
 
     async def append_updates(
         self,
         batch: Sequence[tuple[str, bytes, str | None]],
         authors: Collection[tuple[str, str]] = (),
+        writers: Mapping[str, int] | None = None,
     ) -> None:
         self._check_callable()
         stored_at = format_timestamp()
+        writer_of = (writers or {}).get
         # The log keeps the updates only: nothing reads an update's author back.
         for room_id, update, _ in batch:
             if self._catalog.is_purged(room_id):
                 continue  # a client still holding a purged note cannot bring it back
             self._catalog.first_stored.setdefault(room_id, stored_at)
-            self._updates.setdefault(room_id, []).append(bytes(update))
+            self._updates.setdefault(room_id, []).append((bytes(update), writer_of(room_id)))
         self._versions.record_authors(
             (room_id, user_id)
             for room_id, user_id in authors
             if not self._catalog.is_purged(room_id)
         )
 
-    async def compact(self, room_id: str, state: bytes) -> None:
+    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
         self._check_callable()
         if self._catalog.is_purged(room_id):
             return
@@ -122,13 +124,10 @@ class MemoryStore:
         snapshot = self._snapshots.get(room_id)
         parts = [] if snapshot is None else [snapshot]
         parts += self._updates.get(room_id, [])
-        try:
-            merged = pycrdt.merge_updates(*parts, bytes(state))
-        except ValueError as exc:
-            raise StoreError(
-                f"memory store: room {room_id!r} holds an update that does not merge: {exc}"
-            ) from exc
-        self._snapshots[room_id] = merged
+        # What `writer` stored is held by `state` (a None writer holds nothing).
+        stored = [part for part, by in parts if by is None or by != writer]
+        merged = compacted_state(bytes(state), stored, f"memory store: room {room_id!r}")
+        self._snapshots[room_id] = (merged, None if stored else writer)
         self._updates.pop(room_id, None)
 
     async def ping(self) -> None:

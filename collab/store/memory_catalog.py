@@ -44,8 +44,8 @@ class MemoryCatalog:
 
     def __init__(
         self,
-        snapshots: dict[str, bytes],
-        updates: dict[str, list[bytes]],
+        snapshots: dict[str, tuple[bytes, int | None]],
+        updates: dict[str, list[tuple[bytes, int | None]]],
         versions: MemoryVersions,
     ) -> None:
         self._snapshots = snapshots

@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
-import pycrdt
 
 from collab.errors import StoreError
 from collab.store import (
@@ -22,7 +21,7 @@ from collab.store import (
     postgres_versions,
     postgres_webhooks,
 )
-from collab.store.base import StoredDocument
+from collab.store.base import StoredDocument, compacted_state
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
@@ -189,10 +188,15 @@ class PostgresStore:
         self,
         batch: Sequence[tuple[str, bytes, str | None]],
         authors: Collection[tuple[str, str]] = (),
+        writers: Mapping[str, int] | None = None,
     ) -> None:
         if not batch and not authors:
             return
-        rows = [(room_id, bytes(update), author) for room_id, update, author in batch]
+        writer_of = (writers or {}).get
+        rows = [
+            (room_id, bytes(update), author, writer_of(room_id))
+            for room_id, update, author in batch
+        ]
         async with (
             self._connection(f"appending {len(rows)} updates") as conn,
             conn.transaction(isolation="read_committed"),
@@ -205,7 +209,8 @@ class PostgresStore:
             rooms.update(room_id for room_id, _ in authors)
             purged = await postgres_catalog.purged_rooms(conn, rooms)
             await conn.executemany(
-                "INSERT INTO document_updates (room_id, data, author) VALUES ($1, $2, $3)",
+                "INSERT INTO document_updates (room_id, data, author, writer) "
+                "VALUES ($1, $2, $3, $4)",
                 [row for row in rows if row[0] not in purged] if purged else rows,
             )
             if authors:
@@ -213,7 +218,7 @@ class PostgresStore:
                     conn, [pair for pair in authors if pair[0] not in purged]
                 )
 
-    async def compact(self, room_id: str, state: bytes) -> None:
+    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
         async with (
             self._connection(f"compacting room {room_id!r}") as conn,
             conn.transaction(isolation="read_committed"),
@@ -227,28 +232,34 @@ class PostgresStore:
             )
             if await postgres_catalog.is_purged(conn, room_id):
                 return
+            # What `writer` stored is held by `state`: not read (`writer = NULL` is never
+            # true, so without a writer everything is).
             snapshot = await conn.fetchval(
-                "SELECT state FROM document_snapshots WHERE room_id = $1", room_id
+                "SELECT CASE WHEN writer = $2 THEN NULL ELSE state END "
+                "FROM document_snapshots WHERE room_id = $1",
+                room_id,
+                writer,
             )
             rows = await conn.fetch(
-                "SELECT id, data FROM document_updates WHERE room_id = $1 ORDER BY id", room_id
+                "SELECT id, CASE WHEN writer = $2 THEN NULL ELSE data END AS data "
+                "FROM document_updates WHERE room_id = $1 ORDER BY id",
+                room_id,
+                writer,
             )
-            parts = [] if snapshot is None else [bytes(snapshot)]
-            parts += [bytes(row["data"]) for row in rows]
-            try:
-                merged = pycrdt.merge_updates(*parts, bytes(state))
-            except ValueError as exc:
-                raise StoreError(
-                    f"Postgres store {self.where}: room {room_id!r} holds an update "
-                    f"that does not merge: {exc}"
-                ) from exc
+            stored = [] if snapshot is None else [bytes(snapshot)]
+            stored += [bytes(row["data"]) for row in rows if row["data"] is not None]
+            merged = compacted_state(
+                bytes(state), stored, f"Postgres store {self.where}: room {room_id!r}"
+            )
             await conn.execute(
-                "INSERT INTO document_snapshots (room_id, state, updated_at) "
-                "VALUES ($1, $2, now()) "
+                "INSERT INTO document_snapshots (room_id, state, updated_at, writer) "
+                "VALUES ($1, $2, now(), $3) "
                 "ON CONFLICT (room_id) DO UPDATE "
-                "SET state = excluded.state, updated_at = excluded.updated_at",
+                "SET state = excluded.state, updated_at = excluded.updated_at, "
+                "writer = excluded.writer",
                 room_id,
                 merged,
+                None if stored else writer,
             )
             if rows:
                 # Exactly the rows read: identity values are handed out at insert time, not in

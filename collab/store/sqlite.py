@@ -13,7 +13,6 @@ from typing import Literal
 
 import aiosqlite
 import orjson
-import pycrdt
 
 from collab.errors import StoreError
 from collab.store import (
@@ -25,7 +24,7 @@ from collab.store import (
     sqlite_versions,
     sqlite_webhooks,
 )
-from collab.store.base import StoredDocument
+from collab.store.base import StoredDocument, compacted_state
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
@@ -74,8 +73,8 @@ SETTLE_INTERVAL_S = 5.0
 # A group commit's rows go to the tail; a settle indexes the tail and moves the mark above it
 # (`loadtests/sqlite_log_cost.py` runs these same statements).
 APPEND_TO_LOG_TAIL = (
-    "INSERT INTO document_updates (room_id, data, author, created_at, settled) "
-    "VALUES (?, ?, ?, ?, 0)"
+    "INSERT INTO document_updates (room_id, data, author, created_at, writer, settled) "
+    "VALUES (?, ?, ?, ?, ?, 0)"
 )
 SETTLE_LOG_TAIL = (
     "UPDATE document_updates SET settled = 1 "
@@ -190,11 +189,16 @@ class SqliteStore:
         self,
         batch: Sequence[tuple[str, bytes, str | None]],
         authors: Collection[tuple[str, str]] = (),
+        writers: Mapping[str, int] | None = None,
     ) -> None:
         if not batch and not authors:
             return
         created_at = _now()
-        rows = [(room_id, update, author, created_at) for room_id, update, author in batch]
+        writer_of = (writers or {}).get
+        rows = [
+            (room_id, update, author, created_at, writer_of(room_id))
+            for room_id, update, author in batch
+        ]
         async with self._transaction("IMMEDIATE", f"appending {len(rows)} updates") as conn:
             # A client still holding a purged note cannot bring it back: its tombstone stops it.
             # Checked once per room of the batch, not per row (a subquery per row cost 1-2 µs
@@ -218,33 +222,33 @@ class SqliteStore:
                 self._unsettled_rows = 0
                 self._settled_at = now
 
-    async def compact(self, room_id: str, state: bytes) -> None:
+    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
         # IMMEDIATE takes the write lock before reading: no append can commit between the
         # read of the log and the delete, and the delete is bounded by the ids read anyway.
         async with self._transaction("IMMEDIATE", f"compacting room {room_id!r}") as conn:
             if await sqlite_catalog.is_purged(conn, room_id):
                 return
+            # What `writer` stored is held by `state`: not read (`writer = NULL` is never
+            # true, so without a writer everything is).
             snapshot_rows = await conn.execute_fetchall(
-                "SELECT state FROM document_snapshots WHERE room_id = ?", (room_id,)
+                "SELECT CASE WHEN writer = ? THEN NULL ELSE state END "
+                "FROM document_snapshots WHERE room_id = ?",
+                (writer, room_id),
             )
             update_rows = await conn.execute_fetchall(
-                "SELECT id, data FROM room_updates WHERE room_id = ? ORDER BY id",
-                (room_id,),
+                "SELECT id, CASE WHEN writer = ? THEN NULL ELSE data END "
+                "FROM room_updates WHERE room_id = ? ORDER BY id",
+                (writer, room_id),
             )
-            parts = [bytes(row[0]) for row in snapshot_rows]
-            parts += [bytes(row[1]) for row in update_rows]
-            try:
-                merged = pycrdt.merge_updates(*parts, state)
-            except ValueError as exc:
-                raise StoreError(
-                    f"SQLite store {self.path!r}: room {room_id!r} holds an update "
-                    f"that does not merge: {exc}"
-                ) from exc
+            stored = [bytes(row[0]) for row in snapshot_rows if row[0] is not None]
+            stored += [bytes(row[1]) for row in update_rows if row[1] is not None]
+            merged = compacted_state(state, stored, f"SQLite store {self.path!r}: room {room_id!r}")
             await conn.execute(
-                "INSERT INTO document_snapshots (room_id, state, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (room_id) DO UPDATE "
-                "SET state = excluded.state, updated_at = excluded.updated_at",
-                (room_id, merged, _now()),
+                "INSERT INTO document_snapshots (room_id, state, updated_at, writer) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (room_id) DO UPDATE "
+                "SET state = excluded.state, updated_at = excluded.updated_at, "
+                "writer = excluded.writer",
+                (room_id, merged, _now(), None if stored else writer),
             )
             if update_rows:
                 await conn.execute(

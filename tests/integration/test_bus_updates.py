@@ -28,9 +28,9 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.compactions = 0
 
-    async def compact(self, room_id: str, state: bytes) -> None:
+    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
         self.compactions += 1
-        await super().compact(room_id, state)
+        await super().compact(room_id, state, writer)
 
 
 async def two_instances(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -64,10 +64,11 @@ class HeldStore(MemoryStore):
         self,
         batch: Sequence[tuple[str, bytes, str | None]],
         authors: Collection[tuple[str, str]] = (),
+        writers: Mapping[str, int] | None = None,
     ) -> None:
         self.appends_started += 1
         await self.released.wait()
-        await super().append_updates(batch, authors)
+        await super().append_updates(batch, authors, writers)
 
 
 async def test_a_slow_flush_does_not_hold_up_the_waves() -> None:

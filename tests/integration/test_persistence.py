@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,14 @@ class CountingStore(MemoryStore):
         self,
         batch: Sequence[tuple[str, bytes, str | None]],
         authors: Collection[tuple[str, str]] = (),
+        writers: Mapping[str, int] | None = None,
     ) -> None:
         self.batches.append(len(batch))
-        await super().append_updates(batch, authors)
+        await super().append_updates(batch, authors, writers)
 
-    async def compact(self, room_id: str, state: bytes) -> None:
+    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
         self.compactions += 1
-        await super().compact(room_id, state)
+        await super().compact(room_id, state, writer)
 
 
 def text_of(stored: StoredDocument, root: str = "t") -> str:
@@ -209,9 +210,9 @@ async def test_compactions_let_edits_through_between_rooms() -> None:
             super().__init__()
             self.turns_at_compaction: list[int] = []
 
-        async def compact(self, room_id: str, state: bytes) -> None:
+        async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
             self.turns_at_compaction.append(turns)
-            await super().compact(room_id, state)
+            await super().compact(room_id, state, writer)
 
     store = TurnRecordingStore()
     await store.open()

@@ -4,7 +4,7 @@ Update message, only once the store holds it; nobody else gets anything more."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +95,16 @@ class FlakyStore(MemoryStore):
         self,
         batch: Sequence[tuple[str, bytes, str | None]],
         authors: Collection[tuple[str, str]] = (),
+        writers: Mapping[str, int] | None = None,
     ) -> None:
-        await super().append_updates(batch, authors)
+        await super().append_updates(batch, authors, writers)
         self.appends += 1
 
-    async def compact(self, room_id: str, state: bytes) -> None:
+    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
         if self.fail_compactions:
             self.failed_compactions += 1
             raise StoreError("compaction refused for the test")
-        await super().compact(room_id, state)
+        await super().compact(room_id, state, writer)
 
 
 async def test_a_saved_connection_gets_its_update_back_only_once_the_store_has_it(

@@ -219,6 +219,80 @@ async def test_updates_after_compaction_load_with_the_snapshot(store: Store) -> 
     assert loaded_text(stored) == "one two"
 
 
+# --- compaction by the live document that wrote the rows (`writer`) ------------------------
+# A writer vouches that its state holds its own rows and the snapshot it stored as its exact
+# state. To see that the store takes its word (and reads nothing of them), some tests below
+# compact with a state that lacks what the writer stored: a real caller never does.
+
+WRITER, OTHER_WRITER = 7, 8
+
+
+async def test_a_writers_compaction_does_not_merge_what_it_stored(store: Store) -> None:
+    """The writer's rows, and the snapshot that is its exact state, are not merged: its
+    state is taken for the whole document."""
+    editor, stranger = Editor(), Editor()
+    await store.append_updates([(ROOM, editor.insert(0, "mine"), None)], writers={ROOM: WRITER})
+    stranger.insert(0, "state")
+
+    await store.compact(ROOM, stranger.state(), WRITER)
+    assert loaded_text(await store.load(ROOM)) == "state"
+
+    # Nothing else was merged: the snapshot is the writer's own, and so held by its state.
+    await store.compact(ROOM, Editor().state(), WRITER)
+    assert loaded_text(await store.load(ROOM)) == ""
+
+
+async def test_a_writers_compaction_merges_every_other_row(store: Store) -> None:
+    """Rows of another writer, and rows appended without one, are merged into the state."""
+    mine, theirs, untagged = Editor(), Editor(), Editor()
+    await store.append_updates([(ROOM, mine.insert(0, "a"), None)], writers={ROOM: WRITER})
+    await store.append_updates([(ROOM, theirs.insert(0, "b"), None)], writers={ROOM: OTHER_WRITER})
+    await store.append_updates([(ROOM, untagged.insert(0, "c"), None)])
+
+    await store.compact(ROOM, mine.state(), WRITER)
+
+    assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b", "c"]
+
+
+async def test_a_snapshot_that_merged_others_rows_is_merged_again(store: Store) -> None:
+    """A snapshot holding more than the writer's state is not the writer's: its next
+    compaction, with a state that still lacks the other writer's edit, keeps that edit."""
+    mine, theirs = Editor(), Editor()
+    await store.append_updates([(ROOM, mine.insert(0, "a"), None)], writers={ROOM: WRITER})
+    await store.append_updates([(ROOM, theirs.insert(0, "b"), None)], writers={ROOM: OTHER_WRITER})
+    await store.compact(ROOM, mine.state(), WRITER)
+
+    await store.compact(ROOM, mine.state(), WRITER)
+
+    assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b"]
+
+
+async def test_a_writers_snapshot_is_merged_by_any_other_compaction(store: Store) -> None:
+    """The writer's own snapshot is merged by another writer's compaction, and by one
+    without a writer."""
+    first, second, third = Editor(), Editor(), Editor()
+    first.insert(0, "a")
+    await store.compact(ROOM, first.state(), WRITER)
+    second.insert(0, "b")
+    await store.compact(ROOM, second.state(), OTHER_WRITER)
+    third.insert(0, "c")
+    await store.compact(ROOM, third.state())
+
+    assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b", "c"]
+
+
+async def test_rows_appended_with_a_writer_load_like_any_other(store: Store) -> None:
+    """A batch's rooms each take their own writer (or none); loading is unchanged."""
+    editor, other = Editor(), Editor()
+    first, second = editor.insert(0, "one"), other.insert(0, "two")
+    await store.append_updates(
+        [(ROOM, first, "u1"), (OTHER_ROOM, second, None)], writers={ROOM: WRITER}
+    )
+
+    assert (await store.load(ROOM)).updates == [first]
+    assert (await store.load(OTHER_ROOM)).updates == [second]
+
+
 async def test_rooms_are_isolated(store: Store) -> None:
     """Appending to or compacting one room leaves every other room untouched."""
     one, two = Editor(), Editor()
@@ -368,11 +442,12 @@ OPERATIONS = st.lists(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(operations=OPERATIONS)
+@given(operations=OPERATIONS, with_writers=st.booleans())
 async def test_any_interleaving_of_appends_and_compactions_loses_nothing(
-    make_store: StoreFactory, operations: list[Edit | Flush | Compact | Sync]
+    make_store: StoreFactory, operations: list[Edit | Flush | Compact | Sync], with_writers: bool
 ) -> None:
-    """Whatever the order of appends and compactions, loading yields every written edit."""
+    """Whatever the order of appends and compactions, loading yields every written edit;
+    also when each editor appends and compacts as a writer (its number: its index + 1)."""
     store = await make_store()
     model = Model()
     for operation in operations:
@@ -381,12 +456,15 @@ async def test_any_interleaving_of_appends_and_compactions_loses_nothing(
                 model.editors[editor].insert(index, chunk)
             case Flush(editor):
                 updates = model.editors[editor].take_outbox()
-                await store.append_updates([(ROOM, update, None) for update in updates])
+                await store.append_updates(
+                    [(ROOM, update, None) for update in updates],
+                    writers={ROOM: editor + 1} if with_writers else None,
+                )
                 model.written += updates
             case Compact(editor):
                 # The state may hold edits not yet flushed: those are written by compaction.
                 state = model.editors[editor].state()
-                await store.compact(ROOM, state)
+                await store.compact(ROOM, state, editor + 1 if with_writers else None)
                 model.written.append(state)
             case Sync(source, target):
                 model.editors[target].doc.apply_update(model.editors[source].state())

@@ -7,24 +7,18 @@ from pathlib import Path
 
 import aiosqlite
 import asyncpg
-from pycrdt import Doc, Text
 
 from collab.store import PostgresStore, SqliteStore
 from tests.support.migrated import postgres_store_from, sqlite_store_from
 from tests.support.postgres_server import PostgresServer
+from tests.support.typed import typed_words
 
 ROOM = "w1/n1"
 AT = "2026-12-06T10:00:00.000000+00:00"
 
 
 def _updates() -> list[bytes]:
-    doc: Doc[Text] = Doc()
-    text = doc.get("text", type=Text)
-    updates: list[bytes] = []
-    doc.observe(lambda event: updates.append(event.update))
-    for word in ("logged ", "before ", "versions"):
-        text.insert(len(text), word)
-    return updates
+    return typed_words(("logged ", "before ", "versions"))[0]
 
 
 async def _check_the_log_is_kept(store: SqliteStore | PostgresStore, updates: list[bytes]) -> None:
