@@ -8,6 +8,10 @@ failure keeps everything queued and retries with a growing delay; a room whose b
 passes `max_pending_per_room` collapses it into "write a snapshot", so memory stays bounded
 by the documents, not by the outage.
 
+Rows are appended, and rooms compacted, as each room's writer (`LiveRoom.writer`), under one
+lock: a compaction's store neither reads nor merges what the room itself logged or last
+stored, its state holds it (`Store.compact`).
+
 Updates a connection asked to have echoed (`note_saved`) are handed to `on_saved` once the
 store holds them: after the append that wrote them, or the compaction that stored them when
 their backlog collapsed (see `collab.rooms.saved`).
@@ -218,7 +222,8 @@ class GroupCommit:
                         authors.append((live, set(live.authors_new)))
                 if batch or authors:
                     pairs = [(live.room_id, user) for live, users in authors for user in users]
-                    await self._append(batch, pairs)
+                    writers = {live.room_id: live.writer for live, _ in taken}
+                    await self._append(batch, pairs, writers)
                 for live, users in authors:
                     live.authors_recorded |= users
                     live.authors_new -= users
@@ -236,18 +241,23 @@ class GroupCommit:
                         or live.logged_updates >= self._limits.compact_after_updates
                         or self._remote_backup_due(live)
                     ):
-                        await self.compact(live)
-                        # A compaction merges up to `compact_after_updates` updates on the
-                        # event loop, and busy rooms reach the threshold together: let the
-                        # edits waiting meanwhile through between two compactions.
+                        await self._compact(live)
+                        # A compaction encodes the document, and merges what other
+                        # instances stored, on the event loop; busy rooms reach the threshold
+                        # together: let the edits waiting meanwhile through between two.
                         await asyncio.sleep(0)
                     if not live.pending:
                         self._dirty.pop(live.room_id, None)
 
-    async def _append(self, batch: list[LoggedUpdate], authors: list[tuple[str, str]]) -> None:
+    async def _append(
+        self,
+        batch: list[LoggedUpdate],
+        authors: list[tuple[str, str]],
+        writers: dict[str, int],
+    ) -> None:
         started = time.perf_counter()
         try:
-            await self._store.append_updates(batch, authors)
+            await self._store.append_updates(batch, authors, writers)
         except StoreError:
             self.store_healthy = False
             self.store_failures += 1
@@ -265,6 +275,13 @@ class GroupCommit:
 
     async def compact(self, live: LiveRoom) -> None:
         """Merge the room's whole state into the stored snapshot and drop its log."""
+        # Under the lock that every append takes: no row of this document is logged between
+        # the encoding of its state and the store's read of the log, so all of its rows
+        # that the store reads are in that state (`Store.compact`).
+        async with self._lock:
+            await self._compact(live)
+
+    async def _compact(self, live: LiveRoom) -> None:
         if live.logged_updates == 0 and not live.unsaved_state and live.remote_changes_at is None:
             return
         # Cleared before the await: a change arriving meanwhile sets them again.
@@ -273,7 +290,7 @@ class GroupCommit:
         # The state encoded below holds every update echoes were added for so far.
         saved_below = live.saved_echoes.next_serial
         try:
-            await self._store.compact(live.room_id, live.room.encode_state())
+            await self._store.compact(live.room_id, live.room.encode_state(), live.writer)
         except StoreError:
             live.unsaved_state = True
             if live.remote_changes_at is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,6 +53,11 @@ class LiveRoom:
     authors_new: set[str] = field(default_factory=set)
     authors_recorded: set[str] = field(default_factory=set)
     logged_updates: int = 0
+    # This document's number in the store (`Store.compact`): the updates the group commit
+    # logs from it and the snapshots that are its exact state carry it, so its compactions
+    # neither read nor merge them. Drawn per load: a later load of the note is another
+    # document, which merges what this one stored.
+    writer: int = field(default_factory=lambda: secrets.randbits(63))
     # Updates of `pending` written to the store since the room was loaded.
     written_updates: int = 0
     # The durable "saved" echo (`collab.rooms.saved`): the local peers that asked for it, and

@@ -193,9 +193,9 @@ async def test_store_outage_keeps_editing_and_loses_nothing_once_it_is_back(
 
 
 async def test_compactions_let_edits_through_between_rooms() -> None:
-    """Busy rooms reach the compaction threshold together; each compaction merges the whole
-    log on the event loop, so the flusher yields between rooms instead of holding the loop
-    for all of them."""
+    """Busy rooms reach the compaction threshold together; each compaction encodes its
+    document (and merges what other instances stored) on the event loop, so the flusher
+    yields between rooms instead of holding the loop for all of them."""
     loop = asyncio.get_running_loop()
     turns = 0
 
