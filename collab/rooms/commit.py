@@ -290,7 +290,9 @@ class GroupCommit:
         # The state encoded below holds every update echoes were added for so far.
         saved_below = live.saved_echoes.next_serial
         try:
-            await self._store.compact(live.room_id, live.room.encode_state(), live.writer)
+            await self._store.compact(
+                live.room_id, live.room.encode_state(), live.writer, live.loaded
+            )
         except StoreError:
             live.unsaved_state = True
             if live.remote_changes_at is None:
@@ -300,5 +302,7 @@ class GroupCommit:
             raise
         self.store_healthy = True
         live.logged_updates = 0
+        # What it was loaded from is merged into the snapshot or deleted: the writer's own.
+        live.loaded = None
         if live.saved_echoes:
             self._saved(live, live.saved_echoes.take_snapshotted(saved_below))

@@ -58,6 +58,9 @@ class LiveRoom:
     # neither read nor merge them. Drawn per load: a later load of the note is another
     # document, which merges what this one stored.
     writer: int = field(default_factory=lambda: secrets.randbits(63))
+    # The `stored_digest` of what the document was loaded from, until its first compaction:
+    # if the store still holds exactly that, the document holds it too.
+    loaded: bytes | None = None
     # Updates of `pending` written to the store since the room was loaded.
     written_updates: int = 0
     # The durable "saved" echo (`collab.rooms.saved`): the local peers that asked for it, and

@@ -7,6 +7,7 @@ commutative, so loading = snapshot merged with every logged update, in any order
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -57,7 +58,13 @@ class Store(Protocol):
         `writers`: for a room, the number of the live document that holds the batch's updates
         of that room already (see `compact`); its rows carry it."""
 
-    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
+    async def compact(
+        self,
+        room_id: str,
+        state: bytes,
+        writer: int | None = None,
+        loaded: bytes | None = None,
+    ) -> None:
         """Replace the document's log by one snapshot, in one transaction.
 
         The new snapshot is `state` merged with the stored snapshot and every logged update,
@@ -68,19 +75,36 @@ class Store(Protocol):
         they are neither read nor merged, and when nothing else is stored the snapshot is
         `state` itself, marked as its own. The caller vouches for that: no row carrying
         `writer` may be appended after `state` was encoded and before this returns.
+
+        `loaded`: the `stored_digest` of what that document was loaded from (the snapshot,
+        then the log, as `load` returned them). When everything else stored is exactly that,
+        it is held by `state` too, and not merged either.
         """
 
     async def ping(self) -> None:
         """Raise `StoreError` unless the store answers (used by `/readyz`)."""
 
 
-def compacted_state(state: bytes, stored: Sequence[bytes], where: str) -> bytes:
-    """The snapshot a compaction writes: `state`, merged with the stored parts (snapshot and
-    logged updates) the live document may lack, if any. Raises `StoreError` naming the room
-    (`where`) for a stored part that does not merge."""
-    if not stored:
-        return state
+def stored_digest(parts: Sequence[bytes]) -> bytes:
+    """A digest of stored parts (a snapshot, logged updates) in order: equal digests mean
+    the same parts, byte for byte, in the same order."""
+    digest = hashlib.blake2b(digest_size=32)
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.digest()
+
+
+def compacted_state(
+    state: bytes, stored: Sequence[bytes], where: str, loaded: bytes | None = None
+) -> tuple[bytes, bool]:
+    """The snapshot a compaction writes, and whether it is `state` itself: `state`, merged
+    with the stored parts (snapshot and logged updates, in that order) unless there are
+    none or they are exactly the parts `state`'s document was loaded from (`loaded`).
+    Raises `StoreError` naming the room (`where`) for a stored part that does not merge."""
+    if not stored or (loaded is not None and stored_digest(stored) == loaded):
+        return state, True
     try:
-        return pycrdt.merge_updates(*stored, state)
+        return pycrdt.merge_updates(*stored, state), False
     except ValueError as exc:
         raise StoreError(f"{where} holds an update that does not merge: {exc}") from exc

@@ -116,7 +116,13 @@ class MemoryStore:
             if not self._catalog.is_purged(room_id)
         )
 
-    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
+    async def compact(
+        self,
+        room_id: str,
+        state: bytes,
+        writer: int | None = None,
+        loaded: bytes | None = None,
+    ) -> None:
         self._check_callable()
         if self._catalog.is_purged(room_id):
             return
@@ -126,8 +132,10 @@ class MemoryStore:
         parts += self._updates.get(room_id, [])
         # What `writer` stored is held by `state` (a None writer holds nothing).
         stored = [part for part, by in parts if by is None or by != writer]
-        merged = compacted_state(bytes(state), stored, f"memory store: room {room_id!r}")
-        self._snapshots[room_id] = (merged, None if stored else writer)
+        merged, own = compacted_state(
+            bytes(state), stored, f"memory store: room {room_id!r}", loaded
+        )
+        self._snapshots[room_id] = (merged, writer if own else None)
         self._updates.pop(room_id, None)
 
     async def ping(self) -> None:

@@ -218,7 +218,13 @@ class PostgresStore:
                     conn, [pair for pair in authors if pair[0] not in purged]
                 )
 
-    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
+    async def compact(
+        self,
+        room_id: str,
+        state: bytes,
+        writer: int | None = None,
+        loaded: bytes | None = None,
+    ) -> None:
         async with (
             self._connection(f"compacting room {room_id!r}") as conn,
             conn.transaction(isolation="read_committed"),
@@ -248,8 +254,8 @@ class PostgresStore:
             )
             stored = [] if snapshot is None else [bytes(snapshot)]
             stored += [bytes(row["data"]) for row in rows if row["data"] is not None]
-            merged = compacted_state(
-                bytes(state), stored, f"Postgres store {self.where}: room {room_id!r}"
+            merged, own = compacted_state(
+                bytes(state), stored, f"Postgres store {self.where}: room {room_id!r}", loaded
             )
             await conn.execute(
                 "INSERT INTO document_snapshots (room_id, state, updated_at, writer) "
@@ -259,7 +265,7 @@ class PostgresStore:
                 "writer = excluded.writer",
                 room_id,
                 merged,
-                None if stored else writer,
+                writer if own else None,
             )
             if rows:
                 # Exactly the rows read: identity values are handed out at insert time, not in

@@ -222,7 +222,13 @@ class SqliteStore:
                 self._unsettled_rows = 0
                 self._settled_at = now
 
-    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
+    async def compact(
+        self,
+        room_id: str,
+        state: bytes,
+        writer: int | None = None,
+        loaded: bytes | None = None,
+    ) -> None:
         # IMMEDIATE takes the write lock before reading: no append can commit between the
         # read of the log and the delete, and the delete is bounded by the ids read anyway.
         async with self._transaction("IMMEDIATE", f"compacting room {room_id!r}") as conn:
@@ -242,13 +248,15 @@ class SqliteStore:
             )
             stored = [bytes(row[0]) for row in snapshot_rows if row[0] is not None]
             stored += [bytes(row[1]) for row in update_rows if row[1] is not None]
-            merged = compacted_state(state, stored, f"SQLite store {self.path!r}: room {room_id!r}")
+            merged, own = compacted_state(
+                state, stored, f"SQLite store {self.path!r}: room {room_id!r}", loaded
+            )
             await conn.execute(
                 "INSERT INTO document_snapshots (room_id, state, updated_at, writer) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (room_id) DO UPDATE "
                 "SET state = excluded.state, updated_at = excluded.updated_at, "
                 "writer = excluded.writer",
-                (room_id, merged, _now(), None if stored else writer),
+                (room_id, merged, _now(), writer if own else None),
             )
             if update_rows:
                 await conn.execute(

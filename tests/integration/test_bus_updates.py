@@ -28,9 +28,15 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.compactions = 0
 
-    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
+    async def compact(
+        self,
+        room_id: str,
+        state: bytes,
+        writer: int | None = None,
+        loaded: bytes | None = None,
+    ) -> None:
         self.compactions += 1
-        await super().compact(room_id, state, writer)
+        await super().compact(room_id, state, writer, loaded)
 
 
 async def two_instances(

@@ -9,10 +9,13 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
+from collab.bus import MemoryBus
 from collab.rooms.commit import GroupCommit
 from collab.rooms.document import DocumentRoom
 from collab.rooms.live import LiveRoom, RoomLimits
+from collab.rooms.manager import RoomManager
 from collab.store import MemoryStore
+from collab.store.base import stored_digest
 
 ROOM = "w1/n1"
 
@@ -25,10 +28,16 @@ class HeldCompactionStore(MemoryStore):
         self.compacting = asyncio.Event()
         self.released = asyncio.Event()
 
-    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
+    async def compact(
+        self,
+        room_id: str,
+        state: bytes,
+        writer: int | None = None,
+        loaded: bytes | None = None,
+    ) -> None:
         self.compacting.set()
         await self.released.wait()
-        await super().compact(room_id, state, writer)
+        await super().compact(room_id, state, writer, loaded)
 
 
 def type_into(room: DocumentRoom, word: str) -> bytes:
@@ -73,3 +82,52 @@ async def test_an_edit_flushed_while_its_room_compacts_stays_in_the_log() -> Non
     stored = await store.load(ROOM)
     assert stored.updates == [later]
     assert text_of(stored.snapshot, stored.updates) == "ab"
+
+
+class LoadedRecordingStore(MemoryStore):
+    """Records the `loaded` digest of every compaction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loaded: list[bytes | None] = []
+
+    async def compact(
+        self,
+        room_id: str,
+        state: bytes,
+        writer: int | None = None,
+        loaded: bytes | None = None,
+    ) -> None:
+        self.loaded.append(loaded)
+        await super().compact(room_id, state, writer, loaded)
+
+
+async def test_a_rooms_first_compaction_names_what_it_was_loaded_from() -> None:
+    """A loaded room's first compaction passes the digest of the stored parts it was built
+    from, the next ones none (those parts are the writer's own by then); nothing is lost."""
+    store = LoadedRecordingStore()
+    await store.open()
+    before = DocumentRoom(ROOM)
+    type_into(before, "a")
+    await store.compact(ROOM, before.doc.get_update())
+    await store.append_updates([(ROOM, type_into(before, "b"), None)])
+    stored = await store.load(ROOM)
+    assert stored.snapshot is not None
+    loaded = stored_digest([stored.snapshot, *stored.updates])
+    store.loaded.clear()
+    bus = MemoryBus()
+    await bus.start()
+    manager = RoomManager(store, bus, RoomLimits(flush_interval_s=3600, compact_after_updates=1))
+    await manager.start()
+    live = await manager.acquire(ROOM)
+    for word in ("c", "d"):
+        await manager.apply_server_update(live, type_into(DocumentRoom("scratch"), word))
+        await manager.flush()
+    manager.release(live)
+    await manager.close()
+    await bus.close()
+
+    assert store.loaded[0] == loaded
+    assert store.loaded[1:]
+    assert set(store.loaded[1:]) == {None}
+    assert sorted(text_of((await store.load(ROOM)).snapshot, [])) == list("abcd")

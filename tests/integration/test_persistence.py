@@ -38,9 +38,15 @@ class CountingStore(MemoryStore):
         self.batches.append(len(batch))
         await super().append_updates(batch, authors, writers)
 
-    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
+    async def compact(
+        self,
+        room_id: str,
+        state: bytes,
+        writer: int | None = None,
+        loaded: bytes | None = None,
+    ) -> None:
         self.compactions += 1
-        await super().compact(room_id, state, writer)
+        await super().compact(room_id, state, writer, loaded)
 
 
 def text_of(stored: StoredDocument, root: str = "t") -> str:
@@ -210,9 +216,15 @@ async def test_compactions_let_edits_through_between_rooms() -> None:
             super().__init__()
             self.turns_at_compaction: list[int] = []
 
-        async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
+        async def compact(
+            self,
+            room_id: str,
+            state: bytes,
+            writer: int | None = None,
+            loaded: bytes | None = None,
+        ) -> None:
             self.turns_at_compaction.append(turns)
-            await super().compact(room_id, state, writer)
+            await super().compact(room_id, state, writer, loaded)
 
     store = TurnRecordingStore()
     await store.open()

@@ -100,11 +100,17 @@ class FlakyStore(MemoryStore):
         await super().append_updates(batch, authors, writers)
         self.appends += 1
 
-    async def compact(self, room_id: str, state: bytes, writer: int | None = None) -> None:
+    async def compact(
+        self,
+        room_id: str,
+        state: bytes,
+        writer: int | None = None,
+        loaded: bytes | None = None,
+    ) -> None:
         if self.fail_compactions:
             self.failed_compactions += 1
             raise StoreError("compaction refused for the test")
-        await super().compact(room_id, state, writer)
+        await super().compact(room_id, state, writer, loaded)
 
 
 async def test_a_saved_connection_gets_its_update_back_only_once_the_store_has_it(

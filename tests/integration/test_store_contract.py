@@ -29,6 +29,7 @@ from collab.store import (
     StoredDocument,
     create_store,
 )
+from collab.store.base import stored_digest
 from collab.store.migrations import Migration, apply_postgres_migrations, list_migrations
 from collab.store.revocations import RevocationStore
 from tests.support.postgres_fixtures import gate_held
@@ -224,7 +225,7 @@ async def test_updates_after_compaction_load_with_the_snapshot(store: Store) -> 
 # state. To see that the store takes its word (and reads nothing of them), some tests below
 # compact with a state that lacks what the writer stored: a real caller never does.
 
-WRITER, OTHER_WRITER = 7, 8
+WRITER, OTHER_WRITER, THIRD_WRITER = 7, 8, 9
 
 
 async def test_a_writers_compaction_does_not_merge_what_it_stored(store: Store) -> None:
@@ -279,6 +280,61 @@ async def test_a_writers_snapshot_is_merged_by_any_other_compaction(store: Store
     await store.compact(ROOM, third.state())
 
     assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b", "c"]
+
+
+async def _loaded_digest(store: Store) -> bytes:
+    """The `stored_digest` of the room as `load` returns it, as the rooms take it."""
+    stored = await store.load(ROOM)
+    return stored_digest([stored.snapshot, *stored.updates] if stored.snapshot else stored.updates)
+
+
+async def _snapshot_and_row_of_others(store: Store) -> None:
+    first, second = Editor(), Editor()
+    first.insert(0, "a")
+    await store.compact(ROOM, first.state(), OTHER_WRITER)
+    await store.append_updates([(ROOM, second.insert(0, "b"), None)])
+
+
+async def test_what_a_document_was_loaded_from_is_not_merged(store: Store) -> None:
+    """Stored parts that are exactly those `loaded` digests are held by the state: with
+    the writer's own rows appended since, they are not merged, and the snapshot is its own."""
+    await _snapshot_and_row_of_others(store)
+    loaded = await _loaded_digest(store)
+    mine = Editor()
+    await store.append_updates([(ROOM, mine.insert(0, "c"), None)], writers={ROOM: WRITER})
+
+    await store.compact(ROOM, mine.state(), WRITER, loaded)
+    assert loaded_text(await store.load(ROOM)) == "c"
+
+    await store.compact(ROOM, Editor().state(), WRITER)
+    assert loaded_text(await store.load(ROOM)) == ""
+
+
+async def test_more_than_a_document_was_loaded_from_is_all_merged(store: Store) -> None:
+    """A row another writer appended after the load: everything stored is merged."""
+    await _snapshot_and_row_of_others(store)
+    loaded = await _loaded_digest(store)
+    await store.append_updates(
+        [(ROOM, Editor().insert(0, "d"), None)], writers={ROOM: OTHER_WRITER}
+    )
+
+    await store.compact(ROOM, Editor().state(), WRITER, loaded)
+
+    assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b", "d"]
+
+
+async def test_less_than_a_document_was_loaded_from_is_all_merged(store: Store) -> None:
+    """Another writer compacted after the load: what is stored is not what was loaded, and
+    is merged."""
+    await _snapshot_and_row_of_others(store)
+    loaded = await _loaded_digest(store)
+    third = Editor()
+    third.insert(0, "e")
+    await store.compact(ROOM, third.state(), THIRD_WRITER)
+
+    await store.compact(ROOM, Editor().state(), WRITER, loaded)
+
+    assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b", "e"]
 
 
 async def test_rows_appended_with_a_writer_load_like_any_other(store: Store) -> None:
