@@ -1,5 +1,5 @@
-"""What one compaction costs the event loop, with the live document's own rows skipped
-(`writer`, migration 0013) and merged as before (no writer), in one run.
+"""What one compaction costs the event loop, with what the live document stored or was
+loaded from skipped (`writer`, migration 0013; `loaded`) and merged as before, in one run.
 
     python loadtests/compaction_cost.py [--store sqlite|memory] [--rounds 5]
                                         [--notes 100] [--log 1000] [--big-mb 20]
@@ -11,7 +11,9 @@ Runs `GroupCommit` against the store, without a server. Two shapes, each compact
   (what the S1 fan-out's writers send), compacted the way the flush does once a note's
   log reaches `COLLAB_COMPACT_AFTER_UPDATES` (1000);
 - **a big note**: one note of `--big-mb` MiB of text (1 KiB items) with a snapshot and a
-  log of `--log` one-character edits.
+  log of `--log` one-character edits; then the same note loaded again (another document,
+  as after a restart or an unload), edited `--log` times more and compacted for the first
+  time, given the digest of what it was loaded from.
 
 For each it prints the event loop's CPU per compaction (the thread's own time: encoding
 the state, merging, the driver's work on the loop, and a 1 ms ticker's few wakeups) and the
@@ -19,7 +21,8 @@ longest the loop went without a turn while compacting (that ticker's largest gap
 on a loop that never stalls), as the median over the rounds. "Merged"
 is the store merging every stored part into the state, as it did before 0013; "skipped"
 is this version, where what the compacting document logged itself is neither read nor
-merged. The SQLite thread's time is not in the first figure.
+merged, nor what it was loaded from while the store holds exactly that. The SQLite
+thread's time is not in the first figure.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from collab.rooms.commit import GroupCommit
 from collab.rooms.document import DocumentRoom
 from collab.rooms.live import LiveRoom, RoomLimits
 from collab.store import MemoryStore, SqliteStore
-from collab.store.base import Store
+from collab.store.base import Store, stored_digest
 
 MIB = 1024 * 1024
 
@@ -79,6 +82,10 @@ class SkippingMode:
     def writer(live: LiveRoom) -> int | None:
         return live.writer
 
+    @staticmethod
+    def loaded(live: LiveRoom) -> bytes | None:
+        return live.loaded
+
 
 class MergingMode:
     """Compacts as before 0013: no writer, so the store merges every stored part."""
@@ -87,6 +94,10 @@ class MergingMode:
 
     @staticmethod
     def writer(live: LiveRoom) -> int | None:
+        return None
+
+    @staticmethod
+    def loaded(live: LiveRoom) -> bytes | None:
         return None
 
 
@@ -111,14 +122,16 @@ def typed(room: DocumentRoom, count: int) -> list[bytes]:
     return updates
 
 
-async def compact_as(store: Store, live: LiveRoom, writer: int | None) -> tuple[float, float]:
+async def compact_as(
+    store: Store, live: LiveRoom, writer: int | None, loaded: bytes | None = None
+) -> tuple[float, float]:
     """Event-loop CPU seconds and longest loop gap of one compaction of `live`, as the
     group commit makes it (its state encoded on the loop, then the store's compaction)."""
     ticker = Ticker()
     ticking = asyncio.create_task(ticker.run())
     await asyncio.sleep(0)
     started = time.thread_time()
-    await store.compact(live.room_id, live.room.encode_state(), writer)
+    await store.compact(live.room_id, live.room.encode_state(), writer, loaded)
     used = time.thread_time() - started
     ticker.stop()
     await ticking
@@ -176,6 +189,22 @@ async def big_note(
     return await compact_as(store, live, mode.writer(live))
 
 
+async def reloaded_big_note(
+    store: Store, commit: GroupCommit, mode: Any, log: int, round_number: int
+) -> tuple[float, float]:
+    """The big note of this round loaded again (another document, as after a restart),
+    edited `log` times and compacted: its first compaction, which is given the digest of
+    what it was loaded from."""
+    room_id = f"big/r{round_number}-{mode.name}"
+    stored = await store.load(room_id)
+    parts = [stored.snapshot, *stored.updates] if stored.snapshot else stored.updates
+    live = LiveRoom(DocumentRoom.from_stored(room_id, stored), loaded=stored_digest(parts))
+    for update in typed(live.room, log):
+        commit.note(live, update)
+    await commit.flush()
+    return await compact_as(store, live, mode.writer(live), mode.loaded(live))
+
+
 def ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1e3:8.2f} ms (max {max(values) * 1e3:.2f})"
 
@@ -192,6 +221,7 @@ async def run(args: argparse.Namespace, directory: str) -> None:
     modes = [MergingMode(), SkippingMode()]
     small: dict[str, tuple[list[float], list[float]]] = {m.name: ([], []) for m in modes}
     big: dict[str, tuple[list[float], list[float]]] = {m.name: ([], []) for m in modes}
+    reloaded: dict[str, tuple[list[float], list[float]]] = {m.name: ([], []) for m in modes}
     try:
         for round_number in range(args.rounds):
             for mode in modes if round_number % 2 == 0 else reversed(modes):
@@ -204,6 +234,9 @@ async def run(args: argparse.Namespace, directory: str) -> None:
                     )
                     big[mode.name][0].append(used)
                     big[mode.name][1].append(gap)
+                    used, gap = await reloaded_big_note(store, commit, mode, args.log, round_number)
+                    reloaded[mode.name][0].append(used)
+                    reloaded[mode.name][1].append(gap)
     finally:
         await store.close()
     print(f"store {args.store}, {args.rounds} rounds, modes alternating")
@@ -213,6 +246,9 @@ async def run(args: argparse.Namespace, directory: str) -> None:
     if args.big_mb > 0:
         print(f"a {args.big_mb:g} MiB note with a {args.log}-update log, per compaction")
         for name, (cpu, gaps) in big.items():
+            print(f"  {name:8} loop CPU {ms(cpu)}   longest loop gap {ms(gaps)}")
+        print(f"the same note loaded again, {args.log} more edits, its first compaction")
+        for name, (cpu, gaps) in reloaded.items():
             print(f"  {name:8} loop CPU {ms(cpu)}   longest loop gap {ms(gaps)}")
 
 

@@ -2,7 +2,7 @@
 --
 -- Compaction stores the union of a note's stored snapshot, its logged updates and the state
 -- of the instance's live document. Merging them all cost about 5 ms of the event loop per
--- 1,000 logged updates, and for a 20 MB note about 90 ms more than encoding its state,
+-- 1,000 logged updates, and for a 20 MiB note about 100 ms more than encoding its state,
 -- although on one instance every one of those parts is already in the live document.
 --
 -- `writer` names the live document (a random number drawn when an instance loads the note)
