@@ -45,7 +45,7 @@ from collab.rooms.commit import GroupCommit
 from collab.rooms.document import DocumentRoom
 from collab.rooms.live import LiveRoom, RoomLimits
 from collab.store import MemoryStore, SqliteStore
-from collab.store.base import Store, stored_digest
+from collab.store.base import Held, Store, stored_digest
 
 MIB = 1024 * 1024
 
@@ -74,30 +74,22 @@ class Ticker:
 
 
 class SkippingMode:
-    """Compacts as this version does: the live document's number goes to the store."""
+    """Compacts as this version does: what the live document holds goes to the store."""
 
     name = "skipped"
 
     @staticmethod
-    def writer(live: LiveRoom) -> int | None:
-        return live.writer
-
-    @staticmethod
-    def loaded(live: LiveRoom) -> bytes | None:
-        return live.loaded
+    def held(live: LiveRoom) -> Held | None:
+        return Held(live.writer, live.loaded)
 
 
 class MergingMode:
-    """Compacts as before 0013: no writer, so the store merges every stored part."""
+    """Compacts as before 0013: nothing held, so the store merges every stored part."""
 
     name = "merged"
 
     @staticmethod
-    def writer(live: LiveRoom) -> int | None:
-        return None
-
-    @staticmethod
-    def loaded(live: LiveRoom) -> bytes | None:
+    def held(live: LiveRoom) -> Held | None:
         return None
 
 
@@ -122,16 +114,14 @@ def typed(room: DocumentRoom, count: int) -> list[bytes]:
     return updates
 
 
-async def compact_as(
-    store: Store, live: LiveRoom, writer: int | None, loaded: bytes | None = None
-) -> tuple[float, float]:
+async def compact_as(store: Store, live: LiveRoom, held: Held | None) -> tuple[float, float]:
     """Event-loop CPU seconds and longest loop gap of one compaction of `live`, as the
     group commit makes it (its state encoded on the loop, then the store's compaction)."""
     ticker = Ticker()
     ticking = asyncio.create_task(ticker.run())
     await asyncio.sleep(0)
     started = time.thread_time()
-    await store.compact(live.room_id, live.room.encode_state(), writer, loaded)
+    await store.compact(live.room_id, live.room.encode_state(), held)
     used = time.thread_time() - started
     ticker.stop()
     await ticking
@@ -164,11 +154,11 @@ async def s1_notes(
     gaps: list[float] = []
     for live in rooms:
         # A first compaction stores a snapshot; the note then logs another `log` updates.
-        await store.compact(live.room_id, live.room.encode_state(), mode.writer(live))
+        await store.compact(live.room_id, live.room.encode_state(), mode.held(live))
         for update in map_sets(live.room, log, "b"):
             commit.note(live, update)
         await commit.flush()
-        used, gap = await compact_as(store, live, mode.writer(live))
+        used, gap = await compact_as(store, live, mode.held(live))
         cpu.append(used)
         gaps.append(gap)
     return cpu, gaps
@@ -182,11 +172,11 @@ async def big_note(
     with live.room.doc.transaction():
         for _ in range(int(big_mb * MIB) // 1024):
             text.insert(0, "x" * 1024)
-    await store.compact(live.room_id, live.room.encode_state(), mode.writer(live))
+    await store.compact(live.room_id, live.room.encode_state(), mode.held(live))
     for update in typed(live.room, log):
         commit.note(live, update)
     await commit.flush()
-    return await compact_as(store, live, mode.writer(live))
+    return await compact_as(store, live, mode.held(live))
 
 
 async def reloaded_big_note(
@@ -202,7 +192,7 @@ async def reloaded_big_note(
     for update in typed(live.room, log):
         commit.note(live, update)
     await commit.flush()
-    return await compact_as(store, live, mode.writer(live), mode.loaded(live))
+    return await compact_as(store, live, mode.held(live))
 
 
 def ms(values: list[float]) -> str:

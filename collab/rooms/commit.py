@@ -30,7 +30,7 @@ from collab.errors import StoreError
 from collab.observability.counters import LatencyHistogram
 from collab.rooms.live import LiveRoom, RoomLimits
 from collab.rooms.saved import SavedEcho
-from collab.store.base import Store
+from collab.store.base import Held, Store
 from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -290,9 +290,8 @@ class GroupCommit:
         # The state encoded below holds every update echoes were added for so far.
         saved_below = live.saved_echoes.next_serial
         try:
-            await self._store.compact(
-                live.room_id, live.room.encode_state(), live.writer, live.loaded
-            )
+            held = Held(live.writer, live.loaded)
+            await self._store.compact(live.room_id, live.room.encode_state(), held)
         except StoreError:
             live.unsaved_state = True
             if live.remote_changes_at is None:

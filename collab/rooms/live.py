@@ -53,7 +53,7 @@ class LiveRoom:
     authors_new: set[str] = field(default_factory=set)
     authors_recorded: set[str] = field(default_factory=set)
     logged_updates: int = 0
-    # This document's number in the store (`Store.compact`): the updates the group commit
+    # This document's number in the store (`Held`): the updates the group commit
     # logs from it and the snapshots that are its exact state carry it, so its compactions
     # neither read nor merge them. Drawn per load: a later load of the note is another
     # document, which merges what this one stored.

@@ -18,6 +18,22 @@ from collab.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """What a compaction's state holds of what is stored, by the word of the live document
+    it was encoded from (`Store.compact`).
+
+    - `writer`: that document's number. Its rows (appended with it in `writers`) and a
+      snapshot that is exactly its state carry it. The caller vouches that no row carrying
+      it is appended after the state was encoded and before the compaction returns.
+    - `loaded`: until its first compaction, the `stored_digest` of what it was loaded from
+      (the snapshot, then the log, as `load` returned them): when everything stored besides
+      its own rows is exactly that, the state holds it too."""
+
+    writer: int
+    loaded: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class StoredDocument:
     """What `Store.load` returns. `snapshot` is None for a document never compacted."""
 
@@ -56,29 +72,17 @@ class Store(Protocol):
         one transaction (group commit). What names a purged note is dropped.
 
         `writers`: for a room, the number of the live document that holds the batch's updates
-        of that room already (see `compact`); its rows carry it."""
+        of that room already (see `Held`); its rows carry it."""
 
-    async def compact(
-        self,
-        room_id: str,
-        state: bytes,
-        writer: int | None = None,
-        loaded: bytes | None = None,
-    ) -> None:
+    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
         """Replace the document's log by one snapshot, in one transaction.
 
         The new snapshot is `state` merged with the stored snapshot and every logged update,
         so an update logged by someone else since `state` was taken is never lost.
 
-        `writer`: the number of the live document `state` was encoded from. Its rows (appended
-        with it in `writers`) and a snapshot it wrote as its exact state are held by `state`:
-        they are neither read nor merged, and when nothing else is stored the snapshot is
-        `state` itself, marked as its own. The caller vouches for that: no row carrying
-        `writer` may be appended after `state` was encoded and before this returns.
-
-        `loaded`: the `stored_digest` of what that document was loaded from (the snapshot,
-        then the log, as `load` returned them). When everything else stored is exactly that,
-        it is held by `state` too, and not merged either.
+        `held`: what `state` is known to hold of what is stored (see `Held`); that is
+        neither merged nor, for the writer's own, read. When nothing else is stored the
+        snapshot is `state` itself, marked as the writer's.
         """
 
     async def ping(self) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from collab.errors import StoreError
-from collab.store.base import StoredDocument, compacted_state
+from collab.store.base import Held, StoredDocument, compacted_state
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
@@ -64,7 +64,7 @@ class MemoryStore:
         self.fail_with: StoreError | None = None
         self.fail_next: StoreError | None = None
         self._is_open = False
-        # Each with the number of the live document that holds it (`Store.compact`), if any.
+        # Each with the number of the live document that holds it (`Held`), if any.
         self._snapshots: dict[str, tuple[bytes, int | None]] = {}
         self._updates: dict[str, list[tuple[bytes, int | None]]] = {}
         self._members = MemoryMembers()
@@ -116,13 +116,8 @@ class MemoryStore:
             if not self._catalog.is_purged(room_id)
         )
 
-    async def compact(
-        self,
-        room_id: str,
-        state: bytes,
-        writer: int | None = None,
-        loaded: bytes | None = None,
-    ) -> None:
+    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
+        writer, loaded = (None, None) if held is None else (held.writer, held.loaded)
         self._check_callable()
         if self._catalog.is_purged(room_id):
             return

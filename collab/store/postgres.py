@@ -21,7 +21,7 @@ from collab.store import (
     postgres_versions,
     postgres_webhooks,
 )
-from collab.store.base import StoredDocument, compacted_state
+from collab.store.base import Held, StoredDocument, compacted_state
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
@@ -218,13 +218,8 @@ class PostgresStore:
                     conn, [pair for pair in authors if pair[0] not in purged]
                 )
 
-    async def compact(
-        self,
-        room_id: str,
-        state: bytes,
-        writer: int | None = None,
-        loaded: bytes | None = None,
-    ) -> None:
+    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
+        writer, loaded = (None, None) if held is None else (held.writer, held.loaded)
         async with (
             self._connection(f"compacting room {room_id!r}") as conn,
             conn.transaction(isolation="read_committed"),

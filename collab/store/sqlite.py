@@ -24,7 +24,7 @@ from collab.store import (
     sqlite_versions,
     sqlite_webhooks,
 )
-from collab.store.base import StoredDocument, compacted_state
+from collab.store.base import Held, StoredDocument, compacted_state
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
@@ -222,13 +222,8 @@ class SqliteStore:
                 self._unsettled_rows = 0
                 self._settled_at = now
 
-    async def compact(
-        self,
-        room_id: str,
-        state: bytes,
-        writer: int | None = None,
-        loaded: bytes | None = None,
-    ) -> None:
+    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
+        writer, loaded = (None, None) if held is None else (held.writer, held.loaded)
         # IMMEDIATE takes the write lock before reading: no append can commit between the
         # read of the log and the delete, and the delete is bounded by the ids read anyway.
         async with self._transaction("IMMEDIATE", f"compacting room {room_id!r}") as conn:

@@ -15,6 +15,7 @@ from collab.bus.memory import MemoryBroker, MemoryBus
 from collab.protocol.messages import encode_update
 from collab.rooms.effects import ServerOrigin
 from collab.rooms.manager import RoomLimits, RoomManager
+from collab.store.base import Held
 from collab.store.memory import MemoryStore
 from tests.support.waiting import eventually
 
@@ -28,15 +29,9 @@ class CountingStore(MemoryStore):
         super().__init__()
         self.compactions = 0
 
-    async def compact(
-        self,
-        room_id: str,
-        state: bytes,
-        writer: int | None = None,
-        loaded: bytes | None = None,
-    ) -> None:
+    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
         self.compactions += 1
-        await super().compact(room_id, state, writer, loaded)
+        await super().compact(room_id, state, held)
 
 
 async def two_instances(

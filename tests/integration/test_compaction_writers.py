@@ -15,7 +15,7 @@ from collab.rooms.document import DocumentRoom
 from collab.rooms.live import LiveRoom, RoomLimits
 from collab.rooms.manager import RoomManager
 from collab.store import MemoryStore
-from collab.store.base import stored_digest
+from collab.store.base import Held, stored_digest
 
 ROOM = "w1/n1"
 
@@ -28,16 +28,10 @@ class HeldCompactionStore(MemoryStore):
         self.compacting = asyncio.Event()
         self.released = asyncio.Event()
 
-    async def compact(
-        self,
-        room_id: str,
-        state: bytes,
-        writer: int | None = None,
-        loaded: bytes | None = None,
-    ) -> None:
+    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
         self.compacting.set()
         await self.released.wait()
-        await super().compact(room_id, state, writer, loaded)
+        await super().compact(room_id, state, held)
 
 
 def type_into(room: DocumentRoom, word: str) -> bytes:
@@ -91,15 +85,9 @@ class LoadedRecordingStore(MemoryStore):
         super().__init__()
         self.loaded: list[bytes | None] = []
 
-    async def compact(
-        self,
-        room_id: str,
-        state: bytes,
-        writer: int | None = None,
-        loaded: bytes | None = None,
-    ) -> None:
-        self.loaded.append(loaded)
-        await super().compact(room_id, state, writer, loaded)
+    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
+        self.loaded.append(None if held is None else held.loaded)
+        await super().compact(room_id, state, held)
 
 
 async def test_a_rooms_first_compaction_names_what_it_was_loaded_from() -> None:

@@ -11,6 +11,7 @@ import asyncpg
 from pycrdt import Doc, Text
 
 from collab.store import PostgresStore, SqliteStore
+from collab.store.base import Held
 from tests.support.migrated import postgres_store_from, sqlite_store_from
 from tests.support.postgres_server import PostgresServer
 from tests.support.typed import typed_words
@@ -21,7 +22,7 @@ WRITER = 7
 
 
 async def _check_merged(store: SqliteStore | PostgresStore, text: str) -> None:
-    await store.compact(ROOM, Doc().get_update(), WRITER)
+    await store.compact(ROOM, Doc().get_update(), Held(WRITER))
     stored = await store.load(ROOM)
     assert stored.updates == []
     assert stored.snapshot is not None

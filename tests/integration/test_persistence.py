@@ -12,7 +12,7 @@ from pycrdt import Doc, Text
 from collab.bus.memory import MemoryBus
 from collab.errors import StoreError
 from collab.rooms.manager import RoomLimits, RoomManager
-from collab.store.base import StoredDocument
+from collab.store.base import Held, StoredDocument
 from collab.store.memory import MemoryStore
 from collab.store.sqlite import SqliteStore
 from collab.web.keys import ROOMS
@@ -38,15 +38,9 @@ class CountingStore(MemoryStore):
         self.batches.append(len(batch))
         await super().append_updates(batch, authors, writers)
 
-    async def compact(
-        self,
-        room_id: str,
-        state: bytes,
-        writer: int | None = None,
-        loaded: bytes | None = None,
-    ) -> None:
+    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
         self.compactions += 1
-        await super().compact(room_id, state, writer, loaded)
+        await super().compact(room_id, state, held)
 
 
 def text_of(stored: StoredDocument, root: str = "t") -> str:
@@ -216,15 +210,9 @@ async def test_compactions_let_edits_through_between_rooms() -> None:
             super().__init__()
             self.turns_at_compaction: list[int] = []
 
-        async def compact(
-            self,
-            room_id: str,
-            state: bytes,
-            writer: int | None = None,
-            loaded: bytes | None = None,
-        ) -> None:
+        async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
             self.turns_at_compaction.append(turns)
-            await super().compact(room_id, state, writer, loaded)
+            await super().compact(room_id, state, held)
 
     store = TurnRecordingStore()
     await store.open()

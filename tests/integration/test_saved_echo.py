@@ -15,7 +15,7 @@ from pycrdt import Doc, Text, create_sync_message
 
 from collab.errors import StoreError
 from collab.protocol.messages import update_payload
-from collab.store.base import StoredDocument
+from collab.store.base import Held, StoredDocument
 from collab.store.memory import MemoryStore
 from collab.web.keys import ROOMS, STORE
 from tests.conftest import RunningServer, StartServer, make_settings
@@ -100,17 +100,11 @@ class FlakyStore(MemoryStore):
         await super().append_updates(batch, authors, writers)
         self.appends += 1
 
-    async def compact(
-        self,
-        room_id: str,
-        state: bytes,
-        writer: int | None = None,
-        loaded: bytes | None = None,
-    ) -> None:
+    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
         if self.fail_compactions:
             self.failed_compactions += 1
             raise StoreError("compaction refused for the test")
-        await super().compact(room_id, state, writer, loaded)
+        await super().compact(room_id, state, held)
 
 
 async def test_a_saved_connection_gets_its_update_back_only_once_the_store_has_it(

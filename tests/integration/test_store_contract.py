@@ -29,7 +29,7 @@ from collab.store import (
     StoredDocument,
     create_store,
 )
-from collab.store.base import stored_digest
+from collab.store.base import Held, stored_digest
 from collab.store.migrations import Migration, apply_postgres_migrations, list_migrations
 from collab.store.revocations import RevocationStore
 from tests.support.postgres_fixtures import gate_held
@@ -235,11 +235,11 @@ async def test_a_writers_compaction_does_not_merge_what_it_stored(store: Store) 
     await store.append_updates([(ROOM, editor.insert(0, "mine"), None)], writers={ROOM: WRITER})
     stranger.insert(0, "state")
 
-    await store.compact(ROOM, stranger.state(), WRITER)
+    await store.compact(ROOM, stranger.state(), Held(WRITER))
     assert loaded_text(await store.load(ROOM)) == "state"
 
     # Nothing else was merged: the snapshot is the writer's own, and so held by its state.
-    await store.compact(ROOM, Editor().state(), WRITER)
+    await store.compact(ROOM, Editor().state(), Held(WRITER))
     assert loaded_text(await store.load(ROOM)) == ""
 
 
@@ -250,7 +250,7 @@ async def test_a_writers_compaction_merges_every_other_row(store: Store) -> None
     await store.append_updates([(ROOM, theirs.insert(0, "b"), None)], writers={ROOM: OTHER_WRITER})
     await store.append_updates([(ROOM, untagged.insert(0, "c"), None)])
 
-    await store.compact(ROOM, mine.state(), WRITER)
+    await store.compact(ROOM, mine.state(), Held(WRITER))
 
     assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b", "c"]
 
@@ -261,9 +261,9 @@ async def test_a_snapshot_that_merged_others_rows_is_merged_again(store: Store) 
     mine, theirs = Editor(), Editor()
     await store.append_updates([(ROOM, mine.insert(0, "a"), None)], writers={ROOM: WRITER})
     await store.append_updates([(ROOM, theirs.insert(0, "b"), None)], writers={ROOM: OTHER_WRITER})
-    await store.compact(ROOM, mine.state(), WRITER)
+    await store.compact(ROOM, mine.state(), Held(WRITER))
 
-    await store.compact(ROOM, mine.state(), WRITER)
+    await store.compact(ROOM, mine.state(), Held(WRITER))
 
     assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b"]
 
@@ -273,9 +273,9 @@ async def test_a_writers_snapshot_is_merged_by_any_other_compaction(store: Store
     without a writer."""
     first, second, third = Editor(), Editor(), Editor()
     first.insert(0, "a")
-    await store.compact(ROOM, first.state(), WRITER)
+    await store.compact(ROOM, first.state(), Held(WRITER))
     second.insert(0, "b")
-    await store.compact(ROOM, second.state(), OTHER_WRITER)
+    await store.compact(ROOM, second.state(), Held(OTHER_WRITER))
     third.insert(0, "c")
     await store.compact(ROOM, third.state())
 
@@ -291,7 +291,7 @@ async def _loaded_digest(store: Store) -> bytes:
 async def _snapshot_and_row_of_others(store: Store) -> None:
     first, second = Editor(), Editor()
     first.insert(0, "a")
-    await store.compact(ROOM, first.state(), OTHER_WRITER)
+    await store.compact(ROOM, first.state(), Held(OTHER_WRITER))
     await store.append_updates([(ROOM, second.insert(0, "b"), None)])
 
 
@@ -303,10 +303,10 @@ async def test_what_a_document_was_loaded_from_is_not_merged(store: Store) -> No
     mine = Editor()
     await store.append_updates([(ROOM, mine.insert(0, "c"), None)], writers={ROOM: WRITER})
 
-    await store.compact(ROOM, mine.state(), WRITER, loaded)
+    await store.compact(ROOM, mine.state(), Held(WRITER, loaded))
     assert loaded_text(await store.load(ROOM)) == "c"
 
-    await store.compact(ROOM, Editor().state(), WRITER)
+    await store.compact(ROOM, Editor().state(), Held(WRITER))
     assert loaded_text(await store.load(ROOM)) == ""
 
 
@@ -318,7 +318,7 @@ async def test_more_than_a_document_was_loaded_from_is_all_merged(store: Store) 
         [(ROOM, Editor().insert(0, "d"), None)], writers={ROOM: OTHER_WRITER}
     )
 
-    await store.compact(ROOM, Editor().state(), WRITER, loaded)
+    await store.compact(ROOM, Editor().state(), Held(WRITER, loaded))
 
     assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b", "d"]
 
@@ -330,9 +330,9 @@ async def test_less_than_a_document_was_loaded_from_is_all_merged(store: Store) 
     loaded = await _loaded_digest(store)
     third = Editor()
     third.insert(0, "e")
-    await store.compact(ROOM, third.state(), THIRD_WRITER)
+    await store.compact(ROOM, third.state(), Held(THIRD_WRITER))
 
-    await store.compact(ROOM, Editor().state(), WRITER, loaded)
+    await store.compact(ROOM, Editor().state(), Held(WRITER, loaded))
 
     assert sorted(loaded_text(await store.load(ROOM))) == ["a", "b", "e"]
 
@@ -520,7 +520,7 @@ async def test_any_interleaving_of_appends_and_compactions_loses_nothing(
             case Compact(editor):
                 # The state may hold edits not yet flushed: those are written by compaction.
                 state = model.editors[editor].state()
-                await store.compact(ROOM, state, editor + 1 if with_writers else None)
+                await store.compact(ROOM, state, Held(editor + 1) if with_writers else None)
                 model.written.append(state)
             case Sync(source, target):
                 model.editors[target].doc.apply_update(model.editors[source].state())
