@@ -187,8 +187,7 @@ async def reloaded_big_note(
     what it was loaded from."""
     room_id = f"big/r{round_number}-{mode.name}"
     stored = await store.load(room_id)
-    parts = [stored.snapshot, *stored.updates] if stored.snapshot else stored.updates
-    live = LiveRoom(DocumentRoom.from_stored(room_id, stored), loaded=stored_digest(parts))
+    live = LiveRoom(DocumentRoom.from_stored(room_id, stored), loaded=stored_digest(stored.parts))
     for update in typed(live.room, log):
         commit.note(live, update)
     await commit.flush()

@@ -137,8 +137,7 @@ class DocumentRoom:
             awareness_batch_s=awareness_batch_s,
             awareness_max_per_s=awareness_max_per_s,
         )
-        parts = ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates
-        for part in parts:
+        for part in stored.parts:
             room._apply(part)
         room._clocks = read_state_vector(room.doc.get_state())
         return room

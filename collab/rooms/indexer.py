@@ -285,7 +285,7 @@ class CatalogIndexer:
         """Index one note from its stored content; whether a row was written."""
         workspace_id, note_id = room_parts(room_id)
         stored = await self._documents.load(room_id)
-        parts = ([stored.snapshot] if stored.snapshot is not None else []) + stored.updates
+        parts = stored.parts
         if not parts:
             return False
         # A large document is read off the event loop, in a document of its own.

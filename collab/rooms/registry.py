@@ -135,8 +135,7 @@ class RoomRegistry:
                 self._commit.note_store_result(ok=False)
                 raise RoomUnavailable(f"could not load {room_id}: {error}") from error
             self._commit.note_store_result(ok=True)
-            parts = [stored.snapshot, *stored.updates] if stored.snapshot else stored.updates
-            loaded = await _digest_of(parts)
+            loaded = await _digest_of(stored.parts)
             try:
                 room = DocumentRoom.from_stored(
                     room_id,

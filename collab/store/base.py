@@ -44,6 +44,12 @@ class StoredDocument:
     def is_empty(self) -> bool:
         return self.snapshot is None and not self.updates
 
+    @property
+    def parts(self) -> list[bytes]:
+        """The snapshot (if any), then the logged updates: what loading applies, in order,
+        and what `stored_digest` is taken over."""
+        return self.updates if self.snapshot is None else [self.snapshot, *self.updates]
+
 
 class Store(Protocol):
     """Persistent storage of documents, keyed by room id (`"{workspace_id}/{note_id}"`).

@@ -73,8 +73,7 @@ def text_of(*updates: bytes) -> str:
 
 
 def loaded_text(stored: StoredDocument) -> str:
-    parts = [] if stored.snapshot is None else [stored.snapshot]
-    return text_of(*parts, *stored.updates)
+    return text_of(*stored.parts)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -284,8 +283,7 @@ async def test_a_writers_snapshot_is_merged_by_any_other_compaction(store: Store
 
 async def _loaded_digest(store: Store) -> bytes:
     """The `stored_digest` of the room as `load` returns it, as the rooms take it."""
-    stored = await store.load(ROOM)
-    return stored_digest([stored.snapshot, *stored.updates] if stored.snapshot else stored.updates)
+    return stored_digest((await store.load(ROOM)).parts)
 
 
 async def _snapshot_and_row_of_others(store: Store) -> None:
