@@ -35,7 +35,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -73,45 +72,48 @@ class Ticker:
         self._running = False
 
 
-class SkippingMode:
-    """Compacts as this version does: what the live document holds goes to the store."""
+# How a mode compacts: what it tells the store the state holds. "merged" tells nothing, as
+# every compaction before 0013 (the store merges every stored part); "skipped" is this
+# version (the live document's writer and, until its first compaction, what it was loaded
+# from).
+Mode = Callable[[LiveRoom], Held | None]
+MODES: dict[str, Mode] = {
+    "merged": lambda live: None,
+    "skipped": lambda live: Held(live.writer, live.loaded),
+}
 
-    name = "skipped"
 
-    @staticmethod
-    def held(live: LiveRoom) -> Held | None:
-        return Held(live.writer, live.loaded)
-
-
-class MergingMode:
-    """Compacts as before 0013: nothing held, so the store merges every stored part."""
-
-    name = "merged"
-
-    @staticmethod
-    def held(live: LiveRoom) -> Held | None:
-        return None
+def edits(room: DocumentRoom, edit: Callable[[int], None], count: int) -> list[bytes]:
+    """The updates `edit(0)` ... `edit(count - 1)` make to the room's document, one each."""
+    updates: list[bytes] = []
+    subscription = room.doc.observe(lambda event: updates.append(event.update))
+    for number in range(count):
+        edit(number)
+    room.doc.unobserve(subscription)
+    return updates
 
 
 def map_sets(room: DocumentRoom, count: int, tag: str) -> list[bytes]:
     """`count` updates each setting one key of a map, as S1's writers do."""
-    updates: list[bytes] = []
-    subscription = room.doc.observe(lambda event: updates.append(event.update))
     values = room.doc.get("lt", type=Map)
-    for number in range(count):
+
+    def set_key(number: int) -> None:
         values["t"] = f"{tag}-{number}-{time.time():.6f}-" + "x" * 24
-    room.doc.unobserve(subscription)
-    return updates
+
+    return edits(room, set_key, count)
 
 
 def typed(room: DocumentRoom, count: int) -> list[bytes]:
-    updates: list[bytes] = []
-    subscription = room.doc.observe(lambda event: updates.append(event.update))
+    """`count` one-character insertions spread over the room's text."""
     text = room.doc.get("t", type=Text)
-    for number in range(count):
-        text.insert(number * 7 % max(1, len(text)), "y")
-    room.doc.unobserve(subscription)
-    return updates
+    return edits(room, lambda number: text.insert(number * 7 % max(1, len(text)), "y"), count)
+
+
+async def logged(commit: GroupCommit, live: LiveRoom, updates: list[bytes]) -> None:
+    """Log `updates` of `live` the way the group commit does: queued, then one flush."""
+    for update in updates:
+        commit.note(live, update)
+    await commit.flush()
 
 
 async def compact_as(store: Store, live: LiveRoom, held: Held | None) -> tuple[float, float]:
@@ -128,70 +130,49 @@ async def compact_as(store: Store, live: LiveRoom, held: Held | None) -> tuple[f
     return used, ticker.longest_s
 
 
-async def logged_room(
-    store: Store, commit: GroupCommit, room_id: str, fill: Callable[[DocumentRoom], list[bytes]]
-) -> LiveRoom:
-    live = LiveRoom(DocumentRoom(room_id))
-    for update in fill(live.room):
-        commit.note(live, update)
-    await commit.flush()
-    return live
-
-
 async def s1_notes(
-    store: Store, commit: GroupCommit, mode: Any, notes: int, log: int, round_number: int
+    store: Store, commit: GroupCommit, mode: str, notes: int, log: int, round_number: int
 ) -> tuple[list[float], list[float]]:
-    rooms = [
-        await logged_room(
-            store,
-            commit,
-            f"s1/r{round_number}-{mode.name}-{index}",
-            lambda room: map_sets(room, log, "a"),
-        )
-        for index in range(notes)
-    ]
+    held = MODES[mode]
+    rooms = [LiveRoom(DocumentRoom(f"s1/r{round_number}-{mode}-{n}")) for n in range(notes)]
+    for live in rooms:
+        await logged(commit, live, map_sets(live.room, log, "a"))
     cpu: list[float] = []
     gaps: list[float] = []
     for live in rooms:
         # A first compaction stores a snapshot; the note then logs another `log` updates.
-        await store.compact(live.room_id, live.room.encode_state(), mode.held(live))
-        for update in map_sets(live.room, log, "b"):
-            commit.note(live, update)
-        await commit.flush()
-        used, gap = await compact_as(store, live, mode.held(live))
+        await store.compact(live.room_id, live.room.encode_state(), held(live))
+        await logged(commit, live, map_sets(live.room, log, "b"))
+        used, gap = await compact_as(store, live, held(live))
         cpu.append(used)
         gaps.append(gap)
     return cpu, gaps
 
 
 async def big_note(
-    store: Store, commit: GroupCommit, mode: Any, big_mb: float, log: int, round_number: int
+    store: Store, commit: GroupCommit, mode: str, big_mb: float, log: int, round_number: int
 ) -> tuple[float, float]:
-    live = LiveRoom(DocumentRoom(f"big/r{round_number}-{mode.name}"))
+    live = LiveRoom(DocumentRoom(f"big/r{round_number}-{mode}"))
     text = live.room.doc.get("t", type=Text)
     with live.room.doc.transaction():
         for _ in range(int(big_mb * MIB) // 1024):
             text.insert(0, "x" * 1024)
-    await store.compact(live.room_id, live.room.encode_state(), mode.held(live))
-    for update in typed(live.room, log):
-        commit.note(live, update)
-    await commit.flush()
-    return await compact_as(store, live, mode.held(live))
+    await store.compact(live.room_id, live.room.encode_state(), MODES[mode](live))
+    await logged(commit, live, typed(live.room, log))
+    return await compact_as(store, live, MODES[mode](live))
 
 
 async def reloaded_big_note(
-    store: Store, commit: GroupCommit, mode: Any, log: int, round_number: int
+    store: Store, commit: GroupCommit, mode: str, log: int, round_number: int
 ) -> tuple[float, float]:
     """The big note of this round loaded again (another document, as after a restart),
     edited `log` times and compacted: its first compaction, which is given the digest of
     what it was loaded from."""
-    room_id = f"big/r{round_number}-{mode.name}"
+    room_id = f"big/r{round_number}-{mode}"
     stored = await store.load(room_id)
     live = LiveRoom(DocumentRoom.from_stored(room_id, stored), loaded=stored_digest(stored.parts))
-    for update in typed(live.room, log):
-        commit.note(live, update)
-    await commit.flush()
-    return await compact_as(store, live, mode.held(live))
+    await logged(commit, live, typed(live.room, log))
+    return await compact_as(store, live, MODES[mode](live))
 
 
 def ms(values: list[float]) -> str:
@@ -207,25 +188,25 @@ async def run(args: argparse.Namespace, directory: str) -> None:
     await store.open()
     # No timer and no threshold: the rounds flush and compact when they say.
     commit = GroupCommit(store, RoomLimits(flush_interval_s=3600, compact_after_updates=10**9))
-    modes = [MergingMode(), SkippingMode()]
-    small: dict[str, tuple[list[float], list[float]]] = {m.name: ([], []) for m in modes}
-    big: dict[str, tuple[list[float], list[float]]] = {m.name: ([], []) for m in modes}
-    reloaded: dict[str, tuple[list[float], list[float]]] = {m.name: ([], []) for m in modes}
+    modes = list(MODES)
+    small: dict[str, tuple[list[float], list[float]]] = {mode: ([], []) for mode in modes}
+    big: dict[str, tuple[list[float], list[float]]] = {mode: ([], []) for mode in modes}
+    reloaded: dict[str, tuple[list[float], list[float]]] = {mode: ([], []) for mode in modes}
     try:
         for round_number in range(args.rounds):
             for mode in modes if round_number % 2 == 0 else reversed(modes):
                 cpu, gaps = await s1_notes(store, commit, mode, args.notes, args.log, round_number)
-                small[mode.name][0].extend(cpu)
-                small[mode.name][1].extend(gaps)
+                small[mode][0].extend(cpu)
+                small[mode][1].extend(gaps)
                 if args.big_mb > 0:
                     used, gap = await big_note(
                         store, commit, mode, args.big_mb, args.log, round_number
                     )
-                    big[mode.name][0].append(used)
-                    big[mode.name][1].append(gap)
+                    big[mode][0].append(used)
+                    big[mode][1].append(gap)
                     used, gap = await reloaded_big_note(store, commit, mode, args.log, round_number)
-                    reloaded[mode.name][0].append(used)
-                    reloaded[mode.name][1].append(gap)
+                    reloaded[mode][0].append(used)
+                    reloaded[mode][1].append(gap)
     finally:
         await store.close()
     print(f"store {args.store}, {args.rounds} rounds, modes alternating")

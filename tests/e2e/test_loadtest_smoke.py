@@ -201,6 +201,15 @@ def test_sqlite_log_cost_measures_both_shapes_of_the_log(shape: list[str], says:
     assert "µs of CPU per logged update (4 commits of 10 rows over 3 notes, " + says in output
 
 
+def test_compaction_cost_compacts_each_shape_both_ways() -> None:
+    output = run_tool("compaction_cost.py", "--rounds=2", "--notes=2", "--log=20", "--big-mb=0.1")
+    assert "store sqlite, 2 rounds, modes alternating" in output
+    for shape in ("S1's notes: 2 notes x 20-update log", "a 0.1 MiB note", "loaded again"):
+        assert shape in output
+    assert output.count("  merged   loop CPU") == 3
+    assert output.count("  skipped  loop CPU") == 3
+
+
 def test_catalog_edit_cost_switches_the_catalog_off_and_on_in_pairs() -> None:
     output = run_tool(
         "catalog_edit_cost.py",
