@@ -4,15 +4,18 @@ still silent half an interval later; any message, a pong included, clears both."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import cast
 
+from collab.protocol.close_codes import CloseCode
 from collab.web.sockets.liveness import PING_FRAME, Liveness, Watched
 from tests.support.transports import RecordingTransport
 
 
 def watched_transport(liveness: Liveness) -> tuple[RecordingTransport, Watched]:
     transport = RecordingTransport()
-    watched = liveness.watch(cast(asyncio.Transport, transport), "conn test")
+    watched = Watched(cast(asyncio.Transport, transport), "conn", "test")
+    liveness.watch(watched)
     return transport, watched
 
 
@@ -69,3 +72,27 @@ def test_closing_and_unwatched_connections_are_left_alone() -> None:
 
 async def test_with_no_interval_the_sweeper_does_not_run() -> None:
     await asyncio.wait_for(Liveness(0).run(), 1)
+
+
+async def test_shutdown_closes_what_it_watches_and_waits_for_each() -> None:
+    liveness = Liveness(30)
+    _, bare = watched_transport(liveness)
+    closed: list[tuple[int, str]] = []
+    gone = asyncio.Event()
+
+    class Closing(Watched):
+        __slots__ = ()
+
+        def shut_down(self, code: CloseCode, reason: str) -> Awaitable[None]:
+            closed.append((code, reason))
+            return gone.wait()
+
+    closing = Closing(cast(asyncio.Transport, RecordingTransport()), "conn", "closing")
+    liveness.watch(closing)
+    shutdown = asyncio.create_task(liveness.close_all(CloseCode.SERVICE_RESTART, "bye"))
+    await asyncio.sleep(0)
+    assert closed == [(CloseCode.SERVICE_RESTART, "bye")]
+    assert not shutdown.done()
+    gone.set()
+    await asyncio.wait_for(shutdown, 1)
+    assert bare.label == "conn test"

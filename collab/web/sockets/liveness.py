@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
 
 from collab.protocol.close_codes import CloseCode
 from collab.protocol.websocket import OPCODE_PING, encode_frame
-
-if TYPE_CHECKING:
-    from collab.web.sockets.websocket import ServerWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -31,28 +28,41 @@ PING_FRAME = encode_frame(b"", OPCODE_PING)
 
 class Watched:
     """One connection under watch; its socket adds 1 to `messages` for every read, so a
-    large message still arriving counts as life."""
+    large message still arriving counts as life.
+
+    `ServerWebSocket` is one, so a watched connection costs no object of its own: its
+    transport and name are the socket's. `kind` and `name` make up the label of its log
+    lines ("conn 1a2b3c"), kept apart so no connection holds a string of its own for it.
+    """
 
     __slots__ = (
         "_checked",
-        "_label",
+        "_kind",
+        "_name",
         "_pinged",
         "_silent_sweeps",
         "_transport",
         "messages",
-        "socket",
     )
 
-    def __init__(
-        self, transport: asyncio.Transport, label: str, socket: ServerWebSocket | None = None
-    ) -> None:
+    def __init__(self, transport: asyncio.Transport, kind: str, name: str) -> None:
         self._transport = transport
-        self._label = label
-        self.socket = socket
+        self._kind = kind
+        self._name = name
         self.messages = 0
         self._checked = 0
         self._silent_sweeps = 0
         self._pinged = False
+
+    @property
+    def label(self) -> str:
+        return f"{self._kind} {self._name}"
+
+    def shut_down(self, code: CloseCode, reason: str) -> Awaitable[None] | None:
+        """Start closing this connection for a server shutdown; return what to wait for
+        until it is gone and cleaned up, if anything. A bare watched transport has no
+        close handshake: it is left to the server's own close."""
+        return None
 
     def _sweep(self, silent_sweeps_before_ping: int) -> None:
         transport = self._transport
@@ -65,7 +75,7 @@ class Watched:
             return
         self._silent_sweeps += 1
         if self._pinged:
-            log.info("%s: no answer to a ping; dropping the connection", self._label)
+            log.info("%s %s: no answer to a ping; dropping the connection", self._kind, self._name)
             transport.abort()
         elif self._silent_sweeps >= silent_sweeps_before_ping:
             # A control frame, written whole between two whole frames like every write here.
@@ -80,12 +90,8 @@ class Liveness:
         self.interval_s = interval_s
         self._watched: set[Watched] = set()
 
-    def watch(
-        self, transport: asyncio.Transport, label: str, socket: ServerWebSocket | None = None
-    ) -> Watched:
-        watched = Watched(transport, label, socket)
+    def watch(self, watched: Watched) -> None:
         self._watched.add(watched)
-        return watched
 
     def unwatch(self, watched: Watched) -> None:
         self._watched.discard(watched)
@@ -98,10 +104,9 @@ class Liveness:
     async def close_all(self, code: CloseCode, reason: str) -> None:
         """Close every watched WebSocket with `code` and wait until each is gone and its
         endpoint cleaned up (on shutdown: aiohttp no longer knows these sockets)."""
-        sockets = [watched.socket for watched in self._watched if watched.socket is not None]
-        for socket in sockets:
-            socket.send_close(code, reason)
-        await asyncio.gather(*(socket.wait_closed() for socket in sockets), return_exceptions=True)
+        closing = [watched.shut_down(code, reason) for watched in list(self._watched)]
+        waits = [wait for wait in closing if wait is not None]
+        await asyncio.gather(*waits, return_exceptions=True)
 
     async def run(self) -> None:
         if self.interval_s <= 0:

@@ -68,9 +68,9 @@ class MessageBudget(Protocol):
         """Spend one message of `size` bytes; None, or why that is over a limit."""
 
 
-class ServerWebSocket(asyncio.Protocol):
-    """One accepted WebSocket after the handshake: the transport's protocol and the endpoint's
-    `PeerTransport`."""
+class ServerWebSocket(Watched, asyncio.Protocol):
+    """One accepted WebSocket after the handshake: the transport's protocol, the endpoint's
+    `PeerTransport`, and its own entry in the server's `Liveness`."""
 
     __slots__ = (
         "_abort_timer",
@@ -81,7 +81,6 @@ class ServerWebSocket(asyncio.Protocol):
         "_deflate_bits",
         "_drain_waiter",
         "_handler",
-        "_label",
         "_liveness",
         "_lost",
         "_lost_waiter",
@@ -90,8 +89,6 @@ class ServerWebSocket(asyncio.Protocol):
         "_pending",
         "_pending_pong",
         "_send_opcode",
-        "_transport",
-        "_watched",
         "close_code",
         "rate",
     )
@@ -103,16 +100,17 @@ class ServerWebSocket(asyncio.Protocol):
         *,
         deflate_bits: int | None,
         send_opcode: int,
-        label: str,
+        kind: str,
+        name: str,
         liveness: Liveness,
     ) -> None:
-        self._transport = transport
+        """`kind` and `name` label the connection's log lines: "conn 1a2b3c"."""
+        super().__init__(transport, kind, name)
         self._parser = parser
         self._deflate_bits = deflate_bits
         self._send_opcode = send_opcode
-        self._label = label
         self._liveness = liveness
-        self._watched: Watched = liveness.watch(transport, label, self)
+        liveness.watch(self)
         self._handler: MessageHandler | None = None
         self._context: contextvars.Context | None = None
         # Reads that arrive before the endpoint is attached (`start`).
@@ -146,7 +144,7 @@ class ServerWebSocket(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self._watched.messages += 1
+        self.messages += 1
         context = self._context
         if context is None:
             if self._pending is not None:
@@ -183,7 +181,7 @@ class ServerWebSocket(asyncio.Protocol):
         if self._context is not None:
             self._context.run(self._notify_closed)
         else:
-            self._liveness.unwatch(self._watched)
+            self._liveness.unwatch(self)
 
     # --- PeerTransport ----------------------------------------------------------------------
 
@@ -251,6 +249,10 @@ class ServerWebSocket(asyncio.Protocol):
             self._lost_waiter = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._lost_waiter)
 
+    def shut_down(self, code: CloseCode, reason: str) -> Awaitable[None]:
+        self.send_close(code, reason)
+        return self.wait_closed()
+
     async def wait_closed(self) -> None:
         """Wait until the connection is gone and the endpoint's cleanup finished."""
         await self.wait_lost()
@@ -309,13 +311,19 @@ class ServerWebSocket(asyncio.Protocol):
         reason = rate.over(len(payload))
         if reason is None:
             return False
-        log.warning("%s: closing with %d: %s", self._label, CloseCode.POLICY_VIOLATION, reason)
+        log.warning(
+            "%s %s: closing with %d: %s",
+            self._kind,
+            self._name,
+            CloseCode.POLICY_VIOLATION,
+            reason,
+        )
         self.send_close(CloseCode.POLICY_VIOLATION, reason)
         return True
 
     def _fail(self, error: FrameError) -> None:
         """Close after a protocol violation: nothing the client sends after it is read."""
-        log.warning("%s: closing with %d: %s", self._label, error.code, error.reason)
+        log.warning("%s %s: closing with %d: %s", self._kind, self._name, error.code, error.reason)
         self._close_received = True
         self.send_close(error.code, error.reason)
         self._transport.close()
@@ -345,12 +353,12 @@ class ServerWebSocket(asyncio.Protocol):
             return
         cleanup = handler.on_close()
         if cleanup is None:
-            self._liveness.unwatch(self._watched)
+            self._liveness.unwatch(self)
             return
         # Watched (and so waited for on shutdown) until the endpoint's cleanup is done: it may
         # still need the store and the bus, which close after the sockets.
         task = asyncio.ensure_future(cleanup)
-        task.add_done_callback(lambda _: self._liveness.unwatch(self._watched))
+        task.add_done_callback(lambda _: self._liveness.unwatch(self))
         self._cleanup = task
 
 
@@ -402,7 +410,8 @@ async def accept_websocket(
     max_message_bytes: int,
     compress: bool,
     send_opcode: int = OPCODE_BINARY,
-    label: str,
+    kind: str,
+    name: str,
 ) -> tuple[ServerWebSocket, web.StreamResponse]:
     """Answer the upgrade with 101 and take the socket over from aiohttp; the handler
     returns the 101 response (already sent) when it is done with the request. Raises an
@@ -434,7 +443,8 @@ async def accept_websocket(
         FrameParser(max_message_bytes, Inflater() if agreement is not None else None),
         deflate_bits=agreement.server_window_bits if agreement is not None else None,
         send_opcode=send_opcode,
-        label=label,
+        kind=kind,
+        name=name,
         liveness=request.app[LIVENESS],
     )
     transport.set_write_buffer_limits(high=DIRECT_WRITE_MAX_BUFFERED)

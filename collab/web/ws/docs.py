@@ -92,7 +92,8 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
             request,
             max_message_bytes=settings.max_message_bytes,
             compress=settings.ws_compression,
-            label=f"conn {peer_id}",
+            kind="conn",
+            name=peer_id,
         )
     except BaseException:
         rooms.release(live)

@@ -149,7 +149,8 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         max_message_bytes=MAX_LIVE_MESSAGE_BYTES,
         compress=settings.ws_compression,
         send_opcode=OPCODE_TEXT,
-        label=f"live {connection_id}",
+        kind="live",
+        name=connection_id,
     )
     peer = Peer(
         connection_id,

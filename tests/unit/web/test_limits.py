@@ -67,7 +67,8 @@ def open_socket() -> tuple[ServerWebSocket, RecordingTransport]:
         FrameParser(1 << 20),
         deflate_bits=None,
         send_opcode=OPCODE_BINARY,
-        label="conn test",
+        kind="conn",
+        name="test",
         liveness=Liveness(30),
     )
     return socket, transport

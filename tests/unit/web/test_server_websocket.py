@@ -40,7 +40,8 @@ def open_socket() -> tuple[ServerWebSocket, RecordingTransport, Endpoint, Livene
         FrameParser(1 << 20),
         deflate_bits=None,
         send_opcode=OPCODE_BINARY,
-        label="conn test",
+        kind="conn",
+        name="test",
         liveness=liveness,
     )
     endpoint = Endpoint()
