@@ -17,6 +17,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from collab.protocol.close_codes import CloseCode
@@ -61,6 +62,12 @@ _NO_FRAMES: deque[bytes] = deque(maxlen=0)
 class OutboxLimits:
     max_bytes: int
     max_frames: int
+
+    @staticmethod
+    @lru_cache(maxsize=16)
+    def shared(max_bytes: int, max_frames: int) -> OutboxLimits:
+        """The one instance for these limits that every peer holds, rather than one each."""
+        return OutboxLimits(max_bytes, max_frames)
 
 
 class Peer:

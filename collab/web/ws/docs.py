@@ -105,7 +105,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
         user_id=identity.user_id,
         can_write=role.can_write,
         transport=socket,
-        limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
+        limits=OutboxLimits.shared(settings.outbox_max_bytes, settings.outbox_max_frames),
         coalescing=UPDATE_COALESCING,
         saved_echo=saved_echo,
     )

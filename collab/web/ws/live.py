@@ -157,7 +157,7 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
         user_id=identity.user_id,
         can_write=False,
         transport=socket,
-        limits=OutboxLimits(settings.outbox_max_bytes, settings.outbox_max_frames),
+        limits=OutboxLimits.shared(settings.outbox_max_bytes, settings.outbox_max_frames),
     )
     connection = LiveConnection(identity, peer, socket, request.app[METRICS].live_traffic)
     # The operator's limits, on top of the channel's own stricter flood control.
