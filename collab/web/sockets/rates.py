@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from collab.settings import Settings
 
@@ -34,6 +35,58 @@ USER_RATE = RateScope(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """What a `MessageRate`'s buckets allow: one instance per setting, which every
+    connection's (or user's) buckets share, so a connection holds only its own levels."""
+
+    messages_per_s: int
+    message_burst: float
+    bytes_per_s: int
+    bytes_burst: float
+    clock: Callable[[], float]
+    scope: RateScope
+
+    @staticmethod
+    def of(
+        messages_per_s: int,
+        message_burst: int,
+        bytes_per_s: int,
+        bytes_burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        scope: RateScope = CONNECTION_RATE,
+    ) -> RateLimits:
+        """These limits: on the real clock, the one shared instance for them."""
+        if clock is time.monotonic:
+            return _shared_limits(messages_per_s, message_burst, bytes_per_s, bytes_burst, scope)
+        return _limits(messages_per_s, message_burst, bytes_per_s, bytes_burst, clock, scope)
+
+
+def _limits(
+    messages_per_s: int,
+    message_burst: int,
+    bytes_per_s: int,
+    bytes_burst: int,
+    clock: Callable[[], float],
+    scope: RateScope,
+) -> RateLimits:
+    return RateLimits(
+        messages_per_s,
+        message_burst if messages_per_s else UNLIMITED,
+        bytes_per_s,
+        bytes_burst if bytes_per_s else UNLIMITED,
+        clock,
+        scope,
+    )
+
+
+@lru_cache(maxsize=64)
+def _shared_limits(
+    messages_per_s: int, message_burst: int, bytes_per_s: int, bytes_burst: int, scope: RateScope
+) -> RateLimits:
+    return _limits(messages_per_s, message_burst, bytes_per_s, bytes_burst, time.monotonic, scope)
+
+
 class MessageRate:
     """Token buckets for one connection's (or one user's) messages and bytes.
 
@@ -44,18 +97,8 @@ class MessageRate:
     burst is never below the largest message, so a maximal message fits.
     """
 
-    __slots__ = (
-        "_at",
-        "_bytes",
-        "_bytes_burst",
-        "_bytes_per_s",
-        "_clock",
-        "_message_burst",
-        "_messages",
-        "_messages_per_s",
-        "_scope",
-        "_user",
-    )
+    # One per connection: the levels and when they were last refilled; the limits shared.
+    __slots__ = ("_at", "_bytes", "_limits", "_messages", "_user")
 
     def __init__(
         self,
@@ -68,16 +111,14 @@ class MessageRate:
         user: MessageRate | None = None,
         scope: RateScope = CONNECTION_RATE,
     ) -> None:
-        self._messages_per_s = messages_per_s
-        self._bytes_per_s = bytes_per_s
-        self._message_burst: float = message_burst if messages_per_s else UNLIMITED
-        self._bytes_burst: float = bytes_burst if bytes_per_s else UNLIMITED
-        self._messages = self._message_burst
-        self._bytes = self._bytes_burst
-        self._clock = clock
+        limits = RateLimits.of(
+            messages_per_s, message_burst, bytes_per_s, bytes_burst, clock, scope
+        )
+        self._limits = limits
+        self._messages = limits.message_burst
+        self._bytes = limits.bytes_burst
         self._at = clock()
         self._user = user
-        self._scope = scope
 
     @classmethod
     def for_connection(
@@ -113,26 +154,27 @@ class MessageRate:
         return None if user is None else user.over(size)
 
     def _refill(self, size: int) -> str | None:
-        now = self._clock()
+        limits = self._limits
+        now = limits.clock()
         elapsed_s = now - self._at
         self._at = now
         # Refill (capped at the burst) as of now, then take this message out again.
-        messages = self._messages + 1 + elapsed_s * self._messages_per_s
-        self._messages = min(self._message_burst, messages) - 1
-        added_bytes = self._bytes + size + elapsed_s * self._bytes_per_s
-        self._bytes = min(self._bytes_burst, added_bytes) - size
+        messages = self._messages + 1 + elapsed_s * limits.messages_per_s
+        self._messages = min(limits.message_burst, messages) - 1
+        added_bytes = self._bytes + size + elapsed_s * limits.bytes_per_s
+        self._bytes = min(limits.bytes_burst, added_bytes) - size
         if self._messages >= 0 and self._bytes >= 0:
             return None
         # A refused message takes nothing from the buckets.
         self._messages += 1
         self._bytes += size
-        scope = self._scope
+        scope = limits.scope
         if self._messages < 1:
             return (
-                f"more than {self._messages_per_s} messages/s "
-                f"(burst {self._message_burst:.0f}){scope.whose}: {scope.messages_setting}"
+                f"more than {limits.messages_per_s} messages/s "
+                f"(burst {limits.message_burst:.0f}){scope.whose}: {scope.messages_setting}"
             )
         return (
-            f"more than {self._bytes_per_s} bytes/s "
-            f"(burst {self._bytes_burst:.0f}){scope.whose}: {scope.bytes_setting}"
+            f"more than {limits.bytes_per_s} bytes/s "
+            f"(burst {limits.bytes_burst:.0f}){scope.whose}: {scope.bytes_setting}"
         )
