@@ -42,14 +42,6 @@ class _State:
     state_json: str | None
 
 
-@dataclass(slots=True)
-class _Bucket:
-    """A connection's awareness rate: tokens left, when last refilled."""
-
-    tokens: float
-    at: float
-
-
 class RoomAwareness:
     """The awareness states of one room's clients, local and from other instances."""
 
@@ -72,9 +64,13 @@ class RoomAwareness:
         # The entries accepted since the last tick, latest per client, with whether a local
         # peer made it (those go on the bus too).
         self._batch: dict[int, tuple[AwarenessEntry, bool]] = {}
-        self._buckets: dict[str, _Bucket] = {}
+        # Each connection's rate as a token bucket of `max_per_s` tokens refilled at
+        # `max_per_s` a second, kept as one number: when the bucket will be full again
+        # (a bucket full since some time is one full now). A float per connection rather
+        # than an object with two.
+        self._full_at: dict[str, float] = {}
         # The entries held over their rate, newest per client, of the connections holding
-        # any (a subset of `_buckets`' keys): most never do, and hold no dict.
+        # any: most never do, and hold no dict.
         self._held: dict[str, dict[int, AwarenessEntry]] = {}
 
     @property
@@ -105,7 +101,7 @@ class RoomAwareness:
 
     def leave(self, peer_id: str) -> list[Effect]:
         """Remove, for everyone, the states `peer_id` introduced; forget what it held."""
-        self._buckets.pop(peer_id, None)
+        self._full_at.pop(peer_id, None)
         self._held.pop(peer_id, None)
         removed = []
         for client_id in [c for c, owner in self._owner.items() if owner == peer_id]:
@@ -140,11 +136,8 @@ class RoomAwareness:
         everything accepted since the last tick, one message for all local peers and one
         with the local peers' entries for the other instances."""
         for peer_id in list(self._held):
-            bucket = self._buckets[peer_id]
-            self._refill(bucket)
-            if bucket.tokens < 1:
+            if not self._spend(peer_id):
                 continue
-            bucket.tokens -= 1
             held = list(self._held.pop(peer_id).values())
             origin = PeerOrigin(peer_id, can_write=False)
             for entry in self._accept(held, origin):
@@ -226,15 +219,9 @@ class RoomAwareness:
     def _take_token(self, peer_id: str, message: AwarenessUpdate) -> bool:
         """Whether the peer may set states now; if not, hold the message's entries (the
         newest per client) for a later tick."""
-        bucket = self._buckets.get(peer_id)
-        if bucket is None:
-            bucket = self._buckets[peer_id] = _Bucket(self._max_per_s, self._clock())
-        elif peer_id not in self._held:
-            self._refill(bucket)
-        if peer_id not in self._held and bucket.tokens >= 1:
-            bucket.tokens -= 1
-            return True
         # Held behind earlier held entries too, so a peer's changes keep their order.
+        if peer_id not in self._held and self._spend(peer_id):
+            return True
         held = self._held.get(peer_id, {})
         for entry in message.entries:
             previous = held.get(entry.client_id)
@@ -244,10 +231,17 @@ class RoomAwareness:
             self._held[peer_id] = held
         return False
 
-    def _refill(self, bucket: _Bucket) -> None:
+    def _spend(self, peer_id: str) -> bool:
+        """Take a token from the peer's bucket if it holds one (a bucket not seen yet is
+        full)."""
         now = self._clock()
-        bucket.tokens = min(self._max_per_s, bucket.tokens + (now - bucket.at) * self._max_per_s)
-        bucket.at = now
+        full_at = max(self._full_at.get(peer_id, now), now)
+        # The bucket lacks (full_at - now) * max_per_s of its max_per_s tokens; the slack
+        # absorbs the rounding of summed 1 / max_per_s steps.
+        if (full_at - now) * self._max_per_s > self._max_per_s - 1 + 1e-9:
+            return False
+        self._full_at[peer_id] = full_at + 1 / self._max_per_s
+        return True
 
     def _set(self, entry: AwarenessEntry) -> bool:
         """Apply one entry with y-protocols' clock rule; return whether it changed anything."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -204,6 +206,57 @@ def test_expired_remote_states_go_out_with_the_tick_to_local_peers_only() -> Non
     (broadcast,) = only(effects, Broadcast)
     assert isinstance(broadcast, Broadcast)
     assert entries_of(broadcast.frame) == [(7, 2, None)]
+
+
+class ReferenceBucket:
+    """The rate as the module documents it, in exact arithmetic: a token bucket of
+    `per_s` tokens refilled at `per_s` a second, full at first."""
+
+    def __init__(self, per_s: int, now: Fraction) -> None:
+        self.per_s = per_s
+        self.tokens = Fraction(per_s)
+        self.at = now
+
+    def take(self, now: Fraction) -> bool:
+        self.tokens = min(Fraction(self.per_s), self.tokens + (now - self.at) * self.per_s)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    per_s=st.integers(1, 20),
+    steps=st.lists(st.tuples(st.integers(0, 40), st.booleans()), max_size=60),
+)
+def test_the_rate_is_the_token_bucket_it_documents(
+    per_s: int, steps: list[tuple[int, bool]]
+) -> None:
+    """Each step advances the clock by 0-2 s in 50 ms units (so buckets land exactly on
+    whole tokens), sends a state, and maybe ticks; a state goes out at once exactly when the
+    reference bucket has a token and nothing is held, and a tick releases what is held
+    exactly when it has one."""
+    clock = Clock()
+    awareness = batched(clock, max_per_s=per_s)
+    now = Fraction(100)
+    bucket = ReferenceBucket(per_s, now)
+    held = False
+    for sent, (advance, tick) in enumerate(steps, start=1):
+        now += Fraction(advance, 20)
+        clock.now = float(now)
+        awareness.receive(message((1, sent, "{}")), ALICE)
+        applied = awareness.present_states() == [AwarenessEntry(1, sent, "{}")]
+        expected = not held and bucket.take(now)
+        assert applied == expected
+        held = held or not applied
+        if tick:
+            awareness.take_batch()
+            if held and bucket.take(now):
+                held = False
+                assert awareness.present_states() == [AwarenessEntry(1, sent, "{}")]
+        assert awareness.due == held or not tick
 
 
 def test_the_rate_needs_batching_and_is_off_without_it() -> None:
