@@ -21,7 +21,7 @@ from collab.errors import ProtocolError, RoomUnavailable, StoreError
 from collab.rooms.commit import GroupCommit
 from collab.rooms.document import DocumentRoom
 from collab.rooms.live import LiveRoom, RoomLimits
-from collab.store.base import Store, stored_digest
+from collab.store.base import Store, stored_digest_off_loop
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +193,8 @@ class RoomRegistry:
         log.debug("room %s unloaded", live.room_id)
 
 
-# Above this many bytes the digest of a loaded document is taken in a thread (hashlib lets go
-# of the GIL for large buffers): about 25 ms for 20 MiB that the event loop need not wait.
-DIGEST_IN_THREAD_BYTES = 1024 * 1024
-
-
 async def _digest_of(parts: list[bytes]) -> bytes | None:
     """The `stored_digest` of a loaded document's parts; None for a document never stored."""
     if not parts:
         return None
-    if sum(len(part) for part in parts) < DIGEST_IN_THREAD_BYTES:
-        return stored_digest(parts)
-    return await asyncio.to_thread(stored_digest, parts)
+    return await stored_digest_off_loop(parts)

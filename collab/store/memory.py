@@ -127,6 +127,8 @@ class MemoryStore:
         parts += self._updates.get(room_id, [])
         # What `writer` stored is held by `state` (a None writer holds nothing).
         stored = [part for part, by in parts if by is None or by != writer]
+        # In one step, the digest too: no await may come between reading the log and
+        # dropping it, nothing else here keeps it as read.
         merged, own = compacted_state(
             bytes(state), stored, f"memory store: room {room_id!r}", loaded
         )

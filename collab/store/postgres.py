@@ -21,7 +21,7 @@ from collab.store import (
     postgres_versions,
     postgres_webhooks,
 )
-from collab.store.base import Held, StoredDocument, compacted_state
+from collab.store.base import Held, StoredDocument, compacted_state_off_loop
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
@@ -249,7 +249,7 @@ class PostgresStore:
             )
             stored = [] if snapshot is None else [bytes(snapshot)]
             stored += [bytes(row["data"]) for row in rows if row["data"] is not None]
-            merged, own = compacted_state(
+            merged, own = await compacted_state_off_loop(
                 bytes(state), stored, f"Postgres store {self.where}: room {room_id!r}", loaded
             )
             await conn.execute(

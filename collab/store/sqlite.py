@@ -24,7 +24,7 @@ from collab.store import (
     sqlite_versions,
     sqlite_webhooks,
 )
-from collab.store.base import Held, StoredDocument, compacted_state
+from collab.store.base import Held, StoredDocument, compacted_state_off_loop
 from collab.store.catalog import (
     CatalogEntry,
     CatalogPage,
@@ -243,7 +243,7 @@ class SqliteStore:
             )
             stored = [bytes(row[0]) for row in snapshot_rows if row[0] is not None]
             stored += [bytes(row[1]) for row in update_rows if row[1] is not None]
-            merged, own = compacted_state(
+            merged, own = await compacted_state_off_loop(
                 state, stored, f"SQLite store {self.path!r}: room {room_id!r}", loaded
             )
             await conn.execute(

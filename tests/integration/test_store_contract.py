@@ -29,7 +29,7 @@ from collab.store import (
     StoredDocument,
     create_store,
 )
-from collab.store.base import Held, stored_digest
+from collab.store.base import DIGEST_IN_THREAD_BYTES, Held, stored_digest
 from collab.store.migrations import Migration, apply_postgres_migrations, list_migrations
 from collab.store.revocations import RevocationStore
 from tests.support.postgres_fixtures import gate_held
@@ -306,6 +306,27 @@ async def test_what_a_document_was_loaded_from_is_not_merged(store: Store) -> No
 
     await store.compact(ROOM, Editor().state(), Held(WRITER))
     assert loaded_text(await store.load(ROOM)) == ""
+
+
+async def test_what_a_large_document_was_loaded_from_is_not_merged_either(store: Store) -> None:
+    """Past `DIGEST_IN_THREAD_BYTES` the stores may take the digest in a thread: the same
+    answer, and a row appended since still merged."""
+    big = Editor()
+    big.insert(0, "x" * DIGEST_IN_THREAD_BYTES)
+    await store.compact(ROOM, big.state(), Held(OTHER_WRITER))
+    loaded = await _loaded_digest(store)
+    mine = Editor()
+    await store.append_updates([(ROOM, mine.insert(0, "c"), None)], writers={ROOM: WRITER})
+
+    await store.compact(ROOM, mine.state(), Held(WRITER, loaded))
+    assert loaded_text(await store.load(ROOM)) == "c"
+
+    await store.compact(ROOM, big.state(), Held(OTHER_WRITER))
+    await store.append_updates([(ROOM, Editor().insert(0, "d"), None)])
+    await store.compact(ROOM, Editor().state(), Held(WRITER, loaded))
+    text = loaded_text(await store.load(ROOM))
+    assert len(text) == DIGEST_IN_THREAD_BYTES + 2
+    assert set(text) == {"x", "c", "d"}
 
 
 async def test_more_than_a_document_was_loaded_from_is_all_merged(store: Store) -> None:
