@@ -56,6 +56,7 @@ class Watched:
 
     @property
     def label(self) -> str:
+        """How the connection's log lines name it ("conn 1a2b3c"), built when one is logged."""
         return f"{self._kind} {self._name}"
 
     def shut_down(self, code: CloseCode, reason: str) -> Awaitable[None] | None:
@@ -75,7 +76,7 @@ class Watched:
             return
         self._silent_sweeps += 1
         if self._pinged:
-            log.info("%s %s: no answer to a ping; dropping the connection", self._kind, self._name)
+            log.info("%s: no answer to a ping; dropping the connection", self.label)
             transport.abort()
         elif self._silent_sweeps >= silent_sweeps_before_ping:
             # A control frame, written whole between two whole frames like every write here.

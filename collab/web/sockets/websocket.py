@@ -311,19 +311,13 @@ class ServerWebSocket(Watched, asyncio.Protocol):
         reason = rate.over(len(payload))
         if reason is None:
             return False
-        log.warning(
-            "%s %s: closing with %d: %s",
-            self._kind,
-            self._name,
-            CloseCode.POLICY_VIOLATION,
-            reason,
-        )
+        log.warning("%s: closing with %d: %s", self.label, CloseCode.POLICY_VIOLATION, reason)
         self.send_close(CloseCode.POLICY_VIOLATION, reason)
         return True
 
     def _fail(self, error: FrameError) -> None:
         """Close after a protocol violation: nothing the client sends after it is read."""
-        log.warning("%s %s: closing with %d: %s", self._kind, self._name, error.code, error.reason)
+        log.warning("%s: closing with %d: %s", self.label, error.code, error.reason)
         self._close_received = True
         self.send_close(error.code, error.reason)
         self._transport.close()
