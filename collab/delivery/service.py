@@ -148,7 +148,7 @@ class WebhookService:
     async def _attempt(self, claimed: ClaimedDelivery) -> None:
         delivery = claimed.delivery
         timestamp = int(self._clock().timestamp())
-        headers = signed_headers(claimed.secret, delivery.message_id, timestamp, delivery.body)
+        headers = signed_headers(claimed.secrets, delivery.message_id, timestamp, delivery.body)
         result = await self.client.post(claimed.url, headers, delivery.body)
         now = self._clock()
         next_at = None if result.ok else self._next_attempt(claimed, now)

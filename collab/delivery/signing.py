@@ -2,7 +2,10 @@
 
 A secret is `whsec_` and the base64 of a random key. Each attempt is signed over
 `{webhook-id}.{webhook-timestamp}.{body}` with HMAC-SHA256 under that key; the
-`webhook-signature` header is `v1,` and the base64 of the MAC.
+`webhook-signature` header is `v1,` and the base64 of the MAC, one such signature per secret
+the attempt is signed with, separated by spaces (the current secret first, then the one a
+rotation replaced while it still signs): a receiver accepts a request that one of them
+verifies, so it can switch secrets without refusing anything.
 """
 
 from __future__ import annotations
@@ -40,12 +43,18 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return f"{SIGNATURE_VERSION},{base64.b64encode(mac).decode()}"
 
 
-def signed_headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The headers of one attempt: the JSON body's type and the three Standard Webhooks
-    headers."""
+def signed_headers(
+    secrets: tuple[str, ...], message_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """The headers of one attempt signed with each of `secrets`: the JSON body's type and the
+    three Standard Webhooks headers."""
+    if not secrets:
+        raise ValueError("an attempt is signed with at least one secret")
     return {
         "Content-Type": "application/json",
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(secret, message_id, timestamp, body),
+        "webhook-signature": " ".join(
+            sign(secret, message_id, timestamp, body) for secret in secrets
+        ),
     }

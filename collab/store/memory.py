@@ -508,6 +508,12 @@ class MemoryStore:
         self._check_callable()
         return self._webhooks.delete_endpoint(endpoint_id)
 
+    async def rotate_secret(
+        self, endpoint_id: str, secret: str, *, previous_until: str | None
+    ) -> Endpoint | None:
+        self._check_callable()
+        return self._webhooks.rotate_secret(endpoint_id, secret, previous_until=previous_until)
+
     def watch_outbox(self, listener: OutboxListener) -> None:
         self._webhooks.watch(listener)
 

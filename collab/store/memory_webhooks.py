@@ -100,6 +100,21 @@ class MemoryWebhooks(WebhookOutbox[None]):
             del self._rows[number]
         return True
 
+    def rotate_secret(
+        self, endpoint_id: str, secret: str, *, previous_until: str | None
+    ) -> Endpoint | None:
+        endpoint = self._endpoints.get(endpoint_id)
+        if endpoint is None:
+            return None
+        rotated = replace(
+            endpoint,
+            secret=secret,
+            previous_secret=None if previous_until is None else endpoint.secret,
+            previous_secret_until=previous_until,
+        )
+        self._endpoints[endpoint_id] = rotated
+        return rotated
+
     def claim_deliveries(
         self, *, now: str, lease_until: str, lease: str, limit: int
     ) -> list[ClaimedDelivery]:
@@ -125,7 +140,8 @@ class MemoryWebhooks(WebhookOutbox[None]):
             row.delivery = replace(row.delivery, lease_until=lease_until)
             row.lease = lease
             endpoint = self._endpoints[row.delivery.endpoint_id]
-            claimed.append(ClaimedDelivery(row.delivery, endpoint.url, endpoint.secret, lease))
+            secrets = endpoint.signing_secrets(now)
+            claimed.append(ClaimedDelivery(row.delivery, endpoint.url, secrets, lease))
         return claimed
 
     def record_attempt(

@@ -777,6 +777,14 @@ class PostgresStore:
         self._webhooks.routes.forget()
         return deleted
 
+    async def rotate_secret(
+        self, endpoint_id: str, secret: str, *, previous_until: str | None
+    ) -> Endpoint | None:
+        async with self._connection(f"rotating webhook {endpoint_id!r}") as conn:
+            return await postgres_webhooks.rotate_secret(
+                conn, endpoint_id, secret, previous_until=previous_until
+            )
+
     def watch_outbox(self, listener: OutboxListener) -> None:
         self._webhooks.watch(listener)
 

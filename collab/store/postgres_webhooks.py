@@ -41,6 +41,7 @@ from collab.store.webhooks import (
     disabled_reason,
     page_limit,
     should_disable,
+    signing_secrets,
 )
 
 # The outbox lock, in the two-int4 advisory key space ("collab webhook outbox" as ASCII).
@@ -50,7 +51,7 @@ _MAX_ID = 2**63 - 1
 # In the order of `Endpoint`'s and `Delivery`'s fields.
 _ENDPOINT_COLUMNS = (
     "id, url, events, workspace_id, secret, created_at, last_success_at, failing_since, "
-    "disabled_at, disabled_reason"
+    "disabled_at, disabled_reason, previous_secret, previous_secret_until"
 )
 _DELIVERY_COLUMNS = (
     "d.id, d.endpoint_id, d.message_id, d.event_type, d.subject, d.body, d.created_at, "
@@ -119,7 +120,7 @@ async def lock_trashed(conn: Any, workspace_id: str, note_id: str) -> bool:
 async def add_endpoint(conn: Any, endpoint: Endpoint) -> None:
     await conn.execute(
         f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLUMNS}) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         endpoint.id,
         endpoint.url,
         list(endpoint.events),
@@ -130,6 +131,8 @@ async def add_endpoint(conn: Any, endpoint: Endpoint) -> None:
         endpoint.failing_since,
         endpoint.disabled_at,
         endpoint.disabled_reason,
+        endpoint.previous_secret,
+        endpoint.previous_secret_until,
     )
 
 
@@ -153,12 +156,28 @@ async def delete_endpoint(conn: Any, endpoint_id: str) -> bool:
     return deleted is not None
 
 
+async def rotate_secret(
+    conn: Any, endpoint_id: str, secret: str, *, previous_until: str | None
+) -> Endpoint | None:
+    # The right-hand sides read the row as it was: the replaced secret becomes the previous.
+    row = await conn.fetchrow(
+        "UPDATE webhook_endpoints SET secret = $1, "
+        "previous_secret = CASE WHEN $2::text IS NULL THEN NULL ELSE secret END, "
+        f"previous_secret_until = $2 WHERE id = $3 RETURNING {_ENDPOINT_COLUMNS}",
+        secret,
+        previous_until,
+        endpoint_id,
+    )
+    return None if row is None else _endpoint(row)
+
+
 async def claim_deliveries(
     conn: Any, *, now: str, lease_until: str, lease: str, limit: int
 ) -> list[ClaimedDelivery]:
     rows = await conn.fetch(
         "UPDATE webhook_deliveries d SET lease = $1, lease_until = $2 FROM ("
-        "SELECT c.id, e.url, e.secret FROM webhook_deliveries c "
+        "SELECT c.id, e.url, e.secret, e.previous_secret, e.previous_secret_until "
+        "FROM webhook_deliveries c "
         "JOIN webhook_endpoints e ON e.id = c.endpoint_id "
         "WHERE c.state = 'pending' AND c.next_attempt_at <= $3 "
         "AND (c.lease_until IS NULL OR c.lease_until <= $3) AND e.disabled_at IS NULL "
@@ -166,14 +185,23 @@ async def claim_deliveries(
         "WHERE p.state = 'pending' AND p.endpoint_id = c.endpoint_id "
         "AND p.subject = c.subject AND p.id < c.id)) "
         "ORDER BY c.next_attempt_at, c.id LIMIT $4 FOR UPDATE OF c SKIP LOCKED) AS due "
-        f"WHERE d.id = due.id RETURNING {_DELIVERY_COLUMNS}, due.url, due.secret",
+        f"WHERE d.id = due.id RETURNING {_DELIVERY_COLUMNS}, due.url, due.secret, "
+        "due.previous_secret, due.previous_secret_until",
         lease,
         lease_until,
         now,
         max(0, limit),
     )
     claimed = [
-        ClaimedDelivery(_delivery(row), str(row["url"]), str(row["secret"]), lease) for row in rows
+        ClaimedDelivery(
+            _delivery(row),
+            str(row["url"]),
+            signing_secrets(
+                str(row["secret"]), row["previous_secret"], row["previous_secret_until"], now
+            ),
+            lease,
+        )
+        for row in rows
     ]
     return sorted(claimed, key=lambda c: (c.delivery.next_attempt_at or "", int(c.delivery.id)))
 
@@ -345,6 +373,8 @@ def _endpoint(row: Any) -> Endpoint:
         failing_since=row["failing_since"],
         disabled_at=row["disabled_at"],
         disabled_reason=row["disabled_reason"],
+        previous_secret=row["previous_secret"],
+        previous_secret_until=row["previous_secret_until"],
     )
 
 

@@ -721,6 +721,14 @@ class SqliteStore:
         self._webhooks.routes.forget()
         return deleted
 
+    async def rotate_secret(
+        self, endpoint_id: str, secret: str, *, previous_until: str | None
+    ) -> Endpoint | None:
+        async with self._transaction("IMMEDIATE", f"rotating webhook {endpoint_id!r}") as conn:
+            return await sqlite_webhooks.rotate_secret(
+                conn, endpoint_id, secret, previous_until=previous_until
+            )
+
     def watch_outbox(self, listener: OutboxListener) -> None:
         self._webhooks.watch(listener)
 

@@ -33,12 +33,13 @@ from collab.store.webhooks import (
     disabled_reason,
     page_limit,
     should_disable,
+    signing_secrets,
 )
 
 # In the order of `Endpoint`'s and `Delivery`'s fields.
 _ENDPOINT_COLUMNS = (
     "id, url, events, workspace_id, secret, created_at, last_success_at, failing_since, "
-    "disabled_at, disabled_reason"
+    "disabled_at, disabled_reason, previous_secret, previous_secret_until"
 )
 _DELIVERY_COLUMNS = (
     "d.id, d.endpoint_id, d.message_id, d.event_type, d.subject, d.body, d.created_at, "
@@ -81,7 +82,7 @@ class SqliteOutbox(WebhookOutbox[aiosqlite.Connection]):
 async def add_endpoint(conn: aiosqlite.Connection, endpoint: Endpoint) -> None:
     await conn.execute(
         f"INSERT INTO webhook_endpoints ({_ENDPOINT_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             endpoint.id,
             endpoint.url,
@@ -93,6 +94,8 @@ async def add_endpoint(conn: aiosqlite.Connection, endpoint: Endpoint) -> None:
             endpoint.failing_since,
             endpoint.disabled_at,
             endpoint.disabled_reason,
+            endpoint.previous_secret,
+            endpoint.previous_secret_until,
         ),
     )
 
@@ -124,6 +127,19 @@ async def delete_endpoint(conn: aiosqlite.Connection, endpoint_id: str) -> bool:
     return bool(rows)
 
 
+async def rotate_secret(
+    conn: aiosqlite.Connection, endpoint_id: str, secret: str, *, previous_until: str | None
+) -> Endpoint | None:
+    # The right-hand sides read the row as it was: the replaced secret becomes the previous.
+    rows = await conn.execute_fetchall(
+        "UPDATE webhook_endpoints SET secret = ?1, "
+        "previous_secret = CASE WHEN ?2 IS NULL THEN NULL ELSE secret END, "
+        f"previous_secret_until = ?2 WHERE id = ?3 RETURNING {_ENDPOINT_COLUMNS}",
+        (secret, previous_until, endpoint_id),
+    )
+    return next((_endpoint(row) for row in rows), None)
+
+
 async def claim_deliveries(
     conn: aiosqlite.Connection, *, now: str, lease_until: str, lease: str, limit: int
 ) -> list[ClaimedDelivery]:
@@ -139,12 +155,21 @@ async def claim_deliveries(
         (lease, lease_until, now, max(0, limit)),
     )
     rows = await conn.execute_fetchall(
-        f"SELECT {_DELIVERY_COLUMNS}, e.url, e.secret FROM webhook_deliveries d "
+        f"SELECT {_DELIVERY_COLUMNS}, e.url, e.secret, e.previous_secret, "
+        "e.previous_secret_until FROM webhook_deliveries d "
         "JOIN webhook_endpoints e ON e.id = d.endpoint_id "
         "WHERE d.lease = ? AND d.state = 'pending' ORDER BY d.next_attempt_at, d.id",
         (lease,),
     )
-    return [ClaimedDelivery(_delivery(row[:15]), str(row[15]), str(row[16]), lease) for row in rows]
+    return [
+        ClaimedDelivery(
+            _delivery(row[:15]),
+            str(row[15]),
+            signing_secrets(str(row[16]), row[17], row[18], now),
+            lease,
+        )
+        for row in rows
+    ]
 
 
 async def record_attempt(
@@ -304,7 +329,8 @@ def _attached(delivery: Delivery, attempts: list[Attempt]) -> Delivery:
 
 
 def _endpoint(row: Any) -> Endpoint:
-    endpoint_id, url, events, workspace_id, secret, created_at, success, failing, *disabled = row
+    endpoint_id, url, events, workspace_id, secret, created_at, success, failing = row[:8]
+    disabled_at, disabled_reason, previous_secret, previous_until = row[8:]
     return Endpoint(
         id=str(endpoint_id),
         url=str(url),
@@ -314,8 +340,10 @@ def _endpoint(row: Any) -> Endpoint:
         created_at=str(created_at),
         last_success_at=success,
         failing_since=failing,
-        disabled_at=disabled[0],
-        disabled_reason=disabled[1],
+        disabled_at=disabled_at,
+        disabled_reason=disabled_reason,
+        previous_secret=previous_secret,
+        previous_secret_until=previous_until,
     )
 
 

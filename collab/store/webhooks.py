@@ -8,6 +8,10 @@ back reports nothing, and one that commits is delivered at least once, even if t
 dies right after. Without an endpoint wanting an event nothing is written, and the check
 costs no query while each store instance's cached routes are fresh (`WebhookRoutes`).
 
+An endpoint's secret can be rotated (`rotate_secret`): the replaced secret keeps signing
+beside the new one until a time the operator chose, so the receiver can switch without
+refusing anything (Standard Webhooks' space-separated signatures).
+
 Deliveries are sent by whichever instance claims them (`claim_deliveries`), under a lease:
 an instance that dies mid-attempt loses its lease when it expires, and another sends again.
 A delivery with a `subject` (a note, a member) waits while an earlier delivery of the same
@@ -75,6 +79,14 @@ class Endpoint:
     the time its first failed delivery was written, or its last success if that is later."""
     disabled_at: str | None = None
     disabled_reason: str | None = None
+    previous_secret: str | None = field(default=None, repr=False)
+    """The secret the last rotation replaced, still signing until `previous_secret_until`."""
+    previous_secret_until: str | None = None
+    """Until when (exclusive) attempts are signed with `previous_secret` too."""
+
+    def signing_secrets(self, now: str) -> tuple[str, ...]:
+        """The secrets an attempt at `now` is signed with (see `signing_secrets`)."""
+        return signing_secrets(self.secret, self.previous_secret, self.previous_secret_until, now)
 
     def wants(self, event_type: str, workspace_id: str) -> bool:
         return (
@@ -137,7 +149,9 @@ class Delivery:
 class ClaimedDelivery:
     delivery: Delivery
     url: str
-    secret: str = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+    """What its attempt is signed with: the endpoint's secret, and the one its last rotation
+    replaced while that still signs at the claim's `now` (`signing_secrets`)."""
     lease: str
     """The claim's token: only its holder records the attempt."""
 
@@ -182,6 +196,14 @@ class WebhookStore(Protocol):
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
         """Delete the endpoint and its deliveries; whether it existed."""
+
+    async def rotate_secret(
+        self, endpoint_id: str, secret: str, *, previous_until: str | None
+    ) -> Endpoint | None:
+        """Sign the endpoint's attempts with `secret` from now on, and with the secret it
+        replaces too until `previous_until` (None: not at all). A secret replaced by an
+        earlier rotation stops signing now: at most two sign at once. Returns the endpoint as
+        it now is; None when there is no such endpoint."""
 
     def watch_outbox(self, listener: OutboxListener) -> None:
         """Call `listener` after each transaction of this store instance that wrote
@@ -228,6 +250,15 @@ class WebhookStore(Protocol):
     async def delete_finished_deliveries(self, *, finished_before: str, limit: int) -> int:
         """Delete up to `limit` deliveries delivered or failed before `finished_before`,
         with their attempts; how many."""
+
+
+def signing_secrets(
+    secret: str, previous: str | None, previous_until: str | None, now: str
+) -> tuple[str, ...]:
+    """`secret`, then `previous` while `now` is before `previous_until`."""
+    if previous is not None and previous_until is not None and now < previous_until:
+        return (secret, previous)
+    return (secret,)
 
 
 def failing_start(record: AttemptRecord, last_success_at: str | None) -> str:

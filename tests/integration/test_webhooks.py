@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -24,6 +25,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
+from collab.delivery.signing import new_secret
 from collab.settings import Secret, Settings
 from collab.store.webhooks import EVENT_TYPES
 from collab.web.keys import WEBHOOKS
@@ -196,6 +198,15 @@ def verify(secret: str, got: Received) -> dict[str, Any]:
     assert any(hmac.compare_digest(expected, signature) for signature in offered)
     assert got.headers["Content-Type"] == "application/json"
     return got.payload
+
+
+def verifies(secret: str, got: Received) -> bool:
+    """Whether a receiver holding only `secret` accepts the request."""
+    try:
+        verify(secret, got)
+    except AssertionError:
+        return False
+    return True
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -605,6 +616,7 @@ async def test_the_admin_api_needs_the_admin_token(start_server: StartServer) ->
             ("DELETE", f"{HOOKS}/ep_abc"),
             ("GET", f"{HOOKS}/ep_abc/deliveries"),
             ("POST", f"{HOOKS}/ep_abc/deliveries/1/retry"),
+            ("POST", f"{HOOKS}/ep_abc/secret/rotate"),
         ):
             status, body = await admin(server, method, path, token=token, json={})
             assert status == 403, (method, path, body)
@@ -731,3 +743,101 @@ async def test_listing_paging_deleting_and_unknown_ids(
     assert (await admin(server, "DELETE", f"{HOOKS}/{hook['id']}"))[0] == 404
     assert (await admin(server, "GET", f"{HOOKS}/{hook['id']}/deliveries"))[0] == 404
     assert (await admin(server, "GET", HOOKS))[1] == {"webhooks": []}
+
+
+# -- rotating a secret -------------------------------------------------------------------------
+
+
+async def test_a_rotated_secret_keeps_signing_beside_the_new_one_for_its_overlap(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """A rotation answers the new secret once; what is sent during the overlap is accepted by
+    a receiver holding either secret, so receivers switch without refusing anything; after a
+    rotation without overlap only the newest secret verifies. Listings never show a secret."""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url(), ["note.created"])
+    rotate = f"{HOOKS}/{hook['id']}/secret/rotate"
+
+    # No body: the default overlap, a day.
+    status, rotated = await admin(server, "POST", rotate)
+    assert status == 200, rotated
+    assert rotated["secret"].startswith("whsec_")
+    assert rotated["secret"] != hook["secret"]
+    until = datetime.fromisoformat(rotated["previous_secret_until"])
+    assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(days=1)
+    status, shown = await admin(server, "GET", f"{HOOKS}/{hook['id']}")
+    assert status == 200
+    assert "secret" not in shown
+    assert shown == {k: v for k, v in rotated.items() if k != "secret"}
+    listed = (await admin(server, "GET", HOOKS))[1]["webhooks"]
+    assert all("secret" not in each for each in listed)
+
+    await create_note(server, "n1")
+    await eventually(lambda: len(receiver.received) == 1, what="the first delivery")
+    [during] = receiver.received
+    assert verifies(rotated["secret"], during)
+    assert verifies(hook["secret"], during)
+    assert not verifies(new_secret(), during)
+
+    status, again = await admin(server, "POST", rotate, json={"previous_valid_s": 0})
+    assert status == 200, again
+    assert again["previous_secret_until"] is None
+    await create_note(server, "n2")
+    await eventually(lambda: len(receiver.received) == 2, what="the second delivery")
+    after = receiver.received[1]
+    assert verifies(again["secret"], after)
+    assert not verifies(rotated["secret"], after)
+    assert not verifies(hook["secret"], after)
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"previous_valid_s": -1}, "previous_valid_s: whole seconds from 0 to 604800"),
+        ({"previous_valid_s": 604801}, "previous_valid_s: whole seconds"),
+        ({"previous_valid_s": "60"}, "previous_valid_s: whole seconds"),
+        ({"previous_valid_s": True}, "previous_valid_s: whole seconds"),
+        ({"previous_valid_s": 1.5}, "previous_valid_s: whole seconds"),
+        ({"previous_valid_s": None}, "previous_valid_s: whole seconds"),
+        ({"secret": "whsec_AAAA"}, "unknown field(s): secret"),
+        ([], "the body must be a JSON object"),
+    ],
+)
+async def test_a_bad_rotation_gets_a_precise_error_and_changes_nothing(
+    start_server: StartServer, receiver: Receiver, body: Any, message: str
+) -> None:
+    """Each bad rotation is refused with 422 naming the field; the endpoint keeps its secret
+    (what it sends still verifies with it, and with nothing else)."""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url(), ["note.created"])
+
+    status, answer = await admin(server, "POST", f"{HOOKS}/{hook['id']}/secret/rotate", json=body)
+
+    assert status == 422, answer
+    assert message in answer["error"]["message"]
+    assert (await admin(server, "GET", f"{HOOKS}/{hook['id']}"))[1]["previous_secret_until"] is None
+    await create_note(server, "n1")
+    await eventually(lambda: len(receiver.received) == 1, what="a delivery")
+    assert verifies(hook["secret"], receiver.received[0])
+    assert len(receiver.received[0].headers["webhook-signature"].split(" ")) == 1
+
+
+async def test_rotating_an_unknown_webhook_or_with_a_body_not_json_is_refused(
+    start_server: StartServer,
+) -> None:
+    """An unknown or malformed id is 404; a body not declared JSON 415, one that does not
+    parse 400."""
+    server = await start_server(hook_settings())
+
+    assert (await admin(server, "POST", f"{HOOKS}/ep_nope/secret/rotate"))[0] == 404
+    assert (await admin(server, "POST", f"{HOOKS}/Bad!Id/secret/rotate"))[0] == 404
+    hook = await register(server, "http://127.0.0.1:9/hook", ["note.created"])
+    rotate = f"{HOOKS}/{hook['id']}/secret/rotate"
+    status, _ = await admin(server, "POST", rotate, data=b"previous_valid_s=5")
+    assert status == 415
+    status, _ = await admin(
+        server, "POST", rotate, data=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert status == 400
+    assert (await admin(server, "GET", f"{HOOKS}/{hook['id']}"))[1]["previous_secret_until"] is None

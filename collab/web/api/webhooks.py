@@ -4,6 +4,9 @@
   endpoint and its `secret`, shown this once;
 - `GET /api/v1/admin/webhooks` → `{"webhooks": [endpoint…]}` (no secrets);
 - `GET /api/v1/admin/webhooks/{id}` → the endpoint; `DELETE` → 204 (its deliveries too);
+- `POST /api/v1/admin/webhooks/{id}/secret/rotate` (no body, or `{"previous_valid_s"}`) → 200
+  with the endpoint and its new `secret`, shown this once; the replaced secret keeps signing
+  beside it for `previous_valid_s` (default a day, 0 to 7 days);
 - `GET /api/v1/admin/webhooks/{id}/deliveries?limit=&cursor=` → `{"deliveries": [...],
   "next"}`, newest first, each with its latest attempts;
 - `POST /api/v1/admin/webhooks/{id}/deliveries/{delivery_id}/retry` → 202 with the delivery,
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -34,6 +38,11 @@ MAX_ENDPOINTS = 100
 MAX_BODY_BYTES = 16 * 1024
 DEFAULT_DELIVERY_PAGE = 50
 _FIELDS = frozenset({"url", "events", "workspace"})
+_ROTATE_FIELDS = frozenset({"previous_valid_s"})
+DEFAULT_PREVIOUS_VALID_S = 86400
+"""How long a rotated-out secret keeps signing unless the operator says: a day, as hosted
+webhook services do, for receivers that are redeployed with the new secret."""
+MAX_PREVIOUS_VALID_S = 7 * 86400
 _WORKSPACE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
 _ENDPOINT_ID = re.compile(r"ep_[a-z0-9]{1,64}")
 _DELIVERY_ID = re.compile(r"[1-9][0-9]{0,18}")
@@ -52,6 +61,7 @@ def endpoint_json(endpoint: Endpoint) -> dict[str, Any]:
         "failing_since": endpoint.failing_since,
         "disabled_at": endpoint.disabled_at,
         "disabled_reason": endpoint.disabled_reason,
+        "previous_secret_until": endpoint.previous_secret_until,
     }
 
 
@@ -119,6 +129,24 @@ async def delete_webhook(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def rotate_secret(request: web.Request) -> web.Response:
+    check_admin(request)
+    endpoint_id = _endpoint_id(request)
+    # Usually sent without a body: then no Content-Type is asked for either.
+    body = (
+        await read_json_object(request, max_bytes=MAX_BODY_BYTES, fields=_ROTATE_FIELDS, empty=True)
+        if request.body_exists
+        else {}
+    )
+    valid_s = _previous_valid_s(body.get("previous_valid_s", DEFAULT_PREVIOUS_VALID_S))
+    secret = new_secret()
+    until = format_timestamp(datetime.now(UTC) + timedelta(seconds=valid_s)) if valid_s else None
+    endpoint = await request.app[DATABASE].rotate_secret(endpoint_id, secret, previous_until=until)
+    if endpoint is None:
+        raise _no_webhook(request)
+    return json_body({**endpoint_json(endpoint), "secret": secret})
+
+
 async def list_deliveries(request: web.Request) -> web.Response:
     check_admin(request)
     endpoint = await _endpoint(request)
@@ -176,6 +204,16 @@ def _workspace(raw: object) -> str | None:
     return raw
 
 
+def _previous_valid_s(raw: object) -> int:
+    # bool is an int to Python, not to the API.
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= MAX_PREVIOUS_VALID_S:
+        raise _unprocessable(
+            f"previous_valid_s: whole seconds from 0 to {MAX_PREVIOUS_VALID_S} for which the "
+            f"replaced secret keeps signing (default {DEFAULT_PREVIOUS_VALID_S})"
+        )
+    return raw
+
+
 def _page(request: web.Request) -> tuple[int, str | None]:
     for name in request.query:
         if name not in ("limit", "cursor"):
@@ -223,6 +261,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/admin/webhooks", list_webhooks)
     app.router.add_get("/api/v1/admin/webhooks/{webhook_id}", get_webhook)
     app.router.add_delete("/api/v1/admin/webhooks/{webhook_id}", delete_webhook)
+    app.router.add_post("/api/v1/admin/webhooks/{webhook_id}/secret/rotate", rotate_secret)
     app.router.add_get("/api/v1/admin/webhooks/{webhook_id}/deliveries", list_deliveries)
     app.router.add_post(
         "/api/v1/admin/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", retry_delivery

@@ -500,7 +500,61 @@ async def test_endpoints_are_listed_read_and_deleted_with_their_deliveries(
     [claimed] = await claim(store)
     assert claimed.delivery.endpoint_id == "ep_a"
     assert claimed.url == b.url
-    assert claimed.secret == b.secret
+    assert claimed.secrets == (b.secret,)
+
+
+async def test_a_rotated_secret_signs_beside_the_new_one_until_its_time(store: Database) -> None:
+    """After a rotation the endpoint reads back with the new secret and the replaced one,
+    and a claim before the overlap ends carries both (the new first), one after it only the
+    new. Another endpoint keeps its secret."""
+    await registered(store, endpoint("ep_a"), endpoint("ep_b"))
+    old = endpoint().secret
+    new = "whsec_" + "B" * 44
+
+    rotated = await store.rotate_secret("ep_a", new, previous_until=moment(30))
+
+    assert rotated is not None
+    assert (rotated.secret, rotated.previous_secret) == (new, old)
+    assert await store.get_endpoint("ep_a") == rotated
+    assert (await store.list_endpoints())[0] == rotated
+    untouched = await store.get_endpoint("ep_b")
+    assert untouched is not None
+    assert (untouched.secret, untouched.previous_secret) == (old, None)
+    await create(store)
+    during = {c.delivery.endpoint_id: c.secrets for c in await claim(store, at=1.0)}
+    assert during == {"ep_a": (new, old), "ep_b": (old,)}
+    [delivery] = await deliveries(store, "ep_a")
+    assert await store.record_attempt(
+        delivery.id, "lease-1.0-10", failed(1.0, 60), disable_after_s=DAY_S
+    )
+    claimed = {c.delivery.endpoint_id: c.secrets for c in await claim(store, at=61.0)}
+    assert claimed["ep_a"] == (new,)
+
+
+async def test_a_rotation_without_overlap_or_twice_keeps_at_most_two_secrets(
+    store: Database,
+) -> None:
+    """Without an overlap the replaced secret stops signing at once; a second rotation drops
+    the secret the first replaced; an unknown endpoint rotates nothing."""
+    await registered(store)
+    first, second, third = ("whsec_" + c * 44 for c in "BCD")
+
+    at_once = await store.rotate_secret("ep_a", first, previous_until=None)
+    assert at_once is not None
+    assert (at_once.secret, at_once.previous_secret, at_once.previous_secret_until) == (
+        first,
+        None,
+        None,
+    )
+    await store.rotate_secret("ep_a", second, previous_until=moment(30))
+    twice = await store.rotate_secret("ep_a", third, previous_until=moment(30))
+    assert twice is not None
+    assert (twice.secret, twice.previous_secret) == (third, second)
+    await create(store)
+    [claimed] = await claim(store)
+    assert claimed.secrets == (third, second)
+    assert await store.rotate_secret("ep_zz", first, previous_until=None) is None
+    assert await store.get_endpoint("ep_zz") is None
 
 
 async def test_deliveries_are_listed_newest_first_page_by_page(store: Database) -> None:

@@ -40,7 +40,7 @@ def test_a_string_that_is_no_secret_is_refused(secret: str) -> None:
 
 def test_headers_carry_id_timestamp_signature_and_the_json_type() -> None:
     """The attempt's headers name the message, its time in Unix seconds and its signature."""
-    headers = signed_headers(SPEC_SECRET, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+    headers = signed_headers((SPEC_SECRET,), SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
 
     assert headers == {
         "Content-Type": "application/json",
@@ -49,3 +49,21 @@ def test_headers_carry_id_timestamp_signature_and_the_json_type() -> None:
         "webhook-signature": SPEC_SIGNATURE,
     }
     assert len(base64.b64decode(SPEC_SIGNATURE.removeprefix("v1,"))) == 32
+
+
+def test_an_attempt_signed_with_two_secrets_carries_both_signatures_current_first() -> None:
+    """During a rotation's overlap the header holds one signature per secret, space
+    separated as the specification's rotation requires, the current secret's first."""
+    current = new_secret()
+
+    headers = signed_headers((current, SPEC_SECRET), SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+
+    first, second = headers["webhook-signature"].split(" ")
+    assert first == sign(current, SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
+    assert second == SPEC_SIGNATURE
+
+
+def test_an_attempt_is_never_sent_unsigned() -> None:
+    """No secret to sign with is a bug, not an unsigned request."""
+    with pytest.raises(ValueError, match="at least one secret"):
+        signed_headers((), SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY)
