@@ -11,6 +11,8 @@
   connection closed.
 - **Never redirected.** A 3xx answer is a failed attempt; proxies from the environment are
   ignored.
+- **What the receiver asks for is reported.** A failed answer's `Retry-After`, and whether
+  it was 410 Gone, for the service to wait or disable the endpoint (Standard Webhooks).
 
 Every failure is an `AttemptResult` with a reason, never an exception (bar cancellation).
 """
@@ -31,6 +33,7 @@ TIMEOUT_S = 10.0
 MAX_RESPONSE_BYTES = 1024
 MAX_EXCERPT_CHARS = 200
 USER_AGENT = "collab-webhooks/1"
+GONE = 410
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +41,18 @@ class AttemptResult:
     status: int | None
     error: str | None
     """None exactly when the attempt succeeded (a 2xx answer)."""
+    retry_after: str | None = None
+    """The `Retry-After` header of a failed answer (`retries.retry_after_s` reads it)."""
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def gone(self) -> bool:
+        """The receiver answered 410 Gone: it wants no more deliveries (Standard Webhooks:
+        the endpoint is disabled)."""
+        return self.status == GONE
 
 
 class RefusedAddress(OSError):
@@ -192,7 +203,12 @@ async def _send(
             location = answer.headers.get("Location", "")[:MAX_EXCERPT_CHARS]
             return AttemptResult(status, f"HTTP {status}: redirects are not followed ({location})")
         text = _printable(excerpt.decode("utf-8", "replace")[:MAX_EXCERPT_CHARS])
-        return AttemptResult(status, f"HTTP {status}: {text}" if text else f"HTTP {status}")
+        retry_after = answer.headers.get("Retry-After")
+        return AttemptResult(
+            status,
+            f"HTTP {status}: {text}" if text else f"HTTP {status}",
+            None if retry_after is None else retry_after[:MAX_EXCERPT_CHARS],
+        )
 
 
 async def _read_at_most(content: aiohttp.StreamReader, limit: int) -> bytes:

@@ -7,7 +7,8 @@ commits deliveries (`watch_outbox`), when an attempt ends, when a retry it sched
 and every `poll_s` (deliveries other instances wrote, or leases that expired).
 
 Each attempt is signed afresh (its own `webhook-timestamp`), sent (`WebhookClient`) and
-recorded under its lease: delivered, scheduled again (`RetryPolicy`), or failed for good. A
+recorded under its lease: delivered, scheduled again (`RetryPolicy`, no sooner than the
+receiver's `Retry-After` asks), or failed for good (410 Gone also disables the endpoint). A
 store failure while recording leaves the lease to expire: the delivery is attempted again
 (at least once, never lost). Delivered and failed deliveries are deleted after `keep_s`.
 """
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from collab.delivery.client import AttemptResult, WebhookClient
-from collab.delivery.retries import RetryPolicy
+from collab.delivery.retries import RetryPolicy, retry_after_s
 from collab.delivery.signing import signed_headers
 from collab.errors import StoreError
 from collab.store.rows import format_timestamp
@@ -151,7 +152,11 @@ class WebhookService:
         headers = signed_headers(claimed.secrets, delivery.message_id, timestamp, delivery.body)
         result = await self.client.post(claimed.url, headers, delivery.body)
         now = self._clock()
-        next_at = None if result.ok else self._next_attempt(claimed, now)
+        next_at = (
+            None
+            if result.ok or result.gone
+            else self._next_attempt(claimed, now, retry_after_s(result.retry_after, now))
+        )
         record = AttemptRecord(
             at=format_timestamp(now),
             status=result.status,
@@ -159,6 +164,7 @@ class WebhookService:
             delivered=result.ok,
             next_attempt_at=None if next_at is None else format_timestamp(next_at),
             failing_from=delivery.retried_at or delivery.created_at,
+            gone=result.gone,
         )
         try:
             recorded = await self.store.record_attempt(
@@ -175,12 +181,16 @@ class WebhookService:
             return
         self._count(claimed, result, recorded, next_at, now)
 
-    def _next_attempt(self, claimed: ClaimedDelivery, now: datetime) -> datetime | None:
+    def _next_attempt(
+        self, claimed: ClaimedDelivery, now: datetime, wait_s: float | None
+    ) -> datetime | None:
         delivery = claimed.delivery
         if delivery.retried_at is not None:
             return None  # an operator's one more attempt
         created_at = datetime.fromisoformat(delivery.created_at)
-        return self.policy.next_attempt(created_at, delivery.attempt_count + 1, now, self._rng)
+        return self.policy.next_attempt(
+            created_at, delivery.attempt_count + 1, now, self._rng, wait_s=wait_s
+        )
 
     def _count(
         self,

@@ -21,10 +21,9 @@ from collab.store.webhooks import (
     WebhookRoutes,
     clip_error,
     delivery_number,
-    disabled_reason,
+    disabling_reason,
     failing_start,
     page_limit,
-    should_disable,
 )
 
 
@@ -174,8 +173,8 @@ class MemoryWebhooks(WebhookOutbox[None]):
             return True
         since = endpoint.failing_since or failing_start(record, endpoint.last_success_at)
         endpoint = replace(endpoint, failing_since=since)
-        if endpoint.disabled_at is None and should_disable(since, record.at, disable_after_s):
-            reason = disabled_reason(since, disable_after_s, record)
+        reason = disabling_reason(record, since, disable_after_s)
+        if endpoint.disabled_at is None and reason is not None:
             endpoint = replace(endpoint, disabled_at=record.at, disabled_reason=reason)
             self._fail_pending(endpoint_id, record.at)
         self._endpoints[endpoint_id] = endpoint

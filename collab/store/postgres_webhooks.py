@@ -38,9 +38,8 @@ from collab.store.webhooks import (
     WebhookEvent,
     clip_error,
     delivery_number,
-    disabled_reason,
+    disabling_reason,
     page_limit,
-    should_disable,
     signing_secrets,
 )
 
@@ -256,11 +255,12 @@ async def record_attempt(
     if endpoint is None or endpoint["disabled_at"] is not None:
         return True
     since = str(endpoint["failing_since"])
-    if should_disable(since, record.at, disable_after_s):
+    reason = disabling_reason(record, since, disable_after_s)
+    if reason is not None:
         await conn.execute(
             "UPDATE webhook_endpoints SET disabled_at = $1, disabled_reason = $2 WHERE id = $3",
             record.at,
-            disabled_reason(since, disable_after_s, record),
+            reason,
             endpoint_id,
         )
         await conn.execute(

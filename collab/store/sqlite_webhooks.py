@@ -30,9 +30,8 @@ from collab.store.webhooks import (
     WebhookEvent,
     clip_error,
     delivery_number,
-    disabled_reason,
+    disabling_reason,
     page_limit,
-    should_disable,
     signing_secrets,
 )
 
@@ -218,10 +217,11 @@ async def record_attempt(
     if endpoint is None or endpoint[1] is not None:
         return True
     since = str(endpoint[0])
-    if should_disable(since, record.at, disable_after_s):
+    reason = disabling_reason(record, since, disable_after_s)
+    if reason is not None:
         await conn.execute(
             "UPDATE webhook_endpoints SET disabled_at = ?, disabled_reason = ? WHERE id = ?",
-            (record.at, disabled_reason(since, disable_after_s, record), endpoint_id),
+            (record.at, reason, endpoint_id),
         )
         await conn.execute(
             "UPDATE webhook_deliveries SET state = 'failed', next_attempt_at = NULL, "

@@ -168,6 +168,9 @@ class AttemptRecord:
     """When to try again after a failure; None: failed for good."""
     failing_from: str
     """When the delivery began to wait: when it was written, or re-queued by an operator."""
+    gone: bool = False
+    """The receiver answered 410 Gone: it wants nothing more (Standard Webhooks), so the
+    delivery fails for good (`next_attempt_at` None) and the endpoint is disabled."""
 
     def outcome(self) -> tuple[DeliveryState, str | None, str | None]:
         """The delivery's state after this attempt, its next attempt time and its finish
@@ -266,13 +269,19 @@ def failing_start(record: AttemptRecord, last_success_at: str | None) -> str:
     return max(record.failing_from, last_success_at or "")
 
 
-def should_disable(failing_since: str, at: str, disable_after_s: float) -> bool:
-    """Whether a run of failures that began at `failing_since` disables its endpoint at `at`."""
-    elapsed = datetime.fromisoformat(at) - datetime.fromisoformat(failing_since)
-    return elapsed.total_seconds() >= disable_after_s
-
-
-def disabled_reason(failing_since: str, disable_after_s: float, record: AttemptRecord) -> str:
+def disabling_reason(
+    record: AttemptRecord, failing_since: str, disable_after_s: float
+) -> str | None:
+    """Why the failed attempt `record` disables its endpoint, whose run of failures began at
+    `failing_since`; None when it does not. Either the receiver answered 410 Gone, or the run
+    has lasted `disable_after_s`."""
+    if record.gone:
+        return (f"the receiver answered HTTP 410 Gone at {record.at}: it takes no more deliveries")[
+            :MAX_ERROR_CHARS
+        ]
+    elapsed = datetime.fromisoformat(record.at) - datetime.fromisoformat(failing_since)
+    if elapsed.total_seconds() < disable_after_s:
+        return None
     last = record.error or f"HTTP {record.status}"
     return (
         f"no delivery taken for {disable_after_s:g} s (COLLAB_WEBHOOK_RETRY_S), since "

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
@@ -82,7 +83,8 @@ class Received:
 @dataclass
 class Receiver:
     """A webhook receiver: records each request, then answers as its script for the note
-    says ("fail", "stall", "redirect", "big-fail", "endless"), else 204."""
+    says ("fail", "stall", "redirect", "big-fail", "endless", "gone", "busy <Retry-After>"),
+    else 204."""
 
     port: int = 0
     received: list[Received] = field(default_factory=list)
@@ -109,6 +111,11 @@ class Receiver:
             return web.Response(status=204)
         if behaviour == "redirect":
             raise web.HTTPFound("/elsewhere")
+        if behaviour == "gone":
+            return web.Response(status=410, text="unsubscribed")
+        if behaviour.startswith("busy "):
+            # "busy <Retry-After value>": 429 asking to come back later.
+            return web.Response(status=429, headers={"Retry-After": behaviour[5:]})
         if behaviour == "big-fail":
             return web.Response(status=500, text="x" * 100_000)
         if behaviour == "endless":
@@ -743,6 +750,66 @@ async def test_listing_paging_deleting_and_unknown_ids(
     assert (await admin(server, "DELETE", f"{HOOKS}/{hook['id']}"))[0] == 404
     assert (await admin(server, "GET", f"{HOOKS}/{hook['id']}/deliveries"))[0] == 404
     assert (await admin(server, "GET", HOOKS))[1] == {"webhooks": []}
+
+
+async def test_a_receiver_asking_to_wait_is_retried_no_sooner_than_it_asked(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """A 429 with `Retry-After` (seconds or an HTTP date) schedules the next attempt that
+    long after the answer, not at the backoff's first retry (20 ms in these tests); one
+    without a readable value keeps the backoff."""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url(), ["note.created"])
+    in_an_hour = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    receiver.scripts = {"n1": ["busy 120"], "n2": [f"busy {in_an_hour}"], "n3": ["busy soon"]}
+
+    for note in ("n1", "n2", "n3"):
+        await create_note(server, note)
+    await eventually(lambda: delivered_or_waiting(server, hook["id"]), what="n3 delivered")
+
+    shown = {d["payload"]["data"]["id"]: d for d in await deliveries(server, hook["id"])}
+    for note, wait in (("n1", timedelta(seconds=120)), ("n2", timedelta(minutes=59))):
+        [attempt] = shown[note]["attempts"]
+        assert attempt["status"] == 429
+        assert shown[note]["state"] == "pending"
+        waited = datetime.fromisoformat(shown[note]["next_attempt_at"]) - datetime.fromisoformat(
+            attempt["at"]
+        )
+        assert wait <= waited <= timedelta(hours=1), (note, waited)
+    assert shown["n3"]["state"] == "delivered"
+    assert [a["status"] for a in shown["n3"]["attempts"]] == [429, 204]
+
+
+async def delivered_or_waiting(server: RunningServer, hook_id: str) -> bool:
+    shown = await deliveries(server, hook_id)
+    return len(shown) == 3 and any(
+        d["payload"]["data"]["id"] == "n3" and d["state"] == "delivered" for d in shown
+    )
+
+
+async def test_a_receiver_answering_gone_disables_its_endpoint_at_once(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """410 Gone is the receiver saying it wants nothing more: the delivery fails without a
+    retry, the endpoint is disabled saying why, and later events are not sent to it."""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url(), ["note.created"])
+    receiver.scripts["n1"] = ["gone"]
+
+    await create_note(server, "n1")
+    await eventually(lambda: endpoint_disabled(server, hook["id"]), what="the endpoint disabled")
+
+    listed = (await admin(server, "GET", f"{HOOKS}/{hook['id']}"))[1]
+    assert "410 Gone" in listed["disabled_reason"]
+    [failed] = await deliveries(server, hook["id"])
+    assert (failed["state"], failed["attempt_count"], failed["last_status"]) == ("failed", 1, 410)
+    await create_note(server, "n2")
+    assert [d["payload"]["data"]["id"] for d in await deliveries(server, hook["id"])] == ["n1"]
+    assert len(receiver.received) == 1
+
+
+async def endpoint_disabled(server: RunningServer, hook_id: str) -> bool:
+    return (await admin(server, "GET", f"{HOOKS}/{hook_id}"))[1]["disabled_at"] is not None
 
 
 # -- rotating a secret -------------------------------------------------------------------------

@@ -444,6 +444,39 @@ async def test_an_endpoint_failing_for_long_enough_is_disabled(store: Database) 
     assert await claim(store, at=200) == []
 
 
+async def test_a_receiver_that_is_gone_disables_its_endpoint_at_once(store: Database) -> None:
+    """An attempt answered 410 Gone fails its delivery for good and disables the endpoint at
+    once, saying so, however short its run of failures; its other pending deliveries fail;
+    an operator's retry enables it again."""
+    await registered(store, endpoint(events=("note.created",)))
+    await create(store, "n1")
+    await create(store, "n2")
+    n1, _ = await claim(store, at=1)
+    gone = AttemptRecord(moment(1), 410, "HTTP 410", False, None, failing_from=moment(), gone=True)
+
+    assert await store.record_attempt(n1.delivery.id, n1.lease, gone, disable_after_s=DAY_S)
+
+    disabled = await store.get_endpoint("ep_a")
+    assert disabled is not None
+    assert disabled.disabled_at == gone.at
+    assert disabled.disabled_reason is not None
+    assert "410 Gone" in disabled.disabled_reason
+    n1_shown, n2_shown = await deliveries(store)
+    assert (n1_shown.state, n1_shown.last_status, n1_shown.attempt_count) == (
+        DeliveryState.FAILED,
+        410,
+        1,
+    )
+    assert n2_shown.state is DeliveryState.FAILED
+    assert n2_shown.last_error == ENDPOINT_DISABLED
+    assert await claim(store, at=2) == []
+    retried = await store.retry_delivery("ep_a", n1_shown.id, now=moment(3))
+    assert retried is not None
+    enabled = await store.get_endpoint("ep_a")
+    assert enabled is not None
+    assert enabled.disabled_at is None
+
+
 async def test_an_operator_retry_requeues_now_and_enables_the_endpoint(store: Database) -> None:
     """A retried delivery is pending and due at once, marked retried, whatever its state;
     its endpoint is enabled again; one under a lease is left as it is."""
