@@ -1,4 +1,4 @@
-"""The `collab` command: `serve`, `token` and `migrate`.
+"""The `collab` command: `serve`, `token`, `migrate`, `reindex`, `backup` and `revoke`.
 
 This is the only module that reads `os.environ`. Configuration errors print one line per bad
 value and exit with status 2.
@@ -27,6 +27,7 @@ from collab.rooms.indexer import CatalogIndexer
 from collab.settings import HMAC_ALGORITHMS, OPTIONS, Secret, Settings, load_settings
 from collab.settings.email import is_address
 from collab.store import create_store
+from collab.store.sqlite_backup import SECRET_SUFFIX, backup_sqlite
 from collab.web.app import create_app
 from collab.web.http.access_log import AccessLogger
 from collab.web.http.errors import JsonErrorAppRunner
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = _token(settings, args)
         elif args.command == "reindex":
             code = _reindex(settings, args.workspace)
+        elif args.command == "backup":
+            code = _backup(settings, Path(args.destination), overwrite=args.force)
         else:
             code = _migrate(settings)
     except ConfigError as error:
@@ -93,8 +96,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "reindex", help="rebuild the notes catalog from the stored documents"
     )
     reindex.add_argument("--workspace", metavar="ID", help="only the notes of this workspace")
+    backup = commands.add_parser(
+        "backup", help="copy the SQLite database (and its secret file) while servers run"
+    )
+    backup.add_argument("destination", metavar="FILE", help="the copy to write")
+    backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     add_revoke_parser(commands)
-    for command in (serve, token, migrate, reindex):
+    for command in (serve, token, migrate, reindex, backup):
         for option in OPTIONS:
             command.add_argument(
                 option.flag, dest=option.field, metavar=option.env, help=option.help
@@ -107,7 +115,7 @@ def _settings_from(args: argparse.Namespace) -> tuple[Settings, bool]:
     `_with_embedded_secret`)."""
     overrides = {option.field: getattr(args, option.field) for option in OPTIONS}
     settings = load_settings(os.environ, overrides)
-    if args.command in ("migrate", "reindex"):
+    if args.command in ("migrate", "reindex", "backup"):
         return settings, False
     return _with_embedded_secret(settings, create=args.command == "serve")
 
@@ -128,7 +136,7 @@ def _with_embedded_secret(settings: Settings, *, create: bool) -> tuple[Settings
     db_path = settings.sqlite_path
     if db_path is None:
         return settings, False
-    secret_path = db_path.with_name(db_path.name + ".secret")
+    secret_path = db_path.with_name(db_path.name + SECRET_SUFFIX)
     try:
         if not secret_path.exists():
             if not create:
@@ -217,6 +225,31 @@ def _reindex(settings: Settings, workspace_id: str | None) -> int:
         return EXIT_FAILURE
     scope = f"workspace {workspace_id!r}" if workspace_id else "every workspace"
     print(f"collab: reindexed {written} notes of {scope}")
+    return 0
+
+
+def _backup(settings: Settings, destination: Path, *, overwrite: bool) -> int:
+    source = settings.sqlite_path
+    if source is None:
+        where = settings.database_url.split(":", 1)[0]
+        advice = (
+            "memory:// keeps nothing to back up"
+            if settings.database_url == "memory://"
+            else "back PostgreSQL up with its own tools, e.g. "
+            'pg_dump --format=custom --file=collab.dump "$COLLAB_DATABASE_URL"'
+        )
+        print(f"collab: backup copies a SQLite database, not {where}: {advice}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        result = backup_sqlite(source, destination, overwrite=overwrite)
+    except StoreError as error:
+        print(f"collab: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    secret = f" and {result.path}{SECRET_SUFFIX}" if result.secret_copied else ""
+    print(
+        f"collab: backed up {source} to {result.path}{secret} "
+        f"({result.size_bytes / 2**20:.1f} MiB, schema version {result.schema_version})"
+    )
     return 0
 
 

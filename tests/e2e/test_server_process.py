@@ -209,3 +209,41 @@ async def test_migrate_is_idempotent(tmp_path: Path) -> None:
         code, out, err = await _run_cli("migrate", env=env)
         assert code == 0, err
         assert "up to date" in out
+
+
+async def test_collab_backup_copies_a_running_servers_database_which_serves_the_note(
+    server_processes: ProcessFactory, tmp_path: Path
+) -> None:
+    """`collab backup FILE` beside a running server copies what it has stored (here an edit
+    the durable echo confirmed); a server started on the copy serves the note. An existing
+    FILE is refused unless --force; a PostgreSQL or memory:// database points elsewhere."""
+    served = await server_processes.start()
+    copy = tmp_path / "copy.db"
+    url = f"{served.ws}/ws/docs/w1/n1?saved=1&token={token()}"
+    async with YClient.connect(url) as client:
+        await client.wait_synced()
+        before = len(client.frames(0))
+        client.doc.get("t", type=Text).insert(0, "in the backup")
+        await client.flush()
+        # The echo of `saved=1` comes once the store holds the edit.
+        await client.wait_until(lambda: len(client.frames(0)) > before)
+        code, out, err = await _run_cli("backup", str(copy), env=server_processes.env())
+    assert code == 0, err
+    assert f"to {copy}" in out
+    code, _, err = await _run_cli("backup", str(copy), env=server_processes.env())
+    assert code == 1
+    assert "exists; name a new file, or pass --force" in err
+    assert (await _run_cli("backup", str(copy), "--force", env=server_processes.env()))[0] == 0
+
+    restored = await server_processes.start(COLLAB_DATABASE_URL=f"sqlite:///{copy}")
+    async with YClient.connect(f"{restored.ws}/ws/docs/w1/n1?token={token()}") as fresh:
+        await fresh.wait_until(lambda: str(fresh.doc.get("t", type=Text)) == "in the backup")
+
+    for database_url, advice in (
+        ("postgresql://localhost/collab", "pg_dump"),
+        ("memory://", "memory:// keeps nothing to back up"),
+    ):
+        env = {**server_processes.env(), "COLLAB_DATABASE_URL": database_url}
+        code, _, err = await _run_cli("backup", str(tmp_path / "other.db"), env=env)
+        assert code == 2, err
+        assert advice in err
