@@ -43,6 +43,7 @@ from collab.store.webhooks import (
     ClaimedDelivery,
     Delivery,
     Endpoint,
+    EndpointChange,
     OutboxListener,
 )
 
@@ -507,6 +508,12 @@ class MemoryStore:
     async def delete_endpoint(self, endpoint_id: str) -> bool:
         self._check_callable()
         return self._webhooks.delete_endpoint(endpoint_id)
+
+    async def update_endpoint(
+        self, endpoint_id: str, change: EndpointChange, *, at: str
+    ) -> Endpoint | None:
+        self._check_callable()
+        return self._webhooks.update_endpoint(endpoint_id, change, at=at)
 
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, previous_until: str | None

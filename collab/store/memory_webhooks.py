@@ -9,7 +9,9 @@ from dataclasses import dataclass, replace
 from collab.store.rows import format_timestamp
 from collab.store.webhook_outbox import Routes, WebhookOutbox
 from collab.store.webhooks import (
+    DISABLED_BY_OPERATOR,
     ENDPOINT_DISABLED,
+    KEEP,
     MAX_ATTEMPTS_SHOWN,
     Attempt,
     AttemptRecord,
@@ -17,6 +19,7 @@ from collab.store.webhooks import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EndpointChange,
     WebhookEvent,
     WebhookRoutes,
     clip_error,
@@ -98,6 +101,25 @@ class MemoryWebhooks(WebhookOutbox[None]):
         ]:
             del self._rows[number]
         return True
+
+    def update_endpoint(
+        self, endpoint_id: str, change: EndpointChange, *, at: str
+    ) -> Endpoint | None:
+        endpoint = self._endpoints.get(endpoint_id)
+        if endpoint is None:
+            return None
+        if change.url is not None:
+            endpoint = replace(endpoint, url=change.url)
+        if change.events is not None:
+            endpoint = replace(endpoint, events=change.events)
+        if change.workspace_id is not KEEP:
+            endpoint = replace(endpoint, workspace_id=change.workspace_id)
+        if change.enabled is True:
+            endpoint = replace(endpoint, disabled_at=None, disabled_reason=None, failing_since=None)
+        elif change.enabled is False and endpoint.disabled_at is None:
+            endpoint = replace(endpoint, disabled_at=at, disabled_reason=DISABLED_BY_OPERATOR)
+        self._endpoints[endpoint_id] = endpoint
+        return endpoint
 
     def rotate_secret(
         self, endpoint_id: str, secret: str, *, previous_until: str | None

@@ -59,6 +59,7 @@ from collab.store.webhooks import (
     ClaimedDelivery,
     Delivery,
     Endpoint,
+    EndpointChange,
     OutboxListener,
 )
 
@@ -776,6 +777,16 @@ class PostgresStore:
             deleted = await postgres_webhooks.delete_endpoint(conn, endpoint_id)
         self._webhooks.routes.forget()
         return deleted
+
+    async def update_endpoint(
+        self, endpoint_id: str, change: EndpointChange, *, at: str
+    ) -> Endpoint | None:
+        async with self._connection(f"updating webhook {endpoint_id!r}") as conn:
+            updated = await postgres_webhooks.update_endpoint(conn, endpoint_id, change, at=at)
+        self._webhooks.routes.forget()
+        # Every other instance reads its routes again within this time.
+        await asyncio.sleep(ROUTES_TTL_S)
+        return updated
 
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, previous_until: str | None

@@ -27,7 +27,9 @@ from typing import Any
 from collab.store.rows import format_timestamp
 from collab.store.webhook_outbox import Routes, WebhookOutbox
 from collab.store.webhooks import (
+    DISABLED_BY_OPERATOR,
     ENDPOINT_DISABLED,
+    KEEP,
     MAX_ATTEMPTS_SHOWN,
     Attempt,
     AttemptRecord,
@@ -35,6 +37,7 @@ from collab.store.webhooks import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EndpointChange,
     WebhookEvent,
     clip_error,
     delivery_number,
@@ -153,6 +156,33 @@ async def delete_endpoint(conn: Any, endpoint_id: str) -> bool:
         "DELETE FROM webhook_endpoints WHERE id = $1 RETURNING true", endpoint_id
     )
     return deleted is not None
+
+
+async def update_endpoint(
+    conn: Any, endpoint_id: str, change: EndpointChange, *, at: str
+) -> Endpoint | None:
+    # Only the fields `change` names are written: what an attempt records meanwhile stays.
+    keep_workspace = change.workspace_id is KEEP
+    row = await conn.fetchrow(
+        "UPDATE webhook_endpoints SET url = coalesce($1, url), events = coalesce($2, events), "
+        "workspace_id = CASE WHEN $3 THEN workspace_id ELSE $4 END, "
+        "disabled_at = CASE $5::boolean WHEN true THEN NULL "
+        "WHEN false THEN coalesce(disabled_at, $6) ELSE disabled_at END, "
+        "disabled_reason = CASE $5::boolean WHEN true THEN NULL "
+        "WHEN false THEN CASE WHEN disabled_at IS NULL THEN $7 ELSE disabled_reason END "
+        "ELSE disabled_reason END, "
+        "failing_since = CASE WHEN $5::boolean THEN NULL ELSE failing_since END "
+        f"WHERE id = $8 RETURNING {_ENDPOINT_COLUMNS}",
+        change.url,
+        None if change.events is None else list(change.events),
+        keep_workspace,
+        None if keep_workspace else change.workspace_id,
+        change.enabled,
+        at,
+        DISABLED_BY_OPERATOR,
+        endpoint_id,
+    )
+    return None if row is None else _endpoint(row)
 
 
 async def rotate_secret(

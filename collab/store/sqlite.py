@@ -58,6 +58,7 @@ from collab.store.webhooks import (
     ClaimedDelivery,
     Delivery,
     Endpoint,
+    EndpointChange,
     OutboxListener,
 )
 
@@ -720,6 +721,16 @@ class SqliteStore:
             deleted = await sqlite_webhooks.delete_endpoint(conn, endpoint_id)
         self._webhooks.routes.forget()
         return deleted
+
+    async def update_endpoint(
+        self, endpoint_id: str, change: EndpointChange, *, at: str
+    ) -> Endpoint | None:
+        async with self._transaction("IMMEDIATE", f"updating webhook {endpoint_id!r}") as conn:
+            updated = await sqlite_webhooks.update_endpoint(conn, endpoint_id, change, at=at)
+        self._webhooks.routes.forget()
+        # Another process on this file reads its routes again within this time.
+        await asyncio.sleep(ROUTES_TTL_S)
+        return updated
 
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, previous_until: str | None

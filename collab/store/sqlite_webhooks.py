@@ -19,7 +19,9 @@ import orjson
 from collab.store.rows import format_timestamp
 from collab.store.webhook_outbox import Routes, WebhookOutbox
 from collab.store.webhooks import (
+    DISABLED_BY_OPERATOR,
     ENDPOINT_DISABLED,
+    KEEP,
     MAX_ATTEMPTS_SHOWN,
     Attempt,
     AttemptRecord,
@@ -27,6 +29,7 @@ from collab.store.webhooks import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EndpointChange,
     WebhookEvent,
     clip_error,
     delivery_number,
@@ -124,6 +127,35 @@ async def delete_endpoint(conn: aiosqlite.Connection, endpoint_id: str) -> bool:
     )
     await conn.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,))
     return bool(rows)
+
+
+async def update_endpoint(
+    conn: aiosqlite.Connection, endpoint_id: str, change: EndpointChange, *, at: str
+) -> Endpoint | None:
+    # Only the fields `change` names are written: what an attempt records meanwhile stays.
+    keep_workspace = change.workspace_id is KEEP
+    rows = await conn.execute_fetchall(
+        "UPDATE webhook_endpoints SET url = coalesce(?1, url), events = coalesce(?2, events), "
+        "workspace_id = CASE WHEN ?3 THEN workspace_id ELSE ?4 END, "
+        "disabled_at = CASE ?5 WHEN 1 THEN NULL WHEN 0 THEN coalesce(disabled_at, ?6) "
+        "ELSE disabled_at END, "
+        "disabled_reason = CASE ?5 WHEN 1 THEN NULL "
+        "WHEN 0 THEN CASE WHEN disabled_at IS NULL THEN ?7 ELSE disabled_reason END "
+        "ELSE disabled_reason END, "
+        "failing_since = CASE ?5 WHEN 1 THEN NULL ELSE failing_since END "
+        f"WHERE id = ?8 RETURNING {_ENDPOINT_COLUMNS}",
+        (
+            change.url,
+            None if change.events is None else orjson.dumps(list(change.events)).decode(),
+            keep_workspace,
+            None if keep_workspace else change.workspace_id,
+            change.enabled,
+            at,
+            DISABLED_BY_OPERATOR,
+            endpoint_id,
+        ),
+    )
+    return next((_endpoint(row) for row in rows), None)
 
 
 async def rotate_secret(

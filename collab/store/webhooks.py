@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Protocol
 
 EVENT_TYPES: tuple[str, ...] = (
@@ -93,6 +93,37 @@ class Endpoint:
             self.disabled_at is None
             and event_type in self.events
             and (self.workspace_id is None or self.workspace_id == workspace_id)
+        )
+
+
+class Keep(Enum):
+    """`EndpointChange.workspace_id`'s "leave it as it is" (None means every workspace)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+DISABLED_BY_OPERATOR = "disabled by an operator"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointChange:
+    """What `update_endpoint` changes; every field left at its default is kept."""
+
+    url: str | None = None
+    events: tuple[str, ...] | None = None
+    workspace_id: str | Keep | None = KEEP
+    enabled: bool | None = None
+    """True: enabled again (its run of failures forgotten); False: disabled now
+    (`DISABLED_BY_OPERATOR`), its pending deliveries kept for when it is enabled."""
+
+    @property
+    def empty(self) -> bool:
+        return (
+            self.url is None
+            and self.events is None
+            and self.workspace_id is KEEP
+            and self.enabled is None
         )
 
 
@@ -199,6 +230,18 @@ class WebhookStore(Protocol):
 
     async def delete_endpoint(self, endpoint_id: str) -> bool:
         """Delete the endpoint and its deliveries; whether it existed."""
+
+    async def update_endpoint(
+        self, endpoint_id: str, change: EndpointChange, *, at: str
+    ) -> Endpoint | None:
+        """Apply `change` to the endpoint, each named field alone (what an attempt records
+        meanwhile is kept); `at` is when a disabling happens. Returns the endpoint as it now
+        is, once every store instance writes by its new routes (as `add_endpoint`); None when
+        there is no such endpoint.
+
+        Disabling by hand keeps its pending deliveries pending (claimed again once it is
+        enabled); changes made while it is disabled are not written for it. Disabling one
+        that is disabled keeps its time and reason; enabling forgets its run of failures."""
 
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, previous_until: str | None

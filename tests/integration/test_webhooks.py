@@ -624,6 +624,7 @@ async def test_the_admin_api_needs_the_admin_token(start_server: StartServer) ->
             ("GET", f"{HOOKS}/ep_abc/deliveries"),
             ("POST", f"{HOOKS}/ep_abc/deliveries/1/retry"),
             ("POST", f"{HOOKS}/ep_abc/secret/rotate"),
+            ("PATCH", f"{HOOKS}/ep_abc"),
         ):
             status, body = await admin(server, method, path, token=token, json={})
             assert status == 403, (method, path, body)
@@ -810,6 +811,96 @@ async def test_a_receiver_answering_gone_disables_its_endpoint_at_once(
 
 async def endpoint_disabled(server: RunningServer, hook_id: str) -> bool:
     return (await admin(server, "GET", f"{HOOKS}/{hook_id}"))[1]["disabled_at"] is not None
+
+
+# -- changing an endpoint ------------------------------------------------------------------------
+
+
+async def test_an_endpoint_is_changed_in_place_paused_and_resumed(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """PATCH changes what it names and keeps the rest (the secret, the history): events go to
+    the new URL and types at once; disabled by hand, the endpoint gets nothing of what
+    happens meanwhile; enabled, it gets the next events. (That a delivery waiting when it
+    was disabled waits and then goes is the store contract's test.)"""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url(), ["note.created"])
+    path = f"{HOOKS}/{hook['id']}"
+    await create_note(server, "n1")
+    await eventually(lambda: delivered(server, hook["id"], 1), what="n1 delivered")
+
+    status, changed = await admin(
+        server,
+        "PATCH",
+        path,
+        json={"url": receiver.url(path="/moved"), "events": ["note.trashed"], "workspace": None},
+    )
+    assert status == 200, changed
+    assert (changed["url"], changed["events"], changed["workspace"]) == (
+        receiver.url(path="/moved"),
+        ["note.trashed"],
+        None,
+    )
+    assert "secret" not in changed
+    assert changed["created_at"] == hook["created_at"]
+    assert (await admin(server, "GET", path))[1] == changed
+    await create_note(server, "n2")
+    assert (await call(server, "ann", "DELETE", f"{NOTES}/n2"))[0] == 200
+    await eventually(lambda: delivered(server, hook["id"], 2), what="n2 trashed delivered")
+    moved = [r for r in receiver.received if r.path == "/moved"]
+    assert [r.payload["type"] for r in moved] == ["note.trashed"]
+    verify(hook["secret"], moved[0])
+
+    status, paused = await admin(server, "PATCH", path, json={"enabled": False})
+    assert status == 200, paused
+    assert paused["disabled_reason"] == "disabled by an operator"
+    assert (await call(server, "ann", "DELETE", f"{NOTES}/n1"))[0] == 200
+    assert len(await deliveries(server, hook["id"])) == 2
+
+    status, resumed = await admin(server, "PATCH", path, json={"enabled": True})
+    assert status == 200, resumed
+    assert resumed["disabled_at"] is None
+    assert (await call(server, "ann", "POST", f"{NOTES}/n2/restore"))[0] == 200
+    assert (await call(server, "ann", "DELETE", f"{NOTES}/n2"))[0] == 200
+    await eventually(lambda: delivered(server, hook["id"], 3), what="n2 trashed again")
+    assert [r.note for r in receiver.received if r.path == "/moved"] == ["n2", "n2"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({}, "give at least one of url, events, workspace, enabled"),
+        ({"enabled": "no"}, "enabled: true (enable it again) or false"),
+        ({"enabled": 0}, "enabled: true"),
+        ({"events": []}, "events: required"),
+        ({"events": ["note.deleted"]}, "unknown event type 'note.deleted'"),
+        ({"workspace": "bad id"}, "workspace:"),
+        ({"url": "ftp://x.example/"}, "url: the url must be https://"),
+        ({"url": "https://10.0.0.1/hook"}, "url:"),
+        ({"secret": "whsec_AAAA"}, "unknown field(s): secret"),
+    ],
+)
+async def test_a_bad_change_gets_a_precise_error_and_changes_nothing(
+    start_server: StartServer, body: Any, message: str
+) -> None:
+    server = await start_server(hook_settings())
+    hook = await register(server, "http://127.0.0.1:9/hook", ["note.created"])
+    path = f"{HOOKS}/{hook['id']}"
+    before = (await admin(server, "GET", path))[1]
+
+    status, answer = await admin(server, "PATCH", path, json=body)
+
+    assert status == 422, answer
+    assert message in answer["error"]["message"]
+    assert (await admin(server, "GET", path))[1] == before
+
+
+async def test_changing_an_unknown_webhook_is_404(start_server: StartServer) -> None:
+    server = await start_server(hook_settings())
+
+    for hook_id in ("ep_nope", "Bad!Id"):
+        status, _ = await admin(server, "PATCH", f"{HOOKS}/{hook_id}", json={"enabled": False})
+        assert status == 404
 
 
 # -- rotating a secret -------------------------------------------------------------------------

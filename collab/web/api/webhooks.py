@@ -4,6 +4,8 @@
   endpoint and its `secret`, shown this once;
 - `GET /api/v1/admin/webhooks` → `{"webhooks": [endpoint…]}` (no secrets);
 - `GET /api/v1/admin/webhooks/{id}` → the endpoint; `DELETE` → 204 (its deliveries too);
+- `PATCH /api/v1/admin/webhooks/{id}` `{"url"?, "events"?, "workspace"?, "enabled"?}` → 200
+  with the endpoint, each field given changed alone;
 - `POST /api/v1/admin/webhooks/{id}/secret/rotate` (no body, or `{"previous_valid_s"}`) → 200
   with the endpoint and its new `secret`, shown this once; the replaced secret keeps signing
   beside it for `previous_valid_s` (default a day, 0 to 7 days);
@@ -26,7 +28,14 @@ from aiohttp import web
 from collab.delivery.addresses import UnsafeUrl
 from collab.delivery.signing import new_secret
 from collab.store.rows import format_timestamp
-from collab.store.webhooks import EVENT_TYPES, MAX_DELIVERY_PAGE, Delivery, Endpoint
+from collab.store.webhooks import (
+    EVENT_TYPES,
+    KEEP,
+    MAX_DELIVERY_PAGE,
+    Delivery,
+    Endpoint,
+    EndpointChange,
+)
 from collab.web.api.note_queries import bad_parameter
 from collab.web.api.responses import json_body
 from collab.web.http.admin import check_admin
@@ -39,6 +48,7 @@ MAX_BODY_BYTES = 16 * 1024
 DEFAULT_DELIVERY_PAGE = 50
 _FIELDS = frozenset({"url", "events", "workspace"})
 _ROTATE_FIELDS = frozenset({"previous_valid_s"})
+_CHANGE_FIELDS = frozenset({"url", "events", "workspace", "enabled"})
 DEFAULT_PREVIOUS_VALID_S = 86400
 """How long a rotated-out secret keeps signing unless the operator says: a day, as hosted
 webhook services do, for receivers that are redeployed with the new secret."""
@@ -127,6 +137,35 @@ async def delete_webhook(request: web.Request) -> web.Response:
     if not await request.app[DATABASE].delete_endpoint(_endpoint_id(request)):
         raise _no_webhook(request)
     return web.Response(status=204)
+
+
+async def patch_webhook(request: web.Request) -> web.Response:
+    check_admin(request)
+    endpoint_id = (await _endpoint(request)).id
+    body = await read_json_object(request, max_bytes=MAX_BODY_BYTES, fields=_CHANGE_FIELDS)
+    if not body:
+        raise _unprocessable("give at least one of url, events, workspace, enabled to change")
+    url = None
+    if "url" in body:
+        try:
+            url = (await request.app[WEBHOOKS].client.check(body["url"])).url
+        except UnsafeUrl as error:
+            raise _unprocessable(f"url: {error}") from None
+    enabled = body.get("enabled")
+    if "enabled" in body and not isinstance(enabled, bool):
+        raise _unprocessable("enabled: true (enable it again) or false (disable it)")
+    change = EndpointChange(
+        url=url,
+        events=_events(body["events"]) if "events" in body else None,
+        workspace_id=_workspace(body["workspace"]) if "workspace" in body else KEEP,
+        enabled=enabled,
+    )
+    endpoint = await request.app[DATABASE].update_endpoint(
+        endpoint_id, change, at=format_timestamp()
+    )
+    if endpoint is None:
+        raise _no_webhook(request)
+    return json_body(endpoint_json(endpoint))
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
@@ -261,6 +300,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/admin/webhooks", list_webhooks)
     app.router.add_get("/api/v1/admin/webhooks/{webhook_id}", get_webhook)
     app.router.add_delete("/api/v1/admin/webhooks/{webhook_id}", delete_webhook)
+    app.router.add_patch("/api/v1/admin/webhooks/{webhook_id}", patch_webhook)
     app.router.add_post("/api/v1/admin/webhooks/{webhook_id}/secret/rotate", rotate_secret)
     app.router.add_get("/api/v1/admin/webhooks/{webhook_id}/deliveries", list_deliveries)
     app.router.add_post(

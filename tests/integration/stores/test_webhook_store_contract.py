@@ -5,6 +5,7 @@ deliveries."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from collab.store.catalog import NoteFields, NoteReading
 from collab.store.notifications import NewNotification
 from collab.store.rows import format_timestamp
 from collab.store.webhooks import (
+    DISABLED_BY_OPERATOR,
     ENDPOINT_DISABLED,
     EVENT_TYPES,
     AttemptRecord,
@@ -27,6 +29,7 @@ from collab.store.webhooks import (
     Delivery,
     DeliveryState,
     Endpoint,
+    EndpointChange,
 )
 from tests.support.store_backends import Backend
 
@@ -534,6 +537,87 @@ async def test_endpoints_are_listed_read_and_deleted_with_their_deliveries(
     assert claimed.delivery.endpoint_id == "ep_a"
     assert claimed.url == b.url
     assert claimed.secrets == (b.secret,)
+
+
+async def test_an_update_changes_only_the_fields_it_names(store: Database) -> None:
+    """Each field of a change is written alone: the others, the secret and what attempts
+    recorded stay; new changes are written by the new routes; an unknown endpoint is None."""
+    await registered(store, endpoint("ep_a", events=("note.created",), workspace_id=WS))
+    before = await store.get_endpoint("ep_a")
+    assert before is not None
+
+    moved = await store.update_endpoint(
+        "ep_a", EndpointChange(url="https://hooks.example.com/moved"), at=moment()
+    )
+    assert moved is not None
+    assert moved == replace(before, url="https://hooks.example.com/moved")
+    widened = await store.update_endpoint(
+        "ep_a",
+        EndpointChange(events=("note.created", "note.trashed"), workspace_id=None),
+        at=moment(),
+    )
+    assert widened == replace(moved, events=("note.created", "note.trashed"), workspace_id=None)
+    assert await store.get_endpoint("ep_a") == widened
+    await create(store, "n1", workspace_id=OTHER_WS)
+    await store.trash_note(OTHER_WS, "n1", at=moment())
+    assert [d.event_type for d in await deliveries(store)] == ["note.created", "note.trashed"]
+    narrowed = await store.update_endpoint(
+        "ep_a", EndpointChange(events=("note.trashed",), workspace_id=WS), at=moment()
+    )
+    assert narrowed is not None
+    assert (narrowed.events, narrowed.workspace_id) == (("note.trashed",), WS)
+    await create(store, "n2", workspace_id=WS)
+    await create(store, "n3", workspace_id=OTHER_WS)
+    assert len(await deliveries(store)) == 2
+    assert await store.update_endpoint("ep_zz", EndpointChange(enabled=False), at=moment()) is None
+
+
+async def test_an_endpoint_disabled_by_hand_keeps_its_deliveries_for_when_it_is_enabled(
+    store: Database,
+) -> None:
+    """Disabled by an operator, an endpoint says so, its pending deliveries wait (not
+    claimed, not failed) and changes meanwhile are not written for it; disabling it again
+    keeps the first time; enabled, its deliveries are claimed and its run of failures is
+    forgotten. An endpoint the failures disabled keeps their reason when disabled by hand."""
+    await registered(store, endpoint(events=("note.created",)))
+    await create(store, "n1")
+    [first] = await claim(store, at=1)
+    assert await store.record_attempt(
+        first.delivery.id, first.lease, failed(1, 5), disable_after_s=DAY_S
+    )
+    at = moment(2)
+
+    paused = await store.update_endpoint("ep_a", EndpointChange(enabled=False), at=at)
+
+    assert paused is not None
+    assert (paused.disabled_at, paused.disabled_reason) == (at, DISABLED_BY_OPERATOR)
+    again = await store.update_endpoint("ep_a", EndpointChange(enabled=False), at=moment(3))
+    assert again == paused
+    assert await claim(store, at=10) == []
+    await create(store, "n2")
+    [waiting] = await deliveries(store)
+    assert waiting.state is DeliveryState.PENDING
+    resumed = await store.update_endpoint("ep_a", EndpointChange(enabled=True), at=moment(11))
+    assert resumed is not None
+    assert (resumed.disabled_at, resumed.disabled_reason, resumed.failing_since) == (
+        None,
+        None,
+        None,
+    )
+    [claimed] = await claim(store, at=12)
+    assert claimed.delivery.id == waiting.id
+
+    assert await store.record_attempt(
+        claimed.delivery.id, claimed.lease, failed(12, 5, "HTTP 503: down"), disable_after_s=0
+    )
+    by_failures = await store.get_endpoint("ep_a")
+    assert by_failures is not None
+    assert by_failures.disabled_reason is not None
+    assert "HTTP 503: down" in by_failures.disabled_reason
+    assert (
+        await store.update_endpoint("ep_a", EndpointChange(enabled=False), at=moment(13))
+        == by_failures
+    )
 
 
 async def test_a_rotated_secret_signs_beside_the_new_one_until_its_time(store: Database) -> None:
