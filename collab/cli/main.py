@@ -265,6 +265,8 @@ def _serve(settings: Settings, *, demo_links: bool) -> int:
     with runner:
         try:
             runner.run(_run_until_signal(app, settings, demo_links=demo_links))
+        except ConfigError:
+            raise  # found at start (a webhook secret the keys cannot read): exit status 2
         except (CollabError, OSError) as error:
             print(f"collab: cannot start: {error}", file=sys.stderr)
             return EXIT_FAILURE

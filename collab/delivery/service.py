@@ -24,8 +24,9 @@ from datetime import UTC, datetime, timedelta
 
 from collab.delivery.client import AttemptResult, WebhookClient
 from collab.delivery.retries import RetryPolicy, retry_after_s
+from collab.delivery.sealing import SealError, SecretSealer
 from collab.delivery.signing import signed_headers
-from collab.errors import StoreError
+from collab.errors import ConfigError, StoreError
 from collab.store.rows import format_timestamp
 from collab.store.webhooks import AttemptRecord, ClaimedDelivery, WebhookStore
 from collab.tasks import cancel_and_wait
@@ -59,6 +60,7 @@ class WebhookService:
         *,
         clock: Clock = utc_now,
         rng: random.Random | None = None,
+        sealer: SecretSealer | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
         poll_s: float = POLL_S,
         lease_s: float = LEASE_S,
@@ -67,6 +69,8 @@ class WebhookService:
         self.store = store
         self.client = client
         self.policy = policy
+        self.sealer = sealer or SecretSealer()
+        """How secrets are kept in the store (`COLLAB_WEBHOOK_SECRET_KEYS`)."""
         self._clock = clock
         self._rng = rng or random.Random()
         self._max_in_flight = max_in_flight
@@ -79,6 +83,51 @@ class WebhookService:
         self._tasks: list[asyncio.Task[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._store_failing = False
+
+    async def reseal(self) -> int:
+        """Keep every stored secret as `sealer` keeps new ones: sealed with its first key, or
+        as it is without keys (run at start, before anything is sent). A replaced secret that
+        no longer signs is dropped. Raises `ConfigError`, writing nothing, naming each
+        endpoint whose secret the configured keys cannot read. Returns how many endpoints
+        were written."""
+        now = format_timestamp(self._clock())
+        problems: list[str] = []
+        replacements: list[tuple[str, tuple[str, str | None], tuple[str, str | None]]] = []
+        for endpoint in await self.store.list_endpoints():
+            signing = endpoint.signing_secrets(now)
+            live_previous = signing[1] if len(signing) == 2 else None
+            if (
+                self.sealer.is_current(endpoint.secret)
+                and (live_previous is None or self.sealer.is_current(live_previous))
+                and (live_previous is not None or endpoint.previous_secret is None)
+            ):
+                continue
+            try:
+                kept = [self.sealer.unseal(s, endpoint.id) for s in signing]
+            except SealError as error:
+                problems.append(f"COLLAB_WEBHOOK_SECRET_KEYS: webhook {endpoint.id}: {error}")
+                continue
+            resealed = [self.sealer.seal(s, endpoint.id) for s in kept]
+            replacements.append(
+                (
+                    endpoint.id,
+                    (endpoint.secret, endpoint.previous_secret),
+                    (resealed[0], resealed[1] if len(resealed) == 2 else None),
+                )
+            )
+        if problems:
+            # Nothing written: keys given by mistake seal nothing the right ones cannot read.
+            raise ConfigError(problems)
+        written = 0
+        for endpoint_id, stored, replacement in replacements:
+            # Lost to a rotation or another instance's sealing meanwhile: theirs stands.
+            written += await self.store.replace_secrets(endpoint_id, stored, replacement)
+        if written:
+            log.info(
+                "webhooks: stored the secrets of %d endpoints anew (COLLAB_WEBHOOK_SECRET_KEYS)",
+                written,
+            )
+        return written
 
     async def start(self) -> None:
         await self.client.start()
@@ -149,8 +198,14 @@ class WebhookService:
     async def _attempt(self, claimed: ClaimedDelivery) -> None:
         delivery = claimed.delivery
         timestamp = int(self._clock().timestamp())
-        headers = signed_headers(claimed.secrets, delivery.message_id, timestamp, delivery.body)
-        result = await self.client.post(claimed.url, headers, delivery.body)
+        try:
+            secrets = tuple(self.sealer.unseal(s, delivery.endpoint_id) for s in claimed.secrets)
+        except SealError as error:
+            # Another instance sealed it with a key this one lacks: retried as any failure.
+            result = AttemptResult(None, f"cannot sign: {error}")
+        else:
+            headers = signed_headers(secrets, delivery.message_id, timestamp, delivery.body)
+            result = await self.client.post(claimed.url, headers, delivery.body)
         now = self._clock()
         next_at = (
             None

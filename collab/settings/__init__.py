@@ -126,6 +126,7 @@ class Settings:
     dev_mode: bool = False
     webhook_retry_s: int = 86_400
     webhook_allow_private: bool = False
+    webhook_secret_keys: tuple[Secret, ...] = ()
     # Not options: tests shorten them. The whole of one delivery attempt, and the first retry's
     # delay (later ones grow from it).
     webhook_timeout_s: float = 10.0

@@ -472,6 +472,13 @@ OPTIONS: tuple[Option, ...] = (
         "let webhooks reach private, loopback (over https), link-local and other non-public "
         "addresses (refused by default, at registration and at each delivery)",
     ),
+    Option(
+        "webhook_secret_keys",
+        "COLLAB_WEBHOOK_SECRET_KEYS",
+        values.sealing_keys,
+        "comma-separated keys (32 bytes or more each) that seal webhook secrets in the "
+        "database: the first seals, every one unseals; unset: secrets are stored as shown",
+    ),
     Option("log_level", "COLLAB_LOG_LEVEL", values.log_level, "DEBUG, INFO, WARNING or ERROR"),
     Option(
         "log_format",

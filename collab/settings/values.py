@@ -207,6 +207,30 @@ def admin_token(raw: str) -> Secret | None:
     return Secret(value)
 
 
+MIN_SEALING_KEY_BYTES = 32
+MAX_SEALING_KEYS = 10
+
+
+def sealing_keys(raw: str) -> tuple[Secret, ...]:
+    """Comma-separated keys, each at least `MIN_SEALING_KEY_BYTES`, none twice; the first
+    seals, every one unseals."""
+    if not raw.strip():
+        return ()
+    keys = [key.strip() for key in raw.split(",")]
+    if any(not key for key in keys):
+        raise ValueError("an empty key between commas; list the keys separated by commas")
+    if len(keys) > MAX_SEALING_KEYS:
+        raise ValueError(f"at most {MAX_SEALING_KEYS} keys")
+    if len(set(keys)) != len(keys):
+        raise ValueError("a key is listed twice")
+    if any(len(key.encode()) < MIN_SEALING_KEY_BYTES for key in keys):
+        raise ValueError(
+            f"use keys of at least {MIN_SEALING_KEY_BYTES} bytes (generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return tuple(Secret(key) for key in keys)
+
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 

@@ -515,6 +515,15 @@ class MemoryStore:
         self._check_callable()
         return self._webhooks.update_endpoint(endpoint_id, change, at=at)
 
+    async def replace_secrets(
+        self,
+        endpoint_id: str,
+        expected: tuple[str, str | None],
+        replacement: tuple[str, str | None],
+    ) -> bool:
+        self._check_callable()
+        return self._webhooks.replace_secrets(endpoint_id, expected, replacement)
+
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, previous_until: str | None
     ) -> Endpoint | None:

@@ -121,6 +121,19 @@ class MemoryWebhooks(WebhookOutbox[None]):
         self._endpoints[endpoint_id] = endpoint
         return endpoint
 
+    def replace_secrets(
+        self,
+        endpoint_id: str,
+        expected: tuple[str, str | None],
+        replacement: tuple[str, str | None],
+    ) -> bool:
+        endpoint = self._endpoints.get(endpoint_id)
+        if endpoint is None or (endpoint.secret, endpoint.previous_secret) != expected:
+            return False
+        secret, previous = replacement
+        self._endpoints[endpoint_id] = replace(endpoint, secret=secret, previous_secret=previous)
+        return True
+
     def rotate_secret(
         self, endpoint_id: str, secret: str, *, previous_until: str | None
     ) -> Endpoint | None:

@@ -185,6 +185,23 @@ async def update_endpoint(
     return None if row is None else _endpoint(row)
 
 
+async def replace_secrets(
+    conn: Any,
+    endpoint_id: str,
+    expected: tuple[str, str | None],
+    replacement: tuple[str, str | None],
+) -> bool:
+    replaced = await conn.fetchval(
+        "UPDATE webhook_endpoints SET secret = $1, previous_secret = $2 "
+        "WHERE id = $3 AND secret = $4 AND previous_secret IS NOT DISTINCT FROM $5::text "
+        "RETURNING true",
+        *replacement,
+        endpoint_id,
+        *expected,
+    )
+    return replaced is not None
+
+
 async def rotate_secret(
     conn: Any, endpoint_id: str, secret: str, *, previous_until: str | None
 ) -> Endpoint | None:

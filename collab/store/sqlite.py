@@ -732,6 +732,17 @@ class SqliteStore:
         await asyncio.sleep(ROUTES_TTL_S)
         return updated
 
+    async def replace_secrets(
+        self,
+        endpoint_id: str,
+        expected: tuple[str, str | None],
+        replacement: tuple[str, str | None],
+    ) -> bool:
+        async with self._transaction(
+            "IMMEDIATE", f"storing webhook {endpoint_id!r}'s secrets"
+        ) as conn:
+            return await sqlite_webhooks.replace_secrets(conn, endpoint_id, expected, replacement)
+
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, previous_until: str | None
     ) -> Endpoint | None:

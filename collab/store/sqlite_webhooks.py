@@ -158,6 +158,20 @@ async def update_endpoint(
     return next((_endpoint(row) for row in rows), None)
 
 
+async def replace_secrets(
+    conn: aiosqlite.Connection,
+    endpoint_id: str,
+    expected: tuple[str, str | None],
+    replacement: tuple[str, str | None],
+) -> bool:
+    rows = await conn.execute_fetchall(
+        "UPDATE webhook_endpoints SET secret = ?1, previous_secret = ?2 "
+        "WHERE id = ?3 AND secret = ?4 AND previous_secret IS ?5 RETURNING id",
+        (*replacement, endpoint_id, *expected),
+    )
+    return bool(rows)
+
+
 async def rotate_secret(
     conn: aiosqlite.Connection, endpoint_id: str, secret: str, *, previous_until: str | None
 ) -> Endpoint | None:

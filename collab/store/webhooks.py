@@ -243,6 +243,16 @@ class WebhookStore(Protocol):
         enabled); changes made while it is disabled are not written for it. Disabling one
         that is disabled keeps its time and reason; enabling forgets its run of failures."""
 
+    async def replace_secrets(
+        self,
+        endpoint_id: str,
+        expected: tuple[str, str | None],
+        replacement: tuple[str, str | None],
+    ) -> bool:
+        """Store `replacement` as the endpoint's `(secret, previous_secret)` if they are still
+        `expected` (the same secrets kept another way, e.g. sealed again); whether it did.
+        Nothing else changes; a rotation in between wins."""
+
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, previous_until: str | None
     ) -> Endpoint | None:

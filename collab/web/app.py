@@ -13,6 +13,7 @@ from collab.bus.base import Bus
 from collab.bus.memory import MemoryBus
 from collab.delivery.client import WebhookClient
 from collab.delivery.retries import RetryPolicy
+from collab.delivery.sealing import SecretSealer
 from collab.delivery.service import WebhookService
 from collab.presence.base import PresenceStore
 from collab.presence.memory import MemoryPresenceStore
@@ -178,6 +179,7 @@ def create_app(
             allow_private=settings.webhook_allow_private, timeout_s=settings.webhook_timeout_s
         ),
         RetryPolicy(retry_s=settings.webhook_retry_s, first_delay_s=settings.webhook_first_retry_s),
+        sealer=SecretSealer([key.reveal() for key in settings.webhook_secret_keys]),
     )
     app[REMINDERS] = DueReminders(
         database,
@@ -267,6 +269,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     database, bus, rooms, settings = app[DATABASE], app[BUS], app[ROOMS], app[SETTINGS]
     await database.open()
     try:
+        # Before anything runs: secrets the configured keys cannot read stop the start here.
+        await app[WEBHOOKS].reseal()
         await bus.start()
         try:
             presence = PresenceService(

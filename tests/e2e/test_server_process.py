@@ -12,7 +12,12 @@ import aiohttp
 import pytest
 from pycrdt import Text
 
+from collab.delivery.sealing import SecretSealer
+from collab.delivery.signing import new_secret
 from collab.protocol.close_codes import CloseCode
+from collab.store import SqliteStore
+from collab.store.rows import format_timestamp
+from collab.store.webhooks import Endpoint
 from collab.web.static import static_root
 from tests.conftest import TEST_SECRET, ProcessFactory
 from tests.e2e.conftest import token
@@ -247,3 +252,38 @@ async def test_collab_backup_copies_a_running_servers_database_which_serves_the_
         code, _, err = await _run_cli("backup", str(tmp_path / "other.db"), env=env)
         assert code == 2, err
         assert advice in err
+
+
+async def test_a_webhook_secret_the_keys_cannot_read_stops_the_start_with_status_2(
+    tmp_path: Path,
+) -> None:
+    """`collab serve` over a database holding a secret sealed with another key exits 2 with
+    one line naming the webhook and what to do, and serves nothing."""
+    database = tmp_path / "notes.db"
+    store = SqliteStore(str(database))
+    await store.open()
+    try:
+        await store.add_endpoint(
+            Endpoint(
+                id="ep_x",
+                url="https://hooks.example.com/x",
+                events=("note.created",),
+                workspace_id=None,
+                secret=SecretSealer(["other-key-" + "o" * 32]).seal(new_secret(), "ep_x"),
+                created_at=format_timestamp(),
+            )
+        )
+    finally:
+        await store.close()
+    env = {
+        "COLLAB_DATABASE_URL": f"sqlite:///{database}",
+        "COLLAB_JWT_SECRET": TEST_SECRET,
+        "COLLAB_PORT": "0",
+        "COLLAB_WEBHOOK_SECRET_KEYS": "this-key-" + "t" * 32,
+    }
+
+    code, _, err = await _run_cli("serve", env=env)
+
+    assert code == 2
+    assert "  - COLLAB_WEBHOOK_SECRET_KEYS: webhook ep_x: its secret is sealed with a key" in err
+    assert "add that key" in err

@@ -27,9 +27,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
 from collab.delivery.signing import new_secret
+from collab.errors import ConfigError
 from collab.settings import Secret, Settings
 from collab.store.webhooks import EVENT_TYPES
-from collab.web.keys import WEBHOOKS
+from collab.web.keys import DATABASE, WEBHOOKS
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
 from tests.support.metrics import scrape
 from tests.support.rest import rest_call
@@ -999,3 +1000,104 @@ async def test_rotating_an_unknown_webhook_or_with_a_body_not_json_is_refused(
     )
     assert status == 400
     assert (await admin(server, "GET", f"{HOOKS}/{hook['id']}"))[1]["previous_secret_until"] is None
+
+
+# -- secrets sealed in the database ------------------------------------------------------------
+
+KEY_A = "key-a-" + "a" * 40
+KEY_B = "key-b-" + "b" * 40
+
+
+def keyed(*keys: str) -> Settings:
+    return hook_settings(webhook_secret_keys=tuple(Secret(key) for key in keys))
+
+
+async def stored_secrets(server: RunningServer, hook_id: str) -> tuple[str, str | None]:
+    endpoint = await server.app[DATABASE].get_endpoint(hook_id)
+    assert endpoint is not None
+    return endpoint.secret, endpoint.previous_secret
+
+
+async def test_with_keys_secrets_are_stored_sealed_and_what_is_sent_still_verifies(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """With COLLAB_WEBHOOK_SECRET_KEYS the database holds no secret the API showed, neither
+    the registered one nor the rotated ones; what is sent verifies with the secrets shown."""
+    server = await start_server(keyed(KEY_A))
+    hook = await register(server, receiver.url(), ["note.created"])
+    status, rotated = await admin(server, "POST", f"{HOOKS}/{hook['id']}/secret/rotate")
+    assert status == 200, rotated
+
+    secret, previous = await stored_secrets(server, hook["id"])
+    assert previous is not None
+    for stored in (secret, previous):
+        assert stored.startswith("sealed:v1:")
+        assert hook["secret"] not in stored
+        assert rotated["secret"] not in stored
+    await create_note(server, "n1")
+    await eventually(lambda: len(receiver.received) == 1, what="a delivery")
+    assert verifies(hook["secret"], receiver.received[0])
+    assert verifies(rotated["secret"], receiver.received[0])
+
+
+async def test_keys_are_taken_up_and_replaced_at_start_and_unreadable_secrets_stop_it(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """Secrets stored as shown are sealed when an instance starts with keys; listing a new
+    key first seals them again with it; an instance whose keys cannot read a secret does not
+    start, naming the webhook and what to do. Deliveries verify with the secret shown
+    throughout."""
+    plain = await start_server(hook_settings())
+    hook = await register(plain, receiver.url(), ["note.created"])
+    assert await stored_secrets(plain, hook["id"]) == (hook["secret"], None)
+
+    await start_server(keyed(KEY_A))
+    sealed_with_a, _ = await stored_secrets(plain, hook["id"])
+    assert sealed_with_a.startswith("sealed:v1:")
+    moved = await start_server(keyed(KEY_B, KEY_A))
+    sealed_with_b, _ = await stored_secrets(plain, hook["id"])
+    assert sealed_with_b.startswith("sealed:v1:")
+    assert sealed_with_b.split(":")[2] != sealed_with_a.split(":")[2]
+
+    with pytest.raises(ConfigError) as refused:
+        await start_server(keyed(KEY_A))
+    assert refused.value.problems == [
+        f"COLLAB_WEBHOOK_SECRET_KEYS: webhook {hook['id']}: its secret is sealed with a key "
+        f"that is not in COLLAB_WEBHOOK_SECRET_KEYS (key id {sealed_with_b.split(':')[2]!r}); "
+        "add that key"
+    ]
+    with pytest.raises(ConfigError, match="COLLAB_WEBHOOK_SECRET_KEYS is not set"):
+        await start_server(hook_settings())
+
+    await create_note(moved, "n1")
+    await eventually(lambda: delivered(moved, hook["id"], 1), what="delivered")
+    assert verifies(hook["secret"], receiver.of_type("note.created")[-1])
+
+
+async def test_an_instance_without_the_keys_cannot_sign_and_leaves_the_delivery_to_retry(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """During a rollout an instance started before the keys were set meets a sealed secret:
+    its attempt fails saying why and nothing unsigned is sent; once it is replaced by an
+    instance with the keys, that one delivers it."""
+    plain = await start_server(hook_settings())
+    hook = await register(plain, receiver.url(), ["note.created"])
+    keyed_instance = await start_server(keyed(KEY_A))
+    await keyed_instance.close()
+
+    await create_note(plain, "n1")
+    await eventually(
+        lambda: last_error_says(plain, hook["id"], "cannot sign: its secret is sealed"),
+        what="a failed attempt",
+    )
+    assert receiver.received == []
+
+    await plain.close()
+    replaced = await start_server(keyed(KEY_A))
+    await eventually(lambda: delivered(replaced, hook["id"], 1), what="delivered by the keyed one")
+    assert verifies(hook["secret"], receiver.received[0])
+
+
+async def last_error_says(server: RunningServer, hook_id: str, text: str) -> bool:
+    shown = await deliveries(server, hook_id)
+    return bool(shown) and text in (shown[0]["last_error"] or "")

@@ -109,16 +109,18 @@ async def post_webhook(request: web.Request) -> web.Response:
         return error_response(
             409, "too_many_webhooks", f"at most {MAX_ENDPOINTS} webhooks; delete one first"
         )
+    endpoint_id = "ep_" + secrets.token_hex(12)
+    secret = new_secret()
     endpoint = Endpoint(
-        id="ep_" + secrets.token_hex(12),
+        id=endpoint_id,
         url=target.url,
         events=events,
         workspace_id=workspace_id,
-        secret=new_secret(),
+        secret=request.app[WEBHOOKS].sealer.seal(secret, endpoint_id),
         created_at=format_timestamp(),
     )
     await store.add_endpoint(endpoint)
-    return json_body({**endpoint_json(endpoint), "secret": endpoint.secret}, status=201)
+    return json_body({**endpoint_json(endpoint), "secret": secret}, status=201)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
@@ -180,7 +182,8 @@ async def rotate_secret(request: web.Request) -> web.Response:
     valid_s = _previous_valid_s(body.get("previous_valid_s", DEFAULT_PREVIOUS_VALID_S))
     secret = new_secret()
     until = format_timestamp(datetime.now(UTC) + timedelta(seconds=valid_s)) if valid_s else None
-    endpoint = await request.app[DATABASE].rotate_secret(endpoint_id, secret, previous_until=until)
+    sealed = request.app[WEBHOOKS].sealer.seal(secret, endpoint_id)
+    endpoint = await request.app[DATABASE].rotate_secret(endpoint_id, sealed, previous_until=until)
     if endpoint is None:
         raise _no_webhook(request)
     return json_body({**endpoint_json(endpoint), "secret": secret})

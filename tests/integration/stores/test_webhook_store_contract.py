@@ -620,6 +620,30 @@ async def test_an_endpoint_disabled_by_hand_keeps_its_deliveries_for_when_it_is_
     )
 
 
+async def test_secrets_are_replaced_only_while_they_are_what_was_read(store: Database) -> None:
+    """`replace_secrets` writes the pair only if the stored pair is still the expected one
+    (a rotation in between wins), and changes nothing else."""
+    await registered(store)
+    before = await store.get_endpoint("ep_a")
+    assert before is not None
+    old = (before.secret, None)
+
+    assert await store.replace_secrets("ep_a", old, ("sealed:v1:k:AAAA", None))
+    after = await store.get_endpoint("ep_a")
+    assert after == replace(before, secret="sealed:v1:k:AAAA")
+    assert not await store.replace_secrets("ep_a", old, ("sealed:v1:k:BBBB", None))
+    rotated = await store.rotate_secret("ep_a", "whsec_" + "C" * 44, previous_until=moment(30))
+    assert rotated is not None
+    stale = ("sealed:v1:k:AAAA", None)
+    assert not await store.replace_secrets("ep_a", stale, ("x", None))
+    current = (rotated.secret, rotated.previous_secret)
+    assert await store.replace_secrets("ep_a", current, ("sealed:v1:k:C", "sealed:v1:k:A"))
+    assert await store.get_endpoint("ep_a") == replace(
+        rotated, secret="sealed:v1:k:C", previous_secret="sealed:v1:k:A"
+    )
+    assert not await store.replace_secrets("ep_zz", old, ("x", None))
+
+
 async def test_a_rotated_secret_signs_beside_the_new_one_until_its_time(store: Database) -> None:
     """After a rotation the endpoint reads back with the new secret and the replaced one,
     and a claim before the overlap ends carries both (the new first), one after it only the
