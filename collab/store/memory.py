@@ -45,6 +45,7 @@ from collab.store.webhooks import (
     Endpoint,
     EndpointChange,
     OutboxListener,
+    WebhookEvent,
 )
 
 
@@ -508,6 +509,10 @@ class MemoryStore:
     async def delete_endpoint(self, endpoint_id: str) -> bool:
         self._check_callable()
         return self._webhooks.delete_endpoint(endpoint_id)
+
+    async def add_test_delivery(self, endpoint_id: str, event: WebhookEvent) -> Delivery | None:
+        self._check_callable()
+        return self._webhooks.add_test_delivery(endpoint_id, event)
 
     async def update_endpoint(
         self, endpoint_id: str, change: EndpointChange, *, at: str

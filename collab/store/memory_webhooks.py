@@ -58,31 +58,43 @@ class MemoryWebhooks(WebhookOutbox[None]):
         for event in events:
             for endpoint in sorted(self._endpoints.values(), key=lambda e: e.id):
                 if endpoint.wants(event.type, event.workspace_id):
-                    self._last_id += 1
-                    self._rows[self._last_id] = _Row(
-                        Delivery(
-                            id=str(self._last_id),
-                            endpoint_id=endpoint.id,
-                            message_id=event.message_id,
-                            event_type=event.type,
-                            subject=event.subject,
-                            body=event.body,
-                            created_at=now,
-                            state=DeliveryState.PENDING,
-                            attempt_count=0,
-                            next_attempt_at=now,
-                            lease_until=None,
-                            last_status=None,
-                            last_error=None,
-                            finished_at=None,
-                            retried_at=None,
-                        ),
-                        None,
-                        [],
-                    )
+                    self._add_row(endpoint.id, event, now)
                     written = True
         if written:
             self.notify()
+
+    def add_test_delivery(self, endpoint_id: str, event: WebhookEvent) -> Delivery | None:
+        if endpoint_id not in self._endpoints:
+            return None
+        row = self._add_row(endpoint_id, event, format_timestamp())
+        self.notify()
+        return row.delivery
+
+    def _add_row(self, endpoint_id: str, event: WebhookEvent, now: str) -> _Row:
+        self._last_id += 1
+        row = _Row(
+            Delivery(
+                id=str(self._last_id),
+                endpoint_id=endpoint_id,
+                message_id=event.message_id,
+                event_type=event.type,
+                subject=event.subject,
+                body=event.body,
+                created_at=now,
+                state=DeliveryState.PENDING,
+                attempt_count=0,
+                next_attempt_at=now,
+                lease_until=None,
+                last_status=None,
+                last_error=None,
+                finished_at=None,
+                retried_at=None,
+            ),
+            None,
+            [],
+        )
+        self._rows[self._last_id] = row
+        return row
 
     def add_endpoint(self, endpoint: Endpoint) -> None:
         self._endpoints[endpoint.id] = endpoint

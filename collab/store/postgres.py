@@ -61,6 +61,7 @@ from collab.store.webhooks import (
     Endpoint,
     EndpointChange,
     OutboxListener,
+    WebhookEvent,
 )
 
 CONNECT_TIMEOUT_S = 5.0
@@ -777,6 +778,13 @@ class PostgresStore:
             deleted = await postgres_webhooks.delete_endpoint(conn, endpoint_id)
         self._webhooks.routes.forget()
         return deleted
+
+    async def add_test_delivery(self, endpoint_id: str, event: WebhookEvent) -> Delivery | None:
+        what = f"testing webhook {endpoint_id!r}"
+        async with self._connection(what) as conn, conn.transaction():
+            return await postgres_webhooks.add_test_delivery(
+                conn, self._webhooks, endpoint_id, event
+            )
 
     async def update_endpoint(
         self, endpoint_id: str, change: EndpointChange, *, at: str

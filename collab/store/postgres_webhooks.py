@@ -158,6 +158,28 @@ async def delete_endpoint(conn: Any, endpoint_id: str) -> bool:
     return deleted is not None
 
 
+async def add_test_delivery(
+    conn: Any, outbox: PostgresOutbox, endpoint_id: str, event: WebhookEvent
+) -> Delivery | None:
+    now = format_timestamp()
+    number = await conn.fetchval(
+        "INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, subject, body, "
+        "created_at, state, next_attempt_at) "
+        "SELECT id, $1, $2, $3, $4, $5, 'pending', $5 FROM webhook_endpoints WHERE id = $6 "
+        "RETURNING id",
+        event.message_id,
+        event.type,
+        event.subject,
+        event.body,
+        now,
+        endpoint_id,
+    )
+    if number is None:
+        return None
+    outbox.wrote(conn)
+    return await get_delivery(conn, endpoint_id, str(number))
+
+
 async def update_endpoint(
     conn: Any, endpoint_id: str, change: EndpointChange, *, at: str
 ) -> Endpoint | None:

@@ -60,6 +60,7 @@ from collab.store.webhooks import (
     Endpoint,
     EndpointChange,
     OutboxListener,
+    WebhookEvent,
 )
 
 # Another process (a second server, a backup) may hold the write lock for a moment.
@@ -721,6 +722,13 @@ class SqliteStore:
             deleted = await sqlite_webhooks.delete_endpoint(conn, endpoint_id)
         self._webhooks.routes.forget()
         return deleted
+
+    async def add_test_delivery(self, endpoint_id: str, event: WebhookEvent) -> Delivery | None:
+        async with self._transaction("IMMEDIATE", f"testing webhook {endpoint_id!r}") as conn:
+            delivery = await sqlite_webhooks.add_test_delivery(conn, endpoint_id, event)
+            # The commit tells the watchers (`_transaction`).
+            self._webhooks.written = delivery is not None
+        return delivery
 
     async def update_endpoint(
         self, endpoint_id: str, change: EndpointChange, *, at: str

@@ -129,6 +129,21 @@ async def delete_endpoint(conn: aiosqlite.Connection, endpoint_id: str) -> bool:
     return bool(rows)
 
 
+async def add_test_delivery(
+    conn: aiosqlite.Connection, endpoint_id: str, event: WebhookEvent
+) -> Delivery | None:
+    now = format_timestamp()
+    rows = await conn.execute_fetchall(
+        "INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, subject, body, "
+        "created_at, state, next_attempt_at) "
+        "SELECT id, ?1, ?2, ?3, ?4, ?5, 'pending', ?5 FROM webhook_endpoints WHERE id = ?6 "
+        "RETURNING id",
+        (event.message_id, event.type, event.subject, event.body, now, endpoint_id),
+    )
+    found = next(iter(rows), None)
+    return None if found is None else await get_delivery(conn, endpoint_id, str(found[0]))
+
+
 async def update_endpoint(
     conn: aiosqlite.Connection, endpoint_id: str, change: EndpointChange, *, at: str
 ) -> Endpoint | None:

@@ -18,7 +18,7 @@ from collab.store.catalog import CatalogEntry, Indexed, NoteReading, NoteStatus
 from collab.store.members import Member
 from collab.store.notifications import Notification
 from collab.store.versions import Version
-from collab.store.webhooks import WebhookEvent
+from collab.store.webhooks import Endpoint, WebhookEvent
 
 MESSAGE_ID_BYTES = 15
 
@@ -98,6 +98,16 @@ def member_event(kind: str, member: Member, at: str) -> WebhookEvent:
     }
     subject = f"member:{member.workspace_id}/{member.user_id}"
     return _event(kind, member.workspace_id, subject, at, data)
+
+
+TEST_EVENT = "webhook.test"
+"""Sent on an operator's request to one endpoint, whatever events it wants."""
+
+
+def webhook_test_event(endpoint: Endpoint, at: str) -> WebhookEvent:
+    """`webhook.test`: which endpoint it was sent to, and where."""
+    data = {"webhook": endpoint.id, "url": endpoint.url}
+    return _event(TEST_EVENT, endpoint.workspace_id or "", None, at, data)
 
 
 def _event(

@@ -231,6 +231,11 @@ class WebhookStore(Protocol):
     async def delete_endpoint(self, endpoint_id: str) -> bool:
         """Delete the endpoint and its deliveries; whether it existed."""
 
+    async def add_test_delivery(self, endpoint_id: str, event: WebhookEvent) -> Delivery | None:
+        """Write one pending delivery of `event`, due now, to the endpoint, whatever events it
+        wants (an operator's test); the watchers are told once it commits. None when there
+        is no such endpoint."""
+
     async def update_endpoint(
         self, endpoint_id: str, change: EndpointChange, *, at: str
     ) -> Endpoint | None:

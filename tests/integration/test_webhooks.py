@@ -626,6 +626,7 @@ async def test_the_admin_api_needs_the_admin_token(start_server: StartServer) ->
             ("POST", f"{HOOKS}/ep_abc/deliveries/1/retry"),
             ("POST", f"{HOOKS}/ep_abc/secret/rotate"),
             ("PATCH", f"{HOOKS}/ep_abc"),
+            ("POST", f"{HOOKS}/ep_abc/test"),
         ):
             status, body = await admin(server, method, path, token=token, json={})
             assert status == 403, (method, path, body)
@@ -902,6 +903,40 @@ async def test_changing_an_unknown_webhook_is_404(start_server: StartServer) -> 
     for hook_id in ("ep_nope", "Bad!Id"):
         status, _ = await admin(server, "PATCH", f"{HOOKS}/{hook_id}", json={"enabled": False})
         assert status == 404
+
+
+# -- a test event ------------------------------------------------------------------------------
+
+
+async def test_a_test_event_reaches_the_endpoint_signed_whatever_it_wants(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """POST …/test sends one signed `webhook.test` to the endpoint (which wants other
+    events), listed with its deliveries; while it is disabled the answer is 409 and nothing
+    is written; an unknown id is 404."""
+    server = await start_server(hook_settings())
+    hook = await register(server, receiver.url(), ["note.purged"])
+    path = f"{HOOKS}/{hook['id']}"
+
+    status, delivery = await admin(server, "POST", f"{path}/test")
+
+    assert status == 202, delivery
+    assert (delivery["type"], delivery["payload"]["data"]) == (
+        "webhook.test",
+        {"webhook": hook["id"], "url": receiver.url()},
+    )
+    await eventually(lambda: delivered(server, hook["id"], 1), what="the test delivered")
+    [got] = receiver.received
+    assert verify(hook["secret"], got)["type"] == "webhook.test"
+    assert got.headers["webhook-id"] == delivery["message_id"]
+
+    assert (await admin(server, "PATCH", path, json={"enabled": False}))[0] == 200
+    status, refused = await admin(server, "POST", f"{path}/test")
+    assert status == 409, refused
+    assert refused["error"]["code"] == "webhook_disabled"
+    assert "enable it first" in refused["error"]["message"]
+    assert len(await deliveries(server, hook["id"])) == 1
+    assert (await admin(server, "POST", f"{HOOKS}/ep_nope/test"))[0] == 404
 
 
 # -- rotating a secret -------------------------------------------------------------------------

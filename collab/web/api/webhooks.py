@@ -9,6 +9,8 @@
 - `POST /api/v1/admin/webhooks/{id}/secret/rotate` (no body, or `{"previous_valid_s"}`) → 200
   with the endpoint and its new `secret`, shown this once; the replaced secret keeps signing
   beside it for `previous_valid_s` (default a day, 0 to 7 days);
+- `POST /api/v1/admin/webhooks/{id}/test` → 202 with a `webhook.test` delivery to it, due now
+  (409 while it is disabled);
 - `GET /api/v1/admin/webhooks/{id}/deliveries?limit=&cursor=` → `{"deliveries": [...],
   "next"}`, newest first, each with its latest attempts;
 - `POST /api/v1/admin/webhooks/{id}/deliveries/{delivery_id}/retry` → 202 with the delivery,
@@ -28,6 +30,7 @@ from aiohttp import web
 from collab.delivery.addresses import UnsafeUrl
 from collab.delivery.signing import new_secret
 from collab.store.rows import format_timestamp
+from collab.store.webhook_events import webhook_test_event
 from collab.store.webhooks import (
     EVENT_TYPES,
     KEEP,
@@ -170,6 +173,23 @@ async def patch_webhook(request: web.Request) -> web.Response:
     return json_body(endpoint_json(endpoint))
 
 
+async def send_test_event(request: web.Request) -> web.Response:
+    check_admin(request)
+    endpoint = await _endpoint(request)
+    if endpoint.disabled_at is not None:
+        return error_response(
+            409,
+            "webhook_disabled",
+            f"webhook {endpoint.id!r} is disabled ({endpoint.disabled_reason}); enable it first "
+            '(PATCH {"enabled": true})',
+        )
+    event = webhook_test_event(endpoint, format_timestamp())
+    delivery = await request.app[DATABASE].add_test_delivery(endpoint.id, event)
+    if delivery is None:
+        raise _no_webhook(request)
+    return json_body(delivery_json(delivery), status=202)
+
+
 async def rotate_secret(request: web.Request) -> web.Response:
     check_admin(request)
     endpoint_id = _endpoint_id(request)
@@ -305,6 +325,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_delete("/api/v1/admin/webhooks/{webhook_id}", delete_webhook)
     app.router.add_patch("/api/v1/admin/webhooks/{webhook_id}", patch_webhook)
     app.router.add_post("/api/v1/admin/webhooks/{webhook_id}/secret/rotate", rotate_secret)
+    app.router.add_post("/api/v1/admin/webhooks/{webhook_id}/test", send_test_event)
     app.router.add_get("/api/v1/admin/webhooks/{webhook_id}/deliveries", list_deliveries)
     app.router.add_post(
         "/api/v1/admin/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", retry_delivery

@@ -20,6 +20,7 @@ from collab.store import Database, SqliteStore
 from collab.store.catalog import NoteFields, NoteReading
 from collab.store.notifications import NewNotification
 from collab.store.rows import format_timestamp
+from collab.store.webhook_events import webhook_test_event
 from collab.store.webhooks import (
     DISABLED_BY_OPERATOR,
     ENDPOINT_DISABLED,
@@ -618,6 +619,34 @@ async def test_an_endpoint_disabled_by_hand_keeps_its_deliveries_for_when_it_is_
         await store.update_endpoint("ep_a", EndpointChange(enabled=False), at=moment(13))
         == by_failures
     )
+
+
+async def test_a_test_delivery_goes_to_its_endpoint_whatever_it_wants_and_wakes_the_sender(
+    store: Database,
+) -> None:
+    """A test delivery is written for the one endpoint named, though it wants no such event,
+    pending and due at once, and the watchers are told; an unknown endpoint gets none."""
+    await registered(store, endpoint("ep_a", events=("note.purged",)), endpoint("ep_b"))
+    woken: list[bool] = []
+    store.watch_outbox(lambda: woken.append(True))
+    event = webhook_test_event(endpoint("ep_a"), moment())
+
+    delivery = await store.add_test_delivery("ep_a", event)
+
+    assert delivery is not None
+    assert (delivery.endpoint_id, delivery.event_type, delivery.message_id) == (
+        "ep_a",
+        "webhook.test",
+        event.message_id,
+    )
+    assert delivery.state is DeliveryState.PENDING
+    assert delivery.body == event.body
+    assert await deliveries(store, "ep_a") == [delivery]
+    assert await deliveries(store, "ep_b") == []
+    assert woken
+    [claimed] = await claim(store)
+    assert claimed.delivery.id == delivery.id
+    assert await store.add_test_delivery("ep_zz", event) is None
 
 
 async def test_secrets_are_replaced_only_while_they_are_what_was_read(store: Database) -> None:
