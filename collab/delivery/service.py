@@ -40,9 +40,12 @@ LEASE_S = 60.0
 KEEP_S = 7 * 86400.0
 PRUNE_EVERY_S = 3600.0
 PRUNE_BATCH = 1000
-OUTCOMES = ("delivered", "retried", "failed", "lost_lease")
+OUTCOMES = ("delivered", "retried", "failed", "lost_lease", "not_signed")
 """Attempts by what came of them: delivered; failed and scheduled again; failed for good;
-recorded too late (its lease had passed to another attempt)."""
+recorded too late (its lease had passed to another attempt); not made, this instance lacking
+the key its secret is sealed with (postponed, nothing recorded)."""
+UNSIGNED_RETRY_S = 5.0
+"""How soon a delivery this instance could not sign is due again, for any instance."""
 
 Clock = Callable[[], datetime]
 
@@ -201,11 +204,10 @@ class WebhookService:
         try:
             secrets = tuple(self.sealer.unseal(s, delivery.endpoint_id) for s in claimed.secrets)
         except SealError as error:
-            # Another instance sealed it with a key this one lacks: retried as any failure.
-            result = AttemptResult(None, f"cannot sign: {error}")
-        else:
-            headers = signed_headers(secrets, delivery.message_id, timestamp, delivery.body)
-            result = await self.client.post(claimed.url, headers, delivery.body)
+            await self._postpone(claimed, error)
+            return
+        headers = signed_headers(secrets, delivery.message_id, timestamp, delivery.body)
+        result = await self.client.post(claimed.url, headers, delivery.body)
         now = self._clock()
         next_at = (
             None
@@ -235,6 +237,25 @@ class WebhookService:
             )
             return
         self._count(claimed, result, recorded, next_at, now)
+
+    async def _postpone(self, claimed: ClaimedDelivery, error: SealError) -> None:
+        """This instance lacks the key the secret was sealed with (a rollout of
+        COLLAB_WEBHOOK_SECRET_KEYS under way): not the receiver's failure, so no attempt is
+        recorded; the delivery is due again soon, for an instance that has the key."""
+        delivery = claimed.delivery
+        self.outcomes["not_signed"] += 1
+        log.warning(
+            "webhooks: delivery %s to %s cannot be signed here, left for another instance: %s",
+            delivery.id,
+            delivery.endpoint_id,
+            error,
+        )
+        until = format_timestamp(self._clock() + timedelta(seconds=UNSIGNED_RETRY_S))
+        try:
+            await self.store.postpone_delivery(delivery.id, claimed.lease, until=until)
+        except StoreError as store_error:
+            # Its lease expires instead.
+            log.warning("webhooks: delivery %s: not postponed: %s", delivery.id, store_error)
 
     def _next_attempt(
         self, claimed: ClaimedDelivery, now: datetime, wait_s: float | None

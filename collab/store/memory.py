@@ -514,6 +514,10 @@ class MemoryStore:
         self._check_callable()
         return self._webhooks.add_test_delivery(endpoint_id, event)
 
+    async def postpone_delivery(self, delivery_id: str, lease: str, *, until: str) -> bool:
+        self._check_callable()
+        return self._webhooks.postpone_delivery(delivery_id, lease, until=until)
+
     async def update_endpoint(
         self, endpoint_id: str, change: EndpointChange, *, at: str
     ) -> Endpoint | None:

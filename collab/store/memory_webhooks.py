@@ -245,6 +245,15 @@ class MemoryWebhooks(WebhookOutbox[None]):
         row = self._row(endpoint_id, delivery_id)
         return None if row is None else _shown(row)
 
+    def postpone_delivery(self, delivery_id: str, lease: str, *, until: str) -> bool:
+        number = delivery_number(delivery_id)
+        row = None if number is None else self._rows.get(number)
+        if row is None or row.lease != lease or row.delivery.state is not DeliveryState.PENDING:
+            return False
+        row.delivery = replace(row.delivery, next_attempt_at=until, lease_until=None)
+        row.lease = None
+        return True
+
     def retry_delivery(self, endpoint_id: str, delivery_id: str, *, now: str) -> Delivery | None:
         row = self._row(endpoint_id, delivery_id)
         if row is None:

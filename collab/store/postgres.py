@@ -786,6 +786,10 @@ class PostgresStore:
                 conn, self._webhooks, endpoint_id, event
             )
 
+    async def postpone_delivery(self, delivery_id: str, lease: str, *, until: str) -> bool:
+        async with self._connection(f"postponing webhook delivery {delivery_id!r}") as conn:
+            return await postgres_webhooks.postpone_delivery(conn, delivery_id, lease, until)
+
     async def update_endpoint(
         self, endpoint_id: str, change: EndpointChange, *, at: str
     ) -> Endpoint | None:

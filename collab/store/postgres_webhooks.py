@@ -180,6 +180,20 @@ async def add_test_delivery(
     return await get_delivery(conn, endpoint_id, str(number))
 
 
+async def postpone_delivery(conn: Any, delivery_id: str, lease: str, until: str) -> bool:
+    number = delivery_number(delivery_id)
+    if number is None:
+        return False
+    postponed = await conn.fetchval(
+        "UPDATE webhook_deliveries SET next_attempt_at = $1, lease = NULL, lease_until = NULL "
+        "WHERE id = $2 AND lease = $3 AND state = 'pending' RETURNING true",
+        until,
+        number,
+        lease,
+    )
+    return postponed is not None
+
+
 async def update_endpoint(
     conn: Any, endpoint_id: str, change: EndpointChange, *, at: str
 ) -> Endpoint | None:

@@ -730,6 +730,11 @@ class SqliteStore:
             self._webhooks.written = delivery is not None
         return delivery
 
+    async def postpone_delivery(self, delivery_id: str, lease: str, *, until: str) -> bool:
+        what = f"postponing webhook delivery {delivery_id!r}"
+        async with self._transaction("IMMEDIATE", what) as conn:
+            return await sqlite_webhooks.postpone_delivery(conn, delivery_id, lease, until)
+
     async def update_endpoint(
         self, endpoint_id: str, change: EndpointChange, *, at: str
     ) -> Endpoint | None:

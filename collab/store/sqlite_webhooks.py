@@ -144,6 +144,20 @@ async def add_test_delivery(
     return None if found is None else await get_delivery(conn, endpoint_id, str(found[0]))
 
 
+async def postpone_delivery(
+    conn: aiosqlite.Connection, delivery_id: str, lease: str, until: str
+) -> bool:
+    number = delivery_number(delivery_id)
+    if number is None:
+        return False
+    rows = await conn.execute_fetchall(
+        "UPDATE webhook_deliveries SET next_attempt_at = ?, lease = NULL, lease_until = NULL "
+        "WHERE id = ? AND lease = ? AND state = 'pending' RETURNING id",
+        (until, number, lease),
+    )
+    return bool(rows)
+
+
 async def update_endpoint(
     conn: aiosqlite.Connection, endpoint_id: str, change: EndpointChange, *, at: str
 ) -> Endpoint | None:

@@ -293,6 +293,11 @@ class WebhookStore(Protocol):
         success if later: a delivery retried until `disable_after_s` after it was written
         disables its endpoint unless the endpoint took another delivery meanwhile."""
 
+    async def postpone_delivery(self, delivery_id: str, lease: str, *, until: str) -> bool:
+        """Give back a delivery claimed under `lease` without an attempt (this instance could
+        not sign it), due again at `until`: nothing is recorded, the endpoint's run of
+        failures is untouched. False, writing nothing, when the lease is not held any more."""
+
     async def list_deliveries(
         self, endpoint_id: str, *, limit: int, before: str | None = None
     ) -> list[Delivery]:

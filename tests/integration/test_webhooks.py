@@ -1109,12 +1109,13 @@ async def test_keys_are_taken_up_and_replaced_at_start_and_unreadable_secrets_st
     assert verifies(hook["secret"], receiver.of_type("note.created")[-1])
 
 
-async def test_an_instance_without_the_keys_cannot_sign_and_leaves_the_delivery_to_retry(
+async def test_an_instance_without_the_keys_leaves_the_delivery_to_one_that_has_them(
     start_server: StartServer, receiver: Receiver
 ) -> None:
     """During a rollout an instance started before the keys were set meets a sealed secret:
-    its attempt fails saying why and nothing unsigned is sent; once it is replaced by an
-    instance with the keys, that one delivers it."""
+    it sends nothing unsigned and records no attempt (the endpoint is not charged with a
+    failure), counting `not_signed`; once it is replaced by an instance with the keys, that
+    one delivers it."""
     plain = await start_server(hook_settings())
     hook = await register(plain, receiver.url(), ["note.created"])
     keyed_instance = await start_server(keyed(KEY_A))
@@ -1122,17 +1123,20 @@ async def test_an_instance_without_the_keys_cannot_sign_and_leaves_the_delivery_
 
     await create_note(plain, "n1")
     await eventually(
-        lambda: last_error_says(plain, hook["id"], "cannot sign: its secret is sealed"),
-        what="a failed attempt",
+        lambda: plain.app[WEBHOOKS].outcomes["not_signed"] >= 1, what="an attempt not made"
     )
+    [waiting] = await deliveries(plain, hook["id"])
+    assert (waiting["state"], waiting["attempt_count"], waiting["last_error"]) == (
+        "pending",
+        0,
+        None,
+    )
+    assert (await admin(plain, "GET", f"{HOOKS}/{hook['id']}"))[1]["failing_since"] is None
     assert receiver.received == []
 
     await plain.close()
     replaced = await start_server(keyed(KEY_A))
     await eventually(lambda: delivered(replaced, hook["id"], 1), what="delivered by the keyed one")
     assert verifies(hook["secret"], receiver.received[0])
-
-
-async def last_error_says(server: RunningServer, hook_id: str, text: str) -> bool:
-    shown = await deliveries(server, hook_id)
-    return bool(shown) and text in (shown[0]["last_error"] or "")
+    [sent] = await deliveries(replaced, hook["id"])
+    assert sent["attempt_count"] == 1

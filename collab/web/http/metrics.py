@@ -307,7 +307,8 @@ class _CollabCollector(Collector):
         attempts = CounterMetricFamily(
             "collab_webhook_deliveries",
             "Webhook delivery attempts made here, by outcome: delivered, retried (failed, tried "
-            "again later), failed (for good), lost_lease (recorded too late).",
+            "again later), failed (for good), lost_lease (recorded too late), not_signed (not "
+            "made: this instance lacks the key the secret is sealed with; postponed).",
             labels=["outcome"],
         )
         for outcome in OUTCOMES:

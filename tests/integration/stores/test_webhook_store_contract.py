@@ -621,6 +621,34 @@ async def test_an_endpoint_disabled_by_hand_keeps_its_deliveries_for_when_it_is_
     )
 
 
+async def test_a_postponed_delivery_is_due_again_with_nothing_recorded(store: Database) -> None:
+    """Postponing gives the claim back: due at its new time, no attempt recorded, the
+    endpoint's run of failures untouched; a lease not held postpones nothing."""
+    await registered(store, endpoint(events=("note.created",)))
+    await create(store)
+    [claimed] = await claim(store, at=1)
+
+    until = moment(6)
+    assert await store.postpone_delivery(claimed.delivery.id, claimed.lease, until=until)
+
+    [shown] = await deliveries(store)
+    assert (shown.state, shown.attempt_count, shown.last_error, shown.attempts) == (
+        DeliveryState.PENDING,
+        0,
+        None,
+        (),
+    )
+    assert shown.next_attempt_at == until
+    assert await claim(store, at=5) == []
+    [again] = await claim(store, at=7)
+    assert again.delivery.id == claimed.delivery.id
+    failing = await store.get_endpoint("ep_a")
+    assert failing is not None
+    assert failing.failing_since is None
+    assert not await store.postpone_delivery(claimed.delivery.id, claimed.lease, until=moment(9))
+    assert not await store.postpone_delivery("99999", again.lease, until=moment(9))
+
+
 async def test_a_test_delivery_goes_to_its_endpoint_whatever_it_wants_and_wakes_the_sender(
     store: Database,
 ) -> None:
