@@ -51,10 +51,6 @@ class SecretSealer:
             self._ciphers[key_id] = AESGCM(_derive(key, _SEALING_INFO, 32))
             self._sealing_id = self._sealing_id or key_id
 
-    @property
-    def sealing(self) -> bool:
-        return self._sealing_id is not None
-
     def seal(self, secret: str, endpoint_id: str) -> str:
         """`secret` as the store keeps it for `endpoint_id`."""
         if self._sealing_id is None:

@@ -97,27 +97,22 @@ class WebhookService:
         problems: list[str] = []
         replacements: list[tuple[str, tuple[str, str | None], tuple[str, str | None]]] = []
         for endpoint in await self.store.list_endpoints():
+            stored = (endpoint.secret, endpoint.previous_secret)
+            # What still signs, as stored: a replaced secret past its time is not kept.
             signing = endpoint.signing_secrets(now)
-            live_previous = signing[1] if len(signing) == 2 else None
-            if (
-                self.sealer.is_current(endpoint.secret)
-                and (live_previous is None or self.sealer.is_current(live_previous))
-                and (live_previous is not None or endpoint.previous_secret is None)
-            ):
+            kept = (signing[0], signing[1] if len(signing) == 2 else None)
+            if kept == stored and all(self.sealer.is_current(s) for s in signing):
                 continue
             try:
-                kept = [self.sealer.unseal(s, endpoint.id) for s in signing]
+                resealed = [
+                    self.sealer.seal(self.sealer.unseal(s, endpoint.id), endpoint.id)
+                    for s in signing
+                ]
             except SealError as error:
                 problems.append(f"COLLAB_WEBHOOK_SECRET_KEYS: webhook {endpoint.id}: {error}")
                 continue
-            resealed = [self.sealer.seal(s, endpoint.id) for s in kept]
-            replacements.append(
-                (
-                    endpoint.id,
-                    (endpoint.secret, endpoint.previous_secret),
-                    (resealed[0], resealed[1] if len(resealed) == 2 else None),
-                )
-            )
+            replacement = (resealed[0], resealed[1] if len(resealed) == 2 else None)
+            replacements.append((endpoint.id, stored, replacement))
         if problems:
             # Nothing written: keys given by mistake seal nothing the right ones cannot read.
             raise ConfigError(problems)

@@ -117,15 +117,6 @@ class EndpointChange:
     """True: enabled again (its run of failures forgotten); False: disabled now
     (`DISABLED_BY_OPERATOR`), its pending deliveries kept for when it is enabled."""
 
-    @property
-    def empty(self) -> bool:
-        return (
-            self.url is None
-            and self.events is None
-            and self.workspace_id is KEEP
-            and self.enabled is None
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
