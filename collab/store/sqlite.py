@@ -725,10 +725,7 @@ class SqliteStore:
 
     async def add_test_delivery(self, endpoint_id: str, event: WebhookEvent) -> Delivery | None:
         async with self._transaction("IMMEDIATE", f"testing webhook {endpoint_id!r}") as conn:
-            delivery = await sqlite_webhooks.add_test_delivery(conn, endpoint_id, event)
-            # The commit tells the watchers (`_transaction`).
-            self._webhooks.written = delivery is not None
-        return delivery
+            return await sqlite_webhooks.add_test_delivery(conn, self._webhooks, endpoint_id, event)
 
     async def postpone_delivery(self, delivery_id: str, lease: str, *, until: str) -> bool:
         what = f"postponing webhook delivery {delivery_id!r}"

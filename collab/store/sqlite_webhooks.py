@@ -130,7 +130,7 @@ async def delete_endpoint(conn: aiosqlite.Connection, endpoint_id: str) -> bool:
 
 
 async def add_test_delivery(
-    conn: aiosqlite.Connection, endpoint_id: str, event: WebhookEvent
+    conn: aiosqlite.Connection, outbox: SqliteOutbox, endpoint_id: str, event: WebhookEvent
 ) -> Delivery | None:
     now = format_timestamp()
     rows = await conn.execute_fetchall(
@@ -141,7 +141,10 @@ async def add_test_delivery(
         (event.message_id, event.type, event.subject, event.body, now, endpoint_id),
     )
     found = next(iter(rows), None)
-    return None if found is None else await get_delivery(conn, endpoint_id, str(found[0]))
+    if found is None:
+        return None
+    outbox.written = True
+    return await get_delivery(conn, endpoint_id, str(found[0]))
 
 
 async def postpone_delivery(
