@@ -7,12 +7,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from collab.errors import BusError, ConfigError
-from collab.presence.base import PresenceEntry
+from collab.presence.base import Changes, InstanceEntries, PresenceEntry, apply_changes
 from collab.presence.snapshots import merge_instances
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Written:
+    seq: int
     entries: dict[str, PresenceEntry]
     expires_at: float
 
@@ -27,7 +28,7 @@ class MemoryPresenceBroker:
 
 class MemoryPresenceStore:
     """Presence kept in a `MemoryPresenceBroker`. An instance's entries expire `ttl_s` after
-    its last write, measured with `clock`; `read` drops them from then on."""
+    its last write, measured with `clock`; reads drop them from then on."""
 
     def __init__(
         self,
@@ -42,44 +43,61 @@ class MemoryPresenceStore:
         self._broker = broker or MemoryPresenceBroker()
         self._closed = False
 
-    async def write(
-        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
-    ) -> None:
+    async def write(self, instance_id: str, workspace_id: str, written: InstanceEntries) -> None:
         self._check_open()
-        instances = self._broker.workspaces.setdefault(workspace_id, {})
-        if entries:
-            instances[instance_id] = _Written(dict(entries), self._clock() + self._ttl_s)
-        else:
-            instances.pop(instance_id, None)
-        self._forget_if_empty(workspace_id)
+        self._store(instance_id, workspace_id, written.seq, dict(written.entries))
 
-    async def renew(
-        self, instance_id: str, written: Mapping[str, Mapping[str, PresenceEntry]]
+    async def write_changes(
+        self,
+        instance_id: str,
+        workspace_id: str,
+        changes: Changes,
+        seq: int,
+        before: InstanceEntries,
     ) -> None:
         self._check_open()
-        for workspace_id, entries in written.items():
-            stored = self._broker.workspaces.get(workspace_id, {}).get(instance_id)
-            if stored is None or stored.expires_at <= self._clock():
-                await self.write(instance_id, workspace_id, entries)
-                continue
-            expires_at = self._clock() + self._ttl_s
-            self._broker.workspaces[workspace_id][instance_id] = _Written(
-                stored.entries, expires_at
-            )
+        stored = self._live(workspace_id, instance_id)
+        entries = dict(before.entries) if stored is None else stored.entries
+        apply_changes(entries, changes)
+        self._store(instance_id, workspace_id, seq, entries)
+
+    async def renew(self, instance_id: str, written: Mapping[str, InstanceEntries]) -> None:
+        self._check_open()
+        for workspace_id, last in written.items():
+            stored = self._live(workspace_id, instance_id)
+            if stored is None:
+                await self.write(instance_id, workspace_id, last)
+            else:
+                stored.expires_at = self._clock() + self._ttl_s
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
-        self._check_open()
-        instances = self._broker.workspaces.get(workspace_id, {})
-        now = self._clock()
-        for instance_id in [i for i, written in instances.items() if written.expires_at <= now]:
-            del instances[instance_id]
-        self._forget_if_empty(workspace_id)
-        return merge_instances(written.entries for written in instances.values())
+        return (await self.read_many([workspace_id]))[workspace_id]
 
     async def read_many(
         self, workspace_ids: Collection[str]
     ) -> dict[str, dict[str, PresenceEntry]]:
-        return {workspace_id: await self.read(workspace_id) for workspace_id in workspace_ids}
+        instances = await self.read_instances(workspace_ids)
+        return {
+            workspace_id: merge_instances(read.entries for read in by_instance.values())
+            for workspace_id, by_instance in instances.items()
+        }
+
+    async def read_instances(
+        self, workspace_ids: Collection[str]
+    ) -> dict[str, dict[str, InstanceEntries]]:
+        self._check_open()
+        now = self._clock()
+        found: dict[str, dict[str, InstanceEntries]] = {}
+        for workspace_id in workspace_ids:
+            instances = self._broker.workspaces.get(workspace_id, {})
+            for instance_id in [i for i, w in instances.items() if w.expires_at <= now]:
+                del instances[instance_id]
+            self._forget_if_empty(workspace_id)
+            found[workspace_id] = {
+                instance_id: InstanceEntries(written.seq, dict(written.entries))
+                for instance_id, written in instances.items()
+            }
+        return found
 
     async def close(self) -> None:
         """Stop answering; what this store wrote stays in the broker until it expires."""
@@ -88,6 +106,23 @@ class MemoryPresenceStore:
     def _check_open(self) -> None:
         if self._closed:
             raise BusError("the presence store is closed")
+
+    def _live(self, workspace_id: str, instance_id: str) -> _Written | None:
+        """What the instance wrote for the workspace, unless it expired."""
+        stored = self._broker.workspaces.get(workspace_id, {}).get(instance_id)
+        if stored is None or stored.expires_at <= self._clock():
+            return None
+        return stored
+
+    def _store(
+        self, instance_id: str, workspace_id: str, seq: int, entries: dict[str, PresenceEntry]
+    ) -> None:
+        instances = self._broker.workspaces.setdefault(workspace_id, {})
+        if entries:
+            instances[instance_id] = _Written(seq, entries, self._clock() + self._ttl_s)
+        else:
+            instances.pop(instance_id, None)
+        self._forget_if_empty(workspace_id)
 
     def _forget_if_empty(self, workspace_id: str) -> None:
         if not self._broker.workspaces.get(workspace_id, True):

@@ -1,9 +1,12 @@
 """`RedisPresenceStore`: the presence of every instance, shared through Redis.
 
 Per (workspace, instance), one hash `{prefix}presence:{workspace_id}:{instance_id}` maps each
-user id to the JSON of the instance's entry (with `updated`). A write replaces the hash and
-renews its expiry in one MULTI, so an instance that stops writing (it died) vanishes `ttl_s`
-after its last write. Per workspace, the set `{prefix}presence-instances:{workspace_id}` names
+user id to the JSON of the instance's entry (`PresenceEntry.to_record`), and the empty field
+(no user id is empty) to the number of the write that left it so. A whole write replaces the
+hash and renews its expiry in one MULTI; a write of changes sets and deletes only the changed
+users' fields, in a script that does nothing when the hash is gone (then the whole entries
+are written instead). So an instance that stops writing (it died) vanishes `ttl_s` after its
+last write. Per workspace, the set `{prefix}presence-instances:{workspace_id}` names
 the instances that wrote there, so a read needs no KEYS or SCAN: it reads each of their hashes
 and removes from the set the instances whose hash has expired (atomically, in a script, so an
 instance writing at that moment is not removed). The set expires too, `ttl_s` after the last
@@ -28,10 +31,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
+from redis.typing import EncodableT, FieldT
 
 from collab.bus.redis_log import redact_url
 from collab.errors import BusError, ConfigError
-from collab.presence.base import PresenceEntry
+from collab.presence.base import Changes, InstanceEntries, PresenceEntry, apply_changes
 from collab.presence.snapshots import merge_instances
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,35 @@ for i, instance_id in ipairs(ARGV) do
   end
 end
 return removed
+"""
+
+SEQ_FIELD = b""
+"""The hash field holding the number of the instance's last write (no user id is empty)."""
+
+# KEYS[1] is the instance's hash, KEYS[2] the workspace's instance set. ARGV: the TTL in ms,
+# the instance id, the write's number, the number n of fields to set, n field/value pairs,
+# then the fields to delete. Returns 0, changing nothing, when the hash is gone.
+_WRITE_CHANGES_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local set_count = tonumber(ARGV[4])
+for i = 0, set_count - 1 do
+  redis.call('HSET', KEYS[1], ARGV[5 + 2 * i], ARGV[6 + 2 * i])
+end
+for i = 5 + 2 * set_count, #ARGV do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+end
+redis.call('HSET', KEYS[1], '', ARGV[3])
+if redis.call('HLEN', KEYS[1]) <= 1 then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return 1
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
 """
 
 
@@ -96,6 +129,7 @@ class RedisPresenceStore:
         self._pool.connection_kwargs.update(protocol=_RESP_PROTOCOL, decode_responses=False)
         self._client = Redis(connection_pool=self._pool)
         self._forget_expired = self._client.register_script(_FORGET_EXPIRED_SCRIPT)
+        self._write_changes = self._client.register_script(_WRITE_CHANGES_SCRIPT)
         self._ttl_ms = max(1, math.ceil(ttl_s * 1000))
         self._prefix = key_prefix.encode()
         self._closed = False
@@ -106,17 +140,15 @@ class RedisPresenceStore:
     def __repr__(self) -> str:
         return f"RedisPresenceStore({self._safe_url!r})"
 
-    async def write(
-        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
-    ) -> None:
+    async def write(self, instance_id: str, workspace_id: str, written: InstanceEntries) -> None:
         self._check_open()
         key = self._entries_key(workspace_id, instance_id.encode())
         instances_key = self._instances_key(workspace_id)
         try:
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.delete(key)
-                if entries:
-                    pipe.hset(key, mapping={u: _encode(e) for u, e in entries.items()})
+                if written.entries:
+                    pipe.hset(key, mapping=_fields(written))
                     self._keep_alive(pipe, key, instances_key, instance_id)
                 else:
                     pipe.srem(instances_key, instance_id)
@@ -126,9 +158,36 @@ class RedisPresenceStore:
                 f"writing the presence of workspace {workspace_id!r}", error
             ) from None
 
-    async def renew(
-        self, instance_id: str, written: Mapping[str, Mapping[str, PresenceEntry]]
+    async def write_changes(
+        self,
+        instance_id: str,
+        workspace_id: str,
+        changes: Changes,
+        seq: int,
+        before: InstanceEntries,
     ) -> None:
+        self._check_open()
+        key = self._entries_key(workspace_id, instance_id.encode())
+        upserts = [(user_id, entry) for user_id, entry in changes.items() if entry is not None]
+        args: list[bytes | str | int] = [self._ttl_ms, instance_id, seq, len(upserts)]
+        for user_id, entry in upserts:
+            args += (user_id, _encode(entry))
+        args += [user_id for user_id, entry in changes.items() if entry is None]
+        try:
+            applied = await self._write_changes(
+                keys=[key, self._instances_key(workspace_id)], args=args
+            )
+        except _FAILURES as error:
+            raise self._error(
+                f"writing presence changes of workspace {workspace_id!r}", error
+            ) from None
+        if not applied:
+            # The hash expired or Redis lost it: write the whole result.
+            entries = dict(before.entries)
+            apply_changes(entries, changes)
+            await self.write(instance_id, workspace_id, InstanceEntries(seq, entries))
+
+    async def renew(self, instance_id: str, written: Mapping[str, InstanceEntries]) -> None:
         self._check_open()
         if not written:
             return
@@ -173,6 +232,15 @@ class RedisPresenceStore:
     async def read_many(
         self, workspace_ids: Collection[str]
     ) -> dict[str, dict[str, PresenceEntry]]:
+        instances = await self.read_instances(workspace_ids)
+        return {
+            workspace_id: merge_instances(read.entries for read in by_instance.values())
+            for workspace_id, by_instance in instances.items()
+        }
+
+    async def read_instances(
+        self, workspace_ids: Collection[str]
+    ) -> dict[str, dict[str, InstanceEntries]]:
         """Two round trips whatever the number of workspaces (one more per workspace where an
         instance's entries expired, to forget it)."""
         self._check_open()
@@ -222,9 +290,13 @@ class RedisPresenceStore:
         except _FAILURES as error:
             raise self._error(what, error) from None
         return {
-            workspace_id: merge_instances(
-                self._decode(workspace_id, found) for found in hashes[workspace_id] if found
-            )
+            workspace_id: {
+                instance_id.decode(errors="replace"): self._decode(workspace_id, found)
+                for (instance_id, _), found in zip(
+                    keys[workspace_id], hashes[workspace_id], strict=True
+                )
+                if found
+            }
             for workspace_id in ordered
         }
 
@@ -255,10 +327,14 @@ class RedisPresenceStore:
     def _instances_key(self, workspace_id: str) -> bytes:
         return b"%spresence-instances:%s" % (self._prefix, workspace_id.encode())
 
-    def _decode(self, workspace_id: str, fields: dict[bytes, bytes]) -> dict[str, PresenceEntry]:
+    def _decode(self, workspace_id: str, fields: dict[bytes, bytes]) -> InstanceEntries:
         entries: dict[str, PresenceEntry] = {}
+        seq = 0  # a hash written before writes were numbered
         for field, value in fields.items():
             try:
+                if field == SEQ_FIELD:
+                    seq = int(value)
+                    continue
                 user_id = field.decode()
                 parsed: Any = orjson.loads(value)
                 if not isinstance(parsed, dict):
@@ -270,7 +346,7 @@ class RedisPresenceStore:
                 self._log_malformed(workspace_id, field, error)
                 continue
             entries[user_id] = entry
-        return entries
+        return InstanceEntries(seq, entries)
 
     def _log_malformed(self, workspace_id: str, field: bytes, error: Exception) -> None:
         self.malformed_skipped += 1
@@ -292,4 +368,13 @@ class RedisPresenceStore:
 
 
 def _encode(entry: PresenceEntry) -> bytes:
-    return orjson.dumps({**entry.to_json(), "updated": entry.updated})
+    return orjson.dumps(entry.to_record())
+
+
+def _fields(written: InstanceEntries) -> dict[FieldT, EncodableT]:
+    """The hash of a whole write: every entry, and its number."""
+    fields: dict[FieldT, EncodableT] = {
+        user_id: _encode(entry) for user_id, entry in written.entries.items()
+    }
+    fields[SEQ_FIELD] = written.seq
+    return fields

@@ -6,7 +6,8 @@ also puts its note into the user's entry. A user is present while any of their c
 is, and counts once however many they have.
 
 Every mutation returns the ids of the workspaces whose entries it may have changed: the caller
-passes each to `PresenceService.changed`.
+passes each to `PresenceService.changed`. Per workspace it also notes which users' entries it
+may have changed, until `take_changed`: the service writes those, not the whole workspace.
 
 `PresenceEntry.updated` is the time of the last change of the user's name or status here, or
 0.0 when neither changed since the user arrived: it decides whose name and status win when the
@@ -63,6 +64,8 @@ class LocalPresence:
         self._connections: dict[str, _Connection] = {}
         self._users: dict[str, _User] = {}
         self._members: dict[str, dict[str, _Member]] = {}
+        self._changed: dict[str, set[str]] = {}
+        """Per workspace, the users whose entries may have changed since `take_changed`."""
 
     # -- live connections ------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class LocalPresence:
             return frozenset()
         member.status = status
         member.status_changed_at = self._clock()
+        self._mark(workspace_id, user_id)
         return frozenset({workspace_id})
 
     # -- document connections --------------------------------------------------------------
@@ -144,6 +148,16 @@ class LocalPresence:
         """This instance's entry of every user present in the workspace, by user id."""
         members = self._members.get(workspace_id, {})
         return {user_id: self._entry(user_id, member) for user_id, member in members.items()}
+
+    def entry(self, workspace_id: str, user_id: str) -> PresenceEntry | None:
+        """This instance's entry of the user in the workspace; None when not present."""
+        member = self._members.get(workspace_id, {}).get(user_id)
+        return None if member is None else self._entry(user_id, member)
+
+    def take_changed(self, workspace_id: str) -> set[str]:
+        """The users whose entries in the workspace may have changed since the last call
+        (present or not now), and forget them."""
+        return self._changed.pop(workspace_id, set())
 
     def workspaces(self) -> frozenset[str]:
         """The workspaces where some user is present through this instance."""
@@ -173,7 +187,10 @@ class LocalPresence:
             # The newest connection's name is the user's: it comes from their newest token.
             user.name = name
             user.name_changed_at = self._clock()
-            changed.update(w for w, members in self._members.items() if user_id in members)
+            for workspace_id, members in self._members.items():
+                if user_id in members:
+                    changed.add(workspace_id)
+                    self._mark(workspace_id, user_id)
         user.connections += 1
         self._connections[conn_id] = _Connection(user_id, workspace_ids, note_id)
         for workspace_id in few.members(workspace_ids):
@@ -187,16 +204,25 @@ class LocalPresence:
         if member is None:
             member = members[user_id] = _Member(since=self._clock())
         member.connection_ids = few.with_member(member.connection_ids, conn_id)
+        self._mark(workspace_id, user_id)
 
     def _remove_from(self, workspace_id: str, conn_id: str, user_id: str) -> None:
         members = self._members[workspace_id]
         member = members[user_id]
         member.connection_ids = few.without_member(member.connection_ids, conn_id)
+        self._mark(workspace_id, user_id)
         if member.connection_ids is not None:
             return
         del members[user_id]
         if not members:
             del self._members[workspace_id]
+
+    def _mark(self, workspace_id: str, user_id: str) -> None:
+        changed = self._changed.get(workspace_id)
+        if changed is None:
+            self._changed[workspace_id] = {user_id}
+        else:
+            changed.add(user_id)
 
     def _entry(self, user_id: str, member: _Member) -> PresenceEntry:
         user = self._users[user_id]

@@ -1,18 +1,20 @@
 """`PresenceService`: shares this instance's presence and follows everyone's, for the web layer.
 
 One worker task does all the I/O, woken by `changed` (a local mutation), by a nudge from the
-bus (another instance changed a workspace we follow) and by the heartbeat timer:
-- it writes the entries of each changed workspace to the store (coalesced: many changes
-  between two wake-ups make one write, and wake-ups are at least `min_flush_interval_s`
-  apart), and publishes a nudge on the bus room
-  `presence:{workspace_id}` when they differ from what it wrote last;
-- on each heartbeat it rewrites every workspace with local presence, which renews their expiry
-  (the store's `ttl_s` should be about 3 x `heartbeat_s`); one that did not change since it
-  was last written is only renewed, without rebuilding or resending its entries;
-- it re-reads each followed workspace that was nudged or written, and all of them on each
-  heartbeat, and hands the difference from the last snapshot to `on_events`. That periodic
-  re-read is how an instance that died is noticed: its entries expire, and its users leave
-  at most `ttl_s + heartbeat_s` after its last write.
+bus it could not apply and by the heartbeat timer:
+- it writes each changed workspace to the store (coalesced: many changes between two
+  wake-ups make one write, and wake-ups are at least `min_flush_interval_s` apart): whole
+  the first time, then only the users whose entries changed (`LocalPresence.take_changed`),
+  and publishes those changes on the bus room `presence:{workspace_id}` (`nudges.py`);
+- the other instances following the workspace apply them to their `WorkspaceView`s as they
+  arrive, and this instance to its own: a change costs what it changed, not the size of the
+  workspace. A view that cannot apply them (a message missed, a write too large for one
+  message) re-reads the workspace;
+- on each heartbeat it renews the expiry of what it wrote (the store's `ttl_s` should be
+  about 3 x `heartbeat_s`) and re-reads every followed workspace, handing the difference
+  from the last snapshot to `on_events`. That periodic re-read is how an instance that died
+  is noticed: its entries expire, and its users leave at most `ttl_s + heartbeat_s` after
+  its last write.
 
 A store or bus failure is logged once (and the recovery once) and retried at the next
 heartbeat; the worker never stops for one. `close` removes this instance's entries; the store
@@ -24,30 +26,38 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from collab.bus.base import Bus
 from collab.errors import BusError, ConfigError
-from collab.presence.base import PresenceStore
+from collab.presence.base import InstanceEntries, PresenceEntry, PresenceStore, apply_changes
+from collab.presence.nudges import REREAD, decode_nudge, encode_changes
 from collab.presence.registry import LocalPresence
-from collab.presence.snapshots import PresenceEvent, Snapshot, diff_snapshots, snapshot_json
+from collab.presence.snapshots import PresenceEvent, snapshot_json
+from collab.presence.view import UNNUMBERED, WorkspaceView
 from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 ROOM_PREFIX = "presence:"
-NUDGE_FRAME = b"\x01"
-"""The whole content of a nudge: "re-read this workspace"."""
 MIN_FLUSH_INTERVAL_S = 0.05
-"""Writing a workspace rebuilds every entry of it and re-reading it reads them all: when
-users join one at a time, as in a join storm after a deploy, one flush per join made the
-cost grow with the square of the workspace's size (1,000 joins of one workspace: half the
-server's CPU in presence). Flushes at most this often keep it linear, for 50 ms of delay on
-a presence change."""
+"""Flushes at most this often: the changes of many users arriving at once (a join storm
+after a deploy) go out as one write and one message per workspace, for 50 ms of delay on a
+presence change."""
 
 EventsHandler = Callable[[str, list[PresenceEvent]], None]
 """Called with `(workspace_id, events)` for the local subscribers of the workspace."""
+
+
+@dataclass(slots=True)
+class _Written:
+    """What this instance last wrote for a workspace, changed in place by each write."""
+
+    seq: int
+    entries: dict[str, PresenceEntry]
 
 
 class PresenceService:
@@ -76,12 +86,17 @@ class PresenceService:
         self._on_events = on_events
 
         self._subscribers: dict[str, int] = {}
-        self._snapshots: dict[str, Snapshot] = {}
+        self._views: dict[str, WorkspaceView] = {}
         # Reads are numbered when they start; one that ends after a later one is dropped.
-        self._reads = itertools.count(1)
+        self._last_read = 0
         self._applied_read: dict[str, int] = {}
-        self._written: dict[str, Snapshot] = {}
+        # This instance's writes are numbered, increasing over all its workspaces, from the
+        # clock's microseconds: a restart under the same id does not repeat numbers.
+        self._seqs = itertools.count(time.time_ns() // 1000)
+        self._written: dict[str, _Written] = {}
         """What this instance last wrote to the store, per workspace (never empty)."""
+        self._unwritten: dict[str, set[str]] = {}
+        """Per workspace, users whose changes a failed write did not store."""
         self._dirty: set[str] = set()
         self._stale: set[str] = set()
         self._beat_due = False
@@ -115,15 +130,16 @@ class PresenceService:
         await cancel_and_wait([self._task])
         async with self._write_lock:
             for workspace_id in sorted(self._written):
+                removal = InstanceEntries(next(self._seqs), {})
                 try:
-                    await self._store.write(self._instance_id, workspace_id, {})
+                    await self._store.write(self._instance_id, workspace_id, removal)
                 except BusError as error:
                     self._report_failure(error)
                     break  # the rest expire
-                self._nudge(workspace_id)
+                self._publish(workspace_id, REREAD)
             self._written.clear()
         self._subscribers.clear()
-        self._snapshots.clear()
+        self._views.clear()
         for workspace_id in sorted(self._bus_rooms):
             await self._sync_bus_room(workspace_id)
 
@@ -148,20 +164,25 @@ class PresenceService:
         if self._closed:
             raise BusError("the presence service is closed")
         self._subscribers[workspace_id] = self._subscribers.get(workspace_id, 0) + 1
-        if workspace_id not in self._snapshots:
+        if workspace_id not in self._views:
             # Subscribed before reading, so no nudge falls between the read and the
             # subscription; written before reading, so the snapshot has our own users.
             await self._sync_bus_room(workspace_id)
             try:
-                await self._write(workspace_id, renew=False)
+                await self._write(workspace_id)
                 await self._refresh([workspace_id], initial=True)
             except BusError as error:
                 self._report_failure(error)
-            if workspace_id not in self._snapshots and workspace_id in self._subscribers:
-                self._snapshots[workspace_id] = self._local.entries(workspace_id)
+            if workspace_id not in self._views and workspace_id in self._subscribers:
+                # No change follows these entries: the first one makes the view re-read.
+                own = InstanceEntries(UNNUMBERED, self._local.entries(workspace_id))
+                self._views[workspace_id] = WorkspaceView(
+                    workspace_id, {self._instance_id: own}, self._last_read
+                )
             if workspace_id in self._stale:
                 self._wakeup.set()  # nudged meanwhile: re-read, from the snapshot returned now
-        return snapshot_json(self._snapshots.get(workspace_id, {}))
+        view = self._views.get(workspace_id)
+        return snapshot_json(view.snapshot if view is not None else {})
 
     async def unsubscribe(self, workspace_id: str) -> None:
         """Undo one `subscribe`; the last one stops following the workspace."""
@@ -170,7 +191,7 @@ class PresenceService:
             self._subscribers[workspace_id] = count
             return
         self._subscribers.pop(workspace_id, None)
-        self._snapshots.pop(workspace_id, None)
+        self._views.pop(workspace_id, None)
         self._applied_read.pop(workspace_id, None)
         await self._sync_bus_room(workspace_id)
 
@@ -187,12 +208,21 @@ class PresenceService:
         self._wakeup.set()
 
     def _on_nudge(self, room_id: str, frame: bytes) -> None:
-        self._stale.add(room_id.removeprefix(ROOM_PREFIX))
+        workspace_id = room_id.removeprefix(ROOM_PREFIX)
+        view = self._views.get(workspace_id)
+        if view is not None and (nudge := decode_nudge(frame)) is not None:
+            events = view.apply(
+                nudge.instance_id, nudge.previous_seq, nudge.seq, nudge.changes, self._last_read
+            )
+            if events is not None:
+                self._deliver(workspace_id, events)
+                return
+        self._stale.add(workspace_id)
         self._wakeup.set()
 
     def _on_resync(self, room_id: str) -> None:
-        # Nudges may have been lost: re-read, as for a nudge.
-        self._on_nudge(room_id, NUDGE_FRAME)
+        # Nudges may have been lost: re-read.
+        self._on_nudge(room_id, REREAD)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -219,56 +249,96 @@ class PresenceService:
         beat, self._beat_due = self._beat_due, False
         dirty, self._dirty = self._dirty, set()
         stale, self._stale = self._stale, set()
-        unchanged: set[str] = set()
         if beat:
-            # Every change of LocalPresence reaches `changed`, so a workspace that is not
-            # dirty still has the entries written last: renewing it rewrites those, where
-            # rebuilding every user's entry on every heartbeat would cost as much as the
-            # workspace has users. One present here but never written is rebuilt.
-            unchanged = self._written.keys() - dirty
+            # What a failed write left (in `subscribe`, where nothing retries it) is written.
             dirty |= self._local.workspaces() - self._written.keys()
+            dirty |= self._unwritten.keys()
             stale |= self._subscribers.keys()
             for workspace_id in sorted(self._subscribers.keys() - self._bus_rooms):
                 await self._sync_bus_room(workspace_id)
-        ordered, written = sorted(dirty), 0
+        ordered, done, written = sorted(dirty), 0, set()
         try:
             for workspace_id in ordered:
-                if await self._write(workspace_id, renew=beat):
+                wrote, reread = await self._write(workspace_id)
+                if wrote:
+                    written.add(workspace_id)
+                if reread:
                     stale.add(workspace_id)
-                written += 1
+                done += 1
         finally:
-            # Not written (the store failed): still dirty, for the next round to rebuild.
-            self._dirty.update(ordered[written:])
-        # One store call each for all workspaces: with Redis, one round trip for every
-        # renewal and two for every re-read, not one or two per workspace.
-        await self._renew(unchanged)
+            # Not written (the store failed): still dirty, for the next round.
+            self._dirty.update(ordered[done:])
+        if beat:
+            # What a write renewed is not renewed again. One store call for all the rest:
+            # with Redis, one round trip for every renewal, and two for every re-read.
+            await self._renew(self._written.keys() - written)
         await self._refresh(stale)
 
-    async def _write(self, workspace_id: str, *, renew: bool) -> bool:
-        """Write the workspace's local entries if they changed (or, with `renew`, if there
-        are any), and nudge the other instances if they changed. Return whether they did.
+    async def _write(self, workspace_id: str) -> tuple[bool, bool]:
+        """Write what changed of the workspace's local entries: all of them the first time,
+        then the users whose entries changed, and tell the other instances. Return whether
+        it wrote, and whether the workspace's view must be re-read (after a whole write).
         Raises `BusError`."""
         async with self._write_lock:
-            entries = self._local.entries(workspace_id)
-            changed = entries != self._written.get(workspace_id, {})
-            if not changed and not (renew and entries):
-                return False
-            await self._store.write(self._instance_id, workspace_id, entries)
+            users = self._local.take_changed(workspace_id)
+            users |= self._unwritten.pop(workspace_id, set())
+            last = self._written.get(workspace_id)
+            if last is None:
+                entries = self._local.entries(workspace_id)
+                if not entries:
+                    return False, False
+                seq = next(self._seqs)
+                await self._store.write(
+                    self._instance_id, workspace_id, InstanceEntries(seq, entries)
+                )
+                self._recovered()
+                self._written[workspace_id] = _Written(seq, entries)
+                self._publish(workspace_id, REREAD)
+                return True, True
+            changes: dict[str, PresenceEntry | None] = {}
+            for user_id in users:
+                entry = self._local.entry(workspace_id, user_id)
+                if entry != last.entries.get(user_id):
+                    changes[user_id] = entry
+            if not changes:
+                return False, False
+            seq, previous_seq = next(self._seqs), last.seq
+            try:
+                await self._store.write_changes(
+                    self._instance_id,
+                    workspace_id,
+                    changes,
+                    seq,
+                    InstanceEntries(previous_seq, last.entries),
+                )
+            except BusError:
+                self._unwritten.setdefault(workspace_id, set()).update(users)
+                raise
             self._recovered()
-            if entries:
-                self._written[workspace_id] = entries
-            else:
-                self._written.pop(workspace_id, None)
-        if changed:
-            self._nudge(workspace_id)
-        return changed
+            apply_changes(last.entries, changes)
+            last.seq = seq
+            if not last.entries:
+                del self._written[workspace_id]
+        self._publish(workspace_id, encode_changes(self._instance_id, previous_seq, seq, changes))
+        view = self._views.get(workspace_id)
+        if view is None:
+            return True, False
+        events = view.apply(self._instance_id, previous_seq, seq, changes, self._last_read)
+        if events is None:
+            return True, True
+        self._deliver(workspace_id, events)
+        return True, False
 
     async def _renew(self, workspace_ids: set[str]) -> None:
         """Renew the expiry of the entries last written for the workspaces. Raises
         `BusError`."""
         async with self._write_lock:
             # One emptied since is no longer in `_written`: its removal was written.
-            written = {w: self._written[w] for w in sorted(workspace_ids) if w in self._written}
+            written = {
+                w: InstanceEntries(self._written[w].seq, self._written[w].entries)
+                for w in sorted(workspace_ids)
+                if w in self._written
+            }
             if not written:
                 return
             await self._store.renew(self._instance_id, written)
@@ -276,46 +346,51 @@ class PresenceService:
 
     async def _refresh(self, workspace_ids: Iterable[str], *, initial: bool = False) -> None:
         """Re-read followed workspaces and emit, for each, what changed since its last
-        snapshot; the `initial` read (by `subscribe`) makes the first snapshot and emits
+        snapshot; the `initial` read (by `subscribe`) makes the first view and emits
         nothing. Raises `BusError`."""
         wanted: list[str] = []
         for workspace_id in sorted(workspace_ids):
             if workspace_id not in self._subscribers:
                 continue
-            if not initial and workspace_id not in self._snapshots:
-                # `subscribe` is making the first snapshot; no event may come before it. It
+            if not initial and workspace_id not in self._views:
+                # `subscribe` is making the first view; no event may come before it. It
                 # wakes the worker again when it is done.
                 self._stale.add(workspace_id)
                 continue
             wanted.append(workspace_id)
         if not wanted:
             return
-        read = next(self._reads)
-        merged_by_workspace = await self._store.read_many(wanted)
+        self._last_read += 1
+        read = self._last_read
+        by_workspace = await self._store.read_instances(wanted)
         self._recovered()
-        for workspace_id, merged in merged_by_workspace.items():
+        for workspace_id, instances in by_workspace.items():
             if workspace_id not in self._subscribers:
                 continue
             if read < self._applied_read.get(workspace_id, 0):
                 continue  # a read that started later has been applied
             self._applied_read[workspace_id] = read
-            before = self._snapshots.get(workspace_id)
-            self._snapshots[workspace_id] = merged
-            if before is not None and (events := diff_snapshots(workspace_id, before, merged)):
-                try:
-                    self._on_events(workspace_id, events)
-                except Exception:
-                    # A bug delivering one workspace's events: logged, and the others are
-                    # still delivered (this workspace's snapshot is already up to date).
-                    log.exception(
-                        "presence %s: workspace %s: on_events failed",
-                        self._instance_id,
-                        workspace_id,
-                    )
+            view = self._views.get(workspace_id)
+            if view is None:
+                self._views[workspace_id] = WorkspaceView(workspace_id, instances, read)
+            elif events := view.replace(instances, read):
+                self._deliver(workspace_id, events)
 
-    def _nudge(self, workspace_id: str) -> None:
+    def _deliver(self, workspace_id: str, events: list[PresenceEvent]) -> None:
+        if not events:
+            return
         try:
-            self._bus.publish(ROOM_PREFIX + workspace_id, NUDGE_FRAME)
+            self._on_events(workspace_id, events)
+        except Exception:
+            # A bug delivering one workspace's events: logged, and the others are still
+            # delivered (this workspace's view is already up to date).
+            log.exception(
+                "presence %s: workspace %s: on_events failed", self._instance_id, workspace_id
+            )
+
+    def _publish(self, workspace_id: str, frame: bytes) -> None:
+        try:
+            self._bus.publish(ROOM_PREFIX + workspace_id, frame)
         except BusError as error:
             self._report_failure(error)
 

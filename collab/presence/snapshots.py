@@ -33,22 +33,35 @@ def snapshot_json(snapshot: Mapping[str, PresenceEntry]) -> list[dict[str, Any]]
 
 
 def diff_snapshots(
-    workspace_id: str, before: Mapping[str, PresenceEntry], after: Mapping[str, PresenceEntry]
+    workspace_id: str,
+    before: Mapping[str, PresenceEntry],
+    after: Mapping[str, PresenceEntry],
+    users: Iterable[str] | None = None,
 ) -> list[PresenceEvent]:
     """The events that turn `before` into `after`, ordered by user id: a join for each new
     user, a leave for each gone one, and an update for each whose JSON (name, status, notes,
-    since) changed. `updated` alone changing is no event: subscribers never see it."""
+    since) changed. `updated` alone changing is no event: subscribers never see it. With
+    `users`, only those users are compared (the others are known not to have changed)."""
     events: list[PresenceEvent] = []
-    for user_id in sorted(before.keys() | after.keys()):
+    candidates = before.keys() | after.keys() if users is None else set(users)
+    for user_id in sorted(candidates):
         old, new = before.get(user_id), after.get(user_id)
         if new is None:
-            events.append({"type": "presence.leave", "workspace": workspace_id, "user": user_id})
+            if old is not None:
+                events.append(
+                    {"type": "presence.leave", "workspace": workspace_id, "user": user_id}
+                )
         elif old is None:
             events.append(
                 {"type": "presence.join", "workspace": workspace_id, "user": new.to_json()}
             )
-        elif old.to_json() != new.to_json():
+        elif old is not new and _shown(old) != _shown(new):
             events.append(
                 {"type": "presence.update", "workspace": workspace_id, "user": new.to_json()}
             )
     return events
+
+
+def _shown(entry: PresenceEntry) -> tuple[object, ...]:
+    """What `to_json` shows of an entry, compared without building it."""
+    return (entry.name, entry.status, entry.notes, entry.since)

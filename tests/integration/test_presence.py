@@ -17,14 +17,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
 from collab.bus import Bus, MemoryBroker, MemoryBus
 from collab.bus.redis import RedisBus
 from collab.errors import BusError
-from collab.presence.base import PresenceEntry, PresenceStore
+from collab.presence.base import Changes, InstanceEntries, PresenceEntry, PresenceStore
 from collab.presence.memory import MemoryPresenceBroker, MemoryPresenceStore
+from collab.presence.nudges import MAX_CHANGES, encode_changes
 from collab.presence.redis import RedisPresenceStore
 from collab.presence.registry import LocalPresence
 from collab.presence.service import MIN_FLUSH_INTERVAL_S, PresenceService
@@ -54,6 +56,7 @@ class FlakyStore:
         self.failing = False
         self.failures = 0
         self.writes = 0
+        self.changes_written = 0
         self.renew_calls: list[list[str]] = []
         self.read_many_calls: list[list[str]] = []
         self.read_gate: asyncio.Event | None = None
@@ -64,16 +67,25 @@ class FlakyStore:
             self.failures += 1
             raise BusError("the test broke the presence store")
 
-    async def write(
-        self, instance_id: str, workspace_id: str, entries: Mapping[str, PresenceEntry]
-    ) -> None:
+    async def write(self, instance_id: str, workspace_id: str, written: InstanceEntries) -> None:
         self._check()
-        await self.inner.write(instance_id, workspace_id, entries)
+        await self.inner.write(instance_id, workspace_id, written)
         self.writes += 1
 
-    async def renew(
-        self, instance_id: str, written: Mapping[str, Mapping[str, PresenceEntry]]
+    async def write_changes(
+        self,
+        instance_id: str,
+        workspace_id: str,
+        changes: Changes,
+        seq: int,
+        before: InstanceEntries,
     ) -> None:
+        self._check()
+        await self.inner.write_changes(instance_id, workspace_id, changes, seq, before)
+        self.writes += 1
+        self.changes_written += len(changes)
+
+    async def renew(self, instance_id: str, written: Mapping[str, InstanceEntries]) -> None:
         self._check()
         await self.inner.renew(instance_id, written)
         self.renew_calls.append(list(written))
@@ -84,14 +96,21 @@ class FlakyStore:
         return sum(len(call) for call in self.renew_calls)
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
-        return (await self.read_many([workspace_id]))[workspace_id]
+        self._check()
+        return await self.inner.read(workspace_id)
 
     async def read_many(
         self, workspace_ids: Collection[str]
     ) -> dict[str, dict[str, PresenceEntry]]:
         self._check()
+        return await self.inner.read_many(workspace_ids)
+
+    async def read_instances(
+        self, workspace_ids: Collection[str]
+    ) -> dict[str, dict[str, InstanceEntries]]:
+        self._check()
         self.read_many_calls.append(list(workspace_ids))
-        entries = await self.inner.read_many(workspace_ids)
+        entries = await self.inner.read_instances(workspace_ids)
         if (gate := self.read_gate) is not None:
             self.read_gate = None
             self.reads_held += 1
@@ -303,6 +322,78 @@ async def test_a_status_change_is_an_update_on_the_other_instance(
     assert len(b.events_of("presence.update")) == 2
 
 
+async def test_changes_reach_the_other_instance_without_a_read(
+    start_instance: StartInstance,
+) -> None:
+    """Once a workspace is written and followed, a change is written as that user alone
+    and applied on the other instance from the bus: neither instance reads the store for
+    it, however many users the workspace has. (B may re-read once: its first message from
+    A on the workspace's room can look like a gap to the Redis bus.)"""
+    a, b = await start_instance(), await start_instance()
+    for n in range(50):
+        a.connect(f"c{n}", f"u{n}", "w1")
+    await b.subscribe("w1")
+    await eventually(lambda: len(b.users()) == 50, what="50 users on B")
+    await a.subscribe("w1")
+    reads_a, reads_b = len(a.store.read_many_calls), len(b.store.read_many_calls)
+    changes_written = a.store.changes_written
+    for n in range(10):
+        a.set_status(f"c{n}", "w1", "away")
+        a.disconnect(f"c{n + 10}")
+        a.connect(f"x{n}", f"new{n}", "w1")
+        await eventually(
+            lambda n=n: (
+                b.users()[f"u{n}"]["status"] == "away"
+                and f"u{n + 10}" not in b.users()
+                and f"new{n}" in b.users()
+            ),
+            what=f"change {n} on B",
+        )
+        await eventually(lambda n=n: f"new{n}" in a.users(), what=f"change {n} on A")
+    assert a.store.changes_written - changes_written == 30
+    assert len(a.store.read_many_calls) == reads_a
+    assert len(b.store.read_many_calls) - reads_b <= 1
+
+
+async def test_a_change_that_does_not_follow_what_an_instance_holds_makes_it_reread(
+    start_instance: StartInstance,
+) -> None:
+    """A frame that does not follow the write B holds of A (a lost message, another
+    instance's mistake) is not applied: B re-reads and shows what the store holds."""
+    a, b, c = await start_instance(), await start_instance(), await start_instance()
+    await b.subscribe("w1")
+    a.connect("c1", "u1", "w1")
+    await eventually(lambda: "u1" in b.users(), what="u1 joined on B")
+    reads = len(b.store.read_many_calls)
+    forged: dict[str, PresenceEntry | None] = {
+        user_id: PresenceEntry(user_id, "MALLORY", "forged", frozenset(), 1.0, 9e9)
+        for user_id in ("u1", "u9")
+    }
+    c.bus.publish("presence:w1", encode_changes(a.instance_id, 10**9, 10**9 + 1, forged))
+    await eventually(lambda: len(b.store.read_many_calls) > reads, what="B re-read")
+    a.set_status("c1", "w1", "here")
+    await eventually(lambda: b.users()["u1"]["status"] == "here", what="A's change on B")
+    assert b.users()["u1"]["name"] == "U1"
+    assert set(b.users()) == {"u1"}
+
+
+async def test_a_write_too_large_for_one_message_is_reread(
+    start_instance: StartInstance,
+) -> None:
+    """More users changed at once than one message carries: the others re-read once."""
+    a = await start_instance(min_flush_interval_s=0.5)
+    b = await start_instance()
+    await b.subscribe("w1")
+    a.connect("c0", "u0", "w1")
+    await eventually(lambda: "u0" in b.users(), what="u0 joined on B")
+    reads = len(b.store.read_many_calls)
+    for n in range(1, MAX_CHANGES + 2):
+        a.connect(f"c{n}", f"u{n}", "w1")
+    await eventually(lambda: len(b.users()) == MAX_CHANGES + 2, what="all joined on B")
+    assert len(b.store.read_many_calls) > reads
+    assert len(b.events_of("presence.join")) == MAX_CHANGES + 2
+
+
 async def test_notes_opened_by_document_connections_are_updates(
     start_instance: StartInstance,
 ) -> None:
@@ -448,11 +539,11 @@ async def test_a_change_whose_write_failed_is_written_once_the_store_answers(
     await eventually(lambda: _status(b, "u1") == "away", what="u1's status on B")
 
 
-async def test_heartbeats_renew_an_unchanged_workspace_without_rebuilding_it(
+async def test_heartbeats_and_changes_never_rebuild_a_written_workspace(
     start_instance: StartInstance,
 ) -> None:
-    """Renewing what was written costs no pass over the workspace's users: `LocalPresence`
-    is asked for entries only when something changed."""
+    """Renewing what was written costs no pass over the workspace's users, and neither
+    does a change once the workspace was written: only the changed user is written."""
     a = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
     a.connect("c1", "u1", "w1")
     await eventually(lambda: _present(a, "u1"), what="u1 stored")
@@ -469,8 +560,13 @@ async def test_heartbeats_renew_an_unchanged_workspace_without_rebuilding_it(
     assert rebuilt == []
     assert a.store.writes == writes
     assert await _present(a, "u1")
+    changes_written = a.store.changes_written
     a.set_status("c1", "w1", "away")
-    await eventually(lambda: rebuilt == ["w1"], what="the changed workspace rebuilt")
+    await eventually(
+        lambda: a.store.changes_written == changes_written + 1, what="the change written"
+    )
+    assert rebuilt == []
+    assert (await a.store.read("w1"))["u1"].status == "away"
 
 
 async def test_changes_between_two_flushes_are_written_together(
@@ -592,11 +688,136 @@ def _entry(user_id: str) -> PresenceEntry:
     return PresenceEntry(user_id, None, None, frozenset(), 1.0, 0.0)
 
 
+def written(entries: dict[str, PresenceEntry], seq: int = 1) -> InstanceEntries:
+    return InstanceEntries(seq, entries)
+
+
 @pytest.fixture
 async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_server.url)
     yield client
     await client.aclose()
+
+
+@dataclass
+class StoreUnderTest:
+    store: PresenceStore
+    lose: Callable[[str, str], Awaitable[None]]
+    """Make the backend lose what an instance wrote for a workspace (as in an expiry)."""
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store_under_test(request: pytest.FixtureRequest) -> AsyncIterator[StoreUnderTest]:
+    """A `PresenceStore` of each backend, and a way to make it lose entries."""
+    if request.param == "memory":
+        broker = MemoryPresenceBroker()
+
+        async def lose_memory(instance_id: str, workspace_id: str) -> None:
+            broker.workspaces[workspace_id].pop(instance_id)
+
+        memory = MemoryPresenceStore(60, broker=broker)
+        yield StoreUnderTest(memory, lose_memory)
+        await memory.close()
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    prefix = f"test-{uuid.uuid4().hex}:"
+    client = Redis.from_url(server.url)
+
+    async def lose_redis(instance_id: str, workspace_id: str) -> None:
+        await client.delete(f"{prefix}presence:{workspace_id}:{instance_id}")
+
+    redis_store = RedisPresenceStore(server.url, ttl_s=60, key_prefix=prefix)
+    yield StoreUnderTest(redis_store, lose_redis)
+    await redis_store.close()
+    await client.aclose()
+
+
+async def test_a_store_writes_changes_and_numbers_them(store_under_test: StoreUnderTest) -> None:
+    """`write_changes` sets and removes the changed users only, and the next read has the
+    write's number; another instance's entries are untouched."""
+    store = store_under_test.store
+    before = written({"u1": _entry("u1"), "u2": _entry("u2")}, seq=4)
+    await store.write("A", "w1", before)
+    await store.write("B", "w1", written({"u2": _entry("u2")}, seq=1))
+    moved = PresenceEntry("u1", "Ann", "away", frozenset({"n1"}), 1.0, 2.0)
+    await store.write_changes("A", "w1", {"u1": moved, "u2": None, "u3": _entry("u3")}, 9, before)
+    assert await store.read_instances(["w1", "w2"]) == {
+        "w1": {
+            "A": written({"u1": moved, "u3": _entry("u3")}, seq=9),
+            "B": written({"u2": _entry("u2")}, seq=1),
+        },
+        "w2": {},
+    }
+    assert set(await store.read("w1")) == {"u1", "u2", "u3"}
+
+
+async def test_a_store_that_lost_an_instance_entries_writes_them_whole(
+    store_under_test: StoreUnderTest,
+) -> None:
+    """Changes on top of entries the backend lost (expired, a Redis restart) write what
+    the instance holds: the entries before, with the changes."""
+    store = store_under_test.store
+    before = written({"u1": _entry("u1"), "u2": _entry("u2")}, seq=4)
+    await store.write("A", "w1", before)
+    await store_under_test.lose("A", "w1")
+    await store.write_changes("A", "w1", {"u2": None, "u3": _entry("u3")}, 5, before)
+    assert await store.read_instances(["w1"]) == {
+        "w1": {"A": written({"u1": _entry("u1"), "u3": _entry("u3")}, seq=5)}
+    }
+
+
+async def test_a_store_removes_an_instance_whose_changes_leave_nothing(
+    store_under_test: StoreUnderTest,
+) -> None:
+    """The last user leaving removes the instance from the workspace, as an empty write
+    does."""
+    store = store_under_test.store
+    before = written({"u1": _entry("u1")}, seq=4)
+    await store.write("A", "w1", before)
+    await store.write_changes("A", "w1", {"u1": None}, 5, before)
+    assert await store.read_instances(["w1"]) == {"w1": {}}
+    assert await store.read_many(["w1"]) == {"w1": {}}
+
+
+async def test_redis_store_changes_leave_no_residue(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    """Emptied by changes, an instance's hash and its membership of the workspace are
+    gone; changes renew the hash's expiry."""
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
+    key, instances_key = f"{prefix}presence:w1:A", f"{prefix}presence-instances:w1"
+    try:
+        before = written({"u1": _entry("u1")}, seq=1)
+        await store.write("A", "w1", before)
+        await redis_client.pexpire(key, 20_000)
+        await store.write_changes("A", "w1", {"u2": _entry("u2")}, 2, before)
+        assert 20_000 < await redis_client.pttl(key) <= 60_000
+        assert await redis_client.hget(key, "") == b"2"
+        after = written({"u1": _entry("u1"), "u2": _entry("u2")}, seq=2)
+        await store.write_changes("A", "w1", {"u1": None, "u2": None}, 3, after)
+        assert await redis_client.exists(key, instances_key) == 0
+    finally:
+        await store.close()
+
+
+async def test_redis_store_reads_entries_written_before_writes_were_numbered(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    """A hash without a number (an instance of an earlier version, in a rolling upgrade)
+    reads as write 0, and its entries as they are."""
+    prefix = f"test-{uuid.uuid4().hex}:"
+    store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
+    try:
+        record = orjson.dumps(_entry("u1").to_record())
+        await redis_client.hset(f"{prefix}presence:w1:OLD", "u1", record)
+        await redis_client.sadd(f"{prefix}presence-instances:w1", "OLD")
+        assert await store.read_instances(["w1"]) == {
+            "w1": {"OLD": written({"u1": _entry("u1")}, seq=0)}
+        }
+        assert store.malformed_skipped == 0
+    finally:
+        await store.close()
 
 
 async def test_redis_store_skips_malformed_entries(
@@ -606,7 +827,7 @@ async def test_redis_store_skips_malformed_entries(
     prefix = f"test-{uuid.uuid4().hex}:"
     store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
     try:
-        await store.write("A", "w1", {"u1": _entry("u1")})
+        await store.write("A", "w1", written({"u1": _entry("u1")}))
         key = f"{prefix}presence:w1:A"
         await redis_client.hset(
             key,
@@ -632,13 +853,13 @@ async def test_redis_store_forgets_instances_whose_entries_expired(
     store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
     instances_key = f"{prefix}presence-instances:w1"
     try:
-        await store.write("A", "w1", {"u1": _entry("u1")})
-        await store.write("B", "w1", {"u2": _entry("u2")})
+        await store.write("A", "w1", written({"u1": _entry("u1")}))
+        await store.write("B", "w1", written({"u2": _entry("u2")}))
         assert await redis_client.smembers(instances_key) == {b"A", b"B"}
         await redis_client.delete(f"{prefix}presence:w1:A")  # as if it had expired
         assert set(await store.read("w1")) == {"u2"}
         assert await redis_client.smembers(instances_key) == {b"B"}
-        await store.write("B", "w1", {})
+        await store.write("B", "w1", written({}))
         assert await redis_client.exists(instances_key, f"{prefix}presence:w1:B") == 0
     finally:
         await store.close()
@@ -651,7 +872,7 @@ async def test_redis_store_entries_expire_after_the_ttl(
     prefix = f"test-{uuid.uuid4().hex}:"
     store = RedisPresenceStore(redis_server.url, ttl_s=0.2, key_prefix=prefix)
     try:
-        await store.write("A", "w1", {"u1": _entry("u1")})
+        await store.write("A", "w1", written({"u1": _entry("u1")}))
         assert 0 < await redis_client.pttl(f"{prefix}presence:w1:A") <= 200
 
         async def gone() -> bool:
@@ -671,15 +892,15 @@ async def test_redis_store_renews_without_resending_and_rewrites_what_expired(
     store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
     key = f"{prefix}presence:w1:A"
     try:
-        await store.write("A", "w1", {"u1": _entry("u1")})
+        await store.write("A", "w1", written({"u1": _entry("u1")}))
         await redis_client.hset(key, "u2", await redis_client.hget(key, "u1") or b"")
         await redis_client.pexpire(key, 20_000)
-        await store.renew("A", {"w1": {"u1": _entry("u1")}})
+        await store.renew("A", {"w1": written({"u1": _entry("u1")})})
         assert 20_000 < await redis_client.pttl(key) <= 60_000
-        assert sorted(await redis_client.hkeys(key)) == [b"u1", b"u2"]
+        assert sorted(await redis_client.hkeys(key)) == [b"", b"u1", b"u2"]
         await redis_client.delete(key)  # as if it had expired
-        await store.renew("A", {"w1": {"u1": _entry("u1")}})
-        assert await redis_client.hkeys(key) == [b"u1"]
+        await store.renew("A", {"w1": written({"u1": _entry("u1")})})
+        assert sorted(await redis_client.hkeys(key)) == [b"", b"u1"]
         assert set(await store.read("w1")) == {"u1"}
     finally:
         await store.close()
@@ -696,7 +917,7 @@ async def test_redis_store_errors_are_bus_errors_without_the_password() -> None:
             await store.read("w1")
         assert "hunter2" not in str(raised.value)
         with pytest.raises(BusError):
-            await store.write("A", "w1", {"u1": _entry("u1")})
+            await store.write("A", "w1", written({"u1": _entry("u1")}))
     finally:
         await store.close()
     await store.close()
@@ -725,20 +946,20 @@ async def test_redis_store_renews_many_workspaces_in_one_round_trip(
     (one more), and the others keep what they hold."""
     prefix = f"test-{uuid.uuid4().hex}:"
     store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
-    written = {f"w{n}": {f"u{n}": _entry(f"u{n}")} for n in (1, 2, 3)}
+    last = {f"w{n}": written({f"u{n}": _entry(f"u{n}")}) for n in (1, 2, 3)}
     try:
-        for workspace_id, entries in written.items():
+        for workspace_id, entries in last.items():
             await store.write("A", workspace_id, entries)
             await redis_client.pexpire(f"{prefix}presence:{workspace_id}:A", 20_000)
         opened = _count_pipelines(store)
-        await store.renew("A", written)
+        await store.renew("A", last)
         assert opened == [1]
-        for workspace_id in written:
+        for workspace_id in last:
             assert 20_000 < await redis_client.pttl(f"{prefix}presence:{workspace_id}:A")
         await redis_client.delete(f"{prefix}presence:w2:A")  # as if it had expired
-        await store.renew("A", written)
+        await store.renew("A", last)
         assert opened == [3]
-        assert await redis_client.hkeys(f"{prefix}presence:w2:A") == [b"u2"]
+        assert sorted(await redis_client.hkeys(f"{prefix}presence:w2:A")) == [b"", b"u2"]
         assert await redis_client.smembers(f"{prefix}presence-instances:w2") == {b"A"}
     finally:
         await store.close()
@@ -752,10 +973,10 @@ async def test_redis_store_reads_many_workspaces_in_two_round_trips(
     prefix = f"test-{uuid.uuid4().hex}:"
     store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
     try:
-        await store.write("A", "w1", {"u1": _entry("u1")})
-        await store.write("B", "w1", {"u2": _entry("u2")})
-        await store.write("A", "w2", {"u3": _entry("u3")})
-        await store.write("B", "w2", {"u4": _entry("u4")})
+        await store.write("A", "w1", written({"u1": _entry("u1")}))
+        await store.write("B", "w1", written({"u2": _entry("u2")}))
+        await store.write("A", "w2", written({"u3": _entry("u3")}))
+        await store.write("B", "w2", written({"u4": _entry("u4")}))
         await redis_client.delete(f"{prefix}presence:w2:B")  # as if it had expired
         opened = _count_pipelines(store)
         merged = await store.read_many(["w1", "w2", "w3"])

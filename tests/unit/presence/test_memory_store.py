@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collab.errors import BusError, ConfigError
-from collab.presence.base import PresenceEntry
+from collab.presence.base import InstanceEntries, PresenceEntry
 from collab.presence.memory import MemoryPresenceBroker, MemoryPresenceStore
 
 
@@ -19,6 +19,10 @@ class FakeClock:
 
 def entry(user_id: str, *notes: str) -> PresenceEntry:
     return PresenceEntry(user_id, user_id.upper(), None, frozenset(notes), 1.0, 0.0)
+
+
+def written(entries: dict[str, PresenceEntry], seq: int = 1) -> InstanceEntries:
+    return InstanceEntries(seq, entries)
 
 
 @pytest.fixture
@@ -37,10 +41,10 @@ async def test_entries_of_an_instance_not_rewritten_within_the_ttl_are_dropped(
     """An instance that stops writing drops out `ttl_s` after its last write."""
     a = MemoryPresenceStore(3.0, clock, broker)
     b = MemoryPresenceStore(3.0, clock, broker)
-    await a.write("A", "w1", {"u1": entry("u1")})
-    await b.write("B", "w1", {"u2": entry("u2")})
+    await a.write("A", "w1", written({"u1": entry("u1")}))
+    await b.write("B", "w1", written({"u2": entry("u2")}))
     clock.now += 2.0
-    await b.write("B", "w1", {"u2": entry("u2")})
+    await b.write("B", "w1", written({"u2": entry("u2")}))
     clock.now += 0.9
     assert set(await b.read("w1")) == {"u1", "u2"}
     clock.now += 0.1
@@ -52,7 +56,7 @@ async def test_rewriting_renews_the_expiry(clock: FakeClock) -> None:
     """Writing again within the TTL keeps the entries alive past the first deadline."""
     store = MemoryPresenceStore(3.0, clock)
     for _ in range(5):
-        await store.write("A", "w1", {"u1": entry("u1")})
+        await store.write("A", "w1", written({"u1": entry("u1")}))
         clock.now += 2.5
     assert set(await store.read("w1")) == {"u1"}
 
@@ -61,10 +65,10 @@ async def test_renewing_extends_the_expiry_of_what_was_written(clock: FakeClock)
     """`renew` keeps the entries stored (not the ones passed, which are the same by
     contract) alive for another TTL."""
     store = MemoryPresenceStore(3.0, clock)
-    await store.write("A", "w1", {"u1": entry("u1", "n1")})
+    await store.write("A", "w1", written({"u1": entry("u1", "n1")}))
     for _ in range(5):
         clock.now += 2.5
-        await store.renew("A", {"w1": {"u1": entry("u1", "n1")}})
+        await store.renew("A", {"w1": written({"u1": entry("u1", "n1")})})
     clock.now += 2.5
     assert (await store.read("w1"))["u1"].notes == frozenset({"n1"})
     clock.now += 1.0
@@ -73,10 +77,10 @@ async def test_renewing_extends_the_expiry_of_what_was_written(clock: FakeClock)
 
 async def test_renewing_entries_that_expired_writes_them_again(clock: FakeClock) -> None:
     store = MemoryPresenceStore(3.0, clock)
-    await store.write("A", "w1", {"u1": entry("u1")})
+    await store.write("A", "w1", written({"u1": entry("u1")}))
     clock.now += 3.5
     assert await store.read("w1") == {}
-    await store.renew("A", {"w1": {"u1": entry("u1")}, "w2": {"u2": entry("u2")}})
+    await store.renew("A", {"w1": written({"u1": entry("u1")}), "w2": written({"u2": entry("u2")})})
     # w1 had expired, w2 was never written at all: both are written.
     assert await store.read_many(["w1", "w2", "w3"]) == {
         "w1": {"u1": entry("u1")},
@@ -91,8 +95,8 @@ async def test_stores_on_one_broker_merge_per_user(
     """A user written by two instances is read once, with both notes."""
     a = MemoryPresenceStore(3.0, clock, broker)
     b = MemoryPresenceStore(3.0, clock, broker)
-    await a.write("A", "w1", {"u1": entry("u1", "n1")})
-    await b.write("B", "w1", {"u1": entry("u1", "n2")})
+    await a.write("A", "w1", written({"u1": entry("u1", "n1")}))
+    await b.write("B", "w1", written({"u1": entry("u1", "n2")}))
     assert (await a.read("w1"))["u1"].notes == {"n1", "n2"}
     assert await a.read("w2") == {}
 
@@ -102,8 +106,8 @@ async def test_writing_nothing_removes_the_instance_entries(
 ) -> None:
     """An empty write replaces the instance's entries with none, and leaves no residue."""
     store = MemoryPresenceStore(3.0, clock, broker)
-    await store.write("A", "w1", {"u1": entry("u1")})
-    await store.write("A", "w1", {})
+    await store.write("A", "w1", written({"u1": entry("u1")}))
+    await store.write("A", "w1", written({}))
     assert await store.read("w1") == {}
     assert broker.workspaces == {}
 
@@ -113,15 +117,15 @@ async def test_a_closed_store_raises_bus_error_and_keeps_what_it_wrote(
 ) -> None:
     """Closing is idempotent, refuses further use, and removes nothing (like a dead instance)."""
     a = MemoryPresenceStore(3.0, clock, broker)
-    await a.write("A", "w1", {"u1": entry("u1")})
+    await a.write("A", "w1", written({"u1": entry("u1")}))
     await a.close()
     await a.close()
     with pytest.raises(BusError):
         await a.read("w1")
     with pytest.raises(BusError):
-        await a.write("A", "w1", {})
+        await a.write("A", "w1", written({}))
     with pytest.raises(BusError):
-        await a.renew("A", {"w1": {"u1": entry("u1")}})
+        await a.renew("A", {"w1": written({"u1": entry("u1")})})
     with pytest.raises(BusError):
         await a.read_many(["w1"])
     assert set(await MemoryPresenceStore(3.0, clock, broker).read("w1")) == {"u1"}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from collab.presence.base import MAX_STATUS_CHARS
+from collab.presence.base import MAX_STATUS_CHARS, PresenceEntry, apply_changes
 from collab.presence.registry import LocalPresence
 
 
@@ -222,3 +224,105 @@ def test_users_are_independent(local: LocalPresence) -> None:
     local.join_workspace("c2", "w1")
     local.disconnect("c1")
     assert set(local.entries("w1")) == {"u2"}
+
+
+def test_take_changed_names_the_users_each_mutation_touched(
+    local: LocalPresence, clock: FakeClock
+) -> None:
+    """Each kind of mutation marks the users it may have changed, per workspace, once."""
+    local.connect("c1", "u1", "Ann")
+    assert local.take_changed("w1") == set()
+    local.join_workspace("c1", "w1")
+    local.open_note("d1", "u2", "Bob", "w1", "n1")
+    local.open_note("d2", "u3", "Cy", "w2", "n2")
+    assert local.take_changed("w1") == {"u1", "u2"}
+    assert local.take_changed("w1") == set()
+    assert local.take_changed("w2") == {"u3"}
+    local.set_status("c1", "w1", "away")
+    assert local.take_changed("w1") == {"u1"}
+    clock.now += 1
+    local.open_note("d3", "u1", "Ann B.", "w2", "n2")  # a new name: every workspace of u1
+    assert local.take_changed("w1") == {"u1"}
+    assert local.take_changed("w2") == {"u1"}
+    local.close_note("d1")
+    local.disconnect("c1")
+    assert local.take_changed("w1") == {"u1", "u2"}
+    assert local.entry("w1", "u1") is None
+    assert local.entry("w2", "u1") == local.entries("w2")["u1"]
+
+
+_CONNECTIONS = ["c1", "c2", "c3"]
+_USERS = ["u1", "u2"]
+_WORKSPACES = ["w1", "w2"]
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("connect"), st.sampled_from(_CONNECTIONS), st.sampled_from(_USERS)),
+        st.tuples(st.just("join"), st.sampled_from(_CONNECTIONS), st.sampled_from(_WORKSPACES)),
+        st.tuples(st.just("leave"), st.sampled_from(_CONNECTIONS), st.sampled_from(_WORKSPACES)),
+        st.tuples(
+            st.just("status"),
+            st.sampled_from(_CONNECTIONS),
+            st.sampled_from(_WORKSPACES),
+            st.sampled_from([None, "away", "busy"]),
+        ),
+        st.tuples(
+            st.just("open"),
+            st.sampled_from(_CONNECTIONS),
+            st.sampled_from(_USERS),
+            st.sampled_from(_WORKSPACES),
+            st.sampled_from(["n1", "n2"]),
+            st.sampled_from(["Ann", "Bob"]),
+        ),
+        st.tuples(st.just("disconnect"), st.sampled_from(_CONNECTIONS)),
+        st.tuples(st.just("write"), st.sampled_from(_WORKSPACES)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=500)
+@given(_operations)
+@example(  # a new name reaches the user's entries in every workspace
+    [
+        ("connect", "c1", "u1"),
+        ("join", "c1", "w1"),
+        ("write", "w1"),
+        ("open", "c2", "u1", "w2", "n1", "Bob"),
+    ]
+)
+def test_entries_kept_by_their_changes_are_the_entries_rebuilt(
+    operations: list[tuple[str, ...]],
+) -> None:
+    """What a writer keeps by applying, at any moment, the entries of the users
+    `take_changed` names is what `entries` rebuilds: no change goes unmarked."""
+    clock = FakeClock()
+    local = LocalPresence(clock)
+    kept: dict[str, dict[str, PresenceEntry]] = {w: {} for w in _WORKSPACES}
+
+    def write(workspace_id: str) -> None:
+        changes = {u: local.entry(workspace_id, u) for u in local.take_changed(workspace_id)}
+        apply_changes(kept[workspace_id], changes)
+
+    for operation in operations:
+        clock.now += 1
+        kind, *args = operation
+        try:
+            if kind == "connect":
+                local.connect(args[0], args[1], "Ann")
+            elif kind == "join":
+                local.join_workspace(args[0], args[1])
+            elif kind == "leave":
+                local.leave_workspace(args[0], args[1])
+            elif kind == "status":
+                local.set_status(args[0], args[1], args[2])
+            elif kind == "open":
+                local.open_note(args[0], args[1], args[4], args[2], args[3])
+            elif kind == "disconnect":
+                local.disconnect(args[0])
+            else:
+                write(args[0])
+        except (KeyError, ValueError):
+            pass  # refused (a taken id, an unknown connection, a user not present)
+    for workspace_id in _WORKSPACES:
+        write(workspace_id)
+        assert kept[workspace_id] == local.entries(workspace_id)
