@@ -127,17 +127,15 @@ class PresenceStore(Protocol):
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         """Every live instance's entries for the workspace, merged per user."""
 
-    async def read_many(
-        self, workspace_ids: Collection[str]
-    ) -> dict[str, dict[str, PresenceEntry]]:
-        """`read` for each workspace, keyed by workspace id, in as few round trips as the
-        backend allows."""
+    async def is_present(self, user_id: str, workspace_ids: Collection[str]) -> bool:
+        """Whether any live instance has an entry of the user in any of the workspaces, at
+        the cost of the instances, not of the workspaces' users."""
 
     async def read_instances(
         self, workspace_ids: Collection[str]
     ) -> dict[str, dict[str, InstanceEntries]]:
         """Per workspace, what each live instance wrote, not merged, with its sequence
-        number; in as few round trips as `read_many`. The caller owns the returned
+        number, in as few round trips as the backend allows. The caller owns the returned
         mappings."""
 
     async def close(self) -> None:

@@ -71,16 +71,17 @@ class MemoryPresenceStore:
                 stored.expires_at = self._clock() + self._ttl_s
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
-        return (await self.read_many([workspace_id]))[workspace_id]
+        instances = (await self.read_instances([workspace_id]))[workspace_id]
+        return merge_instances(read.entries for read in instances.values())
 
-    async def read_many(
-        self, workspace_ids: Collection[str]
-    ) -> dict[str, dict[str, PresenceEntry]]:
-        instances = await self.read_instances(workspace_ids)
-        return {
-            workspace_id: merge_instances(read.entries for read in by_instance.values())
-            for workspace_id, by_instance in instances.items()
-        }
+    async def is_present(self, user_id: str, workspace_ids: Collection[str]) -> bool:
+        self._check_open()
+        now = self._clock()
+        return any(
+            user_id in written.entries and written.expires_at > now
+            for workspace_id in workspace_ids
+            for written in self._broker.workspaces.get(workspace_id, {}).values()
+        )
 
     async def read_instances(
         self, workspace_ids: Collection[str]

@@ -227,16 +227,35 @@ class RedisPresenceStore:
         pipe.pexpire(instances_key, self._ttl_ms)
 
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
-        return (await self.read_many([workspace_id]))[workspace_id]
+        instances = (await self.read_instances([workspace_id]))[workspace_id]
+        return merge_instances(read.entries for read in instances.values())
 
-    async def read_many(
-        self, workspace_ids: Collection[str]
-    ) -> dict[str, dict[str, PresenceEntry]]:
-        instances = await self.read_instances(workspace_ids)
-        return {
-            workspace_id: merge_instances(read.entries for read in by_instance.values())
-            for workspace_id, by_instance in instances.items()
-        }
+    async def is_present(self, user_id: str, workspace_ids: Collection[str]) -> bool:
+        """Two round trips: the workspaces' instances, then whether each one's hash has the
+        user (an expired hash has no field)."""
+        self._check_open()
+        ordered = list(workspace_ids)
+        if not ordered:
+            return False
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for workspace_id in ordered:
+                    pipe.smembers(self._instances_key(workspace_id))
+                members: list[set[bytes]] = await pipe.execute()
+            keys = [
+                self._entries_key(workspace_id, instance_id)
+                for workspace_id, instance_ids in zip(ordered, members, strict=True)
+                for instance_id in instance_ids
+            ]
+            if not keys:
+                return False
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hexists(key, user_id)
+                found: list[bool] = await pipe.execute()
+        except _FAILURES as error:
+            raise self._error(f"looking for user {user_id!r} in presence", error) from None
+        return any(found)
 
     async def read_instances(
         self, workspace_ids: Collection[str]

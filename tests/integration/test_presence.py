@@ -30,7 +30,7 @@ from collab.presence.nudges import MAX_CHANGES, encode_changes
 from collab.presence.redis import RedisPresenceStore
 from collab.presence.registry import LocalPresence
 from collab.presence.service import MIN_FLUSH_INTERVAL_S, PresenceService
-from collab.presence.snapshots import PresenceEvent
+from collab.presence.snapshots import PresenceEvent, merge_instances
 from tests.support.redis_server import RedisServer
 from tests.support.waiting import eventually, scaled
 
@@ -99,11 +99,9 @@ class FlakyStore:
         self._check()
         return await self.inner.read(workspace_id)
 
-    async def read_many(
-        self, workspace_ids: Collection[str]
-    ) -> dict[str, dict[str, PresenceEntry]]:
+    async def is_present(self, user_id: str, workspace_ids: Collection[str]) -> bool:
         self._check()
-        return await self.inner.read_many(workspace_ids)
+        return await self.inner.is_present(user_id, workspace_ids)
 
     async def read_instances(
         self, workspace_ids: Collection[str]
@@ -604,7 +602,7 @@ async def test_a_heartbeat_renews_and_rereads_every_workspace_in_one_store_call_
     start_instance: StartInstance,
 ) -> None:
     """With several unchanged workspaces, one heartbeat makes one `renew` for all of them
-    and one `read_many` for all it follows (with Redis: one round trip, and two)."""
+    and one `read_instances` for all it follows (with Redis: one round trip, and two)."""
     a = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
     workspaces = ["w1", "w2", "w3"]
     a.connect("c1", "u1", *workspaces)
@@ -776,7 +774,24 @@ async def test_a_store_removes_an_instance_whose_changes_leave_nothing(
     await store.write("A", "w1", before)
     await store.write_changes("A", "w1", {"u1": None}, 5, before)
     assert await store.read_instances(["w1"]) == {"w1": {}}
-    assert await store.read_many(["w1"]) == {"w1": {}}
+    assert await store.read("w1") == {}
+
+
+async def test_a_store_finds_a_user_present_in_any_of_the_workspaces(
+    store_under_test: StoreUnderTest,
+) -> None:
+    """`is_present` looks at every instance of every workspace given, and not at entries the
+    backend lost (as when an instance died and they expired)."""
+    store = store_under_test.store
+    await store.write("A", "w1", written({"u1": _entry("u1")}))
+    await store.write("B", "w2", written({"u2": _entry("u2"), "u3": _entry("u3")}))
+    assert await store.is_present("u2", ["w1", "w2"])
+    assert await store.is_present("u1", ["w1"])
+    assert not await store.is_present("u1", ["w2", "w3"])
+    assert not await store.is_present("u4", ["w1", "w2"])
+    assert not await store.is_present("u1", [])
+    await store_under_test.lose("B", "w2")
+    assert not await store.is_present("u2", ["w1", "w2"])
 
 
 async def test_redis_store_changes_leave_no_residue(
@@ -968,8 +983,8 @@ async def test_redis_store_renews_many_workspaces_in_one_round_trip(
 async def test_redis_store_reads_many_workspaces_in_two_round_trips(
     redis_server: RedisServer, redis_client: Redis
 ) -> None:
-    """`read_many` answers what `read` answers for each workspace (merged over instances,
-    empty where nobody is, an expired instance forgotten) with two pipelines in all."""
+    """`read_instances` answers what each instance wrote (merged, what `read` answers),
+    empty where nobody is, an expired instance forgotten, with two pipelines in all."""
     prefix = f"test-{uuid.uuid4().hex}:"
     store = RedisPresenceStore(redis_server.url, ttl_s=60, key_prefix=prefix)
     try:
@@ -979,7 +994,10 @@ async def test_redis_store_reads_many_workspaces_in_two_round_trips(
         await store.write("B", "w2", written({"u4": _entry("u4")}))
         await redis_client.delete(f"{prefix}presence:w2:B")  # as if it had expired
         opened = _count_pipelines(store)
-        merged = await store.read_many(["w1", "w2", "w3"])
+        merged = {
+            workspace_id: merge_instances(read.entries for read in instances.values())
+            for workspace_id, instances in (await store.read_instances(["w1", "w2", "w3"])).items()
+        }
         assert opened == [2]
         assert {w: set(entries) for w, entries in merged.items()} == {
             "w1": {"u1", "u2"},

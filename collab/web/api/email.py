@@ -48,10 +48,7 @@ def setup_email(app: web.Application, store: EmailStore) -> None:
     async def is_online(user_id: str, workspace_ids: Sequence[str]) -> bool:
         if hub.local.is_connected(user_id):
             return True
-        if not workspace_ids:
-            return False
-        present = await presence_store.read_many(workspace_ids)
-        return any(user_id in users for users in present.values())
+        return await presence_store.is_present(user_id, workspace_ids)
 
     digests = EmailDigests(
         store,

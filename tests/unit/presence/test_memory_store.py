@@ -82,9 +82,9 @@ async def test_renewing_entries_that_expired_writes_them_again(clock: FakeClock)
     assert await store.read("w1") == {}
     await store.renew("A", {"w1": written({"u1": entry("u1")}), "w2": written({"u2": entry("u2")})})
     # w1 had expired, w2 was never written at all: both are written.
-    assert await store.read_many(["w1", "w2", "w3"]) == {
-        "w1": {"u1": entry("u1")},
-        "w2": {"u2": entry("u2")},
+    assert await store.read_instances(["w1", "w2", "w3"]) == {
+        "w1": {"A": written({"u1": entry("u1")})},
+        "w2": {"A": written({"u2": entry("u2")})},
         "w3": {},
     }
 
@@ -127,7 +127,9 @@ async def test_a_closed_store_raises_bus_error_and_keeps_what_it_wrote(
     with pytest.raises(BusError):
         await a.renew("A", {"w1": written({"u1": entry("u1")})})
     with pytest.raises(BusError):
-        await a.read_many(["w1"])
+        await a.read_instances(["w1"])
+    with pytest.raises(BusError):
+        await a.is_present("u1", ["w1"])
     assert set(await MemoryPresenceStore(3.0, clock, broker).read("w1")) == {"u1"}
 
 
