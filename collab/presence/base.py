@@ -127,6 +127,11 @@ class PresenceStore(Protocol):
     async def read(self, workspace_id: str) -> dict[str, PresenceEntry]:
         """Every live instance's entries for the workspace, merged per user."""
 
+    async def read_seqs(self, workspace_ids: Collection[str]) -> dict[str, dict[str, int]]:
+        """Per workspace, the number of each live instance's last write, without its
+        entries: what a heartbeat compares with what it holds, at the cost of the
+        instances, not of the users."""
+
     async def is_present(self, user_id: str, workspace_ids: Collection[str]) -> bool:
         """Whether any live instance has an entry of the user in any of the workspaces, at
         the cost of the instances, not of the workspaces' users."""

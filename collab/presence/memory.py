@@ -74,6 +74,16 @@ class MemoryPresenceStore:
         instances = (await self.read_instances([workspace_id]))[workspace_id]
         return merge_instances(read.entries for read in instances.values())
 
+    async def read_seqs(self, workspace_ids: Collection[str]) -> dict[str, dict[str, int]]:
+        self._check_open()
+        return {
+            workspace_id: {
+                instance_id: written.seq
+                for instance_id, written in self._live_instances(workspace_id).items()
+            }
+            for workspace_id in workspace_ids
+        }
+
     async def is_present(self, user_id: str, workspace_ids: Collection[str]) -> bool:
         self._check_open()
         now = self._clock()
@@ -87,18 +97,13 @@ class MemoryPresenceStore:
         self, workspace_ids: Collection[str]
     ) -> dict[str, dict[str, InstanceEntries]]:
         self._check_open()
-        now = self._clock()
-        found: dict[str, dict[str, InstanceEntries]] = {}
-        for workspace_id in workspace_ids:
-            instances = self._broker.workspaces.get(workspace_id, {})
-            for instance_id in [i for i, w in instances.items() if w.expires_at <= now]:
-                del instances[instance_id]
-            self._forget_if_empty(workspace_id)
-            found[workspace_id] = {
+        return {
+            workspace_id: {
                 instance_id: InstanceEntries(written.seq, dict(written.entries))
-                for instance_id, written in instances.items()
+                for instance_id, written in self._live_instances(workspace_id).items()
             }
-        return found
+            for workspace_id in workspace_ids
+        }
 
     async def close(self) -> None:
         """Stop answering; what this store wrote stays in the broker until it expires."""
@@ -107,6 +112,15 @@ class MemoryPresenceStore:
     def _check_open(self) -> None:
         if self._closed:
             raise BusError("the presence store is closed")
+
+    def _live_instances(self, workspace_id: str) -> dict[str, _Written]:
+        """What each instance wrote for the workspace, the expired dropped."""
+        instances = self._broker.workspaces.get(workspace_id, {})
+        now = self._clock()
+        for instance_id in [i for i, w in instances.items() if w.expires_at <= now]:
+            del instances[instance_id]
+        self._forget_if_empty(workspace_id)
+        return instances
 
     def _live(self, workspace_id: str, instance_id: str) -> _Written | None:
         """What the instance wrote for the workspace, unless it expired."""

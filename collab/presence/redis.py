@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -264,60 +264,98 @@ class RedisPresenceStore:
         instance's entries expired, to forget it)."""
         self._check_open()
         ordered = list(workspace_ids)
-        what = (
-            f"reading the presence of workspace {ordered[0]!r}"
-            if len(ordered) == 1
-            else f"reading the presence of {len(ordered)} workspaces"
-        )
         try:
+            keys = await self._instance_keys(ordered)
             async with self._client.pipeline(transaction=False) as pipe:
-                for workspace_id in ordered:
-                    pipe.smembers(self._instances_key(workspace_id))
-                members: list[set[bytes]] = await pipe.execute()
-            keys = {
-                workspace_id: [
-                    (instance_id, self._entries_key(workspace_id, instance_id))
-                    for instance_id in sorted(instance_ids)
-                ]
-                for workspace_id, instance_ids in zip(ordered, members, strict=True)
-            }
-            async with self._client.pipeline(transaction=False) as pipe:
-                for workspace_keys in keys.values():
-                    for _, key in workspace_keys:
+                for instance_keys in keys.values():
+                    for _, key in instance_keys:
                         pipe.hgetall(key)
                 replies: list[dict[bytes, bytes]] = await pipe.execute()
-            # The replies come in the order of `keys`: each workspace takes as many as it has
-            # instances.
-            next_reply = iter(replies)
-            hashes = {
-                workspace_id: [next(next_reply) for _ in workspace_keys]
-                for workspace_id, workspace_keys in keys.items()
-            }
-            for workspace_id, workspace_keys in keys.items():
-                expired = [
-                    (instance_id, key)
-                    for (instance_id, key), found in zip(
-                        workspace_keys, hashes[workspace_id], strict=True
-                    )
-                    if not found
-                ]
-                if expired:
-                    await self._forget_expired(
-                        keys=[self._instances_key(workspace_id), *(key for _, key in expired)],
-                        args=[instance_id for instance_id, _ in expired],
-                    )
+            # A hash that is gone reads as no fields.
+            found = self._by_instance(keys, [fields or None for fields in replies])
+            await self._forget_gone(keys, found)
         except _FAILURES as error:
-            raise self._error(what, error) from None
+            raise self._error(self._reading(ordered), error) from None
         return {
             workspace_id: {
-                instance_id.decode(errors="replace"): self._decode(workspace_id, found)
-                for (instance_id, _), found in zip(
-                    keys[workspace_id], hashes[workspace_id], strict=True
-                )
-                if found
+                instance_id: self._decode(workspace_id, fields)
+                for instance_id, fields in found[workspace_id].items()
             }
             for workspace_id in ordered
         }
+
+    async def read_seqs(self, workspace_ids: Collection[str]) -> dict[str, dict[str, int]]:
+        """Two round trips whatever the number of workspaces, and no entry read."""
+        self._check_open()
+        ordered = list(workspace_ids)
+        try:
+            keys = await self._instance_keys(ordered)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for instance_keys in keys.values():
+                    for _, key in instance_keys:
+                        pipe.exists(key)
+                        pipe.hget(key, SEQ_FIELD)
+                replies: list[Any] = await pipe.execute()
+            # Per instance, its hash's number, or None when the hash is gone.
+            numbers = [
+                _seq(number) if exists else None
+                for exists, number in zip(replies[::2], replies[1::2], strict=True)
+            ]
+            found = self._by_instance(keys, numbers)
+            await self._forget_gone(keys, found)
+        except _FAILURES as error:
+            raise self._error(self._reading(ordered), error) from None
+        return {workspace_id: found[workspace_id] for workspace_id in ordered}
+
+    async def _instance_keys(self, ordered: list[str]) -> dict[str, list[tuple[str, bytes]]]:
+        """Per workspace, the instances that wrote there and the keys of their hashes (one
+        round trip)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for workspace_id in ordered:
+                pipe.smembers(self._instances_key(workspace_id))
+            members: list[set[bytes]] = await pipe.execute()
+        return {
+            workspace_id: [
+                (instance_id.decode(errors="replace"), self._entries_key(workspace_id, instance_id))
+                for instance_id in sorted(instance_ids)
+            ]
+            for workspace_id, instance_ids in zip(ordered, members, strict=True)
+        }
+
+    @staticmethod
+    def _by_instance(
+        keys: dict[str, list[tuple[str, bytes]]], replies: list[_Reply | None]
+    ) -> dict[str, dict[str, _Reply]]:
+        """The replies (one per key, in the order of `keys`) per workspace and instance,
+        without those of hashes that are gone (None)."""
+        next_reply = iter(replies)
+        found: dict[str, dict[str, _Reply]] = {}
+        for workspace_id, instance_keys in keys.items():
+            found[workspace_id] = {}
+            for instance_id, _ in instance_keys:
+                reply = next(next_reply)
+                if reply is not None:
+                    found[workspace_id][instance_id] = reply
+        return found
+
+    async def _forget_gone(
+        self, keys: dict[str, list[tuple[str, bytes]]], found: Mapping[str, Mapping[str, object]]
+    ) -> None:
+        """Remove from each workspace's instance set the instances whose hash is gone
+        (expired), atomically, so an instance writing at that moment is not removed."""
+        for workspace_id, instance_keys in keys.items():
+            gone = [(i, key) for i, key in instance_keys if i not in found[workspace_id]]
+            if gone:
+                await self._forget_expired(
+                    keys=[self._instances_key(workspace_id), *(key for _, key in gone)],
+                    args=[instance_id for instance_id, _ in gone],
+                )
+
+    @staticmethod
+    def _reading(ordered: list[str]) -> str:
+        if len(ordered) == 1:
+            return f"reading the presence of workspace {ordered[0]!r}"
+        return f"reading the presence of {len(ordered)} workspaces"
 
     async def close(self) -> None:
         if self._closed:
@@ -384,6 +422,17 @@ class RedisPresenceStore:
         )
         self._malformed_suppressed = 0
         self._malformed_next_log_at = now + LOG_INTERVAL_S
+
+
+_Reply = TypeVar("_Reply")
+
+
+def _seq(number: bytes | None) -> int:
+    """A hash's number as stored; 0 for a hash written before writes were numbered."""
+    try:
+        return int(number) if number is not None else 0
+    except ValueError:
+        return 0
 
 
 def _encode(entry: PresenceEntry) -> bytes:

@@ -11,10 +11,11 @@ bus it could not apply and by the heartbeat timer:
   workspace. A view that cannot apply them (a message missed, a write too large for one
   message) re-reads the workspace;
 - on each heartbeat it renews the expiry of what it wrote (the store's `ttl_s` should be
-  about 3 x `heartbeat_s`) and re-reads every followed workspace, handing the difference
-  from the last snapshot to `on_events`. That periodic re-read is how an instance that died
-  is noticed: its entries expire, and its users leave at most `ttl_s + heartbeat_s` after
-  its last write.
+  about 3 x `heartbeat_s`) and reads the number of every live instance's last write in each
+  followed workspace; a view that does not hold those writes is re-read, handing the
+  difference from the last snapshot to `on_events`. That check is how an instance that died
+  is noticed (its entries expire, and its users leave at most `ttl_s + heartbeat_s` after
+  its last write), and how a lost message is healed.
 
 A store or bus failure is logged once (and the recovery once) and retried at the next
 heartbeat; the worker never stops for one. `close` removes this instance's entries; the store
@@ -253,7 +254,6 @@ class PresenceService:
             # What a failed write left (in `subscribe`, where nothing retries it) is written.
             dirty |= self._local.workspaces() - self._written.keys()
             dirty |= self._unwritten.keys()
-            stale |= self._subscribers.keys()
             for workspace_id in sorted(self._subscribers.keys() - self._bus_rooms):
                 await self._sync_bus_room(workspace_id)
         ordered, done, written = sorted(dirty), 0, set()
@@ -270,8 +270,9 @@ class PresenceService:
             self._dirty.update(ordered[done:])
         if beat:
             # What a write renewed is not renewed again. One store call for all the rest:
-            # with Redis, one round trip for every renewal, and two for every re-read.
+            # with Redis, one round trip for every renewal, and two for every check.
             await self._renew(self._written.keys() - written)
+            stale |= await self._outdated(self._subscribers.keys() - stale)
         await self._refresh(stale)
 
     async def _write(self, workspace_id: str) -> tuple[bool, bool]:
@@ -375,6 +376,23 @@ class PresenceService:
                 self._views[workspace_id] = WorkspaceView(workspace_id, instances, read)
             elif events := view.replace(instances, read):
                 self._deliver(workspace_id, events)
+
+    async def _outdated(self, workspace_ids: Iterable[str]) -> set[str]:
+        """The followed workspaces whose views do not hold every live instance's last write
+        (an instance died, a message was lost): those to re-read. Costs the instances, not
+        the users. Raises `BusError`."""
+        wanted = sorted(w for w in workspace_ids if w in self._views)
+        if not wanted:
+            return set()
+        self._last_read += 1
+        read = self._last_read
+        seqs = await self._store.read_seqs(wanted)
+        self._recovered()
+        return {
+            workspace_id
+            for workspace_id, numbers in seqs.items()
+            if (view := self._views.get(workspace_id)) is not None and not view.holds(numbers, read)
+        }
 
     def _deliver(self, workspace_id: str, events: list[PresenceEvent]) -> None:
         if not events:

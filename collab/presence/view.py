@@ -3,8 +3,9 @@
 It holds what each instance wrote (with the number of that write) and their merge, the
 snapshot local subscribers see. Two things change it:
 - a re-read (`replace`) of every instance's entries, which costs the workspace's size: on
-  subscribing, on each heartbeat (the one way to notice an instance that died), and when an
-  instance's changes cannot be applied;
+  subscribing, when an instance's changes cannot be applied, and when a heartbeat finds
+  that the view does not hold every live instance's last write (`holds`: an instance died,
+  or a message was lost);
 - one instance's changes (`apply`), which cost what they changed: they are applied only on
   top of the write they follow, so none is applied twice, out of order or over a gap.
 
@@ -110,6 +111,19 @@ class WorkspaceView:
             else:
                 self.snapshot.pop(user_id, None)
         return diff_snapshots(self.workspace_id, before, self.snapshot, users=changes)
+
+    def holds(self, seqs: Mapping[str, int], read: int) -> bool:
+        """Whether the view holds the writes `seqs` numbers (each live instance's last, as
+        the read numbered `read` found them), so a re-read would change nothing. Instances
+        changed after that read started are newer than it and not compared."""
+        for instance_id, seq in seqs.items():
+            current = self._instances.get(instance_id)
+            if current is None or (current.seq != seq and current.read < read):
+                return False
+        return all(
+            current.read >= read or instance_id in seqs
+            for instance_id, current in self._instances.items()
+        )
 
     def _merge(self) -> Snapshot:
         return merge_instances(held.entries for held in self._instances.values())

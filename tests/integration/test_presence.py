@@ -59,6 +59,7 @@ class FlakyStore:
         self.changes_written = 0
         self.renew_calls: list[list[str]] = []
         self.read_many_calls: list[list[str]] = []
+        self.read_seqs_calls: list[list[str]] = []
         self.read_gate: asyncio.Event | None = None
         self.reads_held = 0
 
@@ -102,6 +103,11 @@ class FlakyStore:
     async def is_present(self, user_id: str, workspace_ids: Collection[str]) -> bool:
         self._check()
         return await self.inner.is_present(user_id, workspace_ids)
+
+    async def read_seqs(self, workspace_ids: Collection[str]) -> dict[str, dict[str, int]]:
+        self._check()
+        self.read_seqs_calls.append(list(workspace_ids))
+        return await self.inner.read_seqs(workspace_ids)
 
     async def read_instances(
         self, workspace_ids: Collection[str]
@@ -598,11 +604,12 @@ async def test_no_flush_runs_before_the_interval_since_the_last_one(
     assert not await _present(a, "u2")
 
 
-async def test_a_heartbeat_renews_and_rereads_every_workspace_in_one_store_call_each(
+async def test_a_heartbeat_renews_and_checks_every_workspace_in_one_store_call_each(
     start_instance: StartInstance,
 ) -> None:
     """With several unchanged workspaces, one heartbeat makes one `renew` for all of them
-    and one `read_instances` for all it follows (with Redis: one round trip, and two)."""
+    and one `read_seqs` for all it follows (with Redis: one round trip, and two), and reads
+    no entries: nothing changed."""
     a = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
     workspaces = ["w1", "w2", "w3"]
     a.connect("c1", "u1", *workspaces)
@@ -613,13 +620,34 @@ async def test_a_heartbeat_renews_and_rereads_every_workspace_in_one_store_call_
         what="a renewal of all three workspaces",
     )
     await eventually(
-        lambda: any(call == workspaces for call in a.store.read_many_calls[-2:]),
-        what="a re-read of all three workspaces",
+        lambda: any(call == workspaces for call in a.store.read_seqs_calls[-2:]),
+        what="a check of all three workspaces",
     )
+    reads, checks = len(a.store.read_many_calls), len(a.store.read_seqs_calls)
+    await eventually(lambda: len(a.store.read_seqs_calls) >= checks + 2, what="two more")
+    assert len(a.store.read_many_calls) == reads
     assert all(len(call) == len(workspaces) for call in a.store.renew_calls)
     for workspace_id in workspaces:
         assert set(a.users(workspace_id)) == {"u1"}
     assert a.inconsistencies == []
+
+
+async def test_a_heartbeat_finds_a_change_whose_message_was_lost(
+    start_instance: StartInstance,
+) -> None:
+    """A write B never heard of (its message lost) does not match the number B holds of
+    A's last write: B's next heartbeat re-reads the workspace and shows it."""
+    a = await start_instance()
+    b = await start_instance(heartbeat_s=FAST_HEARTBEAT_S, ttl_s=FAST_TTL_S)
+    a.connect("c1", "u1", "w1")
+    await b.subscribe("w1")
+    await eventually(lambda: "u1" in b.users(), what="u1 on B")
+    [held] = (await a.store.read_instances(["w1"]))["w1"].values()
+    unheard = PresenceEntry("u9", "U9", None, frozenset(), 1.0, 0.0)
+    # Written as A would, but sent to nobody.
+    await a.store.inner.write_changes(a.instance_id, "w1", {"u9": unheard}, held.seq + 1, held)
+    await eventually(lambda: "u9" in b.users(), what="the unheard change on B")
+    assert b.events_of("presence.join")[-1]["user"]["user"] == "u9"
 
 
 async def test_subscribing_while_the_store_fails_returns_the_local_view(
@@ -794,6 +822,21 @@ async def test_a_store_finds_a_user_present_in_any_of_the_workspaces(
     assert not await store.is_present("u2", ["w1", "w2"])
 
 
+async def test_a_store_reads_the_numbers_of_the_last_writes(
+    store_under_test: StoreUnderTest,
+) -> None:
+    """`read_seqs` gives each live instance's last write number per workspace, without its
+    entries, and nothing for entries the backend lost."""
+    store = store_under_test.store
+    before = written({"u1": _entry("u1")}, seq=4)
+    await store.write("A", "w1", before)
+    await store.write("B", "w1", written({"u2": _entry("u2")}, seq=11))
+    await store.write_changes("A", "w1", {"u3": _entry("u3")}, 6, before)
+    assert await store.read_seqs(["w1", "w2"]) == {"w1": {"A": 6, "B": 11}, "w2": {}}
+    await store_under_test.lose("B", "w1")
+    assert await store.read_seqs(["w1"]) == {"w1": {"A": 6}}
+
+
 async def test_redis_store_changes_leave_no_residue(
     redis_server: RedisServer, redis_client: Redis
 ) -> None:
@@ -830,6 +873,7 @@ async def test_redis_store_reads_entries_written_before_writes_were_numbered(
         assert await store.read_instances(["w1"]) == {
             "w1": {"OLD": written({"u1": _entry("u1")}, seq=0)}
         }
+        assert await store.read_seqs(["w1"]) == {"w1": {"OLD": 0}}
         assert store.malformed_skipped == 0
     finally:
         await store.close()

@@ -156,3 +156,24 @@ def test_a_view_kept_by_changes_is_the_view_of_a_reread(
 
 def _fields(e: PresenceEntry) -> tuple[str | None, str | None, frozenset[str], float, float]:
     return (e.name, e.status, e.notes, e.since, e.updated)
+
+
+def test_a_view_holds_the_writes_a_check_found_or_later_ones() -> None:
+    """`holds` is false for a write the view missed, an instance it does not know, and
+    one gone from the store; an instance changed after the check started is not judged."""
+    view = WorkspaceView(
+        "w1",
+        {
+            "A": InstanceEntries(3, {"u1": entry("u1")}),
+            "B": InstanceEntries(7, {"u2": entry("u2")}),
+        },
+        1,
+    )
+    assert view.holds({"A": 3, "B": 7}, 2)
+    assert not view.holds({"A": 4, "B": 7}, 2)  # a write of A missed
+    assert not view.holds({"A": 3, "B": 7, "C": 1}, 2)  # C never read
+    assert not view.holds({"A": 3}, 2)  # B gone (expired)
+    assert view.apply("A", 3, 5, {"u3": entry("u3")}, 2) is not None  # after check 2 began
+    assert view.holds({"A": 4, "B": 7}, 2)
+    assert not view.holds({"A": 4, "B": 7}, 3)
+    assert view.holds({"A": 5, "B": 7}, 3)
