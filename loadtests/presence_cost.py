@@ -1,7 +1,8 @@
 """What one presence change costs, by the size of its workspace: two instances, one process.
 
     python loadtests/presence_cost.py [--users 100,1000,5000] [--changes 200]
-                                      [--stores memory,redis] [--json F]
+                                      [--stores memory,redis] [--heartbeat-rounds 20]
+                                      [--json F]
 
 For each store and workspace size U: instance A holds U users in workspace w1 (each with a
 live connection there), instance B follows w1 (a `/ws/live` subscriber), as two
@@ -13,9 +14,13 @@ flushes are not spaced (`min_flush_interval_s=0`), so each change is one flush o
 as changes spaced by more than 50 ms are.
 
 Prints, per change, this process's CPU (both instances: A writing, B applying, and the
-bus), redis-server's CPU, and the wall time until B had it. The same script runs against
-an earlier checkout (it uses only the services' constructors, `changed` and `subscribe`),
-which is how a before/after is measured: `git worktree add`, then run it there.
+bus), redis-server's CPU, and the wall time until B had it. Then, with a new pair holding
+the same users and nothing changing, the CPU of one heartbeat (A renewing what it wrote, B
+re-reading the workspace), over `--heartbeat-rounds` heartbeats 0.25 s apart.
+
+The same script runs against an earlier checkout (it uses only the services' constructors,
+`changed`, `subscribe` and `snapshot`), which is how a before/after is measured:
+`git worktree add`, then run it there.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from collab.presence.registry import LocalPresence
 from collab.presence.service import PresenceService
 
 HOUR_S = 3600.0
+HEARTBEAT_S = 0.25
 WORKSPACE = "w1"
 STATUSES: dict[str, str | None] = {}
 """Each user's status as last set (asking `LocalPresence` would cost a pass over them)."""
@@ -58,7 +64,9 @@ class Side:
         self.bus = bus
 
 
-async def start_pair(kind: str, redis_url: str | None) -> tuple[Side, Side, Any]:
+async def start_pair(
+    kind: str, redis_url: str | None, heartbeat_s: float = HOUR_S
+) -> tuple[Side, Side, Any]:
     """A and B on one backend; B's events go to the returned queue."""
     events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     bus_broker, store_broker = MemoryBroker(), MemoryPresenceBroker()
@@ -88,7 +96,7 @@ async def start_pair(kind: str, redis_url: str | None) -> tuple[Side, Side, Any]
             store,
             bus,
             instance_id=instance_id,
-            heartbeat_s=HOUR_S,
+            heartbeat_s=heartbeat_s,
             on_events=on_events,
             min_flush_interval_s=0.0,
         )
@@ -104,21 +112,13 @@ async def start_pair(kind: str, redis_url: str | None) -> tuple[Side, Side, Any]
     return sides[0], sides[1], events
 
 
-async def measure(kind: str, users: int, changes: int, redis: RedisService | None) -> dict:
+async def measure(
+    kind: str, users: int, changes: int, heartbeats: int, redis: RedisService | None
+) -> dict:
     a, b, events = await start_pair(kind, redis.url if redis else None)
     STATUSES.clear()
     try:
-        for n in range(users):
-            a.local.connect(f"c{n}", f"u{n}", f"User {n}")
-            for workspace_id in a.local.join_workspace(f"c{n}", WORKSPACE):
-                a.service.changed(workspace_id)
-        deadline = time.monotonic() + 60
-        while len(await a.service.snapshot(WORKSPACE)) < users:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"A never wrote its {users} users")
-            await asyncio.sleep(0.05)
-        if len(await b.service.subscribe(WORKSPACE)) != users:
-            raise RuntimeError(f"B does not see the {users} users")
+        await populate(a, b, users)
         # The first change after subscribing may be re-read (a bus gap): not measured.
         await change_and_wait(a, events, 0, "warm")
         redis_before = redis.usage().cpu_s if redis else 0.0
@@ -130,9 +130,16 @@ async def measure(kind: str, users: int, changes: int, redis: RedisService | Non
         cpu = time.process_time() - cpu_before
         redis_cpu = (redis.usage().cpu_s - redis_before) if redis else 0.0
     finally:
-        for side in (a, b):
-            await side.service.close()
-            await side.bus.close()
+        await close_pair(a, b)
+    a, b, events = await start_pair(kind, redis.url if redis else None, HEARTBEAT_S)
+    try:
+        await populate(a, b, users)
+        await asyncio.sleep(2 * HEARTBEAT_S)
+        idle_before = time.process_time()
+        await asyncio.sleep(heartbeats * HEARTBEAT_S)
+        per_heartbeat = (time.process_time() - idle_before) / heartbeats
+    finally:
+        await close_pair(a, b)
     return {
         "store": kind,
         "users": users,
@@ -141,7 +148,30 @@ async def measure(kind: str, users: int, changes: int, redis: RedisService | Non
         "redis_cpu_us_per_change": round(redis_cpu / changes * 1e6, 1),
         "wall_ms_median": round(statistics.median(wall) * 1e3, 3),
         "wall_ms_max": round(max(wall) * 1e3, 3),
+        "heartbeats": heartbeats,
+        "process_cpu_us_per_heartbeat": round(per_heartbeat * 1e6, 1),
     }
+
+
+async def populate(a: Side, b: Side, users: int) -> None:
+    """A's users, written; B following the workspace with all of them."""
+    for n in range(users):
+        a.local.connect(f"c{n}", f"u{n}", f"User {n}")
+        for workspace_id in a.local.join_workspace(f"c{n}", WORKSPACE):
+            a.service.changed(workspace_id)
+    deadline = time.monotonic() + 60
+    while len(await a.service.snapshot(WORKSPACE)) < users:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"A never wrote its {users} users")
+        await asyncio.sleep(0.05)
+    if len(await b.service.subscribe(WORKSPACE)) != users:
+        raise RuntimeError(f"B does not see the {users} users")
+
+
+async def close_pair(a: Side, b: Side) -> None:
+    for side in (a, b):
+        await side.service.close()
+        await side.bus.close()
 
 
 async def change_and_wait(
@@ -166,6 +196,7 @@ def main() -> None:
     parser.add_argument("--users", default="100,1000,5000")
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--stores", default="memory,redis")
+    parser.add_argument("--heartbeat-rounds", type=int, default=20)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sizes = [int(n) for n in args.users.split(",")]
@@ -176,12 +207,13 @@ def main() -> None:
     try:
         for kind in stores:
             for users in sizes:
-                row = asyncio.run(measure(kind, users, args.changes, redis))
+                row = asyncio.run(measure(kind, users, args.changes, args.heartbeat_rounds, redis))
                 rows.append(row)
                 print(
                     f"{kind:7} {users:6} users: {row['process_cpu_us_per_change']:9.1f} µs CPU"
                     f" per change (+ Redis {row['redis_cpu_us_per_change']:7.1f} µs),"
-                    f" wall median {row['wall_ms_median']:.2f} ms, max {row['wall_ms_max']:.2f}",
+                    f" wall median {row['wall_ms_median']:.2f} ms, max {row['wall_ms_max']:.2f};"
+                    f" {row['process_cpu_us_per_heartbeat']:9.1f} µs CPU per heartbeat",
                     flush=True,
                 )
     finally:
