@@ -151,8 +151,8 @@ class PresenceService:
     # -- the API of the web layer ----------------------------------------------------------
 
     def changed(self, workspace_id: str) -> None:
-        """Note that `LocalPresence` changed in the workspace: its entries are written, the
-        other instances nudged and the workspace re-read soon, once for many changes."""
+        """Note that `LocalPresence` changed in the workspace: the changes are written and
+        sent to the other instances soon, once for many changes."""
         self._dirty.add(workspace_id)
         self._wakeup.set()
 
@@ -239,7 +239,7 @@ class PresenceService:
                 await self._flush()
             except BusError as error:
                 # What is left of this round is redone by the next heartbeat, which writes
-                # every local workspace and re-reads every followed one.
+                # what is unwritten and re-reads every followed workspace it finds behind.
                 self._report_failure(error)
             except Exception:
                 # A bug, not a backend failure (those are handled above): report it and
