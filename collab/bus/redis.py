@@ -43,7 +43,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 from collab.bus.base import BusStats, MessageHandler, ResyncHandler
 from collab.bus.envelope import Outbox, SequenceTracker, decode_envelope
 from collab.bus.envelope import encode_instance_id as encode_instance_id_bytes
-from collab.bus.redis_log import RateLimitedLog, redact_url
+from collab.bus.redis_log import redact_url
 from collab.bus.redis_session import (
     _FAILURES,
     _Backoff,
@@ -52,6 +52,7 @@ from collab.bus.redis_session import (
     describe,
 )
 from collab.errors import BusError, ConfigError, ProtocolError
+from collab.observability.throttled import RateLimitedLog
 from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -154,9 +155,9 @@ class RedisBus:
         self._started = False
         self._closed = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._malformed_log = RateLimitedLog()
-        self._queue_full_log = RateLimitedLog()
-        self._publish_error_log = RateLimitedLog()
+        self._malformed_log = RateLimitedLog(log)
+        self._queue_full_log = RateLimitedLog(log)
+        self._publish_error_log = RateLimitedLog(log)
 
         self.published = 0
         self.received = 0

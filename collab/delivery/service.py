@@ -27,6 +27,7 @@ from collab.delivery.retries import RetryPolicy, retry_after_s
 from collab.delivery.sealing import SealError, SecretSealer
 from collab.delivery.signing import signed_headers
 from collab.errors import ConfigError, StoreError
+from collab.observability.throttled import RateLimitedLog
 from collab.store.rows import format_timestamp
 from collab.store.webhooks import AttemptRecord, ClaimedDelivery, WebhookStore
 from collab.tasks import cancel_and_wait
@@ -86,6 +87,7 @@ class WebhookService:
         self._tasks: list[asyncio.Task[None]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._store_failing = False
+        self._not_signed_log = RateLimitedLog(log)
 
     async def reseal(self) -> int:
         """Keep every stored secret as `sealer` keeps new ones: sealed with its first key, or
@@ -239,7 +241,8 @@ class WebhookService:
         recorded; the delivery is due again soon, for an instance that has the key."""
         delivery = claimed.delivery
         self.outcomes["not_signed"] += 1
-        log.warning(
+        # Every delivery waiting while the rollout lasts comes here every few seconds.
+        self._not_signed_log.warning(
             "webhooks: delivery %s to %s cannot be signed here, left for another instance: %s",
             delivery.id,
             delivery.endpoint_id,

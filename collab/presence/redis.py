@@ -13,14 +13,13 @@ instance writing at that moment is not removed). The set expires too, `ttl_s` af
 write of any instance.
 
 Redis and OS errors become `BusError`; entries that do not parse are skipped and logged (at
-most once per `LOG_INTERVAL_S`).
+most once per `RateLimitedLog`'s interval).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
@@ -35,13 +34,13 @@ from redis.typing import EncodableT, FieldT
 
 from collab.bus.redis_log import redact_url
 from collab.errors import BusError, ConfigError
+from collab.observability.throttled import RateLimitedLog
 from collab.presence.base import Changes, InstanceEntries, PresenceEntry, apply_changes
 from collab.presence.snapshots import merge_instances
 
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 8
-LOG_INTERVAL_S = 10.0
 KEEP_ALIVE_COMMANDS = 3
 """Commands `_keep_alive` queues per workspace."""
 _RESP_PROTOCOL = 2
@@ -133,8 +132,7 @@ class RedisPresenceStore:
         self._ttl_ms = max(1, math.ceil(ttl_s * 1000))
         self._prefix = key_prefix.encode()
         self._closed = False
-        self._malformed_next_log_at = 0.0
-        self._malformed_suppressed = 0
+        self._malformed_log = RateLimitedLog(log)
         self.malformed_skipped = 0
 
     def __repr__(self) -> str:
@@ -407,21 +405,13 @@ class RedisPresenceStore:
 
     def _log_malformed(self, workspace_id: str, field: bytes, error: Exception) -> None:
         self.malformed_skipped += 1
-        now = time.monotonic()
-        if now < self._malformed_next_log_at:
-            self._malformed_suppressed += 1
-            return
-        log.warning(
-            "presence store: workspace %s: skipped a malformed entry %r: %s: %s"
-            " (and %d more since the last report)",
+        self._malformed_log.warning(
+            "presence store: workspace %s: skipped a malformed entry %r: %s: %s",
             workspace_id,
             field[:64],
             type(error).__name__,
             error,
-            self._malformed_suppressed,
         )
-        self._malformed_suppressed = 0
-        self._malformed_next_log_at = now + LOG_INTERVAL_S
 
 
 _Reply = TypeVar("_Reply")
