@@ -2,7 +2,7 @@
 
     python loadtests/presence_cost.py [--users 100,1000,5000] [--changes 200]
                                       [--stores memory,redis] [--heartbeat-rounds 20]
-                                      [--json F]
+                                      [--subscribes 100] [--json F]
 
 For each store and workspace size U: instance A holds U users in workspace w1 (each with a
 live connection there), instance B follows w1 (a `/ws/live` subscriber), as two
@@ -16,7 +16,10 @@ as changes spaced by more than 50 ms are.
 Prints, per change, this process's CPU (both instances: A writing, B applying, and the
 bus), redis-server's CPU, and the wall time until B had it. Then, with a new pair holding
 the same users and nothing changing, the CPU of one heartbeat (A renewing what it wrote, B
-re-reading the workspace), over `--heartbeat-rounds` heartbeats 0.25 s apart.
+re-reading the workspace), over `--heartbeat-rounds` heartbeats 0.25 s apart; and the CPU
+of one more `/ws/live` subscriber of the workspace on B (`subscribe` and the JSON reply the
+live channel sends), over `--subscribes` of them, as after a deploy when every dashboard
+subscribes again.
 
 The same script runs against an earlier checkout (it uses only the services' constructors,
 `changed`, `subscribe` and `snapshot`), which is how a before/after is measured:
@@ -35,6 +38,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -113,7 +118,12 @@ async def start_pair(
 
 
 async def measure(
-    kind: str, users: int, changes: int, heartbeats: int, redis: RedisService | None
+    kind: str,
+    users: int,
+    changes: int,
+    heartbeats: int,
+    subscribes: int,
+    redis: RedisService | None,
 ) -> dict:
     a, b, events = await start_pair(kind, redis.url if redis else None)
     STATUSES.clear()
@@ -138,6 +148,11 @@ async def measure(
         idle_before = time.process_time()
         await asyncio.sleep(heartbeats * HEARTBEAT_S)
         per_heartbeat = (time.process_time() - idle_before) / heartbeats
+        subscribe_before = time.process_time()
+        for _ in range(subscribes):
+            users_json = await b.service.subscribe(WORKSPACE)
+            orjson.dumps({"type": "presence.snapshot", "workspace": WORKSPACE, "users": users_json})
+        per_subscribe = (time.process_time() - subscribe_before) / subscribes
     finally:
         await close_pair(a, b)
     return {
@@ -150,6 +165,8 @@ async def measure(
         "wall_ms_max": round(max(wall) * 1e3, 3),
         "heartbeats": heartbeats,
         "process_cpu_us_per_heartbeat": round(per_heartbeat * 1e6, 1),
+        "subscribes": subscribes,
+        "process_cpu_us_per_subscribe": round(per_subscribe * 1e6, 1),
     }
 
 
@@ -197,6 +214,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--stores", default="memory,redis")
     parser.add_argument("--heartbeat-rounds", type=int, default=20)
+    parser.add_argument("--subscribes", type=int, default=100)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sizes = [int(n) for n in args.users.split(",")]
@@ -207,13 +225,18 @@ def main() -> None:
     try:
         for kind in stores:
             for users in sizes:
-                row = asyncio.run(measure(kind, users, args.changes, args.heartbeat_rounds, redis))
+                row = asyncio.run(
+                    measure(
+                        kind, users, args.changes, args.heartbeat_rounds, args.subscribes, redis
+                    )
+                )
                 rows.append(row)
                 print(
                     f"{kind:7} {users:6} users: {row['process_cpu_us_per_change']:9.1f} µs CPU"
                     f" per change (+ Redis {row['redis_cpu_us_per_change']:7.1f} µs),"
                     f" wall median {row['wall_ms_median']:.2f} ms, max {row['wall_ms_max']:.2f};"
-                    f" {row['process_cpu_us_per_heartbeat']:9.1f} µs CPU per heartbeat",
+                    f" {row['process_cpu_us_per_heartbeat']:9.1f} µs CPU per heartbeat,"
+                    f" {row['process_cpu_us_per_subscribe']:9.1f} per subscriber",
                     flush=True,
                 )
     finally:

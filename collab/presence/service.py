@@ -157,7 +157,8 @@ class PresenceService:
         self._wakeup.set()
 
     async def subscribe(self, workspace_id: str) -> list[dict[str, Any]]:
-        """Follow the workspace (once more) and return its snapshot as JSON. The events
+        """Follow the workspace (once more) and return its snapshot as JSON (shared with
+        the other subscribers until the next change: do not change it). The events
         passed to `on_events` from then on start from this snapshot, so register the
         subscriber before awaiting anything else. When the store fails, the snapshot is the
         last known one (or this instance's own entries) and is corrected at the next
@@ -183,7 +184,7 @@ class PresenceService:
             if workspace_id in self._stale:
                 self._wakeup.set()  # nudged meanwhile: re-read, from the snapshot returned now
         view = self._views.get(workspace_id)
-        return snapshot_json(view.snapshot if view is not None else {})
+        return view.shown() if view is not None else []
 
     async def unsubscribe(self, workspace_id: str) -> None:
         """Undo one `subscribe`; the last one stops following the workspace."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from collab.presence.base import (
     Changes,
@@ -30,7 +31,13 @@ from collab.presence.base import (
     apply_changes,
     merge_entries,
 )
-from collab.presence.snapshots import PresenceEvent, Snapshot, diff_snapshots, merge_instances
+from collab.presence.snapshots import (
+    PresenceEvent,
+    Snapshot,
+    diff_snapshots,
+    merge_instances,
+    snapshot_json,
+)
 
 UNNUMBERED = -1
 """The number of entries not read from the store (this instance's own, while the store
@@ -60,6 +67,15 @@ class WorkspaceView:
             if found.entries
         }
         self.snapshot: Snapshot = self._merge()
+        self._shown: list[dict[str, Any]] | None = None
+
+    def shown(self) -> list[dict[str, Any]]:
+        """The snapshot as JSON (`snapshot_json`), built once per change and shared by every
+        subscriber until the next: after a deploy, thousands subscribe to a big workspace
+        within seconds. Callers must not change it."""
+        if self._shown is None:
+            self._shown = snapshot_json(self.snapshot)
+        return self._shown
 
     def replace(self, instances: Mapping[str, InstanceEntries], read: int) -> list[PresenceEvent]:
         """Take the read numbered `read` of every instance, and return the events from the
@@ -76,6 +92,7 @@ class WorkspaceView:
         before = self.snapshot
         self._instances = held
         self.snapshot = self._merge()
+        self._shown = None
         return diff_snapshots(self.workspace_id, before, self.snapshot)
 
     def apply(
@@ -92,6 +109,7 @@ class WorkspaceView:
         apply_changes(current.entries, changes)
         current.seq = seq
         current.read = latest_read
+        self._shown = None
         if not current.entries:
             # The store removes an instance's entries when none are left.
             del self._instances[instance_id]

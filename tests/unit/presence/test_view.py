@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collab.presence.base import Changes, InstanceEntries, PresenceEntry, apply_changes
-from collab.presence.snapshots import diff_snapshots, merge_instances
+from collab.presence.snapshots import diff_snapshots, merge_instances, snapshot_json
 from collab.presence.view import WorkspaceView
 
 
@@ -177,3 +177,18 @@ def test_a_view_holds_the_writes_a_check_found_or_later_ones() -> None:
     assert view.holds({"A": 4, "B": 7}, 2)
     assert not view.holds({"A": 4, "B": 7}, 3)
     assert view.holds({"A": 5, "B": 7}, 3)
+
+
+def test_the_json_snapshot_is_built_once_per_change() -> None:
+    """Subscribers share one JSON snapshot until the view changes; it is always the view's
+    current snapshot."""
+    view = WorkspaceView("w1", {"A": InstanceEntries(3, {"u1": entry("u1")})}, 1)
+    first = view.shown()
+    assert view.shown() is first
+    assert first == snapshot_json(view.snapshot)
+    assert view.apply("A", 3, 4, {"u2": entry("u2")}, 1) is not None
+    second = view.shown()
+    assert second is not first
+    assert [user["user"] for user in second] == ["u1", "u2"]
+    view.replace({"A": InstanceEntries(4, {"u2": entry("u2")})}, 2)
+    assert [user["user"] for user in view.shown()] == ["u2"]
