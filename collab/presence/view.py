@@ -133,10 +133,12 @@ class WorkspaceView:
     def holds(self, seqs: Mapping[str, int], read: int) -> bool:
         """Whether the view holds the writes `seqs` numbers (each live instance's last, as
         the read numbered `read` found them), so a re-read would change nothing. Instances
-        changed after that read started are newer than it and not compared."""
+        changed after that read started are newer than it and not compared. Writes
+        numbered 0 (by a version before writes were numbered, in a rolling upgrade) are
+        never known to be held."""
         for instance_id, seq in seqs.items():
             current = self._instances.get(instance_id)
-            if current is None or (current.seq != seq and current.read < read):
+            if current is None or seq == 0 or (current.seq != seq and current.read < read):
                 return False
         return all(
             current.read >= read or instance_id in seqs

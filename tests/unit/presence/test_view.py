@@ -177,6 +177,8 @@ def test_a_view_holds_the_writes_a_check_found_or_later_ones() -> None:
     assert view.holds({"A": 4, "B": 7}, 2)
     assert not view.holds({"A": 4, "B": 7}, 3)
     assert view.holds({"A": 5, "B": 7}, 3)
+    unnumbered = WorkspaceView("w1", {"OLD": InstanceEntries(0, {"u1": entry("u1")})}, 1)
+    assert not unnumbered.holds({"OLD": 0}, 2)  # an earlier version's: always re-read
 
 
 def test_the_json_snapshot_is_built_once_per_change() -> None:
