@@ -236,14 +236,8 @@ class RedisPresenceStore:
         if not ordered:
             return False
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for workspace_id in ordered:
-                    pipe.smembers(self._instances_key(workspace_id))
-                members: list[set[bytes]] = await pipe.execute()
             keys = [
-                self._entries_key(workspace_id, instance_id)
-                for workspace_id, instance_ids in zip(ordered, members, strict=True)
-                for instance_id in instance_ids
+                key for found in (await self._instance_keys(ordered)).values() for _, key in found
             ]
             if not keys:
                 return False
