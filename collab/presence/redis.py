@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -236,15 +236,8 @@ class RedisPresenceStore:
         if not ordered:
             return False
         try:
-            keys = [
-                key for found in (await self._instance_keys(ordered)).values() for _, key in found
-            ]
-            if not keys:
-                return False
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.hexists(key, user_id)
-                found: list[bool] = await pipe.execute()
+            keys = await self._instance_keys(ordered)
+            found = await self._ask_each_hash(keys, lambda pipe, key: pipe.hexists(key, user_id))
         except _FAILURES as error:
             raise self._error(f"looking for user {user_id!r} in presence", error) from None
         return any(found)
@@ -258,11 +251,7 @@ class RedisPresenceStore:
         ordered = list(workspace_ids)
         try:
             keys = await self._instance_keys(ordered)
-            async with self._client.pipeline(transaction=False) as pipe:
-                for instance_keys in keys.values():
-                    for _, key in instance_keys:
-                        pipe.hgetall(key)
-                replies: list[dict[bytes, bytes]] = await pipe.execute()
+            replies = await self._ask_each_hash(keys, lambda pipe, key: pipe.hgetall(key))
             # A hash that is gone reads as no fields.
             found = self._by_instance(keys, [fields or None for fields in replies])
             await self._forget_gone(keys, found)
@@ -282,12 +271,7 @@ class RedisPresenceStore:
         ordered = list(workspace_ids)
         try:
             keys = await self._instance_keys(ordered)
-            async with self._client.pipeline(transaction=False) as pipe:
-                for instance_keys in keys.values():
-                    for _, key in instance_keys:
-                        pipe.exists(key)
-                        pipe.hget(key, SEQ_FIELD)
-                replies: list[Any] = await pipe.execute()
+            replies = await self._ask_each_hash(keys, _ask_number)
             # Per instance, its hash's number, or None when the hash is gone.
             numbers = [
                 _seq(number) if exists else None
@@ -313,6 +297,19 @@ class RedisPresenceStore:
             ]
             for workspace_id, instance_ids in zip(ordered, members, strict=True)
         }
+
+    async def _ask_each_hash(
+        self,
+        keys: dict[str, list[tuple[str, bytes]]],
+        ask: Callable[[Pipeline, bytes], object],
+    ) -> list[Any]:
+        """The replies of what `ask` queues for each hash of `keys`, in their order (one
+        round trip)."""
+        async with self._client.pipeline(transaction=False) as pipe:
+            for instance_keys in keys.values():
+                for _, key in instance_keys:
+                    ask(pipe, key)
+            return await pipe.execute()
 
     @staticmethod
     def _by_instance(
@@ -409,6 +406,12 @@ class RedisPresenceStore:
 
 
 _Reply = TypeVar("_Reply")
+
+
+def _ask_number(pipe: Pipeline, key: bytes) -> None:
+    """Whether the hash exists, and its number."""
+    pipe.exists(key)
+    pipe.hget(key, SEQ_FIELD)
 
 
 def _seq(number: bytes | None) -> int:
