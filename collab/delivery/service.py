@@ -29,7 +29,13 @@ from collab.delivery.signing import signed_headers
 from collab.errors import ConfigError, StoreError
 from collab.observability.throttled import RateLimitedLog
 from collab.store.rows import format_timestamp
-from collab.store.webhooks import AttemptRecord, ClaimedDelivery, WebhookStore
+from collab.store.webhooks import (
+    AttemptRecord,
+    ClaimedDelivery,
+    SecretPair,
+    WebhookStore,
+    secret_pair,
+)
 from collab.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -97,13 +103,12 @@ class WebhookService:
         were written."""
         now = format_timestamp(self._clock())
         problems: list[str] = []
-        replacements: list[tuple[str, tuple[str, str | None], tuple[str, str | None]]] = []
+        replacements: list[tuple[str, SecretPair, SecretPair]] = []
         for endpoint in await self.store.list_endpoints():
             stored = (endpoint.secret, endpoint.previous_secret)
             # What still signs, as stored: a replaced secret past its time is not kept.
             signing = endpoint.signing_secrets(now)
-            kept = (signing[0], signing[1] if len(signing) == 2 else None)
-            if kept == stored and all(self.sealer.is_current(s) for s in signing):
+            if secret_pair(signing) == stored and all(self.sealer.is_current(s) for s in signing):
                 continue
             try:
                 resealed = [
@@ -113,8 +118,7 @@ class WebhookService:
             except SealError as error:
                 problems.append(f"COLLAB_WEBHOOK_SECRET_KEYS: webhook {endpoint.id}: {error}")
                 continue
-            replacement = (resealed[0], resealed[1] if len(resealed) == 2 else None)
-            replacements.append((endpoint.id, stored, replacement))
+            replacements.append((endpoint.id, stored, secret_pair(resealed)))
         if problems:
             # Nothing written: keys given by mistake seal nothing the right ones cannot read.
             raise ConfigError(problems)

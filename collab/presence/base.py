@@ -78,7 +78,7 @@ class InstanceEntries:
     """What one instance wrote for one workspace: its entries, by user id, and the sequence
     number of the write that made them (an instance numbers its writes, increasing, over all
     its workspaces). Readers that follow a workspace by its changes apply a change only to
-    the entries of the write it follows (`PresenceChanges.previous_seq`), and re-read the
+    the entries of the write it follows (`ChangesNudge.previous_seq`), and re-read the
     workspace otherwise."""
 
     seq: int

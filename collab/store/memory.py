@@ -45,6 +45,7 @@ from collab.store.webhooks import (
     Endpoint,
     EndpointChange,
     OutboxListener,
+    SecretPair,
     WebhookEvent,
 )
 
@@ -527,8 +528,8 @@ class MemoryStore:
     async def replace_secrets(
         self,
         endpoint_id: str,
-        expected: tuple[str, str | None],
-        replacement: tuple[str, str | None],
+        expected: SecretPair,
+        replacement: SecretPair,
     ) -> bool:
         self._check_callable()
         return self._webhooks.replace_secrets(endpoint_id, expected, replacement)

@@ -20,6 +20,7 @@ from collab.store.webhooks import (
     DeliveryState,
     Endpoint,
     EndpointChange,
+    SecretPair,
     WebhookEvent,
     WebhookRoutes,
     clip_error,
@@ -136,8 +137,8 @@ class MemoryWebhooks(WebhookOutbox[None]):
     def replace_secrets(
         self,
         endpoint_id: str,
-        expected: tuple[str, str | None],
-        replacement: tuple[str, str | None],
+        expected: SecretPair,
+        replacement: SecretPair,
     ) -> bool:
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None or (endpoint.secret, endpoint.previous_secret) != expected:

@@ -61,6 +61,7 @@ from collab.store.webhooks import (
     Endpoint,
     EndpointChange,
     OutboxListener,
+    SecretPair,
     WebhookEvent,
 )
 
@@ -803,8 +804,8 @@ class PostgresStore:
     async def replace_secrets(
         self,
         endpoint_id: str,
-        expected: tuple[str, str | None],
-        replacement: tuple[str, str | None],
+        expected: SecretPair,
+        replacement: SecretPair,
     ) -> bool:
         async with self._connection(f"storing webhook {endpoint_id!r}'s secrets") as conn:
             return await postgres_webhooks.replace_secrets(conn, endpoint_id, expected, replacement)

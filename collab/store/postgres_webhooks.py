@@ -38,6 +38,7 @@ from collab.store.webhooks import (
     DeliveryState,
     Endpoint,
     EndpointChange,
+    SecretPair,
     WebhookEvent,
     clip_error,
     delivery_number,
@@ -224,8 +225,8 @@ async def update_endpoint(
 async def replace_secrets(
     conn: Any,
     endpoint_id: str,
-    expected: tuple[str, str | None],
-    replacement: tuple[str, str | None],
+    expected: SecretPair,
+    replacement: SecretPair,
 ) -> bool:
     replaced = await conn.fetchval(
         "UPDATE webhook_endpoints SET secret = $1, previous_secret = $2 "

@@ -60,6 +60,7 @@ from collab.store.webhooks import (
     Endpoint,
     EndpointChange,
     OutboxListener,
+    SecretPair,
     WebhookEvent,
 )
 
@@ -745,8 +746,8 @@ class SqliteStore:
     async def replace_secrets(
         self,
         endpoint_id: str,
-        expected: tuple[str, str | None],
-        replacement: tuple[str, str | None],
+        expected: SecretPair,
+        replacement: SecretPair,
     ) -> bool:
         async with self._transaction(
             "IMMEDIATE", f"storing webhook {endpoint_id!r}'s secrets"

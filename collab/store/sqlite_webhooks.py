@@ -30,6 +30,7 @@ from collab.store.webhooks import (
     DeliveryState,
     Endpoint,
     EndpointChange,
+    SecretPair,
     WebhookEvent,
     clip_error,
     delivery_number,
@@ -193,8 +194,8 @@ async def update_endpoint(
 async def replace_secrets(
     conn: aiosqlite.Connection,
     endpoint_id: str,
-    expected: tuple[str, str | None],
-    replacement: tuple[str, str | None],
+    expected: SecretPair,
+    replacement: SecretPair,
 ) -> bool:
     rows = await conn.execute_fetchall(
         "UPDATE webhook_endpoints SET secret = ?1, previous_secret = ?2 "

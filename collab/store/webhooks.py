@@ -242,8 +242,8 @@ class WebhookStore(Protocol):
     async def replace_secrets(
         self,
         endpoint_id: str,
-        expected: tuple[str, str | None],
-        replacement: tuple[str, str | None],
+        expected: SecretPair,
+        replacement: SecretPair,
     ) -> bool:
         """Store `replacement` as the endpoint's `(secret, previous_secret)` if they are still
         `expected` (the same secrets kept another way, e.g. sealed again); whether it did.
@@ -307,6 +307,16 @@ class WebhookStore(Protocol):
     async def delete_finished_deliveries(self, *, finished_before: str, limit: int) -> int:
         """Delete up to `limit` deliveries delivered or failed before `finished_before`,
         with their attempts; how many."""
+
+
+SecretPair = tuple[str, str | None]
+"""An endpoint's `(secret, previous_secret)` as stored."""
+
+
+def secret_pair(secrets: Sequence[str]) -> SecretPair:
+    """The pair of what `signing_secrets` returns: the replaced secret, if it still signs,
+    second."""
+    return (secrets[0], secrets[1] if len(secrets) > 1 else None)
 
 
 def signing_secrets(
