@@ -183,7 +183,12 @@ class RoomAwareness:
                 if owner is not None and owner != origin.peer_id:
                     # Stock clients echo the states they received; those are not theirs.
                     continue
-                if owner is None and entry.state_json is None:
+                if owner is None and (
+                    entry.state_json is None or self._held_remotely(entry.client_id)
+                ):
+                    # A removal of an id nobody here owns, or a claim of an id a client of
+                    # another instance holds: neither is this connection's to make. The id is
+                    # free again once that instance removes it or its state expires.
                     continue
             elif owner is not None:
                 continue  # another instance never overrides a local connection's state
@@ -195,6 +200,13 @@ class RoomAwareness:
                     self._remote_renewed_at[entry.client_id] = self._clock()
                 accepted.append(entry)
         return accepted
+
+    def _held_remotely(self, client_id: int) -> bool:
+        """Whether a client of another instance holds a state under `client_id` now."""
+        if client_id not in self._remote_renewed_at:
+            return False
+        state = self._states.get(client_id)
+        return state is not None and state.state_json is not None
 
     def _check_quota(self, peer_id: str, message: AwarenessUpdate) -> None:
         """Refuse, before applying any of it, a message that would give the peer too many ids."""

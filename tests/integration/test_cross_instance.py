@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pycrdt import Text
+import json
+
+from pycrdt import Text, create_awareness_message, write_var_uint
 
 from tests.conftest import StartServer
 from tests.support.yclient import YClient
@@ -46,3 +48,45 @@ async def test_a_late_joiner_on_another_instance_gets_everything(
         async with YClient.connect(b.doc_url(sub="u2")) as late:
             await late.wait_until(lambda: str(late.doc.get("t", type=Text)) == "one two three")
             assert str(late.doc.get("t", type=Text)) == str(text)
+
+
+def forged_awareness(entries: list[tuple[int, int, object]]) -> bytes:
+    body = write_var_uint(len(entries))
+    for client_id, clock, state in entries:
+        raw = json.dumps(state).encode()
+        body += write_var_uint(client_id) + write_var_uint(clock) + write_var_uint(len(raw)) + raw
+    return create_awareness_message(body)
+
+
+async def test_a_connection_cannot_take_over_the_cursor_of_a_client_on_another_instance(
+    start_server: StartServer,
+) -> None:
+    """A viewer on A sends a state for the id of alice, connected to B, at a later clock: A's
+    clients go on seeing alice's own state, and her later states still reach them."""
+    a = await start_server()
+    b = await start_server()
+    async with (
+        YClient.connect(b.doc_url(sub="alice"), awareness_state={"name": "alice"}) as alice,
+        YClient.connect(a.doc_url(sub="bob"), echo_remote_awareness=False) as bob,
+    ):
+        await alice.wait_synced()
+        await bob.wait_synced()
+        alice_id = alice.client_id
+        await bob.wait_until(lambda: bob.awareness_states().get(alice_id) == {"name": "alice"})
+        viewer = a.token("mallory", {"w1": "viewer"})
+        async with YClient.connect(
+            a.doc_url(token=viewer), awareness_state=None, echo_remote_awareness=False
+        ) as mallory:
+            await mallory.wait_synced()
+            mallory_id = mallory.client_id
+            await mallory.send_raw(
+                forged_awareness(
+                    [(mallory_id, 1, {"name": "mallory"}), (alice_id, 1000, {"name": "forged"})]
+                )
+            )
+            await bob.wait_until(lambda: mallory_id in bob.awareness_states())
+            assert bob.awareness_states().get(alice_id) == {"name": "alice"}
+        alice.set_awareness({"name": "alice, later"})
+        await bob.wait_until(
+            lambda: bob.awareness_states().get(alice_id) == {"name": "alice, later"}
+        )

@@ -320,3 +320,39 @@ def test_batched_and_immediate_rooms_leave_a_client_with_the_same_states(
     deliver(batching.take_batch(), seen_batched)
     assert seen_batched == seen_immediate
     assert batching.present_states() == immediate.present_states()
+
+
+def test_a_connection_cannot_take_over_an_id_another_instance_holds() -> None:
+    """Bob read a remote client's id from the relay; a later clock does not make it his."""
+    clock = Clock()
+    awareness = batched(clock)
+    awareness.receive(message((7, 1, '{"name":"alice"}')), BusOrigin())
+    awareness.take_batch()
+
+    assert awareness.receive(message((7, 1000, '{"name":"forged"}')), BOB) == []
+    assert awareness.take_batch() == []
+    assert [(e.client_id, e.state_json) for e in awareness.present_states()] == [
+        (7, '{"name":"alice"}')
+    ]
+    # Still the remote client's: its next state is taken, and Bob's leave removes nothing.
+    awareness.receive(message((7, 2, '{"name":"alice2"}')), BusOrigin())
+    assert awareness.leave("bob") == []
+    assert [(e.client_id, e.state_json) for e in awareness.present_states()] == [
+        (7, '{"name":"alice2"}')
+    ]
+
+
+def test_an_id_another_instance_removed_or_let_expire_may_be_introduced_here() -> None:
+    """A client moving here from a drained or dead instance gets its id back."""
+    clock = Clock()
+    awareness = batched(clock)
+    awareness.receive(message((7, 1, "{}"), (8, 1, "{}")), BusOrigin())
+    awareness.receive(message((7, 2, None)), BusOrigin())  # drained: its instance removed it
+    awareness.receive(message((7, 3, '{"here":1}')), ALICE)
+    clock.now += 31
+    awareness.expire_remote(30)  # 8's instance died: expired at clock 2
+    awareness.receive(message((8, 3, '{"here":2}')), BOB)
+    assert sorted((e.client_id, e.state_json) for e in awareness.present_states()) == [
+        (7, '{"here":1}'),
+        (8, '{"here":2}'),
+    ]
