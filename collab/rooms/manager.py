@@ -357,6 +357,8 @@ class RoomManager:
             digest = await asyncio.to_thread(digest_of, update)
             if digest in live.known_updates:
                 live.known_updates.move_to_end(digest)
+                if live.saved_peers:
+                    self._note_saved(live, origin, update, queued=False)  # nothing new in it
                 return False
         self.tried_updates += 1
         room = live.room

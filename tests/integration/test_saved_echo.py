@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from pycrdt import Doc, Text, create_sync_message
+from pycrdt import Doc, Map, Text, create_sync_message
 
 from collab.errors import StoreError
 from collab.protocol.messages import update_payload
@@ -220,6 +220,26 @@ async def test_an_update_the_server_already_has_is_echoed_too(start_server: Star
         assert updates_received(saver) == [update, update]
         await round_trip(other)
         assert updates_received(other) == [update]
+
+
+async def test_a_large_update_the_server_already_has_is_echoed_too(
+    start_server: StartServer,
+) -> None:
+    """The same for an update large enough to be known by its digest (over 16 KiB and 16
+    structs), which the server recognises without reading it again."""
+    server = await start_server()
+    async with YClient.connect(saved_url(server)) as saver:
+        await saver.wait_synced()
+        fields = saver.doc.get("m", type=Map)
+        with saver.doc.transaction():
+            for index in range(24):
+                fields[f"k{index}"] = "x" * 1000
+        await saver.wait_until(lambda: len(updates_received(saver)) == 1, what="the echo")
+        [update] = updates_sent(saver)
+        assert len(update) > 16 * 1024
+        await saver.send_raw(b"\x00\x02" + _var_bytes(update))
+        await saver.wait_until(lambda: len(updates_received(saver)) == 2, what="a second echo")
+        assert updates_received(saver) == [update, update]
 
 
 def _var_bytes(data: bytes) -> bytes:
