@@ -11,8 +11,15 @@ room's live updates meanwhile, which the Yjs client keeps until the state arrive
 counts until the joiner's socket has taken it (its buffer drained below the low-water
 mark) or the joiner is gone.
 
-Memory is bounded by design: the frames in flight are shared per version, and a waiting
-joiner holds a reference to a frame, not a copy.
+Memory is bounded by design: the frames in flight are shared per version, a waiting joiner
+holds a reference to a frame, not a copy, and a connection waits for one frame at most. A
+frame being written counts against the connection's outbox bound like any other, but a
+waiting one does not yet; so a connection that asks again for the whole state (sync step 1)
+while its first answer waits, each time after an edit made a new version, would otherwise
+keep a copy of the note per question. The later answer replaces the earlier one in its
+place in line: it holds everything the earlier one did that the connection may lack (the
+document only grows, and so does what the client had when it asked). A connection with any
+other large message waiting as well is closed as too slow.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from collab.protocol.messages import MessageType, SyncMessageType
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.peer import Peer
 
@@ -32,6 +40,7 @@ log = logging.getLogger(__name__)
 LARGE_SYNC_BYTES = 1024 * 1024
 # Shared frames kept for reuse: a storm is usually on one note, sometimes on a few.
 SHARED_FRAMES = 4
+_SYNC_STEP2 = bytes((MessageType.SYNC, SyncMessageType.STEP2))
 
 
 @dataclass(slots=True)
@@ -49,6 +58,7 @@ class SyncGate:
         self._on_slow = on_slow
         self._in_flight = 0
         self._waiting: deque[_Waiting] = deque()
+        self._waiting_by_peer: dict[str, _Waiting] = {}
         # Recently built frames by payload, the payload object itself kept for the identity
         # check (the room hands out the same bytes object for every joiner of a version).
         self._shared: deque[tuple[bytes, OutgoingFrame]] = deque(maxlen=SHARED_FRAMES)
@@ -65,19 +75,28 @@ class SyncGate:
     def send(self, peer: Peer, payload: bytes) -> None:
         """Send `payload` to `peer`, now or when a slot is free."""
         frame = self._frame_of(payload)
-        if self._in_flight < self.max_in_flight:
+        earlier = self._waiting_by_peer.get(peer.peer_id)
+        if earlier is not None:
+            if payload.startswith(_SYNC_STEP2) and earlier.frame.payload.startswith(_SYNC_STEP2):
+                earlier.frame = frame  # the later answer holds the earlier's (module doc)
+            else:
+                self._on_slow(peer)
+        elif self._in_flight < self.max_in_flight:
             self._start(peer, frame)
         else:
-            self._waiting.append(_Waiting(peer, frame))
+            waiting = _Waiting(peer, frame)
+            self._waiting.append(waiting)
+            self._waiting_by_peer[peer.peer_id] = waiting
 
     def forget(self, peer: Peer) -> None:
         """`peer` left: it no longer waits for a slot."""
-        if self._waiting:
+        if self._waiting_by_peer.pop(peer.peer_id, None) is not None:
             self._waiting = deque(w for w in self._waiting if w.peer is not peer)
 
     async def close(self) -> None:
         """Forget the waiting joiners (their connections are closing) and stop waiting."""
         self._waiting.clear()
+        self._waiting_by_peer.clear()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -111,6 +130,7 @@ class SyncGate:
     def _next(self) -> None:
         while self._waiting and self._in_flight < self.max_in_flight:
             waiting = self._waiting.popleft()
+            del self._waiting_by_peer[waiting.peer.peer_id]
             if waiting.peer.closing:
                 continue
             self._start(waiting.peer, waiting.frame)

@@ -294,3 +294,54 @@ async def test_a_join_storm_on_a_big_note_is_served_one_sync_at_a_time(
                 await j.__aexit__(None, None, None)
     gate = server.app[ROOMS].initial_syncs
     assert (gate.in_flight, gate.waiting) == (0, 0)
+
+
+async def test_a_joiner_asking_again_and_again_while_it_waits_holds_one_answer(
+    start_server: StartServer,
+) -> None:
+    """The gate's slot is taken by a joiner that does not read; another connection then
+    alternates a keystroke (a new version) and a sync step 1 asking for everything. Each
+    answer is a new copy of the note: it waits for one at a time, the latest, and gets the
+    whole note once the slot is free."""
+    server = await start_server(make_settings(max_initial_syncs=1, room_grace_s=60))
+    gate = server.app[ROOMS].initial_syncs
+    chunk = "lorem ipsum dolor sit amet " * 120_000  # 3.2 MB, twice: past the kernels' buffers
+    async with YClient.connect(server.doc_url()) as writer:
+        await writer.wait_synced()
+        writer.doc.get("t", type=Text).insert(0, chunk + chunk)
+        await writer.flush()
+        live = _room(server, "w1/n1")
+        assert live is not None
+        await eventually(lambda: len(live.room.encoded_state()) > 6 * 1024 * 1024, what="loaded")
+        async with YClient.connect(
+            server.doc_url(sub="stalled"), recv_buffer_bytes=4096
+        ) as stalled:
+            stalled.pause_reading()
+            await eventually(lambda: gate.in_flight == 1, what="the slot taken")
+            async with YClient.connect(server.doc_url(sub="asker")) as asker:
+                typed: Doc = Doc()
+                keys = typed.get("x", type=Text)
+                for index in range(12):
+                    before = typed.get_state()
+                    keys.insert(index, "a")
+                    update = typed.get_update(before)
+                    await asker.send_raw(b"\x00\x02" + _var_bytes(update))
+                    await asker.send_raw(b"\x00\x00\x01\x00")  # sync step 1, empty state vector
+                await writer.wait_until(lambda: text_of(writer, "x") == "a" * 12)
+                asker_peer = next(p for p in live.peers.values() if p.user_id == "asker")
+                assert [w.peer for w in gate._waiting].count(asker_peer) == 1
+                stalled.resume_reading()
+                await asker.wait_until(
+                    lambda: text_of(asker, "x") == "a" * 12 and text_of(asker) == chunk + chunk,
+                    timeout=60,
+                )
+    assert (gate.in_flight, gate.waiting) == (0, 0)
+
+
+def _var_bytes(data: bytes) -> bytes:
+    length, prefix = len(data), bytearray()
+    while length >= 0x80:
+        prefix.append(length & 0x7F | 0x80)
+        length >>= 7
+    prefix.append(length)
+    return bytes(prefix) + data

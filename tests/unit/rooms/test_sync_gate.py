@@ -108,3 +108,57 @@ async def test_a_closed_joiner_frees_its_slot() -> None:
     await settle()
     assert len(second_socket.frames) == 1
     await gate.close()
+
+
+async def test_a_joiner_asking_again_while_it_waits_waits_for_the_latest_answer_only() -> None:
+    """Each answer to a sync step 1 after an edit is a new version's state: a connection
+    asking again and again must not keep one copy per question while it waits."""
+    slow: list[Peer] = []
+    gate = SyncGate(1, slow.append)
+    (busy, busy_socket), (asker, asker_socket), (last, last_socket) = (
+        joiner(name) for name in ("busy", "asker", "last")
+    )
+    gate.send(busy, b"\x00\x01" + b"v1")
+    gate.send(asker, b"\x00\x01" + b"v1")
+    gate.send(last, b"\x00\x01" + b"v1")
+    answers = [b"\x00\x01" + b"v%d" % version for version in range(2, 40)]
+    for answer in answers:
+        gate.send(asker, answer)
+    assert gate.waiting == 2
+    assert sum(w.peer is asker for w in gate._waiting) == 1
+    busy_socket.drained.set()
+    await settle()
+    # In its place in line, with the latest answer.
+    assert [frame.payload for frame in asker_socket.frames] == [answers[-1]]
+    assert last_socket.frames == []
+    asker_socket.drained.set()
+    await settle()
+    assert len(last_socket.frames) == 1
+    assert slow == []
+    await gate.close()
+
+
+async def test_a_joiner_with_another_large_message_waiting_is_closed_as_too_slow() -> None:
+    slow: list[Peer] = []
+    gate = SyncGate(1, slow.append)
+    (busy, _), (waiting, _) = joiner("busy"), joiner("waiting")
+    gate.send(busy, b"\x00\x01" + b"state")
+    gate.send(waiting, b"\x00\x01" + b"state")
+    gate.send(waiting, b"\x01" + b"an awareness message")
+    assert slow == [waiting]
+    assert gate.waiting == 1
+    await gate.close()
+
+
+async def test_a_joiner_that_left_may_come_back_and_wait_again() -> None:
+    gate = SyncGate(1, lambda peer: None)
+    (busy, busy_socket), (again, again_socket) = joiner("busy"), joiner("again")
+    gate.send(busy, b"\x00\x01" + b"state")
+    gate.send(again, b"\x00\x01" + b"state")
+    gate.forget(again)
+    gate.send(again, b"\x00\x01" + b"later")
+    assert gate.waiting == 1
+    busy_socket.drained.set()
+    await settle()
+    assert [frame.payload for frame in again_socket.frames] == [b"\x00\x01" + b"later"]
+    await gate.close()
