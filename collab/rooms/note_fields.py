@@ -163,7 +163,8 @@ def _priority(value: Any) -> Priority:
 def parse_due(value: Any) -> tuple[str, str] | None:
     """`(due as written, normalized; due as a UTC instant)`, or None.
 
-    A date alone stands for that day at 00:00 UTC; a date-time without an offset is UTC."""
+    A date alone stands for that day at 00:00 UTC; a date-time without an offset is UTC. A
+    date-time whose offset takes it out of years 1-9999 in UTC is no due either."""
     if not isinstance(value, str) or not value or len(value) > MAX_DUE_CHARS:
         return None
     text = value.strip()
@@ -172,11 +173,11 @@ def parse_due(value: Any) -> tuple[str, str] | None:
             day = date.fromisoformat(text)
             return day.isoformat(), format_timestamp(datetime.combine(day, time(), UTC))
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.isoformat(), format_timestamp(moment)
+    except (ValueError, OverflowError):  # OverflowError: past year 9999 (or before 1) in UTC
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.isoformat(), format_timestamp(moment)
 
 
 def note_content(

@@ -103,6 +103,29 @@ async def test_an_edit_lists_the_note_and_a_mere_open_does_not(server: RunningSe
     assert status == 404
 
 
+async def test_a_due_out_of_range_in_utc_is_no_due_and_the_note_is_indexed(
+    server: RunningServer,
+) -> None:
+    """`9999-12-31T23:00:00-05:00` is a valid ISO-8601 date-time past year 9999 in UTC: the
+    note is indexed without a due, like any other due that is not a date."""
+    doc: Doc[Any] = Doc()
+    write_note(doc, "Far away", due="9999-12-31T23:00:00-05:00")
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            f"{server.http}/api/v1/docs/w1/far/updates",
+            data=doc.get_update(),
+            headers={**headers(server), "Content-Type": "application/octet-stream"},
+        )
+        assert response.status == 200
+
+    async def indexed() -> bool:
+        return await listed(server) == ["far"]
+
+    await eventually(indexed, what="the note indexed")
+    entry = await entry_of(server, "far")
+    assert (entry["title"], entry["due"]) == ("Far away", None)
+
+
 async def test_a_rest_edit_counts_and_names_its_author(server: RunningServer) -> None:
     doc: Doc[Any] = Doc()
     write_note(doc, "From REST", priority="urgent")
@@ -273,6 +296,7 @@ async def test_create_refuses_an_id_that_exists_or_existed(server: RunningServer
         ({"pinned": "true"}, "'pinned'"),
         ({"priority": "extreme"}, "'priority'"),
         ({"due": "tomorrow"}, "'due'"),
+        ({"due": "9999-12-31T23:00:00-05:00"}, "'due'"),  # past year 9999 in UTC
         ({"text": ["a"]}, "'text'"),
         ({"id": 5}, "'id'"),
         ({"colour": "red"}, "colour"),
@@ -337,6 +361,7 @@ async def test_every_role_rule(server: RunningServer) -> None:
         ([("trashed", "1")], "'trashed'"),
         ([("priority", "extreme")], "'priority'"),
         ([("due_before", "tomorrow")], "'due_before'"),
+        ([("due_before", "0001-01-01T00:00:00+05:00")], "'due_before'"),  # before year 1 in UTC
         ([("due_after", "2026-13-01")], "'due_after'"),
         ([("sort", "size")], "'sort'"),
         ([("order", "up"), ("sort", "title")], "'order'"),
