@@ -25,6 +25,13 @@ from collab.errors import CollabError
 MAX_URL_CHARS = 2048
 SCHEMES = ("https", "http")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Ranges of IANA's special-purpose registries that are not globally reachable but that
+# Python 3.11's `ipaddress` counts as global (later versions list some of them).
+_NOT_GLOBAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = (
+    (ipaddress.IPv4Network("192.0.0.0/24"), "an IETF protocol assignment address"),
+    (ipaddress.IPv6Network("fec0::/10"), "a site-local address"),
+    (ipaddress.IPv6Network("3fff::/20"), "a documentation address"),
+)
 _NUMERIC_HOST = re.compile(r"(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+))*\.?", re.IGNORECASE)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -110,6 +117,9 @@ def kind_of(ip: IPAddress) -> str | None:
         return "a private address"
     if not ip.is_global:
         return "not a public address"
+    for network, kind in _NOT_GLOBAL:
+        if ip.version == network.version and ip in network:
+            return kind
     return None
 
 

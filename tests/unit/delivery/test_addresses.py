@@ -24,6 +24,12 @@ NOT_PUBLIC = [
     ("::", "unspecified"),
     ("240.0.0.1", "reserved"),
     ("100.64.0.1", "not a public address"),
+    # Not globally reachable, though Python 3.11 counts them as global.
+    ("192.0.0.8", "IETF protocol assignment"),
+    ("fec0::1", "site-local"),
+    ("fec0::a:b", "site-local"),
+    ("3fff::1", "documentation"),
+    ("5f00::1", "reserved"),  # SRv6
     ("::ffff:127.0.0.1", "loopback address (127.0.0.1, embedded"),
     ("::ffff:10.0.0.1", "private address (10.0.0.1, embedded"),
     ("2002:7f00:1::", "loopback address (127.0.0.1, embedded"),
