@@ -193,12 +193,17 @@ async def _send(
     session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], body: bytes
 ) -> AttemptResult:
     async with session.post(url, data=body, headers=dict(headers), allow_redirects=False) as answer:
-        excerpt = await _read_at_most(answer.content, MAX_RESPONSE_BYTES)
-        # Whatever is left unread stays so: the connection is closed, not drained.
-        answer.close()
         status = answer.status
         if 200 <= status < 300:
+            # Delivered, whatever the body does next (stalls, is cut short): it is not read.
+            answer.close()
             return AttemptResult(status, None)
+        try:
+            excerpt = await _read_at_most(answer.content, MAX_RESPONSE_BYTES)
+        except aiohttp.ClientError:
+            excerpt = b""  # the status says what matters; the body only illustrates it
+        # Whatever is left unread stays so: the connection is closed, not drained.
+        answer.close()
         if 300 <= status < 400:
             location = answer.headers.get("Location", "")[:MAX_EXCERPT_CHARS]
             return AttemptResult(status, f"HTTP {status}: redirects are not followed ({location})")

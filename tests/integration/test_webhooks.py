@@ -1140,3 +1140,73 @@ async def test_an_instance_without_the_keys_leaves_the_delivery_to_one_that_has_
     assert verifies(hook["secret"], receiver.received[0])
     [sent] = await deliveries(replaced, hook["id"])
     assert sent["attempt_count"] == 1
+
+
+class UnfinishedAnswers:
+    """Answers every request `200 OK` with a Content-Length its body never reaches: "stall"
+    keeps the connection open, "short" closes it after two bytes."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._release = asyncio.Event()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self._release.set()
+        assert self._server is not None
+        self._server.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok")
+            await writer.drain()
+            if self.mode == "stall":
+                await self._release.wait()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture(params=["stall", "short"])
+async def unfinished_answers(request: pytest.FixtureRequest) -> AsyncIterator[UnfinishedAnswers]:
+    answers = UnfinishedAnswers(request.param)
+    await answers.start()
+    yield answers
+    await answers.close()
+
+
+async def test_a_2xx_answer_delivers_whatever_its_body_does_next(
+    start_server: StartServer, unfinished_answers: UnfinishedAnswers
+) -> None:
+    """The status delivers; the body of a 2xx answer is not read, so one that stalls or is
+    cut short does not turn the delivery into a failed attempt sent again."""
+    server = await start_server(hook_settings())
+    url = f"http://127.0.0.1:{unfinished_answers.port}/hook"
+    status, hook = await admin(server, "POST", HOOKS, json={"url": url, "events": ["note.created"]})
+    assert status == 201, hook
+    status, delivery = await admin(server, "POST", f"{HOOKS}/{hook['id']}/test")
+    assert status == 202, delivery
+
+    async def attempted() -> bool:
+        status, body = await admin(server, "GET", f"{HOOKS}/{hook['id']}/deliveries")
+        assert status == 200, body
+        return bool(body["deliveries"][0]["attempt_count"] >= 1)
+
+    await eventually(attempted, what="one attempt recorded")
+    status, body = await admin(server, "GET", f"{HOOKS}/{hook['id']}/deliveries")
+    [shown] = body["deliveries"]
+    assert shown["state"] == "delivered", shown["attempts"]
+    assert [attempt["status"] for attempt in shown["attempts"]] == [200]
