@@ -70,13 +70,14 @@ def _accept(raw_params: list[str]) -> DeflateAgreement | None:
         if key == "client_no_context_takeover" and not has_value:
             client_no_takeover = True
         elif key == "server_max_window_bits" and has_value:
-            if not value.isdigit() or not MIN_WINDOW_BITS <= int(value) <= DEFAULT_WINDOW_BITS:
+            bits = _window_bits(value)
+            if bits is None or bits < MIN_WINDOW_BITS:
                 return None
-            server_bits = int(value)
+            server_bits = bits
         elif key == "client_max_window_bits":
             # A hint that the client can take a smaller window; the server inflates with the
             # largest, which reads any.
-            if has_value and (not value.isdigit() or not 8 <= int(value) <= DEFAULT_WINDOW_BITS):
+            if has_value and _window_bits(value) is None:
                 return None
         else:
             return None
@@ -121,3 +122,12 @@ def deflate_message(payload: bytes, window_bits: int) -> bytes:
     compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -window_bits)
     deflated = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
     return deflated[: -len(_TAIL)] if deflated.endswith(_TAIL) else deflated
+
+
+def _window_bits(value: str) -> int | None:
+    """`value` as a window size RFC 7692 allows (8 to 15), else None (`str.isdigit` alone
+    admits "²", which `int` refuses)."""
+    if not (0 < len(value) <= 2 and value.isascii() and value.isdigit()):
+        return None
+    bits = int(value)
+    return bits if 8 <= bits <= DEFAULT_WINDOW_BITS else None

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 MAX_MEMBER_PAGE = 200
+MAX_MEMBERS_READ = MAX_MEMBER_PAGE + 1
+"""The most `list_members` returns: a page and one more, which tells whether another follows."""
 MAX_MEMBER_NAME_CHARS = 200
 MAX_MEMBER_EMAIL_CHARS = 254
 ROLES = ("owner", "editor", "viewer")

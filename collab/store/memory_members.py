@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from collab.store.email import MAX_RECIPIENT_WORKSPACES, MembershipRow
-from collab.store.members import MAX_MEMBER_PAGE, Member, SeenMember, latest_seen, name_key
+from collab.store.members import MAX_MEMBERS_READ, Member, SeenMember, latest_seen, name_key
 
 
 class MemoryMembers:
@@ -97,7 +97,7 @@ class MemoryMembers:
             ),
             key=lambda row: row.user_id,
         )
-        return found[: max(1, min(limit, MAX_MEMBER_PAGE))]
+        return found[: max(1, min(limit, MAX_MEMBERS_READ))]
 
     def managed_members(self) -> list[Member]:
         return [row for _, row in sorted(self._rows.items()) if row.managed]

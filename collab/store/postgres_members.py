@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from collab.store.members import (
-    MAX_MEMBER_PAGE,
+    MAX_MEMBERS_READ,
     Member,
     SeenMember,
     latest_seen,
@@ -139,7 +139,7 @@ async def list_members(
         in_id = _in_range("user_id", prefix, params)
         in_name = _in_range("name_key", prefix.casefold(), params)
         where.append(f"({in_id} OR {in_name})")
-    params.append(max(1, min(limit, MAX_MEMBER_PAGE)))
+    params.append(max(1, min(limit, MAX_MEMBERS_READ)))
     rows = await conn.fetch(
         f"SELECT {_MEMBER_COLUMNS} FROM workspace_members WHERE {' AND '.join(where)} "
         f"ORDER BY user_id LIMIT ${len(params)}",

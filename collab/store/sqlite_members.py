@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from collab.store.members import (
-    MAX_MEMBER_PAGE,
+    MAX_MEMBERS_READ,
     Member,
     SeenMember,
     latest_seen,
@@ -121,7 +121,7 @@ async def list_members(
     rows = await conn.execute_fetchall(
         f"SELECT {_MEMBER_COLUMNS} FROM workspace_members WHERE {' AND '.join(where)} "
         "ORDER BY user_id LIMIT ?",
-        (*params, max(1, min(limit, MAX_MEMBER_PAGE))),
+        (*params, max(1, min(limit, MAX_MEMBERS_READ))),
     )
     return [_member(row) for row in rows]
 

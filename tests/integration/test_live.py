@@ -356,3 +356,19 @@ async def test_posting_notifications_is_validated(
             )
         ).json()
     assert listing["notifications"] == []
+
+
+async def test_ids_and_counts_that_are_digits_only_to_isdigit_are_refused_not_errors(
+    server: RunningServer,
+) -> None:
+    """ "²" is a digit to `str.isdigit` but not to `int`: a 400 or 404, never a 500."""
+    auth = {"Authorization": f"Bearer {server.token('u1', W1)}"}
+    async with aiohttp.ClientSession() as http:
+        for method, path, expected in (
+            ("GET", "/api/v1/notifications?after=\u00b2", 400),
+            ("GET", "/api/v1/notifications?limit=\u00b2", 400),
+            ("POST", "/api/v1/notifications/\u00b2/read", 404),
+            ("GET", f"/ws/live?after=\u00b2&token={server.token('u1', W1)}", 400),
+        ):
+            async with http.request(method, f"{server.http}{path}", headers=auth) as response:
+                assert response.status == expected, (path, await response.text())

@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 from pycrdt import Text, XmlElement, XmlFragment, XmlText
 
+from collab.auth.tokens import Role
 from collab.protocol.close_codes import CloseCode
-from collab.web.keys import CATALOG
+from collab.web.keys import CATALOG, DIRECTORY
 from tests.conftest import RunningServer, StartServer, make_settings, token_for
 from tests.support.live import LiveClient
 from tests.support.waiting import eventually, scaled
@@ -169,6 +170,7 @@ async def test_autocomplete_by_prefix_of_id_or_name_with_pages(server: RunningSe
         ({"limit": "0"}, "limit"),
         ({"limit": "201"}, "limit"),
         ({"limit": "ten"}, "limit"),
+        ({"limit": "\u00b2"}, "limit"),  # a digit to str.isdigit, not to int()
         ({"q": "x" * 101}, "q"),
         ({"q": "a\x00"}, "q"),
     ):
@@ -344,3 +346,22 @@ async def test_an_assigned_role_caps_the_token_at_once_on_open_sockets(
                 return str(reader.doc.get("t", type=Text)) != ""
 
         await eventually(lifted, what="the lifted cap applied on B")
+
+
+async def test_a_page_of_the_largest_size_says_where_the_next_starts(
+    server: RunningServer,
+) -> None:
+    """206 members listed 200 at a time: the first page has a cursor, the second the rest."""
+    directory = server.app[DIRECTORY]
+    for index in range(205):
+        await directory.put("w1", f"user-{index:04d}", role=Role.EDITOR, name=None, email=None)
+    seen: list[str] = []
+    params = {"limit": "200"}
+    while True:
+        status, body = await call(server, "GET", MEMBERS, params=params)
+        assert status == 200, body
+        seen += [member["user"] for member in body["members"]]
+        if body["next"] is None:
+            break
+        params = {"limit": "200", "cursor": body["next"]}
+    assert len(seen) == len(set(seen)) == 206  # and the owner asking

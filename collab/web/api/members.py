@@ -37,7 +37,7 @@ from collab.store.members import (
     MemberStore,
 )
 from collab.web.api.responses import json_body
-from collab.web.http.requests import authenticate, read_json_object, workspace_of
+from collab.web.http.requests import authenticate, decimal, read_json_object, workspace_of
 from collab.web.keys import BUS, DIRECTORY, SESSIONS
 from collab.web.sockets.recheck import recheck_connections
 
@@ -104,10 +104,9 @@ async def list_members(request: web.Request) -> web.StreamResponse:
     prefix = request.query.get("q", "")
     if len(prefix) > MAX_PREFIX_CHARS or has_control_characters(prefix):
         raise _bad_parameter("q", f"at most {MAX_PREFIX_CHARS} characters, no control characters")
-    raw_limit = request.query.get("limit", str(DEFAULT_MEMBER_PAGE))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_MEMBER_PAGE:
+    limit = decimal(request.query.get("limit", str(DEFAULT_MEMBER_PAGE)))
+    if limit is None or not 1 <= limit <= MAX_MEMBER_PAGE:
         raise _bad_parameter("limit", f"an integer from 1 to {MAX_MEMBER_PAGE}")
-    limit = int(raw_limit)
     cursor = request.query.get("cursor")
     after = "" if cursor is None else _after(workspace_id, prefix, cursor)
     members = await request.app[DIRECTORY].list_members(

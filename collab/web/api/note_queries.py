@@ -22,6 +22,7 @@ from multidict import MultiMapping
 
 from collab.rooms.note_fields import parse_due
 from collab.store.catalog import MAX_CATALOG_PAGE, CatalogQuery, Priority, SortKey
+from collab.web.http.requests import decimal
 
 DEFAULT_LIMIT = 50
 MAX_QUERY_CHARS = 500
@@ -216,6 +217,7 @@ def _limit(params: MultiMapping[str]) -> int:
     raw = params.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_CATALOG_PAGE:
+    limit = decimal(raw)
+    if limit is None or not 1 <= limit <= MAX_CATALOG_PAGE:
         raise bad_parameter("limit", f"an integer from 1 to {MAX_CATALOG_PAGE}")
-    return int(raw)
+    return limit

@@ -7,7 +7,13 @@ from aiohttp import web
 from collab.errors import ForbiddenError
 from collab.store.notifications import MAX_PAGE, NewNotification
 from collab.web.api.responses import json_body
-from collab.web.http.requests import authenticate, read_json_object, role_in, valid_id
+from collab.web.http.requests import (
+    authenticate,
+    decimal,
+    read_json_object,
+    role_in,
+    valid_id,
+)
 from collab.web.keys import DIRECTORY, NOTIFICATIONS, NOTIFIER
 
 MAX_RECIPIENTS = 100
@@ -97,9 +103,10 @@ async def list_notifications(request: web.Request) -> web.StreamResponse:
 async def read_notification(request: web.Request) -> web.StreamResponse:
     identity = await authenticate(request)
     raw_id = request.match_info["notification_id"]
-    if not raw_id.isdigit() or len(raw_id) > 18:
+    notification_id = decimal(raw_id)
+    if notification_id is None:
         raise web.HTTPNotFound(text=f"no notification {raw_id[:32]!r}")
-    changed, unread = await request.app[NOTIFIER].mark_read(identity.user_id, [int(raw_id)])
+    changed, unread = await request.app[NOTIFIER].mark_read(identity.user_id, [notification_id])
     return json_body({"read": changed, "unread": unread})
 
 
@@ -113,9 +120,10 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 18:
+    value = decimal(raw)
+    if value is None:
         raise web.HTTPBadRequest(text=f"?{name} must be a non-negative integer")
-    return int(raw)
+    return value
 
 
 def add_routes(app: web.Application) -> None:

@@ -34,7 +34,7 @@ from collab.web.api.documents import BINARY, wants_binary
 from collab.web.api.note_queries import bad_parameter
 from collab.web.api.responses import json_body
 from collab.web.http.errors import error_response
-from collab.web.http.requests import authenticate, note_of, read_json_object
+from collab.web.http.requests import authenticate, decimal, note_of, read_json_object
 from collab.web.keys import CATALOG, HISTORY, ROOMS
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,10 @@ def _limit(request: web.Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return DEFAULT_VERSION_PAGE
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_VERSION_PAGE:
+    limit = decimal(raw)
+    if limit is None or not 1 <= limit <= MAX_VERSION_PAGE:
         raise bad_parameter("limit", f"an integer from 1 to {MAX_VERSION_PAGE}")
-    return int(raw)
+    return limit
 
 
 async def create_version(request: web.Request) -> web.StreamResponse:

@@ -43,7 +43,7 @@ from collab.web.api.note_queries import bad_parameter
 from collab.web.api.responses import json_body
 from collab.web.http.admin import check_admin
 from collab.web.http.errors import error_response
-from collab.web.http.requests import read_json_object
+from collab.web.http.requests import decimal, read_json_object
 from collab.web.keys import DATABASE, WEBHOOKS
 
 MAX_ENDPOINTS = 100
@@ -285,11 +285,10 @@ def _page(request: web.Request) -> tuple[int, str | None]:
     limit = DEFAULT_DELIVERY_PAGE
     raw_limit = request.query.get("limit")
     if raw_limit is not None:
-        if not raw_limit.isascii() or not raw_limit.isdigit() or len(raw_limit) > 4:
+        parsed = decimal(raw_limit)
+        if parsed is None or not 1 <= parsed <= MAX_DELIVERY_PAGE:
             raise bad_parameter("limit", f"an integer from 1 to {MAX_DELIVERY_PAGE}")
-        limit = int(raw_limit)
-        if not 1 <= limit <= MAX_DELIVERY_PAGE:
-            raise bad_parameter("limit", f"an integer from 1 to {MAX_DELIVERY_PAGE}")
+        limit = parsed
     cursor = request.query.get("cursor")
     if cursor is not None and not _DELIVERY_ID.fullmatch(cursor):
         raise bad_parameter("cursor", "not a cursor this listing returned")

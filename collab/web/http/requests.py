@@ -102,6 +102,14 @@ async def read_json_object(
     return body
 
 
+def decimal(raw: str, *, max_digits: int = 18) -> int | None:
+    """`raw` as a non-negative integer when it is 1 to `max_digits` ASCII digits, else None
+    (`str.isdigit` alone admits "²" and other digits that `int` refuses)."""
+    if 0 < len(raw) <= max_digits and raw.isascii() and raw.isdigit():
+        return int(raw)
+    return None
+
+
 def new_note_id() -> str:
     """A fresh note id: 16 letters and digits (95 random bits). Always a valid id, which
     `secrets.token_urlsafe` is not: one in 32 of its ids started with `-` or `_`, which the id

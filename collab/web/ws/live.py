@@ -28,7 +28,7 @@ from collab.protocol.websocket import OPCODE_TEXT, OutgoingFrame
 from collab.rooms.peer import OutboxLimits, Peer
 from collab.tasks import spawn
 from collab.web.http.connections import Slot
-from collab.web.http.requests import authenticate, check_origin
+from collab.web.http.requests import authenticate, check_origin, decimal
 from collab.web.keys import (
     CONNECTIONS,
     DIRECTORY,
@@ -137,8 +137,8 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     check_origin(request)
     identity = await authenticate(request, allow_query=True)
-    after_raw = request.query.get("after", "0")
-    if not after_raw.isdigit() or len(after_raw) > 18:
+    after = decimal(request.query.get("after", "0"))
+    if after is None:
         raise web.HTTPBadRequest(text="?after must be a notification id (a non-negative integer)")
     check_upgrade(request)
     connections = request.app[CONNECTIONS]
@@ -166,7 +166,7 @@ async def ws_live(request: web.Request) -> web.StreamResponse:
     socket.start(connection)
     # The request ends here; the connection's task serves the socket until it closes.
     connection.task = spawn(
-        _serve(request.app, connection, int(after_raw), rate, connections.take_slot(request)),
+        _serve(request.app, connection, after, rate, connections.take_slot(request)),
         name=f"live-{connection_id}",
     )
     return response

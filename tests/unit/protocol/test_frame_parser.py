@@ -239,6 +239,10 @@ def test_deflate_offers_are_answered_without_server_context(offer: str, response
         "permessage-deflate; server_max_window_bits=16",
         "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
         "permessage-deflate; client_max_window_bits=x",
+        # Digits to str.isdigit, not to int().
+        "permessage-deflate; server_max_window_bits=\u00b2",
+        "permessage-deflate; client_max_window_bits=\u00b9\u2075",
+        "permessage-deflate; client_max_window_bits=7",
     ],
 )
 def test_unacceptable_deflate_offers_are_declined(offer: str | None) -> None:
