@@ -255,6 +255,18 @@ async def test_create_writes_the_document_an_editor_then_opens(server: RunningSe
     assert await listed(server) == ["plan"]
 
 
+async def test_create_takes_text_of_up_to_ten_thousand_lines(server: RunningServer) -> None:
+    lines = [f"line {i}" if i % 2 else "" for i in range(10_000)]
+    status, entry = await call(server, "POST", NOTES, json={"id": "long", "text": "\n".join(lines)})
+
+    assert status == 201, entry
+    async with YClient.connect(server.doc_url("w1/long")) as client:
+        await client.wait_synced()
+        paragraphs = list(client.doc.get("body", type=XmlFragment).children)
+        assert len(paragraphs) == 10_000
+        assert str(paragraphs[-1]) == "<paragraph>line 9999</paragraph>"
+
+
 async def test_create_without_an_id_generates_one(server: RunningServer) -> None:
     status, first = await call(server, "POST", NOTES, json={})
     _, second = await call(server, "POST", NOTES, json={"title": "t"})
@@ -298,6 +310,7 @@ async def test_create_refuses_an_id_that_exists_or_existed(server: RunningServer
         ({"due": "tomorrow"}, "'due'"),
         ({"due": "9999-12-31T23:00:00-05:00"}, "'due'"),  # past year 9999 in UTC
         ({"text": ["a"]}, "'text'"),
+        ({"text": "\n" * 10_000}, "'text'"),  # 10,001 lines
         ({"id": 5}, "'id'"),
         ({"colour": "red"}, "colour"),
         ([1, 2], "JSON object"),

@@ -177,6 +177,18 @@ def test_note_content_round_trips_through_note_fields() -> None:
     assert fields.text == "x\ny"
 
 
+def test_note_content_writes_one_paragraph_per_line_in_order() -> None:
+    lines = ["first", "", "third", *(f"line {i}" for i in range(500)), ""]
+    doc: Doc[Any] = Doc()
+    doc.apply_update(note_content(text="\n".join(lines)))
+
+    body = doc.get("body", type=XmlFragment)
+    paragraphs = list(body.children)
+    assert len(paragraphs) == len(lines)
+    assert all(isinstance(p, XmlElement) and p.tag == "paragraph" for p in paragraphs)
+    assert [str(p)[len("<paragraph>") : -len("</paragraph>")] for p in paragraphs] == lines
+
+
 _VALUES = st.recursive(
     # Integers as Yjs clients write them (pycrdt panics on ints beyond 64 bits).
     st.none()
