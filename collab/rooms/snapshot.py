@@ -17,7 +17,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
-from collab.rooms.json_values import JsonValue, plain
+from collab.rooms.json_values import JsonValue, shared_json
 from collab.rooms.xml_string import xml_string
 
 KNOWN_ROOT_TYPES: dict[str, type[Map[Any] | XmlFragment]] = {"meta": Map, "body": XmlFragment}
@@ -59,26 +59,17 @@ def _read_root(doc: Doc[Any], state: bytes, name: str) -> JsonValue:
     if text:
         return text
     as_array = _fresh(state).get(name, type=Array)
-    try:
-        items = as_array.to_py()
-    except ValueError:
-        # XML nodes have no Python equivalent as array items: this root is an XML fragment.
+    items = list(as_array)
+    if any(isinstance(item, XmlElement | XmlText) for item in items):
+        # XML nodes are no array's items: this root is an XML fragment.
         return xml_string(_fresh(state).get(name, type=XmlFragment))
     if items:
-        return plain(items)
+        return _shared_to_json(as_array)
     return None
 
 
 def _shared_to_json(value: Any) -> JsonValue:
-    """A map or array value as JSON: nested maps and arrays as objects and lists, text and
-    XML as their string (pycrdt's `to_py` raises on XML inside a map, which yjs clients can
-    write), everything else as `plain` shows it."""
-    if isinstance(value, Map):
-        return {key: _shared_to_json(item) for key, item in value.items()}
-    if isinstance(value, Array):
-        return [_shared_to_json(item) for item in value]
-    if isinstance(value, XmlFragment | XmlElement | XmlText):
-        return xml_string(value)
-    if isinstance(value, Text):
-        return str(value)
-    return plain(value)
+    """A map or array value as JSON (`shared_json`: nested maps and arrays as objects and
+    lists, text and XML as their string, where pycrdt's `to_py` raises on XML inside a map,
+    which yjs clients can write, and recurses as deep as clients nested)."""
+    return shared_json(value, xml_string)

@@ -15,6 +15,12 @@ what clients control:
   stays);
 - attribute values that are not strings are written as JSON (`true`, `3`, `{"a":1}`), and so
   is embedded content in a text.
+
+Nodes are written from a stack, not by recursion: clients may nest elements as deep as they
+like. An element embedded in a text is written as escaped text, as other embeds are, and such
+embeds nested in each other count towards the bound on shared types nested in values
+(`MAX_SHARED_DEPTH`), past which nothing is written; a map or array holding XML is written
+`<Map>` or `<Array>` (its JSON would escape the XML inside once more at every level).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from xml.sax.saxutils import escape
 import orjson
 from pycrdt import Array, Map, Text, XmlElement, XmlFragment, XmlText
 
-from collab.rooms.json_values import plain
+from collab.rooms.json_values import MAX_SHARED_DEPTH, plain, shared_json
 
 XmlNode = XmlFragment | XmlElement | XmlText
 
@@ -44,26 +50,39 @@ _TEXT_ENTITIES = {"\r": "&#13;"}
 _ATTRIBUTE_ENTITIES = {'"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 
 
-def xml_string(node: XmlNode) -> str:
-    """`node` as an XML string (a fragment's children one after the other)."""
+class _Written(str):
+    """Markup already made, waiting on the stack for its turn (a closing tag, say)."""
+
+    __slots__ = ()
+
+
+def xml_string(node: XmlNode, depth: int = 0) -> str:
+    """`node` as an XML string (a fragment's children one after the other). `depth`: how
+    deep in values the node already is (see the module doc)."""
+    if depth > MAX_SHARED_DEPTH:
+        return ""
     parts: list[str] = []
-    _write(node, parts)
+    # What is left to write, the next last: nodes, and markup made before its turn.
+    stack: list[Any] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Written):
+            parts.append(item)
+        elif isinstance(item, XmlText):
+            stack.extend(reversed(_text_pieces(item, depth)))
+        elif isinstance(item, XmlElement):
+            opening, closing = _tags(item, depth)
+            parts.append(opening)
+            stack.append(closing)
+            stack.extend(reversed(list(item.children)))
+        elif isinstance(item, XmlFragment):
+            stack.extend(reversed(list(item.children)))
+        else:
+            parts.append(_text(_as_json(item, depth)))
     return "".join(parts)
 
 
-def _write(node: Any, parts: list[str]) -> None:
-    if isinstance(node, XmlText):
-        _write_text(node, parts)
-    elif isinstance(node, XmlElement):
-        _write_element(node, parts)
-    elif isinstance(node, XmlFragment):
-        for child in node.children:
-            _write(child, parts)
-    else:
-        parts.append(_text(_as_json(node)))
-
-
-def _write_element(element: XmlElement, parts: list[str]) -> None:
+def _tags(element: XmlElement, depth: int) -> tuple[str, _Written]:
     name = element.tag or ""
     # `__iter__` by name: pycrdt types it as returning an Iterable (it is an iterator).
     attributes: dict[str, Any] = dict(element.attributes.__iter__())
@@ -72,27 +91,28 @@ def _write_element(element: XmlElement, parts: list[str]) -> None:
     else:
         tag = INVALID_ELEMENT
         attributes = {"name": name}
-    parts.append(f"<{tag}{_attributes(attributes)}>")
-    for child in element.children:
-        _write(child, parts)
-    parts.append(f"</{tag}>")
+    return f"<{tag}{_attributes(attributes, depth)}>", _Written(f"</{tag}>")
 
 
-def _write_text(text: XmlText, parts: list[str]) -> None:
+def _text_pieces(text: XmlText, depth: int) -> list[Any]:
+    """A text's runs as markup in order, an embedded XML node left for the stack."""
+    pieces: list[Any] = []
     for insert, attrs in text.diff():
         formats = attrs or {}
         tags = sorted(name for name in formats if _NAME.match(name))
         for name in tags:
             value = formats[name]
-            parts.append(f"<{name}{_attributes(value) if isinstance(value, dict) else ''}>")
-        parts.append(_text(insert if isinstance(insert, str) else _as_json(insert)))
-        for name in reversed(tags):
-            parts.append(f"</{name}>")
+            shown = _attributes(value, depth) if isinstance(value, dict) else ""
+            pieces.append(_Written(f"<{name}{shown}>"))
+        shown = insert if isinstance(insert, str) else _as_json(insert, depth)
+        pieces.append(_Written(_text(shown)))
+        pieces.extend(_Written(f"</{name}>") for name in reversed(tags))
+    return pieces
 
 
-def _attributes(attributes: dict[str, Any]) -> str:
+def _attributes(attributes: dict[str, Any], depth: int) -> str:
     return "".join(
-        f' {key}="{_value(attributes[key])}"'
+        f' {key}="{_value(attributes[key], depth)}"'
         for key in sorted(attributes)
         if isinstance(key, str) and _NAME.match(key)
     )
@@ -102,22 +122,29 @@ def _text(value: str) -> str:
     return escape(_NOT_XML_CHAR.sub("\ufffd", value), _TEXT_ENTITIES)
 
 
-def _value(value: Any) -> str:
-    shown = value if isinstance(value, str) else _as_json(value)
+def _value(value: Any, depth: int) -> str:
+    shown = value if isinstance(value, str) else _as_json(value, depth)
     return escape(_NOT_XML_CHAR.sub("\ufffd", shown), _ATTRIBUTE_ENTITIES)
 
 
-def _as_json(value: Any) -> str:
+def _as_json(value: Any, depth: int) -> str:
     """A non-string value as JSON text, by the snapshot's rule (`plain`: whole numbers as
-    integers, as JavaScript shows them); shared types by their content."""
+    integers, as JavaScript shows them); shared types by their content, XML in them as its
+    string."""
     if isinstance(value, XmlFragment | XmlElement | XmlText):
-        return xml_string(value)
+        return xml_string(value, depth + 1)
     if isinstance(value, Text):
         return str(value)
     try:
         if isinstance(value, Map | Array):
-            value = value.to_py()
+            value = shared_json(value, _no_xml_in_json, depth + 1)
         return orjson.dumps(plain(value), option=orjson.OPT_NON_STR_KEYS).decode()
     except (TypeError, ValueError):
-        # pycrdt's `to_py` refuses XML inside a map or array; orjson, what JSON cannot hold.
+        # XML in a map or array here; or what JSON cannot hold.
         return f"<{type(value).__name__}>"
+
+
+def _no_xml_in_json(node: Any, depth: int) -> str:
+    """XML inside JSON inside XML is not written: each level would escape the one inside it
+    as a JSON string again, doubling its backslashes, so a few levels would make megabytes."""
+    raise ValueError("XML in a value in XML")

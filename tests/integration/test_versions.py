@@ -453,3 +453,28 @@ async def test_metrics_report_versions(server: RunningServer) -> None:
     assert 'collab_versions_created_total{kind="named"} 1.0' in text
     assert "collab_version_stored_bytes " in text
     assert "collab_version_loop_seconds_total " in text
+
+
+async def test_a_note_nesting_maps_thousands_deep_is_read_and_versioned(
+    server: RunningServer,
+) -> None:
+    """Each nested Y.Map is an item of its own, so a valid update can nest thousands: the
+    note's snapshot and its version are read all the same (as deep as the bound allows)."""
+    doc: Doc[Any] = Doc()
+    meta = doc.get("meta", type=Map)
+    with doc.transaction():
+        meta["title"] = "deep"
+        current = meta
+        for _ in range(3000):
+            current["k"] = Map()
+            current = current["k"]
+    status, body = await call(server, "ann", "POST", f"{DOCS}/deep/updates", data=doc.get_update())
+    assert status == 200, body
+    status, body = await call(server, "ann", "GET", f"{DOCS}/deep")
+    assert status == 200, body
+    assert body["roots"]["meta"]["title"] == "deep"
+    status, version = await call(server, "ann", "POST", f"{DOCS}/deep/versions", json={"name": "v"})
+    assert status == 201, version
+    status, body = await call(server, "ann", "GET", f"{DOCS}/deep/versions/{version['id']}")
+    assert status == 200, body
+    assert body["roots"]["meta"]["title"] == "deep"

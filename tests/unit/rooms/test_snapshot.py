@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from collab.rooms import snapshot
+from collab.rooms.json_values import MAX_SHARED_DEPTH
 from collab.rooms.snapshot import document_to_json
 
 
@@ -85,3 +87,48 @@ def test_xml_text_and_subdocuments_inside_a_map_are_shown_not_refused() -> None:
     # meta.x = a Y.XmlElement("p"), as yjs writes it (pycrdt will not build it).
     element = bytes.fromhex("010109002701046d657461017803017000")
     assert document_to_json(element)["meta"] == {"x": "<p></p>"}
+
+
+def _nested_maps(doc: Doc[Any], depth: int) -> None:
+    meta = doc.get("meta", type=Map)
+    meta["title"] = "deep"
+    current = meta
+    for _ in range(depth):
+        current["k"] = Map()
+        current = current["k"]
+    current["end"] = "here"
+
+
+def test_maps_nested_past_the_bound_are_null_and_the_rest_is_read() -> None:
+    """Each nested Y.Map is an item of its own, so clients can nest thousands: the snapshot
+    is read without recursion and shows the first MAX_SHARED_DEPTH levels."""
+    roots = document_to_json(_state(lambda doc: _nested_maps(doc, 3000)))
+
+    value, levels = roots["meta"], 0
+    assert value["title"] == "deep"
+    while isinstance(value, dict) and "k" in value:
+        value, levels = value["k"], levels + 1
+    assert (levels, value) == (MAX_SHARED_DEPTH, None)
+    orjson.dumps(roots)  # within what a JSON encoder takes
+
+
+def test_maps_nested_within_the_bound_are_read_whole() -> None:
+    roots = document_to_json(_state(lambda doc: _nested_maps(doc, MAX_SHARED_DEPTH - 1)))
+    value = roots["meta"]
+    for _ in range(MAX_SHARED_DEPTH - 1):
+        value = value["k"]
+    assert value == {"end": "here"}
+
+
+def test_arrays_nested_deep_in_an_array_root_are_read_without_recursion() -> None:
+    def build(doc: Doc[Any]) -> None:
+        current = doc.get("items", type=Array)
+        current.append("top")
+        for _ in range(3000):
+            inner: Array[Any] = Array()
+            current.append(inner)
+            current = inner
+
+    items = document_to_json(_state(build))["items"]
+    assert items[0] == "top"
+    orjson.dumps(items)

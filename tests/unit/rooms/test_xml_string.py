@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pycrdt import Doc, Map, XmlElement, XmlFragment, XmlText
 
+from collab.rooms.json_values import MAX_SHARED_DEPTH
 from collab.rooms.snapshot import document_to_json
 from collab.rooms.xml_string import INVALID_ELEMENT, xml_string
 
@@ -123,3 +124,39 @@ def test_whatever_clients_write_it_is_well_formed_and_keeps_the_text(
 def readable(value: str) -> str:
     """What XML can carry of `value`."""
     return NOT_XML_CHARS.sub("\ufffd", value)
+
+
+def test_elements_nested_thousands_deep_are_written_without_recursion() -> None:
+    fragment = body()
+    current: XmlFragment | XmlElement = fragment
+    for _ in range(3000):
+        current = current.children.append(XmlElement("div"))
+    current.children.append(XmlText("inside"))
+
+    assert xml_string(fragment) == "<div>" * 3000 + "inside" + "</div>" * 3000
+
+
+def test_elements_embedded_in_texts_thousands_deep_stop_at_the_bound() -> None:
+    """An element embedded in a text is written as escaped text, and one embedded in its text
+    again inside that: past MAX_SHARED_DEPTH such levels nothing more is written."""
+    fragment = body()
+    text = fragment.children.append(XmlText())
+    for _ in range(3000):
+        text.insert_embed(0, XmlElement("a"))
+        [(element, _)] = list(text.diff())
+        text = element.children.append(XmlText())
+
+    written = xml_string(fragment)
+    assert written.startswith("&lt;a&gt;&amp;lt;a&amp;gt;")
+    assert written.count("lt;a") == MAX_SHARED_DEPTH
+
+
+def test_a_map_holding_xml_embedded_in_a_text_is_named_not_written() -> None:
+    """Its JSON would escape the XML inside as a string, and again at every level."""
+    fragment = body()
+    text = fragment.children.append(XmlText())
+    text.insert_embed(0, Map())
+    [(holder, _)] = list(text.diff())
+    holder["x"] = XmlFragment([XmlElement("p")])
+
+    assert xml_string(fragment) == "&lt;Map&gt;"
