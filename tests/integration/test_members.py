@@ -5,6 +5,7 @@ embedded and the scaled backend)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -171,6 +172,9 @@ async def test_autocomplete_by_prefix_of_id_or_name_with_pages(server: RunningSe
         ({"limit": "201"}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"limit": "\u00b2"}, "limit"),  # a digit to str.isdigit, not to int()
+        # A cursor is plain base64 of [workspace, q, after]: one made by hand holding a NUL
+        # reached PostgreSQL (503).
+        ({"cursor": base64.urlsafe_b64encode(b'["w1","","a\\u0000"]').decode()}, "cursor"),
         ({"q": "x" * 101}, "q"),
         ({"q": "a\x00"}, "q"),
     ):

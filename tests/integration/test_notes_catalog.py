@@ -381,6 +381,8 @@ async def test_every_role_rule(server: RunningServer) -> None:
         ([("order", "asc")], "'order'"),
         ([("q", "x" * 501)], "'q'"),
         ([("tag", "")], "'tag'"),
+        ([("tag", "a\x00")], "'tag'"),  # PostgreSQL text cannot hold NUL: a 503 before
+        ([("assignee", "u\x00")], "'assignee'"),
         ([("assignee", "")], "'assignee'"),
         ([("cursor", "!!!")], "'cursor'"),
         ([("cursor", "AAAA")], "'cursor'"),

@@ -95,6 +95,9 @@ def _after(workspace_id: str, prefix: str, cursor: str) -> str:
         raise _bad_parameter("cursor", "not a cursor this listing returned") from None
     if made_for != workspace_id or made_prefix != prefix or not isinstance(user_id, str):
         raise _bad_parameter("cursor", "it belongs to another listing (workspace or q)")
+    # Plain base64: a forged one may hold any string, which the store must not see.
+    if len(user_id) > MAX_USER_ID_CHARS or has_control_characters(user_id):
+        raise _bad_parameter("cursor", "not a cursor this listing returned")
     return user_id
 
 

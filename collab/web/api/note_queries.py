@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +22,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from collab.rooms.note_fields import parse_due
-from collab.store.catalog import MAX_CATALOG_PAGE, CatalogQuery, Priority, SortKey
+from collab.store.catalog import MAX_CATALOG_PAGE, CatalogQuery, Priority, SearchRank, SortKey
 from collab.web.http.requests import decimal
 
 DEFAULT_LIMIT = 50
@@ -55,16 +56,25 @@ _DEFAULT_DESCENDING = {
     SortKey.TITLE: False,
 }
 _CHECKSUM_BYTES = 12
-# What each sort's key holds (`collab.store.catalog`).
-_KEY_TYPES: dict[SortKey, tuple[tuple[type, ...], ...]] = {
-    SortKey.DEFAULT: ((int,), (str,), (str,)),
-    SortKey.RELEVANCE: ((int,), (int,)),
-    SortKey.UPDATED: ((str,), (str,)),
-    SortKey.CREATED: ((str,), (str,)),
-    SortKey.DUE: ((str,), (str,)),
-    SortKey.PRIORITY: ((int,), (str,)),
-    SortKey.TITLE: ((str,), (str,)),
+# What each sort's key holds (`collab.store.catalog`): a string, or an integer in a range
+# (the columns' own: a boolean `pinned`, `priority` 0-4, `SearchRank`, a BIGINT `seq`).
+_TEXT = str
+_PINNED = range(2)
+_PRIORITY = range(max(Priority) + 1)
+_RANK = range(max(SearchRank) + 1)
+_SEQ = range(2**63)
+_KEY_PARTS: dict[SortKey, tuple[type[str] | range, ...]] = {
+    SortKey.DEFAULT: (_PINNED, _TEXT, _TEXT),
+    SortKey.RELEVANCE: (_RANK, _SEQ),
+    SortKey.UPDATED: (_TEXT, _TEXT),
+    SortKey.CREATED: (_TEXT, _TEXT),
+    SortKey.DUE: (_TEXT, _TEXT),
+    SortKey.PRIORITY: (_PRIORITY, _TEXT),
+    SortKey.TITLE: (_TEXT, _TEXT),
 }
+# No key part the server makes holds a control character (titles have them as spaces), and
+# databases refuse some (PostgreSQL text cannot hold NUL).
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def bad_parameter(name: str, problem: str) -> web.HTTPBadRequest:
@@ -160,22 +170,28 @@ def read_cursor(cursor: str, query: CatalogQuery, query_fingerprint: str) -> tup
             "cursor", "made for other filters or another order: keep the query of its page"
         )
     key = decoded.get("k")
-    # The checksum is no secret: the key's shape is checked as well before the store sees it.
-    if not isinstance(key, list) or not _fits(key, _KEY_TYPES[query.sort]):
+    # The checksum is no secret: the key's shape and values are checked as well before the
+    # store sees them, so a forged key is a 400, not a database error.
+    if not isinstance(key, list) or not _fits(key, _KEY_PARTS[query.sort]):
         raise bad_parameter("cursor", "not a cursor this server made")
     return tuple(key)
 
 
-def _fits(key: list[Any], types: tuple[tuple[type, ...], ...]) -> bool:
-    return len(key) == len(types) and all(
-        isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        for value, kinds in zip(key, types, strict=True)
-    )
+def _fits(key: list[Any], parts: tuple[type[str] | range, ...]) -> bool:
+    if len(key) != len(parts):
+        return False
+    for value, part in zip(key, parts, strict=True):
+        if isinstance(part, range):
+            if type(value) is not int or value not in part:  # `type`: True is no number
+                return False
+        elif not isinstance(value, str) or _CONTROL.search(value):
+            return False
+    return True
 
 
 def _check_text(name: str, value: str) -> None:
-    if not value or len(value) > MAX_FILTER_CHARS:
-        raise bad_parameter(name, f"must be 1 to {MAX_FILTER_CHARS} characters")
+    if not value or len(value) > MAX_FILTER_CHARS or _CONTROL.search(value):
+        raise bad_parameter(name, f"must be 1 to {MAX_FILTER_CHARS} characters, none a control")
 
 
 def _boolean(params: MultiMapping[str], name: str) -> bool | None:

@@ -110,6 +110,47 @@ def test_the_default_listing_key_holds_a_pinned_flag_not_a_boolean() -> None:
     assert "'cursor'" in refusal(cursor=cursor)
 
 
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [
+        ({"sort": "priority"}, [5, "n1"]),  # priority is 0-4
+        ({"sort": "priority"}, [40000, "n1"]),  # past PostgreSQL's SMALLINT
+        ({"sort": "priority"}, [-1, "n1"]),
+        ({}, [2, "2026", "n1"]),  # pinned is 0 or 1
+        ({}, [2**63, "2026", "n1"]),  # past a 64-bit integer
+        ({"q": "x"}, [4, 1]),  # no such search rank
+        ({"q": "x"}, [3, 2**63]),  # past the BIGINT sequence
+        ({"sort": "title"}, ["a\x00", "n1"]),  # PostgreSQL text holds no NUL
+        ({"sort": "title"}, ["plan", "n\x1f1"]),
+    ],
+)
+def test_a_forged_cursor_with_values_no_note_has_is_refused(
+    params: dict[str, str], key: list[object]
+) -> None:
+    """Numbers outside their column's range and strings with control characters never come
+    from a note; a database would refuse some of them (a 500 or a 503, before)."""
+    cursor = _forged({"k": key, "f": fingerprint("w1", query(**params))})
+
+    assert "'cursor'" in refusal(**params, cursor=cursor)
+
+
+@pytest.mark.parametrize(
+    ("params", "key"),
+    [({"sort": "priority"}, [4, "n1"]), ({}, [1, "2026", "n1"]), ({"q": "x"}, [3, 2**63 - 1])],
+)
+def test_a_cursor_at_the_ends_of_its_ranges_is_read(
+    params: dict[str, str], key: list[object]
+) -> None:
+    cursor = _forged({"k": key, "f": fingerprint("w1", query(**params))})
+
+    assert query(**params, cursor=cursor).after == tuple(key)
+
+
+@pytest.mark.parametrize("name", ["tag", "assignee"])
+def test_a_filter_with_a_control_character_is_refused(name: str) -> None:
+    assert f"'{name}'" in refusal(**{name: "a\x00"})
+
+
 @given(st.text(max_size=300))
 def test_any_cursor_text_is_refused_naming_it(text: str) -> None:
     """Text that is not a cursor this server made (all random text, as good as surely)."""
