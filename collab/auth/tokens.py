@@ -11,6 +11,7 @@ not verify).
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -217,10 +218,18 @@ def _numeric_date(claims: Mapping[str, object], claim: str) -> float | None:
     )
 
 
+# A user id is stored, logged and compared: no database takes every character (PostgreSQL
+# text holds no NUL), and none of these belongs in an id.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def _identity_from_claims(claims: Mapping[str, object], grants: SharedGrants) -> Identity:
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 256:
-        raise AuthError("token claim 'sub' must be a non-empty string of at most 256 characters")
+    if not isinstance(sub, str) or not sub or len(sub) > 256 or _CONTROL.search(sub):
+        raise AuthError(
+            "token claim 'sub' must be a non-empty string of at most 256 characters, "
+            "no control characters"
+        )
     name = claims.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 256):
         raise AuthError("token claim 'name' must be a string of at most 256 characters")

@@ -153,9 +153,9 @@ def test_token_without_a_required_claim_is_refused(claim: str) -> None:
         TokenVerifier(hs_settings()).verify(hs_token(**{claim: None}))
 
 
-@pytest.mark.parametrize("sub", ["", "x" * 257])
+@pytest.mark.parametrize("sub", ["", "x" * 257, "u\x00", "u\n1", "\x7f"])
 def test_token_with_an_unusable_sub_is_refused(sub: str) -> None:
-    """An empty or over-long `sub` raises AuthError."""
+    """An empty or over-long `sub`, or one with a control character, raises AuthError."""
     with pytest.raises(AuthError, match="'sub'"):
         TokenVerifier(hs_settings()).verify(hs_token(sub=sub))
 
