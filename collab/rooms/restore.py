@@ -35,10 +35,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
-from bisect import bisect_left
 from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
+
+from collab.rooms.sequence_anchors import equal_pairs
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +376,7 @@ class _Writer:
         # (start, stop, first, last): delete old[start:stop], insert new[first:last] there.
         edits: list[tuple[int, int, int, int]] = []
         i = j = 0
-        equal = _equal_pairs([n.digest for n in old], [n.digest for n in new])
+        equal = equal_pairs([n.digest for n in old], [n.digest for n in new], MATCH_WORK_PER_CHILD)
         for next_i, next_j in [*equal, (len(old), len(new))]:
             kept = _pairs_by_kind(
                 [_pairing_key(n) for n in old[i:next_i]], [_pairing_key(n) for n in new[j:next_j]]
@@ -438,68 +439,6 @@ def _pairing_key(node: _Node) -> tuple[Any, ...]:
     if node.kind == "xmltext":
         return ("xmltext",)
     return ("other", id(node))
-
-
-def _equal_pairs(old: list[bytes], new: list[bytes]) -> list[tuple[int, int]]:
-    """Pairs `(i, j)` of equal entries, increasing on both sides: common prefixes and suffixes,
-    and anchors that occur once on each side, searched again between anchors until the budget
-    (linear in the lengths) is spent."""
-    pairs: list[tuple[int, int]] = []
-    budget = MATCH_WORK_PER_CHILD * (len(old) + len(new))
-    ranges = [(0, len(old), 0, len(new))]
-    while ranges:
-        lo, hi, first, last = ranges.pop()
-        while lo < hi and first < last and old[lo] == new[first]:
-            pairs.append((lo, first))
-            lo, first = lo + 1, first + 1
-        while lo < hi and first < last and old[hi - 1] == new[last - 1]:
-            hi, last = hi - 1, last - 1
-            pairs.append((hi, last))
-        size = hi - lo + last - first
-        if lo == hi or first == last or size > budget:
-            continue
-        budget -= size
-        anchors = _anchors(old, lo, hi, new, first, last)
-        for i, j in anchors:
-            ranges.append((lo, i, first, j))
-            pairs.append((i, j))
-            lo, first = i + 1, j + 1
-        if anchors:
-            ranges.append((lo, hi, first, last))
-    return sorted(pairs)
-
-
-def _anchors(
-    old: list[bytes], lo: int, hi: int, new: list[bytes], first: int, last: int
-) -> list[tuple[int, int]]:
-    """The longest increasing sequence of pairs of entries that occur once on each side."""
-    counts: dict[bytes, int] = {}
-    for digest in old[lo:hi]:
-        counts[digest] = counts.get(digest, 0) + 1
-    where: dict[bytes, int] = {}
-    for j in range(first, last):
-        digest = new[j]
-        if counts.get(digest) == 1:
-            where[digest] = -1 if digest in where else j
-    candidates = [(i, where[old[i]]) for i in range(lo, hi) if where.get(old[i], -1) >= 0]
-    tails: list[int] = []
-    tail_at: list[int] = []
-    back = [-1] * len(candidates)
-    for k, (_, j) in enumerate(candidates):
-        position = bisect_left(tails, j)
-        if position == len(tails):
-            tails.append(j)
-            tail_at.append(k)
-        else:
-            tails[position] = j
-            tail_at[position] = k
-        back[k] = tail_at[position - 1] if position else -1
-    found: list[tuple[int, int]] = []
-    k = tail_at[-1] if tail_at else -1
-    while k >= 0:
-        found.append(candidates[k])
-        k = back[k]
-    return found[::-1]
 
 
 def _pairs_by_kind(old: list[Any], new: list[Any]) -> list[tuple[int, int]]:

@@ -13,14 +13,16 @@
   than MAX_VALUE_CHARS is cut to that length: strings are truncated, lists and objects lose
   their last entries (objects are sorted by key); a key is cut to MAX_VALUE_CHARS characters.
 - `body`: the body's text as `note_fields.body_text` reads it (blocks separated by "\\n", at
-  most MAX_SEARCH_CHARS characters and MAX_BODY_NODES nodes), diffed with difflib by lines
-  (common first and last lines aside), then by tokens inside each changed group of lines
-  (words, runs of whitespace, single other characters). A group of more than
-  MAX_GROUP_TOKENS tokens, the groups beyond MAX_DIFFED_TOKENS in all, and middles whose lines
-  match each other more than MAX_LINE_MATCHES times are reported as one delete and one
-  insert, so any two bodies diff in bounded time. Adjacent ops of one kind are merged; equal
-  runs are kept whole (the UI collapses them). The equal and deleted texts, in order, make the
-  before text; the equal and inserted texts the after text.
+  most MAX_SEARCH_CHARS characters and MAX_BODY_NODES nodes), diffed by lines, then by tokens
+  inside each changed group of lines (words, runs of whitespace, single other characters).
+  Lines are paired as patience diff pairs them (`sequence_anchors`: the common first and last
+  lines, then lines that occur once on each side, in linear time), and the lines between two
+  such pairs with difflib while that gap is small (MAX_GAP_LINE_PAIRS): difflib alone takes
+  quadratic time and more (seconds for a few thousand swapped lines). A group of more than
+  MAX_GROUP_TOKENS tokens, and the groups beyond MAX_DIFFED_TOKENS in all, are reported as
+  one delete and one insert, so any two bodies diff in bounded time. Adjacent ops of one kind
+  are merged; equal runs are kept whole (the UI collapses them). The equal and deleted texts,
+  in order, make the before text; the equal and inserted texts the after text.
 - `truncated`: a value or a key was cut, keys were left out, or either body reached a bound.
 
 Diffing never raises for a document's content: a part that cannot be read (a bug of ours or
@@ -35,13 +37,13 @@ import json
 import logging
 import math
 import re
-from collections import Counter
 from difflib import SequenceMatcher
 from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from collab.rooms.note_fields import MAX_BODY_NODES, MAX_SEARCH_CHARS, body_text
+from collab.rooms.sequence_anchors import equal_pairs
 from collab.rooms.xml_string import xml_string
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,10 @@ MAX_GROUP_TOKENS = 2_000
 """Tokens of both sides of a changed group of lines, beyond which it is not diffed by word."""
 MAX_DIFFED_TOKENS = 20_000
 """Tokens diffed by word in all groups of one diff; the groups beyond are not."""
-MAX_LINE_MATCHES = 200_000
-"""Pairs of equal lines between the changed middles, beyond which lines are not matched."""
+MAX_GAP_LINE_PAIRS = 10_000
+"""Lines `a * b` of a gap between paired lines beyond which difflib does not pair its lines."""
+MATCH_WORK_PER_LINE = 8
+"""Budget of the anchor search, in lines visited per line of the two bodies."""
 
 _TOKENS = re.compile(r"\w+|\s+|[^\w\s]")
 _END = object()
@@ -73,31 +77,35 @@ def diff_text(old: str, new: str) -> list[dict[str, str]]:
     """The ops that turn `old` into `new`: by lines, then by words in changed groups."""
     ops: list[tuple[str, list[str]]] = []
     a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
-    prefix = 0
-    while prefix < min(len(a), len(b)) and a[prefix] == b[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < min(len(a), len(b)) - prefix and a[-1 - suffix] == b[-1 - suffix]:
-        suffix += 1
-    a_middle, b_middle = a[prefix : len(a) - suffix], b[prefix : len(b) - suffix]
-    _emit(ops, "equal", "".join(a[:prefix]))
-    counts = Counter(b_middle)
     budget = [MAX_DIFFED_TOKENS]
-    if sum(counts[line] for line in a_middle) > MAX_LINE_MATCHES:
-        _emit_words(ops, "".join(a_middle), "".join(b_middle), budget)
-    else:
-        matcher = SequenceMatcher(None, a_middle, b_middle)
-        for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-            if tag == "equal":
-                _emit(ops, "equal", "".join(a_middle[i1:i2]))
-            else:
-                _emit_words(ops, "".join(a_middle[i1:i2]), "".join(b_middle[j1:j2]), budget)
-    _emit(ops, "equal", "".join(a[len(a) - suffix :]))
+    i = j = 0
+    for next_i, next_j in [*equal_pairs(a, b, MATCH_WORK_PER_LINE), (len(a), len(b))]:
+        _emit_gap(ops, a[i:next_i], b[j:next_j], budget)
+        _emit(ops, "equal", "".join(a[next_i : next_i + 1]))
+        i, j = next_i + 1, next_j + 1
     return [{"op": op, "text": "".join(parts)} for op, parts in ops]
+
+
+def _emit_gap(
+    ops: list[tuple[str, list[str]]], a: list[str], b: list[str], budget: list[int]
+) -> None:
+    """Emit the lines between two paired lines: paired further by difflib when few."""
+    if not a or not b or len(a) * len(b) > MAX_GAP_LINE_PAIRS:
+        _emit_words(ops, "".join(a), "".join(b), budget)
+        return
+    for tag, i1, i2, j1, j2 in SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            _emit(ops, "equal", "".join(a[i1:i2]))
+        else:
+            _emit_words(ops, "".join(a[i1:i2]), "".join(b[j1:j2]), budget)
 
 
 def _emit_words(ops: list[tuple[str, list[str]]], old: str, new: str, budget: list[int]) -> None:
     """Emit a changed group of lines, diffed by word while the `budget` of tokens lasts."""
+    if not old or not new:
+        _emit(ops, "delete", old)
+        _emit(ops, "insert", new)
+        return
     a, b = _TOKENS.findall(old), _TOKENS.findall(new)
     if not a or not b or len(a) + len(b) > min(MAX_GROUP_TOKENS, budget[0]):
         _emit(ops, "delete", old)
