@@ -6,7 +6,11 @@ restoring and thinning them.
   edit no version holds, when editing pauses for `PAUSE_S`, or at the latest
   `MAX_PAUSE_WAIT_S` after it fell due, and when its room unloads with such edits. Several
   instances editing one note may try the same version: the store keeps one
-  (`min_gap_s`), and a state equal to the newest version's is not stored again.
+  (`min_gap_s`, for the versions taken while editing), and a state equal to the newest
+  version's is not stored again. A version the gap refused is tried once more when the gap
+  has passed (the edits since the newest version are in no version yet); one taken at unload
+  is never refused for the gap, as no later one would hold its edits. Any version (named,
+  restore) starts the note's next period.
 - **Named versions** on request, and a **restore** version before every restore, so a
   restore can be undone by restoring that one.
 - **Attribution.** The group commit records who made each logged update, and the room's
@@ -70,6 +74,8 @@ class _Editing:
     live: LiveRoom
     since: float
     last: float
+    declined: bool = False
+    """The store declined its version once (too soon after another, or unchanged)."""
 
 
 class NoteHistory:
@@ -141,7 +147,8 @@ class NoteHistory:
         if editing is None or editing.live is not live:
             return
         del self._editing[live.room_id]
-        self._spawn(self._take_auto(live), "versions-unload")
+        # No gap: nothing after it would hold these edits.
+        self._spawn(self._take_auto(live, min_gap_s=None), "versions-unload")
 
     def _on_event(self, event: dict[str, Any]) -> None:
         """A version taken anywhere starts the note's next period here too."""
@@ -157,10 +164,8 @@ class NoteHistory:
             live.authors_recorded.clear()
         editing = self._editing.get(room_id)
         if editing is not None and event.get("type") == "version.created":
-            version = event.get("version")
-            if isinstance(version, dict) and version.get("kind") == "auto":
-                now = self._clock()
-                editing.since = now
+            # It holds the edits made so far, whatever its kind: the period starts again.
+            editing.since = self._clock()
 
     # -- automatic versions ------------------------------------------------------------------
 
@@ -178,11 +183,24 @@ class NoteHistory:
     async def take_due(self) -> int:
         """Take the automatic versions due now; how many were stored."""
         taken = 0
-        for live in self.due(self._clock()):
+        now = self._clock()
+        for live in self.due(now):
             editing = self._editing.get(live.room_id)
             if editing is not None and editing.live is live:
                 del self._editing[live.room_id]
-            taken += await self._take_auto(live) is not None
+            if await self._take_auto(live, min_gap_s=self._interval_s / 2) is not None:
+                taken += 1
+            elif editing is None or editing.declined:
+                continue
+            elif live.dropped:
+                # Unloaded meanwhile: its unload found nothing left to take.
+                taken += await self._take_auto(live, min_gap_s=None) is not None
+            elif live.room_id not in self._editing:
+                # Refused as too soon after another instance's version, perhaps: once more
+                # when the gap has passed. (Unchanged since the newest version: refused again.)
+                editing.since = now - self._interval_s / 2
+                editing.declined = True
+                self._editing[live.room_id] = editing
         return taken
 
     async def _auto_loop(self) -> None:
@@ -190,10 +208,10 @@ class NoteHistory:
             await asyncio.sleep(CHECK_S)
             await self.take_due()
 
-    async def _take_auto(self, live: LiveRoom) -> Version | None:
+    async def _take_auto(self, live: LiveRoom, *, min_gap_s: float | None) -> Version | None:
         try:
             return await self.take(
-                live, kind="auto", name=None, created_by=None, min_gap_s=self._interval_s / 2
+                live, kind="auto", name=None, created_by=None, min_gap_s=min_gap_s
             )
         except StoreError as error:
             self.failures += 1

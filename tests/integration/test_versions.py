@@ -5,6 +5,7 @@ endpoint, every bad parameter, retention with an injected clock, purge, metrics.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -145,6 +146,121 @@ async def test_automatic_versions_while_editing_and_when_the_room_unloads(
     status, content = await call(server, "ann", "GET", f"{DOCS}/n/versions/{newest['id']}")
     assert status == 200
     assert content["roots"]["meta"]["title"] == "Auto 3"
+
+
+async def versions_holding(server: RunningServer, note: str, text: str) -> list[str]:
+    """The kinds of the note's versions whose body holds `text`."""
+    database = server.app[DATABASE]
+    found = []
+    for version in await database.list_versions(f"w1/{note}", limit=100):
+        state = await database.version_state(f"w1/{note}", version.id)
+        assert state is not None
+        if text in body_text(state):
+            found.append(version.kind)
+    return found
+
+
+async def unloaded(server: RunningServer, room_id: str) -> None:
+    """Wait for the room to unload and for the version its unload takes."""
+    history = server.app[HISTORY]
+
+    async def gone() -> bool:
+        return history.rooms.get(room_id) is None
+
+    await eventually(gone, what="the room unloaded")
+    while history._pending:
+        await asyncio.wait(list(history._pending))
+
+
+class Clocks:
+    """The history's monotonic and wall clocks, moved together by the test."""
+
+    def __init__(self) -> None:
+        self.monotonic = 1000.0
+        self.wall = datetime.now(UTC)
+
+    def advance(self, seconds: float) -> None:
+        self.monotonic += seconds
+        self.wall += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def slow_clock_server(start_server: StartServer) -> tuple[RunningServer, Clocks]:
+    """The default interval (300 s): automatic versions fall due when the test moves the
+    history's clocks."""
+    server = await start_server(make_settings(catalog_interval_ms=20, room_grace_s=0.2))
+    clocks = Clocks()
+    history = server.app[HISTORY]
+    history._clock = lambda: clocks.monotonic
+    history._wall_clock = lambda: clocks.wall
+    return server, clocks
+
+
+async def test_edits_after_an_automatic_version_get_one_when_the_room_unloads(
+    slow_clock_server: tuple[RunningServer, Clocks],
+) -> None:
+    """The version at unload is taken however soon after the last one: no later version
+    would hold its edits."""
+    server, clocks = slow_clock_server
+    history = server.app[HISTORY]
+    await create_note(server, "n", "T")
+    async with history.rooms.holding("w1/n"):
+        await rest_paragraph(server, "ann", "n", "first")
+        clocks.advance(310.0)
+        assert await history.take_due() == 1
+        await rest_paragraph(server, "ann", "n", "the last words")
+    await unloaded(server, "w1/n")
+    assert await versions_holding(server, "n", "the last words") == ["auto"]
+
+
+async def test_edits_after_a_named_version_get_an_automatic_one(
+    slow_clock_server: tuple[RunningServer, Clocks],
+) -> None:
+    """A named version starts the period again: the automatic version of the edits after it
+    comes a period later, not just after it, when the store would refuse it as too soon."""
+    server, clocks = slow_clock_server
+    history = server.app[HISTORY]
+    await create_note(server, "n", "T")
+    async with history.rooms.holding("w1/n"):
+        await rest_paragraph(server, "ann", "n", "before")
+        clocks.advance(290.0)
+        await name(server, "n", "r")
+        await rest_paragraph(server, "ann", "n", "after the named one")
+        clocks.advance(20.0)
+        assert await history.take_due() == 0  # not due: the period started at the named one
+        clocks.advance(300.0)
+        assert await history.take_due() == 1
+    assert await versions_holding(server, "n", "after the named one") == ["auto"]
+
+
+async def test_a_version_refused_as_too_soon_is_tried_again_once_the_gap_has_passed(
+    slow_clock_server: tuple[RunningServer, Clocks],
+) -> None:
+    """Another instance stored a version just before this one's fell due: the store refuses
+    this one as too soon, and the edits since are taken once the gap has passed."""
+    server, clocks = slow_clock_server
+    history = server.app[HISTORY]
+    await create_note(server, "n", "T")
+    async with history.rooms.holding("w1/n") as live:
+        await rest_paragraph(server, "ann", "n", "before")
+        clocks.advance(300.0)
+        other = await server.app[DATABASE].add_version(
+            "w1/n",
+            live.room.encoded_state(),
+            kind="auto",
+            name=None,
+            created_by=None,
+            at=format_timestamp(clocks.wall),
+        )
+        assert other is not None
+        await rest_paragraph(server, "ann", "n", "since the other one")
+        clocks.advance(10.0)
+        assert await history.take_due() == 0  # refused: the other one is 10 s old
+        clocks.advance(150.0)
+        assert await history.take_due() == 1
+        clocks.advance(300.0)
+        assert await history.take_due() == 0  # tried once more, not for ever
+    assert await versions_holding(server, "n", "since the other one") == ["auto"]
 
 
 async def test_an_unchanged_state_is_not_stored_twice(server: RunningServer) -> None:
