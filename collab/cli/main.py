@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import jwt
 from aiohttp import web
 
 from collab import __version__
@@ -174,9 +175,17 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems)
     private_key_path = args.private_key or os.environ.get("COLLAB_JWT_PRIVATE_KEY")
-    private_key = Path(private_key_path).read_text() if private_key_path else None
-    print(
-        mint_token(
+    key_option = "--private-key" if args.private_key else "COLLAB_JWT_PRIVATE_KEY"
+    private_key = None
+    if private_key_path:
+        try:
+            private_key = Path(private_key_path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                [f"{key_option} {private_key_path!r}: cannot read it: {exc}"]
+            ) from None
+    try:
+        token = mint_token(
             settings,
             sub=args.sub,
             name=args.name,
@@ -186,7 +195,12 @@ def _token(settings: Settings, args: argparse.Namespace) -> int:
             kid=args.kid,
             email=args.email,
         )
-    )
+    except (jwt.PyJWTError, ValueError, TypeError, AttributeError) as exc:
+        # A file that is no private key of the configured algorithm: PyJWT and cryptography
+        # raise these (a public key has no `sign`).
+        where = f"{key_option} {private_key_path!r}" if private_key_path else "the signing key"
+        raise ConfigError([f"{where}: cannot sign with it: {exc}"]) from None
+    print(token)
     return 0
 
 

@@ -155,7 +155,7 @@ def jwt_keys(raw: str) -> tuple[tuple[str, Secret], ...]:
         return ()
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise ValueError('expected a JSON object like {"2024-06": "secret"}') from None
     if not isinstance(parsed, dict) or not parsed:
         raise ValueError('expected a non-empty JSON object like {"2024-06": "secret"}')

@@ -259,6 +259,11 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("COLLAB_LOG_LEVEL", "loud", "expected one of DEBUG"),
     ("COLLAB_LOG_FORMAT", "xml", "expected one of text, json"),
     ("COLLAB_JWT_KEYS", "k1=secret", "expected a JSON object"),
+    (
+        "COLLAB_JWT_KEYS",
+        "[" * 100_000,
+        "expected a JSON object",
+    ),  # RecursionError, not a ValueError
     ("COLLAB_JWT_KEYS", "[]", "non-empty JSON object"),
     ("COLLAB_JWT_KEYS", '{"": "x"}', "key ids must be 1 to 256"),
     ("COLLAB_JWT_KEYS", '{"k1": 7}', "key 'k1': the value must be a non-empty string"),
