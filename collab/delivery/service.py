@@ -2,9 +2,12 @@
 
 One loop claims due deliveries (`WebhookStore.claim_deliveries`, under a lease) as long as
 fewer than `max_in_flight` attempts run, and each claimed delivery is attempted by a task of
-its own: a slow receiver holds one slot, not the others. The loop wakes when this instance
-commits deliveries (`watch_outbox`), when an attempt ends, when a retry it scheduled is due,
-and every `poll_s` (deliveries other instances wrote, or leases that expired).
+its own. At most `per_endpoint` deliveries of one endpoint are under a lease at a time (on
+every instance together): a receiver that hangs, with a backlog, holds that many slots until
+its attempts time out, and the other endpoints' deliveries take the rest. The loop wakes
+when this instance commits deliveries (`watch_outbox`), when an attempt ends, when a retry it
+scheduled is due, and every `poll_s` (deliveries other instances wrote, or leases that
+expired).
 
 Each attempt is signed afresh (its own `webhook-timestamp`), sent (`WebhookClient`) and
 recorded under its lease: delivered, scheduled again (`RetryPolicy`, no sooner than the
@@ -41,6 +44,8 @@ from collab.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 16
+PER_ENDPOINT = 4
+"""Deliveries of one endpoint under a lease at a time: a quarter of an instance's slots."""
 POLL_S = 1.0
 LEASE_S = 60.0
 """Longer than any attempt (`client.TIMEOUT_S`) and its recording."""
@@ -72,6 +77,7 @@ class WebhookService:
         rng: random.Random | None = None,
         sealer: SecretSealer | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
+        per_endpoint: int = PER_ENDPOINT,
         poll_s: float = POLL_S,
         lease_s: float = LEASE_S,
         keep_s: float = KEEP_S,
@@ -84,6 +90,7 @@ class WebhookService:
         self._clock = clock
         self._rng = rng or random.Random()
         self._max_in_flight = max_in_flight
+        self._per_endpoint = per_endpoint
         self._poll_s = poll_s
         self._lease_s = lease_s
         self._keep_s = keep_s
@@ -182,6 +189,7 @@ class WebhookService:
                 lease_until=format_timestamp(now + timedelta(seconds=self._lease_s)),
                 lease=uuid.uuid4().hex,
                 limit=limit,
+                per_endpoint=self._per_endpoint,
             )
         except StoreError as error:
             if not self._store_failing:

@@ -544,11 +544,17 @@ class MemoryStore:
         self._webhooks.watch(listener)
 
     async def claim_deliveries(
-        self, *, now: str, lease_until: str, lease: str, limit: int
+        self,
+        *,
+        now: str,
+        lease_until: str,
+        lease: str,
+        limit: int,
+        per_endpoint: int | None = None,
     ) -> list[ClaimedDelivery]:
         self._check_callable()
         return self._webhooks.claim_deliveries(
-            now=now, lease_until=lease_until, lease=lease, limit=limit
+            now=now, lease_until=lease_until, lease=lease, limit=limit, per_endpoint=per_endpoint
         )
 
     async def record_attempt(

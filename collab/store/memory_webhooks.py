@@ -163,14 +163,23 @@ class MemoryWebhooks(WebhookOutbox[None]):
         return rotated
 
     def claim_deliveries(
-        self, *, now: str, lease_until: str, lease: str, limit: int
+        self,
+        *,
+        now: str,
+        lease_until: str,
+        lease: str,
+        limit: int,
+        per_endpoint: int | None = None,
     ) -> list[ClaimedDelivery]:
         blocked: set[tuple[str, str]] = set()
         due: list[tuple[str, int]] = []
+        leased: dict[str, int] = {}
         for number, row in self._rows.items():
             d = row.delivery
             if d.state is not DeliveryState.PENDING:
                 continue
+            if _leased(d, now):
+                leased[d.endpoint_id] = leased.get(d.endpoint_id, 0) + 1
             key = (d.endpoint_id, d.subject) if d.subject is not None else None
             if key is not None and key in blocked:
                 continue
@@ -181,9 +190,16 @@ class MemoryWebhooks(WebhookOutbox[None]):
                 continue
             if d.next_attempt_at is not None and d.next_attempt_at <= now and not _leased(d, now):
                 due.append((d.next_attempt_at, number))
-        claimed = []
-        for _, number in sorted(due)[: max(0, limit)]:
+        claimed: list[ClaimedDelivery] = []
+        for _, number in sorted(due):
+            if len(claimed) >= limit:
+                break
             row = self._rows[number]
+            endpoint_id = row.delivery.endpoint_id
+            if per_endpoint is not None:
+                if leased.get(endpoint_id, 0) >= per_endpoint:
+                    continue
+                leased[endpoint_id] = leased.get(endpoint_id, 0) + 1
             row.delivery = replace(row.delivery, lease_until=lease_until)
             row.lease = lease
             endpoint = self._endpoints[row.delivery.endpoint_id]

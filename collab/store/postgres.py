@@ -822,14 +822,25 @@ class PostgresStore:
         self._webhooks.watch(listener)
 
     async def claim_deliveries(
-        self, *, now: str, lease_until: str, lease: str, limit: int
+        self,
+        *,
+        now: str,
+        lease_until: str,
+        lease: str,
+        limit: int,
+        per_endpoint: int | None = None,
     ) -> list[ClaimedDelivery]:
         async with self._connection("claiming webhook deliveries") as conn:
             # Without an enabled endpoint nothing is due.
             if not await self._webhooks.any_enabled(conn):
                 return []
             return await postgres_webhooks.claim_deliveries(
-                conn, now=now, lease_until=lease_until, lease=lease, limit=limit
+                conn,
+                now=now,
+                lease_until=lease_until,
+                lease=lease,
+                limit=limit,
+                per_endpoint=per_endpoint,
             )
 
     async def record_attempt(

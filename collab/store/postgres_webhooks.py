@@ -254,27 +254,59 @@ async def rotate_secret(
     return None if row is None else _endpoint(row)
 
 
+_DUE = (
+    "c.state = 'pending' AND c.next_attempt_at <= $3 "
+    "AND (c.lease_until IS NULL OR c.lease_until <= $3) "
+    "AND (c.subject IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_deliveries p "
+    "WHERE p.state = 'pending' AND p.endpoint_id = c.endpoint_id "
+    "AND p.subject = c.subject AND p.id < c.id))"
+)
+_CLAIMED = (
+    f"WHERE d.id = due.id RETURNING {_DELIVERY_COLUMNS}, due.url, due.secret, "
+    "due.previous_secret, due.previous_secret_until"
+)
+_CLAIM = (
+    "UPDATE webhook_deliveries d SET lease = $1, lease_until = $2 FROM ("
+    "SELECT c.id, e.url, e.secret, e.previous_secret, e.previous_secret_until "
+    "FROM webhook_deliveries c JOIN webhook_endpoints e ON e.id = c.endpoint_id "
+    "WHERE " + _DUE + " AND e.disabled_at IS NULL "
+    "ORDER BY c.next_attempt_at, c.id LIMIT $4 FOR UPDATE OF c SKIP LOCKED) AS due " + _CLAIMED
+)
+# The first `per_endpoint` due deliveries of each enabled endpoint (migration 0015's index),
+# locked, numbered per endpoint beside the endpoint's deliveries under a lease; those that
+# keep the endpoint within `per_endpoint`, earliest due first. (PostgreSQL takes no variable
+# in a LIMIT, and no window function where rows are locked: hence the two levels.)
+_CLAIM_PER_ENDPOINT = (
+    "UPDATE webhook_deliveries d SET lease = $1, lease_until = $2 FROM ("
+    "SELECT ranked.id, ranked.url, ranked.secret, ranked.previous_secret, "
+    "ranked.previous_secret_until FROM (SELECT picked.id, picked.next_attempt_at, e.url, "
+    "e.secret, e.previous_secret, e.previous_secret_until, row_number() OVER ("
+    "PARTITION BY e.id ORDER BY picked.next_attempt_at, picked.id) AS nth, "
+    "(SELECT count(*) FROM webhook_deliveries b WHERE b.endpoint_id = e.id "
+    "AND b.state = 'pending' AND b.lease_until IS NOT NULL AND b.lease_until > $3) AS leased "
+    "FROM webhook_endpoints e CROSS JOIN LATERAL (SELECT c.id, c.next_attempt_at "
+    "FROM webhook_deliveries c WHERE c.endpoint_id = e.id AND " + _DUE + " "
+    "ORDER BY c.next_attempt_at, c.id LIMIT $5 FOR UPDATE OF c SKIP LOCKED) AS picked "
+    "WHERE e.disabled_at IS NULL) AS ranked WHERE ranked.nth + ranked.leased <= $5 "
+    "ORDER BY ranked.next_attempt_at, ranked.id LIMIT $4) AS due " + _CLAIMED
+)
+
+
 async def claim_deliveries(
-    conn: Any, *, now: str, lease_until: str, lease: str, limit: int
+    conn: Any,
+    *,
+    now: str,
+    lease_until: str,
+    lease: str,
+    limit: int,
+    per_endpoint: int | None = None,
 ) -> list[ClaimedDelivery]:
-    rows = await conn.fetch(
-        "UPDATE webhook_deliveries d SET lease = $1, lease_until = $2 FROM ("
-        "SELECT c.id, e.url, e.secret, e.previous_secret, e.previous_secret_until "
-        "FROM webhook_deliveries c "
-        "JOIN webhook_endpoints e ON e.id = c.endpoint_id "
-        "WHERE c.state = 'pending' AND c.next_attempt_at <= $3 "
-        "AND (c.lease_until IS NULL OR c.lease_until <= $3) AND e.disabled_at IS NULL "
-        "AND (c.subject IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_deliveries p "
-        "WHERE p.state = 'pending' AND p.endpoint_id = c.endpoint_id "
-        "AND p.subject = c.subject AND p.id < c.id)) "
-        "ORDER BY c.next_attempt_at, c.id LIMIT $4 FOR UPDATE OF c SKIP LOCKED) AS due "
-        f"WHERE d.id = due.id RETURNING {_DELIVERY_COLUMNS}, due.url, due.secret, "
-        "due.previous_secret, due.previous_secret_until",
-        lease,
-        lease_until,
-        now,
-        max(0, limit),
-    )
+    if per_endpoint is None:
+        rows = await conn.fetch(_CLAIM, lease, lease_until, now, max(0, limit))
+    else:
+        rows = await conn.fetch(
+            _CLAIM_PER_ENDPOINT, lease, lease_until, now, max(0, limit), max(0, per_endpoint)
+        )
     claimed = [
         ClaimedDelivery(
             _delivery(row),

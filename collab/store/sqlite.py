@@ -766,7 +766,13 @@ class SqliteStore:
         self._webhooks.watch(listener)
 
     async def claim_deliveries(
-        self, *, now: str, lease_until: str, lease: str, limit: int
+        self,
+        *,
+        now: str,
+        lease_until: str,
+        lease: str,
+        limit: int,
+        per_endpoint: int | None = None,
     ) -> list[ClaimedDelivery]:
         # Without an enabled endpoint nothing is due: no write lock taken for nothing.
         if not self._webhooks.routes.fresh:
@@ -776,7 +782,12 @@ class SqliteStore:
             return []
         async with self._transaction("IMMEDIATE", "claiming webhook deliveries") as conn:
             return await sqlite_webhooks.claim_deliveries(
-                conn, now=now, lease_until=lease_until, lease=lease, limit=limit
+                conn,
+                now=now,
+                lease_until=lease_until,
+                lease=lease,
+                limit=limit,
+                per_endpoint=per_endpoint,
             )
 
     async def record_attempt(

@@ -218,20 +218,49 @@ async def rotate_secret(
     return next((_endpoint(row) for row in rows), None)
 
 
+_DUE = (
+    "d.state = 'pending' AND d.next_attempt_at <= ?3 "
+    "AND (d.lease_until IS NULL OR d.lease_until <= ?3) "
+    "AND (d.subject IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_deliveries p "
+    "WHERE p.state = 'pending' AND p.endpoint_id = d.endpoint_id "
+    "AND p.subject = d.subject AND p.id < d.id))"
+)
+# The first `per_endpoint` due deliveries of each enabled endpoint (migration 0015's index),
+# numbered per endpoint, beside the endpoint's deliveries under a lease; those that keep the
+# endpoint within `per_endpoint`, earliest due first.
+_CLAIM_PER_ENDPOINT = (
+    "UPDATE webhook_deliveries SET lease = ?1, lease_until = ?2 WHERE id IN ("
+    "SELECT id FROM (SELECT d.id, d.next_attempt_at, row_number() OVER ("
+    "PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS nth, "
+    "(SELECT count(*) FROM webhook_deliveries b WHERE b.endpoint_id = e.id "
+    "AND b.state = 'pending' AND b.lease_until IS NOT NULL AND b.lease_until > ?3) AS leased "
+    "FROM webhook_endpoints e JOIN webhook_deliveries d ON d.id IN ("
+    "SELECT d.id FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND " + _DUE + " "
+    "ORDER BY d.next_attempt_at, d.id LIMIT ?5) "
+    "WHERE e.disabled_at IS NULL) WHERE nth + leased <= ?5 ORDER BY next_attempt_at, id LIMIT ?4)"
+)
+_CLAIM = (
+    "UPDATE webhook_deliveries SET lease = ?1, lease_until = ?2 WHERE id IN ("
+    "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
+    "WHERE " + _DUE + " AND e.disabled_at IS NULL ORDER BY d.next_attempt_at, d.id LIMIT ?4)"
+)
+
+
 async def claim_deliveries(
-    conn: aiosqlite.Connection, *, now: str, lease_until: str, lease: str, limit: int
+    conn: aiosqlite.Connection,
+    *,
+    now: str,
+    lease_until: str,
+    lease: str,
+    limit: int,
+    per_endpoint: int | None = None,
 ) -> list[ClaimedDelivery]:
-    await conn.execute(
-        "UPDATE webhook_deliveries SET lease = ?1, lease_until = ?2 WHERE id IN ("
-        "SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id "
-        "WHERE d.state = 'pending' AND d.next_attempt_at <= ?3 "
-        "AND (d.lease_until IS NULL OR d.lease_until <= ?3) AND e.disabled_at IS NULL "
-        "AND (d.subject IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_deliveries p "
-        "WHERE p.state = 'pending' AND p.endpoint_id = d.endpoint_id "
-        "AND p.subject = d.subject AND p.id < d.id)) "
-        "ORDER BY d.next_attempt_at, d.id LIMIT ?4)",
-        (lease, lease_until, now, max(0, limit)),
-    )
+    if per_endpoint is None:
+        await conn.execute(_CLAIM, (lease, lease_until, now, max(0, limit)))
+    else:
+        await conn.execute(
+            _CLAIM_PER_ENDPOINT, (lease, lease_until, now, max(0, limit), max(0, per_endpoint))
+        )
     rows = await conn.execute_fetchall(
         f"SELECT {_DELIVERY_COLUMNS}, e.url, e.secret, e.previous_secret, "
         "e.previous_secret_until FROM webhook_deliveries d "

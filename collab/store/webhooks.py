@@ -262,12 +262,24 @@ class WebhookStore(Protocol):
         deliveries commits (the delivery service wakes at once instead of at its next poll)."""
 
     async def claim_deliveries(
-        self, *, now: str, lease_until: str, lease: str, limit: int
+        self,
+        *,
+        now: str,
+        lease_until: str,
+        lease: str,
+        limit: int,
+        per_endpoint: int | None = None,
     ) -> list[ClaimedDelivery]:
         """Lease up to `limit` deliveries due at `now` (pending, next attempt at or before
         `now`, no unexpired lease, endpoint enabled, no earlier pending delivery of the same
         subject to the same endpoint), earliest due first, until `lease_until`, under the
-        token `lease`. Of store instances claiming at once, each delivery goes to one."""
+        token `lease`. Of store instances claiming at once, each delivery goes to one.
+
+        With `per_endpoint`, an endpoint with that many deliveries under an unexpired lease
+        gets none, and one with fewer gets at most as many as make `per_endpoint`: the
+        earliest due of each endpoint, then earliest due first across endpoints. (Instances
+        claiming at the very same moment each count the leases committed before: together
+        they may lease a few more.)"""
 
     async def record_attempt(
         self, delivery_id: str, lease: str, record: AttemptRecord, *, disable_after_s: float

@@ -26,6 +26,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from pycrdt import Doc, XmlElement, XmlFragment, XmlText
 
+from collab.delivery.service import PER_ENDPOINT
 from collab.delivery.signing import new_secret
 from collab.errors import ConfigError
 from collab.settings import Secret, Settings
@@ -91,6 +92,8 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     scripts: dict[str, list[str]] = field(default_factory=dict)
     fail_everything: bool = False
+    stuck_path: str | None = None
+    """Requests to this path wait for `release`, whatever their note."""
     cut_off: int = 0
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -103,6 +106,9 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         got = Received(request.path, dict(request.headers), await request.read())
         self.received.append(got)
+        if request.path == self.stuck_path:
+            await self.release.wait()
+            return web.Response(status=204)
         script = self.scripts.get(got.note or "", [])
         behaviour = script.pop(0) if script else ("fail" if self.fail_everything else "ok")
         if behaviour == "fail":
@@ -1210,3 +1216,31 @@ async def test_a_2xx_answer_delivers_whatever_its_body_does_next(
     [shown] = body["deliveries"]
     assert shown["state"] == "delivered", shown["attempts"]
     assert [attempt["status"] for attempt in shown["attempts"]] == [200]
+
+
+async def test_a_receiver_that_hangs_holds_a_few_attempts_and_the_others_go_out(
+    start_server: StartServer, receiver: Receiver
+) -> None:
+    """40 events to an endpoint that never answers and to one that does: the first holds
+    PER_ENDPOINT attempts (until they time out), and the second's events all go out meanwhile,
+    not after the hanging ones (16 slots, all of them taken before)."""
+    server = await start_server(hook_settings(webhook_timeout_s=600.0))
+    receiver.stuck_path = "/stuck"
+    await register(server, receiver.url(path="/stuck"), events=["notification.created"])
+    await register(server, receiver.url(path="/fine"), events=["notification.created"])
+    for number in range(40):
+        status, body = await call(
+            server,
+            "ann",
+            "POST",
+            "/api/v1/notifications",
+            json={"workspace": "w1", "recipients": ["ann"], "title": f"n{number}"},
+        )
+        assert status == 201, body
+
+    def at(path: str) -> int:
+        return sum(1 for r in receiver.received if r.path == path)
+
+    await eventually(lambda: at("/fine") == 40, what="the answering endpoint's 40 events")
+    # The count only grows: equal to the bound after all that, it never went past it.
+    await eventually(lambda: at("/stuck") == PER_ENDPOINT, what="the hanging attempts")

@@ -794,3 +794,50 @@ async def test_finished_deliveries_are_deleted_after_their_time(store: Database)
 
     [left] = await deliveries(store)
     assert left.state is DeliveryState.PENDING
+
+
+async def test_a_claim_takes_at_most_a_few_deliveries_of_one_endpoint(store: Database) -> None:
+    """With `per_endpoint`, an endpoint's deliveries under a lease count against it: one
+    receiver that hangs holds a few attempts, and the other endpoints' deliveries go out."""
+    await registered(store, endpoint("ep_a"), endpoint("ep_b"))
+    for number in range(6):
+        await create(store, f"n{number}")  # one note.created for each endpoint
+
+    def per_endpoint(claimed: list[ClaimedDelivery]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for each in claimed:
+            counts[each.delivery.endpoint_id] = counts.get(each.delivery.endpoint_id, 0) + 1
+        return counts
+
+    first = await store.claim_deliveries(
+        now=moment(1), lease_until=moment(61), lease="first", limit=5, per_endpoint=2
+    )
+    assert per_endpoint(first) == {"ep_a": 2, "ep_b": 2}
+    # The earliest due of each endpoint (written in this order: due in it).
+    assert [int(c.delivery.id) for c in first] == sorted(int(c.delivery.id) for c in first)
+    # Both at their bound while those leases hold.
+    assert (
+        await store.claim_deliveries(
+            now=moment(2), lease_until=moment(62), lease="second", limit=5, per_endpoint=2
+        )
+        == []
+    )
+    # One attempt of ep_a ends: ep_a may take one more; ep_b, still at its bound, none.
+    a_claim = next(c for c in first if c.delivery.endpoint_id == "ep_a")
+    assert await store.record_attempt(
+        a_claim.delivery.id, "first", delivered(3), disable_after_s=DAY_S
+    )
+    third = await store.claim_deliveries(
+        now=moment(4), lease_until=moment(64), lease="third", limit=5, per_endpoint=2
+    )
+    assert per_endpoint(third) == {"ep_a": 1}
+    # Leases that expired (their instance died) do not count.
+    fourth = await store.claim_deliveries(
+        now=moment(70), lease_until=moment(130), lease="fourth", limit=10, per_endpoint=2
+    )
+    assert per_endpoint(fourth) == {"ep_a": 2, "ep_b": 2}
+    # Without `per_endpoint`, only the limit counts.
+    rest = await store.claim_deliveries(
+        now=moment(71), lease_until=moment(131), lease="fifth", limit=10
+    )
+    assert len(rest) == 12 - 1 - 4  # all but the delivered one and those leased just now
