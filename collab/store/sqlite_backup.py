@@ -37,12 +37,23 @@ def backup_sqlite(source: Path, destination: Path, *, overwrite: bool = False) -
     """Copy the store at `source` to `destination` (see the module docstring). Blocking.
 
     Raises `StoreError` saying what to do when `source` is no collab database, when
-    `destination` exists (unless `overwrite`), is `source` itself or lies in no directory,
+    `destination` exists (unless `overwrite`), is `source` itself or one of its files, is a
+    directory or lies in no directory,
     and when SQLite or the disk fails."""
     if not source.is_file():
         raise StoreError(f"backup: no database file at {str(source)!r}")
-    if destination.exists() and destination.resolve() == source.resolve():
-        raise StoreError("backup: the destination is the database itself; name another file")
+    own_files = (source, *_sidecars(source), source.with_name(source.name + SECRET_SUFFIX))
+    if destination.resolve() in {path.resolve() for path in own_files}:
+        # Replacing its write-ahead log or its key would corrupt or lock out the live store.
+        raise StoreError(
+            "backup: the destination is the database itself or one of its files "
+            "(-wal, -shm, -journal, .secret); name another file"
+        )
+    if destination.is_dir():
+        raise StoreError(
+            f"backup: {str(destination)!r} is a directory; name a file in it, such as "
+            f"{str(destination / 'collab-backup.db')!r}"
+        )
     if destination.exists() and not overwrite:
         raise StoreError(
             f"backup: {str(destination)!r} exists; name a new file, or pass --force to replace it"

@@ -113,10 +113,33 @@ def test_an_existing_copy_is_replaced_only_when_asked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "own", ["notes.db-wal", "notes.db-shm", "notes.db-journal", "notes.db.secret"]
+)
+def test_the_files_of_the_live_database_are_never_a_destination(tmp_path: Path, own: str) -> None:
+    """Not even with --force: a copy over the database's write-ahead log or its key would
+    corrupt or lock out the live store."""
+    source = migrated(tmp_path / "notes.db")
+    target = tmp_path / own
+    target.write_bytes(b"the live store's own file")
+
+    with pytest.raises(StoreError, match="the database itself or one of its files"):
+        backup_sqlite(source, target, overwrite=True)
+    assert target.read_bytes() == b"the live store's own file"
+
+
+def test_a_directory_is_no_destination_even_with_force(tmp_path: Path) -> None:
+    source = migrated(tmp_path / "notes.db")
+    (tmp_path / "backups").mkdir()
+
+    with pytest.raises(StoreError, match="is a directory; name a file in it"):
+        backup_sqlite(source, tmp_path / "backups", overwrite=True)
+
+
+@pytest.mark.parametrize(
     ("make_source", "destination", "message"),
     [
         (lambda d: d / "missing.db", "copy.db", "no database file at"),
-        (lambda d: migrated(d / "notes.db"), "notes.db", "the destination is the database itself"),
+        (lambda d: migrated(d / "notes.db"), "notes.db", "the database itself or one of its"),
         (lambda d: migrated(d / "notes.db"), "no/such/dir/copy.db", "no directory"),
         (lambda d: plain_file(d / "notes.db"), "copy.db", "is not a collab database"),
         (lambda d: empty_database(d / "notes.db"), "copy.db", "is not a collab database"),
