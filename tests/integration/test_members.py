@@ -54,6 +54,19 @@ async def call(
         return response.status, body
 
 
+async def every_page(server: RunningServer, *, limit: int) -> list[str]:
+    """The user ids of every page of the listing, `limit` at a time, following `next`."""
+    seen: list[str] = []
+    params = {"limit": str(limit)}
+    while True:
+        status, body = await call(server, "GET", MEMBERS, params=params)
+        assert status == 200, body
+        seen += [member["user"] for member in body["members"]]
+        if body["next"] is None:
+            return seen
+        params = {"limit": str(limit), "cursor": body["next"]}
+
+
 async def members(server: RunningServer, **params: str) -> dict[str, dict[str, Any]]:
     status, body = await call(server, "GET", MEMBERS, params=params)
     assert status == 200, body
@@ -151,15 +164,7 @@ async def test_autocomplete_by_prefix_of_id_or_name_with_pages(server: RunningSe
     assert set(await members(server, q="ÉLO")) == {"u-cat"}
     assert set(await members(server, q="u-")) == {"u-ann", "u-bob", "u-cat"}
     assert await members(server, q="%") == {}
-    seen: list[str] = []
-    params = {"limit": "2"}
-    while True:
-        status, body = await call(server, "GET", MEMBERS, params=params)
-        assert status == 200, body
-        seen += [member["user"] for member in body["members"]]
-        if body["next"] is None:
-            break
-        params = {"limit": "2", "cursor": body["next"]}
+    seen = await every_page(server, limit=2)
     assert seen == sorted(seen)
     assert {"anders", "u-ann", "u-bob", "u-cat", "zed", "owner"} <= set(seen)
     status, body = await call(server, "GET", MEMBERS, params={"limit": "2"})
@@ -359,13 +364,5 @@ async def test_a_page_of_the_largest_size_says_where_the_next_starts(
     directory = server.app[DIRECTORY]
     for index in range(205):
         await directory.put("w1", f"user-{index:04d}", role=Role.EDITOR, name=None, email=None)
-    seen: list[str] = []
-    params = {"limit": "200"}
-    while True:
-        status, body = await call(server, "GET", MEMBERS, params=params)
-        assert status == 200, body
-        seen += [member["user"] for member in body["members"]]
-        if body["next"] is None:
-            break
-        params = {"limit": "200", "cursor": body["next"]}
+    seen = await every_page(server, limit=200)
     assert len(seen) == len(set(seen)) == 206  # and the owner asking

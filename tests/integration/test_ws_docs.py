@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Array, Doc, Map, Text, write_var_uint
 
 from collab.errors import StoreError
 from collab.rooms.manager import LiveRoom
@@ -325,7 +325,7 @@ async def test_a_joiner_asking_again_and_again_while_it_waits_holds_one_answer(
                     before = typed.get_state()
                     keys.insert(index, "a")
                     update = typed.get_update(before)
-                    await asker.send_raw(b"\x00\x02" + _var_bytes(update))
+                    await asker.send_raw(b"\x00\x02" + write_var_uint(len(update)) + update)
                     await asker.send_raw(b"\x00\x00\x01\x00")  # sync step 1, empty state vector
                 await writer.wait_until(lambda: text_of(writer, "x") == "a" * 12)
                 asker_peer = next(p for p in live.peers.values() if p.user_id == "asker")
@@ -336,12 +336,3 @@ async def test_a_joiner_asking_again_and_again_while_it_waits_holds_one_answer(
                     timeout=60,
                 )
     assert (gate.in_flight, gate.waiting) == (0, 0)
-
-
-def _var_bytes(data: bytes) -> bytes:
-    length, prefix = len(data), bytearray()
-    while length >= 0x80:
-        prefix.append(length & 0x7F | 0x80)
-        length >>= 7
-    prefix.append(length)
-    return bytes(prefix) + data

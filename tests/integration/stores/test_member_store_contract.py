@@ -10,7 +10,7 @@ import pytest
 
 from collab.errors import StoreError
 from collab.store import Database, MemoryStore, PostgresStore
-from collab.store.members import MAX_MEMBER_PAGE, Member, SeenMember
+from collab.store.members import MAX_MEMBER_PAGE, MAX_MEMBERS_READ, Member, SeenMember
 from tests.support.postgres_fixtures import gate_held, hold_trigger, open_stores, sessions_waiting
 from tests.support.store_backends import Backend
 from tests.support.waiting import eventually
@@ -320,11 +320,13 @@ async def test_members_are_listed_by_user_id_in_pages_after_a_user_id(store: Dat
     assert await listed(store, after="é") == []
 
 
-async def test_a_page_holds_at_most_max_member_page(store: Database) -> None:
-    """However large `limit` is, a page holds at most `MAX_MEMBER_PAGE` members."""
-    await store.record_seen([seen(f"u{n:04d}") for n in range(MAX_MEMBER_PAGE + 1)])
+async def test_a_read_holds_at_most_a_page_and_one_more(store: Database) -> None:
+    """However large `limit` is, a read holds at most `MAX_MEMBERS_READ` members: a page of
+    `MAX_MEMBER_PAGE` and one more, which tells the listing whether another page follows."""
+    await store.record_seen([seen(f"u{n:04d}") for n in range(MAX_MEMBERS_READ + 1)])
 
-    assert len(await listed(store, limit=MAX_MEMBER_PAGE + 50)) == MAX_MEMBER_PAGE
+    assert MAX_MEMBERS_READ == MAX_MEMBER_PAGE + 1
+    assert len(await listed(store, limit=MAX_MEMBER_PAGE + 50)) == MAX_MEMBERS_READ
 
 
 async def test_a_prefix_matches_the_start_of_the_user_id_with_its_case(store: Database) -> None:
