@@ -295,9 +295,13 @@ class NoteHistory:
 
     # -- changes -----------------------------------------------------------------------------
 
-    async def name(self, room_id: str, name: str, created_by: str) -> Version:
-        """A named version of the note's current content. Raises `NotePurged`, `StoreError`."""
+    async def name(self, room_id: str, name: str, created_by: str) -> Version | None:
+        """A named version of the note's current content; None for a note no edit ever
+        reached (nothing to keep: probing ids stores nothing). Raises `NotePurged`,
+        `StoreError`."""
         async with self.rooms.holding(room_id) as live:
+            if live.room.content_clock == 0:
+                return None
             version = await self.take(live, kind="named", name=name, created_by=created_by)
         if version is None:
             raise NotePurged(room_id, f"note {room_id!r} was deleted for good")

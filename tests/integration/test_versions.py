@@ -486,6 +486,17 @@ async def test_bad_input_gets_a_precise_error(
     assert needle in body["error"]["message"]
 
 
+async def test_a_note_no_edit_reached_has_nothing_to_name(server: RunningServer) -> None:
+    """Probing ids stores nothing: a named version of a note that was never edited is a 404,
+    and no version is kept."""
+    status, body = await call(server, "ann", "POST", f"{DOCS}/ghost/versions", json={"name": "v"})
+
+    assert status == 404, body
+    assert "nothing to version" in body["error"]["message"]
+    assert await versions(server, "ghost") == []
+    assert await server.app[DATABASE].version_bytes() == 0
+
+
 async def test_a_body_that_is_not_json_is_refused(server: RunningServer) -> None:
     await create_note(server, "n", "Bad body")
     status, body = await call(

@@ -108,6 +108,12 @@ async def create_version(request: web.Request) -> web.StreamResponse:
     if has_control_characters(name):
         raise web.HTTPUnprocessableEntity(text="'name' must not contain control characters")
     version = await request.app[HISTORY].name(room_id, name, user_id)
+    if version is None:
+        note_id = request.match_info["note_id"]
+        raise web.HTTPNotFound(
+            text=f"note {note_id!r} has no content: nothing to version (a note exists from "
+            "its first edit)"
+        )
     return json_body(version.to_json(), status=201)
 
 
