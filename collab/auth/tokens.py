@@ -163,6 +163,9 @@ class TokenVerifier:
             raise AuthError("missing token: the token is empty")
         if len(token) > MAX_TOKEN_BYTES:
             raise AuthError(f"token longer than {MAX_TOKEN_BYTES} bytes")
+        if not token.isascii():
+            # PyJWT encodes it as UTF-8 first: a lone surrogate would raise past its errors.
+            raise AuthError("token is invalid: a JWT is ASCII")
         try:
             key = self.keys.key_for(jwt.get_unverified_header(token))
             claims = jwt.decode(

@@ -79,7 +79,18 @@ def parse_url(raw: object) -> WebhookUrl:
     address = _address(host)
     if address is None and _NUMERIC_HOST.fullmatch(host):
         raise UnsafeUrl(f"write IP addresses in their usual form, not {host!r}")
+    if address is None and not _is_dns_name(host):
+        raise UnsafeUrl(
+            f"the url's host {host[:80]!r} is no DNS name: labels of 1 to 63 characters, 253 in all"
+        )
     return WebhookUrl(raw, url.scheme, host, port, address)
+
+
+def _is_dns_name(host: str) -> bool:
+    """Whether `host` (IDNA-encoded, as yarl gives it) fits DNS: the resolver refuses others
+    with an error of its own (UnicodeError, not OSError)."""
+    name = host.removesuffix(".")
+    return 0 < len(name) <= 253 and all(0 < len(label) <= 63 for label in name.split("."))
 
 
 def refusal(address: str, *, scheme: str, allow_private: bool) -> str | None:

@@ -144,7 +144,7 @@ class WebhookClient:
                     results = await self.resolver.resolve(
                         target.host, target.port, socket.AF_UNSPEC
                     )
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, UnicodeError) as exc:
                 raise UnsafeUrl(f"the url's host {target.host!r} does not resolve: {exc}") from None
             addresses = [r["host"] for r in results]
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from collab.errors import ForbiddenError
+from collab.rooms.directory import MAX_USER_ID_CHARS, has_control_characters
 from collab.store.notifications import MAX_PAGE, NewNotification
 from collab.web.api.responses import json_body
 from collab.web.http.requests import (
@@ -44,9 +45,15 @@ async def post_notification(request: web.Request) -> web.StreamResponse:
         not isinstance(recipients, list)
         or not recipients
         or len(recipients) > MAX_RECIPIENTS
-        or not all(isinstance(r, str) and 0 < len(r) <= 256 for r in recipients)
+        or not all(
+            isinstance(r, str) and 0 < len(r) <= MAX_USER_ID_CHARS and not has_control_characters(r)
+            for r in recipients
+        )
     ):
-        raise _unprocessable(f"'recipients' must be a list of 1 to {MAX_RECIPIENTS} user ids")
+        raise _unprocessable(
+            f"'recipients' must be a list of 1 to {MAX_RECIPIENTS} user ids "
+            f"(1-{MAX_USER_ID_CHARS} characters, no control characters)"
+        )
     title = body.get("title")
     if not isinstance(title, str) or not title.strip() or len(title) > MAX_TITLE_CHARS:
         raise _unprocessable(f"'title' must be a non-empty string of at most {MAX_TITLE_CHARS}")

@@ -9,6 +9,7 @@ from http import HTTPStatus
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestPayloadError
 
 from collab.auth.tokens import MAX_TOKEN_BYTES
 from collab.errors import (
@@ -28,6 +29,7 @@ from collab.web.http.rejections import (
     auth_failure_reason,
     note_rejection,
 )
+from collab.web.http.security_headers import API_CSP, SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return error_response(409, "missing_dependencies", str(error))
     except ProtocolError as error:
         return error_response(400, "invalid_input", str(error))
+    except RequestPayloadError as error:
+        # The body did not decode: compressed (Content-Encoding) but not inflatable, or its
+        # chunked framing broken. The client's doing.
+        note_rejection(request, 400, "invalid_body", str(error))
+        return error_response(
+            400,
+            "invalid_body",
+            f"the request body does not decode ({error}): send it as its Content-Encoding says",
+        )
     except ConnectionError:
         # A client that hangs up mid-body makes `request.read()` raise ConnectionResetError.
         # That is the client's doing, not a server fault: answered (in the access log and the
@@ -158,6 +169,9 @@ class JsonErrorProtocol(web.RequestHandler):
             # As in aiohttp: part of a response went out, so no other can be sent.
             raise ConnectionError("response already started; cannot send the error response")
         response = error_response(status, code, text)
+        # Never through `on_response_prepare`, which adds these to every other response.
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["Content-Security-Policy"] = API_CSP
         response.force_close()
         return response
 

@@ -27,10 +27,16 @@ def bearer_token(request: web.Request, *, allow_query: bool) -> str:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise AuthError("Authorization header must be 'Bearer <token>'")
-        return value.strip()
-    if allow_query:
-        return request.query.get("token", "")
-    return ""
+        token = value.strip()
+    elif allow_query:
+        token = request.query.get("token", "")
+    else:
+        return ""
+    # aiohttp hands header bytes that are not UTF-8 over as lone surrogates, which no token
+    # holds and which fail every encoding on the way to a check.
+    if not token.isascii() or not token.isprintable():
+        raise AuthError("the token must be printable ASCII (a JWT is letters, digits, -, _ and .)")
+    return token
 
 
 def offered_token(request: web.Request, *, allow_query: bool) -> str:

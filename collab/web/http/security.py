@@ -21,6 +21,7 @@ from aiohttp import hdrs, web
 from aiohttp.web import ContentCoding
 
 from collab.web.http.errors import Handler, error_response
+from collab.web.http.security_headers import API_CSP, DEMO_CSP, SECURITY_HEADERS
 from collab.web.keys import SETTINGS
 
 API_PREFIX = "/api/"
@@ -29,24 +30,6 @@ CORS_ALLOWED_METHODS = "GET, POST, OPTIONS"
 CORS_ALLOWED_HEADERS = "Authorization, Content-Type, If-None-Match"
 CORS_EXPOSED_HEADERS = "ETag, Retry-After"
 CORS_MAX_AGE_S = 600
-
-# The bundled demo (collab/web/static) loads its script and stylesheet from /assets and talks
-# to this origin only (fetch and WebSocket: CSP 3 lets 'self' match ws:/wss: of the same
-# host). Styles need 'unsafe-inline': Tiptap injects a <style> element and the demo sets
-# style attributes (avatar and cursor colours); scripts stay strictly 'self'.
-DEMO_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
-# JSON, binary updates and errors are never rendered as documents.
-API_CSP = "default-src 'none'; frame-ancestors 'none'"
-
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-}
 
 
 async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -93,6 +93,11 @@ def test_http_goes_nowhere_else_even_when_private_is_allowed(address: str) -> No
         ("https://2130706433/", "usual form"),
         ("https://127.1/", "usual form"),
         ("https://0x7f.0.0.1/", "usual form"),
+        # No DNS name: the resolver raised UnicodeError for these, not OSError (a 500).
+        ("https://" + "a" * 64 + ".example.com/", "no DNS name"),
+        ("https://hooks..example.com/", "no DNS name"),
+        ("https://.com/", "no DNS name"),
+        ("https://" + "a." * 127 + "com/", "no DNS name"),
     ],
 )
 def test_malformed_urls_are_refused_saying_why(url: object, problem: str) -> None:
