@@ -221,14 +221,18 @@ def _numeric_date(claims: Mapping[str, object], claim: str) -> float | None:
     )
 
 
-# A user id is stored, logged and compared: no database takes every character (PostgreSQL
-# text holds no NUL), and none of these belongs in an id.
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+# A user or workspace id is stored, logged and compared: no database takes every character
+# (PostgreSQL text holds no NUL; no store, JSON encoder or UTF-8 codec takes half of a UTF-16
+# surrogate pair, which JSON can spell), and none of these belongs in an id.
+_NOT_IN_IDS = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+# A display name cut in the middle of an emoji by a UTF-16 slice keeps half of it: shown as
+# U+FFFD rather than refused.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _identity_from_claims(claims: Mapping[str, object], grants: SharedGrants) -> Identity:
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > 256 or _CONTROL.search(sub):
+    if not isinstance(sub, str) or not sub or len(sub) > 256 or _NOT_IN_IDS.search(sub):
         raise AuthError(
             "token claim 'sub' must be a non-empty string of at most 256 characters, "
             "no control characters"
@@ -236,11 +240,18 @@ def _identity_from_claims(claims: Mapping[str, object], grants: SharedGrants) ->
     name = claims.get("name")
     if name is not None and (not isinstance(name, str) or len(name) > 256):
         raise AuthError("token claim 'name' must be a string of at most 256 characters")
+    if name is not None:
+        name = _SURROGATE.sub("\ufffd", name)
     raw_workspaces = claims.get("workspaces", {})
     if not isinstance(raw_workspaces, dict) or len(raw_workspaces) > MAX_WORKSPACES_PER_TOKEN:
         raise AuthError("token claim 'workspaces' must be an object of workspace id -> role")
     workspaces: dict[str, Role] = {}
     for workspace_id, role in raw_workspaces.items():
+        if _NOT_IN_IDS.search(str(workspace_id)):
+            raise AuthError(
+                f"token claim 'workspaces' names {str(workspace_id)[:40]!r}, which holds a "
+                "control character or half of a UTF-16 surrogate pair: no workspace id does"
+            )
         try:
             # Interned: every open connection keeps its token's workspaces, and thousands of
             # tokens name the same few.

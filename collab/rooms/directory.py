@@ -116,9 +116,10 @@ class MemberDirectory:
 
     # -- seen --------------------------------------------------------------------------------
 
-    async def seen(self, identity: Identity) -> None:
+    async def seen(self, identity: Identity, also: str | None = None) -> None:
         """Record the user as a member of each workspace their token grants a role in (at
-        most MAX_WORKSPACES_RECORDED): written on first sight on this instance, and again
+        most MAX_WORKSPACES_RECORDED, and `also`, a workspace the request itself names, when
+        the token grants a role there): written on first sight on this instance, and again
         when their name, email or role changed or `seen_interval_s` passed. A store failure is
         logged, never raised: the request goes on, and the next one records it."""
         if len(identity.user_id) > MAX_USER_ID_CHARS or has_control_characters(identity.user_id):
@@ -127,7 +128,14 @@ class MemberDirectory:
         now = self._clock()
         at: str | None = None
         batch: list[SeenMember] = []
-        for workspace_id, role in list(identity.workspaces.items())[:MAX_WORKSPACES_RECORDED]:
+        granted = list(identity.workspaces.items())[:MAX_WORKSPACES_RECORDED]
+        if (
+            also is not None
+            and also in identity.workspaces
+            and (also, identity.workspaces[also]) not in granted
+        ):
+            granted.append((also, identity.workspaces[also]))
+        for workspace_id, role in granted:
             key = (workspace_id, identity.user_id)
             if self.is_removed(*key):
                 continue

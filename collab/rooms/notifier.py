@@ -119,6 +119,10 @@ class Notifier:
     async def attach(self, client: LiveClient, after_id: int) -> None:
         """Start delivering to `client`, first replaying what it missed after `after_id`.
         Raises `StoreError` if the replay cannot be read."""
+        if after_id > 0:
+            # An id past every stored one (a client that kept it across a restore from a
+            # backup, or a made-up one) would make every push look replayed already.
+            after_id = min(after_id, await self._store.last_notification_id())
         delivery = _Delivery(client, synced_id=after_id, replaying=True)
         by_connection = self._deliveries.setdefault(client.user_id, {})
         first = not by_connection
@@ -239,22 +243,39 @@ class Notifier:
         for delivery in self._deliveries.get(notification.user_id, {}).values():
             self._send(delivery, notification)
 
-    async def mark_read(self, user_id: str, ids: Sequence[int] | None) -> tuple[list[int], int]:
-        """Mark ids (None: all) read; tell every connection of the user. Returns the ids that
-        changed and the unread count. Raises `StoreError`."""
+    async def mark_read(
+        self,
+        user_id: str,
+        ids: Sequence[int] | None,
+        *,
+        asked_by: str | None = None,
+        ref: Any = None,
+    ) -> tuple[list[int], int]:
+        """Mark ids (None: all) read; tell every connection of the user, the one `asked_by`
+        (a connection id) with the `ref` of its request. Returns the ids that changed and
+        the unread count. Raises `StoreError`."""
         if ids is None:
             changed = await self._store.mark_all_read(user_id)
         else:
             changed = await self._store.mark_read(user_id, ids)
         unread = await self._store.unread_count(user_id)
         event = {"type": "notifications.read", "ids": changed, "unread": unread}
-        self._send_to_user(user_id, event)
+        reply = event if ref is None else {**event, "ref": ref}
+        self._send_to_user(user_id, event, asked_by, reply)
         self._bus.publish(user_room(user_id), orjson.dumps(event))
         return changed, unread
 
-    def _send_to_user(self, user_id: str, event: dict[str, Any]) -> None:
-        for delivery in self._deliveries.get(user_id, {}).values():
-            delivery.client.send_event(event)
+    def _send_to_user(
+        self,
+        user_id: str,
+        event: dict[str, Any],
+        asked_by: str | None = None,
+        reply: dict[str, Any] | None = None,
+    ) -> None:
+        for connection_id, delivery in self._deliveries.get(user_id, {}).items():
+            delivery.client.send_event(
+                reply if reply is not None and connection_id == asked_by else event
+            )
 
     def _on_bus_message(self, room_id: str, frame: bytes) -> None:
         user_id = room_id.removeprefix("user:")

@@ -191,6 +191,10 @@ class MemoryStore:
         self._check_callable()
         return self._mark(self._notifications.get(user_id, {}).values())
 
+    async def last_notification_id(self) -> int:
+        self._check_callable()
+        return self._last_notification_id
+
     async def unread_count(self, user_id: str) -> int:
         self._check_callable()
         return sum(

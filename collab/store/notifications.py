@@ -77,3 +77,7 @@ class NotificationStore(Protocol):
 
     async def unread_count(self, user_id: str) -> int:
         """How many of the user's notifications are unread."""
+
+    async def last_notification_id(self) -> int:
+        """The largest id a stored notification has, of any user (0: none): every later
+        notification gets a larger one."""

@@ -372,6 +372,11 @@ class PostgresStore:
             )
         return sorted(int(row["id"]) for row in rows)
 
+    async def last_notification_id(self) -> int:
+        async with self._connection("reading the last notification id") as conn:
+            last = await conn.fetchval("SELECT coalesce(max(id), 0) FROM notifications")
+        return int(last)
+
     async def unread_count(self, user_id: str) -> int:
         async with self._connection(f"counting unread notifications of {user_id!r}") as conn:
             count = await conn.fetchval(

@@ -347,6 +347,11 @@ class SqliteStore:
             )
         return sorted(int(row[0]) for row in rows)
 
+    async def last_notification_id(self) -> int:
+        async with self._transaction("DEFERRED", "reading the last notification id") as conn:
+            rows = await conn.execute_fetchall("SELECT coalesce(max(id), 0) FROM notifications")
+        return int(next(iter(rows))[0])
+
     async def unread_count(self, user_id: str) -> int:
         what = f"counting unread notifications of {user_id!r}"
         async with self._transaction("DEFERRED", what) as conn:

@@ -14,6 +14,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from collab.auth.tokens import MAX_TOKEN_BYTES
 from collab.errors import (
     AuthError,
+    BusError,
     DocumentTooLarge,
     ForbiddenError,
     MissingDependencies,
@@ -82,6 +83,15 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             503,
             "store_unavailable",
             "the database is unavailable; retry later",
+            {"Retry-After": "1"},
+        )
+    except BusError as error:
+        # Redis (the bus, presence) is down: as for the database.
+        log.warning("%s %s: Redis failed: %s", request.method, request.path, error)
+        return error_response(
+            503,
+            "redis_unavailable",
+            "Redis (presence and the bus between instances) is unavailable; retry later",
             {"Retry-After": "1"},
         )
     except DocumentTooLarge as error:

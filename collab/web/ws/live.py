@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from collab.auth.tokens import Identity
-from collab.errors import AuthError, ProtocolError, StoreError
+from collab.errors import AuthError, BusError, ProtocolError, StoreError
 from collab.observability.counters import LiveTraffic
 from collab.observability.logging import conn_id_var
 from collab.presence.base import MAX_STATUS_CHARS
@@ -184,17 +184,19 @@ async def _serve(
     identity = connection.identity
     peer = connection.peer
     log.info("live %s: user %s connected", connection.connection_id, identity.user_id)
-    connection.send_event(
-        {
-            "type": "welcome",
-            "user": identity.user_id,
-            "name": identity.name,
-            "connection": connection.connection_id,
-        }
-    )
-    presence.connect(connection.connection_id, identity.user_id, identity.name)
-    connection.session = app[SESSIONS].open(peer, identity, kind="live")
+    # Everything from here on inside the `try`: whatever fails, the cleanup runs and the
+    # connection's slot is given back.
     try:
+        connection.send_event(
+            {
+                "type": "welcome",
+                "user": identity.user_id,
+                "name": identity.name,
+                "connection": connection.connection_id,
+            }
+        )
+        presence.connect(connection.connection_id, identity.user_id, identity.name)
+        connection.session = app[SESSIONS].open(peer, identity, kind="live")
         try:
             await notifier.attach(connection, after_id)
         except StoreError as error:
@@ -202,7 +204,8 @@ async def _serve(
             connection.send_event(_error("unavailable", "notifications are unavailable; retry"))
         await _read_messages(app, connection, rate)
     finally:
-        connection.session.close()
+        if connection.session is not None:
+            connection.session.close()
         await notifier.detach(connection)
         for workspace_id in connection.workspaces:
             await presence.unsubscribe(workspace_id, connection)
@@ -245,13 +248,15 @@ async def _read_messages(
         try:
             message = _parse(data)
             ref = message.get("ref")
+            if not isinstance(message.get("type"), str):
+                raise LiveMessageError("invalid_message", "a message needs a string field 'type'")
             await _handle(app, connection, message, statuses)
         except LiveMessageError as error:
             connection.send_event(_error(error.code, str(error), ref))
         except ValueError as error:
             # LocalPresence refuses what the checks above should already have caught.
             connection.send_event(_error("invalid_message", str(error), ref))
-        except StoreError as error:
+        except (StoreError, BusError) as error:
             log.warning("live %s: store failed: %s", connection.connection_id, error)
             connection.send_event(_error("unavailable", "the store is unavailable; retry", ref))
         except Exception:
@@ -277,8 +282,6 @@ def _parse(data: bytes) -> dict[str, Any]:
         raise LiveMessageError("invalid_json", f"not valid JSON: {error}") from None
     if not isinstance(message, dict):
         raise LiveMessageError("invalid_message", "a message must be a JSON object")
-    if not isinstance(message.get("type"), str):
-        raise LiveMessageError("invalid_message", "a message needs a string field 'type'")
     return message
 
 
@@ -322,6 +325,8 @@ async def _handle(
                 )
             connection.workspaces.add(workspace_id)
             presence.join_workspace(connection.connection_id, workspace_id)
+            # A member of it (the token may name more workspaces than are recorded at once).
+            await app[DIRECTORY].seen(connection.identity, also=workspace_id)
         users = await presence.subscribe(workspace_id, connection)
         reply = {"type": "presence.snapshot", "workspace": workspace_id, "users": users}
     elif kind == "unsubscribe":
@@ -354,10 +359,14 @@ async def _handle(
             raise LiveMessageError(
                 "invalid_message", f"'ids' must be a list of up to {MAX_READ_IDS} ids"
             )
-        await notifier.mark_read(connection.user_id, ids)
+        await notifier.mark_read(
+            connection.user_id, ids, asked_by=connection.connection_id, ref=ref
+        )
         return
     elif kind == "notifications.read_all":
-        await notifier.mark_read(connection.user_id, None)
+        await notifier.mark_read(
+            connection.user_id, None, asked_by=connection.connection_id, ref=ref
+        )
         return
     elif kind == "refresh":
         if not await _refresh(connection, message):

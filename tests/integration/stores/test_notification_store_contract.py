@@ -60,6 +60,16 @@ async def test_later_batches_get_larger_ids(store: Database) -> None:
     assert ids_of([*first, once, *last]) == sorted(set(ids_of([*first, once, *last])))
 
 
+async def test_the_last_id_is_the_largest_of_any_user(store: Database) -> None:
+    """What a live connection's `after` is capped at: no stored notification has more."""
+    assert await store.last_notification_id() == 0
+    first = await store.create_notifications([new(), new(OTHER_USER)])
+    assert await store.last_notification_id() == max(ids_of(first))
+    once = await store.create_notification_once("k", new(OTHER_USER))
+    assert once is not None
+    assert await store.last_notification_id() == once.id
+
+
 async def test_empty_batch_creates_nothing(store: Database) -> None:
     """Creating an empty batch returns an empty list and stores nothing."""
     assert await store.create_notifications([]) == []
