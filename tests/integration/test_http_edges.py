@@ -5,65 +5,26 @@ for parser refusals), on the memory store; the last tests on both backends."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 
-from collab.settings import Secret, Settings
-from collab.web.app import create_app
-from collab.web.http.access_log import AccessLogger
-from collab.web.http.errors import JsonErrorAppRunner
-from tests.conftest import RunningServer, StartServer, make_settings, token_for
+from collab.settings import Secret
+from tests.conftest import RunningServer, StartServer, make_settings
 from tests.support.rest import rest_call
-from tests.support.waiting import scaled
+from tests.support.served import Served, exchange, served_app
 
 ADMIN = "admin-token-for-the-edge-tests-0123456789abcdef"
 METRICS_TOKEN = "metrics-token-for-the-edge-tests-0123456789"
 
 
-@dataclass
-class Served:
-    settings: Settings
-    app: web.Application
-    port: int
-
-    def token(self, sub: str = "u1", role: str = "editor") -> str:
-        return token_for(self.settings, sub, {"w1": role})
-
-
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
     settings = make_settings(admin_token=Secret(ADMIN), metrics_token=Secret(METRICS_TOKEN))
-    app = create_app(settings)
-    runner = JsonErrorAppRunner(app, access_log_class=AccessLogger, shutdown_timeout=5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield Served(settings, app, runner.addresses[0][1])
-    await runner.cleanup()
-
-
-async def exchange(served: Served, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send `raw` on a new connection (it must ask `Connection: close`); the status, headers
-    (lowercase names) and body of the answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
-    try:
-        writer.write(raw)
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), scaled(10))
-    finally:
-        writer.close()
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_line.split()[1]), headers, body
+    async with served_app(settings) as app:
+        yield app
 
 
 def request(method: str, target: bytes, headers: dict[str, bytes], body: bytes = b"") -> bytes:

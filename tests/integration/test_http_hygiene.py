@@ -6,69 +6,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import jwt
 import orjson
 import pytest
-from aiohttp import web
 
 from collab.auth.tokens import MAX_TOKEN_BYTES
-from collab.settings import Settings
-from collab.web.app import create_app
-from collab.web.http.access_log import AccessLogger
-from collab.web.http.errors import JsonErrorAppRunner
 from collab.web.keys import METRICS
-from tests.conftest import TEST_SECRET, make_settings, token_for
-from tests.support.waiting import eventually, scaled
-
-
-@dataclass
-class Served:
-    settings: Settings
-    app: web.Application
-    port: int
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def token(self) -> str:
-        return token_for(self.settings, "u1", {"w1": "editor"})
+from tests.conftest import TEST_SECRET, make_settings
+from tests.support.served import Served, exchange, served_app
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    """The app on port 0, run the way `collab serve` runs it (its runner, no handler
-    cancellation on disconnect)."""
-    settings = make_settings()
-    app = create_app(settings)
-    runner = JsonErrorAppRunner(app, access_log_class=AccessLogger, shutdown_timeout=5)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield Served(settings, app, runner.addresses[0][1])
-    await runner.cleanup()
-
-
-async def _exchange(served: Served, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send `raw` on a new connection; return the status, headers and body of the answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
-    try:
-        writer.write(raw)
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), scaled(10))
-    finally:
-        writer.close()
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {name.strip().lower(): value.strip() for name, _, value in map(_split, lines)}
-    return int(status_line.split()[1]), headers, body
-
-
-def _split(line: str) -> tuple[str, str, str]:
-    return line.partition(":")
+    async with served_app(make_settings()) as app:
+        yield app
 
 
 def _error(body: bytes) -> dict[str, Any]:
@@ -194,7 +149,7 @@ async def test_oversized_header_gets_431_json_and_no_token_is_logged(
         f"GET /api/v1/docs/w1/n1 HTTP/1.1\r\nHost: x\r\n"
         f"Authorization: Bearer {token}{'A' * 20_000}\r\n\r\n"
     )
-    status, headers, body = await _exchange(served, raw.encode())
+    status, headers, body = await exchange(served, raw.encode())
     assert status == 431
     assert headers["content-type"].startswith("application/json")
     assert _error(body)["code"] == "request_header_fields_too_large"
@@ -211,7 +166,7 @@ async def test_overlong_request_line_gets_414_json_and_no_token_is_logged(
     caplog.set_level(logging.DEBUG)
     token = served.token()
     raw = f"GET /ws/docs/w1/n1?token={token}{'A' * 20_000} HTTP/1.1\r\nHost: x\r\n\r\n"
-    status, _, body = await _exchange(served, raw.encode())
+    status, _, body = await exchange(served, raw.encode())
     assert status == 414
     assert _error(body)["code"] == "request_uri_too_long"
     await eventually(lambda: " 414 " in caplog.text, what="the refusal logged")
@@ -221,7 +176,7 @@ async def test_overlong_request_line_gets_414_json_and_no_token_is_logged(
 async def test_too_many_headers_get_431_json(served: Served) -> None:
     """More headers than the parser allows are answered 431 with the JSON error body."""
     many = "".join(f"X-Filler-{n}: 1\r\n" for n in range(300))
-    status, _, body = await _exchange(served, f"GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n".encode())
+    status, _, body = await exchange(served, f"GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n".encode())
     assert status == 431
     assert "headers" in _error(body)["message"]
 
@@ -234,7 +189,7 @@ async def test_malformed_request_gets_400_json_that_does_not_echo_it(
     caplog.set_level(logging.DEBUG)
     token = served.token()
     raw = f"GET /ws/live?token={token} HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n"
-    status, _, body = await _exchange(served, raw.encode())
+    status, _, body = await exchange(served, raw.encode())
     assert status == 400
     assert _error(body)["code"] == "malformed_request"
     assert token[:12] not in body.decode()
@@ -278,7 +233,7 @@ async def test_client_hanging_up_mid_post_is_one_quiet_line_not_a_server_error(
 
 async def test_connections_stay_usable_after_a_refusal(served: Served) -> None:
     """A refused malformed request closes only its own connection: the next request works."""
-    status, _, _ = await _exchange(served, b"GET / HTTP/1.1\r\nno colon\r\n\r\n")
+    status, _, _ = await exchange(served, b"GET / HTTP/1.1\r\nno colon\r\n\r\n")
     assert status == 400
     async with aiohttp.ClientSession() as http, http.get(f"{served.http}/healthz") as response:
         assert response.status == 200
