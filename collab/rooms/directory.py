@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import orjson
 
@@ -116,25 +117,28 @@ class MemberDirectory:
 
     # -- seen --------------------------------------------------------------------------------
 
-    async def seen(self, identity: Identity, also: str | None = None) -> None:
+    async def seen(self, identity: Identity) -> None:
         """Record the user as a member of each workspace their token grants a role in (at
-        most MAX_WORKSPACES_RECORDED, and `also`, a workspace the request itself names, when
-        the token grants a role there): written on first sight on this instance, and again
+        most MAX_WORKSPACES_RECORDED): written on first sight on this instance, and again
         when their name, email or role changed or `seen_interval_s` passed. A store failure is
         logged, never raised: the request goes on, and the next one records it."""
-        if len(identity.user_id) > MAX_USER_ID_CHARS or has_control_characters(identity.user_id):
+        await self._record(identity, list(identity.workspaces.items())[:MAX_WORKSPACES_RECORDED])
+
+    async def seen_in(self, identity: Identity, workspace_id: str) -> None:
+        """`seen` for one workspace the request names (a document's, a live subscription's),
+        when the token grants a role there: also one past the MAX_WORKSPACES_RECORDED that
+        `seen` takes. One lookup when it is recorded already."""
+        role = identity.workspaces.get(workspace_id)
+        if role is not None:
+            await self._record(identity, [(workspace_id, role)])
+
+    async def _record(self, identity: Identity, granted: list[tuple[str, Role]]) -> None:
+        if not is_user_id(identity.user_id):
             return  # an id no member can have (the directory's API refuses it too)
         name = _listed_name(identity.name)
         now = self._clock()
         at: str | None = None
         batch: list[SeenMember] = []
-        granted = list(identity.workspaces.items())[:MAX_WORKSPACES_RECORDED]
-        if (
-            also is not None
-            and also in identity.workspaces
-            and (also, identity.workspaces[also]) not in granted
-        ):
-            granted.append((also, identity.workspaces[also]))
         for workspace_id, role in granted:
             key = (workspace_id, identity.user_id)
             if self.is_removed(*key):
@@ -288,6 +292,16 @@ class MemberDirectory:
 def has_control_characters(text: str) -> bool:
     """Whether `text` holds characters no user id, name or email of the directory may."""
     return CONTROL_CHARACTERS.search(text) is not None
+
+
+def is_user_id(value: object) -> TypeGuard[str]:
+    """Whether `value` can be a member's user id: 1 to MAX_USER_ID_CHARS characters, none a
+    control character. What every request naming a user is checked against."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_USER_ID_CHARS
+        and not has_control_characters(value)
+    )
 
 
 def _listed_name(name: str | None) -> str | None:

@@ -28,6 +28,7 @@ from collab.rooms.directory import (
     MemberChange,
     MemberDirectory,
     has_control_characters,
+    is_user_id,
 )
 from collab.store.members import (
     MAX_MEMBER_EMAIL_CHARS,
@@ -61,7 +62,7 @@ def _unprocessable(message: str) -> web.HTTPException:
 
 def _user_of(request: web.Request) -> str:
     user_id = request.match_info["user_id"]
-    if not 0 < len(user_id) <= MAX_USER_ID_CHARS or has_control_characters(user_id):
+    if not is_user_id(user_id):
         raise web.HTTPNotFound(
             text=f"invalid user id: 1-{MAX_USER_ID_CHARS} characters, no control characters"
         )
@@ -96,7 +97,7 @@ def _after(workspace_id: str, prefix: str, cursor: str) -> str:
     if made_for != workspace_id or made_prefix != prefix or not isinstance(user_id, str):
         raise _bad_parameter("cursor", "it belongs to another listing (workspace or q)")
     # Plain base64: a forged one may hold any string, which the store must not see.
-    if len(user_id) > MAX_USER_ID_CHARS or has_control_characters(user_id):
+    if not is_user_id(user_id):
         raise _bad_parameter("cursor", "not a cursor this listing returned")
     return user_id
 

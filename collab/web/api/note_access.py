@@ -19,7 +19,7 @@ from aiohttp import web
 
 from collab.auth.tokens import Role
 from collab.errors import ForbiddenError
-from collab.rooms.directory import MAX_USER_ID_CHARS, has_control_characters
+from collab.rooms.directory import MAX_USER_ID_CHARS, is_user_id
 from collab.store.catalog import MAX_SHARED_USERS, NoteAccess, Visibility, room_parts
 from collab.web.api.responses import json_body
 from collab.web.http.requests import authenticate, read_json_object, room_of
@@ -101,11 +101,7 @@ def _users(raw: object) -> dict[str, str]:
     if not isinstance(raw, dict) or len(raw) > MAX_SHARED_USERS:
         raise web.HTTPUnprocessableEntity(text=problem)
     for user_id, listed_role in raw.items():
-        if (
-            not 0 < len(user_id) <= MAX_USER_ID_CHARS
-            or has_control_characters(user_id)
-            or listed_role not in ("editor", "viewer")
-        ):
+        if not is_user_id(user_id) or listed_role not in ("editor", "viewer"):
             raise web.HTTPUnprocessableEntity(text=problem)
     return dict(raw)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from collab.errors import ForbiddenError
-from collab.rooms.directory import MAX_USER_ID_CHARS, has_control_characters
+from collab.rooms.directory import MAX_USER_ID_CHARS, is_user_id
 from collab.store.notifications import MAX_PAGE, NewNotification
 from collab.web.api.responses import json_body
 from collab.web.http.requests import (
@@ -45,10 +45,7 @@ async def post_notification(request: web.Request) -> web.StreamResponse:
         not isinstance(recipients, list)
         or not recipients
         or len(recipients) > MAX_RECIPIENTS
-        or not all(
-            isinstance(r, str) and 0 < len(r) <= MAX_USER_ID_CHARS and not has_control_characters(r)
-            for r in recipients
-        )
+        or not all(is_user_id(r) for r in recipients)
     ):
         raise _unprocessable(
             f"'recipients' must be a list of 1 to {MAX_RECIPIENTS} user ids "

@@ -24,7 +24,7 @@ from collab.auth.revocations import RevocationList
 from collab.bus.base import Bus
 from collab.errors import StoreError
 from collab.protocol.close_codes import CloseCode
-from collab.rooms.directory import MAX_USER_ID_CHARS, has_control_characters
+from collab.rooms.directory import is_user_id
 from collab.store.revocations import RevocationStore
 from collab.tasks import cancel_and_wait
 from collab.web.http.admin import check_admin
@@ -145,11 +145,7 @@ async def post_revocation(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text='expected a JSON object {"user": ..., "until": ...}')
     user_id = body.get("user")
-    if (
-        not isinstance(user_id, str)
-        or not 1 <= len(user_id) <= MAX_USER_ID_CHARS
-        or has_control_characters(user_id)
-    ):
+    if not is_user_id(user_id):
         raise web.HTTPBadRequest(
             text="'user' must be a user id (the token's sub): 1-256 characters, no control "
             "characters"

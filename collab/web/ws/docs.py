@@ -77,7 +77,7 @@ async def ws_docs(request: web.Request) -> web.StreamResponse:
     identity = await authenticate(request, allow_query=True)
     room_id, role, private = await private_note_of(request, identity)
     # A member of the note's workspace, however many workspaces the token names.
-    await request.app[DIRECTORY].seen(identity, also=room_parts(room_id)[0])
+    await request.app[DIRECTORY].seen_in(identity, room_parts(room_id)[0])
     saved_echo = _asks_saved_echo(request)
     check_upgrade(request)
     if role.can_write:

@@ -326,7 +326,7 @@ async def _handle(
             connection.workspaces.add(workspace_id)
             presence.join_workspace(connection.connection_id, workspace_id)
             # A member of it (the token may name more workspaces than are recorded at once).
-            await app[DIRECTORY].seen(connection.identity, also=workspace_id)
+            await app[DIRECTORY].seen_in(connection.identity, workspace_id)
         users = await presence.subscribe(workspace_id, connection)
         reply = {"type": "presence.snapshot", "workspace": workspace_id, "users": users}
     elif kind == "unsubscribe":
