@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +20,7 @@ import orjson
 from aiohttp import web
 from multidict import MultiMapping
 
-from collab.rooms.note_fields import parse_due
+from collab.rooms.note_fields import CONTROL_CHARACTERS, parse_due
 from collab.store.catalog import MAX_CATALOG_PAGE, CatalogQuery, Priority, SearchRank, SortKey
 from collab.web.http.requests import decimal
 
@@ -72,9 +71,6 @@ _KEY_PARTS: dict[SortKey, tuple[type[str] | range, ...]] = {
     SortKey.PRIORITY: (_PRIORITY, _TEXT),
     SortKey.TITLE: (_TEXT, _TEXT),
 }
-# No key part the server makes holds a control character (titles have them as spaces), and
-# databases refuse some (PostgreSQL text cannot hold NUL).
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def bad_parameter(name: str, problem: str) -> web.HTTPBadRequest:
@@ -184,13 +180,15 @@ def _fits(key: list[Any], parts: tuple[type[str] | range, ...]) -> bool:
         if isinstance(part, range):
             if type(value) is not int or value not in part:  # `type`: True is no number
                 return False
-        elif not isinstance(value, str) or _CONTROL.search(value):
+        elif not isinstance(value, str) or CONTROL_CHARACTERS.search(value):
+            # None the server makes holds one (the catalog keeps them as spaces), and
+            # databases refuse some (PostgreSQL text holds no NUL).
             return False
     return True
 
 
 def _check_text(name: str, value: str) -> None:
-    if not value or len(value) > MAX_FILTER_CHARS or _CONTROL.search(value):
+    if not value or len(value) > MAX_FILTER_CHARS or CONTROL_CHARACTERS.search(value):
         raise bad_parameter(name, f"must be 1 to {MAX_FILTER_CHARS} characters, none a control")
 
 
