@@ -50,8 +50,8 @@ _TEXT_ENTITIES = {"\r": "&#13;"}
 _ATTRIBUTE_ENTITIES = {'"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 
 
-class _Written(str):
-    """Markup already made, waiting on the stack for its turn (a closing tag, say)."""
+class _ClosingTag(str):
+    """An element's closing tag, waiting on the stack for its children to be written."""
 
     __slots__ = ()
 
@@ -62,14 +62,14 @@ def xml_string(node: XmlNode, depth: int = 0) -> str:
     if depth > MAX_SHARED_DEPTH:
         return ""
     parts: list[str] = []
-    # What is left to write, the next last: nodes, and markup made before its turn.
+    # What is left to write, the next last: nodes, and the closing tags of elements.
     stack: list[Any] = [node]
     while stack:
         item = stack.pop()
-        if isinstance(item, _Written):
+        if isinstance(item, _ClosingTag):
             parts.append(item)
         elif isinstance(item, XmlText):
-            stack.extend(reversed(_text_pieces(item, depth)))
+            _write_text(item, parts, depth)
         elif isinstance(item, XmlElement):
             opening, closing = _tags(item, depth)
             parts.append(opening)
@@ -82,7 +82,7 @@ def xml_string(node: XmlNode, depth: int = 0) -> str:
     return "".join(parts)
 
 
-def _tags(element: XmlElement, depth: int) -> tuple[str, _Written]:
+def _tags(element: XmlElement, depth: int) -> tuple[str, _ClosingTag]:
     name = element.tag or ""
     # `__iter__` by name: pycrdt types it as returning an Iterable (it is an iterator).
     attributes: dict[str, Any] = dict(element.attributes.__iter__())
@@ -91,23 +91,20 @@ def _tags(element: XmlElement, depth: int) -> tuple[str, _Written]:
     else:
         tag = INVALID_ELEMENT
         attributes = {"name": name}
-    return f"<{tag}{_attributes(attributes, depth)}>", _Written(f"</{tag}>")
+    return f"<{tag}{_attributes(attributes, depth)}>", _ClosingTag(f"</{tag}>")
 
 
-def _text_pieces(text: XmlText, depth: int) -> list[Any]:
-    """A text's runs as markup in order, an embedded XML node left for the stack."""
-    pieces: list[Any] = []
+def _write_text(text: XmlText, parts: list[str], depth: int) -> None:
+    """A text's runs, each in the tags of its formats; an embed (XML included) as escaped
+    text."""
     for insert, attrs in text.diff():
         formats = attrs or {}
         tags = sorted(name for name in formats if _NAME.match(name))
         for name in tags:
             value = formats[name]
-            shown = _attributes(value, depth) if isinstance(value, dict) else ""
-            pieces.append(_Written(f"<{name}{shown}>"))
-        shown = insert if isinstance(insert, str) else _as_json(insert, depth)
-        pieces.append(_Written(_text(shown)))
-        pieces.extend(_Written(f"</{name}>") for name in reversed(tags))
-    return pieces
+            parts.append(f"<{name}{_attributes(value, depth) if isinstance(value, dict) else ''}>")
+        parts.append(_text(insert if isinstance(insert, str) else _as_json(insert, depth)))
+        parts.extend(f"</{name}>" for name in reversed(tags))
 
 
 def _attributes(attributes: dict[str, Any], depth: int) -> str:
