@@ -40,7 +40,8 @@ from collab.web.keys import CATALOG, CATALOG_STORE, ROOMS
 
 MAX_NOTE_REQUEST_BYTES = 1024 * 1024
 MAX_TEXT_CHARS = 256 * 1024
-# Each line is a paragraph, about 9 µs of the event loop to write: at most 0.1 s a note.
+# Each line is a paragraph, about 10 µs of the event loop to write (96-144 ms for 10,000 on
+# the 2-vCPU AMD EPYC VM: loadtests/hostile_rest_cost.py, RESULTS.md).
 MAX_TEXT_LINES = 10_000
 _CREATE_FIELDS = frozenset(
     {"id", "title", "tags", "pinned", "priority", "due", "assignees", "text"}
