@@ -309,7 +309,7 @@ class RoomManager:
             return None
         must_try, shape = self._route(live, update, peer.user_id)
         if must_try:
-            return self._edit_tried(live, update, origin, peer.user_id, relayed, shape)
+            return self._edit_tried(live, update, peer, peer.user_id, relayed, shape)
         self._edit(live, update, origin, peer.user_id, relayed, shape)
         return None
 
@@ -342,7 +342,7 @@ class RoomManager:
         self,
         live: LiveRoom,
         update: bytes,
-        origin: PeerOrigin | ServerOrigin,
+        sender: Peer | ServerOrigin,
         actor: str | None,
         frame: bytes | None,
         shape: UpdateShape | None,
@@ -350,7 +350,13 @@ class RoomManager:
         """Read `update` in the trial worker if not read yet and try it on a replica of the
         room's document there, unless it brings nothing new; then `_edit` it. A large update
         this room already took whole (a client re-sending it) is known by its digest and
-        costs neither a read nor a trial."""
+        costs neither a read nor a trial.
+
+        A peer's right to write is read again after the wait: its role may have stopped
+        writing, or the server may have begun closing it (access withdrawn, token expired or
+        revoked), meanwhile. Then nothing is applied. A peer that hung up itself still has
+        its update applied: it was sent while the peer could write."""
+        origin = sender.origin if isinstance(sender, Peer) else sender
         digest = None
         if len(update) > INLINE_MAX_UPDATE_BYTES:
             # hashlib lets go of the GIL for large inputs: the event loop goes on meanwhile.
@@ -380,6 +386,15 @@ class RoomManager:
                 self.budget.note_apply(actor, result.apply_s)
         if self._rooms.get(live.room_id) is not live:
             return False  # unloaded meanwhile: its holder is gone, the update with it
+        if isinstance(sender, Peer):
+            if sender.closing or not sender.can_write:
+                log.info(
+                    "room %s: conn %s may no longer write; its tried update is dropped",
+                    live.room_id,
+                    sender.peer_id,
+                )
+                return False
+            origin = sender.origin
         changed = self._edit(live, update, origin, actor, frame, shape)
         if digest is not None and room.missing_dependencies(shape) is None:
             if not room.carries_new_structs(shape):  # all of it is in the room now
