@@ -50,6 +50,9 @@ from collab.store.webhooks import (
 # The outbox lock, in the two-int4 advisory key space ("collab webhook outbox" as ASCII).
 OUTBOX_LOCK_NAMESPACE = int.from_bytes(b"clwo", "big")
 _OUTBOX_LOCK_KEY = 0
+# Claims bounded per endpoint take turns under this key: each counts the leases of claims
+# committed before it, which a concurrent claim's are not yet.
+_CLAIM_LOCK_KEY = 1
 _MAX_ID = 2**63 - 1
 # In the order of `Endpoint`'s and `Delivery`'s fields.
 _ENDPOINT_COLUMNS = (
@@ -304,9 +307,15 @@ async def claim_deliveries(
     if per_endpoint is None:
         rows = await conn.fetch(_CLAIM, lease, lease_until, now, max(0, limit))
     else:
-        rows = await conn.fetch(
-            _CLAIM_PER_ENDPOINT, lease, lease_until, now, max(0, limit), max(0, per_endpoint)
-        )
+        async with conn.transaction(isolation="read_committed"):
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)", OUTBOX_LOCK_NAMESPACE, _CLAIM_LOCK_KEY
+            )
+            # A statement of its own after the lock: its snapshot holds the leases of the
+            # claim that held it before.
+            rows = await conn.fetch(
+                _CLAIM_PER_ENDPOINT, lease, lease_until, now, max(0, limit), max(0, per_endpoint)
+            )
     claimed = [
         ClaimedDelivery(
             _delivery(row),

@@ -16,7 +16,7 @@ import pytest
 from pycrdt import Doc, Text
 
 from collab.errors import StoreError
-from collab.store import Database, SqliteStore
+from collab.store import Database, SqliteStore, postgres_webhooks
 from collab.store.catalog import NoteFields, NoteReading
 from collab.store.notifications import NewNotification
 from collab.store.rows import format_timestamp
@@ -33,6 +33,7 @@ from collab.store.webhooks import (
     EndpointChange,
 )
 from tests.support.store_backends import Backend
+from tests.support.waiting import eventually
 
 WS = "w1"
 OTHER_WS = "w2"
@@ -841,3 +842,40 @@ async def test_a_claim_takes_at_most_a_few_deliveries_of_one_endpoint(store: Dat
         now=moment(71), lease_until=moment(131), lease="fifth", limit=10
     )
     assert len(rest) == 12 - 1 - 4  # all but the delivered one and those leased just now
+
+
+@pytest.mark.parametrize("durable_backend", ["postgres"], indirect=True)
+async def test_a_claim_in_flight_on_another_instance_counts_against_the_endpoint(
+    durable_backend: Backend,
+) -> None:
+    """Two instances claiming at once each see the other's leases only once committed; claims
+    take turns, so the second sees the first's leases and `per_endpoint` holds across them.
+    The first claim is held open in its transaction while the second is made."""
+    store = await durable_backend.new_store()
+    await registered(store, endpoint("ep_a"))
+    for number in range(6):
+        await create(store, f"n{number}")
+    conn = await asyncpg.connect(durable_backend.locations[id(store)])
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        first = await postgres_webhooks.claim_deliveries(
+            conn, now=moment(1), lease_until=moment(61), lease="first", limit=5, per_endpoint=2
+        )
+        assert len(first) == 2
+        second_claim = asyncio.create_task(
+            store.claim_deliveries(
+                now=moment(2), lease_until=moment(62), lease="second", limit=5, per_endpoint=2
+            )
+        )
+
+        async def finished_or_waiting() -> bool:
+            waiting = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            return second_claim.done() or waiting > 0
+
+        await eventually(finished_or_waiting, what="the second claim made or waiting")
+        await transaction.commit()
+        second = await second_claim
+    finally:
+        await conn.close()
+    assert second == []
