@@ -1,6 +1,6 @@
-"""Migration 0005 (search ranks) on a catalog written before it: the notes are found and
-ranked at once, on SQLite (the full-text table rebuilt from its own rows) and Postgres (the
-new columns computed for every row)."""
+"""Migrations 0005 (search ranks) and 0016 (search words as given) on a catalog written
+before them: the notes are found and ranked at once, on SQLite (the full-text table rebuilt
+from its own rows) and Postgres (the new columns computed for every row)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,11 @@ NOTES = [
 
 
 def _before_ranks(dialect: Dialect) -> list[Migration]:
-    return [migration for migration in list_migrations(dialect) if migration.version < 5]
+    return _before(dialect, 5)
+
+
+def _before(dialect: Dialect, version: int) -> list[Migration]:
+    return [migration for migration in list_migrations(dialect) if migration.version < version]
 
 
 async def _found(store: SqliteStore | PostgresStore, text: str) -> list[str]:
@@ -60,6 +64,36 @@ async def test_sqlite_notes_indexed_before_the_ranks_are_found_after(tmp_path: P
         assert await _found(store, "roadmap") == ["title", "tags", "body"]
         assert await _found(store, "cafe") == []
         assert await _found(store, "café") == ["body"]
+    finally:
+        await store.close()
+
+
+async def test_sqlite_words_indexed_before_0016_split_only_where_python_split_them(
+    tmp_path: Path,
+) -> None:
+    """Before 0016, `unicode61` split "q\u19b0q" into q and q, so "\u19b0q" found it."""
+    path = tmp_path / "catalog.db"
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await apply_sqlite_migrations(conn, _before("sqlite", 16))
+        await conn.execute(
+            "INSERT INTO notes (seq, workspace_id, note_id, title, title_key, tags, pinned, "
+            "priority, assignees, excerpt, clock, content_hash, search_title, search_tags, "
+            "created_at, updated_at) VALUES (1, 'w1', 'tai-lue', 'q\u19b0q', 'q\u19b0q', '[]', "
+            "0, 0, '[]', '', 1, '', 'q\u19b0q', '', ?, ?)",
+            (AT, AT),
+        )
+        await conn.execute(
+            "INSERT INTO notes_search (rowid, title, tags, body) VALUES (1, 'q\u19b0q', '', '')"
+        )
+        cursor = await conn.execute(
+            "SELECT count(*) FROM notes_search WHERE notes_search MATCH '\"\u19b0q\"'"
+        )
+        assert await cursor.fetchone() == (1,)  # the defect 0016 mends
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        assert await _found(store, "\u19b0q") == []
+        assert await _found(store, "q\u19b0q") == ["tai-lue"]
     finally:
         await store.close()
 

@@ -559,6 +559,20 @@ async def test_search_matches_accented_words_as_written(store: Database) -> None
     assert await ids(store, text="menu", sort=SortKey.RELEVANCE) == ["plain", "accented"]
 
 
+async def test_search_splits_words_where_python_does_on_every_backend(store: Database) -> None:
+    """Words are what `search_words` makes of the text, on every backend. SQLite's own
+    tokenizer calls some code points separators that Python calls letters (U+19B0..U+19C9,
+    New Tai Lue vowel signs, and U+1CF2/3: letters since Unicode 7 or 8); it must not split
+    the words it is given at them."""
+    await index(store, "tai-lue", 1, title="q\u19b0q kᦵ\u19c8x")
+
+    assert await ids(store, text="q\u19b0q") == ["tai-lue"]
+    # A term matches where a word begins, never in a word's middle.
+    assert await ids(store, text="\u19b0q") == []
+    assert await ids(store, text="x") == []
+    assert await ids(store, text="kᦵ\u19c8x") == ["tai-lue"]
+
+
 @pytest.mark.parametrize(
     "text",
     ['"', "*", "AND", "a OR", "NEAR(", "col:x", "-", "'); DROP TABLE notes; --", "\\", "ü^", ""],
