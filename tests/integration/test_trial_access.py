@@ -6,7 +6,8 @@ connection if it may still write, and a user who lost access must not change the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 import pytest
 from pycrdt import Text, create_update_message
@@ -49,6 +50,18 @@ def join_writer(manager: RoomManager, live: LiveRoom) -> Peer:
     return peer
 
 
+async def tried_update(
+    manager: RoomManager,
+) -> tuple[LiveRoom, Peer, Coroutine[Any, Any, bool]]:
+    """A writer joined to the room, and its large update waiting for the trial worker."""
+    live = await manager.acquire(ROOM_ID)
+    peer = join_writer(manager, live)
+    frame = create_update_message(many_structs_update(structs=STRUCTS))
+    pending = manager.receive(live, peer, frame)
+    assert pending is not None, "the update was not sent to the trial worker"
+    return live, peer, pending
+
+
 def text_length(live: LiveRoom) -> int:
     return len(str(live.room.doc.get("t", type=Text)))
 
@@ -56,12 +69,7 @@ def text_length(live: LiveRoom) -> int:
 async def test_an_update_tried_while_its_sender_kept_writing_is_applied(
     manager: RoomManager,
 ) -> None:
-    live = await manager.acquire(ROOM_ID)
-    peer = join_writer(manager, live)
-    pending = manager.receive(
-        live, peer, create_update_message(many_structs_update(structs=STRUCTS))
-    )
-    assert pending is not None, "the update was not sent to the trial worker"
+    live, _, pending = await tried_update(manager)
     assert await pending is True
     assert text_length(live) == STRUCTS * 64
 
@@ -69,12 +77,7 @@ async def test_an_update_tried_while_its_sender_kept_writing_is_applied(
 async def test_an_update_whose_sender_became_a_viewer_during_its_trial_is_not_applied(
     manager: RoomManager,
 ) -> None:
-    live = await manager.acquire(ROOM_ID)
-    peer = join_writer(manager, live)
-    pending = manager.receive(
-        live, peer, create_update_message(many_structs_update(structs=STRUCTS))
-    )
-    assert pending is not None
+    live, peer, pending = await tried_update(manager)
     peer.can_write = False  # what `recheck_connections` does when the role stops writing
     assert await pending is False
     assert text_length(live) == 0
@@ -84,12 +87,7 @@ async def test_an_update_whose_sender_became_a_viewer_during_its_trial_is_not_ap
 async def test_an_update_whose_sender_is_being_closed_after_its_trial_is_not_applied(
     manager: RoomManager, code: CloseCode
 ) -> None:
-    live = await manager.acquire(ROOM_ID)
-    peer = join_writer(manager, live)
-    pending = manager.receive(
-        live, peer, create_update_message(many_structs_update(structs=STRUCTS))
-    )
-    assert pending is not None
+    live, peer, pending = await tried_update(manager)
     peer.request_close(code, "access to this note was withdrawn")
     assert await pending is False
     assert text_length(live) == 0
@@ -100,12 +98,7 @@ async def test_an_update_whose_sender_hung_up_during_its_trial_is_still_applied(
 ) -> None:
     """A client that closed its own socket sent the update while it could write: it is
     kept, as it would be had it arrived a moment earlier."""
-    live = await manager.acquire(ROOM_ID)
-    peer = join_writer(manager, live)
-    pending = manager.receive(
-        live, peer, create_update_message(many_structs_update(structs=STRUCTS))
-    )
-    assert pending is not None
+    live, peer, pending = await tried_update(manager)
     manager.leave(live, peer)
     assert await pending is True
     assert text_length(live) == STRUCTS * 64
