@@ -76,7 +76,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "jwks_cache_s",
         "COLLAB_JWKS_CACHE_S",
-        values.positive_seconds,
+        values.seconds_at_least(1),
         "seconds a fetched JWKS is used before it is fetched again",
     ),
     Option(
@@ -166,14 +166,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "handshake_timeout_s",
         "COLLAB_HANDSHAKE_TIMEOUT_S",
-        values.positive_seconds,
+        values.seconds_at_least(0.1),
         "seconds a connection may take to send complete request headers (also the keep-alive "
         "idle time) before it is dropped",
     ),
     Option(
         "body_timeout_s",
         "COLLAB_BODY_TIMEOUT_S",
-        values.positive_seconds,
+        values.seconds_at_least(0.1),
         "seconds a request may take to send its whole body once its headers are in (408 and "
         "the connection closed after)",
     ),
@@ -332,7 +332,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "version_interval_s",
         "COLLAB_VERSION_INTERVAL_S",
-        values.positive_seconds,
+        values.seconds_at_least(1),
         "a note edited this long since its last version gets an automatic one (at the next "
         "pause in its editing, at most 10 s later)",
     ),
@@ -372,7 +372,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "awareness_timeout_s",
         "COLLAB_AWARENESS_TIMEOUT_S",
-        values.seconds,
+        values.seconds_at_least(1),
         "awareness states from another instance not renewed for this long are removed",
     ),
     Option(
@@ -398,14 +398,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "presence_heartbeat_s",
         "COLLAB_PRESENCE_HEARTBEAT_S",
-        values.positive_seconds,
+        values.seconds_at_least(0.1),
         "how often an instance renews its presence entries; a dead instance's users leave "
         "after about 3 heartbeats",
     ),
     Option(
         "heartbeat_s",
         "COLLAB_HEARTBEAT_S",
-        values.seconds,
+        values.seconds_at_least(0.1, zero="off"),
         "a WebSocket silent this long gets a ping; no answer within half of it: dropped (0: off)",
     ),
     Option(
@@ -455,7 +455,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "email_digest_s",
         "COLLAB_EMAIL_DIGEST_S",
-        values.positive_seconds,
+        values.seconds_at_least(1),
         "at most one email digest per user per this many seconds",
     ),
     Option(

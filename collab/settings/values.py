@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,19 @@ class Secret:
 Parser = Callable[[str], Any]
 
 
+# Plain ASCII numbers only: Python's `int()` and `float()` also take other scripts' digits
+# ("٨٠٠٠"), full-width ones and underscores ("8_000"), which no documented value uses.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+MAX_SECONDS = 86_400.0
+
+
 def int_in(low: int, high: int) -> Parser:
     def parse(raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"expected an integer, got {raw!r}") from None
+        text = raw.strip()
+        if not _INTEGER.fullmatch(text):
+            raise ValueError(f"expected an integer in ASCII digits, got {raw!r}")
+        value = int(text)
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}, got {value}")
         return value
@@ -62,11 +70,12 @@ def int_in(low: int, high: int) -> Parser:
 
 
 def seconds(raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
-    if not 0 <= value <= 86_400:
+    """0 to 86,400 seconds, 0 included (what 0 means is each setting's own)."""
+    text = raw.strip()
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(f"expected a number of seconds, got {raw!r}")
+    value = float(text)
+    if not 0 <= value <= MAX_SECONDS:
         raise ValueError(f"must be between 0 and 86400 seconds, got {value}")
     return value
 
@@ -76,6 +85,25 @@ def positive_seconds(raw: str) -> float:
     if value <= 0:
         raise ValueError(f"must be more than 0 seconds, got {value}")
     return value
+
+
+def seconds_at_least(low: float, *, zero: str | None = None) -> Parser:
+    """A number of seconds of at least `low`, or 0 when `zero` says what 0 means: shorter
+    periods and timeouts than `low` are no setting anyone wants, and some make the server
+    spin or drop every connection."""
+    accepted = f"0 ({zero}) or " if zero is not None else ""
+
+    def parse(raw: str) -> float:
+        value = seconds(raw)
+        if value == 0 and zero is not None:
+            return value
+        if value < low:
+            raise ValueError(
+                f"must be {accepted}between {low:g} and {MAX_SECONDS:.0f} seconds, got {value:g}"
+            )
+        return value
+
+    return parse
 
 
 def boolean(raw: str) -> bool:
