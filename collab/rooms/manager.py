@@ -43,7 +43,7 @@ from collab.protocol.messages import (
 from collab.protocol.updates import UpdateShape
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.budget import ApplyBudget
-from collab.rooms.commit import GroupCommit, StoreStats
+from collab.rooms.commit import STORE_RETRY_MAX_S, GroupCommit, StoreStats
 from collab.rooms.crdt_errors import PartlyApplied
 from collab.rooms.document import DocumentRoom
 from collab.rooms.drain import drain_peers
@@ -81,6 +81,8 @@ log = logging.getLogger(__name__)
 MAX_BUS_BACKLOG = 10_000
 KNOWN_UPDATES_PER_ROOM = 32
 UNCHARGED_APPLY_S = 0.0001
+# At shutdown, a failed store write is tried again after this, then twice as long each time.
+FINAL_FLUSH_FIRST_RETRY_S = 0.05
 
 
 class RoomManager:
@@ -138,14 +140,20 @@ class RoomManager:
                 )
 
     async def close(
-        self, *, close_code: CloseCode = CloseCode.SERVICE_RESTART, drain_s: float = 0.0
+        self,
+        *,
+        close_code: CloseCode = CloseCode.SERVICE_RESTART,
+        drain_s: float = 0.0,
+        shutdown_timeout_s: float = 10.0,
     ) -> None:
         """Close every peer with `close_code`, in waves over `drain_s` (0: all at once; see
-        `collab.rooms.drain`), flush every room, then stop. Never loses a flushed update;
-        updates the store refused stay logged as errors. Idempotent."""
+        `collab.rooms.drain`), flush every room, then stop. Never loses a flushed update; a
+        store write that fails is retried, with backoff, until `shutdown_timeout_s` after
+        the call, and what the store still refuses then is logged as an error. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + shutdown_timeout_s
         # The registry refuses new holds and schedules no unloads from here on.
         self._rooms.close()
         peers = await drain_peers(
@@ -155,15 +163,35 @@ class RoomManager:
         await asyncio.gather(*self._drain_jobs.values())
         await cancel_and_wait([self._sweeper])
         await self._commit.stop()
-        try:
-            await self._commit.flush()
-            for live in self._rooms.loaded():
-                await self._commit.compact(live)
-        except StoreError:
-            log.exception("final flush failed; %d updates not stored", self._commit.pending_updates)
+        await self._final_flush(deadline)
         await self._rooms.drop_all()
         await self._trials.close()
         await self.initial_syncs.close()
+
+    async def _final_flush(self, deadline: float) -> None:
+        """Write what every room holds, retrying a failed write with backoff until
+        `deadline`: a database restarting under a deploy answers again a moment later, and
+        an edit made over REST has no client holding a copy."""
+        retry_s = FINAL_FLUSH_FIRST_RETRY_S
+        while True:
+            try:
+                await self._commit.flush()
+                for live in self._rooms.loaded():
+                    await self._commit.compact(live)
+                return
+            except StoreError as error:
+                left_s = deadline - time.monotonic()
+                if left_s <= 0:
+                    log.error(
+                        "final flush failed; %d updates not stored: %s",
+                        self._commit.pending_updates,
+                        error,
+                    )
+                    return
+                wait_s = min(retry_s, left_s)
+                log.warning("final flush failed, retrying in %.1f s: %s", wait_s, error)
+                await asyncio.sleep(wait_s)
+                retry_s = min(retry_s * 2, STORE_RETRY_MAX_S)
 
     async def _between_waves(self, until_next_s: float) -> None:
         """While draining: store what the clients closed so far sent, and unload the rooms

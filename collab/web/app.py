@@ -309,5 +309,10 @@ async def _close_connections(app: web.Application) -> None:
     """On shutdown (the listening socket is closed already): tell every client to reconnect
     elsewhere (1012), in waves over `COLLAB_DRAIN_S`, then flush rooms. The sockets left
     after the rooms closed theirs (the live channel's) close the same way, at once."""
-    await app[ROOMS].close(close_code=CloseCode.SERVICE_RESTART, drain_s=app[SETTINGS].drain_s)
+    settings = app[SETTINGS]
+    await app[ROOMS].close(
+        close_code=CloseCode.SERVICE_RESTART,
+        drain_s=settings.drain_s,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+    )
     await app[LIVENESS].close_all(CloseCode.SERVICE_RESTART, "server shutting down; reconnect")

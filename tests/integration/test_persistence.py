@@ -17,6 +17,7 @@ from collab.store.memory import MemoryStore
 from collab.store.sqlite import SqliteStore
 from collab.web.keys import ROOMS
 from tests.conftest import StartServer, make_settings
+from tests.support.rest import rest_call
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient
 
@@ -160,6 +161,46 @@ async def test_closing_the_server_flushes_pending_updates(
         assert text_of(await store.load("w1/n1")) == "flush me on close"
     finally:
         await store.close()
+
+
+class HiccupStore(MemoryStore):
+    """Its next `failures` appends fail (a database restarting under a deploy), then it works."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
+        self.failed = 0
+
+    async def append_updates(
+        self,
+        batch: Sequence[tuple[str, bytes, str | None]],
+        authors: Collection[tuple[str, str]] = (),
+        writers: Mapping[str, int] | None = None,
+    ) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            self.failed += 1
+            raise StoreError("connection to the database was reset")
+        await super().append_updates(batch, authors, writers)
+
+
+async def test_closing_the_server_retries_a_failed_final_flush(start_server: StartServer) -> None:
+    """A store write that fails at shutdown is tried again within COLLAB_SHUTDOWN_TIMEOUT_S:
+    an edit made over REST has no client holding a copy to send again."""
+    store = HiccupStore()
+    settings = make_settings(flush_interval_ms=60_000, room_grace_s=60, shutdown_timeout_s=10)
+    server = await start_server(settings, store=store)
+    doc: Doc[Any] = Doc()
+    doc.get("t", type=Text).insert(0, "server-side edit")
+    status, body = await rest_call(
+        server.http, server.token(), "POST", "/api/v1/docs/w1/n1/updates", data=doc.get_update()
+    )
+    assert status == 200, body
+    store.failures = 2
+    await server.close()
+    assert store.failed == 2
+    await store.open()  # closed with the server; what it holds stays
+    assert text_of(await store.load("w1/n1")) == "server-side edit"
 
 
 async def test_store_outage_keeps_editing_and_loses_nothing_once_it_is_back(
