@@ -73,6 +73,8 @@ class GroupCommit:
         # idle server has no flush timer, a busy one one per interval.
         self._timer: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
+        # Rooms whose compaction under way stores changes no log holds (`_compact`).
+        self._storing_state: set[str] = set()
         self._flusher: asyncio.Task[None] | None = None
         self.store_healthy = True
         self.store_failures = 0
@@ -113,9 +115,11 @@ class GroupCommit:
         if len(live.pending) >= self._limits.max_pending_per_room:
             # The store is down or slow. The document itself holds every update, so the
             # backlog collapses into "write a snapshot" and memory stays bounded by documents.
+            # New lists, not cleared ones: an append in flight took its updates from the old
+            # ones, and must not count what is queued after this as written (`flush`).
             self._pending_count -= len(live.pending)
-            live.pending.clear()
-            live.pending_authors.clear()
+            live.pending = []
+            live.pending_authors = []
             live.unsaved_state = True
             live.saved_echoes.need_snapshot()
             log.warning(
@@ -137,8 +141,14 @@ class GroupCommit:
             needs_snapshot = not live.pending
         else:
             # Already in the log (before what is queued now), unless the room holds changes
-            # no log here has: then the next flush stores them, and the echo with them.
-            needs_snapshot = live.unsaved_state or live.remote_changes_at is not None
+            # no log here has: then the next flush stores them, and the echo with them. A
+            # compaction under way storing such changes may still fail, and one that started
+            # before this echo does not release it: the next one must.
+            needs_snapshot = (
+                live.unsaved_state
+                or live.remote_changes_at is not None
+                or live.room_id in self._storing_state
+            )
             if needs_snapshot:
                 live.unsaved_state = True
         position = live.written_updates + len(live.pending)
@@ -202,7 +212,8 @@ class GroupCommit:
             while self._dirty:
                 batch: list[LoggedUpdate] = []
                 authors: list[tuple[LiveRoom, set[str]]] = []
-                taken: list[tuple[LiveRoom, int]] = []
+                # Each room, how many of its queued updates the batch holds, and the queue.
+                taken: list[tuple[LiveRoom, int, list[bytes]]] = []
                 for live in list(self._dirty.values()):
                     room_budget = self._limits.flush_max_batch - len(batch)
                     if room_budget <= 0:
@@ -217,25 +228,30 @@ class GroupCommit:
                             strict=True,
                         )
                     )
-                    taken.append((live, count))
+                    taken.append((live, count, live.pending))
                     if live.authors_new:
                         authors.append((live, set(live.authors_new)))
                 if batch or authors:
                     pairs = [(live.room_id, user) for live, users in authors for user in users]
-                    writers = {live.room_id: live.writer for live, _ in taken}
+                    writers = {live.room_id: live.writer for live, _, _ in taken}
                     await self._append(batch, pairs, writers)
                 for live, users in authors:
                     live.authors_recorded |= users
                     live.authors_new -= users
-                for live, count in taken:
+                for live, count, queue in taken:
+                    live.logged_updates += count
+                    if live.pending is not queue:
+                        # Its backlog collapsed meanwhile: what the batch took is gone from
+                        # the queue and the count already, and only a snapshot stores the
+                        # echoes waiting then; updates queued since start a new count.
+                        continue
                     del live.pending[:count]
                     del live.pending_authors[:count]
-                    live.logged_updates += count
                     live.written_updates += count
                     self._pending_count -= count
                     if live.saved_echoes:
                         self._saved(live, live.saved_echoes.take_written(live.written_updates))
-                for live, _ in taken:
+                for live, _, _ in taken:
                     if (
                         live.unsaved_state
                         or live.logged_updates >= self._limits.compact_after_updates
@@ -284,11 +300,14 @@ class GroupCommit:
     async def _compact(self, live: LiveRoom) -> None:
         if live.logged_updates == 0 and not live.unsaved_state and live.remote_changes_at is None:
             return
+        storing_state = live.unsaved_state or live.remote_changes_at is not None
         # Cleared before the await: a change arriving meanwhile sets them again.
         live.unsaved_state = False
         remote_changes_at, live.remote_changes_at = live.remote_changes_at, None
         # The state encoded below holds every update echoes were added for so far.
         saved_below = live.saved_echoes.next_serial
+        if storing_state:
+            self._storing_state.add(live.room_id)
         try:
             held = Held(live.writer, live.loaded)
             await self._store.compact(live.room_id, live.room.encode_state(), held)
@@ -299,6 +318,8 @@ class GroupCommit:
             self.store_healthy = False
             self.store_failures += 1
             raise
+        finally:
+            self._storing_state.discard(live.room_id)
         self.store_healthy = True
         live.logged_updates = 0
         # What it was loaded from is merged into the snapshot or deleted: the writer's own.

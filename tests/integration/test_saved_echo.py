@@ -3,7 +3,9 @@ Update message, only once the store holds it; nobody else gets anything more."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pycrdt import Doc, Map, Text, create_sync_message
 
 from collab.errors import StoreError
-from collab.protocol.messages import update_payload
+from collab.protocol.messages import encode_update, update_payload
 from collab.store.base import Held, StoredDocument
 from collab.store.memory import MemoryStore
 from collab.web.keys import ROOMS, STORE
@@ -83,13 +85,18 @@ async def saved_echoes_metric(server: RunningServer) -> float:
 
 
 class FlakyStore(MemoryStore):
-    """A memory store whose compactions fail while `fail_compactions` is set (appends go on)."""
+    """A memory store whose compactions fail while `fail_compactions` is set (appends go on),
+    and whose appends or compactions wait while their gate is armed (a slow store)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.fail_compactions = False
         self.failed_compactions = 0
         self.appends = 0
+        self.append_gate: asyncio.Event | None = None
+        self.appends_waiting = 0
+        self.compact_gate: asyncio.Event | None = None
+        self.compactions_waiting = 0
 
     async def append_updates(
         self,
@@ -97,10 +104,16 @@ class FlakyStore(MemoryStore):
         authors: Collection[tuple[str, str]] = (),
         writers: Mapping[str, int] | None = None,
     ) -> None:
+        if (gate := self.append_gate) is not None:
+            self.appends_waiting += 1
+            await gate.wait()
         await super().append_updates(batch, authors, writers)
         self.appends += 1
 
     async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
+        if (gate := self.compact_gate) is not None:
+            self.compactions_waiting += 1
+            await gate.wait()
         if self.fail_compactions:
             self.failed_compactions += 1
             raise StoreError("compaction refused for the test")
@@ -323,6 +336,98 @@ async def test_a_collapsed_backlog_is_echoed_only_after_its_snapshot_is_stored(
         await saver.wait_until(lambda: len(updates_received(saver)) == 6, what="the echo")
         assert updates_received(saver)[-1:] == updates_sent(saver)
         assert text_stored(await store.load(ROOM)) == "0123ef"
+
+
+async def test_an_edit_queued_after_a_collapse_during_an_append_waits_for_its_own_write(
+    start_server: StartServer,
+) -> None:
+    """The backlog collapses while an append is in flight; the saved edit queued after the
+    collapse is not in that append, so its end must not count it written: when the snapshot
+    then fails, there is no echo until a write holds the edit."""
+    store = FlakyStore()
+    settings = make_settings(room_grace_s=60, store_backlog_per_room=3, flush_interval_ms=10)
+    server = await start_server(settings, store=store)
+    manager = server.app[ROOMS]
+    async with (
+        YClient.connect(saved_url(server)) as saver,
+        YClient.connect(server.doc_url(sub="u2")) as plain,
+    ):
+        await saver.wait_synced()
+        await plain.wait_synced()
+        store.append_gate = asyncio.Event()
+        await append_text(plain, [saver], "a")
+        await eventually(lambda: store.appends_waiting == 1, what="an append in flight")
+        for word in ("b", "c", "d"):  # "d" collapses the backlog
+            await append_text(plain, [saver], word)
+        live = manager.get(ROOM)
+        assert live is not None
+        assert live.unsaved_state
+        assert not live.pending
+        await append_text(saver, [plain], "X")
+        assert live.pending
+        store.fail_compactions = True
+        store.append_gate.set()
+        store.append_gate = None
+        await eventually(lambda: store.failed_compactions > 0, what="a failed compaction")
+        await round_trip(saver)
+        stored = text_stored(await store.load(ROOM))
+        assert "X" not in stored, stored
+        assert updates_received(saver)[-1:] != updates_sent(saver)[-1:]
+
+        store.fail_compactions = False
+        await saver.wait_until(
+            lambda: updates_received(saver)[-1:] == updates_sent(saver)[-1:], what="the echo"
+        )
+        assert text_stored(await store.load(ROOM)) == "abcdX"
+        assert manager.pending_updates == 0
+
+
+async def test_an_update_resent_while_a_backup_of_remote_changes_is_under_way_waits_for_it(
+    start_server: StartServer,
+) -> None:
+    """Instance B holds an edit that reached it over the bus from A, which died before its
+    flush: B's backup compaction stores it. The user's device sends the edit again to B
+    while that compaction is under way, and the compaction fails: the echo must wait for a
+    compaction that stores the edit."""
+    store_a, store_b = MemoryStore(), FlakyStore()
+    a = await start_server(make_settings(room_grace_s=60, flush_interval_ms=10), store=store_a)
+    b = await start_server(make_settings(room_grace_s=60, flush_interval_ms=10), store=store_b)
+    try:
+        async with YClient.connect(b.doc_url(sub="u2")) as plain:
+            await plain.wait_synced()
+            async with YClient.connect(saved_url(a)) as saver:
+                await saver.wait_synced()
+                store_a.fail_with = StoreError("instance A dies before its flush")
+                await append_text(saver, [plain], "a")
+                [edit] = updates_sent(saver)
+            live = b.app[ROOMS].get(ROOM)
+            assert live is not None
+            changed_at = live.remote_changes_at
+            assert changed_at is not None
+            # B backs the change up at its next flush from `remote_backup_s` (2 s) on.
+            await eventually(
+                lambda: time.monotonic() - changed_at > 2.1, what="the backup due", timeout=10
+            )
+            store_b.compact_gate = asyncio.Event()
+            await append_text(plain, [], "p")
+            await eventually(lambda: store_b.compactions_waiting > 0, what="the backup under way")
+            async with YClient.connect(saved_url(b)) as again:
+                await again.wait_synced()
+                await again.send_raw(encode_update(edit))
+                await round_trip(again)
+                store_b.fail_compactions = True
+                store_b.compact_gate.set()
+                store_b.compact_gate = None
+                await eventually(lambda: store_b.failed_compactions >= 2, what="a failed retry")
+                await round_trip(again)
+                assert "a" not in text_stored(await store_b.load(ROOM))
+                assert updates_received(again) == []
+
+                store_b.fail_compactions = False
+                await again.wait_until(lambda: updates_received(again), what="the echo")
+                assert "a" in text_stored(await store_b.load(ROOM))
+    finally:
+        store_a.fail_with = None  # lets A shut down
 
 
 async def test_echoes_waiting_for_a_store_that_is_down_stay_bounded(
