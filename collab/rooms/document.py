@@ -213,8 +213,23 @@ class DocumentRoom:
         if isinstance(origin, PeerOrigin):
             return [Reply(origin.peer_id, frame)]
         if isinstance(origin, BusOrigin):
+            if self._lacks_some_of(state_vector):
+                # The other instance holds changes this one lacks. Its step 1 was sent
+                # because it missed messages (a reconnection, a gap); ours may have gone
+                # unheard (published while it was not subscribed), and what it published
+                # meanwhile may have been dropped from its bounded queue: ask again.
+                return [Publish(frame), Publish(encode_sync_step1(self.doc.get_state()))]
             return [Publish(frame)]
         return []
+
+    def _lacks_some_of(self, state_vector: bytes) -> bool:
+        """Whether a peer with `state_vector` holds changes this document lacks."""
+        try:
+            theirs = read_state_vector(state_vector)
+        except InvalidUpdate:
+            return False
+        ours = read_state_vector(self.doc.get_state())
+        return any(clock > ours.get(client, 0) for client, clock in theirs.items())
 
     def _full_state_sync_step2(self) -> bytes:
         cached = self._full_state_step2

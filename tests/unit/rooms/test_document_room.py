@@ -166,6 +166,30 @@ def test_step1_from_the_bus_is_answered_on_the_bus() -> None:
     assert text_of(message.update) == "shared"
 
 
+def test_step1_from_the_bus_that_holds_more_is_answered_and_asked_in_turn() -> None:
+    """Another instance whose step 1 shows changes this room lacks gets its step 2 and this
+    room's step 1: it resynced after missing messages, and what it published meanwhile may
+    be lost. One that holds nothing more gets the step 2 alone (no endless exchange)."""
+    room = joined_room("alice")
+    room.receive(Update(edit("shared", client_id=1)), ServerOrigin())
+    other = Doc()
+    other.apply_update(room.doc.get_update())
+    other.apply_update(edit(" and more", base=other.get_update(), client_id=2))
+
+    answer, question = room.receive(SyncStep1(other.get_state()), BusOrigin())
+    assert isinstance(answer, Publish) and isinstance(question, Publish)
+    assert isinstance(decode_message(answer.frame), SyncStep2)
+    asked = decode_message(question.frame)
+    assert isinstance(asked, SyncStep1)
+    assert asked.state_vector == room.doc.get_state()
+
+    behind = Doc()
+    (only_answer,) = room.receive(SyncStep1(behind.get_state()), BusOrigin())
+    assert isinstance(decode_message(only_answer.frame), SyncStep2)
+    (same,) = room.receive(SyncStep1(room.doc.get_state()), BusOrigin())
+    assert isinstance(decode_message(same.frame), SyncStep2)
+
+
 def test_step1_with_an_invalid_state_vector_is_refused() -> None:
     """A state vector pycrdt cannot decode raises ProtocolError."""
     room = joined_room("alice")
