@@ -16,7 +16,9 @@ import html
 import re
 from typing import Any
 
-from pycrdt import Array, Doc, Map, Text, XmlFragment, XmlText
+from pycrdt import Array, Doc, Map, XmlFragment
+
+from collab.rooms.note_fields import assignees_of
 
 # User ids are JWT `sub` values; in text we accept the URL-safe characters ids use.
 _MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9][A-Za-z0-9._~-]{0,255})")
@@ -39,13 +41,12 @@ def mentioned_users(doc: Doc[Any]) -> set[str]:
 
 
 def assigned_users(doc: Doc[Any]) -> set[str]:
-    """User ids in the note's `meta.assignees` (non-string entries are ignored)."""
+    """User ids in the note's `meta.assignees`, as the catalog lists them: the first
+    MAX_ASSIGNEES distinct strings or texts (`note_fields.assignees_of`). Read by index: a
+    client may put a million entries there, and XML nodes, which `to_py()` refuses."""
     if "meta" not in doc.keys():
         return set()
     assignees = doc.get("meta", type=Map).get("assignees")
     if not isinstance(assignees, Array):
         return set()
-    # Entry by entry, not `assignees.to_py()`: that raises ValueError on the XML nodes a
-    # client may put in an array. A text entry reads as its string, as `to_py` reads it.
-    found = (str(a) if isinstance(a, Text | XmlText) else a for a in assignees)
-    return {a for a in found if isinstance(a, str) and a}
+    return set(assignees_of(assignees))

@@ -63,7 +63,7 @@ def note_fields(doc: Doc[Any]) -> NoteFields:
         priority=_priority(meta.get("priority")),
         due=None if due is None else due[0],
         due_at=None if due is None else due[1],
-        assignees=_strings(meta.get("assignees"), MAX_ASSIGNEES, MAX_ASSIGNEE_CHARS),
+        assignees=assignees_of(meta.get("assignees")),
         excerpt=_SPACES.sub(" ", text[: EXCERPT_CHARS * 4]).strip()[:EXCERPT_CHARS],
         text=text,
     )
@@ -138,6 +138,12 @@ def _string(value: Any) -> str:
 
 def _clean(value: str, limit: int) -> str:
     return _SPACES.sub(" ", CONTROL_CHARACTERS.sub(" ", value[: limit * 2])).strip()[:limit]
+
+
+def assignees_of(value: Any) -> tuple[str, ...]:
+    """The assignees the catalog lists for a `meta.assignees` value: its first MAX_ASSIGNEES
+    distinct strings (or texts), cleaned, read by index."""
+    return _strings(value, MAX_ASSIGNEES, MAX_ASSIGNEE_CHARS)
 
 
 def _strings(value: Any, count: int, limit: int) -> tuple[str, ...]:

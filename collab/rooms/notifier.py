@@ -99,10 +99,12 @@ class Notifier:
         # Caches of what the store already holds, insertion-ordered so that the oldest entry
         # is dropped first when one is full (`_remember`).
         self._claimed_keys: dict[str, None] = {}
-        # Notes changed since the last check, with who changed them last; one timer checks
-        # them all, so a thousand busy notes cost one wakeup per interval, not a thousand.
-        self._changed: dict[str, tuple[LiveRoom, str | None]] = {}
+        # Notes changed since the last check, with everyone who changed them since; one timer
+        # checks them all, so a thousand busy notes cost one wakeup per interval.
+        self._changed: dict[str, tuple[LiveRoom, set[str | None]]] = {}
         self._next_check: asyncio.TimerHandle | None = None
+        # Notes whose notifications are being written: one at a time per note.
+        self._notifying: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_created: list[Callable[[Notification], None]] = []
         """Told of each notification created on this instance, once it is stored."""
@@ -322,19 +324,24 @@ class Notifier:
         theirs to check."""
         if not change.local:
             return
-        self._changed[change.live.room_id] = (change.live, change.actor)
-        if self._next_check is None:
-            self._next_check = asyncio.get_running_loop().call_later(
-                self._check_interval_s, self._check_changed_notes
-            )
+        self._recheck_later(change.live, {change.actor})
 
     def _check_changed_notes(self) -> None:
         self._next_check = None
         changed, self._changed = self._changed, {}
-        for room_id, (live, actor) in changed.items():
+        for room_id, (live, actors) in changed.items():
+            # Who wrote a mention is known only when one user changed the note since the
+            # last check; with several, it is credited to no one and nobody's is left out
+            # (the mentioned user editing right after must not lose it).
+            actor = next(iter(actors)) if len(actors) == 1 else None
             if live.dropped:
                 # Unloaded since: a room unloads grace_s (10 s) after its last holder left,
                 # long after the check its last change asked for.
+                continue
+            if room_id in self._notifying:
+                # The last check's notifications are still being written (a slow store): this
+                # one waits for the next check rather than piling up beside it.
+                self._recheck_later(live, actors)
                 continue
             try:
                 wanted = _wanted_notifications(live, actor)
@@ -344,17 +351,30 @@ class Notifier:
                 log.exception("note %s: mentions and assignees not checked", room_id)
                 continue
             if wanted:
+                self._notifying.add(room_id)
                 self._spawn(self._notify_all(room_id, actor, wanted, title))
+
+    def _recheck_later(self, live: LiveRoom, actors: set[str | None]) -> None:
+        """Check the note at the next check, crediting what changed to `actors` too."""
+        entry = self._changed.setdefault(live.room_id, (live, set()))
+        entry[1].update(actors)
+        if self._next_check is None:
+            self._next_check = asyncio.get_running_loop().call_later(
+                self._check_interval_s, self._check_changed_notes
+            )
 
     async def _notify_all(
         self, room_id: str, actor: str | None, wanted: list[tuple[str, str]], title: str | None
     ) -> None:
         workspace_id, _, note_id = room_id.partition("/")
-        for kind, user_id in wanted:
-            try:
-                await self._notify_once(workspace_id, note_id, kind, user_id, actor, title)
-            except StoreError as error:
-                log.warning("note %s: %s of %s not notified: %s", room_id, kind, user_id, error)
+        try:
+            for kind, user_id in wanted:
+                try:
+                    await self._notify_once(workspace_id, note_id, kind, user_id, actor, title)
+                except StoreError as error:
+                    log.warning("note %s: %s of %s not notified: %s", room_id, kind, user_id, error)
+        finally:
+            self._notifying.discard(room_id)
 
     async def _notify_once(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -215,3 +216,81 @@ async def test_a_meta_written_as_another_type_has_no_title_and_no_assignees(
     assert await _notified(store, "u2") == [("mention", None)]
     assert await _notified(store, "u3") == []
     assert caplog.records == []
+
+
+async def _edited_together(rooms: RoomManager, body_by_u1: str) -> LiveRoom:
+    """u1 writes `body_by_u1` and u2 gives the note a title, within one check interval."""
+    live = await rooms.acquire("w1/plan")
+    author: Doc[Any] = Doc()
+    author["body"] = XmlFragment([XmlElement("p", contents=[XmlText(body_by_u1)])])
+    await rooms.apply_server_update(live, author.get_update(), actor="u1")
+    titler: Doc[Any] = Doc()
+    titler.apply_update(live.room.encode_state())
+    before = titler.get_state()
+    titler.get("meta", type=Map)["title"] = "Plan"
+    await rooms.apply_server_update(live, titler.get_update(before), actor="u2")
+    return live
+
+
+async def test_a_mention_is_not_credited_to_whoever_edited_the_note_after_its_writer() -> None:
+    """Who wrote a mention is known only when one user changed the note since the last
+    check: with two, the mention names no actor, never the wrong one."""
+    store, notifier, rooms = await _notes()
+    live = await _edited_together(rooms, "ask @u3")
+    await eventually(lambda: _has_notifications(store, "u3"), what="u3 notified")
+    await _close(notifier, rooms, live)
+    (mention,) = await store.list_notifications("u3")
+    assert mention.kind == "mention"
+    assert mention.payload["actor"] is None
+
+
+async def test_a_mentioned_user_editing_right_after_the_mention_is_still_notified() -> None:
+    """u1 mentions u2, and u2 edits the note before the check: u2 is notified all the same
+    (only a note changed by its mentioned user alone is that user's own mention)."""
+    store, notifier, rooms = await _notes()
+    live = await _edited_together(rooms, "ask @u2")
+    await eventually(lambda: _has_notifications(store, "u2"), what="u2 notified")
+    await _close(notifier, rooms, live)
+    assert await _notified(store, "u2") == [("mention", "Plan")]
+
+
+async def test_a_note_whose_notifications_are_still_being_written_is_checked_after() -> None:
+    """While a check's notifications wait for a slow store, later checks of the same note do
+    not start more writers beside it; the note is checked again once they are done."""
+    store, notifier, rooms = await _notes()
+    gate = asyncio.Event()
+    writes_waiting = 0
+    create_once = store.create_notification_once
+
+    async def slow_create_once(key: str, new: NewNotification) -> Notification | None:
+        nonlocal writes_waiting
+        writes_waiting += 1
+        await gate.wait()
+        return await create_once(key, new)
+
+    store.create_notification_once = slow_create_once  # type: ignore[method-assign]
+    live = await _written_by_u1(rooms, _mentioning_u2)
+    await eventually(lambda: writes_waiting == 1, what="the first write waiting")
+    author: Doc[Any] = Doc()
+    author.apply_update(live.room.encode_state())
+    before = author.get_state()
+    author.get("body", type=XmlFragment).children.append(
+        XmlElement("p", contents=[XmlText("and @u3")])
+    )
+    checks = 0
+    check = notifier._check_changed_notes
+
+    def counted_check() -> None:
+        nonlocal checks
+        checks += 1
+        check()
+
+    notifier._check_changed_notes = counted_check  # type: ignore[method-assign]
+    await rooms.apply_server_update(live, author.get_update(before), actor="u1")
+    await eventually(lambda: checks >= 2, what="two checks since the second edit")
+    assert writes_waiting == 1
+    assert "w1/plan" in notifier._changed
+    gate.set()
+    await eventually(lambda: _has_notifications(store, "u3"), what="u3 notified after")
+    await _close(notifier, rooms, live)
+    assert await _notified(store, "u2") == [("mention", None)]
