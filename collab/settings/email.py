@@ -72,8 +72,15 @@ def smtp_url(raw: str) -> SmtpServer | None:
 
 
 def is_address(value: str) -> bool:
-    """Whether `value` is an address digests may be sent to or from."""
-    return len(value) <= MAX_ADDRESS_CHARS and ADDRESS.fullmatch(value) is not None
+    """Whether `value` is an address digests may be sent to or from. Never one holding an
+    RFC 2047 encoded word (`=?…?=`): Python's `email` package decodes those when it writes
+    a header, so `=?utf-8?q?a=3E=2C_eve=40corp.example?=@x.example` became more
+    recipients."""
+    return (
+        len(value) <= MAX_ADDRESS_CHARS
+        and ADDRESS.fullmatch(value) is not None
+        and "=?" not in value
+    )
 
 
 def email_from(raw: str) -> str | None:

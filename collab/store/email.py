@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from collab.settings.email import is_address
 from collab.store.notifications import Notification
 
 MAX_RECIPIENT_WORKSPACES = 100
@@ -114,7 +115,9 @@ def pick_recipient(user_id: str, rows: Sequence[MembershipRow], opted_out: bool)
     recent sighting; the listed name (an owner's, else the token's) of the most recent
     sighting that has one."""
     by_recency = sorted(rows, key=lambda row: row.last_seen_at or "", reverse=True)
-    email = next((row.email for row in rows if row.email), None) or next(
+    # Only addresses the digests send to: one an owner gave before the members API checked
+    # them as strictly must not stop the member's digests.
+    email = next((row.email for row in rows if row.email and is_address(row.email)), None) or next(
         (row.token_email for row in by_recency if row.token_email), None
     )
     names = (row.assigned_name or row.token_name for row in by_recency)

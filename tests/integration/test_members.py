@@ -197,6 +197,12 @@ async def test_autocomplete_by_prefix_of_id_or_name_with_pages(server: RunningSe
         ({"role": "editor", "name": "x" * 201}, "'name'"),
         ({"role": "editor", "name": "a\nb"}, "'name'"),
         ({"role": "editor", "email": "not an address"}, "'email'"),
+        # Addresses the digests would refuse: kept, they stopped the member's digests.
+        ({"role": "editor", "email": "bob@example.com>"}, "'email'"),
+        (
+            {"role": "editor", "email": "=?utf-8?q?a=3E=2C_eve=40corp.example?=@x.example"},
+            "'email'",
+        ),
         ({"role": "editor", "email": 5}, "'email'"),
         ({"role": "editor", "extra": 1}, "unknown field"),
     ],

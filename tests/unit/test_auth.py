@@ -560,6 +560,8 @@ def test_an_address_the_provider_did_not_verify_is_ignored() -> None:
         "Ada <ada@example.com>",
         "ada@example.com\r\nBcc: x@example.com",
         "a" * 250 + "@example.com",
+        # An RFC 2047 encoded word, which Python's email package decodes into a header.
+        "=?utf-8?q?a=3E=2C_eve=40corp.example=2C_b?=@evil.example",
     ],
 )
 def test_an_email_claim_that_is_not_an_address_is_refused(email: object) -> None:

@@ -70,6 +70,17 @@ async def test_an_owners_address_and_name_win_over_the_tokens(store: Database) -
     assert recipient.workspace_ids == ("w1", "w2")
 
 
+async def test_an_owner_given_address_digests_refuse_does_not_hide_the_tokens(
+    store: Database,
+) -> None:
+    """An address an owner gave before the members API checked it as the digests do (one
+    they refuse) is passed over: the token's address is used, not none."""
+    await store.record_seen([seen("u1", "w2", name="Ann", email="token@example.com", minute=5)])
+    await store.put_member("w1", "u1", role="editor", name=None, email="ann@example.com>", at=AT)
+    recipient = await store.email_recipient("u1")
+    assert recipient.email == "token@example.com"
+
+
 async def test_removed_memberships_give_no_address_nor_workspace(store: Database) -> None:
     """A membership an owner removed counts for nothing: its address and workspace are gone."""
     await store.record_seen([seen("u1", "w1", email="a@example.com")])
