@@ -75,12 +75,14 @@ class EmailDigests:
         public_url: str,
         interval_s: float,
         instance_id: str,
+        is_shut_out: Callable[[str], bool] = lambda user_id: False,
         clock: Callable[[], float] = time.time,
         retry_delays_s: Sequence[float] = RETRY_DELAYS_S,
     ) -> None:
         self._store = store
         self._sender = sender
         self._is_online = is_online
+        self._is_shut_out = is_shut_out
         self._signer = signer
         self._email_from = email_from
         self._public_url = public_url
@@ -196,6 +198,11 @@ class EmailDigests:
             log.exception("email digest of %s failed", user_id)
 
     async def _consider(self, user_id: str) -> None:
+        if self._is_shut_out(user_id):
+            # Revoked by the operator: shut out of everything, email included. What stays
+            # unread is listed by the first digest after the revocation ends.
+            self._attempts.pop(user_id, None)
+            return
         recipient = await self._store.email_recipient(user_id)
         if recipient.email is None or recipient.opted_out:
             self._attempts.pop(user_id, None)

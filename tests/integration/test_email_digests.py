@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from pycrdt import Map, XmlElement, XmlFragment, XmlText
 from collab.auth.tokens import Role, mint_token
 from collab.rooms.email_digests import RETRY_DELAYS_S
 from collab.settings import SmtpServer
-from collab.web.keys import DATABASE, EMAIL_DIGESTS
+from collab.web.keys import DATABASE, EMAIL_DIGESTS, VERIFIER
 from tests.conftest import RunningServer, StartServer, make_settings
 from tests.support.live import LiveClient
 from tests.support.metrics import scrape
@@ -301,6 +302,25 @@ async def test_at_most_one_digest_per_interval_and_none_for_what_was_read(
     deployment.advance(INTERVAL_S)
     await deployment.settled()
     assert len(mailbox.messages) == 2
+
+
+async def test_a_revoked_user_gets_no_digest_until_the_revocation_ends(
+    deployment: Deployment, mailbox: Mailbox
+) -> None:
+    """An operator's revocation shuts the user out of email too: what they are sent while
+    revoked is emailed by the first digest after it ends."""
+    server = await deployment.start()
+    await sign_in(server, "u2", email=BOB)
+    revocations = server.app[VERIFIER].revocations
+    revocations.set("u2", time.time() + 3600)
+    await notify(server, "while revoked")
+    await deployment.settled()
+    assert mailbox.messages == []
+    revocations.set("u2", 0)
+    await notify(server, "after")
+    await eventually(lambda: len(mailbox.messages) == 1, what="the digest")
+    await deployment.settled()
+    assert titles(mailbox.messages, ["while revoked", "after"]) == ["after", "while revoked"]
 
 
 async def test_one_instance_sends_each_digest(deployment: Deployment, mailbox: Mailbox) -> None:

@@ -21,7 +21,15 @@ from collab.rooms.smtp import SmtpSender
 from collab.settings.email import smtp_credentials
 from collab.store.email import EmailStore
 from collab.store.rows import format_timestamp
-from collab.web.keys import BUS, EMAIL_DIGESTS, NOTIFIER, PRESENCE, PRESENCE_STORE, SETTINGS
+from collab.web.keys import (
+    BUS,
+    EMAIL_DIGESTS,
+    NOTIFIER,
+    PRESENCE,
+    PRESENCE_STORE,
+    SETTINGS,
+    VERIFIER,
+)
 
 
 def setup_email(app: web.Application, store: EmailStore) -> None:
@@ -44,6 +52,7 @@ def setup_email(app: web.Application, store: EmailStore) -> None:
         raise ConfigError(problems)
     username, password = smtp_credentials(settings)
     hub, presence_store = app[PRESENCE], app[PRESENCE_STORE]
+    revocations = app[VERIFIER].revocations
 
     async def is_online(user_id: str, workspace_ids: Sequence[str]) -> bool:
         if hub.local.is_connected(user_id):
@@ -59,6 +68,7 @@ def setup_email(app: web.Application, store: EmailStore) -> None:
         public_url=settings.public_url,
         interval_s=settings.email_digest_s,
         instance_id=app[BUS].instance_id,
+        is_shut_out=lambda user_id: revocations.revoked_until(user_id) is not None,
     )
     app[EMAIL_DIGESTS] = digests
     app[NOTIFIER].on_created.append(digests.notification_created)
