@@ -6,6 +6,12 @@ upgrades with STARTTLS whenever the server offers it. It logs in when given a us
 sends a password in clear to a host other than the loopback. Every socket operation has a
 timeout, and the whole send another: a server that does not answer costs a worker thread for
 at most that long, never the event loop. `smtplib` and socket errors become `SmtpError`.
+
+A send that runs out of time is abandoned: its socket is shut down, so the worker thread
+stops and the server discards the message it had not received whole, and the caller may send
+it again. Once the message's last line is on its way, the server may already hold it: a send
+whose time runs out then counts as sent (a warning is logged) rather than risk a second copy
+at every retry.
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import smtplib
+import socket
 import ssl
+import threading
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Any, Protocol
 
 from collab.errors import CollabError
 from collab.settings import Secret, SmtpServer
@@ -25,11 +34,75 @@ SMTP_TIMEOUT_S = 30.0
 """Bound on each socket operation of a send (connect, each command)."""
 SEND_TIMEOUT_S = 120.0
 """Bound on a whole send."""
+_END_OF_DATA = b"\r\n.\r\n"
+
+log = logging.getLogger(__name__)
 
 
 class SmtpError(CollabError):
     """The SMTP server could not be reached, refused the login or the message, or was too
     slow."""
+
+
+class _Attempt:
+    """One send, shared by the worker thread and the coroutine that waits for it: once the
+    coroutine gives up, the thread must neither finish the message nor go on waiting."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self.abandoned = False
+        self.message_going = False  # the message's last line is being written, or was
+
+    def connected(self, client: smtplib.SMTP) -> None:
+        with self._lock:
+            self._socket = client.sock
+            abandoned = self.abandoned
+        if abandoned:
+            self._shut(client.sock)
+
+    def before_final_write(self) -> None:
+        """Called by the thread before it writes the end of the message. Raises `SmtpError`
+        when the send was abandoned."""
+        with self._lock:
+            if self.abandoned:
+                raise SmtpError("the send was abandoned")
+            self.message_going = True
+
+    def abandon(self) -> bool:
+        """Give up on the send; returns whether the server may hold the message already."""
+        with self._lock:
+            self.abandoned = True
+            going, sock = self.message_going, self._socket
+        if not going:
+            self._shut(sock)
+        return going
+
+    @staticmethod
+    def _shut(sock: socket.socket | None) -> None:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watched:
+    """An `smtplib` client that tells its `_Attempt` before writing the end of a message."""
+
+    attempt: _Attempt
+
+    def send(self, s: Any) -> None:
+        data = s.encode("ascii") if isinstance(s, str) else s
+        if data.endswith(_END_OF_DATA):
+            self.attempt.before_final_write()
+        super().send(s)  # type: ignore[misc]
+
+
+class _Client(_Watched, smtplib.SMTP):
+    pass
+
+
+class _TlsClient(_Watched, smtplib.SMTP_SSL):
+    pass
 
 
 class MailSender(Protocol):
@@ -60,24 +133,35 @@ class SmtpSender:
         return f"SmtpSender({self.where!r})"
 
     async def send(self, message: EmailMessage) -> None:
+        attempt = _Attempt()
         try:
             async with asyncio.timeout(self._send_timeout_s):
-                await asyncio.to_thread(self._send, message)
+                await asyncio.to_thread(self._send, message, attempt)
         except TimeoutError:
+            if attempt.abandon():
+                log.warning(
+                    "SMTP server %s: no answer within %g s to a message it received whole; "
+                    "counted as sent, not sent again",
+                    self.where,
+                    self._send_timeout_s,
+                )
+                return
             raise SmtpError(
                 f"SMTP server {self.where}: no answer within {self._send_timeout_s:g} s"
             ) from None
 
-    def _send(self, message: EmailMessage) -> None:
+    def _send(self, message: EmailMessage, attempt: _Attempt) -> None:
         """The blocking send, in a worker thread."""
         context = self._tls_context or ssl.create_default_context()
+        client: smtplib.SMTP
         try:
+            host, port = self._server.host, self._server.port
             if self._server.implicit_tls:
-                client: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self._server.host, self._server.port, timeout=self._timeout_s, context=context
-                )
+                client = _TlsClient(host, port, timeout=self._timeout_s, context=context)
             else:
-                client = smtplib.SMTP(self._server.host, self._server.port, timeout=self._timeout_s)
+                client = _Client(host, port, timeout=self._timeout_s)
+            client.attempt = attempt
+            attempt.connected(client)
         except (smtplib.SMTPException, OSError) as error:
             raise self._error("connecting", error) from error
         try:

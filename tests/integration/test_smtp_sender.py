@@ -149,3 +149,69 @@ async def test_a_refused_message_or_an_unreachable_server_raises_smtp_error() ->
     assert handler.received == []
     with pytest.raises(SmtpError, match=f"127.0.0.1:{port}: connecting failed"):
         await SmtpSender(SmtpServer("127.0.0.1", port, implicit_tls=False)).send(a_message())
+
+
+class SlowHandler(Handler):
+    """Answers RCPT, or the end of DATA, after `delay_s`; records when a session ended."""
+
+    def __init__(self, *, slow: str, delay_s: float) -> None:
+        super().__init__()
+        self.slow = slow
+        self.delay_s = delay_s
+        self.answered = asyncio.Event()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.slow == "rcpt":
+            await asyncio.sleep(self.delay_s)
+            self.answered.set()
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.slow == "data":
+            await asyncio.sleep(self.delay_s)
+            self.answered.set()
+        return await super().handle_DATA(server, session, envelope)
+
+
+class ClosingSMTP(SMTP):
+    """aiosmtpd's server, telling when its client's connection is gone."""
+
+    def __init__(self, handler: Any, closed: asyncio.Event) -> None:
+        super().__init__(handler, hostname="localhost")
+        self._lost = closed
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self._lost.set()
+
+
+async def test_a_send_out_of_time_before_the_message_went_is_abandoned_and_delivers_nothing() -> (
+    None
+):
+    """The whole send is bounded; one that runs out of time before the message was written is
+    abandoned: `SmtpError`, its connection closed, and the server never gets the message
+    (its worker thread does not go on to send it, to be sent again by a retry)."""
+    handler = SlowHandler(slow="rcpt", delay_s=1.0)
+    closed = asyncio.Event()
+    async with serving(lambda: ClosingSMTP(handler, closed)) as port:
+        sender = SmtpSender(SmtpServer("127.0.0.1", port, implicit_tls=False), send_timeout_s=0.3)
+        with pytest.raises(SmtpError, match=r"no answer within 0\.3 s"):
+            await sender.send(a_message())
+        await closed.wait()  # nothing more can come on that connection
+    assert handler.received == []
+
+
+async def test_a_send_out_of_time_after_the_message_went_counts_as_sent_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server may hold a message whose last line it received: a send whose time runs
+    out while waiting for its answer counts as sent (logged), so nobody sends it again."""
+    handler = SlowHandler(slow="data", delay_s=1.0)
+    async with serving(lambda: SMTP(handler, hostname="localhost")) as port:
+        sender = SmtpSender(SmtpServer("127.0.0.1", port, implicit_tls=False), send_timeout_s=0.3)
+        await sender.send(a_message())
+        await handler.answered.wait()
+    assert [rcpt for *_, rcpt in handler.received] == [["bob@example.com"]]
+    assert "counted as sent" in caplog.text
