@@ -1,5 +1,5 @@
 // One open note: its Y.Doc on the stock y-websocket provider, the Tiptap editor bound to the
-// `body` XML fragment, remote carets from awareness, and the connection/saved state (saved:
+// `body` XML fragment, remote carets from awareness (checked: remote-carets.js), and the connection/saved state (saved:
 // collab echoed every local edit back once stored, see saved-echo.js). A close
 // code in 4400-4499 (4404: the note was trashed or purged) ends the session: the provider stops
 // reconnecting and `onClosed` is told; other server closes are reported to `onDropped`.
@@ -8,10 +8,9 @@ import { WebsocketProvider } from 'y-websocket'
 import { Editor } from '@tiptap/core'
 import StarterKit from '@tiptap/starter-kit'
 import Collaboration from '@tiptap/extension-collaboration'
-import CollaborationCursor from '@tiptap/extension-collaboration-cursor'
 import { wsOrigin } from './api.js'
 import { MentionSuggestions } from './mentions.js'
-import { h } from './dom.js'
+import { RemoteCarets } from './remote-carets.js'
 import { SavedEcho } from './saved-echo.js'
 
 export class NoteSession {
@@ -33,11 +32,7 @@ export class NoteSession {
       extensions: [
         StarterKit.configure({ history: false }),
         Collaboration.configure({ document: this.doc, field: 'body' }),
-        CollaborationCursor.configure({
-          provider: this.provider,
-          user: { name: session.name, color },
-          render: renderCaret
-        }),
+        RemoteCarets.configure({ awareness: this.provider.awareness, user: { name: session.name, color } }),
         MentionSuggestions({ workspace, token: session.token })
       ],
       editorProps: {
@@ -97,10 +92,4 @@ export class NoteSession {
     this.provider.destroy()
     this.doc.destroy()
   }
-}
-
-function renderCaret (user) {
-  return h('span', { class: 'caret', style: `border-color:${user.color}` },
-    h('span', { class: 'caret-label', testid: 'cursor-label', style: `background-color:${user.color}` }, user.name)
-  )
 }
