@@ -121,45 +121,6 @@ function hostileColorState (cursor) {
 
 const scenarios = {
 
-  // Mallory (an editor of the note) adds blockquotes nested `variant` deep, a structure the
-  // schema allows (blockquote: block+) and the server stores ("Elements may nest to any
-  // depth"). Then bob adds a paragraph and alice types at the end, as in awareness-malformed.
-  async 'deep-body' ({ page, mallory, bob, pageErrors, variant }) {
-    const depth = Number(variant)
-    const body = mallory.doc.getXmlFragment('body')
-    mallory.doc.transact(() => {
-      // Each element is inserted once its parent is in the document: no recursion in Yjs.
-      let outer = new Y.XmlElement('blockquote')
-      body.insert(body.length, [outer])
-      for (let i = 1; i < depth; i++) {
-        const inner = new Y.XmlElement('blockquote')
-        outer.insert(0, [inner])
-        outer = inner
-      }
-      const paragraph = new Y.XmlElement('paragraph')
-      paragraph.insert(0, [new Y.XmlText('DEEP')])
-      outer.insert(0, [paragraph])
-    })
-    await eventually('bob has the nested quote', () => docText(bob.doc).includes('DEEP'))
-    await sleep(3000)
-    appendParagraph(bob.doc, 'BOB-REMOTE-EDIT')
-    const aliceSawBob = await within(6000, async () => (await editorText(page)).includes('BOB-REMOTE-EDIT'))
-    await page.locator('[data-testid="editor"]').click({ position: { x: 5, y: 5 } })
-    await page.keyboard.press('Control+End')
-    await page.keyboard.type(' ALICE-LOCAL', { delay: 10 })
-    const bobSawAlice = await within(6000, () => docText(bob.doc).includes('ALICE-LOCAL'))
-    await sleep(500)
-    const shared = docText(bob.doc)
-    return {
-      alice_saw_bob_edit: aliceSawBob,
-      bob_saw_alice_edit: bobSawAlice,
-      shared_keeps_bob_edit: shared.includes('BOB-REMOTE-EDIT'),
-      shared_keeps_nested_quote: shared.includes('DEEP'),
-      alice_editor_has_nested_quote: (await editorText(page)).includes('DEEP'),
-      page_errors: pageErrors.slice(0, 10)
-    }
-  },
-
   // `early`: the state is set before alice opens the note; otherwise after her editor shows
   // mallory's honest caret.
   async 'awareness-color-css' ({ page, mallory, variant }) {
