@@ -177,7 +177,8 @@ def test_step1_from_the_bus_that_holds_more_is_answered_and_asked_in_turn() -> N
     other.apply_update(edit(" and more", base=other.get_update(), client_id=2))
 
     answer, question = room.receive(SyncStep1(other.get_state()), BusOrigin())
-    assert isinstance(answer, Publish) and isinstance(question, Publish)
+    assert isinstance(answer, Publish)
+    assert isinstance(question, Publish)
     assert isinstance(decode_message(answer.frame), SyncStep2)
     asked = decode_message(question.frame)
     assert isinstance(asked, SyncStep1)
