@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -14,9 +13,9 @@ from collab.bus.memory import MemoryBus
 from collab.protocol.close_codes import CloseCode
 from collab.rooms.manager import RoomLimits, RoomManager
 from collab.rooms.peer import OutboxLimits, Peer
-from collab.store.memory import MemoryStore
 from collab.web.keys import ROOMS
 from tests.conftest import StartServer, make_settings
+from tests.support.stores import ScriptedStore
 from tests.support.transports import ClosingPeerTransport
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient, connect_http_error
@@ -52,29 +51,11 @@ async def test_while_draining_readyz_fails_and_upgrades_are_refused(
         await draining
 
 
-class HeldStore(MemoryStore):
-    """Holds every append until `released` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.released = asyncio.Event()
-        self.appends_started = 0
-
-    async def append_updates(
-        self,
-        batch: Sequence[tuple[str, bytes, str | None]],
-        authors: Collection[tuple[str, str]] = (),
-        writers: Mapping[str, int] | None = None,
-    ) -> None:
-        self.appends_started += 1
-        await self.released.wait()
-        await super().append_updates(batch, authors, writers)
-
-
 async def test_a_slow_flush_does_not_hold_up_the_waves() -> None:
     """With the store stuck, the flush between waves is waited for only until the next wave:
     every wave still closes its peers, and once the store answers the edit is stored."""
-    store = HeldStore()
+    store = ScriptedStore()
+    store.append_gate = asyncio.Event()  # every append waits until it is set
     await store.open()
     bus = MemoryBus()
     await bus.start()
@@ -96,9 +77,9 @@ async def test_a_slow_flush_does_not_hold_up_the_waves() -> None:
     await manager.apply_server_update(live, author.get_update())
     closing = asyncio.create_task(manager.close(drain_s=2.0))
     await eventually(lambda: all(socket.closed for socket in sockets), what="every wave closed")
-    assert store.appends_started == 1
+    assert store.appends_waiting == 1
     assert not closing.done()
-    store.released.set()
+    store.append_gate.set()
     manager.release(live)
     await closing
     assert {(socket.closed or (None,))[0] for socket in sockets} == {CloseCode.SERVICE_RESTART}

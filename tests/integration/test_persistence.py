@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +17,9 @@ from collab.store.sqlite import SqliteStore
 from collab.web.keys import ROOMS
 from tests.conftest import StartServer, make_settings
 from tests.support.rest import rest_call
+from tests.support.stores import ScriptedStore
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient
-
-
-class CountingStore(MemoryStore):
-    """Records the size of every append batch and every compaction."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[int] = []
-        self.compactions = 0
-
-    async def append_updates(
-        self,
-        batch: Sequence[tuple[str, bytes, str | None]],
-        authors: Collection[tuple[str, str]] = (),
-        writers: Mapping[str, int] | None = None,
-    ) -> None:
-        self.batches.append(len(batch))
-        await super().append_updates(batch, authors, writers)
-
-    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
-        self.compactions += 1
-        await super().compact(room_id, state, held)
 
 
 def text_of(stored: StoredDocument, root: str = "t") -> str:
@@ -80,7 +58,7 @@ async def test_updates_are_written_in_bounded_batches_without_waiting_for_the_ti
     start_server: StartServer,
 ) -> None:
     """Group commit: a full batch is written at once, never more than the batch bound."""
-    store = CountingStore()
+    store = ScriptedStore()
     settings = make_settings(flush_interval_ms=60_000, flush_max_batch=10)
     server = await start_server(settings, store=store)
     async with YClient.connect(server.doc_url()) as client:
@@ -96,7 +74,7 @@ async def test_updates_are_written_in_bounded_batches_without_waiting_for_the_ti
 
 async def test_the_log_is_compacted_into_a_snapshot(start_server: StartServer) -> None:
     """Once the log reaches the threshold it becomes one snapshot with the same content."""
-    store = CountingStore()
+    store = ScriptedStore()
     settings = make_settings(compact_after_updates=5, room_grace_s=60)
     server = await start_server(settings, store=store)
     async with YClient.connect(server.doc_url()) as client:
@@ -117,7 +95,7 @@ async def test_the_log_is_compacted_into_a_snapshot(start_server: StartServer) -
 async def test_idle_rooms_are_flushed_and_unloaded(start_server: StartServer) -> None:
     """After the last client leaves and the grace period passes, the room is unloaded and
     its edits are in the store; memory does not grow with documents ever opened."""
-    store = CountingStore()
+    store = ScriptedStore()
     server = await start_server(
         make_settings(room_grace_s=0.05, flush_interval_ms=60_000), store=store
     )
@@ -163,31 +141,10 @@ async def test_closing_the_server_flushes_pending_updates(
         await store.close()
 
 
-class HiccupStore(MemoryStore):
-    """Its next `failures` appends fail (a database restarting under a deploy), then it works."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failures = 0
-        self.failed = 0
-
-    async def append_updates(
-        self,
-        batch: Sequence[tuple[str, bytes, str | None]],
-        authors: Collection[tuple[str, str]] = (),
-        writers: Mapping[str, int] | None = None,
-    ) -> None:
-        if self.failures > 0:
-            self.failures -= 1
-            self.failed += 1
-            raise StoreError("connection to the database was reset")
-        await super().append_updates(batch, authors, writers)
-
-
 async def test_closing_the_server_retries_a_failed_final_flush(start_server: StartServer) -> None:
     """A store write that fails at shutdown is tried again within COLLAB_SHUTDOWN_TIMEOUT_S:
     an edit made over REST has no client holding a copy to send again."""
-    store = HiccupStore()
+    store = ScriptedStore()
     settings = make_settings(flush_interval_ms=60_000, room_grace_s=60, shutdown_timeout_s=10)
     server = await start_server(settings, store=store)
     doc: Doc[Any] = Doc()
@@ -196,9 +153,9 @@ async def test_closing_the_server_retries_a_failed_final_flush(start_server: Sta
         server.http, server.token(), "POST", "/api/v1/docs/w1/n1/updates", data=doc.get_update()
     )
     assert status == 200, body
-    store.failures = 2
+    store.append_failures = 2
     await server.close()
-    assert store.failed == 2
+    assert store.appends_failed == 2
     await store.open()  # closed with the server; what it holds stays
     assert text_of(await store.load("w1/n1")) == "server-side edit"
 
@@ -209,7 +166,7 @@ async def test_store_outage_keeps_editing_and_loses_nothing_once_it_is_back(
     """While the store fails, edits keep flowing between clients, the backlog stays bounded
     (it collapses into a snapshot), /readyz-style health reports it, and every edit is
     stored once the store is back."""
-    store = CountingStore()
+    store = ScriptedStore()
     settings = make_settings(store_backlog_per_room=5, room_grace_s=60)
     server = await start_server(settings, store=store)
     manager = server.app[ROOMS]
@@ -288,7 +245,7 @@ async def test_compactions_let_edits_through_between_rooms() -> None:
 async def test_edits_during_a_store_outage_do_not_hurry_the_retries() -> None:
     """A failed flush is retried after a growing delay; the edits that keep arriving meanwhile
     arm no flush of their own (each would be another failed write to a store that is down)."""
-    store = CountingStore()
+    store = ScriptedStore()
     await store.open()
     bus = MemoryBus()
     await bus.start()

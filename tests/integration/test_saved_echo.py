@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,13 @@ from pycrdt import Doc, Map, Text, create_sync_message
 
 from collab.errors import StoreError
 from collab.protocol.messages import encode_update, update_payload
-from collab.store.base import Held, StoredDocument
+from collab.store.base import StoredDocument
 from collab.store.memory import MemoryStore
 from collab.web.keys import ROOMS, STORE
 from tests.conftest import RunningServer, StartServer, make_settings
 from tests.support.metrics import scrape
 from tests.support.rest import rest_call
+from tests.support.stores import ScriptedStore
 from tests.support.waiting import eventually
 from tests.support.yclient import YClient, connect_http_error
 
@@ -82,42 +83,6 @@ async def saved_echoes_metric(server: RunningServer) -> float:
             if sample.name == "collab_saved_echoes_total":
                 return float(sample.value)
     raise AssertionError("no collab_saved_echoes_total series")
-
-
-class FlakyStore(MemoryStore):
-    """A memory store whose compactions fail while `fail_compactions` is set (appends go on),
-    and whose appends or compactions wait while their gate is armed (a slow store)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fail_compactions = False
-        self.failed_compactions = 0
-        self.appends = 0
-        self.append_gate: asyncio.Event | None = None
-        self.appends_waiting = 0
-        self.compact_gate: asyncio.Event | None = None
-        self.compactions_waiting = 0
-
-    async def append_updates(
-        self,
-        batch: Sequence[tuple[str, bytes, str | None]],
-        authors: Collection[tuple[str, str]] = (),
-        writers: Mapping[str, int] | None = None,
-    ) -> None:
-        if (gate := self.append_gate) is not None:
-            self.appends_waiting += 1
-            await gate.wait()
-        await super().append_updates(batch, authors, writers)
-        self.appends += 1
-
-    async def compact(self, room_id: str, state: bytes, held: Held | None = None) -> None:
-        if (gate := self.compact_gate) is not None:
-            self.compactions_waiting += 1
-            await gate.wait()
-        if self.fail_compactions:
-            self.failed_compactions += 1
-            raise StoreError("compaction refused for the test")
-        await super().compact(room_id, state, held)
 
 
 async def test_a_saved_connection_gets_its_update_back_only_once_the_store_has_it(
@@ -301,7 +266,7 @@ async def test_a_collapsed_backlog_is_echoed_only_after_its_snapshot_is_stored(
     """A saved edit whose backlog collapsed while the store was down (queued before the
     collapse, or the edit that collapsed it) is only in the snapshot still to write:
     appending what came after it does not echo it, the snapshot does."""
-    store = FlakyStore()
+    store = ScriptedStore()
     settings = make_settings(room_grace_s=60, store_backlog_per_room=3)
     server = await start_server(settings, store=store)
     manager = server.app[ROOMS]
@@ -344,7 +309,7 @@ async def test_an_edit_queued_after_a_collapse_during_an_append_waits_for_its_ow
     """The backlog collapses while an append is in flight; the saved edit queued after the
     collapse is not in that append, so its end must not count it written: when the snapshot
     then fails, there is no echo until a write holds the edit."""
-    store = FlakyStore()
+    store = ScriptedStore()
     settings = make_settings(room_grace_s=60, store_backlog_per_room=3, flush_interval_ms=10)
     server = await start_server(settings, store=store)
     manager = server.app[ROOMS]
@@ -389,7 +354,7 @@ async def test_an_update_resent_while_a_backup_of_remote_changes_is_under_way_wa
     flush: B's backup compaction stores it. The user's device sends the edit again to B
     while that compaction is under way, and the compaction fails: the echo must wait for a
     compaction that stores the edit."""
-    store_a, store_b = MemoryStore(), FlakyStore()
+    store_a, store_b = MemoryStore(), ScriptedStore()
     a = await start_server(make_settings(room_grace_s=60, flush_interval_ms=10), store=store_a)
     b = await start_server(make_settings(room_grace_s=60, flush_interval_ms=10), store=store_b)
     try:
