@@ -239,6 +239,7 @@ class RedisBus:
         # connected yet will not subscribe it.
         if room is None or session is None or not session.connection.is_connected:
             return
+        session.dropped(room.channel)
         try:
             await session.send("UNSUBSCRIBE", room.channel)
         except _SessionEnded:

@@ -85,6 +85,8 @@ class _Session:
         self.probe_echo: asyncio.Future[None] | None = None
         self.reader: asyncio.Task[None] | None = None
         self.prober: asyncio.Task[None] | None = None
+        # Channels unsubscribed while `subscribe_all` runs: not counted as subscribed by it.
+        self._dropped: set[bytes] = set()
         self._instance_id = instance_id
         self._probe_channel = probe_channel
         self._on_message = on_message
@@ -136,15 +138,23 @@ class _Session:
             return False
         return all(results)
 
+    def dropped(self, channel: bytes) -> None:
+        """`channel` was unsubscribed on this connection (a room unloaded)."""
+        self._dropped.add(channel)
+
     async def subscribe_all(self, channels: Callable[[], list[bytes]], timeout_s: float) -> None:
         """Subscribe `channels()`, then again whatever it returns that is new, until nothing
-        is; then mark the session ready. Raises `_SessionEnded` or a Redis or OS error."""
+        is; then mark the session ready. A channel unsubscribed meanwhile (a room unloaded,
+        perhaps loaded again) is no longer counted subscribed. Raises `_SessionEnded` or a
+        Redis or OS error."""
         subscribed: set[bytes] = set()
         pending = channels()
         while pending:
+            self._dropped.clear()
             if not await self.subscribe(pending, timeout_s):
                 raise _SessionEnded(self.end_reason or "subscriptions not confirmed in time")
             subscribed.update(pending)
+            subscribed -= self._dropped
             # Rooms the bus subscribed meanwhile; no await between the last check and `ready`.
             pending = [c for c in channels() if c not in subscribed]
         self.ready = True

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from collab.bus import Bus, MemoryBroker, MemoryBus
 from collab.bus.envelope import encode_envelope
 from collab.bus.redis import RedisBus
+from collab.bus.redis_session import _Session
 from collab.errors import BusError
 from tests.support.redis_proxy import FreezableProxy
 from tests.support.redis_server import RedisServer, free_port
@@ -464,3 +465,38 @@ async def test_silently_dead_subscription_is_found_by_the_probe_and_healed(
     a.bus.publish(ROOM, b"after-freeze")
     await wait_for(b, ROOM, b"after-freeze")
     await wait_for(a, ROOM, b"while-frozen")
+
+
+async def test_a_room_unsubscribed_and_subscribed_again_while_connecting_stays_subscribed(
+    redis_server: RedisServer,
+    redis_nodes: RedisNodes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A room unloaded and loaded again while the bus subscribes its rooms after connecting
+    (its UNSUBSCRIBE sent, its new subscription left to that pass) is subscribed when the
+    session is ready: it was counted subscribed by the batch before, and got nothing more
+    from other instances until the next reconnection."""
+    original = _Session.subscribe
+    meddled = False
+
+    async def subscribe_then_reload(
+        self: _Session, channels: list[bytes], timeout_s: float
+    ) -> bool:
+        nonlocal meddled
+        confirmed = await original(self, channels, timeout_s)
+        if not meddled and not self.ready:
+            meddled = True
+            await b.bus.unsubscribe(ROOM)
+            await b.subscribe(ROOM)
+        return confirmed
+
+    monkeypatch.setattr(_Session, "subscribe", subscribe_then_reload)
+    b = Node(RedisBus(redis_server.url, channel_prefix=redis_nodes.prefix, **TEST_TUNING))
+    redis_nodes.nodes.append(b)
+    await b.subscribe(ROOM)  # before the first connection: subscribed by its first pass
+    await b.bus.start()
+    await wait_connected(b)
+    assert meddled
+    a = await redis_nodes.make(redis_server.url)
+    a.bus.publish(ROOM, b"after the reload")
+    await wait_for(b, ROOM, b"after the reload")
