@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import logging
 import time
 import uuid
@@ -92,6 +93,10 @@ class EmailDigests:
         """Unix seconds; tests replace it, and call `wake` after moving it."""
         self._retry_delays_s = tuple(retry_delays_s) or RETRY_DELAYS_S
         self._due: dict[str, float] = {}
+        # `_due` as a heap of (time, user), for the earliest without a sort of every user: an
+        # entry whose time `_due` no longer holds is stale and skipped; a user being sent to
+        # is taken out and put back when done.
+        self._heap: list[tuple[float, str]] = []
         self._attempts: dict[str, int] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
@@ -111,6 +116,7 @@ class EmailDigests:
         self._worker = None
         self._running.clear()
         self._due.clear()
+        self._heap.clear()
 
     def unsubscribe_url(self, user_id: str) -> str:
         return f"{self._public_url}{UNSUBSCRIBE_PATH}?token={self._signer.token_for(user_id)}"
@@ -153,16 +159,33 @@ class EmailDigests:
                 self._overflow_logged = True
                 log.warning("email digests: %d users scheduled; not more", MAX_SCHEDULED_USERS)
             return
-        self._due[user_id] = min(at, self._due.get(user_id, at))
+        earlier = min(at, self._due.get(user_id, at))
+        if self._due.get(user_id) != earlier:
+            self._due[user_id] = earlier
+            heapq.heappush(self._heap, (earlier, user_id))
+            if len(self._heap) > 2 * len(self._due) + 64:
+                self._heap = [(when, user) for user, when in self._due.items()]
+                heapq.heapify(self._heap)
         self._wakeup.set()
+
+    def _earliest(self) -> float | None:
+        """The time of the earliest due user not being sent to; drops stale entries and those
+        of users being sent to (`_finished` puts theirs back)."""
+        heap = self._heap
+        while heap:
+            at, user_id = heap[0]
+            if self._due.get(user_id) == at and user_id not in self._running:
+                return at
+            heapq.heappop(heap)
+        return None
 
     async def _run(self) -> None:
         while True:
             self._start_due()
-            waiting = [at for user, at in self._due.items() if user not in self._running]
+            earliest = self._earliest()
             timeout = None
-            if waiting and len(self._running) < MAX_CONCURRENT_SENDS:
-                timeout = max(0.0, min(waiting) - self.clock())
+            if earliest is not None and len(self._running) < MAX_CONCURRENT_SENDS:
+                timeout = max(0.0, earliest - self.clock())
             try:
                 async with asyncio.timeout(timeout):
                     await self._wakeup.wait()
@@ -172,11 +195,11 @@ class EmailDigests:
 
     def _start_due(self) -> None:
         now = self.clock()
-        for user_id, at in sorted(self._due.items(), key=lambda item: item[1]):
-            if len(self._running) >= MAX_CONCURRENT_SENDS:
+        while len(self._running) < MAX_CONCURRENT_SENDS:
+            at = self._earliest()
+            if at is None or at > now:
                 return
-            if at > now or user_id in self._running:
-                continue
+            _, user_id = heapq.heappop(self._heap)
             del self._due[user_id]
             task = asyncio.create_task(self._attempt(user_id), name=f"email-digest-{user_id}")
             self._running[user_id] = task
@@ -184,6 +207,9 @@ class EmailDigests:
 
     def _finished(self, user_id: str, task: asyncio.Task[None]) -> None:
         self._running.pop(user_id, None)
+        at = self._due.get(user_id)
+        if at is not None:  # scheduled again while it was being sent to
+            heapq.heappush(self._heap, (at, user_id))
         self._wakeup.set()
 
     # -- one user ------------------------------------------------------------------------------

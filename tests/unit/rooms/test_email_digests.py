@@ -146,3 +146,27 @@ async def test_users_online_without_an_address_or_opted_out_get_nothing(
     world.online.clear()
     await world.notify("u2")
     assert len(world.sender.messages) == 1
+
+
+async def test_users_due_at_different_times_are_each_sent_to_when_due(world: World) -> None:
+    """Users scheduled out of order go when each is due, one digest apiece: the earliest
+    first, a later one only once the clock reaches it, and one scheduled again while its
+    digest was held back by the interval goes at the end of the interval."""
+    users = [f"r{number}" for number in range(12)]
+    await world.store.record_seen(
+        [SeenMember("w1", user, None, "editor", AT, f"{user}@example.com") for user in users]
+    )
+    for user in users:
+        await world.notify(user)
+    assert sorted(str(m["To"]) for m in world.sender.messages) == sorted(
+        f"{user}@example.com" for user in users
+    )
+    # Each is now within its interval: a second notification waits for it to end.
+    for user in reversed(users):
+        await world.notify(user, title="again")
+    assert len(world.sender.messages) == 12
+    await world.advance(599)
+    assert len(world.sender.messages) == 12
+    await world.advance(1)
+    assert len(world.sender.messages) == 24
+    assert world.digests.settled()
