@@ -140,8 +140,8 @@ class SmtpSender:
         except TimeoutError:
             if attempt.abandon():
                 log.warning(
-                    "SMTP server %s: no answer within %g s to a message it received whole; "
-                    "counted as sent, not sent again",
+                    "SMTP server %s: no answer within %g s once the message's last line was "
+                    "sent; it may hold the message: counted as sent, not sent again",
                     self.where,
                     self._send_timeout_s,
                 )
