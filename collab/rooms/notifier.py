@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -38,6 +39,11 @@ REPLAY_PAGE = 200
 # Beyond this many ids sent by push since the last replay, a replay moves `synced_id` up.
 MAX_SENT_IDS = 10_000
 MAX_CACHED_KEYS = 100_000
+# Reading a note's mentions is linear in its body (about 16 ms a MB): a note whose check took
+# longer than this is checked again only after this many times as long, so the checks of one
+# big note, edited without pause, hold the event loop at most a twentieth of the time.
+SLOW_CHECK_S = 0.005
+CHECK_SPACING = 20
 
 
 class LiveClient(Protocol):
@@ -105,6 +111,8 @@ class Notifier:
         self._next_check: asyncio.TimerHandle | None = None
         # Notes whose notifications are being written: one at a time per note.
         self._notifying: set[str] = set()
+        # Notes whose last check was slow: the loop time before which they wait (`SLOW_CHECK_S`).
+        self._spaced: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_created: list[Callable[[Notification], None]] = []
         """Told of each notification created on this instance, once it is stored."""
@@ -329,30 +337,51 @@ class Notifier:
     def _check_changed_notes(self) -> None:
         self._next_check = None
         changed, self._changed = self._changed, {}
+        now = time.monotonic()
+        for room_id in [room for room, until in self._spaced.items() if until <= now]:
+            del self._spaced[room_id]
         for room_id, (live, actors) in changed.items():
-            # Who wrote a mention is known only when one user changed the note since the
-            # last check; with several, it is credited to no one and nobody's is left out
-            # (the mentioned user editing right after must not lose it).
-            actor = next(iter(actors)) if len(actors) == 1 else None
             if live.dropped:
-                # Unloaded since: a room unloads grace_s (10 s) after its last holder left,
-                # long after the check its last change asked for.
-                continue
-            if room_id in self._notifying:
-                # The last check's notifications are still being written (a slow store): this
-                # one waits for the next check rather than piling up beside it.
+                continue  # checked as it unloaded (`room_unloaded`)
+            if room_id in self._notifying or room_id in self._spaced:
+                # The last check's notifications are still being written (a slow store), or
+                # the last check was slow (a big note): this one waits for a later check
+                # rather than piling up beside it.
                 self._recheck_later(live, actors)
                 continue
-            try:
-                wanted = _wanted_notifications(live, actor)
-                title = _note_title(live) if wanted else None
-            except Exception:
-                # A bug reading one note must not stop the checks of the others.
-                log.exception("note %s: mentions and assignees not checked", room_id)
-                continue
-            if wanted:
-                self._notifying.add(room_id)
-                self._spawn(self._notify_all(room_id, actor, wanted, title))
+            self._check(live, actors)
+
+    def room_unloaded(self, live: LiveRoom) -> None:
+        """An unload listener: a note changed since its last check is checked now, whatever
+        the spacing of its checks, while its document is still there."""
+        entry = self._changed.get(live.room_id)
+        if entry is None or entry[0] is not live:
+            return
+        del self._changed[live.room_id]
+        self._spaced.pop(live.room_id, None)
+        self._check(live, entry[1])
+
+    def _check(self, live: LiveRoom, actors: set[str | None]) -> None:
+        room_id = live.room_id
+        # Who wrote a mention is known only when one user changed the note since the last
+        # check; with several, it is credited to no one and nobody's is left out (the
+        # mentioned user editing right after must not lose it).
+        actor = next(iter(actors)) if len(actors) == 1 else None
+        started = time.monotonic()
+        try:
+            wanted = _wanted_notifications(live, actor)
+            title = _note_title(live) if wanted else None
+        except Exception:
+            # A bug reading one note must not stop the checks of the others.
+            log.exception("note %s: mentions and assignees not checked", room_id)
+            return
+        finally:
+            took_s = time.monotonic() - started
+            if took_s > SLOW_CHECK_S:
+                self._spaced[room_id] = started + took_s * CHECK_SPACING
+        if wanted:
+            self._notifying.add(room_id)
+            self._spawn(self._notify_all(room_id, actor, wanted, title))
 
     def _recheck_later(self, live: LiveRoom, actors: set[str | None]) -> None:
         """Check the note at the next check, crediting what changed to `actors` too."""

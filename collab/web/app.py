@@ -199,7 +199,11 @@ def create_app(
             catalog.indexer.document_changed,
             history.document_changed,
         ],
-        unload_listeners=[catalog.indexer.room_unloaded, history.room_unloaded],
+        unload_listeners=[
+            notifier.room_unloaded,
+            catalog.indexer.room_unloaded,
+            history.room_unloaded,
+        ],
     )
     catalog.bind(app[ROOMS])
     history.bind(app[ROOMS])

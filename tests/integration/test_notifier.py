@@ -11,8 +11,9 @@ import pytest
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
 
 from collab.bus.memory import MemoryBus
+from collab.rooms import notifier as notifier_module
 from collab.rooms.manager import LiveRoom, RoomLimits, RoomManager
-from collab.rooms.notifier import Notifier, user_room
+from collab.rooms.notifier import CHECK_SPACING, Notifier, user_room
 from collab.store.members import SeenMember
 from collab.store.memory import MemoryStore
 from collab.store.notifications import NewNotification, Notification
@@ -139,7 +140,11 @@ async def _notes() -> tuple[MemoryStore, Notifier, RoomManager]:
     await bus.start()
     notifier = Notifier(store, store, bus, check_interval_s=0.01)
     rooms = RoomManager(
-        store, bus, RoomLimits(flush_interval_s=0.01), listeners=[notifier.document_changed]
+        store,
+        bus,
+        RoomLimits(flush_interval_s=0.01),
+        listeners=[notifier.document_changed],
+        unload_listeners=[notifier.room_unloaded],
     )
     await rooms.start()
     await store.record_seen(
@@ -254,6 +259,20 @@ async def test_a_mentioned_user_editing_right_after_the_mention_is_still_notifie
     assert await _notified(store, "u2") == [("mention", "Plan")]
 
 
+def counting_checks(notifier: Notifier) -> Callable[[], int]:
+    """Count the notifier's checks of changed notes from now on; returns the count's reader."""
+    count = 0
+    check = notifier._check_changed_notes
+
+    def counted_check() -> None:
+        nonlocal count
+        count += 1
+        check()
+
+    notifier._check_changed_notes = counted_check  # type: ignore[method-assign]
+    return lambda: count
+
+
 async def test_a_note_whose_notifications_are_still_being_written_is_checked_after() -> None:
     """While a check's notifications wait for a slow store, later checks of the same note do
     not start more writers beside it; the note is checked again once they are done."""
@@ -277,20 +296,73 @@ async def test_a_note_whose_notifications_are_still_being_written_is_checked_aft
     author.get("body", type=XmlFragment).children.append(
         XmlElement("p", contents=[XmlText("and @u3")])
     )
-    checks = 0
-    check = notifier._check_changed_notes
-
-    def counted_check() -> None:
-        nonlocal checks
-        checks += 1
-        check()
-
-    notifier._check_changed_notes = counted_check  # type: ignore[method-assign]
+    checks = counting_checks(notifier)
     await rooms.apply_server_update(live, author.get_update(before), actor="u1")
-    await eventually(lambda: checks >= 2, what="two checks since the second edit")
+    await eventually(lambda: checks() >= 2, what="two checks since the second edit")
     assert writes_waiting == 1
     assert "w1/plan" in notifier._changed
     gate.set()
     await eventually(lambda: _has_notifications(store, "u3"), what="u3 notified after")
     await _close(notifier, rooms, live)
     assert await _notified(store, "u2") == [("mention", None)]
+
+
+class FakeMonotonic:
+    """`time.monotonic` for the notifier, moved by hand; reading a note takes `read_s`."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def _mention(live: LiveRoom, user: str) -> bytes:
+    author: Doc[Any] = Doc()
+    author.apply_update(live.room.encode_state())
+    before = author.get_state()
+    author.get("body", type=XmlFragment).children.append(
+        XmlElement("p", contents=[XmlText(f"and @{user}")])
+    )
+    return author.get_update(before)
+
+
+async def test_a_note_whose_check_was_slow_is_checked_again_only_after_a_while(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reading a big note's mentions is linear in its body: after a check that took 1 s the
+    note is checked again only 20 s later (CHECK_SPACING), not at every change, and its
+    mentions are notified then; and a note still waiting is checked when it unloads."""
+    clock = FakeMonotonic()
+    monkeypatch.setattr(notifier_module, "time", clock)
+    reads = 0
+    wanted = notifier_module._wanted_notifications
+
+    def slow_read(live: LiveRoom, actor: str | None) -> list[tuple[str, str]]:
+        nonlocal reads
+        reads += 1
+        clock.now += 1.0
+        return wanted(live, actor)
+
+    monkeypatch.setattr(notifier_module, "_wanted_notifications", slow_read)
+    store, notifier, rooms = await _notes()
+    live = await _written_by_u1(rooms, _mentioning_u2)
+    await eventually(lambda: _has_notifications(store, "u2"), what="the first check")
+    assert reads == 1
+    checks = counting_checks(notifier)
+    await rooms.apply_server_update(live, _mention(live, "u3"), actor="u1")
+    await eventually(lambda: checks() >= 3, what="three checks since the change")
+    assert reads == 1  # each found the note spaced
+    assert not await _has_notifications(store, "u3")
+    clock.now += CHECK_SPACING
+    await eventually(lambda: _has_notifications(store, "u3"), what="checked after the spacing")
+    assert reads == 2
+
+    await rooms.apply_server_update(live, _mention(live, "u1x"), actor="u2")
+    await rooms.apply_server_update(live, _mention(live, "u3"), actor="u2")
+    await store.record_seen([SeenMember("w1", "u1x", None, "editor", format_timestamp())])
+    rooms.release(live)
+    await rooms.close()  # unloads the room: its pending check runs then
+    assert reads == 3
+    await eventually(lambda: _has_notifications(store, "u1x"), what="checked as it unloaded")
+    await notifier.close()
