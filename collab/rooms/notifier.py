@@ -332,7 +332,12 @@ class Notifier:
         theirs to check."""
         if not change.local:
             return
-        self._recheck_later(change.live, {change.actor})
+        # On the path of every edit: a set only for a note's first change in an interval.
+        entry = self._changed.get(change.live.room_id)
+        if entry is not None and entry[0] is change.live:
+            entry[1].add(change.actor)
+        else:
+            self._recheck_later(change.live, {change.actor})
 
     def _check_changed_notes(self) -> None:
         self._next_check = None
@@ -385,8 +390,11 @@ class Notifier:
 
     def _recheck_later(self, live: LiveRoom, actors: set[str | None]) -> None:
         """Check the note at the next check, crediting what changed to `actors` too."""
-        entry = self._changed.setdefault(live.room_id, (live, set()))
-        entry[1].update(actors)
+        entry = self._changed.get(live.room_id)
+        if entry is None or entry[0] is not live:  # the room was loaded again since
+            self._changed[live.room_id] = (live, set(actors))
+        else:
+            entry[1].update(actors)
         if self._next_check is None:
             self._next_check = asyncio.get_running_loop().call_later(
                 self._check_interval_s, self._check_changed_notes
