@@ -139,8 +139,10 @@ class _Session:
         return all(results)
 
     def dropped(self, channel: bytes) -> None:
-        """`channel` was unsubscribed on this connection (a room unloaded)."""
-        self._dropped.add(channel)
+        """`channel` was unsubscribed on this connection (a room unloaded); remembered only
+        while `subscribe_all` runs."""
+        if not self.ready:
+            self._dropped.add(channel)
 
     async def subscribe_all(self, channels: Callable[[], list[bytes]], timeout_s: float) -> None:
         """Subscribe `channels()`, then again whatever it returns that is new, until nothing
@@ -157,6 +159,7 @@ class _Session:
             subscribed -= self._dropped
             # Rooms the bus subscribed meanwhile; no await between the last check and `ready`.
             pending = [c for c in channels() if c not in subscribed]
+        self._dropped.clear()
         self.ready = True
 
     async def run(self, client: Redis, *, probe_interval_s: float, probe_timeout_s: float) -> None:

@@ -262,7 +262,8 @@ class GroupCommit:
                         # instances stored, on the event loop; busy rooms reach the threshold
                         # together: let the edits waiting meanwhile through between two.
                         await asyncio.sleep(0)
-                    if not live.pending:
+                    # A snapshot owed since (an echo added while it compacted) keeps it.
+                    if not live.pending and not live.unsaved_state:
                         self._dirty.pop(live.room_id, None)
 
     async def _append(

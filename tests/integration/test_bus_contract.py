@@ -500,3 +500,21 @@ async def test_a_room_unsubscribed_and_subscribed_again_while_connecting_stays_s
     a = await redis_nodes.make(redis_server.url)
     a.bus.publish(ROOM, b"after the reload")
     await wait_for(b, ROOM, b"after the reload")
+
+
+async def test_rooms_unloaded_once_connected_leave_nothing_behind(
+    redis_server: RedisServer,
+    redis_nodes: RedisNodes,
+) -> None:
+    """Unsubscriptions are remembered only while the bus subscribes its rooms after
+    connecting: hundreds of rooms loaded and unloaded later leave nothing in the session."""
+    b = await redis_nodes.make(redis_server.url)
+    for number in range(300):
+        room_id = f"w1/n{number}"
+        await b.subscribe(room_id)
+        await b.bus.unsubscribe(room_id)
+    assert isinstance(b.bus, RedisBus)
+    session = b.bus._session
+    assert session is not None
+    assert session.ready
+    assert session._dropped == set()
