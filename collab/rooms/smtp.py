@@ -50,13 +50,14 @@ class _Attempt:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._socket: socket.socket | None = None
+        # Its socket is read when the send is abandoned: STARTTLS replaces it.
+        self._client: smtplib.SMTP | None = None
         self.abandoned = False
         self.message_going = False  # the message's last line is being written, or was
 
     def connected(self, client: smtplib.SMTP) -> None:
         with self._lock:
-            self._socket = client.sock
+            self._client = client
             abandoned = self.abandoned
         if abandoned:
             self._shut(client.sock)
@@ -73,9 +74,9 @@ class _Attempt:
         """Give up on the send; returns whether the server may hold the message already."""
         with self._lock:
             self.abandoned = True
-            going, sock = self.message_going, self._socket
-        if not going:
-            self._shut(sock)
+            going, client = self.message_going, self._client
+        if not going and client is not None:
+            self._shut(client.sock)
         return going
 
     @staticmethod
@@ -86,15 +87,21 @@ class _Attempt:
 
 
 class _Watched:
-    """An `smtplib` client that tells its `_Attempt` before writing the end of a message."""
+    """An `smtplib` client that tells its `_Attempt` before writing the last line of a
+    message: smtplib writes the body and that line at once, and a server that stops reading
+    in the body has not got the message."""
 
     attempt: _Attempt
 
     def send(self, s: Any) -> None:
         data = s.encode("ascii") if isinstance(s, str) else s
-        if data.endswith(_END_OF_DATA):
-            self.attempt.before_final_write()
-        super().send(s)  # type: ignore[misc]
+        if not data.endswith(_END_OF_DATA):
+            super().send(s)  # type: ignore[misc]
+            return
+        last_line = len(_END_OF_DATA) - 2  # ".\r\n"
+        super().send(data[:-last_line])  # type: ignore[misc]
+        self.attempt.before_final_write()
+        super().send(data[-last_line:])  # type: ignore[misc]
 
 
 class _Client(_Watched, smtplib.SMTP):

@@ -23,6 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from collab.rooms.smtp import SmtpError, SmtpSender
 from collab.settings import Secret, SmtpServer
+from tests.support.waiting import scaled
 
 
 class Handler:
@@ -178,8 +179,10 @@ class SlowHandler(Handler):
 class ClosingSMTP(SMTP):
     """aiosmtpd's server, telling when its client's connection is gone."""
 
-    def __init__(self, handler: Any, closed: asyncio.Event) -> None:
-        super().__init__(handler, hostname="localhost")
+    def __init__(
+        self, handler: Any, closed: asyncio.Event, tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        super().__init__(handler, hostname="localhost", tls_context=tls_context)
         self._lost = closed
 
     def connection_lost(self, error: Exception | None) -> None:
@@ -187,20 +190,75 @@ class ClosingSMTP(SMTP):
         self._lost.set()
 
 
-async def test_a_send_out_of_time_before_the_message_went_is_abandoned_and_delivers_nothing() -> (
-    None
-):
+@pytest.mark.parametrize("starttls", [False, True], ids=["plain", "starttls"])
+async def test_a_send_out_of_time_before_the_message_went_is_abandoned_and_delivers_nothing(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext], starttls: bool
+) -> None:
     """The whole send is bounded; one that runs out of time before the message was written is
-    abandoned: `SmtpError`, its connection closed, and the server never gets the message
-    (its worker thread does not go on to send it, to be sent again by a retry)."""
-    handler = SlowHandler(slow="rcpt", delay_s=1.0)
+    abandoned: `SmtpError`, its connection shut down at once (over STARTTLS too, whose TLS
+    socket replaces the first), and the server never gets the message (its worker thread
+    does not go on to send it, to be sent again by a retry). The server would answer RCPT
+    only after an hour: the connection ends because the sender shut it."""
+    server_tls, client_tls = tls
+    handler = SlowHandler(slow="rcpt", delay_s=3600)
     closed = asyncio.Event()
-    async with serving(lambda: ClosingSMTP(handler, closed)) as port:
-        sender = SmtpSender(SmtpServer("127.0.0.1", port, implicit_tls=False), send_timeout_s=0.3)
+    context = server_tls if starttls else None
+    async with serving(lambda: ClosingSMTP(handler, closed, context)) as port:
+        sender = SmtpSender(
+            SmtpServer("127.0.0.1", port, implicit_tls=False),
+            send_timeout_s=0.3,
+            tls_context=client_tls,
+        )
         with pytest.raises(SmtpError, match=r"no answer within 0\.3 s"):
             await sender.send(a_message())
-        await closed.wait()  # nothing more can come on that connection
+        await asyncio.wait_for(closed.wait(), scaled(10))
     assert handler.received == []
+
+
+class StallingServer(asyncio.Protocol):
+    """Speaks SMTP up to DATA's 354, then stops reading: the body never arrives whole."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.received = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(b"220 localhost ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\r\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\r\n", 1)
+            command = line[:4].upper()
+            if command == b"DATA":
+                self.transport.write(b"354 go ahead\r\n")
+                self.received.extend(self.buffer)
+                self.transport.pause_reading()  # its window fills
+                return
+            self.transport.write(b"250 OK\r\n")
+
+
+async def test_a_send_out_of_time_in_the_middle_of_the_body_is_not_counted_sent() -> None:
+    """smtplib writes a message's body and last line at once: a server that stops reading
+    in the body never got the message, so that send is an `SmtpError` (sent again later),
+    not one counted as sent."""
+    stalling = StallingServer()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: stalling, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    message = a_message()
+    message.set_content("a line of a long digest\n" * 600_000)  # about 14 MB: more than buffers
+    try:
+        sender = SmtpSender(SmtpServer("127.0.0.1", port, implicit_tls=False), send_timeout_s=0.5)
+        with pytest.raises(SmtpError, match=r"no answer within 0\.5 s"):
+            await sender.send(message)
+    finally:
+        stalling.transport.abort()
+        server.close()
+        await server.wait_closed()
+    assert not bytes(stalling.received).endswith(b"\r\n.\r\n")
 
 
 async def test_a_send_out_of_time_after_the_message_went_counts_as_sent_once(
