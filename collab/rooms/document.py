@@ -222,6 +222,18 @@ class DocumentRoom:
             return [Publish(frame)]
         return []
 
+    def resync(self) -> list[Effect]:
+        """What to publish when bus messages may have been lost (a gap, a reconnection): this
+        room's step 1, so the other instances send what it lacks, and its deletions, which a
+        state vector does not show: an instance whose only missed edits were deletions would
+        otherwise never be asked for them."""
+        state = self.doc.get_state()
+        effects: list[Effect] = [Publish(encode_sync_step1(state))]
+        deletions = self.doc.get_update(state)  # no structs: the delete set alone
+        if deletions != EMPTY_UPDATE:
+            effects.append(Publish(encode_update(deletions)))
+        return effects
+
     def _lacks_some_of(self, state_vector: bytes) -> bool:
         """Whether a peer with `state_vector` holds changes this document lacks."""
         try:

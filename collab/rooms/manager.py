@@ -585,7 +585,7 @@ class RoomManager:
         live = self._rooms.get(room_id)
         if live is not None:
             self.bus_resyncs += 1
-            self._bus.publish(room_id, encode_sync_step1(live.room.doc.get_state()))
+            self._execute(live, live.room.resync())
 
     def _execute(self, live: LiveRoom, effects: list[Effect]) -> None:
         for effect in effects:

@@ -4,7 +4,8 @@ After a restart each instance reconnects at its own time. The first one back res
 rooms (a sync step 1 on the bus) while the other is not subscribed yet, so nobody hears it;
 what the other published during the outage may have been dropped from its bounded publish
 queue. The second one's resync, a step 1 showing changes the first lacks, must make the
-first ask again (`DocumentRoom._answer_step1`)."""
+first ask again (`DocumentRoom._answer_step1`); a deletion shows in no state vector, so a
+resync publishes its delete set too (`DocumentRoom.resync`)."""
 
 from __future__ import annotations
 
@@ -68,9 +69,21 @@ async def is_up(bus: RedisBus) -> bool:
     return True
 
 
+async def delete_tail(manager: RoomManager, live: LiveRoom, keep: int) -> None:
+    """Delete all but the first `keep` characters, as a server edit of a fresh client."""
+    doc: Doc[Any] = Doc()
+    doc.apply_update(live.room.encode_state())
+    before = doc.get_state()
+    shared = doc.get("t", type=Text)
+    del shared[keep : len(str(shared))]
+    await manager.apply_server_update(live, doc.get_update(before))
+
+
+@pytest.mark.parametrize("edit", ["insert", "delete"])
 async def test_an_edit_made_during_a_restart_reaches_the_instance_back_first(
-    fresh_redis: RedisServer, proxy: FreezableProxy
+    fresh_redis: RedisServer, proxy: FreezableProxy, edit: str
 ) -> None:
+    """The outage edit is an insertion, or a deletion alone (which no state vector shows)."""
     store = MemoryStore()
     await store.open()
     prefix = f"restart-{uuid.uuid4().hex}:"
@@ -91,8 +104,9 @@ async def test_an_edit_made_during_a_restart_reaches_the_instance_back_first(
         await eventually(lambda: is_up(b_bus), what="B connected")
         a_quiet, b_quiet = await a.acquire(QUIET), await b.acquire(QUIET)
         a_busy, b_busy = await a.acquire(BUSY), await b.acquire(BUSY)
-        await type_text(a, a_quiet, "hello ")
-        await eventually(lambda: text_of(b_quiet) == "hello ", what="relayed before")
+        before = "hello " if edit == "insert" else "hello from A"
+        await type_text(a, a_quiet, before)
+        await eventually(lambda: text_of(b_quiet) == before, what="relayed before")
 
         resyncs_before = a_bus.resyncs_requested
         await fresh_redis.kill()
@@ -102,7 +116,11 @@ async def test_an_edit_made_during_a_restart_reaches_the_instance_back_first(
 
         await eventually(both_down, what="the outage noticed")
         proxy.accepting = False
-        await type_text(b, b_quiet, "from B")
+        if edit == "insert":
+            await type_text(b, b_quiet, "from B")
+        else:
+            await delete_tail(b, b_quiet, keep=len("hello"))
+        expected = text_of(b_quiet)
         for number in range(12):
             await type_text(b, b_busy, f"{number} ")
         await fresh_redis.restart()
@@ -114,9 +132,9 @@ async def test_an_edit_made_during_a_restart_reaches_the_instance_back_first(
         await eventually(lambda: is_up(b_bus), what="B back second")
         await eventually(lambda: text_of(a_busy) == text_of(b_busy), what="the busy room")
         await eventually(lambda: text_of(a_quiet) == text_of(b_quiet), what="the quiet room")
-        assert text_of(a_quiet) == "hello from B"
+        assert text_of(a_quiet) == expected
         await eventually(lambda: not b_quiet.pending, what="B's edits written")
-        assert stored_text(await store.load(QUIET)) == "hello from B"
+        assert stored_text(await store.load(QUIET)) == expected
     finally:
         for manager in managers:
             await manager.close()

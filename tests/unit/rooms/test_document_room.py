@@ -191,6 +191,36 @@ def test_step1_from_the_bus_that_holds_more_is_answered_and_asked_in_turn() -> N
     assert isinstance(decode_message(same.frame), SyncStep2)
 
 
+def test_a_resync_publishes_the_step_1_and_the_deletions_a_state_vector_does_not_show() -> None:
+    """Deleting adds no clock: an instance whose only missed edit was a deletion resyncs with
+    a step 1 equal to the others' state; its delete set goes out beside it."""
+    room = joined_room("alice")
+    room.receive(Update(edit("hello world", client_id=1)), ServerOrigin())
+    other = Doc()
+    other.apply_update(room.doc.get_update())
+    shared = room.doc.get("text", type=Text)
+    del shared[5:11]
+    assert room.doc.get_state() == other.get_state()
+
+    step1, deletions = room.resync()
+    assert isinstance(step1, Publish)
+    assert isinstance(deletions, Publish)
+    asked = decode_message(step1.frame)
+    assert isinstance(asked, SyncStep1)
+    assert asked.state_vector == room.doc.get_state()
+    sent = decode_message(deletions.frame)
+    assert isinstance(sent, Update)
+    other.apply_update(sent.update)
+    assert str(other.get("text", type=Text)) == "hello"
+
+
+def test_a_resync_of_a_room_that_never_deleted_publishes_the_step_1_alone() -> None:
+    room = joined_room("alice")
+    room.receive(Update(edit("hello", client_id=1)), ServerOrigin())
+    (step1,) = room.resync()
+    assert isinstance(decode_message(step1.frame), SyncStep1)
+
+
 def test_step1_with_an_invalid_state_vector_is_refused() -> None:
     """A state vector pycrdt cannot decode raises ProtocolError."""
     room = joined_room("alice")
