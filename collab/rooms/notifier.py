@@ -16,6 +16,7 @@ and only those the note's access lets read it (`can_read`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -109,8 +110,9 @@ class Notifier:
         # checks them all, so a thousand busy notes cost one wakeup per interval.
         self._changed: dict[str, tuple[LiveRoom, set[str | None]]] = {}
         self._next_check: asyncio.TimerHandle | None = None
-        # Notes whose notifications are being written: one at a time per note.
-        self._notifying: set[str] = set()
+        # The task writing each note's notifications: one at a time per note; a later one
+        # (a note checked as it unloads) waits for it.
+        self._writers: dict[str, asyncio.Task[None]] = {}
         # Notes whose last check was slow: the loop time before which they wait (`SLOW_CHECK_S`).
         self._spaced: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -348,7 +350,7 @@ class Notifier:
         for room_id, (live, actors) in changed.items():
             if live.dropped:
                 continue  # checked as it unloaded (`room_unloaded`)
-            if room_id in self._notifying or room_id in self._spaced:
+            if room_id in self._writers or room_id in self._spaced:
                 # The last check's notifications are still being written (a slow store), or
                 # the last check was slow (a big note): this one waits for a later check
                 # rather than piling up beside it.
@@ -385,8 +387,16 @@ class Notifier:
             if took_s > SLOW_CHECK_S:
                 self._spaced[room_id] = started + took_s * CHECK_SPACING
         if wanted:
-            self._notifying.add(room_id)
-            self._spawn(self._notify_all(room_id, actor, wanted, title))
+            before = self._writers.get(room_id)
+            writer = asyncio.create_task(self._notify_all(room_id, actor, wanted, title, before))
+            self._writers[room_id] = writer
+            self._tasks.add(writer)
+            writer.add_done_callback(functools.partial(self._written, room_id))
+
+    def _written(self, room_id: str, writer: asyncio.Task[None]) -> None:
+        self._tasks.discard(writer)
+        if self._writers.get(room_id) is writer:
+            del self._writers[room_id]
 
     def _recheck_later(self, live: LiveRoom, actors: set[str | None]) -> None:
         """Check the note at the next check, crediting what changed to `actors` too."""
@@ -401,17 +411,21 @@ class Notifier:
             )
 
     async def _notify_all(
-        self, room_id: str, actor: str | None, wanted: list[tuple[str, str]], title: str | None
+        self,
+        room_id: str,
+        actor: str | None,
+        wanted: list[tuple[str, str]],
+        title: str | None,
+        before: asyncio.Task[None] | None,
     ) -> None:
+        if before is not None:
+            await asyncio.wait([before])  # its own failures are its own
         workspace_id, _, note_id = room_id.partition("/")
-        try:
-            for kind, user_id in wanted:
-                try:
-                    await self._notify_once(workspace_id, note_id, kind, user_id, actor, title)
-                except StoreError as error:
-                    log.warning("note %s: %s of %s not notified: %s", room_id, kind, user_id, error)
-        finally:
-            self._notifying.discard(room_id)
+        for kind, user_id in wanted:
+            try:
+                await self._notify_once(workspace_id, note_id, kind, user_id, actor, title)
+            except StoreError as error:
+                log.warning("note %s: %s of %s not notified: %s", room_id, kind, user_id, error)
 
     async def _notify_once(
         self,

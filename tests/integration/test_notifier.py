@@ -366,3 +366,37 @@ async def test_a_note_whose_check_was_slow_is_checked_again_only_after_a_while(
     assert reads == 3
     await eventually(lambda: _has_notifications(store, "u1x"), what="checked as it unloaded")
     await notifier.close()
+
+
+async def test_a_note_unloading_while_its_notifications_are_written_waits_for_the_writer() -> None:
+    """A note is checked as it unloads, even while its last check's notifications are still
+    being written (a slow store): the new ones are written after those, never beside them."""
+    store, notifier, rooms = await _notes()
+    gate = asyncio.Event()
+    writing = most_writing = 0
+    create_once = store.create_notification_once
+
+    async def slow_create_once(key: str, new: NewNotification) -> Notification | None:
+        nonlocal writing, most_writing
+        writing += 1
+        most_writing = max(most_writing, writing)
+        try:
+            await gate.wait()
+            return await create_once(key, new)
+        finally:
+            writing -= 1
+
+    store.create_notification_once = slow_create_once  # type: ignore[method-assign]
+    live = await _written_by_u1(rooms, _mentioning_u2)
+    await eventually(lambda: writing == 1, what="the first write waiting")
+    await rooms.apply_server_update(live, _mention(live, "u3"), actor="u1")
+    rooms.release(live)
+    closing = asyncio.create_task(rooms.close())  # unloads the room: it is checked then
+    await eventually(lambda: live.dropped, what="the room unloaded")
+    for _ in range(50):  # what a second writer beside the first needs to reach the store
+        await asyncio.sleep(0)
+    gate.set()
+    await closing
+    await eventually(lambda: _has_notifications(store, "u3"), what="u3 notified after")
+    await notifier.close()
+    assert most_writing == 1
