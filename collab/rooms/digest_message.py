@@ -25,7 +25,11 @@ from collab.store.notifications import Notification
 MAX_NAME_CHARS = 100
 MAX_TITLE_CHARS = 200
 MAX_BODY_CHARS = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Controls, line and paragraph separators, and the bidirectional embeddings, overrides and
+# isolates: a name holding U+202E shows the rest of the line reversed in the mail reader
+# ("Ann\u202egro.live" reads as "Annevil.org"). The marks U+200E/U+200F stay: RTL text needs
+# them, and they reorder nothing but neutral characters.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +160,8 @@ def _text(value: object) -> str | None:
 
 
 def _clean(value: str | None, limit: int) -> str | None:
-    """`value` with control characters as spaces, trimmed and cut to `limit` characters
-    (None when nothing is left)."""
+    """`value` with control and bidirectional-override characters as spaces, trimmed and cut
+    to `limit` characters (None when nothing is left)."""
     if value is None:
         return None
     cleaned = " ".join(_CONTROL.sub(" ", value).split())[:limit]

@@ -142,3 +142,18 @@ def test_an_address_digests_are_not_sent_to_is_refused(address: str) -> None:
     package would rewrite into other recipients (an encoded word)."""
     with pytest.raises(ValueError, match="not a plain address"):
         compose(digest([note("mention", {})], to_address=address), sender="n@example.com")
+
+
+def test_bidirectional_overrides_never_reach_the_mail() -> None:
+    """A name or title holding an override, embedding or isolate (U+202A..E, U+2066..9) would
+    show the rest of its line reversed in the mail reader; they are written as spaces, in
+    the headers and both parts. The marks U+200E/F, which RTL text needs, stay."""
+    spoof = "Ann\u202egro.live\u202c and \u2067x\u2069"
+    notifications = [
+        note("message", {"actor_name": spoof, "title": "Plan\u202d!", "body": "\u200f"})
+    ]
+    message = sent(compose(digest(notifications, to_name=spoof), sender="n@example.com"))
+    plain, html = parts(message)
+    for text in (plain, html, str(message["To"]), str(message["Subject"])):
+        assert not set(text) & set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+    assert "Ann gro.live and x" in plain
