@@ -240,7 +240,7 @@ class DocumentRoom:
             theirs = read_state_vector(state_vector)
         except InvalidUpdate:
             return False
-        ours = read_state_vector(self.doc.get_state())
+        ours = self._clocks
         return any(clock > ours.get(client, 0) for client, clock in theirs.items())
 
     def _full_state_sync_step2(self) -> bytes:
