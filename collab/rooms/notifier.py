@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -334,12 +334,7 @@ class Notifier:
         theirs to check."""
         if not change.local:
             return
-        # On the path of every edit: a set only for a note's first change in an interval.
-        entry = self._changed.get(change.live.room_id)
-        if entry is not None and entry[0] is change.live:
-            entry[1].add(change.actor)
-        else:
-            self._recheck_later(change.live, {change.actor})
+        self._recheck_later(change.live, (change.actor,))
 
     def _check_changed_notes(self) -> None:
         self._next_check = None
@@ -398,8 +393,9 @@ class Notifier:
         if self._writers.get(room_id) is writer:
             del self._writers[room_id]
 
-    def _recheck_later(self, live: LiveRoom, actors: set[str | None]) -> None:
-        """Check the note at the next check, crediting what changed to `actors` too."""
+    def _recheck_later(self, live: LiveRoom, actors: Iterable[str | None]) -> None:
+        """Check the note at the next check, crediting what changed to `actors` too. On the
+        path of every edit: a set is made only for a note's first change in an interval."""
         entry = self._changed.get(live.room_id)
         if entry is None or entry[0] is not live:  # the room was loaded again since
             self._changed[live.room_id] = (live, set(actors))
