@@ -19,17 +19,18 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 from urllib.parse import quote
 
+from collab.rooms.note_fields import CONTROL_CLASS
 from collab.settings.email import is_address
 from collab.store.notifications import Notification
 
 MAX_NAME_CHARS = 100
 MAX_TITLE_CHARS = 200
 MAX_BODY_CHARS = 500
-# Controls, line and paragraph separators, and the bidirectional embeddings, overrides and
+# The catalog's controls and separators, and the bidirectional embeddings, overrides and
 # isolates: a name holding U+202E shows the rest of the line reversed in the mail reader
 # ("Ann\u202egro.live" reads as "Annevil.org"). The marks U+200E/U+200F stay: RTL text needs
 # them, and they reorder nothing but neutral characters.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
+_CONTROL = re.compile(f"[{CONTROL_CLASS}\u202a-\u202e\u2066-\u2069]+")
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,9 @@ MAX_SEARCH_CHARS = 64 * 1024
 # costs no more than this to read.
 MAX_BODY_NODES = 20_000
 
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_CLASS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+"""The characters of `CONTROL_CHARACTERS`, as the inside of a regex character class."""
+CONTROL_CHARACTERS = re.compile(f"[{CONTROL_CLASS}]")
 """What the catalog and the member directory never keep in a text: replaced or refused."""
 _SPACES = re.compile(r"\s+")
 
