@@ -40,6 +40,13 @@ LoggedUpdate = tuple[str, bytes, str | None]
 
 STORE_RETRY_MAX_S = 5.0
 
+
+def store_retry_s(previous_s: float, least_s: float) -> float:
+    """How long to wait before trying a failed store write again: twice the last wait, at
+    least `least_s`, at most STORE_RETRY_MAX_S."""
+    return min(max(previous_s * 2, least_s), STORE_RETRY_MAX_S)
+
+
 SavedListener = Callable[[LiveRoom, list[SavedEcho]], None]
 """Told of the echoes the store now holds, oldest first, on the event loop; must not block."""
 
@@ -197,9 +204,7 @@ class GroupCommit:
                 await self.flush()
                 retry_s = 0.0
             except StoreError as error:
-                retry_s = min(
-                    max(retry_s * 2, self._limits.flush_interval_s * 2, 0.2), STORE_RETRY_MAX_S
-                )
+                retry_s = store_retry_s(retry_s, max(self._limits.flush_interval_s * 2, 0.2))
                 log.warning("store write failed, retrying in %.1f s: %s", retry_s, error)
                 # Replaces the timer a change may have armed meanwhile: the retry waits.
                 self._flush_in(retry_s)

@@ -43,7 +43,7 @@ from collab.protocol.messages import (
 from collab.protocol.updates import UpdateShape
 from collab.protocol.websocket import OutgoingFrame
 from collab.rooms.budget import ApplyBudget
-from collab.rooms.commit import STORE_RETRY_MAX_S, GroupCommit, StoreStats
+from collab.rooms.commit import GroupCommit, StoreStats, store_retry_s
 from collab.rooms.crdt_errors import PartlyApplied
 from collab.rooms.document import DocumentRoom
 from collab.rooms.drain import drain_peers
@@ -81,7 +81,8 @@ log = logging.getLogger(__name__)
 MAX_BUS_BACKLOG = 10_000
 KNOWN_UPDATES_PER_ROOM = 32
 UNCHARGED_APPLY_S = 0.0001
-# At shutdown, a failed store write is tried again after this, then twice as long each time.
+# At shutdown, a failed store write is tried again after this, then twice as long each time
+# (`store_retry_s`).
 FINAL_FLUSH_FIRST_RETRY_S = 0.05
 
 
@@ -172,7 +173,7 @@ class RoomManager:
         """Write what every room holds, retrying a failed write with backoff until
         `deadline`: a database restarting under a deploy answers again a moment later, and
         an edit made over REST has no client holding a copy."""
-        retry_s = FINAL_FLUSH_FIRST_RETRY_S
+        retry_s = 0.0
         while True:
             try:
                 await self._commit.flush()
@@ -188,10 +189,10 @@ class RoomManager:
                         error,
                     )
                     return
+                retry_s = store_retry_s(retry_s, FINAL_FLUSH_FIRST_RETRY_S)
                 wait_s = min(retry_s, left_s)
                 log.warning("final flush failed, retrying in %.1f s: %s", wait_s, error)
                 await asyncio.sleep(wait_s)
-                retry_s = min(retry_s * 2, STORE_RETRY_MAX_S)
 
     async def _between_waves(self, until_next_s: float) -> None:
         """While draining: store what the clients closed so far sent, and unload the rooms
