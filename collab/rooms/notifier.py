@@ -40,7 +40,8 @@ REPLAY_PAGE = 200
 # Beyond this many ids sent by push since the last replay, a replay moves `synced_id` up.
 MAX_SENT_IDS = 10_000
 MAX_CACHED_KEYS = 100_000
-# Reading a note's mentions is linear in its body (about 16 ms a MB): a note whose check took
+# Reading a note's mentions is linear in its body (about 16 ms a MB on the 2-vCPU Intel Xeon
+# VM: loadtests/mention_check_cost.py, RESULTS.md): a note whose check took
 # longer than this is checked again only after this many times as long, so the checks of one
 # big note, edited without pause, hold the event loop at most a twentieth of the time.
 SLOW_CHECK_S = 0.005
