@@ -4,9 +4,10 @@ Update message, only once the store holds it; nobody else gets anything more."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,18 @@ NO_TIMER_MS = 60_000
 
 def saved_url(server: RunningServer, sub: str = "u1") -> str:
     return server.doc_url(sub=sub) + "&saved=1"
+
+
+@contextlib.asynccontextmanager
+async def synced_pair(server: RunningServer) -> AsyncIterator[tuple[YClient, YClient]]:
+    """A `?saved=1` connection of u1 and a plain one of u2, both synced."""
+    async with (
+        YClient.connect(saved_url(server)) as saver,
+        YClient.connect(server.doc_url(sub="u2")) as other,
+    ):
+        await saver.wait_synced()
+        await other.wait_synced()
+        yield saver, other
 
 
 def updates_received(client: YClient) -> list[bytes]:
@@ -92,12 +105,7 @@ async def test_a_saved_connection_gets_its_update_back_only_once_the_store_has_i
     flush that stored it: as the very update it sent, and nothing more reaches the other."""
     server = await start_server(make_settings(flush_interval_ms=NO_TIMER_MS, room_grace_s=60))
     manager, store = server.app[ROOMS], server.app[STORE]
-    async with (
-        YClient.connect(saved_url(server)) as saver,
-        YClient.connect(server.doc_url(sub="u2")) as other,
-    ):
-        await saver.wait_synced()
-        await other.wait_synced()
+    async with synced_pair(server) as (saver, other):
         saver.doc.get("t", type=Text).insert(0, "hello")
         await other.wait_until(lambda: text_of(other.doc) == "hello")
         await round_trip(saver)
@@ -184,12 +192,7 @@ async def test_an_update_the_server_already_has_is_echoed_too(start_server: Star
     """Sending an update again (after a reconnect, say) gets it back once stored, though it
     changes nothing and nobody else hears of it."""
     server = await start_server()
-    async with (
-        YClient.connect(saved_url(server)) as saver,
-        YClient.connect(server.doc_url(sub="u2")) as other,
-    ):
-        await saver.wait_synced()
-        await other.wait_synced()
+    async with synced_pair(server) as (saver, other):
         saver.doc.get("t", type=Text).insert(0, "twice")
         await saver.wait_until(lambda: len(updates_received(saver)) == 1, what="the echo")
         [update] = updates_sent(saver)
@@ -270,12 +273,7 @@ async def test_a_collapsed_backlog_is_echoed_only_after_its_snapshot_is_stored(
     settings = make_settings(room_grace_s=60, store_backlog_per_room=3)
     server = await start_server(settings, store=store)
     manager = server.app[ROOMS]
-    async with (
-        YClient.connect(saved_url(server)) as saver,
-        YClient.connect(server.doc_url(sub="u2")) as plain,
-    ):
-        await saver.wait_synced()
-        await plain.wait_synced()
+    async with synced_pair(server) as (saver, plain):
         store.fail_with = StoreError("database down")
         # Three queued updates fill the backlog; the fourth collapses it.
         writers = [plain, plain, plain, saver] if collapsing else [saver, plain, plain, plain]
@@ -313,12 +311,7 @@ async def test_an_edit_queued_after_a_collapse_during_an_append_waits_for_its_ow
     settings = make_settings(room_grace_s=60, store_backlog_per_room=3, flush_interval_ms=10)
     server = await start_server(settings, store=store)
     manager = server.app[ROOMS]
-    async with (
-        YClient.connect(saved_url(server)) as saver,
-        YClient.connect(server.doc_url(sub="u2")) as plain,
-    ):
-        await saver.wait_synced()
-        await plain.wait_synced()
+    async with synced_pair(server) as (saver, plain):
         store.append_gate = asyncio.Event()
         await append_text(plain, [saver], "a")
         await eventually(lambda: store.appends_waiting == 1, what="an append in flight")
